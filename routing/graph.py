@@ -1,0 +1,207 @@
+"""The immutable road graph and its on-disk format.
+
+A :class:`RoadGraph` is a directed graph in compressed sparse row (CSR) form with
+internal ``int32`` node ids ``0..n-1`` and edge ids ``0..m-1`` (an edge id is the
+arc's position in the forward CSR). External ids (OSM node ids, DIMACS ids) are
+kept in one array and mapped once, at the boundary, through a sorted index.
+
+Travel times are integer **deciseconds** (``time_ds``), at least 1: integers keep
+contraction-hierarchy witness comparisons exact and sums associative, and 0.1 s is
+far below what any dispatcher cares about. The public API converts to seconds.
+
+Every edge is a straight segment between its two end nodes (OSM ways are split at
+every node, TIGER polylines at every vertex), so node coordinates are the whole
+geometry: snapping and route drawing need nothing else.
+
+File format (``*.cadgraph``): an uncompressed NumPy ``.npz`` archive, one member per
+array plus ``meta_json`` (UTF-8 JSON bytes). Uncompressed so that loading is a
+plain read of contiguous arrays (about 0.1 s for NY's 264k nodes). Optional
+``ch_*`` members hold the preprocessed contraction hierarchy.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+
+# Arrays of the graph proper, with their dtypes (checked on load).
+_GRAPH_ARRAYS: dict[str, Any] = {
+    "node_lat": np.float64,
+    "node_lon": np.float64,
+    "node_ext_id": np.int64,
+    "fwd_indptr": np.int64,
+    "fwd_head": np.int32,
+    "edge_tail": np.int32,
+    "edge_time_ds": np.int32,
+    "edge_length_m": np.float64,
+    "edge_class": np.int16,
+    "edge_way_id": np.int64,
+    "edge_twin": np.int32,
+    "bwd_indptr": np.int64,
+    "bwd_tail": np.int32,
+    "bwd_edge": np.int32,
+}
+
+_CH_ARRAYS: dict[str, Any] = {
+    "rank": np.int32,  # rank[node] = contraction order; CH arrays are indexed by rank
+    "up_f_indptr": np.int64,
+    "up_f_head": np.int32,  # arc rank x -> rank y > x, original direction x->y
+    "up_f_time_ds": np.int32,
+    "up_f_length_m": np.float32,
+    "up_b_indptr": np.int64,
+    "up_b_head": np.int32,  # arc rank x -> rank y > x, meaning original y->x
+    "up_b_time_ds": np.int32,
+    "up_b_length_m": np.float32,
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Hierarchy:
+    """A contraction hierarchy over a RoadGraph, indexed by rank (not node id).
+
+    Indexing by rank puts the top of the hierarchy, which every query touches,
+    in a few contiguous cache lines.
+    """
+
+    rank: np.ndarray
+    up_f_indptr: np.ndarray
+    up_f_head: np.ndarray
+    up_f_time_ds: np.ndarray
+    up_f_length_m: np.ndarray
+    up_b_indptr: np.ndarray
+    up_b_head: np.ndarray
+    up_b_time_ds: np.ndarray
+    up_b_length_m: np.ndarray
+    preprocess_s: float = 0.0
+
+    @property
+    def n_up_arcs(self) -> int:
+        return int(self.up_f_head.size + self.up_b_head.size)
+
+
+@dataclass(frozen=True, eq=False)
+class RoadGraph:
+    """Directed road network as CSR arrays. Immutable; share it freely between threads."""
+
+    node_lat: np.ndarray
+    node_lon: np.ndarray
+    node_ext_id: np.ndarray
+    fwd_indptr: np.ndarray
+    fwd_head: np.ndarray
+    edge_tail: np.ndarray
+    edge_time_ds: np.ndarray
+    edge_length_m: np.ndarray
+    edge_class: np.ndarray
+    edge_way_id: np.ndarray
+    edge_twin: np.ndarray  # edge id of head->tail on the same segment, or -1 (one-way)
+    bwd_indptr: np.ndarray
+    bwd_tail: np.ndarray
+    bwd_edge: np.ndarray  # forward edge id of each backward arc
+    class_names: tuple[str, ...]
+    meta: dict[str, Any] = field(default_factory=dict)
+    hierarchy: Hierarchy | None = None
+    _ext_order: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in _GRAPH_ARRAYS:
+            getattr(self, name).setflags(write=False)
+        if self._ext_order is None:
+            # stable so that duplicate external ids (never expected) resolve to the lowest id
+            object.__setattr__(self, "_ext_order", np.argsort(self.node_ext_id, kind="stable"))
+
+    # ---- sizes -------------------------------------------------------------------
+    @property
+    def n_nodes(self) -> int:
+        return int(self.node_lat.size)
+
+    @property
+    def n_edges(self) -> int:
+        return int(self.fwd_head.size)
+
+    @property
+    def edge_head(self) -> np.ndarray:
+        return self.fwd_head
+
+    # ---- id mapping at the boundary --------------------------------------------------
+    def node_ids(self, ext_ids: Any) -> np.ndarray:
+        """Internal node ids for external (OSM / DIMACS) ids; raises KeyError if absent."""
+        ext = np.atleast_1d(np.asarray(ext_ids, dtype=np.int64))
+        order = self._ext_order
+        assert order is not None
+        sorted_ext = self.node_ext_id[order]
+        pos = np.searchsorted(sorted_ext, ext)
+        pos_c = np.minimum(pos, sorted_ext.size - 1)
+        ok = sorted_ext[pos_c] == ext
+        if not ok.all():
+            missing = ext[~ok][:5].tolist()
+            raise KeyError(f"node ids not in graph (outside the largest component?): {missing}")
+        return order[pos_c].astype(np.int32)
+
+    def node_id(self, ext_id: int) -> int:
+        return int(self.node_ids([ext_id])[0])
+
+    def find_edge(self, tail: int, head: int) -> int:
+        """Edge id of tail->head, or -1."""
+        lo, hi = int(self.fwd_indptr[tail]), int(self.fwd_indptr[tail + 1])
+        hits = np.nonzero(self.fwd_head[lo:hi] == head)[0]
+        return int(lo + hits[0]) if hits.size else -1
+
+    def with_hierarchy(self, hierarchy: Hierarchy | None) -> "RoadGraph":
+        kwargs = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "hierarchy"}
+        return RoadGraph(**kwargs, hierarchy=hierarchy)
+
+    def summary(self) -> str:
+        h = self.hierarchy
+        ch = f", CH {h.n_up_arcs:,} upward arcs" if h is not None else ", no CH"
+        return f"{self.n_nodes:,} nodes, {self.n_edges:,} edges{ch}"
+
+    # ---- persistence -------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {name: getattr(self, name) for name in _GRAPH_ARRAYS}
+        meta = dict(self.meta)
+        meta["format_version"] = FORMAT_VERSION
+        meta["class_names"] = list(self.class_names)
+        if self.hierarchy is not None:
+            for name in _CH_ARRAYS:
+                arrays["ch_" + name] = getattr(self.hierarchy, name)
+            meta["ch_preprocess_s"] = self.hierarchy.preprocess_s
+        arrays["meta_json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:  # a file object keeps numpy from appending ".npz"
+            np.savez(fh, **arrays)
+        tmp.replace(path)  # atomic: a worker never sees a half-written graph
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RoadGraph":
+        with np.load(Path(path), allow_pickle=False) as z:
+            meta = json.loads(bytes(z["meta_json"]).decode())
+            if meta.get("format_version") != FORMAT_VERSION:
+                raise ValueError(f"{path}: graph format {meta.get('format_version')}, "
+                                 f"expected {FORMAT_VERSION}; rebuild with `cad graph build`")
+            arrays = {name: z[name].astype(dt, copy=False) for name, dt in _GRAPH_ARRAYS.items()}
+            hierarchy = None
+            if "ch_rank" in z.files:
+                hierarchy = Hierarchy(
+                    **{n: z["ch_" + n].astype(dt, copy=False) for n, dt in _CH_ARRAYS.items()},
+                    preprocess_s=float(meta.get("ch_preprocess_s", 0.0)),
+                )
+        class_names = tuple(meta.pop("class_names"))
+        return cls(**arrays, class_names=class_names, meta=meta, hierarchy=hierarchy)
+
+
+def is_graph_file(path: str | Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return "meta_json.npy" in zf.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
