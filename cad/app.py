@@ -1,0 +1,75 @@
+"""The application factory. Nothing here runs at import: settings, pool and embedded
+PostgreSQL are created in the lifespan of the app that ``create_app`` returns."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+
+import structlog
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import ORJSONResponse
+
+from cad import db
+from cad.embedded_pg import EmbeddedPostgres, mask_url
+from cad.errors import install_error_handlers
+from cad.health import router as health_router
+from cad.logging import configure_logging
+from cad.middleware import RequestContextMiddleware
+from cad.settings import Settings
+
+log = structlog.get_logger("cad.app")
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None, *,
+               extra_routers: Iterable[APIRouter] = ()) -> FastAPI:
+    settings = settings or Settings()
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        embedded: EmbeddedPostgres | None = None
+        url = settings.database_url
+        if url is None:
+            # Reached when the app is served by a bare ASGI server; `cad serve` starts the
+            # cluster itself (before any worker) and passes CAD_DATABASE_URL down.
+            embedded = EmbeddedPostgres(settings.data_dir / "postgres")
+            url = embedded.start()
+        app.state.pool = None
+        try:
+            if settings.migrate_on_start:
+                conn = await db.connect(url)
+                try:
+                    await db.migrate(conn, settings.migrations_dir)
+                finally:
+                    await conn.close()
+            app.state.pool = await db.create_pool(
+                url, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
+                command_timeout=settings.db_command_timeout_s,
+            )
+            log.info("app_started", database=mask_url(url))
+            yield
+        finally:
+            if app.state.pool is not None:
+                with contextlib.suppress(Exception):
+                    await app.state.pool.close()
+            if embedded is not None:
+                embedded.stop()
+
+    app = FastAPI(
+        title="CAD backend",
+        version="0.1.0",
+        summary="Computer-aided dispatch for police, fire and EMS.",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    app.state.settings = settings
+    app.state.pool = None
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.include_router(health_router)
+    for router in extra_routers:
+        app.include_router(router)
+    return app

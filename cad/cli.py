@@ -1,0 +1,137 @@
+"""The `cad` command: serve, database migrations, graph builds."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+
+import typer
+from rich.console import Console
+
+from cad.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Computer-aided dispatch backend.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+app.add_typer(db_app, name="db")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def _mount_optional(module: str, attr: str, name: str, help_text: str) -> None:
+    try:
+        mod = __import__(module, fromlist=[attr])
+    except ImportError:
+        return
+    sub = getattr(mod, attr, None)
+    if sub is not None:
+        app.add_typer(sub, name=name, help=help_text)
+
+
+_mount_optional("routing.cli", "graph_app", "graph", "Road graphs: build and inspect.")
+
+
+@app.command()
+def serve(
+    host: str | None = typer.Option(None, help="Bind address (CAD_HOST)."),
+    port: int | None = typer.Option(None, help="Port (CAD_PORT)."),
+    workers: int | None = typer.Option(None, help="Worker processes (CAD_WORKERS)."),
+) -> None:
+    """Run the HTTP/websocket server. Starts an embedded PostgreSQL when CAD_DATABASE_URL is unset."""
+    import uvicorn
+
+    from cad.embedded_pg import EmbeddedPostgres, EmbeddedUnavailable, mask_url
+    from cad.logging import configure_logging
+
+    overrides = {k: v for k, v in {"host": host, "port": port, "workers": workers}.items()
+                 if v is not None}
+    settings = Settings(**overrides)
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+
+    embedded: EmbeddedPostgres | None = None
+    url = settings.database_url
+    try:
+        if url is None:
+            embedded = EmbeddedPostgres(settings.data_dir / "postgres")
+            try:
+                url = embedded.start()
+            except EmbeddedUnavailable as exc:
+                err.print(f"cad: cannot start the embedded PostgreSQL: {exc}")
+                raise typer.Exit(2) from None
+            out.print(f"Data directory: {embedded.pgdata} ({embedded.backend})")
+        out.print(f"Database: {mask_url(url)}")
+        _run_migrations(url, settings)
+        # Workers build their own Settings from the environment: hand them the database.
+        os.environ["CAD_DATABASE_URL"] = url
+        for key, value in overrides.items():
+            os.environ[f"CAD_{key.upper()}"] = str(value)
+        out.print(f"Serving on http://{settings.host}:{settings.port} "
+                  f"({settings.workers} worker{'s' if settings.workers > 1 else ''})")
+        sys.stdout.flush()
+        # uvicorn re-raises the SIGTERM it caught after draining; make that an exit that
+        # runs our clean-up (stopping the embedded cluster) instead of an abrupt death.
+        signal.signal(signal.SIGTERM, _exit_on_signal)
+        uvicorn.run(
+            "cad.app:create_app", factory=True, host=settings.host, port=settings.port,
+            workers=settings.workers, access_log=False, log_config=None,
+            ws_per_message_deflate=False, proxy_headers=True, timeout_graceful_shutdown=10,
+        )
+    finally:
+        if embedded is not None:
+            embedded.stop()
+            out.print("Embedded PostgreSQL stopped.")
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _run_migrations(url: str, settings: Settings) -> list[str]:
+    from cad import db
+
+    async def go() -> list[str]:
+        conn = await db.connect(url)
+        try:
+            return await db.migrate(conn, settings.migrations_dir)
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(go())
+    except db.MigrationError as exc:
+        err.print(f"cad: migrations refused: {exc}")
+        raise typer.Exit(3) from None
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending migrations (uses the embedded cluster when CAD_DATABASE_URL is unset)."""
+    from cad.embedded_pg import EmbeddedPostgres
+
+    settings = Settings()
+    embedded = None
+    url = settings.database_url
+    try:
+        if url is None:
+            embedded = EmbeddedPostgres(settings.data_dir / "postgres")
+            url = embedded.start()
+        applied = _run_migrations(url, settings)
+        if applied:
+            for name in applied:
+                out.print(f"applied {name}")
+        else:
+            out.print("database is up to date")
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Connection pool and the migration runner."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import orjson
+import structlog
+
+log = structlog.get_logger("cad.db")
+
+# Held while migrating so that several workers starting at once migrate exactly once.
+MIGRATION_LOCK_KEY = 0x43AD_0001
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+class MigrationError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def load_migrations(directory: Path) -> list[Migration]:
+    if not directory.is_dir():
+        raise MigrationError(f"migrations directory {directory} does not exist")
+    found: list[Migration] = []
+    for path in sorted(directory.iterdir()):
+        if path.suffix != ".sql":
+            continue
+        m = _MIGRATION_NAME.match(path.name)
+        if not m:
+            raise MigrationError(f"migration file {path.name} must be named NNNN_lowercase_name.sql")
+        found.append(Migration(int(m.group(1)), path.name, path.read_text()))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise MigrationError("two migration files share a version number")
+    return found
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typ in ("json", "jsonb"):
+        await conn.set_type_codec(
+            typ, schema="pg_catalog",
+            encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads, format="text",
+        )
+
+
+async def connect(url: str) -> asyncpg.Connection:
+    conn = await asyncpg.connect(url)
+    await _init_connection(conn)
+    return conn
+
+
+async def create_pool(url: str, *, min_size: int = 2, max_size: int = 20,
+                      command_timeout: float = 30.0) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        url, min_size=min_size, max_size=max_size, init=_init_connection,
+        command_timeout=command_timeout,
+    )
+    assert pool is not None
+    return pool
+
+
+_LEDGER = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    checksum   text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+async def applied_migrations(conn: asyncpg.Connection) -> dict[int, tuple[str, str]]:
+    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    if not exists:
+        return {}
+    rows = await conn.fetch("SELECT version, name, checksum FROM schema_migrations ORDER BY version")
+    return {r["version"]: (r["name"], r["checksum"]) for r in rows}
+
+
+def check_history(available: list[Migration], applied: dict[int, tuple[str, str]]) -> list[Migration]:
+    """Refuse edited or unknown applied migrations; return the pending ones in order."""
+    by_version = {m.version: m for m in available}
+    for version, (name, checksum) in sorted(applied.items()):
+        m = by_version.get(version)
+        if m is None:
+            raise MigrationError(
+                f"the database has migration {name} which this code does not know: "
+                f"it is newer than this code, or a migration file was removed"
+            )
+        if m.checksum != checksum:
+            raise MigrationError(
+                f"migration {name} was edited after it was applied "
+                f"(database checksum {checksum[:12]}, file checksum {m.checksum[:12]}): "
+                f"restore the original file and add a new migration instead"
+            )
+    return [m for m in available if m.version not in applied]
+
+
+async def migrate(conn: asyncpg.Connection, directory: Path) -> list[str]:
+    """Apply pending migrations, each in its own transaction. Returns the names applied."""
+    available = load_migrations(directory)
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+    try:
+        await conn.execute(_LEDGER)
+        pending = check_history(available, await applied_migrations(conn))
+        done: list[str] = []
+        for m in pending:
+            async with conn.transaction():
+                await conn.execute(m.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                    m.version, m.name, m.checksum,
+                )
+            log.info("migration_applied", migration=m.name)
+            done.append(m.name)
+        return done
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+
+
+async def pending_migrations(conn: asyncpg.Connection, directory: Path) -> list[str]:
+    return [m.name for m in check_history(load_migrations(directory), await applied_migrations(conn))]

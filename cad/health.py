@@ -1,0 +1,45 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from cad.db import MigrationError, pending_migrations
+from cad.errors import problem
+
+router = APIRouter(tags=["health"])
+
+READY_CHECK_TIMEOUT_S = 2.0
+
+
+@router.get("/healthz", summary="Process is alive")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Database reachable and migrations current",
+            responses={503: {"description": "Not ready; the body says why"}})
+async def readyz(request: Request) -> JSONResponse:
+    state = request.app.state
+    pool = getattr(state, "pool", None)
+    if pool is None:
+        return problem(503, "Not ready", "the database pool is not open", reason="database")
+    try:
+        async with asyncio.timeout(READY_CHECK_TIMEOUT_S):
+            async with pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+                pending = await pending_migrations(conn, state.settings.migrations_dir)
+    except MigrationError as exc:
+        return problem(503, "Not ready", str(exc), reason="migrations")
+    except TimeoutError:
+        return problem(503, "Not ready", "the database did not answer in time", reason="database")
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the database means not ready
+        return problem(503, "Not ready", f"the database is unreachable: {type(exc).__name__}",
+                       reason="database")
+    if pending:
+        return problem(503, "Not ready", f"migrations pending: {', '.join(pending)}",
+                       reason="migrations", pending=pending)
+    return JSONResponse({"status": "ready"})

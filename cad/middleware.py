@@ -1,0 +1,123 @@
+"""Pure-ASGI middleware: request ids, access log, body size limit, security headers."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import orjson
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cad.errors import PROBLEM_BASE, PROBLEM_JSON
+
+log = structlog.get_logger("cad.http")
+
+REQUEST_ID_HEADER = "x-request-id"
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _problem_bytes(status: int, title: str, detail: str, path: str, **extra: object) -> bytes:
+    body = {"type": PROBLEM_BASE + title.lower().replace(" ", "-"), "title": title,
+            "status": status, "detail": detail, "instance": path, **extra}
+    return orjson.dumps(body)
+
+
+class RequestContextMiddleware:
+    """Binds a request id (client-supplied if well-formed, else new) to the log context and
+    the response; logs one access line per request; enforces the request body limit."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        supplied = headers.get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
+        request_id = supplied if _VALID_REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, send)
+            return
+
+        path = scope.get("path", "")
+        limit = self.max_body_bytes
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                too_big = int(declared) > limit
+            except ValueError:
+                await self._reject(send, 400, "Bad request", "Content-Length is not a number",
+                                   path, request_id)
+                return
+            if too_big:
+                await self._reject(send, 413, "Payload too large",
+                                   f"request body exceeds the limit of {limit} bytes", path,
+                                   request_id, limit_bytes=limit)
+                return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge
+            return message
+
+        status_holder = {"status": 0}
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                status_holder["status"] = message["status"]
+                hdrs = list(message.get("headers", []))
+                hdrs.append((b"x-request-id", request_id.encode()))
+                hdrs.extend(_SECURITY_HEADERS)
+                message = {**message, "headers": hdrs}
+            await send(message)
+
+        t0 = time.perf_counter()
+        try:
+            await self.app(scope, limited_receive, send_wrapper)
+        except _BodyTooLarge:
+            if not started:
+                await self._reject(send, 413, "Payload too large",
+                                   f"request body exceeds the limit of {limit} bytes", path,
+                                   request_id, limit_bytes=limit)
+                status_holder["status"] = 413
+        finally:
+            log.info("http_request", method=scope.get("method"), path=path,
+                     status=status_holder["status"],
+                     duration_ms=round((time.perf_counter() - t0) * 1000, 2))
+
+    async def _reject(self, send: Send, status: int, title: str, detail: str, path: str,
+                      request_id: str, **extra: object) -> None:
+        body = _problem_bytes(status, title, detail, path, **extra)
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", request_id.encode()), (b"connection", b"close"), *_SECURITY_HEADERS,
+        ]})
+        await send({"type": "http.response.body", "body": body})
+
+
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+]

@@ -1,0 +1,164 @@
+"""Row + event + audit in one transaction: the one easy path for every state change.
+
+    async with unit_of_work(pool, ctx) as uow:
+        row = await uow.conn.fetchrow("UPDATE units SET ... RETURNING *", ...)
+        uow.emit("unit.status_changed", aggregate=("unit", unit_id), data={...})
+        uow.audit("unit.status.change", target=f"unit:{unit_id}")
+    # committed: uow.event_ids holds the new event ids, in commit order
+
+Events and audit records are buffered and written at the end, just before COMMIT, in one
+round trip each, so the event log's commit-order lock is held for as short a time as
+possible. If the block raises, nothing is written; audit records the block declared are then
+written with outcome "failure" (or "denied") in a transaction of their own, so refused actions
+leave a trace too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import structlog
+
+from cad.errors import CADError, Forbidden, Unauthorized
+
+log = structlog.get_logger("cad.uow")
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Who is acting, through which request, from where."""
+
+    actor: str
+    request_id: str | None = None
+    client_addr: str | None = None
+    source: str = "api"  # console | mdt | api | system | import
+    agency: str | None = None
+
+    @classmethod
+    def system(cls, what: str = "system") -> RequestContext:
+        return cls(actor=what, source="system")
+
+
+@dataclass
+class _Event:
+    type: str
+    aggregate_type: str
+    aggregate_id: str
+    data: dict[str, Any]
+    agency: str | None
+
+
+@dataclass
+class _Audit:
+    action: str
+    target: str | None
+    outcome: str
+    details: dict[str, Any]
+
+
+_INSERT_EVENTS = """
+INSERT INTO event_log (type, aggregate_type, aggregate_id, agency, actor, request_id, data)
+SELECT t, at, aid, ag, $5, $6, d
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $7::jsonb[]) AS u(t, at, aid, ag, d)
+RETURNING id
+"""
+
+_INSERT_AUDIT = """
+INSERT INTO audit_log (actor, action, target, outcome, request_id, client_addr, details)
+SELECT $1, a, tg, o, $2, $3, d
+FROM unnest($4::text[], $5::text[], $6::text[], $7::jsonb[]) AS u(a, tg, o, d)
+"""
+
+
+@dataclass
+class UnitOfWork:
+    conn: asyncpg.Connection
+    ctx: RequestContext
+    _events: list[_Event] = field(default_factory=list)
+    _audits: list[_Audit] = field(default_factory=list)
+    event_ids: list[int] = field(default_factory=list)
+    _after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def emit(self, type: str, *, aggregate: tuple[str, Any], data: dict[str, Any] | None = None,
+             agency: str | None = None) -> None:
+        agg_type, agg_id = aggregate
+        self._events.append(_Event(type, agg_type, str(agg_id), data or {}, agency or self.ctx.agency))
+
+    def audit(self, action: str, *, target: str | None = None, outcome: str = "success",
+              details: dict[str, Any] | None = None) -> None:
+        self._audits.append(_Audit(action, target, outcome, details or {}))
+
+    def after_commit(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run ``fn`` once the transaction has committed (never if it rolls back)."""
+        self._after_commit.append(fn)
+
+    async def _flush(self) -> None:
+        if self._audits:
+            await write_audit(self.conn, self.ctx, self._audits)
+        if self._events:
+            ev = self._events
+            rows = await self.conn.fetch(
+                _INSERT_EVENTS,
+                [e.type for e in ev], [e.aggregate_type for e in ev],
+                [e.aggregate_id for e in ev], [e.agency for e in ev],
+                self.ctx.actor, self.ctx.request_id, [e.data for e in ev],
+            )
+            self.event_ids = [r["id"] for r in rows]
+
+
+async def write_audit(conn: asyncpg.Connection, ctx: RequestContext, records: list[_Audit]) -> None:
+    await conn.execute(
+        _INSERT_AUDIT, ctx.actor, ctx.request_id, ctx.client_addr,
+        [r.action for r in records], [r.target for r in records],
+        [r.outcome for r in records], [r.details for r in records],
+    )
+
+
+async def audit_now(pool_or_conn: asyncpg.Pool | asyncpg.Connection, ctx: RequestContext,
+                    action: str, *, target: str | None = None, outcome: str = "success",
+                    details: dict[str, Any] | None = None) -> None:
+    """A stand-alone audit record (reads of personal data, logins, refused requests)."""
+    rec = [_Audit(action, target, outcome, details or {})]
+    if isinstance(pool_or_conn, asyncpg.Pool):
+        async with pool_or_conn.acquire() as conn:
+            await write_audit(conn, ctx, rec)
+    else:
+        await write_audit(pool_or_conn, ctx, rec)
+
+
+@contextlib.asynccontextmanager
+async def unit_of_work(pool: asyncpg.Pool, ctx: RequestContext, *,
+                       isolation: str = "read_committed") -> AsyncIterator[UnitOfWork]:
+    async with pool.acquire() as conn:
+        uow = UnitOfWork(conn, ctx)
+        tx = conn.transaction(isolation=isolation)
+        await tx.start()
+        try:
+            yield uow
+            await uow._flush()
+        except BaseException as exc:
+            await tx.rollback()
+            if uow._audits and isinstance(exc, Exception):
+                await _audit_failure(conn, ctx, uow._audits, exc)
+            raise
+        await tx.commit()
+    for fn in uow._after_commit:
+        try:
+            await fn()
+        except Exception:  # the change is committed; a failed notification must not undo it
+            log.exception("after_commit_failed")
+
+
+async def _audit_failure(conn: asyncpg.Connection, ctx: RequestContext,
+                         declared: list[_Audit], exc: Exception) -> None:
+    outcome = "denied" if isinstance(exc, (Forbidden, Unauthorized)) else "failure"
+    reason = exc.detail if isinstance(exc, CADError) else type(exc).__name__
+    records = [_Audit(a.action, a.target, outcome, {**a.details, "reason": reason}) for a in declared]
+    try:
+        await write_audit(conn, ctx, records)
+    except Exception:
+        log.exception("audit_failure_record_failed")

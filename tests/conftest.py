@@ -1,0 +1,143 @@
+"""Suite-wide fixtures: one PostgreSQL server per run (CAD_TEST_DATABASE_URL or the embedded
+launcher), a migrated template database, and a fresh database per test cloned from it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from cad import db
+from cad.embedded_pg import EmbeddedPostgres
+from cad.settings import REPO_ROOT, Settings
+from tests.support import RunningApp, running_app
+
+MIGRATIONS = REPO_ROOT / "migrations"
+
+
+def _with_db(url: str, name: str) -> str:
+    base, _, rest = url.rpartition("/")
+    query = ("?" + rest.split("?", 1)[1]) if "?" in rest else ""
+    return f"{base}/{name}{query}"
+
+
+def make_private_dir(prefix: str) -> Path:
+    """A temp dir the unprivileged PostgreSQL account can enter (mkdtemp makes 0700)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    url = os.environ.get("CAD_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    root = make_private_dir("cad-test-pg-")
+    embedded = EmbeddedPostgres(root)
+    try:
+        yield embedded.start()
+    finally:
+        embedded.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def _admin(url: str) -> asyncpg.Connection:
+    return await asyncpg.connect(_with_db(url, "postgres"))
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_server_url: str) -> Iterator[str]:
+    name = f"cad_tpl_{uuid.uuid4().hex[:10]}"
+
+    async def create() -> None:
+        admin = await _admin(pg_server_url)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        conn = await db.connect(_with_db(pg_server_url, name))
+        try:
+            await db.migrate(conn, MIGRATIONS)
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    yield name
+
+    async def drop() -> None:
+        admin = await _admin(pg_server_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+    asyncio.run(drop())
+
+
+async def create_test_database(server_url: str, template: str | None) -> str:
+    name = f"cad_t_{uuid.uuid4().hex[:12]}"
+    admin = await _admin(server_url)
+    try:
+        tpl = f' TEMPLATE "{template}"' if template else ""
+        await admin.execute(f'CREATE DATABASE "{name}"{tpl}')
+    finally:
+        await admin.close()
+    return name
+
+
+async def drop_test_database(server_url: str, name: str) -> None:
+    admin = await _admin(server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def database_url(pg_server_url: str, template_db: str) -> AsyncIterator[str]:
+    """A fresh, fully migrated database for this test alone."""
+    name = await create_test_database(pg_server_url, template_db)
+    try:
+        yield _with_db(pg_server_url, name)
+    finally:
+        await drop_test_database(pg_server_url, name)
+
+
+@pytest.fixture
+async def empty_database_url(pg_server_url: str) -> AsyncIterator[str]:
+    """A fresh database with no schema at all."""
+    name = await create_test_database(pg_server_url, None)
+    try:
+        yield _with_db(pg_server_url, name)
+    finally:
+        await drop_test_database(pg_server_url, name)
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await db.create_pool(database_url, min_size=1, max_size=20)
+    try:
+        yield p
+    finally:
+        await p.close()
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(database_url=database_url, data_dir=tmp_path, log_format="json",
+                    db_pool_min=1, db_pool_max=10)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[RunningApp]:
+    async with running_app(settings) as running:
+        yield running

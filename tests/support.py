@@ -1,0 +1,79 @@
+"""Test helpers shared across the suite: a real app on a real port, shared data lookup."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import uvicorn
+from fastapi import APIRouter, FastAPI
+
+from cad.app import create_app
+from cad.settings import REPO_ROOT, Settings
+
+
+@dataclass
+class RunningApp:
+    base_url: str
+    app: FastAPI
+    settings: Settings
+
+    @property
+    def ws_url(self) -> str:
+        return self.base_url.replace("http://", "ws://", 1)
+
+
+@contextlib.asynccontextmanager
+async def running_app(settings: Settings, *, extra_routers: Iterable[APIRouter] = ()
+                      ) -> AsyncIterator[RunningApp]:
+    """Serve the real app with uvicorn on a free loopback port for the duration of the block."""
+    app = create_app(settings, extra_routers=extra_routers)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False,
+                            lifespan="on", ws_per_message_deflate=False)
+    server = uvicorn.Server(config)
+    started = asyncio.Event()
+    original_startup = server.startup
+
+    async def startup(sockets: list | None = None) -> None:
+        await original_startup(sockets=sockets)
+        started.set()
+
+    server.startup = startup  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    waiter = asyncio.create_task(started.wait())
+    done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED, timeout=60)
+    if waiter not in done:
+        waiter.cancel()
+        if task.done():
+            task.result()  # re-raise the start-up error
+        raise RuntimeError("app did not start (lifespan start-up failed; see log)")
+    if server.should_exit:
+        await task
+        raise RuntimeError("app start-up failed (see log)")
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield RunningApp(f"http://127.0.0.1:{port}", app, settings)
+    finally:
+        server.should_exit = True
+        await task
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("CAD_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def require_shared(relative: str) -> Path:
+    """Path of a file in the shared data folder; skip (or fail under CAD_REQUIRE_SHARED_DATA=1)."""
+    path = shared_data_dir() / relative
+    if not path.exists():
+        msg = (f"shared data file {path} is absent (set CAD_SHARED_DATA to the folder holding "
+               f"road/ and calls/)")
+        if os.environ.get("CAD_REQUIRE_SHARED_DATA") == "1":
+            pytest.fail(msg + "; CAD_REQUIRE_SHARED_DATA=1 makes this a failure")
+        pytest.skip(msg)
+    return path
