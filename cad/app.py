@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Iterable
 
 import structlog
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import ORJSONResponse
 
 from cad import db
 from cad.embedded_pg import EmbeddedPostgres, mask_url
@@ -63,7 +62,6 @@ def create_app(settings: Settings | None = None, *,
         version="0.1.0",
         summary="Computer-aided dispatch for police, fire and EMS.",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
     )
     app.state.settings = settings
     app.state.pool = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -16,10 +17,6 @@ log = structlog.get_logger("cad.http")
 
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 def _problem_bytes(status: int, title: str, detail: str, path: str, **extra: object) -> bytes:
@@ -63,25 +60,38 @@ class RequestContextMiddleware:
             if too_big:
                 await self._reject(send, 413, "Payload too large",
                                    f"request body exceeds the limit of {limit} bytes", path,
-                                   request_id, limit_bytes=limit)
+                                   request_id, drain=receive, limit_bytes=limit)
                 return
 
         received = 0
+        status_holder = {"status": 0}
+        started = False
+        rejected = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            # The 413 is sent from here, not raised: frameworks turn exceptions raised while
+            # reading the body into their own 400. The app then sees the client disconnect
+            # and whatever it still tries to send is dropped.
+            nonlocal received, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _BodyTooLarge
+                    rejected = True
+                    if not started:
+                        await self._reject(send, 413, "Payload too large",
+                                           f"request body exceeds the limit of {limit} bytes",
+                                           path, request_id, drain=receive, limit_bytes=limit)
+                        status_holder["status"] = 413
+                    return {"type": "http.disconnect"}
             return message
-
-        status_holder = {"status": 0}
-        started = False
 
         async def send_wrapper(message: Message) -> None:
             nonlocal started
+            if rejected:
+                return
             if message["type"] == "http.response.start":
                 started = True
                 status_holder["status"] = message["status"]
@@ -94,25 +104,47 @@ class RequestContextMiddleware:
         t0 = time.perf_counter()
         try:
             await self.app(scope, limited_receive, send_wrapper)
-        except _BodyTooLarge:
-            if not started:
-                await self._reject(send, 413, "Payload too large",
-                                   f"request body exceeds the limit of {limit} bytes", path,
-                                   request_id, limit_bytes=limit)
-                status_holder["status"] = 413
+        except Exception:
+            if not rejected:
+                raise
         finally:
             log.info("http_request", method=scope.get("method"), path=path,
                      status=status_holder["status"],
                      duration_ms=round((time.perf_counter() - t0) * 1000, 2))
 
     async def _reject(self, send: Send, status: int, title: str, detail: str, path: str,
-                      request_id: str, **extra: object) -> None:
+                      request_id: str, *, drain: Receive | None = None, **extra: object) -> None:
         body = _problem_bytes(status, title, detail, path, **extra)
         await send({"type": "http.response.start", "status": status, "headers": [
             (b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode()),
             (b"x-request-id", request_id.encode()), (b"connection", b"close"), *_SECURITY_HEADERS,
         ]})
+        if drain is not None:
+            # Before the response completes: the server stops reading once it has.
+            await _drain(drain)
         await send({"type": "http.response.body", "body": body})
+
+
+DRAIN_LIMIT_BYTES = 1 << 20
+DRAIN_TIMEOUT_S = 1.0
+
+
+async def _drain(receive: Receive) -> None:
+    """Read (a bounded amount of) the rest of a rejected body before the connection closes:
+    closing a socket with unread input makes the kernel send RST, and the client may then
+    lose the 413 it was sent."""
+    drained = 0
+    try:
+        async with asyncio.timeout(DRAIN_TIMEOUT_S):
+            while drained < DRAIN_LIMIT_BYTES:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                drained += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
+    except TimeoutError:
+        return
 
 
 _SECURITY_HEADERS = [
