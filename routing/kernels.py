@@ -1,0 +1,483 @@
+"""Query kernels (numba): unit buckets over a contraction hierarchy, nearest-K,
+many-to-many tables, and a plain Dijkstra for routes and as the no-index fallback.
+
+All kernels take arrays and return counts or arrays; the per-query workspaces
+(distance arrays, heaps, top-K buffers) are allocated once per worker by
+``routing.index`` and left clean (all +inf / -1) after every call, so a query
+touches only the memory of its own search space.
+
+Distances are float64 deciseconds: CH weights are integers, the fractional part
+comes only from positions inside an edge.
+
+Bucket design (Knopp et al., "Computing many-to-many shortest paths using highway
+hierarchies", with a K-th-best bound): unit u whose position leads into node v
+with offset o is stored in bucket(x) as (u, d(v->x)) for every x settled by the
+forward upward search from v. A query runs the backward upward search from the
+incident and, at each settled x with d(x->incident) = D, scans bucket(x):
+ETA = o + d(v->x) + D. Every bucket entry at x has ETA >= D, so the search stops
+once the queue minimum exceeds the current K-th best ETA.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from routing.heap import heap_pop, heap_push_or_decrease
+
+INF = np.inf
+
+
+# ------------------------------------------------------------------ upward search
+@njit(cache=True)
+def upward_search(src, off_t, off_l, n_src, indptr, head, w, lenm, st_indptr, st_head, st_w,
+                  dist, dlen, hkey, hnode, hpos, touched, out_node, out_t, out_l):
+    """Dijkstra on an upward graph from up to two seeded sources, with stall-on-demand;
+    writes the non-stalled settled nodes to out_*. Returns their count. Workspaces are
+    left clean."""
+    nt = 0
+    size = 0
+    for i in range(n_src):
+        r = src[i]
+        if off_t[i] < dist[r]:
+            if dist[r] == INF:
+                touched[nt] = r
+                nt += 1
+            dist[r] = off_t[i]
+            dlen[r] = off_l[i]
+            size = heap_push_or_decrease(hkey, hnode, hpos, size, r, off_t[i])
+    cnt = 0
+    while size > 0:
+        d = hkey[0]
+        x = hnode[0]
+        size = heap_pop(hkey, hnode, hpos, size)
+        stalled = False
+        for a in range(st_indptr[x], st_indptr[x + 1]):
+            if dist[st_head[a]] + st_w[a] < d:
+                stalled = True
+                break
+        if stalled:
+            continue
+        out_node[cnt] = x
+        out_t[cnt] = d
+        out_l[cnt] = dlen[x]
+        cnt += 1
+        for a in range(indptr[x], indptr[x + 1]):
+            y = head[a]
+            nd = d + w[a]
+            if nd < dist[y]:
+                if dist[y] == INF:
+                    touched[nt] = y
+                    nt += 1
+                dist[y] = nd
+                dlen[y] = dlen[x] + lenm[a]
+                size = heap_push_or_decrease(hkey, hnode, hpos, size, y, nd)
+    for i in range(nt):
+        dist[touched[i]] = INF
+    return cnt
+
+
+# ----------------------------------------------------------------------- buckets
+@njit(cache=True)
+def _bucket_append(x, slot, t, length, j, b_start, b_len, b_cap, pool_sj, pool_t, pool_l,
+                   u_bidx, scal):
+    if b_len[x] == b_cap[x]:
+        newcap = max(4, 2 * b_cap[x])
+        pe = scal[0]
+        if pe + newcap > pool_sj.shape[0]:
+            size = max(2 * pool_sj.shape[0], pe + newcap)
+            sj2 = np.empty((size, 2), np.int32)
+            t2 = np.empty(size, np.float64)
+            l2 = np.empty(size, np.float64)
+            sj2[:pe] = pool_sj[:pe]
+            t2[:pe] = pool_t[:pe]
+            l2[:pe] = pool_l[:pe]
+            pool_sj, pool_t, pool_l = sj2, t2, l2
+        s = b_start[x]
+        for i in range(b_len[x]):
+            p = pe + i
+            pool_sj[p, 0] = pool_sj[s + i, 0]
+            pool_sj[p, 1] = pool_sj[s + i, 1]
+            pool_t[p] = pool_t[s + i]
+            pool_l[p] = pool_l[s + i]
+            u_bidx[pool_sj[p, 0], pool_sj[p, 1]] = p  # back-pointer follows the entry
+        b_start[x] = pe
+        b_cap[x] = newcap
+        scal[0] = pe + newcap
+    # keep the bucket sorted by distance so that queries stop scanning at their bound
+    p = b_start[x] + b_len[x]
+    b_len[x] += 1
+    lo = b_start[x]
+    while p > lo and pool_t[p - 1] > t:
+        pool_sj[p, 0] = pool_sj[p - 1, 0]
+        pool_sj[p, 1] = pool_sj[p - 1, 1]
+        pool_t[p] = pool_t[p - 1]
+        pool_l[p] = pool_l[p - 1]
+        u_bidx[pool_sj[p, 0], pool_sj[p, 1]] = p
+        p -= 1
+    pool_sj[p, 0] = slot
+    pool_sj[p, 1] = j
+    pool_t[p] = t
+    pool_l[p] = length
+    u_bidx[slot, j] = p
+    return pool_sj, pool_t, pool_l
+
+
+@njit(cache=True)
+def bucket_insert(slot, src_rank, src_t, src_l, n_src, uf_indptr, uf_head, uf_w, uf_l,
+                  ub_indptr, ub_head, ub_w, b_start, b_len, b_cap, pool_sj, pool_t, pool_l, scal,
+                  u_cnt, u_nodes, u_bidx, dist, dlen, hkey, hnode, hpos, touched,
+                  tmp_node, tmp_t, tmp_l):
+    """Add the unit's forward upward search space to the buckets, the unit's offsets
+    (time and length to reach each source) folded into the entries. Returns the pool
+    arrays (reallocated when they grew) and the number of entries, or minus the needed
+    row width when u_nodes is too narrow (nothing is changed then)."""
+    cnt = upward_search(src_rank, src_t, src_l, n_src, uf_indptr, uf_head, uf_w, uf_l,
+                        ub_indptr, ub_head, ub_w, dist, dlen, hkey, hnode, hpos, touched,
+                        tmp_node, tmp_t, tmp_l)
+    if cnt > u_nodes.shape[1]:
+        return pool_sj, pool_t, pool_l, -cnt
+    for j in range(cnt):
+        x = tmp_node[j]
+        u_nodes[slot, j] = x
+        pool_sj, pool_t, pool_l = _bucket_append(
+            x, slot, tmp_t[j], tmp_l[j], j, b_start, b_len, b_cap, pool_sj, pool_t, pool_l,
+            u_bidx, scal)
+    u_cnt[slot] = cnt
+    return pool_sj, pool_t, pool_l, cnt
+
+
+@njit(cache=True)
+def bucket_remove(slot, b_start, b_len, pool_sj, pool_t, pool_l, u_cnt, u_nodes, u_bidx):
+    """Remove all of a unit's entries, closing the gaps so buckets stay sorted."""
+    for j in range(u_cnt[slot]):
+        x = u_nodes[slot, j]
+        p = u_bidx[slot, j]
+        last = b_start[x] + b_len[x] - 1
+        while p < last:
+            pool_sj[p, 0] = pool_sj[p + 1, 0]
+            pool_sj[p, 1] = pool_sj[p + 1, 1]
+            pool_t[p] = pool_t[p + 1]
+            pool_l[p] = pool_l[p + 1]
+            u_bidx[pool_sj[p, 0], pool_sj[p, 1]] = p
+            p += 1
+        b_len[x] -= 1
+    u_cnt[slot] = 0
+
+
+# ------------------------------------------------------------------------ top-K
+@njit(cache=True, inline="always")
+def _before(t1, s1, t2, s2, u_tie):
+    return t1 < t2 or (t1 == t2 and u_tie[s1] < u_tie[s2])
+
+
+@njit(cache=True)
+def _offer(s, t, length, best, best_touched, nbt, u_tie, out_slot, out_t, out_l, cnt, k):
+    """Offer unit s at ETA t; keeps out_* sorted by (ETA, tie key), one entry per unit."""
+    if t >= best[s]:
+        return cnt, nbt
+    if best[s] == INF:
+        best_touched[nbt] = s
+        nbt += 1
+    best[s] = t
+    pos = -1
+    for i in range(cnt):
+        if out_slot[i] == s:
+            pos = i
+            break
+    if pos < 0:
+        if cnt < k:
+            pos = cnt
+            cnt += 1
+        elif _before(t, s, out_t[cnt - 1], out_slot[cnt - 1], u_tie):
+            pos = cnt - 1
+        else:
+            return cnt, nbt
+    out_slot[pos] = s
+    out_t[pos] = t
+    out_l[pos] = length
+    while pos > 0 and _before(out_t[pos], out_slot[pos], out_t[pos - 1], out_slot[pos - 1], u_tie):
+        out_slot[pos], out_slot[pos - 1] = out_slot[pos - 1], out_slot[pos]
+        out_t[pos], out_t[pos - 1] = out_t[pos - 1], out_t[pos]
+        out_l[pos], out_l[pos - 1] = out_l[pos - 1], out_l[pos]
+        pos -= 1
+    return cnt, nbt
+
+
+@njit(cache=True, inline="always")
+def _eligible(s, need_avail, u_avail, u_type, u_caps, type_mask, caps_req):
+    if need_avail and u_avail[s] == 0:
+        return False
+    return (u_type[s] & type_mask) != 0 and (u_caps[s] & caps_req) == caps_req
+
+
+@njit(cache=True)
+def _same_edge(seed_edge, seed_frac, n_seeds, u_edge, u_frac, n_slots, edge_time, edge_len,
+               need_avail, u_avail, u_type, u_caps, type_mask, caps_req,
+               best, best_touched, nbt, u_tie, out_slot, out_t, out_l, cnt, k):
+    """Units behind the incident on its own edge drive straight to it (the search
+    through the edge's head would send them around the block)."""
+    for i in range(n_seeds):
+        e = seed_edge[i]
+        if e < 0:
+            continue
+        for s in range(n_slots):
+            for c in range(2):
+                if u_edge[s, c] == e and u_frac[s, c] <= seed_frac[i] and _eligible(
+                        s, need_avail, u_avail, u_type, u_caps, type_mask, caps_req):
+                    f = seed_frac[i] - u_frac[s, c]
+                    cnt, nbt = _offer(s, f * edge_time[e], f * edge_len[e], best, best_touched,
+                                      nbt, u_tie, out_slot, out_t, out_l, cnt, k)
+    return cnt, nbt
+
+
+# ------------------------------------------------------------------- CH nearest-K
+@njit(cache=True)
+def ch_nearest_k(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w,
+                 b_start, b_len, pool_sj, pool_t, pool_l,
+                 u_avail, u_type, u_caps, u_tie, u_edge, u_frac, n_slots,
+                 seed_rank, seed_t, seed_l, seed_edge, seed_frac, n_seeds, edge_time, edge_len,
+                 need_avail, type_mask, caps_req, k,
+                 dist, dlen, hkey, hnode, hpos, touched, best, best_touched,
+                 out_slot, out_t, out_l):
+    """K best eligible units by ETA (deciseconds). Returns how many were found."""
+    cnt = 0
+    nbt = 0
+    cnt, nbt = _same_edge(seed_edge, seed_frac, n_seeds, u_edge, u_frac, n_slots, edge_time,
+                          edge_len, need_avail, u_avail, u_type, u_caps, type_mask, caps_req,
+                          best, best_touched, nbt, u_tie, out_slot, out_t, out_l, cnt, k)
+    nt = 0
+    size = 0
+    for i in range(n_seeds):
+        r = seed_rank[i]
+        if seed_t[i] < dist[r]:
+            if dist[r] == INF:
+                touched[nt] = r
+                nt += 1
+            dist[r] = seed_t[i]
+            dlen[r] = seed_l[i]
+            size = heap_push_or_decrease(hkey, hnode, hpos, size, r, seed_t[i])
+    while size > 0:
+        d = hkey[0]
+        x = hnode[0]
+        if cnt == k and d > out_t[k - 1]:
+            break
+        size = heap_pop(hkey, hnode, hpos, size)
+        stalled = False
+        for a in range(uf_indptr[x], uf_indptr[x + 1]):
+            if dist[uf_head[a]] + uf_w[a] < d:
+                stalled = True
+                break
+        if stalled:
+            continue
+        bs = b_start[x]
+        for p in range(bs, bs + b_len[x]):
+            t = pool_t[p] + d
+            if cnt == k and t > out_t[k - 1]:
+                break  # bucket is sorted: nothing further can enter the top K
+            s = pool_sj[p, 0]
+            if t < best[s] and _eligible(s, need_avail, u_avail, u_type, u_caps, type_mask,
+                                         caps_req):
+                cnt, nbt = _offer(s, t, pool_l[p] + dlen[x], best, best_touched, nbt,
+                                  u_tie, out_slot, out_t, out_l, cnt, k)
+        for a in range(ub_indptr[x], ub_indptr[x + 1]):
+            y = ub_head[a]
+            nd = d + ub_w[a]
+            if nd < dist[y]:
+                if dist[y] == INF:
+                    touched[nt] = y
+                    nt += 1
+                dist[y] = nd
+                dlen[y] = dlen[x] + ub_l[a]
+                size = heap_push_or_decrease(hkey, hnode, hpos, size, y, nd)
+    for i in range(size):
+        hpos[hnode[i]] = -1
+    for i in range(nt):
+        dist[touched[i]] = INF
+    for i in range(nbt):
+        best[best_touched[i]] = INF
+    return cnt
+
+
+@njit(cache=True)
+def ch_table(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w,
+             b_start, b_len, pool_sj, pool_t, pool_l, u_edge, u_frac, n_slots,
+             seeds_rank, seeds_t, seeds_l, seeds_edge, seeds_frac, edge_time, edge_len,
+             dist, dlen, hkey, hnode, hpos, touched, out_t, out_l):
+    """ETA (ds) and route length (m) from every slot to every point: out_*[slot, point].
+    seeds_* are (n_points, 2); unused seed columns have rank -1."""
+    n_points = seeds_rank.shape[0]
+    for q in range(n_points):
+        for s in range(n_slots):
+            out_t[s, q] = INF
+            out_l[s, q] = INF
+        for i in range(2):
+            e = seeds_edge[q, i]
+            if seeds_rank[q, i] < 0 or e < 0:
+                continue
+            for s in range(n_slots):
+                for c in range(2):
+                    if u_edge[s, c] == e and u_frac[s, c] <= seeds_frac[q, i]:
+                        f = seeds_frac[q, i] - u_frac[s, c]
+                        if f * edge_time[e] < out_t[s, q]:
+                            out_t[s, q] = f * edge_time[e]
+                            out_l[s, q] = f * edge_len[e]
+        nt = 0
+        size = 0
+        for i in range(2):
+            r = seeds_rank[q, i]
+            if r >= 0 and seeds_t[q, i] < dist[r]:
+                if dist[r] == INF:
+                    touched[nt] = r
+                    nt += 1
+                dist[r] = seeds_t[q, i]
+                dlen[r] = seeds_l[q, i]
+                size = heap_push_or_decrease(hkey, hnode, hpos, size, r, seeds_t[q, i])
+        while size > 0:
+            d = hkey[0]
+            x = hnode[0]
+            size = heap_pop(hkey, hnode, hpos, size)
+            stalled = False
+            for a in range(uf_indptr[x], uf_indptr[x + 1]):
+                if dist[uf_head[a]] + uf_w[a] < d:
+                    stalled = True
+                    break
+            if stalled:
+                continue
+            bs = b_start[x]
+            for p in range(bs, bs + b_len[x]):
+                s = pool_sj[p, 0]
+                t = pool_t[p] + d
+                if t < out_t[s, q]:
+                    out_t[s, q] = t
+                    out_l[s, q] = pool_l[p] + dlen[x]
+            for a in range(ub_indptr[x], ub_indptr[x + 1]):
+                y = ub_head[a]
+                nd = d + ub_w[a]
+                if nd < dist[y]:
+                    if dist[y] == INF:
+                        touched[nt] = y
+                        nt += 1
+                    dist[y] = nd
+                    dlen[y] = dlen[x] + ub_l[a]
+                    size = heap_push_or_decrease(hkey, hnode, hpos, size, y, nd)
+        for i in range(nt):
+            dist[touched[i]] = INF
+
+
+# ------------------------------------------------------------- plain Dijkstra
+@njit(cache=True)
+def dijkstra_nearest_k(bwd_indptr, bwd_tail, bwd_edge, edge_time, edge_len,
+                       u_src, u_src_t, u_src_l, u_nsrc, u_avail, u_type, u_caps, u_tie, u_edge,
+                       u_frac, n_slots, seed_node, seed_t, seed_l, seed_edge, seed_frac, n_seeds,
+                       need_avail, type_mask, caps_req, k,
+                       dist, dlen, hkey, hnode, hpos, touched, best, best_touched,
+                       node_first, entry_next, out_slot, out_t, out_l):
+    """Same answer as ch_nearest_k without preprocessing: a backward Dijkstra on the
+    full graph that stops after the K-th best ETA (fallback while an index is built,
+    and a second opinion in tests). Entry 2*slot+c is the unit's c-th source."""
+    for s in range(n_slots):
+        for c in range(u_nsrc[s]):
+            entry_next[2 * s + c] = node_first[u_src[s, c]]
+            node_first[u_src[s, c]] = 2 * s + c
+    cnt = 0
+    nbt = 0
+    cnt, nbt = _same_edge(seed_edge, seed_frac, n_seeds, u_edge, u_frac, n_slots, edge_time,
+                          edge_len, need_avail, u_avail, u_type, u_caps, type_mask, caps_req,
+                          best, best_touched, nbt, u_tie, out_slot, out_t, out_l, cnt, k)
+    nt = 0
+    size = 0
+    for i in range(n_seeds):
+        r = seed_node[i]
+        if seed_t[i] < dist[r]:
+            if dist[r] == INF:
+                touched[nt] = r
+                nt += 1
+            dist[r] = seed_t[i]
+            dlen[r] = seed_l[i]
+            size = heap_push_or_decrease(hkey, hnode, hpos, size, r, seed_t[i])
+    while size > 0:
+        d = hkey[0]
+        x = hnode[0]
+        if cnt == k and d > out_t[k - 1]:
+            break
+        size = heap_pop(hkey, hnode, hpos, size)
+        en = node_first[x]
+        while en >= 0:
+            s = en >> 1
+            c = en & 1
+            if _eligible(s, need_avail, u_avail, u_type, u_caps, type_mask, caps_req):
+                cnt, nbt = _offer(s, u_src_t[s, c] + d, u_src_l[s, c] + dlen[x], best,
+                                  best_touched, nbt, u_tie, out_slot, out_t, out_l, cnt, k)
+            en = entry_next[en]
+        for a in range(bwd_indptr[x], bwd_indptr[x + 1]):
+            y = bwd_tail[a]
+            e = bwd_edge[a]
+            nd = d + edge_time[e]
+            if nd < dist[y]:
+                if dist[y] == INF:
+                    touched[nt] = y
+                    nt += 1
+                dist[y] = nd
+                dlen[y] = dlen[x] + edge_len[e]
+                size = heap_push_or_decrease(hkey, hnode, hpos, size, y, nd)
+    for i in range(size):
+        hpos[hnode[i]] = -1
+    for i in range(nt):
+        dist[touched[i]] = INF
+    for i in range(nbt):
+        best[best_touched[i]] = INF
+    for s in range(n_slots):
+        for c in range(u_nsrc[s]):
+            node_first[u_src[s, c]] = -1
+    return cnt
+
+
+@njit(cache=True)
+def dijkstra_path(src, off_t, indptr, head, edge_tail, edge_time, targets, target_t, dist, parent, hkey,
+                  hnode, hpos, touched, out_edges):
+    """Forward Dijkstra from src (already off_t into the search) until the best of
+    dist[target]+target_t is settled. Writes the edge ids of the path to out_edges
+    (in order) and returns (total ds, index of the target used, number of edges)."""
+    nt = 0
+    dist[src] = off_t
+    parent[src] = -1
+    touched[nt] = src
+    nt += 1
+    size = heap_push_or_decrease(hkey, hnode, hpos, 0, src, off_t)
+    best = INF
+    best_i = -1
+    while size > 0:
+        d = hkey[0]
+        x = hnode[0]
+        if d >= best:
+            break
+        size = heap_pop(hkey, hnode, hpos, size)
+        for i in range(targets.shape[0]):
+            if targets[i] == x and d + target_t[i] < best:
+                best = d + target_t[i]
+                best_i = i
+        for e in range(indptr[x], indptr[x + 1]):
+            y = head[e]
+            nd = d + edge_time[e]
+            if nd < dist[y]:
+                if dist[y] == INF:
+                    touched[nt] = y
+                    nt += 1
+                dist[y] = nd
+                parent[y] = e
+                size = heap_push_or_decrease(hkey, hnode, hpos, size, y, nd)
+    n_path = 0
+    if best_i >= 0:
+        x = targets[best_i]
+        while parent[x] >= 0 and x != src:
+            out_edges[n_path] = parent[x]
+            n_path += 1
+            x = edge_tail[parent[x]]
+        out_edges[:n_path] = out_edges[:n_path][::-1].copy()
+    for i in range(size):
+        hpos[hnode[i]] = -1
+    for i in range(nt):
+        dist[touched[i]] = INF
+        parent[touched[i]] = -1
+    return best, best_i, n_path
