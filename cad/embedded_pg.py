@@ -96,6 +96,17 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As PostgreSQL does: a port whose old connections linger in TIME_WAIT is usable.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def _run_as_user() -> pwd.struct_passwd | None:
     """PostgreSQL refuses to run as root: pick an unprivileged account."""
     if os.geteuid() != 0:
@@ -235,7 +246,7 @@ class EmbeddedPostgres:
         if adopted is not None:
             return self._url(creds["password"], adopted)
 
-        port = self._want_port or _free_port()
+        port = self._choose_port(creds)
         self.log_file.touch()
         logf = open(self.log_file, "ab")  # noqa: SIM115 - inherited by the child, closed below
         try:
@@ -253,6 +264,23 @@ class EmbeddedPostgres:
         self._wait_ready(port)
         log.info("embedded_pg_started", data_dir=str(self.pgdata), port=port, pid=self._proc.pid)
         return self._url(creds["password"], port)
+
+    def _choose_port(self, creds: dict[str, str]) -> int:
+        """The configured port, else the one this cluster used last time (a stable URL for
+        operators and for pools that outlive a database restart), else any free port."""
+        if self._want_port:
+            return self._want_port
+        last = int(creds.get("port") or 0)
+        if last and _port_is_free(last):
+            return last
+        port = _free_port()
+        creds["port"] = str(port)
+        tmp = self.credentials_file.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(creds, f)
+        os.replace(tmp, self.credentials_file)
+        return port
 
     def _credentials(self) -> dict[str, str]:
         if self.credentials_file.exists():

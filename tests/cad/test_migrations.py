@@ -1,0 +1,97 @@
+"""Migrations: ordered, recorded with checksums, edited ones refused."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cad import db
+from cad.settings import REPO_ROOT
+
+MIGRATIONS = REPO_ROOT / "migrations"
+
+
+def _copy_migrations(tmp_path: Path) -> Path:
+    target = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS, target)
+    return target
+
+
+async def test_applies_every_migration_to_an_empty_database(empty_database_url: str) -> None:
+    conn = await db.connect(empty_database_url)
+    try:
+        applied = await db.migrate(conn, MIGRATIONS)
+        expected = sorted(p.name for p in MIGRATIONS.glob("*.sql"))
+        assert applied == expected
+        rows = await conn.fetch("SELECT version, name, checksum FROM schema_migrations ORDER BY version")
+        assert [r["name"] for r in rows] == expected
+        for r in rows:
+            assert r["checksum"] == db.Migration(0, "", (MIGRATIONS / r["name"]).read_text()).checksum
+        assert await conn.fetchval("SELECT to_regclass('event_log') IS NOT NULL")
+        assert await conn.fetchval("SELECT to_regclass('audit_log') IS NOT NULL")
+        assert await db.migrate(conn, MIGRATIONS) == []  # idempotent
+        assert await db.pending_migrations(conn, MIGRATIONS) == []
+    finally:
+        await conn.close()
+
+
+async def test_new_migration_is_applied_in_order(empty_database_url: str, tmp_path: Path) -> None:
+    mdir = _copy_migrations(tmp_path)
+    conn = await db.connect(empty_database_url)
+    try:
+        await db.migrate(conn, mdir)
+        (mdir / "9998_second.sql").write_text("CREATE TABLE second_t (x int);")
+        (mdir / "9997_first.sql").write_text("CREATE TABLE first_t (x int);")
+        assert await db.pending_migrations(conn, mdir) == ["9997_first.sql", "9998_second.sql"]
+        assert await db.migrate(conn, mdir) == ["9997_first.sql", "9998_second.sql"]
+    finally:
+        await conn.close()
+
+
+async def test_edited_migration_is_refused(empty_database_url: str, tmp_path: Path) -> None:
+    mdir = _copy_migrations(tmp_path)
+    conn = await db.connect(empty_database_url)
+    try:
+        await db.migrate(conn, mdir)
+        first = sorted(mdir.glob("*.sql"))[0]
+        first.write_text(first.read_text() + "\n-- sneaky edit\n")
+        with pytest.raises(db.MigrationError, match=f"{first.name} was edited after it was applied"):
+            await db.migrate(conn, mdir)
+        with pytest.raises(db.MigrationError, match="edited"):
+            await db.pending_migrations(conn, mdir)
+    finally:
+        await conn.close()
+
+
+async def test_unknown_applied_migration_is_refused(empty_database_url: str, tmp_path: Path) -> None:
+    mdir = _copy_migrations(tmp_path)
+    conn = await db.connect(empty_database_url)
+    try:
+        (mdir / "9999_later.sql").write_text("SELECT 1;")
+        await db.migrate(conn, mdir)
+        (mdir / "9999_later.sql").unlink()
+        with pytest.raises(db.MigrationError, match="does not know"):
+            await db.migrate(conn, mdir)
+    finally:
+        await conn.close()
+
+
+async def test_failed_migration_is_not_recorded(empty_database_url: str, tmp_path: Path) -> None:
+    mdir = _copy_migrations(tmp_path)
+    (mdir / "9999_broken.sql").write_text("CREATE TABLE half (x int); SELECT no_such_function();")
+    conn = await db.connect(empty_database_url)
+    try:
+        with pytest.raises(Exception, match="no_such_function"):
+            await db.migrate(conn, mdir)
+        assert await conn.fetchval("SELECT to_regclass('half')") is None
+        assert await db.pending_migrations(conn, mdir) == ["9999_broken.sql"]
+    finally:
+        await conn.close()
+
+
+def test_badly_named_migration_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "1_Init.sql").write_text("SELECT 1;")
+    with pytest.raises(db.MigrationError, match="NNNN_lowercase_name"):
+        db.load_migrations(tmp_path)
