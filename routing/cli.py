@@ -1,0 +1,103 @@
+"""`cad graph ...` commands (mounted by cad.cli as ``graph``)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from routing.speeds import parse_speed_overrides
+
+graph_app = typer.Typer(help="Road graph: build and inspect the routing graph file.",
+                        no_args_is_help=True, pretty_exceptions_enable=False)
+console = Console(stderr=True)
+
+
+@graph_app.command("build")
+def build(
+    source: Annotated[Optional[Path], typer.Argument(
+        help="Road data: .osm, .osm.bz2, .osm.pbf, TIGER/Line roads .zip, or DIMACS .gr[.gz]")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Graph file to write (*.cadgraph)")] = Path(
+        "graph.cadgraph"),
+    place: Annotated[Optional[str], typer.Option(
+        "--place", help="Download this place with osmnx instead of reading a file (needs internet)")] = None,
+    coords: Annotated[Optional[Path], typer.Option(
+        "--coords", help="DIMACS .co[.gz] coordinates file (with a .gr source)")] = None,
+    speed: Annotated[Optional[list[str]], typer.Option(
+        "--speed", help="Response speed override CLASS=KMH (OSM highway or TIGER MTFCC); repeatable")] = None,
+    tiger_time_factor: Annotated[float, typer.Option(
+        help="Multiply TIGER travel times (calibration, e.g. 2.0 for SF)")] = 1.0,
+    dimacs_time_unit_s: Annotated[float, typer.Option(
+        help="Seconds per DIMACS weight unit")] = 0.1,
+    no_ch: Annotated[bool, typer.Option(
+        "--no-ch", help="Skip contraction-hierarchy preprocessing (queries fall back to Dijkstra)")] = False,
+) -> None:
+    """Build the drivable graph (largest strongly connected component) and its
+    contraction hierarchy into one file."""
+    from routing.ch import build_hierarchy
+    from routing.loaders import load_any, load_place
+
+    if (source is None) == (place is None):
+        raise typer.BadParameter("give either SOURCE or --place")
+    try:
+        speeds = parse_speed_overrides(speed)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    t0 = time.perf_counter()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        load_task = progress.add_task("loading", total=None)
+
+        def stage(msg: str) -> None:
+            progress.update(load_task, description=msg)
+
+        if place is not None:
+            graph = load_place(place, speeds_kmh=speeds, progress=stage)
+        else:
+            assert source is not None
+            graph = load_any(source, coords=coords, speeds_kmh=speeds,
+                             tiger_time_factor=tiger_time_factor,
+                             dimacs_time_unit_s=dimacs_time_unit_s, progress=stage)
+        progress.update(load_task, description=f"loaded: {graph.summary()}", total=1, completed=1)
+        if not no_ch:
+            ch_task = progress.add_task("contracting (first run compiles kernels)",
+                                        total=graph.n_nodes)
+
+            def on_ch(done: int, total: int) -> None:
+                progress.update(ch_task, completed=done, description="contracting")
+
+            graph = graph.with_hierarchy(build_hierarchy(graph, progress=on_ch))
+        save_task = progress.add_task(f"writing {out}", total=None)
+        graph.save(out)
+        progress.update(save_task, total=1, completed=1)
+    console.print(f"[green]wrote[/green] {out}: {graph.summary()} in "
+                  f"{time.perf_counter() - t0:.1f} s")
+
+
+@graph_app.command("info")
+def info(path: Annotated[Path, typer.Argument(help="Graph file")]) -> None:
+    """Print a graph file's summary and load time."""
+    from routing.graph import RoadGraph
+
+    t0 = time.perf_counter()
+    g = RoadGraph.load(path)
+    dt = time.perf_counter() - t0
+    console.print(f"{path}: {g.summary()}; loaded in {dt * 1000:.0f} ms")
+    console.print(f"source: {g.meta.get('source')} ({g.meta.get('source_kind')}); "
+                  f"classes: {', '.join(g.class_names)}")
+
+
+if __name__ == "__main__":
+    graph_app()

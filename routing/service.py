@@ -1,0 +1,392 @@
+"""The routing service face: one object per worker process.
+
+It holds the current graph (with its contraction hierarchy), a snapper and a unit
+index, maps the app's world (unit ids, unit-type and capability strings, lat/lon,
+OSM/DIMACS node ids) to the kernels' internal ids, and answers queries:
+
+* :meth:`RoutingService.nearest_units` - the K best available matching units, by ETA;
+* :meth:`RoutingService.route` - ETA and lon/lat geometry from one unit to a point;
+* :meth:`RoutingService.eta_table` - units x points ETA matrix for coverage analysis;
+* unit updates (:meth:`upsert_unit`, :meth:`move_unit`, :meth:`set_unit_available`,
+  :meth:`remove_unit`) are applied to the index at once (tens of microseconds);
+* :meth:`swap_graph` installs a rebuilt graph; queries already running finish on the
+  old one, the next query sees the new one with every unit re-placed.
+
+Thread safety: every public method may be called from any thread. Queries take the
+lock of the graph state they started on; updates and swaps are serialised.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from routing.ch import build_hierarchy
+from routing.graph import RoadGraph
+from routing.index import Seed, UnitIndex, incident_seeds, unit_sources
+from routing.snap import Snapper, SnapResult
+
+DEFAULT_SNAP_LIMIT_M = 200.0
+_MAX_BITS = 62  # int64 bitmasks, sign bit kept clear
+
+
+class RoutingError(ValueError):
+    """Bad input to the routing service (unknown unit, no location, ...)."""
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where something is. Exactly one of: ``lat``+``lon``; ``node`` (external id: OSM
+    or DIMACS); ``edge``+``frac`` (internal edge id of the current graph, for tests)."""
+
+    lat: float | None = None
+    lon: float | None = None
+    node: int | None = None
+    edge: int | None = None
+    frac: float = 0.0
+
+    def __post_init__(self) -> None:
+        kinds = sum([self.lat is not None or self.lon is not None, self.node is not None,
+                     self.edge is not None])
+        if kinds != 1 or ((self.lat is None) != (self.lon is None)):
+            raise RoutingError("give exactly one of lat+lon, node, or edge(+frac)")
+        if self.edge is not None and not 0.0 <= self.frac <= 1.0:
+            raise RoutingError("frac must be within [0, 1]")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """How a location landed on the graph. ``distance_m`` is from the given point to
+    the road (0 for nodes and edge positions); ``beyond_limit`` flags points farther
+    from any drivable road than the service's snap limit."""
+
+    node: int  # internal node id when placed at a node, else -1
+    edge: int  # internal edge id (tail->head) when on an edge, else -1
+    frac: float
+    twin: int
+    distance_m: float
+    beyond_limit: bool
+
+
+@dataclass(frozen=True)
+class UnitEta:
+    unit_id: Hashable
+    eta_s: float
+    distance_m: float
+
+
+@dataclass(frozen=True)
+class NearestUnits:
+    units: list[UnitEta]
+    incident: Placement
+
+
+@dataclass(frozen=True)
+class Route:
+    unit_id: Hashable
+    eta_s: float
+    distance_m: float
+    coords_lonlat: list[tuple[float, float]]
+    incident: Placement
+
+
+@dataclass(frozen=True)
+class EtaTable:
+    unit_ids: list[Hashable]
+    eta_s: np.ndarray  # [unit, point], inf when unreachable
+    distance_m: np.ndarray
+    points: list[Placement]
+
+
+@dataclass
+class _Unit:
+    unit_id: Hashable
+    slot: int
+    location: Location
+    available: bool
+    unit_type: str
+    capabilities: frozenset[str]
+    placement: Placement | None = None
+
+
+class _State:
+    """Everything tied to one graph: replaced as a whole on swap."""
+
+    def __init__(self, graph: RoadGraph, snap_limit_m: float, capacity: int):
+        self.graph = graph
+        self.snapper = Snapper(graph, limit_m=snap_limit_m)
+        self.index = UnitIndex(graph, capacity=capacity)
+        self.lock = threading.Lock()
+
+    def place(self, loc: Location) -> Placement:
+        g = self.graph
+        if loc.node is not None:
+            n = g.node_id(int(loc.node))
+            return Placement(n, -1, 0.0, -1, 0.0, False)
+        if loc.edge is not None:
+            e = int(loc.edge)
+            if not 0 <= e < g.n_edges:
+                raise RoutingError(f"edge {e} not in graph")
+            return Placement(-1, e, float(loc.frac), int(g.edge_twin[e]), 0.0, False)
+        s = self.snapper.snap(np.array([loc.lat]), np.array([loc.lon]))
+        return Placement(-1, int(s.edge[0]), float(s.frac[0]), int(s.twin[0]),
+                         float(s.distance_m[0]), bool(s.beyond_limit[0]))
+
+    def unit_seeds(self, p: Placement) -> list[Seed]:
+        if p.edge < 0:
+            return [Seed(p.node, 0.0, 0.0)]
+        return unit_sources(self.graph, p.edge, p.frac)
+
+    def incident_seeds(self, p: Placement) -> list[Seed]:
+        if p.edge < 0:
+            return [Seed(p.node, 0.0, 0.0)]
+        return incident_seeds(self.graph, p.edge, p.frac)
+
+    def point_lonlat(self, p: Placement) -> tuple[float, float]:
+        g = self.graph
+        if p.edge < 0:
+            return (float(g.node_lon[p.node]), float(g.node_lat[p.node]))
+        a, b = int(g.edge_tail[p.edge]), int(g.fwd_head[p.edge])
+        f = p.frac
+        return (float(g.node_lon[a] + f * (g.node_lon[b] - g.node_lon[a])),
+                float(g.node_lat[a] + f * (g.node_lat[b] - g.node_lat[a])))
+
+
+class RoutingService:
+    """Per-worker routing: load a graph, keep units placed, answer ETA queries."""
+
+    def __init__(self, graph: RoadGraph, *, snap_limit_m: float = DEFAULT_SNAP_LIMIT_M,
+                 build_hierarchy_if_missing: bool = True):
+        self.snap_limit_m = float(snap_limit_m)
+        self._build_ch = build_hierarchy_if_missing
+        self._mutate = threading.RLock()
+        self._units: dict[Hashable, _Unit] = {}
+        self._type_bits: dict[str, int] = {}
+        self._cap_bits: dict[str, int] = {}
+        self._state = self._new_state(graph)
+
+    @classmethod
+    def from_file(cls, path: str | Path, **kwargs: Any) -> "RoutingService":
+        return cls(RoadGraph.load(path), **kwargs)
+
+    def _new_state(self, graph: RoadGraph) -> _State:
+        if graph.hierarchy is None and self._build_ch:
+            graph = graph.with_hierarchy(build_hierarchy(graph))
+        return _State(graph, self.snap_limit_m, max(64, 2 * len(getattr(self, "_units", ()))))
+
+    @property
+    def graph(self) -> RoadGraph:
+        return self._state.graph
+
+    # ---- strings -> bits ---------------------------------------------------------------
+    @staticmethod
+    def _bit(table: dict[str, int], name: str, what: str) -> int:
+        b = table.get(name)
+        if b is None:
+            if len(table) >= _MAX_BITS:
+                raise RoutingError(f"more than {_MAX_BITS} distinct {what}s")
+            b = table[name] = len(table)
+        return 1 << b
+
+    def _caps_mask(self, caps: Iterable[str], create: bool) -> int | None:
+        mask = 0
+        for c in caps:
+            if c in self._cap_bits:
+                mask |= 1 << self._cap_bits[c]
+            elif create:
+                mask |= self._bit(self._cap_bits, c, "capabilit")
+            else:
+                return None  # nobody has it
+        return mask
+
+    def _refresh_ties(self, st: _State) -> None:
+        # ties are broken by unit id; ids of mixed types order by type name first
+        order = sorted(self._units.values(), key=lambda u: (type(u.unit_id).__name__, u.unit_id))
+        for i, u in enumerate(order):
+            st.index.set_tie(u.slot, i)
+
+    # ---- units --------------------------------------------------------------------------
+    def upsert_unit(self, unit_id: Hashable, *, location: Location | None = None,
+                    lat: float | None = None, lon: float | None = None, node: int | None = None,
+                    available: bool = True, unit_type: str = "unit",
+                    capabilities: Iterable[str] = ()) -> Placement:
+        """Create or replace a unit. Returns where it was placed on the graph."""
+        loc = location or Location(lat=lat, lon=lon, node=node)
+        with self._mutate:
+            st = self._state
+            placement = st.place(loc)
+            caps = frozenset(capabilities)
+            type_bits = self._bit(self._type_bits, unit_type, "unit type")
+            cap_bits = self._caps_mask(caps, create=True)
+            assert cap_bits is not None
+            u = self._units.get(unit_id)
+            new = u is None
+            with st.lock:
+                if u is None:
+                    u = _Unit(unit_id, st.index.new_slot(), loc, available, unit_type, caps)
+                    self._units[unit_id] = u
+                u.location, u.available, u.unit_type, u.capabilities = loc, available, unit_type, caps
+                u.placement = placement
+                st.index.set_unit(u.slot, st.unit_seeds(placement), available=available,
+                                  type_bits=type_bits, cap_bits=cap_bits,
+                                  tie_key=int(st.index.u_tie[u.slot]))
+                if new:
+                    self._refresh_ties(st)
+            return placement
+
+    def move_unit(self, unit_id: Hashable, *, location: Location | None = None,
+                  lat: float | None = None, lon: float | None = None,
+                  node: int | None = None) -> Placement:
+        """New position (AVL fix). Reflected in the very next query."""
+        loc = location or Location(lat=lat, lon=lon, node=node)
+        with self._mutate:
+            u = self._get(unit_id)
+            st = self._state
+            placement = st.place(loc)
+            with st.lock:
+                idx = st.index
+                idx.set_unit(u.slot, st.unit_seeds(placement), available=u.available,
+                             type_bits=int(idx.u_type[u.slot]), cap_bits=int(idx.u_caps[u.slot]),
+                             tie_key=int(idx.u_tie[u.slot]))
+                u.location, u.placement = loc, placement
+            return placement
+
+    def set_unit_available(self, unit_id: Hashable, available: bool) -> None:
+        with self._mutate:
+            u = self._get(unit_id)
+            st = self._state
+            with st.lock:
+                st.index.set_available(u.slot, available)
+                u.available = available
+
+    def remove_unit(self, unit_id: Hashable) -> None:
+        with self._mutate:
+            u = self._get(unit_id)
+            st = self._state
+            with st.lock:
+                st.index.remove(u.slot)
+                del self._units[unit_id]
+
+    def unit_ids(self) -> list[Hashable]:
+        return list(self._units)
+
+    def _get(self, unit_id: Hashable) -> _Unit:
+        try:
+            return self._units[unit_id]
+        except KeyError:
+            raise RoutingError(f"unknown unit {unit_id!r}") from None
+
+    # ---- queries ------------------------------------------------------------------------
+    def locate(self, *, location: Location | None = None, lat: float | None = None,
+               lon: float | None = None, node: int | None = None) -> Placement:
+        return self._state.place(location or Location(lat=lat, lon=lon, node=node))
+
+    def snap(self, lat: Sequence[float] | np.ndarray, lon: Sequence[float] | np.ndarray) -> SnapResult:
+        """Vectorised snapping of many points to the current graph."""
+        return self._state.snapper.snap(np.asarray(lat, float), np.asarray(lon, float))
+
+    def nearest_units(self, *, location: Location | None = None, lat: float | None = None,
+                      lon: float | None = None, node: int | None = None, k: int = 5,
+                      unit_types: Iterable[str] | None = None,
+                      capabilities: Iterable[str] = ()) -> NearestUnits:
+        """The ``k`` available units with ``unit_type`` in ``unit_types`` (any type when
+        None) holding every capability in ``capabilities``, fastest first; ties by unit id."""
+        loc = location or Location(lat=lat, lon=lon, node=node)
+        st = self._state
+        placement = st.place(loc)
+        if unit_types is None:
+            type_mask = -1
+        else:
+            type_mask = 0
+            for t in unit_types:
+                if t in self._type_bits:
+                    type_mask |= 1 << self._type_bits[t]
+        caps_req = self._caps_mask(capabilities, create=False)
+        if type_mask == 0 or caps_req is None or k <= 0:
+            return NearestUnits([], placement)
+        seeds = st.incident_seeds(placement)
+        with st.lock:
+            slots, eta_ds, length_m = st.index.nearest(seeds, k=k, type_mask=type_mask,
+                                                       caps_req=caps_req)
+            by_slot = {u.slot: u.unit_id for u in self._units.values()}
+        return NearestUnits(
+            [UnitEta(by_slot[int(s)], float(t) / 10.0, float(ln))
+             for s, t, ln in zip(slots, eta_ds, length_m)], placement)
+
+    def route(self, unit_id: Hashable, *, location: Location | None = None,
+              lat: float | None = None, lon: float | None = None,
+              node: int | None = None) -> Route:
+        """ETA, route distance and lon/lat polyline from a unit to a point (for the MDT)."""
+        loc = location or Location(lat=lat, lon=lon, node=node)
+        st = self._state
+        placement = st.place(loc)
+        seeds = st.incident_seeds(placement)
+        g = st.graph
+        with st.lock:
+            u = self._get(unit_id)
+            assert u.placement is not None
+            eta_ds, length_m, edges, src, seed = st.index.path(u.slot, seeds)
+            start = st.point_lonlat(u.placement)
+        end = st.point_lonlat(placement)
+        if not np.isfinite(eta_ds):
+            raise RoutingError(f"no route from {unit_id!r}")
+        coords = [start]
+        if src is not None:
+            coords.append((float(g.node_lon[src.node]), float(g.node_lat[src.node])))
+            heads = g.fwd_head[np.asarray(edges, dtype=np.int64)]
+            coords.extend(zip(g.node_lon[heads].tolist(), g.node_lat[heads].tolist()))
+        coords.append(end)
+        dedup = [coords[0]]
+        for c in coords[1:]:
+            if c != dedup[-1]:
+                dedup.append(c)
+        return Route(unit_id, float(eta_ds) / 10.0, float(length_m), dedup, placement)
+
+    def eta_table(self, *, lat: Sequence[float] | None = None, lon: Sequence[float] | None = None,
+                  nodes: Sequence[int] | None = None,
+                  unit_ids: Sequence[Hashable] | None = None) -> EtaTable:
+        """Travel times from units (all, or ``unit_ids``; availability ignored) to points."""
+        st = self._state
+        if nodes is not None:
+            places = [st.place(Location(node=int(n))) for n in nodes]
+        else:
+            if lat is None or lon is None:
+                raise RoutingError("give lat+lon arrays or nodes")
+            s = st.snapper.snap(np.asarray(lat, float), np.asarray(lon, float))
+            places = [Placement(-1, int(s.edge[i]), float(s.frac[i]), int(s.twin[i]),
+                                float(s.distance_m[i]), bool(s.beyond_limit[i])) for i in range(len(s))]
+        seeds = [st.incident_seeds(p) for p in places]
+        with st.lock:
+            ids = list(self._units) if unit_ids is None else list(unit_ids)
+            slots = np.array([self._get(i).slot for i in ids], dtype=np.int64)
+            t, ln = st.index.table(seeds)
+        return EtaTable(ids, t[slots] / 10.0, ln[slots], places)
+
+    # ---- graph swap -------------------------------------------------------------------------
+    def swap_graph(self, graph: RoadGraph) -> None:
+        """Install a rebuilt graph. Units are re-placed from their last given location
+        (edge positions are carried over as lat/lon). Queries in flight finish on the old
+        graph; unit updates wait until the swap is done."""
+        with self._mutate:
+            old = self._state
+            new = self._new_state(graph)
+            for u in self._units.values():
+                loc = u.location
+                if loc.edge is not None:
+                    assert u.placement is not None
+                    lo, la = old.point_lonlat(u.placement)
+                    loc = Location(lat=la, lon=lo)
+                placement = new.place(loc)
+                u.slot = new.index.new_slot()
+                u.location, u.placement = loc, placement
+                new.index.set_unit(
+                    u.slot, new.unit_seeds(placement), available=u.available,
+                    type_bits=1 << self._type_bits[u.unit_type],
+                    cap_bits=self._caps_mask(u.capabilities, create=True) or 0, tie_key=0)
+            self._refresh_ties(new)
+            self._state = new  # one reference assignment: atomic for readers
