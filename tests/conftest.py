@@ -141,3 +141,22 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 async def app(settings: Settings) -> AsyncIterator[RunningApp]:
     async with running_app(settings) as running:
         yield running
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """A reachable Redis (CAD_TEST_REDIS_URL, default redis://127.0.0.1:6379/0); skips when there
+    is none, fails instead under CAD_REQUIRE_REDIS=1."""
+    import redis
+
+    url = os.environ.get("CAD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2)
+        client.ping()
+        client.close()
+    except Exception as exc:  # noqa: BLE001 - any failure means "no Redis here"
+        msg = f"Redis at {url} is not reachable ({type(exc).__name__})"
+        if os.environ.get("CAD_REQUIRE_REDIS") == "1":
+            pytest.fail(msg + "; CAD_REQUIRE_REDIS=1 makes this a failure")
+        pytest.skip(msg)
+    return url
