@@ -1,0 +1,210 @@
+"""Nearest-K, tables and routes against networkx Dijkstra (the slow obvious oracle)."""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from routing.index import Seed, UnitIndex, incident_seeds, unit_sources
+from tests.routing.conftest import make_graph, nx_graph, oracle_eta_ds
+
+REL = 1e-6
+
+
+@st.composite
+def random_case(draw):
+    n = draw(st.integers(2, 14))
+    arcs = []
+    for _ in range(draw(st.integers(1, 45))):
+        a = draw(st.integers(0, n - 1))
+        b = draw(st.integers(0, n - 1))
+        w = draw(st.sampled_from([1, 1, 2, 3, 5, 8, 13, 40]))  # 1 ds = a zero-length edge
+        arcs.append((a, b, w))
+        if draw(st.booleans()):  # two-way street, possibly with a different time back
+            arcs.append((b, a, w if draw(st.booleans()) else draw(st.integers(1, 40))))
+    arcs = [(a, b, w) for a, b, w in arcs if a != b]
+    if not arcs:
+        arcs = [(0, 1, 3)]
+    n_units = draw(st.integers(0, 12))
+    units = [(draw(st.integers(0, 10**6)), draw(st.sampled_from([0.0, 0.25, 0.5, 1.0])),
+              draw(st.booleans()), draw(st.integers(0, 2)), draw(st.integers(0, 3)))
+             for _ in range(n_units)]
+    incidents = [(draw(st.integers(0, 10**6)), draw(st.sampled_from([0.0, 0.3, 0.5, 0.99])))
+                 for _ in range(3)]
+    k = draw(st.integers(1, 6))
+    return arcs, units, incidents, k
+
+
+def _place_units(g, units, same_edge_as=None):
+    idx_ch = UnitIndex(g, capacity=4)
+    idx_dj = UnitIndex(g, capacity=4, use_ch=False)
+    placed = []
+    for i, (e_raw, frac, avail, typ, caps) in enumerate(units):
+        if same_edge_as is not None and i % 3 == 0:
+            e_raw = same_edge_as
+        e = e_raw % g.n_edges
+        if i % 4 == 3:  # some units stand at nodes
+            src = [Seed(int(g.fwd_head[e]), 0.0, 0.0)]
+        else:
+            src = unit_sources(g, e, frac)
+        for idx in (idx_ch, idx_dj):
+            slot = idx.new_slot()
+            assert slot == i
+            idx.set_unit(slot, src, available=avail, type_bits=1 << typ, cap_bits=caps,
+                         tie_key=1000 - i)
+        placed.append((src, avail, typ, caps))
+    return idx_ch, idx_dj, placed
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_case())
+def test_nearest_k_matches_networkx(case):
+    arcs, units, incidents, k = case
+    g = make_graph(arcs)
+    G = nx_graph(g)
+    for e_raw, g_frac in incidents:
+        e_inc = e_raw % g.n_edges
+        idx_ch, idx_dj, placed = _place_units(g, units, same_edge_as=e_inc)
+        seeds = incident_seeds(g, e_inc, g_frac)
+        type_mask, caps_req = 0b011, 0b01
+        expect = []
+        cache: dict = {}
+        for i, (src, avail, typ, caps) in enumerate(placed):
+            if not avail or not (type_mask >> typ) & 1 or (caps & caps_req) != caps_req:
+                continue
+            eta = oracle_eta_ds(G, g, src, seeds, cache)
+            if np.isfinite(eta):
+                expect.append((eta, 1000 - i, i))
+        expect.sort()
+        for idx in (idx_ch, idx_dj):
+            slots, eta, _ = idx.nearest(seeds, k=k, type_mask=type_mask, caps_req=caps_req)
+            want = expect[:k]
+            assert len(slots) == len(want)
+            np.testing.assert_allclose(eta, [w[0] for w in want], rtol=REL)
+            # same ETA multiset; where ETAs are distinct, the same units in the same order
+            for j, (w_eta, _, w_slot) in enumerate(want):
+                if sum(1 for x in expect if x[0] == w_eta) == 1:
+                    assert slots[j] == w_slot
+
+
+@settings(max_examples=60, deadline=None)
+@given(random_case())
+def test_table_matches_networkx(case):
+    arcs, units, incidents, _ = case
+    g = make_graph(arcs)
+    G = nx_graph(g)
+    idx_ch, _, placed = _place_units(g, units)
+    seeds = [incident_seeds(g, e % g.n_edges, f) for e, f in incidents]
+    t, _ = idx_ch.table(seeds)
+    cache: dict = {}
+    for i, (src, *_rest) in enumerate(placed):
+        for q, s in enumerate(seeds):
+            want = oracle_eta_ds(G, g, src, s, cache)
+            if np.isfinite(want):
+                assert t[i, q] == pytest.approx(want, rel=REL)
+            else:
+                assert np.isinf(t[i, q])
+
+
+def test_hand_drawn_one_way_block():
+    # A one-way loop 0->1->2->3->0 (100 ds each) and a two-way spur 1<->4 (50 ds).
+    g = make_graph([(0, 1, 100), (1, 2, 100), (2, 3, 100), (3, 0, 100), (1, 4, 50), (4, 1, 50)])
+    n = {int(x): i for i, x in enumerate(g.node_ext_id)}
+    e01 = g.find_edge(n[0], n[1])
+    idx = UnitIndex(g)
+    # unit A just behind the incident on the same one-way edge; unit B just ahead of it
+    a, b, c = idx.new_slot(), idx.new_slot(), idx.new_slot()
+    idx.set_unit(a, unit_sources(g, e01, 0.2), available=True, type_bits=1, cap_bits=0, tie_key=0)
+    idx.set_unit(b, unit_sources(g, e01, 0.8), available=True, type_bits=1, cap_bits=0, tie_key=1)
+    idx.set_unit(c, [Seed(n[4], 0.0, 0.0)], available=True, type_bits=1, cap_bits=0, tie_key=2)
+    slots, eta, length = idx.nearest(incident_seeds(g, e01, 0.5), k=3)
+    # A drives 30 ds straight on; B must go round the block: 20 + 300 + 50 = 370;
+    # C from the spur: 50 to node 1, then 1->2->3->0 (300) and half of 0->1 (50) = 400
+    assert slots.tolist() == [a, b, c]
+    np.testing.assert_allclose(eta, [30, 370, 400])
+    np.testing.assert_allclose(length, [300, 3700, 4000])  # 10 m per ds in make_graph
+
+
+def test_ties_are_broken_by_tie_key():
+    g = make_graph([(0, 1, 10), (1, 0, 10), (1, 2, 10), (2, 1, 10)])
+    n = {int(x): i for i, x in enumerate(g.node_ext_id)}
+    idx = UnitIndex(g)
+    for tie in (5, 3, 9, 1):
+        s = idx.new_slot()
+        idx.set_unit(s, [Seed(n[0] if tie % 2 else n[2], 0.0, 0.0)], available=True, type_bits=1,
+                     cap_bits=0, tie_key=tie)
+    slots, eta, _ = idx.nearest([Seed(n[1], 0.0, 0.0)], k=3)
+    np.testing.assert_allclose(eta, [10, 10, 10])
+    assert [int(idx.u_tie[s]) for s in slots] == [1, 3, 5]
+
+
+def test_moves_and_availability_apply_immediately():
+    g = make_graph([(i, i + 1, 10) for i in range(9)] + [(i + 1, i, 10) for i in range(9)])
+    n = {int(x): i for i, x in enumerate(g.node_ext_id)}
+    idx = UnitIndex(g)
+    s = idx.new_slot()
+    idx.set_unit(s, [Seed(n[9], 0.0, 0.0)], available=True, type_bits=1, cap_bits=0, tie_key=0)
+    inc = [Seed(n[0], 0.0, 0.0)]
+    assert idx.nearest(inc, k=1)[1].tolist() == [90.0]
+    idx.set_unit(s, [Seed(n[2], 0.0, 0.0)], available=True, type_bits=1, cap_bits=0, tie_key=0)
+    assert idx.nearest(inc, k=1)[1].tolist() == [20.0]
+    idx.set_available(s, False)
+    assert idx.nearest(inc, k=1)[0].size == 0
+    idx.set_available(s, True)
+    idx.remove(s)
+    assert idx.nearest(inc, k=1)[0].size == 0
+    assert idx.bucket_entries() == 0
+
+
+def test_path_eta_equals_nearest_eta(real_graph):
+    g = real_graph("helsinki.osm.pbf")
+    rng = np.random.default_rng(11)
+    idx = UnitIndex(g)
+    for _ in range(20):
+        s = idx.new_slot()
+        idx.set_unit(s, unit_sources(g, int(rng.integers(g.n_edges)), float(rng.random())),
+                     available=True, type_bits=1, cap_bits=0, tie_key=s)
+    for _ in range(20):
+        seeds = incident_seeds(g, int(rng.integers(g.n_edges)), float(rng.random()))
+        slots, eta, length = idx.nearest(seeds, k=3)
+        for s, t, ln in zip(slots, eta, length):
+            pt, plen, edges, _src, _seed = idx.path(int(s), seeds)
+            assert pt == pytest.approx(t, rel=REL)
+            # the path's own time adds up
+            if _src is not None:
+                tot = _src.t_ds + g.edge_time_ds[edges].sum() + _seed.t_ds
+                assert tot == pytest.approx(pt, rel=REL)
+
+
+@pytest.mark.parametrize("name", ["liechtenstein.osm.pbf", "monaco.osm.pbf", "helsinki.osm.pbf",
+                                  "West-Oakland.osm.bz2", "tl_2017_06075_roads.zip"])
+def test_real_extracts_match_networkx(real_graph, name):
+    g = real_graph(name)
+    G = nx_graph(g)
+    rng = np.random.default_rng(7)
+    idx = UnitIndex(g, capacity=64)
+    units = []
+    for i in range(40):
+        src = unit_sources(g, int(rng.integers(g.n_edges)), float(rng.random()))
+        s = idx.new_slot()
+        idx.set_unit(s, src, available=bool(i % 3), type_bits=1, cap_bits=0, tie_key=i)
+        units.append((src, bool(i % 3)))
+    # distances from every unit source, once (networkx is the slow part)
+    cache: dict = {}
+    for _ in range(15):
+        seeds = incident_seeds(g, int(rng.integers(g.n_edges)), float(rng.random()))
+        slots, eta, _ = idx.nearest(seeds, k=5)
+        want = sorted(oracle_eta_ds(G, g, src, seeds, cache) for src, av in units if av)[:5]
+        np.testing.assert_allclose(eta, want, rtol=REL)
+
+
+def test_networkx_oracle_agrees_with_itself_on_reverse():
+    # guard for the oracle: reversed-graph distances equal forward ones
+    g = make_graph([(0, 1, 3), (1, 2, 4), (2, 0, 5), (2, 1, 1)])
+    G = nx_graph(g)
+    d = dict(nx.all_pairs_dijkstra_path_length(G))
+    R = dict(nx.all_pairs_dijkstra_path_length(G.reverse()))
+    assert all(d[a][b] == R[b][a] for a in d for b in d[a])
