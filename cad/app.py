@@ -16,6 +16,8 @@ from cad.health import router as health_router
 from cad.logging import configure_logging
 from cad.middleware import RequestContextMiddleware
 from cad.settings import Settings
+from ws_gateway import lifecycle as realtime
+from ws_gateway.api import router as realtime_router
 
 log = structlog.get_logger("cad.app")
 
@@ -48,9 +50,11 @@ def create_app(settings: Settings | None = None, *,
                 url, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
                 command_timeout=settings.db_command_timeout_s,
             )
+            await realtime.start(app, url)
             log.info("app_started", database=mask_url(url))
             yield
         finally:
+            await realtime.stop(app)
             if app.state.pool is not None:
                 with contextlib.suppress(Exception):
                     await app.state.pool.close()
@@ -68,6 +72,7 @@ def create_app(settings: Settings | None = None, *,
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.include_router(health_router)
+    app.include_router(realtime_router)
     for router in extra_routers:
         app.include_router(router)
     return app

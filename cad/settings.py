@@ -61,3 +61,40 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Redis URL for multi-worker fan-out; unset = in-process hub."
     )
+
+    # --- real-time gateway (ws_gateway) ---------------------------------------
+    ws_batch_interval_ms: int = Field(
+        default=50, ge=5, le=1000,
+        description="One frame per subscriber per tick carrying everything since the last: "
+                    "per-update frames capped fan-out ~13x lower (docs/realtime.md).",
+    )
+    ws_heartbeat_interval_s: float = Field(default=15.0, gt=0)
+    ws_client_queue_max: int = Field(
+        default=100, ge=2, description="Frames waiting for one client; a full queue closes it (4408).",
+    )
+    ws_sync_buffer_max: int = Field(
+        default=20_000, ge=100,
+        description="Live events held for a client while its snapshot/replay is being sent.",
+    )
+    ws_token_recheck_interval_s: float = Field(default=30.0, gt=0)
+    ws_resume_window_s: float = Field(
+        default=86_400.0, gt=0,
+        description="A reconnect whose first missed event is older than this gets resync_required.",
+    )
+    ws_replay_max_events: int = Field(
+        default=50_000, ge=1, description="Longer replays get resync_required instead.",
+    )
+    ws_tailer_poll_interval_s: float = Field(
+        default=1.0, gt=0, description="Safety-net read of the event log when no NOTIFY arrives.",
+    )
+    avl_max_positions_per_unit_per_s: float = Field(
+        default=2.0, gt=0, description="Board updates per unit per second; extra fixes are coalesced.",
+    )
+    avl_max_age_s: float = Field(default=300.0, gt=0, description="Older fixes are rejected.")
+    avl_max_future_s: float = Field(default=5.0, ge=0, description="Clock skew tolerated.")
+    avl_max_accuracy_m: float = Field(default=5_000.0, gt=0)
+    avl_flush_interval_ms: int = Field(default=500, ge=10, description="Breadcrumb COPY period.")
+    avl_buffer_max: int = Field(
+        default=200_000, ge=100, description="Breadcrumbs held while the database is unreachable.",
+    )
+    hub_channel_prefix: str = Field(default="cad", description="Redis channel namespace.")

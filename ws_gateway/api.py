@@ -1,0 +1,242 @@
+"""Websocket endpoints (board, MDT) and the AVL HTTP endpoints (batch ingest, track replay).
+
+Wire protocol (docs/realtime.md has the full description):
+
+server -> client
+  {"type": "snapshot", "last_event_id", "server_id", "heartbeat_interval_s", "snapshot"}
+  {"type": "resume", "from_event_id", "last_event_id", ...}   then replay batches
+  {"type": "resync_required", "reason", "from_event_id", "oldest_event_id", "last_event_id"}
+                                                             then a snapshot
+  {"type": "batch", "last_event_id", "events": [...], "positions": [...], ["replay": true]}
+  {"type": "heartbeat", "last_event_id", "server_time"}
+  {"type": "position_result", "accepted", "problems": [...], ["ref"]}   (MDT)
+  {"type": "pong" | "auth_ok" | "error", ...}
+client -> server
+  {"type": "ping"} · {"type": "auth", "access_token"} (renew on an open socket)
+  {"type": "position", lat, lon, heading_deg?, speed_mps?, accuracy_m?, fix_time, ref?}  (MDT)
+  {"type": "positions", "fixes": [...], ref?}                                           (MDT)
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, Depends, Query, Request, WebSocket
+from pydantic import BaseModel, Field
+
+from cad.errors import Invalid, NotFound, ServiceUnavailable
+from ws_gateway import auth
+from ws_gateway.events import BoardFilter, UnitFilter
+from ws_gateway.gateway import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_FORBIDDEN,
+    CLOSE_INTERNAL,
+    CLOSE_UNAUTHORIZED,
+    Client,
+    Gateway,
+    _close_ws,
+)
+
+router = APIRouter()
+
+MAX_FIXES_PER_REQUEST = 1_000
+MAX_TRACK_POINTS = 100_000
+MAX_TRACK_SPAN = timedelta(days=31)
+
+
+async def _board_snapshot(conn: asyncpg.Connection, agencies: list[str] | None) -> dict[str, Any]:
+    try:
+        from incidents.board import board_snapshot
+    except ImportError:  # the incidents package is not there yet: an empty board
+        return {"incidents": [], "units": []}
+    return await board_snapshot(conn, agencies=agencies)
+
+
+async def _unit_snapshot(conn: asyncpg.Connection, unit_id: str) -> dict[str, Any] | None:
+    try:
+        from incidents.board import unit_snapshot
+    except ImportError:
+        return {"unit": {"id": unit_id}, "incident": None}
+    return await unit_snapshot(conn, unit_id)
+
+
+def _gateway(ws_or_request: WebSocket | Request) -> Gateway | None:
+    return getattr(ws_or_request.app.state, "gateway", None)
+
+
+def _last_event_id(ws: WebSocket) -> tuple[bool, int | None]:
+    raw = ws.query_params.get("last_event_id")
+    if raw is None or raw == "":
+        return True, None
+    try:
+        value = int(raw)
+    except ValueError:
+        return False, None
+    return value >= 0, value
+
+
+async def _authenticate(ws: WebSocket, roles: frozenset[str]) -> tuple[Any, str] | None:
+    """Accept, then check: a refused client gets a close code it can act on, not a bare 403."""
+    token = auth.token_from_scope(ws.scope)
+    principal = await auth.principal_for(ws.app.state, token, touch=True)
+    await ws.accept()
+    if principal is None or token is None:
+        await _close_ws(ws, CLOSE_UNAUTHORIZED, "unauthorized")
+        return None
+    if principal.role not in roles:
+        await _close_ws(ws, CLOSE_FORBIDDEN, f"role {principal.role} may not open this stream")
+        return None
+    return principal, token
+
+
+@router.websocket("/ws/board")
+async def board_socket(ws: WebSocket) -> None:
+    gw = _gateway(ws)
+    authed = await _authenticate(ws, auth.BOARD_ROLES)
+    if authed is None:
+        return
+    if gw is None:
+        await _close_ws(ws, CLOSE_INTERNAL, "gateway_not_running")
+        return
+    principal, token = authed
+    ok, last_event_id = _last_event_id(ws)
+    if not ok:
+        await _close_ws(ws, CLOSE_BAD_REQUEST, "last_event_id must be a non-negative integer")
+        return
+    agencies = auth.principal_agencies(principal)
+    s = gw.settings
+    client = Client(ws, kind="board", principal=principal, token=token,
+                    filter=BoardFilter(agencies), queue_max=s.ws_client_queue_max,
+                    sync_max=s.ws_sync_buffer_max)
+    await gw.serve(client, last_event_id=last_event_id,
+                   snapshot=lambda conn: _board_snapshot(conn, agencies))
+
+
+@router.websocket("/ws/unit/{unit_id}")
+async def unit_socket(ws: WebSocket, unit_id: str) -> None:
+    gw = _gateway(ws)
+    authed = await _authenticate(ws, auth.MDT_ROLES)
+    if authed is None:
+        return
+    principal, token = authed
+    if principal.unit_id != unit_id:
+        await _close_ws(ws, CLOSE_FORBIDDEN, "this token is bound to another unit")
+        return
+    if gw is None:
+        await _close_ws(ws, CLOSE_INTERNAL, "gateway_not_running")
+        return
+    ok, last_event_id = _last_event_id(ws)
+    if not ok:
+        await _close_ws(ws, CLOSE_BAD_REQUEST, "last_event_id must be a non-negative integer")
+        return
+    s = gw.settings
+    client = Client(ws, kind="unit", principal=principal, token=token,
+                    filter=UnitFilter(unit_id), queue_max=s.ws_client_queue_max,
+                    sync_max=s.ws_sync_buffer_max)
+
+    async def on_message(c: Client, msg: dict[str, Any]) -> None:
+        mtype = msg["type"]
+        if mtype == "position":
+            fixes: Any = [msg]
+        elif mtype == "positions":
+            fixes = msg.get("fixes")
+            if not isinstance(fixes, list) or len(fixes) > MAX_FIXES_PER_REQUEST:
+                gw.send(c, {"type": "error", "reason": "bad_message",
+                            "detail": f"fixes must be a list of at most {MAX_FIXES_PER_REQUEST}"})
+                return
+        else:
+            gw.send(c, {"type": "error", "reason": "unknown_message_type",
+                        "detail": f"unknown message type {mtype!r}"})
+            return
+        accepted, problems = await gw.avl.ingest(unit_id, c.principal.agency, fixes)
+        if problems or "ref" in msg:
+            reply: dict[str, Any] = {"type": "position_result", "accepted": accepted,
+                                     "problems": problems}
+            if "ref" in msg:
+                reply["ref"] = msg["ref"]
+            gw.send(c, reply)
+
+    await gw.serve(client, last_event_id=last_event_id,
+                   snapshot=lambda conn: _unit_snapshot(conn, unit_id), on_message=on_message)
+
+
+# --- HTTP ------------------------------------------------------------------------------------
+
+class PositionBatch(BaseModel):
+    fixes: list[dict[str, Any]] = Field(max_length=MAX_FIXES_PER_REQUEST,
+                                        description="Oldest first: lat, lon, fix_time, "
+                                        "heading_deg?, speed_mps?, accuracy_m?")
+
+
+class PositionBatchResult(BaseModel):
+    accepted: int
+    problems: list[dict[str, Any]] = Field(
+        description="One per fix not taken: index, reason, detail, status (rejected|ignored).")
+
+
+@router.post("/api/v1/units/{unit_id}/positions", response_model=PositionBatchResult,
+             tags=["avl"], summary="Batch AVL ingest from an MDT (the websocket is cheaper)")
+async def post_positions(unit_id: str, body: PositionBatch, request: Request,
+                         principal: Annotated[Any, Depends(auth.require(auth.MDT_ROLES))]
+                         ) -> PositionBatchResult:
+    if principal.unit_id != unit_id:
+        from cad.errors import Forbidden
+        raise Forbidden("this token is bound to another unit")
+    gw = _gateway(request)
+    if gw is None:
+        raise ServiceUnavailable("the real-time gateway is not running")
+    accepted, problems = await gw.avl.ingest(unit_id, principal.agency, body.fixes)
+    return PositionBatchResult(accepted=accepted, problems=problems)
+
+
+@router.get("/api/v1/units/{unit_id}/track", tags=["avl"],
+            summary="A unit's stored breadcrumbs between two times, oldest first")
+async def get_track(
+    unit_id: str, request: Request,
+    principal: Annotated[Any, Depends(auth.require(auth.TRACK_ROLES))],
+    from_: Annotated[datetime | None, Query(alias="from")] = None,
+    to: Annotated[datetime | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_TRACK_POINTS)] = 10_000,
+) -> dict[str, Any]:
+    to = to or datetime.now(UTC)
+    from_ = from_ or (to - timedelta(hours=1))
+    if to.tzinfo is None or from_.tzinfo is None:
+        raise Invalid("from and to need a UTC offset", field="query.from")
+    if from_ > to:
+        raise Invalid("from must not be after to", field="query.from")
+    if to - from_ > MAX_TRACK_SPAN:
+        raise Invalid(f"at most {MAX_TRACK_SPAN.days} days per request", field="query.to")
+    pool: asyncpg.Pool = request.app.state.pool
+    async with pool.acquire() as conn:
+        agency = await _unit_agency(conn, unit_id)
+        allowed = auth.principal_agencies(principal)
+        if agency is not None and allowed is not None and agency not in allowed:
+            raise NotFound(f"no unit {unit_id}")  # other agencies' units are not disclosed
+        rows = await conn.fetch(
+            "SELECT fix_time, received_at, lat, lon, heading_deg, speed_mps, accuracy_m "
+            "FROM unit_positions WHERE unit_id = $1 AND fix_time >= $2 AND fix_time <= $3 "
+            "ORDER BY fix_time LIMIT $4", unit_id, from_, to, limit + 1)
+    truncated = len(rows) > limit
+    return {
+        "unit_id": unit_id, "from": from_, "to": to, "truncated": truncated,
+        "fixes": [dict(r) for r in rows[:limit]],
+    }
+
+
+async def _unit_agency(conn: asyncpg.Connection, unit_id: str) -> str | None:
+    if not await conn.fetchval("SELECT to_regclass('units') IS NOT NULL"):
+        return None
+    return await conn.fetchval("SELECT agency FROM units WHERE id = $1", unit_id)
+
+
+@router.get("/api/v1/realtime/stats", tags=["avl"],
+            summary="This worker's gateway counters (clients, positions, drops)")
+async def get_stats(request: Request,
+                    principal: Annotated[Any, Depends(auth.require({"supervisor", "admin"}))]
+                    ) -> dict[str, Any]:
+    gw = _gateway(request)
+    if gw is None:
+        raise ServiceUnavailable("the real-time gateway is not running")
+    return gw.stats()

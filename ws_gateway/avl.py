@@ -1,0 +1,377 @@
+"""AVL ingest: validate a fix, move the unit in the routing index at once, coalesce it for
+the boards, and store it as a breadcrumb (batched COPY, off the request path).
+
+Positions are not events: they are ephemeral for the boards (through the hub) and kept in
+``unit_positions`` for analysts. ``units.last_lat/last_lon/last_fix_at`` follow the newest
+stored fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import orjson
+import structlog
+
+log = structlog.get_logger("ws_gateway.avl")
+
+POSITIONS_CHANNEL = "positions"
+
+# Why a fix was not taken. "ignored" reasons are normal (a resent or late fix); "rejected"
+# reasons point at a broken device or clock.
+REJECT_BAD_COORDINATES = "bad_coordinates"
+REJECT_BAD_HEADING = "bad_heading"
+REJECT_BAD_SPEED = "bad_speed"
+REJECT_BAD_ACCURACY = "bad_accuracy"
+REJECT_FUTURE = "timestamp_in_future"
+REJECT_TOO_OLD = "timestamp_too_old"
+REJECT_BAD_TIMESTAMP = "bad_timestamp"
+IGNORE_OUT_OF_ORDER = "out_of_order"
+IGNORED_REASONS = frozenset({IGNORE_OUT_OF_ORDER})
+
+# 300 m/s is faster than any ground or rotor unit we dispatch; anything above is a GPS glitch.
+MAX_SPEED_MPS = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Fix:
+    unit_id: str
+    lat: float
+    lon: float
+    fix_time: datetime
+    heading_deg: float | None = None
+    speed_mps: float | None = None
+    accuracy_m: float | None = None
+
+
+class FixRejected(ValueError):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+    @property
+    def ignored(self) -> bool:
+        return self.reason in IGNORED_REASONS
+
+
+def _num(value: Any, reason: str, name: str, *, optional: bool) -> float | None:
+    if value is None:
+        if optional:
+            return None
+        raise FixRejected(reason, f"{name} is required")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise FixRejected(reason, f"{name} must be a number")
+    f = float(value)
+    if not math.isfinite(f):
+        raise FixRejected(reason, f"{name} must be finite")
+    return f
+
+
+def parse_fix_time(value: Any) -> datetime:
+    """ISO 8601 with an offset, or epoch seconds/milliseconds."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        if isinstance(value, int | float):
+            secs = float(value) / 1000.0 if value > 1e11 else float(value)
+            return datetime.fromtimestamp(secs, UTC)
+        if isinstance(value, str):
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if dt.tzinfo is None:
+                raise FixRejected(REJECT_BAD_TIMESTAMP, "fix_time needs a UTC offset")
+            return dt.astimezone(UTC)
+    except FixRejected:
+        raise
+    except (TypeError, ValueError, OverflowError, OSError):
+        pass
+    raise FixRejected(REJECT_BAD_TIMESTAMP, "fix_time must be ISO 8601 with offset or epoch seconds")
+
+
+def validate_fix(unit_id: str, raw: dict[str, Any], *, now: datetime, max_age_s: float,
+                 max_future_s: float, max_accuracy_m: float) -> Fix:
+    if not isinstance(raw, dict):
+        raise FixRejected(REJECT_BAD_COORDINATES, "a fix is an object")
+    lat = _num(raw.get("lat"), REJECT_BAD_COORDINATES, "lat", optional=False)
+    lon = _num(raw.get("lon"), REJECT_BAD_COORDINATES, "lon", optional=False)
+    assert lat is not None and lon is not None
+    if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+        raise FixRejected(REJECT_BAD_COORDINATES, "lat must be within [-90, 90], lon within [-180, 180]")
+    if lat == 0.0 and lon == 0.0:
+        # "Null Island": what receivers without a fix report.
+        raise FixRejected(REJECT_BAD_COORDINATES, "0,0 is a receiver without a fix")
+    heading = _num(raw.get("heading_deg"), REJECT_BAD_HEADING, "heading_deg", optional=True)
+    if heading is not None and not 0.0 <= heading <= 360.0:
+        raise FixRejected(REJECT_BAD_HEADING, "heading_deg must be within [0, 360]")
+    speed = _num(raw.get("speed_mps"), REJECT_BAD_SPEED, "speed_mps", optional=True)
+    if speed is not None and not 0.0 <= speed <= MAX_SPEED_MPS:
+        raise FixRejected(REJECT_BAD_SPEED, f"speed_mps must be within [0, {MAX_SPEED_MPS:g}]")
+    acc = _num(raw.get("accuracy_m"), REJECT_BAD_ACCURACY, "accuracy_m", optional=True)
+    if acc is not None and not 0.0 <= acc <= max_accuracy_m:
+        raise FixRejected(REJECT_BAD_ACCURACY, f"accuracy_m must be within [0, {max_accuracy_m:g}]")
+    if "fix_time" not in raw:
+        raise FixRejected(REJECT_BAD_TIMESTAMP, "fix_time is required")
+    fix_time = parse_fix_time(raw["fix_time"])
+    skew = (fix_time - now).total_seconds()
+    if skew > max_future_s:
+        raise FixRejected(REJECT_FUTURE, f"fix_time is {skew:.1f} s in the future")
+    if -skew > max_age_s:
+        raise FixRejected(REJECT_TOO_OLD, f"fix_time is {-skew:.0f} s old (limit {max_age_s:g} s)")
+    return Fix(unit_id, lat, lon, fix_time, heading, speed, acc)
+
+
+def fix_wire(fix: Fix, agency: str | None, coalesced: int) -> dict[str, Any]:
+    """A position as boards receive it. ``coalesced``: fixes of this unit superseded on the
+    ingesting worker since the previous one sent (dropped on purpose)."""
+    return {
+        "unit_id": fix.unit_id, "agency": agency, "lat": fix.lat, "lon": fix.lon,
+        "heading_deg": fix.heading_deg, "speed_mps": fix.speed_mps,
+        "accuracy_m": fix.accuracy_m, "fix_time": fix.fix_time, "coalesced": coalesced,
+    }
+
+
+class Coalescer:
+    """At most ``per_unit_per_s`` positions per unit reach the boards; a newer fix replaces a
+    held one. Flushed by the broadcaster's tick, so holding adds no extra timer."""
+
+    def __init__(self, per_unit_per_s: float) -> None:
+        self.min_gap_s = 1.0 / per_unit_per_s
+        self._held: dict[str, tuple[Fix, str | None, int]] = {}
+        self._last_sent: dict[str, float] = {}
+        self.coalesced = 0
+        self.sent = 0
+
+    def offer(self, fix: Fix, agency: str | None) -> None:
+        prev = self._held.get(fix.unit_id)
+        if prev is None:
+            self._held[fix.unit_id] = (fix, agency, 0)
+        else:
+            self.coalesced += 1
+            self._held[fix.unit_id] = (fix, agency, prev[2] + 1)
+
+    def take_due(self, now_mono: float) -> list[dict[str, Any]]:
+        if not self._held:
+            return []
+        due: list[dict[str, Any]] = []
+        keep: dict[str, tuple[Fix, str | None, int]] = {}
+        last_sent = self._last_sent
+        # A little slack so fixes sent at exactly the limit rate are not held a whole period
+        # because of tick jitter.
+        gap = self.min_gap_s * 0.9
+        for unit_id, (fix, agency, n) in self._held.items():
+            last = last_sent.get(unit_id)
+            if last is None or now_mono - last >= gap:
+                due.append(fix_wire(fix, agency, n))
+                last_sent[unit_id] = now_mono
+            else:
+                keep[unit_id] = (fix, agency, n)
+        self._held = keep
+        self.sent += len(due)
+        return due
+
+
+_COPY_COLUMNS = ("unit_id", "fix_time", "received_at", "lat", "lon", "heading_deg",
+                 "speed_mps", "accuracy_m")
+
+_UPDATE_LAST = """
+UPDATE units AS u SET last_lat = v.lat, last_lon = v.lon, last_fix_at = v.fix_time
+FROM unnest($1::text[], $2::float8[], $3::float8[], $4::timestamptz[]) AS v(unit_id, lat, lon, fix_time)
+WHERE u.id = v.unit_id AND (u.last_fix_at IS NULL OR u.last_fix_at < v.fix_time)
+"""
+
+
+class BreadcrumbWriter:
+    """Buffers accepted fixes and writes them with COPY every ``flush_interval_s``. The
+    event loop only appends to a list; the write is an awaited COPY on a pool connection.
+    While the database is unreachable the buffer keeps up to ``buffer_max`` fixes (oldest
+    dropped first, counted)."""
+
+    def __init__(self, pool: asyncpg.Pool, *, flush_interval_s: float, buffer_max: int) -> None:
+        self.pool = pool
+        self.flush_interval_s = flush_interval_s
+        self.buffer_max = buffer_max
+        self._buf: list[tuple[Any, ...]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._kick = asyncio.Event()
+        self._units_table: bool | None = None
+        self.written = 0
+        self.dropped = 0
+        self.flushes = 0
+
+    def add(self, fix: Fix, received_at: datetime) -> None:
+        self._buf.append((fix.unit_id, fix.fix_time, received_at, fix.lat, fix.lon,
+                          fix.heading_deg, fix.speed_mps, fix.accuracy_m))
+        if len(self._buf) > self.buffer_max:
+            over = len(self._buf) - self.buffer_max
+            del self._buf[:over]
+            self.dropped += over
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="breadcrumb-writer")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), self.flush_interval_s)
+            self._kick.clear()
+            try:
+                await self.flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - kept in the buffer, retried next period
+                log.warning("breadcrumb_flush_failed", error=type(exc).__name__,
+                            buffered=len(self._buf))
+
+    def request_flush(self) -> None:
+        self._kick.set()
+
+    async def flush(self) -> int:
+        if not self._buf:
+            return 0
+        batch, self._buf = self._buf, []
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.copy_records_to_table("unit_positions", records=batch,
+                                                 columns=_COPY_COLUMNS)
+                if self._units_table is None:
+                    self._units_table = await conn.fetchval(
+                        "SELECT to_regclass('units') IS NOT NULL")
+                if self._units_table:
+                    newest: dict[str, tuple[Any, ...]] = {}
+                    for rec in batch:
+                        cur = newest.get(rec[0])
+                        if cur is None or rec[1] > cur[1]:
+                            newest[rec[0]] = rec
+                    recs = list(newest.values())
+                    await conn.execute(_UPDATE_LAST, [r[0] for r in recs], [r[3] for r in recs],
+                                       [r[4] for r in recs], [r[1] for r in recs])
+        except BaseException:
+            self._buf[:0] = batch  # put back in front, order kept
+            if len(self._buf) > self.buffer_max:
+                over = len(self._buf) - self.buffer_max
+                del self._buf[:over]
+                self.dropped += over
+            if self._units_table is not None:
+                self._units_table = None  # maybe the table appeared/disappeared: look again
+            raise
+        self.written += len(batch)
+        self.flushes += 1
+        return len(batch)
+
+
+def resolve_position_hook(app_state: Any) -> Callable[[str, float, float, datetime], None]:
+    """The one place where a fix reaches the routing index.
+
+    ``units.positions.apply_position(app_state, unit_id, lat, lon, fix_time)`` when the units
+    package provides it; otherwise ``app_state.routing.move_unit`` when a routing service is
+    configured; otherwise nothing.
+    """
+    try:
+        from units.positions import apply_position  # type: ignore[import-not-found]
+    except ImportError:
+        apply_position = None
+
+    if apply_position is not None:
+        def hook(unit_id: str, lat: float, lon: float, fix_time: datetime) -> None:
+            result = apply_position(app_state, unit_id, lat, lon, fix_time)
+            if asyncio.iscoroutine(result):
+                asyncio.get_running_loop().create_task(result)
+        return hook
+
+    def fallback(unit_id: str, lat: float, lon: float, fix_time: datetime) -> None:
+        routing = getattr(app_state, "routing", None)
+        if routing is None or not hasattr(routing, "move_unit"):
+            return
+        try:
+            routing.move_unit(unit_id, lat=lat, lon=lon)
+        except Exception as exc:  # noqa: BLE001 - unknown unit to routing: the fix is still stored
+            log.debug("routing_move_unit_failed", unit_id=unit_id, error=type(exc).__name__)
+    return fallback
+
+
+class AvlIngest:
+    """Per worker: last accepted fix time per unit (out-of-order detection), the coalescer,
+    the breadcrumb writer and the routing hook."""
+
+    def __init__(self, app_state: Any, pool: asyncpg.Pool, *, settings: Any) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.coalescer = Coalescer(settings.avl_max_positions_per_unit_per_s)
+        self.writer = BreadcrumbWriter(pool, flush_interval_s=settings.avl_flush_interval_ms / 1000,
+                                       buffer_max=settings.avl_buffer_max)
+        self.apply_to_routing = resolve_position_hook(app_state)
+        self._last_fix: dict[str, datetime] = {}
+        self.accepted = 0
+        self.rejected: dict[str, int] = {}
+
+    async def start(self) -> None:
+        await self.writer.start()
+
+    async def close(self) -> None:
+        await self.writer.close()
+
+    async def _last_fix_time(self, unit_id: str) -> datetime | None:
+        if unit_id in self._last_fix:
+            return self._last_fix[unit_id]
+        # First fix of this unit on this worker (it may have reported to another one before).
+        last = await self.pool.fetchval(
+            "SELECT max(fix_time) FROM unit_positions WHERE unit_id = $1", unit_id)
+        if unit_id not in self._last_fix and last is not None:
+            self._last_fix[unit_id] = last
+        return self._last_fix.get(unit_id)
+
+    async def ingest(self, unit_id: str, agency: str | None, raws: list[Any]
+                     ) -> tuple[int, list[dict[str, Any]]]:
+        """Accept what is valid, in order. Returns (accepted, [{index, reason, detail, status}])."""
+        s = self.settings
+        now = datetime.now(UTC)
+        problems: list[dict[str, Any]] = []
+        last = await self._last_fix_time(unit_id)
+        accepted = 0
+        newest: Fix | None = None
+        for i, raw in enumerate(raws):
+            try:
+                fix = validate_fix(unit_id, raw, now=now, max_age_s=s.avl_max_age_s,
+                                   max_future_s=s.avl_max_future_s,
+                                   max_accuracy_m=s.avl_max_accuracy_m)
+                if last is not None and fix.fix_time <= last:
+                    raise FixRejected(IGNORE_OUT_OF_ORDER,
+                                      "fix_time is not newer than the unit's last fix")
+            except FixRejected as exc:
+                self.rejected[exc.reason] = self.rejected.get(exc.reason, 0) + 1
+                problems.append({"index": i, "reason": exc.reason, "detail": exc.detail,
+                                 "status": "ignored" if exc.ignored else "rejected"})
+                continue
+            last = fix.fix_time
+            self.writer.add(fix, now)
+            self.coalescer.offer(fix, agency)
+            newest = fix
+            accepted += 1
+        if newest is not None:
+            self._last_fix[unit_id] = newest.fix_time
+            try:
+                self.apply_to_routing(unit_id, newest.lat, newest.lon, newest.fix_time)
+            except Exception:  # routing trouble must not lose the fix
+                log.exception("apply_position_failed", unit_id=unit_id)
+        self.accepted += accepted
+        return accepted, problems
+
+    def take_due_positions(self) -> bytes | None:
+        due = self.coalescer.take_due(time.monotonic())
+        return orjson.dumps(due) if due else None
