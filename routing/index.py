@@ -125,7 +125,6 @@ class UnitIndex:
         self.u_nsrc = grow(g(self, "u_nsrc", None), (capacity,), np.int32, 0)
         self.u_cnt = grow(g(self, "u_cnt", None), (capacity,), np.int64, 0)
         self.u_nodes = grow(g(self, "u_nodes", None), (capacity, width), np.int32, 0)
-        self.u_bidx = grow(g(self, "u_bidx", None), (capacity, width), np.int64, 0)
         self._best = np.full(capacity, np.inf)
         self._best_touched = np.empty(capacity, np.int32)
         self._entry_next = np.full(2 * capacity, -1, np.int32)
@@ -179,8 +178,7 @@ class UnitIndex:
                 slot, src_rank, src_t, src_l, ns, h.up_f_indptr, h.up_f_head, h.up_f_time_ds,
                 h.up_f_length_m, h.up_b_indptr, h.up_b_head, h.up_b_time_ds,
                 self._b_start, self._b_len, self._b_cap, self._pool_sj, self._pool_t,
-                self._pool_l, self._scal, self.u_cnt, self.u_nodes, self.u_bidx,
-                self._dist, self._dlen, self._hkey, self._hnode, self._hpos, self._touched,
+                self._pool_l, self._scal, self.u_cnt, self.u_nodes, self._dist, self._dlen, self._hkey, self._hnode, self._hpos, self._touched,
                 self._tmp_node, self._tmp_t, self._tmp_l)
             if cnt >= 0:
                 return
@@ -189,7 +187,7 @@ class UnitIndex:
     def _clear_position(self, slot: int) -> None:
         if self.use_ch and self.u_cnt[slot]:
             K.bucket_remove(slot, self._b_start, self._b_len, self._pool_sj, self._pool_t,
-                            self._pool_l, self.u_cnt, self.u_nodes, self.u_bidx)
+                            self._pool_l, self.u_cnt, self.u_nodes)
         self.u_nsrc[slot] = 0
         self.u_edge[slot] = -1
 

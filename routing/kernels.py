@@ -79,8 +79,7 @@ def upward_search(src, off_t, off_l, n_src, indptr, head, w, lenm, st_indptr, st
 
 # ----------------------------------------------------------------------- buckets
 @njit(cache=True)
-def _bucket_append(x, slot, t, length, j, b_start, b_len, b_cap, pool_sj, pool_t, pool_l,
-                   u_bidx, scal):
+def _bucket_append(x, slot, t, length, j, b_start, b_len, b_cap, pool_sj, pool_t, pool_l, scal):
     if b_len[x] == b_cap[x]:
         newcap = max(4, 2 * b_cap[x])
         pe = scal[0]
@@ -100,11 +99,11 @@ def _bucket_append(x, slot, t, length, j, b_start, b_len, b_cap, pool_sj, pool_t
             pool_sj[p, 1] = pool_sj[s + i, 1]
             pool_t[p] = pool_t[s + i]
             pool_l[p] = pool_l[s + i]
-            u_bidx[pool_sj[p, 0], pool_sj[p, 1]] = p  # back-pointer follows the entry
         b_start[x] = pe
         b_cap[x] = newcap
         scal[0] = pe + newcap
-    # keep the bucket sorted by distance so that queries stop scanning at their bound
+    # keep the bucket sorted by distance so that queries stop scanning at their bound;
+    # shifting is a sequential copy (no back-pointers to patch), cheap even at the top
     p = b_start[x] + b_len[x]
     b_len[x] += 1
     lo = b_start[x]
@@ -113,20 +112,18 @@ def _bucket_append(x, slot, t, length, j, b_start, b_len, b_cap, pool_sj, pool_t
         pool_sj[p, 1] = pool_sj[p - 1, 1]
         pool_t[p] = pool_t[p - 1]
         pool_l[p] = pool_l[p - 1]
-        u_bidx[pool_sj[p, 0], pool_sj[p, 1]] = p
         p -= 1
     pool_sj[p, 0] = slot
     pool_sj[p, 1] = j
     pool_t[p] = t
     pool_l[p] = length
-    u_bidx[slot, j] = p
     return pool_sj, pool_t, pool_l
 
 
 @njit(cache=True)
 def bucket_insert(slot, src_rank, src_t, src_l, n_src, uf_indptr, uf_head, uf_w, uf_l,
                   ub_indptr, ub_head, ub_w, b_start, b_len, b_cap, pool_sj, pool_t, pool_l, scal,
-                  u_cnt, u_nodes, u_bidx, dist, dlen, hkey, hnode, hpos, touched,
+                  u_cnt, u_nodes, dist, dlen, hkey, hnode, hpos, touched,
                   tmp_node, tmp_t, tmp_l):
     """Add the unit's forward upward search space to the buckets, the unit's offsets
     (time and length to reach each source) folded into the entries. Returns the pool
@@ -141,25 +138,27 @@ def bucket_insert(slot, src_rank, src_t, src_l, n_src, uf_indptr, uf_head, uf_w,
         x = tmp_node[j]
         u_nodes[slot, j] = x
         pool_sj, pool_t, pool_l = _bucket_append(
-            x, slot, tmp_t[j], tmp_l[j], j, b_start, b_len, b_cap, pool_sj, pool_t, pool_l,
-            u_bidx, scal)
+            x, slot, tmp_t[j], tmp_l[j], j, b_start, b_len, b_cap, pool_sj, pool_t, pool_l, scal)
     u_cnt[slot] = cnt
     return pool_sj, pool_t, pool_l, cnt
 
 
 @njit(cache=True)
-def bucket_remove(slot, b_start, b_len, pool_sj, pool_t, pool_l, u_cnt, u_nodes, u_bidx):
-    """Remove all of a unit's entries, closing the gaps so buckets stay sorted."""
+def bucket_remove(slot, b_start, b_len, pool_sj, pool_t, pool_l, u_cnt, u_nodes):
+    """Remove all of a unit's entries, closing the gaps so buckets stay sorted. The
+    entry is found by a sequential scan of the bucket, which costs less than keeping
+    back-pointers up to date on every shift."""
     for j in range(u_cnt[slot]):
         x = u_nodes[slot, j]
-        p = u_bidx[slot, j]
-        last = b_start[x] + b_len[x] - 1
+        p = b_start[x]
+        last = p + b_len[x] - 1
+        while p <= last and pool_sj[p, 0] != slot:
+            p += 1
         while p < last:
             pool_sj[p, 0] = pool_sj[p + 1, 0]
             pool_sj[p, 1] = pool_sj[p + 1, 1]
             pool_t[p] = pool_t[p + 1]
             pool_l[p] = pool_l[p + 1]
-            u_bidx[pool_sj[p, 0], pool_sj[p, 1]] = p
             p += 1
         b_len[x] -= 1
     u_cnt[slot] = 0
