@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +61,68 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Redis URL for multi-worker fan-out; unset = in-process hub."
     )
+
+    # --- dispatch: routing, recommendation, timers (incidents/, units/) ----------------------
+    graph_path: Path | None = Field(
+        default=None, description="Road graph file from `cad graph build`; unset = straight-line "
+        "ETA estimates (flagged as such in every recommendation).")
+    snap_limit_m: float = Field(default=200.0, gt=0, description="Farther from a road = flagged.")
+    eta_calibration_factor: float = Field(
+        default=1.0, gt=0, description="Multiplies road ETAs (posted-speed times run short; "
+        "SFFD en-route times were about 2x the TIGER posted-speed estimate).")
+    fallback_speed_kmh: float = Field(default=40.0, gt=0,
+                                      description="Straight-line ETA speed when no graph.")
+    unit_position_stale_s: float = Field(
+        default=300.0, gt=0, description="An AVL fix older than this is stale: use the station.")
+    duplicate_radius_m: float = Field(default=150.0, ge=0)
+    duplicate_window_s: float = Field(default=1800.0, ge=0)
+    pending_thresholds_s: dict[int, float] = Field(
+        default_factory=lambda: {1: 60.0, 2: 120.0, 3: 300.0, 4: 600.0, 5: 900.0},
+        description="Pending-incident age per priority after which one timer event fires.")
+    unit_status_thresholds_s: dict[str, float] = Field(
+        default_factory=lambda: {"dispatched": 90.0, "en_route": 900.0, "on_scene": 1800.0,
+                                 "transporting": 2400.0, "at_hospital": 1800.0},
+        description="Time in a status (since the last check-in) after which one timer event fires.")
+    timer_sweep_interval_s: float = Field(default=5.0, ge=0, description="0 = no sweeper task.")
+    idempotency_retention_s: float = Field(default=86_400.0, gt=0)
+
+    # --- security (cad.security; docs/security.md maps these to CJIS controls) -----------------
+    jwt_secret: SecretStr | None = Field(
+        default=None,
+        description="Signing key for access tokens (>= 32 chars). Unset: generated once and "
+                    "kept in <data_dir>/jwt_secret (mode 0600); set it when hosts do not "
+                    "share data_dir.",
+    )
+    access_token_ttl_s: int = Field(default=600, ge=10, le=3600)
+    refresh_token_ttl_s: int = Field(
+        default=43_200, ge=60, description="Absolute session lifetime: a shift, then log in again."
+    )
+    idle_timeout_s: int = Field(
+        default=1800, ge=1, description="CJIS 5.5.5 session lock: 30 minutes without a request."
+    )
+    lockout_threshold: int = Field(default=5, ge=1, description="CJIS 5.5.3: failed logins.")
+    lockout_window_s: int = Field(default=600, ge=1, description="CJIS 5.5.3: lockout length.")
+    password_min_length: int = Field(default=12, ge=8)
+    device_token_ttl_days: int = Field(default=365, ge=1)
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=65_536, ge=8_192)
+    argon2_parallelism: int = Field(default=4, ge=1)
+    audit_retention_days: int = Field(default=365, ge=1)
+    audit_prune_interval_s: int = Field(
+        default=86_400, ge=0, description="How often the app prunes expired audit entries; 0 = never."
+    )
+    rate_limit_login_per_min: float = Field(default=20.0, gt=0)
+    rate_limit_login_burst: int = Field(default=20, ge=1)
+    rate_limit_public_per_s: float = Field(default=20.0, gt=0)
+    rate_limit_public_burst: int = Field(default=200, ge=1)
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed cross-site (JSON list); empty = none."
+    )
+    hsts_max_age_s: int = Field(default=31_536_000, ge=0, description="0 = no HSTS header.")
+    bootstrap_admin_username: str | None = Field(
+        default=None, description="With the password: create this admin at start-up if none exists."
+    )
+    bootstrap_admin_password: SecretStr | None = None
 
     # --- real-time gateway (ws_gateway) ---------------------------------------
     ws_batch_interval_ms: int = Field(

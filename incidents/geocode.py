@@ -1,0 +1,118 @@
+"""Street-name geocoding against the loaded road graph: addresses snap to the named street,
+intersections ("MARKET ST & 5TH ST") to the node both streets share."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+_SUFFIXES = {
+    "STREET": "ST", "AVENUE": "AVE", "AV": "AVE", "BOULEVARD": "BLVD", "ROAD": "RD", "DRIVE": "DR",
+    "LANE": "LN", "COURT": "CT", "PLACE": "PL", "TERRACE": "TER", "HIGHWAY": "HWY", "PARKWAY": "PKWY",
+    "CIRCLE": "CIR", "SQUARE": "SQ", "ALLEY": "ALY", "WAY": "WAY", "EXPRESSWAY": "EXPY",
+    "NORTH": "N", "SOUTH": "S", "EAST": "E", "WEST": "W", "SAINT": "ST",
+}
+_ORDINALS = {"FIRST": "1ST", "SECOND": "2ND", "THIRD": "3RD", "FOURTH": "4TH", "FIFTH": "5TH",
+             "SIXTH": "6TH", "SEVENTH": "7TH", "EIGHTH": "8TH", "NINTH": "9TH", "TENTH": "10TH"}
+_SPLIT = re.compile(r"\s*(?:&|/|\bAND\b|\bAT\b|@)\s*")
+
+
+def normalize_street(name: str) -> str:
+    words = re.sub(r"[^A-Z0-9 ]", " ", name.upper()).split()
+    return " ".join(_ORDINALS.get(w, _SUFFIXES.get(w, w)) for w in words)
+
+
+def _strip_suffix(norm: str) -> str:
+    parts = norm.split()
+    if len(parts) > 1 and parts[-1] in set(_SUFFIXES.values()) - {"N", "S", "E", "W"}:
+        return " ".join(parts[:-1])
+    return norm
+
+
+@dataclass(frozen=True)
+class GeocodeHit:
+    lat: float
+    lon: float
+    label: str
+
+
+class StreetIndex:
+    """Street name -> edges and nodes of the graph."""
+
+    def __init__(self, names: list[str], edge_name: np.ndarray, graph: Any) -> None:
+        self.graph = graph
+        self._nodes: dict[str, set[int]] = defaultdict(set)
+        self._label: dict[str, str] = {}
+        tails, heads = graph.edge_tail, graph.fwd_head
+        for name_id, name in enumerate(names):
+            if not name:
+                continue
+            norm = normalize_street(name)
+            self._label.setdefault(norm, name)
+        by_name: dict[int, list[int]] = defaultdict(list)
+        for e, nid in enumerate(edge_name.tolist()):
+            if nid >= 0:
+                by_name[nid].append(e)
+        for nid, edges in by_name.items():
+            norm = normalize_street(names[nid])
+            idx = np.asarray(edges)
+            self._nodes[norm].update(tails[idx].tolist())
+            self._nodes[norm].update(heads[idx].tolist())
+        self._loose: dict[str, list[str]] = defaultdict(list)
+        for norm in self._nodes:
+            self._loose[_strip_suffix(norm)].append(norm)
+
+    @classmethod
+    def from_graph(cls, graph: Any) -> StreetIndex | None:
+        names = graph.meta.get("street_names") if isinstance(graph.meta, dict) else None
+        edge_name = getattr(graph, "edge_name", None)
+        if not names or edge_name is None:
+            return None
+        return cls(list(names), np.asarray(edge_name), graph)
+
+    def _street(self, text: str) -> str | None:
+        norm = normalize_street(text)
+        if norm in self._nodes:
+            return norm
+        loose = self._loose.get(_strip_suffix(norm), [])
+        return loose[0] if len(loose) == 1 else None
+
+    def intersection(self, text: str) -> GeocodeHit | None:
+        parts = [p for p in _SPLIT.split(text.upper()) if p.strip()]
+        if len(parts) != 2:
+            return None
+        a, b = self._street(parts[0]), self._street(parts[1])
+        if a is None or b is None or a == b:
+            return None
+        common = self._nodes[a] & self._nodes[b]
+        if not common:
+            return None
+        node = min(common)
+        g = self.graph
+        return GeocodeHit(float(g.node_lat[node]), float(g.node_lon[node]),
+                          f"{self._label.get(a, a)} & {self._label.get(b, b)}")
+
+    def address(self, text: str) -> GeocodeHit | None:
+        """'1200 MARKET ST' -> a point on the named street. Without house-number ranges in
+        the graph, the number only orders the street's nodes (a coarse block estimate)."""
+        m = re.match(r"^\s*(\d+)\s+(.+)$", text)
+        number, street_text = (int(m.group(1)), m.group(2)) if m else (None, text)
+        street = self._street(street_text)
+        if street is None:
+            return None
+        nodes = sorted(self._nodes[street])
+        g = self.graph
+        lat, lon = g.node_lat[nodes], g.node_lon[nodes]
+        # Order nodes along the street's main axis and pick by the number's share of a
+        # nominal 100-per-block range; a coarse estimate, labelled as such.
+        axis = lat if np.ptp(lat) > np.ptp(lon) else lon
+        order = np.argsort(axis, kind="stable")
+        pos = 0 if number is None else min(len(order) - 1, (number // 100) % max(len(order), 1))
+        node = nodes[int(order[pos])]
+        return GeocodeHit(float(g.node_lat[node]), float(g.node_lon[node]),
+                          f"{number} {self._label.get(street, street)}" if number else
+                          self._label.get(street, street))

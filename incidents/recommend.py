@@ -1,0 +1,240 @@
+"""Fill an incident's response plan with the nearest available matching units by road ETA,
+and explain every pick and every shortfall."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from cad.errors import Conflict, NotFound
+from cad.services import Services
+from cad.uow import RequestContext, unit_of_work
+from incidents.service import haversine_m
+from units.locator import UNITS_WITH_STATIONS, Position, unit_position, utcnow
+from units.status import AVAILABLE, UnitStatus
+
+# Extra candidates asked of the routing index per slot type, beyond what the slot needs:
+# some may turn out unavailable in the database (another worker's change not yet applied
+# here) or already picked for another slot.
+CANDIDATE_MARGIN = 4
+MAX_REFRESH_ROUNDS = 3
+
+
+@dataclass
+class Slot:
+    unit_type: str
+    capabilities: list[str]
+    index: int  # position in the plan, for stable output
+
+
+@dataclass
+class Candidate:
+    unit_id: str
+    unit_type: str
+    eta_s: float
+    distance_m: float
+    position: Position
+
+
+@dataclass
+class Plan:
+    id: int | None
+    name: str
+    slots: list[Slot] = field(default_factory=list)
+
+
+async def select_plan(conn: asyncpg.Connection, *, incident_type: str, priority: int,
+                      zone_id: str | None) -> Plan:
+    """The most specific matching plan: zone beats type beats priority."""
+    row = await conn.fetchrow(
+        "SELECT * FROM response_plans WHERE (incident_type IS NULL OR incident_type = $1) "
+        "AND (priority IS NULL OR priority = $2) AND (zone_id IS NULL OR zone_id = $3) "
+        "ORDER BY (zone_id IS NOT NULL)::int * 4 + (incident_type IS NOT NULL)::int * 2 "
+        "+ (priority IS NOT NULL)::int DESC, id LIMIT 1", incident_type, priority, zone_id)
+    if row is None:
+        return Plan(None, "no plan: one nearest unit", [Slot("engine", [], 0)])
+    slots: list[Slot] = []
+    for s in row["slots"]:
+        for _ in range(int(s["count"])):
+            slots.append(Slot(s["unit_type"], list(s.get("capabilities") or []), len(slots)))
+    return Plan(row["id"], row["name"], slots)
+
+
+async def substitutions(conn: asyncpg.Connection) -> dict[str, list[str]]:
+    subs: dict[str, list[str]] = defaultdict(list)
+    for r in await conn.fetch("SELECT slot_type, unit_type FROM slot_substitutions ORDER BY 1, 2"):
+        subs[r["slot_type"]].append(r["unit_type"])
+    return subs
+
+
+def _position_note(p: Position) -> str:
+    if p.source == "avl":
+        return f"position from AVL fix {p.age_s:.0f} s old"
+    if p.source == "station":
+        if p.stale and p.age_s is not None:
+            return f"position: home station (last AVL fix {p.age_s:.0f} s old is stale)"
+        return "position: home station (no AVL fix)"
+    return f"position: stale AVL fix {p.age_s:.0f} s old (no home station)"
+
+
+class _Finder:
+    """Candidate units for a set of unit types, nearest first, availability re-checked in the
+    database (the per-worker routing index may lag another worker's commit)."""
+
+    def __init__(self, services: Services, conn: asyncpg.Connection, lat: float, lon: float) -> None:
+        self.s = services
+        self.conn = conn
+        self.lat, self.lon = lat, lon
+        self.now = utcnow()
+        self.method = "road_network" if services.routing is not None else "straight_line_estimate"
+        self.factor = services.settings.eta_calibration_factor
+
+    async def candidates(self, types: list[str], caps: list[str], want: int) -> list[Candidate]:
+        if self.s.routing is None:
+            return await self._straight_line(types, caps)
+        for _ in range(MAX_REFRESH_ROUNDS):
+            res = self.s.routing.nearest_units(lat=self.lat, lon=self.lon, k=want,
+                                               unit_types=types, capabilities=caps)
+            ids = [str(u.unit_id) for u in res.units]
+            rows = {r["id"]: r for r in await self.conn.fetch(
+                UNITS_WITH_STATIONS + " WHERE u.id = ANY($1)", ids)}
+            out: list[Candidate] = []
+            stale_index: list[str] = []
+            for u in res.units:
+                r = rows.get(str(u.unit_id))
+                if r is None or not r["active"] or UnitStatus(r["status"]) not in AVAILABLE:
+                    stale_index.append(str(u.unit_id))
+                    continue
+                pos = unit_position(r, now=self.now, stale_after_s=self.s.settings.unit_position_stale_s)
+                indexed = self.s.locator.indexed.get(r["id"]) if self.s.locator else None
+                if pos is None or indexed is None or (pos.lat, pos.lon) != (indexed.lat, indexed.lon):
+                    stale_index.append(r["id"])  # e.g. its fix went stale: re-place at station
+                    continue
+                out.append(Candidate(r["id"], r["unit_type"], u.eta_s * self.factor, u.distance_m, pos))
+            if not stale_index:
+                return out
+            if self.s.locator is not None:
+                await self.s.locator.refresh(self.conn, stale_index)
+        return out
+
+    async def _straight_line(self, types: list[str], caps: list[str]) -> list[Candidate]:
+        rows = await self.conn.fetch(
+            UNITS_WITH_STATIONS + " WHERE u.active AND u.status = ANY($1) AND u.unit_type = ANY($2) "
+            "AND u.capabilities @> $3", [s.value for s in AVAILABLE], types, caps)
+        speed_ms = self.s.settings.fallback_speed_kmh / 3.6
+        out = []
+        for r in rows:
+            pos = unit_position(r, now=self.now, stale_after_s=self.s.settings.unit_position_stale_s)
+            if pos is None:
+                continue
+            d = haversine_m(pos.lat, pos.lon, self.lat, self.lon)
+            out.append(Candidate(r["id"], r["unit_type"], d / speed_ms * self.factor, d, pos))
+        out.sort(key=lambda c: (c.eta_s, c.unit_id))
+        return out
+
+
+async def _explain_shortfall(conn: asyncpg.Connection, slot: Slot, types: list[str],
+                             picked: set[str]) -> str:
+    rows = await conn.fetch(
+        "SELECT id, status, current_incident FROM units WHERE active AND unit_type = ANY($1) "
+        "AND capabilities @> $2 ORDER BY id", types, slot.capabilities)
+    kinds = " or ".join(types)
+    need = f" with {', '.join(slot.capabilities)}" if slot.capabilities else ""
+    if not rows:
+        return f"no {kinds} unit{need} exists in the roster"
+    parts = []
+    for r in rows[:8]:
+        if r["id"] in picked:
+            parts.append(f"{r['id']} already picked for another slot")
+        elif UnitStatus(r["status"]) in AVAILABLE:
+            parts.append(f"{r['id']} available but has no known position on the road network")
+        elif r["current_incident"]:
+            parts.append(f"{r['id']} {r['status']} on incident {r['current_incident']}")
+        else:
+            parts.append(f"{r['id']} {r['status']}")
+    more = f" and {len(rows) - 8} more" if len(rows) > 8 else ""
+    return f"no available {kinds}{need}: " + "; ".join(parts) + more
+
+
+async def recommend(services: Services, ctx: RequestContext, incident_id: int) -> dict[str, Any]:
+    async with unit_of_work(services.pool, ctx) as uow:
+        conn = uow.conn
+        uow.audit("incident.recommend", target=f"incident:{incident_id}")
+        inc = await conn.fetchrow("SELECT * FROM incidents WHERE id = $1", incident_id)
+        if inc is None:
+            raise NotFound(f"incident {incident_id} does not exist")
+        if inc["status"] == "closed":
+            raise Conflict(f"incident {incident_id} is closed")
+        plan = await select_plan(conn, incident_type=inc["incident_type"], priority=inc["priority"],
+                                 zone_id=inc["zone_id"])
+        subs = await substitutions(conn)
+        # Units already on the incident fill slots first.
+        assigned = await conn.fetch(
+            "SELECT u.id, u.unit_type FROM incident_units a JOIN units u ON u.id = a.unit_id "
+            "WHERE a.incident_id = $1 AND a.cleared_at IS NULL ORDER BY a.dispatched_at, u.id", incident_id)
+        open_slots = list(plan.slots)
+        already: list[dict[str, Any]] = []
+        for a in assigned:
+            for slot in open_slots:
+                if a["unit_type"] == slot.unit_type or a["unit_type"] in subs.get(slot.unit_type, []):
+                    open_slots.remove(slot)
+                    already.append({"slot_type": slot.unit_type, "unit_id": a["id"]})
+                    break
+
+        finder = _Finder(services, conn, inc["lat"], inc["lon"])
+        by_type: dict[tuple[str, tuple[str, ...]], list[Slot]] = defaultdict(list)
+        for slot in open_slots:
+            by_type[(slot.unit_type, tuple(slot.capabilities))].append(slot)
+        pools: dict[tuple[str, tuple[str, ...]], list[Candidate]] = {}
+        for (stype, caps), slots in by_type.items():
+            types = [stype, *subs.get(stype, [])]
+            pools[(stype, caps)] = await finder.candidates(
+                types, list(caps), want=len(open_slots) + CANDIDATE_MARGIN + len(slots))
+
+        # Scarcest slot types choose first, so a quint is not spent on an engine slot when
+        # it is the only thing that can fill a ladder slot; each slot takes its nearest.
+        picked: set[str] = set()
+        picks: list[dict[str, Any]] = []
+        shortfalls: list[dict[str, Any]] = []
+        order = sorted(by_type, key=lambda k: (len(pools[k]) - len(by_type[k]), k))
+        for key in order:
+            stype, caps = key
+            slots = by_type[key]
+            free = [c for c in pools[key] if c.unit_id not in picked]
+            for slot, cand in zip(slots, free):
+                picked.add(cand.unit_id)
+                sub = cand.unit_type != stype
+                why = (f"nearest available {cand.unit_type}"
+                       + (f" (substitutes for {stype})" if sub else "")
+                       + (f" by road ETA" if finder.method == "road_network" else " by straight-line estimate")
+                       + f": {cand.eta_s:.0f} s, {cand.distance_m / 1000:.2f} km; "
+                       + _position_note(cand.position))
+                picks.append({"slot": slot.index, "slot_type": stype, "unit_id": cand.unit_id,
+                              "unit_type": cand.unit_type, "substitute": sub,
+                              "eta_s": round(cand.eta_s, 1), "distance_m": round(cand.distance_m, 1),
+                              "position_source": cand.position.source,
+                              "position_age_s": None if cand.position.age_s is None
+                              else round(cand.position.age_s, 1),
+                              "stale_position": cand.position.stale, "reason": why})
+            unfilled = len(slots) - min(len(slots), len(free))
+            if unfilled:
+                types = [stype, *subs.get(stype, [])]
+                shortfalls.append({"slot_type": stype, "capabilities": list(caps), "needed": len(slots),
+                                   "filled": len(slots) - unfilled,
+                                   "reason": await _explain_shortfall(conn, slots[0], types, picked)})
+        picks.sort(key=lambda p: (p["eta_s"] if math.isfinite(p["eta_s"]) else 1e18, p["unit_id"]))
+        rec_id = await conn.fetchval(
+            "INSERT INTO recommendations (incident_id, created_by, plan_id, eta_method, picks, shortfalls) "
+            "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            incident_id, ctx.actor, plan.id, finder.method, picks, shortfalls)
+        result = {"id": rec_id, "incident_id": incident_id,
+                  "plan": {"id": plan.id, "name": plan.name, "slots": [s.unit_type for s in plan.slots]},
+                  "eta_method": finder.method, "already_assigned": already,
+                  "picks": picks, "shortfalls": shortfalls}
+        uow.emit("recommendation.made", aggregate=("incident", incident_id), agency=inc["agency"],
+                 data={"recommendation": result, "unit_ids": [a["id"] for a in assigned]})
+    return result

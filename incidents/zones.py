@@ -1,0 +1,103 @@
+"""Zones (beats, first-due areas) as GeoJSON polygons; point -> zone lookup with shapely."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import shapely
+from shapely.geometry import Point, shape
+
+from cad.errors import Invalid
+from cad.uow import RequestContext, unit_of_work
+
+# When several zones contain a point, the first-due area decides the response plan.
+KIND_PREFERENCE = {"first_due": 0, "station_area": 0, "beat": 1, "district": 2, "battalion": 3}
+
+
+def parse_feature(i: int, feature: dict[str, Any]) -> dict[str, Any]:
+    where = f"body.features[{i}]"
+    if not isinstance(feature, dict) or feature.get("type") != "Feature":
+        raise Invalid("each feature must be a GeoJSON Feature", field=where)
+    props = feature.get("properties") or {}
+    zid = props.get("id")
+    if not isinstance(zid, str) or not zid or len(zid) > 64:
+        raise Invalid("properties.id must be a non-empty string (at most 64 characters)",
+                      field=f"{where}.properties.id")
+    try:
+        geom = shape(feature.get("geometry") or {})
+    except Exception as exc:  # noqa: BLE001 - shapely raises many types for bad GeoJSON
+        raise Invalid(f"geometry is not valid GeoJSON: {exc}", field=f"{where}.geometry") from None
+    if geom.geom_type not in ("Polygon", "MultiPolygon"):
+        raise Invalid(f"geometry must be a Polygon or MultiPolygon, not {geom.geom_type}",
+                      field=f"{where}.geometry")
+    if geom.is_empty or not geom.is_valid:
+        raise Invalid(f"geometry is invalid: {shapely.is_valid_reason(geom)}", field=f"{where}.geometry")
+    min_lon, min_lat, max_lon, max_lat = geom.bounds
+    if not (-180 <= min_lon <= max_lon <= 180 and -90 <= min_lat <= max_lat <= 90):
+        raise Invalid("coordinates must be WGS84 lon/lat", field=f"{where}.geometry")
+    agency = props.get("agency")
+    if not isinstance(agency, str) or not agency:
+        raise Invalid("properties.agency is required", field=f"{where}.properties.agency")
+    return {
+        "id": zid, "agency": agency, "kind": str(props.get("kind") or "beat"),
+        "name": str(props.get("name") or zid),
+        "first_due_station": props.get("first_due_station"),
+        "geometry": feature["geometry"],
+        "min_lat": min_lat, "min_lon": min_lon, "max_lat": max_lat, "max_lon": max_lon,
+    }
+
+
+async def import_zones(pool: asyncpg.Pool, ctx: RequestContext, features: list[dict[str, Any]],
+                       *, replace_kind: str | None) -> dict[str, Any]:
+    zones = [parse_feature(i, f) for i, f in enumerate(features)]
+    ids = [z["id"] for z in zones]
+    if len(set(ids)) != len(ids):
+        raise Invalid("zone ids must be unique", field="body.features")
+    async with unit_of_work(pool, ctx) as uow:
+        uow.audit("zone.import", details={"count": len(zones), "replace_kind": replace_kind})
+        stations = {r["id"] for r in await uow.conn.fetch("SELECT id FROM stations")}
+        for i, z in enumerate(zones):
+            if z["first_due_station"] is not None and z["first_due_station"] not in stations:
+                raise Invalid(f"station {z['first_due_station']} does not exist",
+                              field=f"body.features[{i}].properties.first_due_station")
+            await uow.conn.execute(
+                "INSERT INTO zones (id, agency, kind, name, first_due_station, geometry, "
+                "min_lat, min_lon, max_lat, max_lon) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) "
+                "ON CONFLICT (id) DO UPDATE SET agency = EXCLUDED.agency, kind = EXCLUDED.kind, "
+                "name = EXCLUDED.name, first_due_station = EXCLUDED.first_due_station, "
+                "geometry = EXCLUDED.geometry, min_lat = EXCLUDED.min_lat, min_lon = EXCLUDED.min_lon, "
+                "max_lat = EXCLUDED.max_lat, max_lon = EXCLUDED.max_lon",
+                z["id"], z["agency"], z["kind"], z["name"], z["first_due_station"], z["geometry"],
+                z["min_lat"], z["min_lon"], z["max_lat"], z["max_lon"])
+        removed: list[str] = []
+        if replace_kind is not None:
+            rows = await uow.conn.fetch(
+                "DELETE FROM zones WHERE kind = $1 AND NOT (id = ANY($2)) "
+                "AND id NOT IN (SELECT zone_id FROM incidents WHERE zone_id IS NOT NULL) "
+                "AND id NOT IN (SELECT zone_id FROM response_plans WHERE zone_id IS NOT NULL) "
+                "RETURNING id", replace_kind, ids)
+            removed = [r["id"] for r in rows]
+        uow.emit("zone.imported", aggregate=("zone", "*"), data={"zone_ids": ids, "removed": removed})
+    return {"imported": len(zones), "removed": removed}
+
+
+async def zones_at(conn: asyncpg.Connection, lat: float, lon: float) -> list[dict[str, Any]]:
+    """Every zone containing the point, the deciding one first."""
+    rows = await conn.fetch(
+        "SELECT id, agency, kind, name, first_due_station, geometry FROM zones "
+        "WHERE $1 BETWEEN min_lat AND max_lat AND $2 BETWEEN min_lon AND max_lon", lat, lon)
+    pt = Point(lon, lat)
+    hits = []
+    for r in rows:
+        geom = shape(r["geometry"])
+        if geom.covers(pt):
+            hits.append((KIND_PREFERENCE.get(r["kind"], 9), geom.area, r["id"],
+                         {k: r[k] for k in ("id", "agency", "kind", "name", "first_due_station")}))
+    hits.sort(key=lambda h: h[:3])
+    return [h[3] for h in hits]
+
+
+async def list_zones(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    rows = await conn.fetch("SELECT id, agency, kind, name, first_due_station, geometry FROM zones ORDER BY id")
+    return [dict(r) for r in rows]

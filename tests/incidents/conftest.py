@@ -1,0 +1,114 @@
+"""Fixtures for the dispatch workflow: the San Francisco road graph, SFFD stations, a roster,
+and HTTP clients with roles against the real app."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cad.settings import Settings
+from tests.support import AuthHeaders, RunningApp, require_shared, running_app
+
+
+@pytest.fixture(scope="session")
+def sf_graph_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The TIGER San Francisco graph, built once per test session with `cad graph build`."""
+    src = require_shared("road/tl_2017_06075_roads.zip")
+    out = tmp_path_factory.mktemp("graphs") / "sf.cadgraph"
+    subprocess.run([sys.executable, "-m", "cad", "graph", "build", str(src), "--out", str(out)],
+                   check=True, capture_output=True, timeout=300)
+    return out
+
+
+@pytest.fixture(scope="session")
+def sffd_stations() -> list[dict[str, Any]]:
+    path = require_shared("calls/sffd_fire_stations.csv")
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+class Api:
+    """An httpx client per role on one running app."""
+
+    def __init__(self, running: RunningApp) -> None:
+        self.running = running
+        self.auth = AuthHeaders(running)
+        self._clients: list[httpx.AsyncClient] = []
+
+    async def as_(self, role: str, **kw: Any) -> httpx.AsyncClient:
+        headers = await self.auth(role, **kw)
+        c = httpx.AsyncClient(base_url=self.running.base_url, headers=headers, timeout=30)
+        self._clients.append(c)
+        return c
+
+    async def close(self) -> None:
+        for c in self._clients:
+            await c.aclose()
+
+
+def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
+    base: dict[str, Any] = dict(database_url=database_url, data_dir=tmp_path, log_format="json",
+                                db_pool_min=1, db_pool_max=20, timer_sweep_interval_s=0,
+                                log_level="warning")
+    base.update(overrides)
+    return Settings(**base)
+
+
+@pytest.fixture
+async def plain_app(database_url: str, tmp_path: Path) -> AsyncIterator[RunningApp]:
+    """The app without a road graph (straight-line ETA estimates)."""
+    async with running_app(make_settings(database_url, tmp_path)) as running:
+        yield running
+
+
+@pytest.fixture
+async def sf_app(database_url: str, tmp_path: Path, sf_graph_path: Path) -> AsyncIterator[RunningApp]:
+    async with running_app(make_settings(database_url, tmp_path, graph_path=sf_graph_path)) as running:
+        yield running
+
+
+@pytest.fixture
+async def api(plain_app: RunningApp) -> AsyncIterator[Api]:
+    a = Api(plain_app)
+    yield a
+    await a.close()
+
+
+@pytest.fixture
+async def sf_api(sf_app: RunningApp) -> AsyncIterator[Api]:
+    a = Api(sf_app)
+    yield a
+    await a.close()
+
+
+def stations_csv(stations: list[dict[str, Any]]) -> str:
+    lines = ["station,name,address,lat,lon"]
+    for s in stations:
+        lines.append(f"{s['station']},Station {s['station']},\"{s['address']}\",{s['lat']},{s['lon']}")
+    return "\n".join(lines) + "\n"
+
+
+async def create_unit(client: httpx.AsyncClient, unit_id: str, unit_type: str = "engine", *,
+                      station: str | None = None, status: str = "available_in_quarters",
+                      discipline: str = "fire", agency: str = "SFFD",
+                      capabilities: list[str] | None = None) -> dict[str, Any]:
+    r = await client.post("/api/v1/units", json={
+        "id": unit_id, "agency": agency, "discipline": discipline, "unit_type": unit_type,
+        "home_station": station, "status": status, "capabilities": capabilities or []})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+async def create_incident(client: httpx.AsyncClient, lat: float, lon: float, itype: str = "MED",
+                          **extra: Any) -> dict[str, Any]:
+    body = {"agency": "SFFD", "incident_type": itype, "location": {"lat": lat, "lon": lon}, **extra}
+    r = await client.post("/api/v1/incidents", json=body)
+    assert r.status_code == 201, r.text
+    return r.json()

@@ -1,0 +1,61 @@
+"""Units and stations on the wire."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from schemas.common import Agency, Code, Latitude, Longitude, ShortText, Strict, UnitId
+from units.status import UnitStatus
+
+Discipline = Literal["police", "fire", "ems"]
+Capability = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+Source = Literal["console", "mdt"]
+
+
+class StationIn(Strict):
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")]
+    agency: Agency
+    name: ShortText
+    address: ShortText | None = None
+    lat: Latitude
+    lon: Longitude
+
+
+class UnitCreate(Strict):
+    id: UnitId = Field(description="Call sign, e.g. E01, M85, 2A12.")
+    agency: Agency
+    discipline: Discipline
+    unit_type: Code = Field(description="engine, ladder, quint, medic_als, medic_bls, "
+                                        "battalion_chief, patrol, supervisor, k9 ...")
+    capabilities: list[Capability] = Field(default_factory=list, max_length=32)
+    home_station: str | None = Field(default=None, max_length=32)
+    staffing: int = Field(default=0, ge=0, le=50)
+    status: Literal["off_duty", "out_of_service", "available_in_quarters",
+                    "available_on_radio"] = "off_duty"
+
+
+class UnitPatch(Strict):
+    agency: Agency | None = None
+    discipline: Discipline | None = None
+    unit_type: Code | None = None
+    capabilities: list[Capability] | None = Field(default=None, max_length=32)
+    home_station: str | None = Field(default=None, max_length=32)
+    staffing: int | None = Field(default=None, ge=0, le=50)
+    version: int | None = Field(default=None, ge=1, description="Refuse (409) unless current.")
+
+
+class StatusChange(Strict):
+    status: UnitStatus
+    incident_id: int | None = Field(
+        default=None, ge=1, description="When given, the unit must be on this incident (guards a "
+        "late MDT message about an earlier incident).")
+    reported_at: datetime | None = Field(
+        default=None, description="The device's clock; stored apart, never used for ordering.")
+    source: Source | None = Field(default=None, description="Defaults from the caller's role.")
+
+
+class CheckIn(Strict):
+    note: ShortText | None = None
