@@ -16,6 +16,7 @@ leave a trace too.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,11 +68,16 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $7::jsonb[]) AS u(t,
 RETURNING id
 """
 
-_INSERT_AUDIT = """
-INSERT INTO audit_log (actor, action, target, outcome, request_id, client_addr, details)
-SELECT $1, a, tg, o, $2, $3, d
-FROM unnest($4::text[], $5::text[], $6::text[], $7::jsonb[]) AS u(a, tg, o, d)
-"""
+# Appends to the hash-chained audit log (migrations/0002_security.sql): takes the chain lock
+# 0x43AD0003 until COMMIT, reads the chain head, hashes and inserts each record. Needs READ
+# COMMITTED; under REPEATABLE READ or SERIALIZABLE a concurrent append makes this transaction
+# fail on the unique seq (it never forks the chain), and such callers retry anyway.
+_APPEND_AUDIT = "SELECT audit_append($1, $2, $3, $4::text[], $5::text[], $6::text[], $7::jsonb[])"
+
+# Counts audit records written while handling one HTTP request: the security middleware
+# records a generic entry for a write that recorded none itself.
+request_audit_count: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "request_audit_count", default=None)
 
 
 @dataclass
@@ -111,11 +117,19 @@ class UnitOfWork:
 
 
 async def write_audit(conn: asyncpg.Connection, ctx: RequestContext, records: list[_Audit]) -> None:
-    await conn.execute(
-        _INSERT_AUDIT, ctx.actor, ctx.request_id, ctx.client_addr,
-        [r.action for r in records], [r.target for r in records],
-        [r.outcome for r in records], [r.details for r in records],
-    )
+    args = (_APPEND_AUDIT, ctx.actor, ctx.request_id, ctx.client_addr,
+            [r.action for r in records], [r.target for r in records],
+            [r.outcome for r in records], [r.details for r in records])
+    if conn.is_in_transaction():
+        await conn.execute(*args)
+    else:
+        # The chain lock is transaction-scoped: without a transaction it would end before the
+        # insert is visible.
+        async with conn.transaction():
+            await conn.execute(*args)
+    counter = request_audit_count.get()
+    if counter is not None:
+        counter[0] += len(records)
 
 
 async def audit_now(pool_or_conn: asyncpg.Pool | asyncpg.Connection, ctx: RequestContext,

@@ -160,3 +160,12 @@ def redis_url() -> str:
             pytest.fail(msg + "; CAD_REQUIRE_REDIS=1 makes this a failure")
         pytest.skip(msg)
     return url
+
+
+@pytest.fixture
+async def auth_headers(app: RunningApp):
+    """Factory: ``await auth_headers("dispatcher")`` -> {"Authorization": "Bearer ..."} for a
+    new user of that role on the ``app`` fixture (field_unit: ``unit_id=...``)."""
+    from tests.support import AuthHeaders
+
+    return AuthHeaders(app)

@@ -11,6 +11,7 @@ from fastapi import APIRouter
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 from pydantic import BaseModel, ConfigDict, Field
 
+from cad.security.policy import PUBLIC
 from cad.settings import Settings
 from tests.support import RunningApp, running_app
 
@@ -37,11 +38,15 @@ async def get_probe(probe_id: int) -> dict[str, int]:
     return {"id": probe_id}
 
 
+PROBE_RULES = {("POST", "/api/v1/_probe"): PUBLIC, ("GET", "/api/v1/_probe/{probe_id}"): PUBLIC}
+
+
 @pytest.fixture
 async def probe_app(database_url: str, tmp_path) -> AsyncIterator[RunningApp]:
     settings = Settings(database_url=database_url, data_dir=tmp_path, max_body_bytes=BODY_LIMIT,
                         log_format="json")
-    async with running_app(settings, extra_routers=[probe_router]) as running:
+    async with running_app(settings, extra_routers=[probe_router],
+                           policy_overrides=PROBE_RULES) as running:
         yield running
 
 

@@ -1,0 +1,28 @@
+"""Authentication, authorization and the audit trail (issue 6; docs/security.md).
+
+The contract other packages code against:
+
+- ``ROLES`` and ``Principal`` (who is calling);
+- ``principal_from_token(app_state, token)`` for websocket endpoints (access or MDT token;
+  None when invalid, revoked, expired or idle-timed-out);
+- ``CurrentPrincipal`` and ``Context`` dependency aliases, ``request_context(request)``;
+- ``cad.security.policy.RULES``: the endpoint x role table, one row per route.
+"""
+
+from cad.security.deps import Context, CurrentPrincipal, context_from, current_principal, request_context
+from cad.security.policy import PUBLIC, SELF_AUTHENTICATED
+from cad.security.principal import ROLES, Principal
+from cad.security.service import principal_from_token
+
+__all__ = [
+    "PUBLIC",
+    "ROLES",
+    "SELF_AUTHENTICATED",
+    "Context",
+    "CurrentPrincipal",
+    "Principal",
+    "context_from",
+    "current_principal",
+    "principal_from_token",
+    "request_context",
+]

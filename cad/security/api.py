@@ -1,0 +1,200 @@
+"""HTTP endpoints: authentication, user administration, MDT device tokens, the audit trail.
+Who may call each is in cad.security.policy, not here."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import asyncpg
+from fastapi import APIRouter, Query, Request, Response
+
+from cad.errors import NotFound
+from cad.security import audit as audit_mod
+from cad.security import service
+from cad.security.deps import Context, CurrentPrincipal
+from cad.security.runtime import SecurityRuntime
+from cad.security.schemas import (
+    AuditPageOut,
+    DeviceIssuedOut,
+    DeviceIssueIn,
+    DeviceOut,
+    LoginIn,
+    MeOut,
+    PasswordChangeIn,
+    RefreshIn,
+    Role,
+    TokensOut,
+    UserCreateIn,
+    UserDetailOut,
+    UserOut,
+    UserPatchIn,
+)
+from cad.uow import audit_now
+
+router = APIRouter(prefix="/api/v1")
+
+
+def _rt(request: Request) -> SecurityRuntime:
+    return request.app.state.security
+
+
+def _pool(request: Request) -> asyncpg.Pool:
+    return request.app.state.pool
+
+
+def _uuid(value: str, what: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise NotFound(f"no {what} {value}") from None
+
+
+# --- auth --------------------------------------------------------------------------------------
+
+@router.post("/auth/login", tags=["auth"], response_model=TokensOut,
+             responses={401: {"description": "bad credentials, locked or disabled"},
+                        429: {"description": "too many attempts from this address"}})
+async def login(body: LoginIn, request: Request) -> TokensOut:
+    issued = await service.login(
+        _rt(request), _pool(request), username=body.username, password=body.password,
+        client_addr=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+        request_id=getattr(request.state, "request_id", None))
+    return TokensOut(**issued.__dict__)
+
+
+@router.post("/auth/refresh", tags=["auth"], response_model=TokensOut)
+async def refresh(body: RefreshIn, request: Request) -> TokensOut:
+    issued = await service.refresh(
+        _rt(request), _pool(request), refresh_token=body.refresh_token,
+        client_addr=request.client.host if request.client else None,
+        request_id=getattr(request.state, "request_id", None))
+    return TokensOut(**issued.__dict__)
+
+
+@router.post("/auth/logout", tags=["auth"], status_code=204)
+async def logout(request: Request, principal: CurrentPrincipal, ctx: Context) -> Response:
+    await service.logout(_rt(request), _pool(request), principal=principal, ctx=ctx)
+    return Response(status_code=204)
+
+
+@router.get("/auth/me", tags=["auth"], response_model=MeOut)
+async def me(principal: CurrentPrincipal) -> MeOut:
+    return MeOut(**principal.__dict__)
+
+
+@router.post("/auth/password", tags=["auth"], status_code=204)
+async def change_password(body: PasswordChangeIn, request: Request, principal: CurrentPrincipal,
+                          ctx: Context) -> Response:
+    await service.change_password(_rt(request), _pool(request), principal=principal, ctx=ctx,
+                                  current_password=body.current_password,
+                                  new_password=body.new_password)
+    return Response(status_code=204)
+
+
+# --- users -------------------------------------------------------------------------------------
+
+@router.get("/users", tags=["users"], response_model=list[UserOut])
+async def list_users(request: Request, ctx: Context, role: Role | None = None,
+                     include_disabled: bool = False,
+                     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+                     offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
+    return await service.list_users(_pool(request), ctx=ctx, role=role,
+                                    include_disabled=include_disabled, limit=limit, offset=offset)
+
+
+@router.post("/users", tags=["users"], response_model=UserOut, status_code=201)
+async def create_user(body: UserCreateIn, request: Request, ctx: Context) -> dict[str, Any]:
+    return await service.create_user(_rt(request), _pool(request), ctx=ctx, **body.model_dump())
+
+
+@router.get("/users/{user_id}", tags=["users"], response_model=UserDetailOut)
+async def get_user(user_id: str, request: Request, ctx: Context) -> dict[str, Any]:
+    return await service.get_user(_pool(request), ctx=ctx, user_id=_uuid(user_id, "user"))
+
+
+@router.patch("/users/{user_id}", tags=["users"], response_model=UserOut)
+async def update_user(user_id: str, body: UserPatchIn, request: Request,
+                      ctx: Context) -> dict[str, Any]:
+    changes = body.model_dump(exclude_unset=True)
+    return await service.update_user(_rt(request), _pool(request), ctx=ctx,
+                                     user_id=_uuid(user_id, "user"), changes=changes)
+
+
+@router.delete("/users/{user_id}", tags=["users"], status_code=204,
+               description="Disables the user and revokes their sessions and device tokens; "
+                           "the row stays, because the audit trail refers to it.")
+async def delete_user(user_id: str, request: Request, ctx: Context) -> Response:
+    await service.disable_user(_rt(request), _pool(request), ctx=ctx,
+                               user_id=_uuid(user_id, "user"))
+    return Response(status_code=204)
+
+
+# --- devices -----------------------------------------------------------------------------------
+
+@router.get("/devices", tags=["devices"], response_model=list[DeviceOut])
+async def list_devices(request: Request, user_id: str | None = None, unit_id: str | None = None,
+                       include_revoked: bool = False) -> list[dict[str, Any]]:
+    async with _pool(request).acquire() as conn:
+        from cad.security import repository as repo
+        rows = await repo.list_devices(conn, user_id=_uuid(user_id, "user") if user_id else None,
+                                       unit_id=unit_id, include_revoked=include_revoked)
+    return [dict(r) for r in rows]
+
+
+@router.post("/devices", tags=["devices"], response_model=DeviceIssuedOut, status_code=201)
+async def issue_device(body: DeviceIssueIn, request: Request, ctx: Context) -> dict[str, Any]:
+    token, row = await service.issue_device(
+        _rt(request), _pool(request), ctx=ctx, user_id=_uuid(body.user_id, "user"),
+        label=body.label, expires_in_days=body.expires_in_days)
+    return {**row, "token": token}
+
+
+@router.delete("/devices/{device_id}", tags=["devices"], status_code=204)
+async def revoke_device(device_id: str, request: Request, ctx: Context) -> Response:
+    await service.revoke_device(_rt(request), _pool(request), ctx=ctx,
+                                device_id=_uuid(device_id, "device token"))
+    return Response(status_code=204)
+
+
+# --- audit -------------------------------------------------------------------------------------
+
+@router.get("/audit", tags=["audit"], response_model=AuditPageOut,
+            description="Query the audit trail. The query itself is recorded in it.")
+async def query_audit(
+    request: Request, ctx: Context,
+    actor: Annotated[str | None, Query(max_length=128)] = None,
+    action: Annotated[str | None, Query(max_length=128,
+                                        description="exact, or a prefix: 'auth' matches "
+                                                    "'auth.login'")] = None,
+    target: Annotated[str | None, Query(max_length=256)] = None,
+    outcome: Literal["success", "failure", "denied"] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after_seq: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    filters = {"actor": actor, "action": action, "target": target, "outcome": outcome,
+               "since": since.isoformat() if since else None,
+               "until": until.isoformat() if until else None, "after_seq": after_seq,
+               "limit": limit}
+    async with _pool(request).acquire() as conn:
+        await audit_now(conn, ctx, "audit.query",
+                        details={k: v for k, v in filters.items() if v is not None})
+        entries = await audit_mod.query(conn, actor=actor, action=action, target=target,
+                                        outcome=outcome, since=since, until=until,
+                                        after_seq=after_seq, limit=limit)
+    return {"entries": entries,
+            "next_after_seq": entries[-1]["seq"] if len(entries) == limit else None}
+
+
+@router.get("/audit/verify", tags=["audit"],
+            description="Verify the hash chain (same as `cad audit verify`). Recorded.")
+async def verify_audit(request: Request, ctx: Context) -> dict[str, Any]:
+    async with _pool(request).acquire() as conn:
+        result = await audit_mod.verify(conn)
+        await audit_now(conn, ctx, "audit.verify", outcome="success" if result.ok else "failure",
+                        details={"entries": result.entries, "problems": len(result.problems)})
+    return result.as_dict()
