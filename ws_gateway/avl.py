@@ -202,6 +202,7 @@ class BreadcrumbWriter:
         self._task: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
         self._units_table: bool | None = None
+        self._flushing = asyncio.Lock()  # flush() returns only once earlier fixes are stored
         self.written = 0
         self.dropped = 0
         self.flushes = 0
@@ -242,6 +243,10 @@ class BreadcrumbWriter:
         self._kick.set()
 
     async def flush(self) -> int:
+        async with self._flushing:
+            return await self._flush()
+
+    async def _flush(self) -> int:
         if not self._buf:
             return 0
         batch, self._buf = self._buf, []
