@@ -1,0 +1,532 @@
+"""Real-time gateway load benchmark: M units send AVL positions at R Hz over their MDT
+websockets, N boards receive them, all on loopback against a real server.
+
+    python benchmarks/realtime_bench.py               # 2,000 units @ 1 Hz, 200 boards, 30 s
+    python benchmarks/realtime_bench.py --quick       # smaller and shorter, < 60 s in all
+    python benchmarks/realtime_bench.py --mode memory --units 1000 --boards 100 --duration 20
+
+Modes (run side by side by default):
+* ``memory`` - one uvicorn worker, in-process hub (the default deployment);
+* ``redis``  - two uvicorn workers, hub through Redis (``--redis-url``); each worker holds
+  about half of the boards and half of the units, so most positions cross Redis.
+
+Everything is real: an embedded PostgreSQL (or ``--database-url``), the app as
+``uvicorn cad.app:create_app --factory`` in a subprocess, device and access tokens in the
+security tables, ``websockets`` clients. The load generator runs in two more processes (one
+for the units, one for the boards) on the same machine.
+
+Measured per run, over the measurement window after a warm-up:
+* delivered: positions received by boards per second (sum over boards);
+* latency: board receive time - fix_time (the unit stamps the fix when it sends it), p50/p99
+  over every position received by a sample of boards;
+* coalesced: fixes superseded on purpose (the server reports them in-band per position);
+* lost: sent - delivered - coalesced, per board, after a drain period (must be 0);
+* slow-closed boards (close code 4408) and the server processes' CPU use.
+
+Baseline in the same run: ``memory`` is the baseline of ``redis``. docs/realtime.md (design
+note) has the bare-FastAPI fan-out measured on this machine for scale.
+Prints a table, then one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+JWT_SECRET = "realtime-bench-" + "k" * 40
+AGENCY = "BENCH"
+
+
+# --- provisioning ------------------------------------------------------------------------------
+
+async def provision(url: str, n_units: int, n_boards: int) -> dict[str, Any]:
+    """Units, field-unit users with device tokens, dispatchers with sessions; returns tokens."""
+    import asyncpg
+    from argon2 import PasswordHasher
+
+    from cad.security.tokens import (
+        issue_access_token,
+        new_device_token,
+        new_refresh_token,
+        token_hash,
+    )
+
+    conn = await asyncpg.connect(url)
+    try:
+        pw = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash("unused-" + "x" * 12)
+        run = uuid.uuid4().hex[:6]
+        units = [f"B{run}-{i:05d}" for i in range(n_units)]
+        await conn.copy_records_to_table(
+            "units", records=[(u, AGENCY, "fire", "engine") for u in units],
+            columns=("id", "agency", "discipline", "unit_type"))
+        user_rows = [(uuid.uuid4(), f"u-{run}-{i}", pw, "field_unit", u, AGENCY)
+                     for i, u in enumerate(units)]
+        board_rows = [(uuid.uuid4(), f"d-{run}-{i}", pw, "dispatcher", None, AGENCY)
+                      for i in range(n_boards)]
+        await conn.copy_records_to_table(
+            "users", records=user_rows + board_rows,
+            columns=("id", "username", "password_hash", "role", "unit_id", "agency"))
+        now = datetime.now(UTC)
+        device_tokens = [new_device_token() for _ in units]
+        await conn.copy_records_to_table(
+            "device_tokens",
+            records=[(r[0], r[4], "bench", token_hash(t), now, "bench")
+                     for r, t in zip(user_rows, device_tokens, strict=True)],
+            columns=("user_id", "unit_id", "label", "token_hash", "created_at", "created_by"))
+        board_tokens = []
+        sessions = []
+        for r in board_rows:
+            sid = uuid.uuid4()
+            sessions.append((sid, r[0], token_hash(new_refresh_token(str(sid))), now, now,
+                             datetime.fromtimestamp(now.timestamp() + 43_200, UTC)))
+            board_tokens.append(issue_access_token(JWT_SECRET, user_id=str(r[0]),
+                                                   session_id=str(sid), role="dispatcher",
+                                                   now=now, ttl_s=3600))
+        await conn.copy_records_to_table(
+            "sessions", records=sessions,
+            columns=("id", "user_id", "refresh_hash", "created_at", "last_seen_at", "expires_at"))
+    finally:
+        await conn.close()
+    return {"units": [[u, t] for u, t in zip(units, device_tokens, strict=True)],
+            "boards": board_tokens}
+
+
+# --- load generator roles (run as subprocesses of this script) ----------------------------------
+
+async def _connect_all(urls_tokens: list[tuple[str, str]], concurrency: int) -> list[Any]:
+    import websockets
+
+    sem = asyncio.Semaphore(concurrency)
+    out: list[Any] = [None] * len(urls_tokens)
+
+    async def one(i: int, url: str, token: str) -> None:
+        async with sem:
+            for attempt in range(5):
+                try:
+                    ws = await websockets.connect(
+                        url, additional_headers={"Authorization": f"Bearer {token}"},
+                        compression=None, open_timeout=30, max_size=2**24, ping_interval=None)
+                    first = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                    assert first["type"] == "snapshot", first
+                    out[i] = ws
+                    return
+                except Exception:  # noqa: BLE001 - retried
+                    if attempt == 4:
+                        raise
+                    await asyncio.sleep(0.2 * (attempt + 1))
+
+    await asyncio.gather(*(one(i, u, t) for i, (u, t) in enumerate(urls_tokens)))
+    return out
+
+
+def _wait_go() -> tuple[float, float]:
+    print("READY", flush=True)
+    line = sys.stdin.readline().split()
+    assert line[0] == "GO", line
+    return float(line[1]), float(line[2])
+
+
+async def role_units(args: argparse.Namespace) -> None:
+    cfg = json.loads(Path(args.config).read_text())
+    units = cfg["units"]
+    conns = await _connect_all([(f"{args.ws}/ws/unit/{u}", t) for u, t in units], 100)
+    loop = asyncio.get_running_loop()
+    t_start, t_end = await loop.run_in_executor(None, _wait_go)
+    period = 1.0 / args.rate
+    rnd = random.Random(7)
+    # every unit on its own phase, spread evenly
+    next_at = [t_start + rnd.random() * period for _ in units]
+    order = sorted(range(len(units)), key=lambda i: next_at[i])
+    sent = 0
+    sent_window = 0
+    late_max = 0.0
+    problems = 0
+
+    async def drain_replies(ws: Any) -> None:
+        nonlocal problems
+        try:
+            async for raw in ws:
+                msg = json.loads(raw)
+                if msg.get("type") == "position_result":
+                    problems += len(msg.get("problems", []))
+        except Exception:  # noqa: BLE001 - closed at the end
+            pass
+
+    readers = [asyncio.create_task(drain_replies(ws)) for ws in conns]
+    lat0, lon0 = 37.70, -122.50
+    while True:
+        now = time.time()
+        if now >= t_end:
+            break
+        sends = []
+        for i in order:
+            if next_at[i] <= now:
+                fix_t = time.time()
+                late_max = max(late_max, fix_t - next_at[i])
+                msg = ('{"type":"position","lat":%.6f,"lon":%.6f,"heading_deg":90,'
+                       '"speed_mps":10,"accuracy_m":5,"fix_time":%.6f}'
+                       % (lat0 + (i % 100) * 0.001, lon0 + (i // 100) * 0.001, fix_t))
+                sends.append(conns[i].send(msg))
+                next_at[i] += period
+                sent += 1
+                if fix_t >= t_start + args.warmup:
+                    sent_window += 1
+        if sends:
+            await asyncio.gather(*sends)
+        order.sort(key=lambda j: next_at[j])
+        await asyncio.sleep(max(0.0, min(next_at[order[0]] - time.time(), 0.01)))
+    await asyncio.sleep(0.5)
+    for ws in conns:
+        await ws.close()
+    for r in readers:
+        r.cancel()
+    print(json.dumps({"sent": sent, "sent_window": sent_window, "problems": problems,
+                      "send_late_max_ms": late_max * 1000}), flush=True)
+
+
+async def role_boards(args: argparse.Namespace) -> None:
+    cfg = json.loads(Path(args.config).read_text())
+    tokens = cfg["boards"]
+    conns = await _connect_all([(f"{args.ws}/ws/board", t) for t in tokens], 50)
+    loop = asyncio.get_running_loop()
+    n = len(conns)
+    sample = set(range(0, n, max(1, n // args.latency_sample)))
+    delivered = [0] * n
+    coalesced = [0] * n
+    delivered_window = [0] * n
+    latencies: list[float] = []
+    closed: dict[int, int] = {}
+    frames = 0
+    window = [0.0, 0.0]
+    go = asyncio.Event()
+
+    async def reader(i: int, ws: Any) -> None:
+        nonlocal frames
+        measure = i in sample
+        try:
+            async for raw in ws:
+                recv_t = time.time()
+                msg = orjson.loads(raw)
+                if msg.get("type") != "batch":
+                    continue
+                frames += 1
+                pos = msg["positions"]
+                if not pos or not go.is_set():
+                    continue
+                d = c = w = 0
+                w0, w1 = window
+                for p in pos:
+                    d += 1
+                    c += p["coalesced"]
+                    ft = datetime.fromisoformat(p["fix_time"]).timestamp()
+                    if w0 <= ft < w1:
+                        w += 1
+                        if measure:
+                            latencies.append(recv_t - ft)
+                delivered[i] += d
+                coalesced[i] += c
+                delivered_window[i] += w
+        except Exception:  # noqa: BLE001 - closed
+            pass
+        finally:
+            if ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code != 1000:
+                closed[i] = ws.protocol.close_rcvd.code
+
+    tasks = [asyncio.create_task(reader(i, ws)) for i, ws in enumerate(conns)]
+    t_start, t_end = await loop.run_in_executor(None, _wait_go)
+    window[0], window[1] = t_start + args.warmup, t_end
+    go.set()
+    await asyncio.sleep(max(0.0, t_end - time.time()) + args.drain)
+    for ws in conns:
+        await ws.close()
+    for t in tasks:
+        t.cancel()
+    latencies.sort()
+    print(json.dumps({
+        "boards": n, "delivered": delivered, "coalesced": coalesced,
+        "delivered_window": delivered_window, "closed": closed, "frames": frames,
+        "lat_count": len(latencies),
+        "p50_ms": _pct(latencies, 50) * 1000, "p99_ms": _pct(latencies, 99) * 1000,
+        "max_ms": (latencies[-1] * 1000) if latencies else None,
+    }), flush=True)
+
+
+def _pct(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    k = min(len(xs) - 1, max(0, int(round(q / 100 * (len(xs) - 1)))))
+    return xs[k]
+
+
+# --- orchestration -----------------------------------------------------------------------------
+
+def _cpu_seconds(pid: int) -> float:
+    """utime+stime of a process and its children that are still alive (the workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pids += [int(c) for c in children]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except OSError:
+            pass
+    return total
+
+
+def _spawn_role(role: str, args: argparse.Namespace, ws_url: str, config: Path
+                ) -> subprocess.Popen[str]:
+    cmd = [sys.executable, __file__, "--role", role, "--ws", ws_url, "--config", str(config),
+           "--rate", str(args.rate), "--warmup", str(args.warmup), "--drain", str(args.drain),
+           "--latency-sample", str(args.latency_sample)]
+    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            cwd=REPO)
+
+
+def _wait_ready(proc: subprocess.Popen[str], what: str, timeout: float) -> None:
+    import select
+
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([proc.stdout], [], [], 0.5)
+        if r:
+            line = proc.stdout.readline()
+            if line.strip() == "READY":
+                return
+            if not line:
+                break
+    raise RuntimeError(f"{what} load process did not get ready (exit {proc.poll()})")
+
+
+async def run_mode(mode: str, args: argparse.Namespace, server_url: str, work: Path
+                   ) -> dict[str, Any]:
+    import asyncpg
+
+    import httpx
+
+    db = f"bench_{mode}_{uuid.uuid4().hex[:6]}"
+    admin = await asyncpg.connect(server_url.rsplit("/", 1)[0] + "/postgres")
+    await admin.execute(f'CREATE DATABASE "{db}"')
+    await admin.close()
+    url = server_url.rsplit("/", 1)[0] + "/" + db
+    port = _free_port()
+    workers = 2 if mode == "redis" else 1
+    env = {**os.environ, "CAD_DATABASE_URL": url, "CAD_DATA_DIR": str(work),
+           "CAD_JWT_SECRET": JWT_SECRET, "CAD_LOG_LEVEL": "warning", "CAD_LOG_FORMAT": "json",
+           "CAD_WS_BATCH_INTERVAL_MS": str(args.batch_ms), "CAD_DB_POOL_MAX": "10",
+           "CAD_WS_HEARTBEAT_INTERVAL_S": "15", "PYTHONPATH": str(REPO)}
+    env.pop("CAD_REDIS_URL", None)
+    if mode == "redis":
+        env["CAD_REDIS_URL"] = args.redis_url
+        env["CAD_HUB_CHANNEL_PREFIX"] = f"bench-{uuid.uuid4().hex[:6]}"
+    log = open(work / f"server-{mode}.log", "w")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "cad.app:create_app", "--factory", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", str(workers), "--ws-per-message-deflate", "false",
+         "--no-access-log", "--log-level", "warning", "--backlog", "4096"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        async with httpx.AsyncClient(base_url=base) as http:
+            while True:
+                try:
+                    if (await http.get("/readyz")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("server did not start; see " + log.name)
+                await asyncio.sleep(0.2)
+        tokens = await provision(url, args.units, args.boards)
+        config = work / f"tokens-{mode}.json"
+        config.write_text(json.dumps(tokens))
+        ws_url = f"ws://127.0.0.1:{port}"
+        boards = _spawn_role("boards", args, ws_url, config)
+        procs.append(boards)
+        _wait_ready(boards, "boards", 120)
+        units = _spawn_role("units", args, ws_url, config)
+        procs.append(units)
+        _wait_ready(units, "units", 180)
+        t_start = time.time() + 0.5
+        t_end = t_start + args.duration
+        cpu0 = _cpu_seconds(server.pid)
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write(f"GO {t_start} {t_end}\n")
+            p.stdin.flush()
+        await asyncio.sleep(max(0.0, t_start + args.warmup - time.time()))
+        cpu_w0, tw0 = _cpu_seconds(server.pid), time.time()
+        await asyncio.sleep(max(0.0, t_end - time.time()))
+        cpu_w1, tw1 = _cpu_seconds(server.pid), time.time()
+        out_u, _ = await asyncio.to_thread(units.communicate, timeout=120)
+        out_b, _ = await asyncio.to_thread(boards.communicate, timeout=120)
+        ru = json.loads(out_u.strip().splitlines()[-1])
+        rb = json.loads(out_b.strip().splitlines()[-1])
+        del cpu0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+    sent = ru["sent"]
+    lost = [max(0, sent - d - c) for d, c in zip(rb["delivered"], rb["coalesced"], strict=True)]
+    window_s = args.duration - args.warmup
+    return {
+        "mode": mode, "workers": workers, "units": args.units, "boards": args.boards,
+        "rate_hz": args.rate, "window_s": window_s,
+        "sent": sent, "sent_per_s": ru["sent_window"] / window_s,
+        "delivered_per_s": sum(rb["delivered_window"]) / window_s,
+        "expected_per_s": ru["sent_window"] * args.boards / window_s,
+        "p50_ms": rb["p50_ms"], "p99_ms": rb["p99_ms"], "max_ms": rb["max_ms"],
+        "latency_samples": rb["lat_count"],
+        "coalesced": sum(rb["coalesced"]), "lost": sum(lost), "lost_max_board": max(lost),
+        "slow_closed": len(rb["closed"]), "rejected": ru["problems"],
+        "server_cpu_pct": 100 * (cpu_w1 - cpu_w0) / (tw1 - tw0),
+        "frames": rb["frames"], "send_late_max_ms": ru["send_late_max_ms"],
+    }
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _redis_ok(url: str) -> bool:
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+        return True
+    except Exception:  # noqa: BLE001 - not reachable
+        return False
+
+
+async def orchestrate(args: argparse.Namespace) -> int:
+    from cad.embedded_pg import EmbeddedPostgres
+
+    modes = ["memory", "redis"] if args.mode == "both" else [args.mode]
+    if "redis" in modes and not _redis_ok(args.redis_url):
+        print(f"Redis at {args.redis_url} is not reachable: skipping the redis mode",
+              file=sys.stderr)
+        modes.remove("redis")
+    work = Path(tempfile.mkdtemp(prefix="cad-rt-bench-"))
+    work.chmod(0o755)
+    embedded = None
+    url = args.database_url
+    results = []
+    try:
+        if url is None:
+            embedded = EmbeddedPostgres(work / "pg")
+            url = embedded.start()
+        for mode in modes:
+            results.append(await run_mode(mode, args, url, work))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    _report(results, args)
+    return 0 if all(r["lost"] == 0 for r in results) else 1
+
+
+def _report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    cols = [("mode", "{}"), ("workers", "{}"), ("units", "{}"), ("boards", "{}"),
+            ("sent_per_s", "{:.0f}"), ("expected_per_s", "{:.0f}"), ("delivered_per_s", "{:.0f}"),
+            ("p50_ms", "{:.1f}"), ("p99_ms", "{:.1f}"), ("max_ms", "{:.1f}"),
+            ("coalesced", "{}"), ("lost", "{}"), ("slow_closed", "{}"),
+            ("server_cpu_pct", "{:.0f}")]
+    widths = [max(len(c), 9) for c, _ in cols]
+    print(" | ".join(c.ljust(w) for (c, _), w in zip(cols, widths, strict=True)))
+    print("-+-".join("-" * w for w in widths))
+    for r in results:
+        print(" | ".join(f.format(r[c]).ljust(w) for (c, f), w in zip(cols, widths, strict=True)))
+    by = {r["mode"]: r for r in results}
+    summary: dict[str, Any] = {
+        "bench": "realtime", "quick": args.quick, "units": args.units, "boards": args.boards,
+        "rate_hz": args.rate, "batch_ms": args.batch_ms, "duration_s": args.duration,
+        "target_p99_ms": 100,
+    }
+    for mode, r in by.items():
+        summary[mode] = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()
+                         if k not in ("mode",)}
+    if "memory" in by:
+        m = by["memory"]
+        summary["memory_meets_target"] = bool(m["p99_ms"] <= 100 and m["lost"] == 0)
+        summary["memory_delivery_ratio"] = round(m["delivered_per_s"] / m["expected_per_s"], 4)
+    if "memory" in by and "redis" in by:
+        summary["redis_vs_memory_p99_ratio"] = round(by["redis"]["p99_ms"] / by["memory"]["p99_ms"], 2)
+        summary["redis_vs_memory_delivered_ratio"] = round(
+            by["redis"]["delivered_per_s"] / by["memory"]["delivered_per_s"], 4)
+        summary["redis_meets_target"] = bool(by["redis"]["p99_ms"] <= 100 and by["redis"]["lost"] == 0)
+    print(json.dumps(summary))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mode", choices=["memory", "redis", "both"], default="both")
+    ap.add_argument("--units", type=int, default=2000)
+    ap.add_argument("--boards", type=int, default=200)
+    ap.add_argument("--rate", type=float, default=1.0, help="positions per unit per second")
+    ap.add_argument("--duration", type=float, default=30.0, help="seconds of sending per mode")
+    ap.add_argument("--warmup", type=float, default=5.0, help="seconds not measured")
+    ap.add_argument("--drain", type=float, default=1.5, help="seconds boards keep reading")
+    ap.add_argument("--batch-ms", type=int, default=50)
+    ap.add_argument("--latency-sample", type=int, default=40, help="boards measuring latency")
+    ap.add_argument("--quick", action="store_true", help="300 units, 50 boards, 8 s per mode")
+    ap.add_argument("--database-url", default=None, help="PostgreSQL server URL (else embedded)")
+    ap.add_argument("--redis-url", default=os.environ.get("CAD_TEST_REDIS_URL",
+                                                          "redis://127.0.0.1:6379/0"))
+    # internal: load-generator processes
+    ap.add_argument("--role", choices=["units", "boards"], help=argparse.SUPPRESS)
+    ap.add_argument("--ws", help=argparse.SUPPRESS)
+    ap.add_argument("--config", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    if args.role == "units":
+        asyncio.run(role_units(args))
+        return 0
+    if args.role == "boards":
+        asyncio.run(role_boards(args))
+        return 0
+    if args.quick:
+        args.units, args.boards, args.duration, args.warmup = 300, 50, 8.0, 2.0
+    return asyncio.run(orchestrate(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
