@@ -89,7 +89,7 @@ async def _anchor(conn: asyncpg.Connection) -> tuple[int, str]:
 async def _rows(conn: asyncpg.Connection, after_seq: int) -> AsyncIterator[asyncpg.Record]:
     """Entries after ``after_seq`` in chain order, paged by (seq, id) so that a duplicated
     position (an inserted entry) is seen too."""
-    seq, id_ = after_seq, 0
+    seq, id_ = after_seq, 2**62  # strictly after after_seq
     while True:
         rows = await conn.fetch(_ROWS, seq, id_, PAGE_ROWS)
         for r in rows:

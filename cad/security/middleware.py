@@ -182,25 +182,33 @@ class SecurityMiddleware:
         # Every write leaves an audit record: if the endpoint wrote none itself (it should,
         # through unit_of_work), a generic one is written here.
         counter = [0]
-        status = {"code": 500}
+        recorded = False
         token_var = request_audit_count.set(counter)
         send_h = self._with_headers(scope, send)
 
+        async def record(code: int) -> None:
+            nonlocal recorded
+            if recorded or counter[0]:
+                return
+            recorded = True
+            outcome = "success" if code < 400 else "denied" if code in (401, 403) else "failure"
+            await self._audit(principal, scope, f"http.{method.lower()}", scope.get("path"),
+                              outcome, {"route": template, "status": code})
+
         async def tracking_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status["code"] = message["status"]
+                # Before the response goes out: the handler is done, and a client reading
+                # the audit trail right after the response finds the record.
+                await record(message["status"])
             await send_h(message)
 
         try:
             await self.app(scope, receive, tracking_send)
+        except BaseException:
+            await record(500)
+            raise
         finally:
             request_audit_count.reset(token_var)
-            if counter[0] == 0:
-                code = status["code"]
-                outcome = ("success" if code < 400 else
-                           "denied" if code in (401, 403) else "failure")
-                await self._audit(principal, scope, f"http.{method.lower()}", scope.get("path"),
-                                  outcome, {"route": template, "status": code})
 
     async def _audit(self, principal: Principal, scope: Scope, action: str, target: str | None,
                      outcome: str, details: dict[str, Any]) -> None:

@@ -1,0 +1,174 @@
+"""`cad users ...` and `cad audit ...` (registered by cad.cli)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from cad.settings import Settings
+
+users_app = typer.Typer(no_args_is_help=True, help="User accounts (no default passwords).")
+audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit trail.")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+T = TypeVar("T")
+
+PASSWORD_ENV = "CAD_NEW_USER_PASSWORD"
+
+
+def _run(fn: Callable[[Any], Awaitable[T]], *, migrate: bool = False) -> T:
+    """Run ``fn(pool)`` against CAD_DATABASE_URL, or the embedded cluster when unset."""
+    from cad import db
+    from cad.embedded_pg import EmbeddedPostgres
+
+    settings = Settings()
+    embedded = None
+    url = settings.database_url
+    if url is None:
+        embedded = EmbeddedPostgres(settings.data_dir / "postgres")
+        url = embedded.start()
+
+    async def go() -> T:
+        if migrate:
+            conn = await db.connect(url)
+            try:
+                await db.migrate(conn, settings.migrations_dir)
+            finally:
+                await conn.close()
+        pool = await db.create_pool(url, min_size=1, max_size=2)
+        try:
+            return await fn(pool)
+        finally:
+            await pool.close()
+
+    try:
+        return asyncio.run(go())
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif os.environ.get(PASSWORD_ENV):
+        password = os.environ[PASSWORD_ENV]
+    elif sys.stdin.isatty():
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        err.print(f"cad: no password: use --password-stdin, {PASSWORD_ENV}, or a terminal")
+        raise typer.Exit(2)
+    if not password:
+        err.print("cad: the password is empty")
+        raise typer.Exit(2)
+    return password
+
+
+@users_app.command("create")
+def users_create(
+    username: str = typer.Argument(..., help="Login name (a-z, 0-9, . _ @ -)."),
+    role: str = typer.Option(..., "--role", help="dispatcher | supervisor | field_unit | analyst | admin"),
+    unit: str | None = typer.Option(None, "--unit", help="The unit a field_unit user is bound to."),
+    agency: str | None = typer.Option(None, "--agency"),
+    display_name: str | None = typer.Option(None, "--name"),
+    password_stdin: bool = typer.Option(False, "--password-stdin",
+                                        help="Read the password from the first line of stdin."),
+) -> None:
+    """Create a user. The password is prompted for (or read from stdin / CAD_NEW_USER_PASSWORD);
+    there is never a default."""
+    from cad.errors import CADError
+    from cad.security import service
+    from cad.security.runtime import SecurityRuntime
+    from cad.uow import RequestContext
+
+    password = _read_password(password_stdin)
+    settings = Settings()
+
+    async def go(pool: Any) -> dict[str, Any]:
+        rt = SecurityRuntime.build(settings)
+        actor = os.environ.get("SUDO_USER") or os.environ.get("USER") or "cli"
+        ctx = RequestContext(actor=f"cli:{actor}", source="system")
+        return await service.create_user(rt, pool, ctx=ctx, username=username, password=password,
+                                         role=role, unit_id=unit, agency=agency,
+                                         display_name=display_name)
+
+    try:
+        user = _run(go, migrate=True)
+    except CADError as exc:
+        err.print(f"cad: {exc.detail}")
+        raise typer.Exit(1) from None
+    out.print(f"created {user['role']} {user['username']} ({user['id']})")
+
+
+@audit_app.command("verify")
+def audit_verify(json_out: bool = typer.Option(False, "--json", help="Print the result as JSON.")
+                 ) -> None:
+    """Recompute the hash chain; exit 1 and name each edited, deleted, inserted or reordered
+    entry if it does not hold."""
+    import orjson
+
+    from cad.security import audit
+
+    async def go(pool: Any) -> audit.VerifyResult:
+        async with pool.acquire() as conn:
+            return await audit.verify(conn)
+
+    result = _run(go)
+    if json_out:
+        out.print(orjson.dumps(result.as_dict()).decode())
+    elif result.ok:
+        out.print(f"audit chain OK: {result.entries} entries, seq {result.first_seq}.."
+                  f"{result.last_seq} (pruned through seq {result.anchor_seq}), head "
+                  f"{result.head_hash}")
+    else:
+        out.print(f"audit chain BROKEN: {len(result.problems)} problem(s) in "
+                  f"{result.entries} entries")
+        for p in result.problems:
+            out.print(f"  {p.kind:9} seq {p.seq} id {p.id}: {p.detail}")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("export")
+def audit_export(
+    output: Path | None = typer.Option(None, "--output", "-o", help="File (default: stdout)."),
+    after_seq: int = typer.Option(0, "--after-seq", help="Only entries after this position "
+                                                          "(incremental shipping)."),
+    since: datetime | None = typer.Option(None, "--since", help="Only entries at or after (ISO)."),
+) -> None:
+    """Write the audit trail as JSON lines for a SIEM, chain hashes included."""
+    from cad.security import audit
+
+    async def go(pool: Any) -> int:
+        async with pool.acquire() as conn:
+            if output is None:
+                return await audit.export(conn, sys.stdout, after_seq=after_seq, since=since)
+            with output.open("w") as fh:
+                return await audit.export(conn, fh, after_seq=after_seq, since=since)
+
+    n = _run(go)
+    err.print(f"exported {n} audit entries")
+
+
+@audit_app.command("prune")
+def audit_prune(days: int | None = typer.Option(
+        None, "--days", help="Retention in days (default CAD_AUDIT_RETENTION_DAYS).")) -> None:
+    """Delete entries older than the retention period, keeping the chain verifiable."""
+    from cad.security import audit
+
+    retention = days or Settings().audit_retention_days
+
+    async def go(pool: Any) -> int:
+        async with pool.acquire() as conn:
+            return await audit.prune(conn, retention_days=retention)
+
+    out.print(f"pruned {_run(go)} audit entries older than {retention} days")
