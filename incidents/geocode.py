@@ -48,49 +48,60 @@ class StreetIndex:
         self._nodes: dict[str, set[int]] = defaultdict(set)
         self._label: dict[str, str] = {}
         tails, heads = graph.edge_tail, graph.fwd_head
-        for name_id, name in enumerate(names):
-            if not name:
-                continue
-            norm = normalize_street(name)
-            self._label.setdefault(norm, name)
-        by_name: dict[int, list[int]] = defaultdict(list)
-        for e, nid in enumerate(edge_name.tolist()):
-            if nid >= 0:
-                by_name[nid].append(e)
-        for nid, edges in by_name.items():
-            norm = normalize_street(names[nid])
-            idx = np.asarray(edges)
-            self._nodes[norm].update(tails[idx].tolist())
-            self._nodes[norm].update(heads[idx].tolist())
+        edge_name = np.asarray(edge_name)
+        named = np.flatnonzero(edge_name >= 0)
+        order = named[np.argsort(edge_name[named], kind="stable")]
+        ids = edge_name[order]
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if ids.size else ids
+        for lo, hi in zip(starts.tolist(), [*starts[1:].tolist(), ids.size]):
+            edges = order[lo:hi]
+            ends = set(tails[edges].tolist()) | set(heads[edges].tolist())
+            # an entry may name coincident roads together: "Van Ness Ave;US Hwy 101"
+            for name in names[int(ids[lo])].split(";"):
+                norm = normalize_street(name)
+                if not norm:
+                    continue
+                self._label.setdefault(norm, name.strip())
+                self._nodes[norm].update(ends)
         self._loose: dict[str, list[str]] = defaultdict(list)
-        for norm in self._nodes:
+        for norm in sorted(self._nodes):
             self._loose[_strip_suffix(norm)].append(norm)
 
     @classmethod
     def from_graph(cls, graph: Any) -> StreetIndex | None:
-        names = graph.meta.get("street_names") if isinstance(graph.meta, dict) else None
+        """None when the graph carries no street names (DIMACS, files built before names)."""
+        names = getattr(graph, "street_names", None)
         edge_name = getattr(graph, "edge_name", None)
         if not names or edge_name is None:
             return None
         return cls(list(names), np.asarray(edge_name), graph)
 
-    def _street(self, text: str) -> str | None:
+    def _streets(self, text: str) -> list[str]:
+        """Candidate streets for a name as typed: the exact normalized name, else every
+        street with that name and some suffix ("5TH" -> "5TH AVE", "5TH ST")."""
         norm = normalize_street(text)
         if norm in self._nodes:
-            return norm
-        loose = self._loose.get(_strip_suffix(norm), [])
-        return loose[0] if len(loose) == 1 else None
+            return [norm]
+        return list(self._loose.get(_strip_suffix(norm), []))
+
+    def _street(self, text: str) -> str | None:
+        cands = self._streets(text)
+        return cands[0] if len(cands) == 1 else None
 
     def intersection(self, text: str) -> GeocodeHit | None:
         parts = [p for p in _SPLIT.split(text.upper()) if p.strip()]
         if len(parts) != 2:
             return None
-        a, b = self._street(parts[0]), self._street(parts[1])
-        if a is None or b is None or a == b:
-            return None
-        common = self._nodes[a] & self._nodes[b]
-        if not common:
-            return None
+        # An ambiguous part ("5TH") is settled by the other street: the pair must meet.
+        found: list[tuple[str, str, set[int]]] = []
+        for a in self._streets(parts[0]):
+            for b in self._streets(parts[1]):
+                common = self._nodes[a] & self._nodes[b] if a != b else set()
+                if common:
+                    found.append((a, b, common))
+        if len(found) != 1:
+            return None  # no such corner, or several different corners match
+        a, b, common = found[0]
         node = min(common)
         g = self.graph
         return GeocodeHit(float(g.node_lat[node]), float(g.node_lon[node]),

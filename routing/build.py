@@ -42,12 +42,20 @@ def build_graph(
     class_names: Sequence[str],
     meta: dict[str, Any] | None = None,
     largest_scc: bool = True,
+    edge_name: np.ndarray | None = None,
+    street_names: Sequence[str] = (),
 ) -> RoadGraph:
     """Build a RoadGraph from directed arcs given by external node ids.
 
     Self-loops are dropped (never on a shortest path), parallel arcs are reduced to
     the fastest one (scipy would otherwise *sum* them), and the graph is cut to its
     largest strongly connected component so every unit can reach every incident.
+
+    ``edge_name`` (per arc, an index into ``street_names`` or -1) follows its arc through
+    all of that. Where parallel arcs carrying different names collapse into one (TIGER
+    lists a segment once per route using it: "Van Ness Ave" and "US Hwy 101"), the kept
+    arc gets all of them joined by ``;`` so that no street loses the segment. The
+    returned table holds only names still in use.
     """
     tail_ext = np.asarray(tail_ext, dtype=np.int64)
     head_ext = np.asarray(head_ext, dtype=np.int64)
@@ -56,8 +64,14 @@ def build_graph(
     road_class = np.asarray(road_class, dtype=np.int16)
     way_id = np.asarray(way_id, dtype=np.int64)
     node_ext_id = np.asarray(node_ext_id, dtype=np.int64)
-    if not (tail_ext.size == head_ext.size == time_ds.size == length_m.size == road_class.size == way_id.size):
+    names = list(street_names)
+    name_id = (np.full(tail_ext.size, -1, dtype=np.int64) if edge_name is None
+               else np.asarray(edge_name, dtype=np.int64))
+    if not (tail_ext.size == head_ext.size == time_ds.size == length_m.size == road_class.size
+            == way_id.size == name_id.size):
         raise ValueError("arc arrays must have equal lengths")
+    if name_id.size and (name_id.min() < -1 or name_id.max() >= len(names)):
+        raise ValueError("edge_name refers outside street_names")
     if time_ds.size and (time_ds.min() < 1 or time_ds.max() >= 2**31 // 4):
         raise ValueError("travel times must be integer deciseconds in [1, 2**29)")
     if not np.all(np.isfinite(length_m)) or (length_m.size and length_m.min() < 0):
@@ -79,6 +93,7 @@ def build_graph(
     keep = (t_idx >= 0) & (h_idx >= 0) & (t_idx != h_idx)
     t_idx, h_idx = t_idx[keep], h_idx[keep]
     time_ds, length_m, road_class, way_id = time_ds[keep], length_m[keep], road_class[keep], way_id[keep]
+    name_id = name_id[keep]
 
     # parallel arcs: keep the fastest, then the shortest
     srt = np.lexsort((length_m, time_ds, h_idx, t_idx))
@@ -86,8 +101,12 @@ def build_graph(
     first = np.ones(t_idx.size, dtype=bool)
     first[1:] = (t_idx[1:] != t_idx[:-1]) | (h_idx[1:] != h_idx[:-1])
     sel = srt[first]
+    kept_name = name_id[sel]
+    if names and not first.all():
+        kept_name = _merge_parallel_names(name_id[srt], first, kept_name, names)
     t_idx, h_idx = t_idx[first], h_idx[first]
     time_ds, length_m, road_class, way_id = time_ds[sel], length_m[sel], road_class[sel], way_id[sel]
+    name_id = kept_name
 
     n_all = node_ext_id.size
     if largest_scc and t_idx.size:
@@ -111,12 +130,21 @@ def build_graph(
     head = new_id[h_idx[arc_keep]]
     time_ds, length_m, road_class, way_id = (
         time_ds[arc_keep], length_m[arc_keep], road_class[arc_keep], way_id[arc_keep])
+    name_id = name_id[arc_keep]
     n = int(node_keep.sum())
 
     # forward CSR sorted by (tail, head)
     srt = np.lexsort((head, tail))
     tail, head = tail[srt], head[srt]
     time_ds, length_m, road_class, way_id = time_ds[srt], length_m[srt], road_class[srt], way_id[srt]
+    name_id = name_id[srt]
+
+    # keep only the names still in use, numbered in table order
+    used_names = np.unique(name_id[name_id >= 0])
+    remap = np.full(len(names) + 1, -1, dtype=np.int64)  # slot -1 (last) stays -1
+    remap[used_names] = np.arange(used_names.size)
+    name_id = remap[name_id]
+    street_names_out = tuple(names[i] for i in used_names.tolist())
     fwd_indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(tail, minlength=n), out=fwd_indptr[1:])
 
@@ -151,4 +179,36 @@ def build_graph(
         bwd_edge=bsrt.astype(np.int32),
         class_names=tuple(class_names),
         meta=meta,
+        edge_name=name_id.astype(np.int32),
+        street_names=street_names_out,
     )
+
+
+def _merge_parallel_names(sorted_names: np.ndarray, first: np.ndarray, kept: np.ndarray,
+                          names: list[str]) -> np.ndarray:
+    """Per group of parallel arcs (``first`` marks each group's start in ``sorted_names``),
+    the kept arc's name followed by the group's other distinct names, joined by ``;``.
+    New combined entries are appended to ``names``."""
+    starts = np.flatnonzero(first)
+    sizes = np.diff(np.append(starts, first.size))
+    out = kept.copy()
+    combined: dict[str, int] = {}
+    for g in np.flatnonzero(sizes > 1).tolist():
+        group = sorted_names[starts[g]:starts[g] + sizes[g]].tolist()
+        parts: list[str] = []
+        for i in group:  # the kept (fastest) arc comes first in each group
+            if i >= 0:
+                for part in names[i].split(";"):
+                    if part not in parts:
+                        parts.append(part)
+        if len(parts) < 2:
+            if parts and out[g] < 0:
+                out[g] = next(i for i in group if i >= 0)
+            continue
+        label = ";".join(parts)
+        idx = combined.get(label)
+        if idx is None:
+            idx = combined[label] = len(names)
+            names.append(label)
+        out[g] = idx
+    return out

@@ -17,6 +17,13 @@ File format (``*.cadgraph``): an uncompressed NumPy ``.npz`` archive, one member
 array plus ``meta_json`` (UTF-8 JSON bytes). Uncompressed so that loading is a
 plain read of contiguous arrays (about 0.1 s for NY's 264k nodes). Optional
 ``ch_*`` members hold the preprocessed contraction hierarchy.
+
+Street names: ``edge_name`` (``int32`` per forward edge) indexes ``street_names``
+(stored in ``meta_json`` as a list of strings); -1 means unnamed. One entry may hold
+several names separated by ``;`` (OSM's multi-value convention) where coincident
+roads were merged onto one segment, e.g. ``"Van Ness Ave;US Hwy 101"``. Both are
+optional members: files written before they existed, and DIMACS graphs, load with
+every edge unnamed and an empty table.
 """
 
 from __future__ import annotations
@@ -47,6 +54,11 @@ _GRAPH_ARRAYS: dict[str, Any] = {
     "bwd_indptr": np.int64,
     "bwd_tail": np.int32,
     "bwd_edge": np.int32,
+}
+
+# Optional arrays, per forward edge: dtype and the fill value when a file lacks them.
+_OPTIONAL_EDGE_ARRAYS: dict[str, tuple[Any, int]] = {
+    "edge_name": (np.int32, -1),  # index into street_names, -1 = unnamed
 }
 
 _CH_ARRAYS: dict[str, Any] = {
@@ -107,10 +119,21 @@ class RoadGraph:
     class_names: tuple[str, ...]
     meta: dict[str, Any] = field(default_factory=dict)
     hierarchy: Hierarchy | None = None
+    edge_name: np.ndarray | None = None  # filled with -1 (unnamed) when not given
+    street_names: tuple[str, ...] = ()
     _ext_order: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        for name in _GRAPH_ARRAYS:
+        if self.edge_name is None:
+            object.__setattr__(self, "edge_name", np.full(self.fwd_head.size, -1, dtype=np.int32))
+        edge_name = np.asarray(self.edge_name, dtype=np.int32)
+        if edge_name.shape != self.fwd_head.shape:
+            raise ValueError(f"edge_name has {edge_name.size} entries for {self.fwd_head.size} edges")
+        if edge_name.size and (edge_name.min() < -1 or edge_name.max() >= len(self.street_names)):
+            raise ValueError("edge_name refers outside street_names")
+        object.__setattr__(self, "edge_name", edge_name)
+        object.__setattr__(self, "street_names", tuple(self.street_names))
+        for name in (*_GRAPH_ARRAYS, *_OPTIONAL_EDGE_ARRAYS):
             getattr(self, name).setflags(write=False)
         if self._ext_order is None:
             # stable so that duplicate external ids (never expected) resolve to the lowest id
@@ -153,6 +176,11 @@ class RoadGraph:
         hits = np.nonzero(self.fwd_head[lo:hi] == head)[0]
         return int(lo + hits[0]) if hits.size else -1
 
+    def edge_street_names(self, edge: int) -> tuple[str, ...]:
+        """The street name(s) of an edge; empty when unnamed."""
+        i = int(self.edge_name[edge])  # type: ignore[index]  # set in __post_init__
+        return tuple(self.street_names[i].split(";")) if i >= 0 else ()
+
     def with_hierarchy(self, hierarchy: Hierarchy | None) -> "RoadGraph":
         kwargs = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "hierarchy"}
         return RoadGraph(**kwargs, hierarchy=hierarchy)
@@ -166,10 +194,11 @@ class RoadGraph:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {name: getattr(self, name) for name in _GRAPH_ARRAYS}
+        arrays = {name: getattr(self, name) for name in (*_GRAPH_ARRAYS, *_OPTIONAL_EDGE_ARRAYS)}
         meta = dict(self.meta)
         meta["format_version"] = FORMAT_VERSION
         meta["class_names"] = list(self.class_names)
+        meta["street_names"] = list(self.street_names)
         if self.hierarchy is not None:
             for name in _CH_ARRAYS:
                 arrays["ch_" + name] = getattr(self.hierarchy, name)
@@ -189,6 +218,9 @@ class RoadGraph:
                 raise ValueError(f"{path}: graph format {meta.get('format_version')}, "
                                  f"expected {FORMAT_VERSION}; rebuild with `cad graph build`")
             arrays = {name: z[name].astype(dt, copy=False) for name, dt in _GRAPH_ARRAYS.items()}
+            for name, (dt, fill) in _OPTIONAL_EDGE_ARRAYS.items():
+                arrays[name] = (z[name].astype(dt, copy=False) if name in z.files
+                                else np.full(arrays["fwd_head"].size, fill, dtype=dt))
             hierarchy = None
             if "ch_rank" in z.files:
                 hierarchy = Hierarchy(
@@ -196,7 +228,9 @@ class RoadGraph:
                     preprocess_s=float(meta.get("ch_preprocess_s", 0.0)),
                 )
         class_names = tuple(meta.pop("class_names"))
-        return cls(**arrays, class_names=class_names, meta=meta, hierarchy=hierarchy)
+        street_names = tuple(meta.pop("street_names", ()))
+        return cls(**arrays, class_names=class_names, meta=meta, hierarchy=hierarchy,
+                   street_names=street_names)
 
 
 def is_graph_file(path: str | Path) -> bool:

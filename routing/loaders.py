@@ -39,6 +39,27 @@ def _noop(_: str) -> None:
     pass
 
 
+def _intern_names(values: list[Any]) -> tuple[np.ndarray, list[str]]:
+    """Street names -> (index per value, -1 when missing; the table of distinct names).
+
+    Missing means None, NaN (pandas) or blank. Lists (osmnx merges) are joined by ";"."""
+    table: dict[str, int] = {}
+    codes = np.full(len(values), -1, dtype=np.int32)
+    for i, v in enumerate(values):
+        if isinstance(v, (list, tuple)):
+            v = ";".join(str(x).strip() for x in v if isinstance(x, str) and x.strip())
+        if not isinstance(v, str):
+            continue  # None / NaN
+        v = v.strip()
+        if not v:
+            continue
+        j = table.get(v)
+        if j is None:
+            j = table[v] = len(table)
+        codes[i] = j
+    return codes, list(table)
+
+
 # ---------------------------------------------------------------------------------- OSM
 def _oneway_code(oneway: Any, highway: str, junction: Any) -> int:
     """+1 forward only, -1 backward only, 0 both ways."""
@@ -71,6 +92,7 @@ def _segments_to_graph(
     node_lon: np.ndarray,
     speeds_kmh: Mapping[str, float] | None,
     meta: dict[str, Any],
+    name: list[Any] | None = None,
 ) -> RoadGraph:
     speeds = merged_speeds(OSM_SPEEDS_KMH, speeds_kmh)
     fallback = speeds.get("default", OSM_FALLBACK_KMH)
@@ -94,6 +116,7 @@ def _segments_to_graph(
     heads = np.concatenate([v[fw], u[bw]])
     meta = dict(meta)
     meta["speeds_kmh"] = speeds
+    name_code, street_names = _intern_names(name if name is not None else [None] * len(highway))
     return build_graph(
         tail_ext=tails,
         head_ext=heads,
@@ -106,6 +129,8 @@ def _segments_to_graph(
         node_lon=node_lon,
         class_names=class_names,
         meta=meta,
+        edge_name=np.concatenate([name_code[fw], name_code[bw]]),
+        street_names=street_names,
     )
 
 
@@ -132,6 +157,7 @@ def load_osm_pbf(path: str | Path, *, speeds_kmh: Mapping[str, float] | None = N
     oneway = np.array([_oneway_code(o, h, j) for o, h, j in zip(oneway_col, highway, junction)],
                       dtype=np.int8)
     maxspeed = edges["maxspeed"].tolist() if "maxspeed" in edges.columns else [None] * len(edges)
+    names = edges["name"].tolist() if "name" in edges.columns else None
     return _segments_to_graph(
         u=edges["u"].to_numpy(np.int64),
         v=edges["v"].to_numpy(np.int64),
@@ -145,6 +171,7 @@ def load_osm_pbf(path: str | Path, *, speeds_kmh: Mapping[str, float] | None = N
         node_lon=nodes["lon"].to_numpy(np.float64),
         speeds_kmh=speeds_kmh,
         meta={"source": str(path), "source_kind": "osm.pbf"},
+        name=names,
     )
 
 
@@ -169,6 +196,7 @@ def load_osm_xml(path: str | Path, *, speeds_kmh: Mapping[str, float] | None = N
     seg_hw: list[str] = []
     seg_ms: list[Any] = []
     seg_ow: list[int] = []
+    seg_name: list[str | None] = []
     progress("parsing OSM XML")
     with opener(path, "rb") as fh:
         for _, elem in ET.iterparse(fh, events=("end",)):
@@ -189,6 +217,7 @@ def load_osm_xml(path: str | Path, *, speeds_kmh: Mapping[str, float] | None = N
                     ow = _oneway_code(tags.get("oneway"), hw, tags.get("junction"))
                     wid = int(elem.get("id"))
                     ms = tags.get("maxspeed")
+                    nm = tags.get("name")
                     for a, b in zip(refs[:-1], refs[1:]):
                         seg_u.append(a)
                         seg_v.append(b)
@@ -196,6 +225,7 @@ def load_osm_xml(path: str | Path, *, speeds_kmh: Mapping[str, float] | None = N
                         seg_hw.append(hw)
                         seg_ms.append(ms)
                         seg_ow.append(ow)
+                        seg_name.append(nm)
                 elem.clear()
             elif tag == "relation":
                 elem.clear()
@@ -224,7 +254,7 @@ def load_osm_xml(path: str | Path, *, speeds_kmh: Mapping[str, float] | None = N
         highway=[seg_hw[i] for i in okl], maxspeed=[seg_ms[i] for i in okl],
         oneway=np.array(seg_ow, dtype=np.int8)[ok], way_id=np.array(seg_way, dtype=np.int64)[ok],
         node_ext_id=nid, node_lat=lat, node_lon=lon, speeds_kmh=speeds_kmh,
-        meta={"source": str(path), "source_kind": "osm.xml"},
+        meta={"source": str(path), "source_kind": "osm.xml"}, name=[seg_name[i] for i in okl],
     )
 
 
@@ -258,6 +288,7 @@ def load_place(place: str, *, speeds_kmh: Mapping[str, float] | None = None,
         node_ext_id=np.array([n for n, _ in nodes], dtype=np.int64),
         node_lat=np.array([d["y"] for _, d in nodes]), node_lon=np.array([d["x"] for _, d in nodes]),
         speeds_kmh=speeds_kmh, meta={"source": place, "source_kind": "osmnx.place"},
+        name=[d.get("name") for _, _, d in rows],
     )
 
 
@@ -279,7 +310,8 @@ def load_tiger(path: str | Path, *, speeds_kmh: Mapping[str, float] | None = Non
     fields = [f[0] for f in reader.fields[1:]]
     i_mtfcc = fields.index("MTFCC")
     i_lid = fields.index("LINEARID")
-    feats: list[tuple[str, int, list[tuple[int, int]]]] = []
+    i_name = fields.index("FULLNAME") if "FULLNAME" in fields else -1
+    feats: list[tuple[str, int, str, list[tuple[int, int]]]] = []
     for sr in reader.iterShapeRecords():
         mtfcc = sr.record[i_mtfcc]
         if mtfcc not in speeds:
@@ -288,9 +320,10 @@ def load_tiger(path: str | Path, *, speeds_kmh: Mapping[str, float] | None = Non
         # polylines may have several parts; split at part boundaries
         parts = list(sr.shape.parts) + [len(pts)]
         lid = int(sr.record[i_lid])
+        fullname = sr.record[i_name] if i_name >= 0 else ""
         for a, b in zip(parts[:-1], parts[1:]):
-            feats.append((mtfcc, lid, pts[a:b]))
-    ramp_pts = {p for m, _, pts in feats if m == "S1630" for p in pts}
+            feats.append((mtfcc, lid, fullname, pts[a:b]))
+    ramp_pts = {p for m, _, _, pts in feats if m == "S1630" for p in pts}
     node_of: dict[tuple[int, int, bool], int] = {}
     node_lon: list[float] = []
     node_lat: list[float] = []
@@ -310,7 +343,8 @@ def load_tiger(path: str | Path, *, speeds_kmh: Mapping[str, float] | None = Non
     vs: list[int] = []
     cls: list[int] = []
     wids: list[int] = []
-    for mtfcc, lid, pts in feats:
+    seg_name: list[str] = []
+    for mtfcc, lid, fullname, pts in feats:
         fw = mtfcc == "S1100"
         ids = [node(p, fw) for p in pts]
         for a, b in zip(ids[:-1], ids[1:]):
@@ -318,6 +352,7 @@ def load_tiger(path: str | Path, *, speeds_kmh: Mapping[str, float] | None = Non
             vs.append(b)
             cls.append(cidx[mtfcc])
             wids.append(lid)
+            seg_name.append(fullname)
     progress("assembling arcs")
     u = np.array(us, dtype=np.int64)
     v = np.array(vs, dtype=np.int64)
@@ -327,6 +362,7 @@ def load_tiger(path: str | Path, *, speeds_kmh: Mapping[str, float] | None = Non
     c = np.array(cls, dtype=np.int16)
     speed = np.array([speeds[class_names[i]] for i in range(len(class_names))])[c]
     t = travel_time_ds(length * time_factor, speed)
+    name_code, street_names = _intern_names(seg_name)
     return build_graph(
         tail_ext=np.concatenate([u, v]), head_ext=np.concatenate([v, u]),
         time_ds=np.concatenate([t, t]), length_m=np.concatenate([length, length]),
@@ -335,6 +371,7 @@ def load_tiger(path: str | Path, *, speeds_kmh: Mapping[str, float] | None = Non
         class_names=class_names,
         meta={"source": str(path), "source_kind": "tiger", "speeds_kmh": speeds,
               "time_factor": time_factor},
+        edge_name=np.concatenate([name_code, name_code]), street_names=street_names,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import time
 
 import numpy as np
@@ -176,3 +177,114 @@ def test_tiger_sf_freeways_do_not_touch_streets_below(real_graph):
 def test_osm_bz2_west_oakland(real_graph):
     g = real_graph("West-Oakland.osm.bz2")
     assert g.n_nodes > 50 and g.hierarchy is not None
+
+
+# ------------------------------------------------------------------------- street names
+def _named(arcs: list[tuple[int, int, int, int]], names: list[str], *, largest_scc: bool = False
+           ) -> RoadGraph:
+    """Graph from (tail, head, time_ds, name index) arcs on a 100 m grid."""
+    ids = np.array(sorted({a[0] for a in arcs} | {a[1] for a in arcs}), dtype=np.int64)
+    t = np.array([a[2] for a in arcs], dtype=np.int64)
+    return build_graph(
+        tail_ext=np.array([a[0] for a in arcs]), head_ext=np.array([a[1] for a in arcs]),
+        time_ds=t, length_m=t * 10.0, road_class=np.zeros(len(arcs)), way_id=np.arange(len(arcs)),
+        node_ext_id=ids, node_lat=40.0 + (ids // 10) * 0.0009, node_lon=-74.0 + (ids % 10) * 0.0012,
+        class_names=["test"], largest_scc=largest_scc,
+        edge_name=np.array([a[3] for a in arcs]), street_names=names)
+
+
+def _name_of(g: RoadGraph, tail_ext: int, head_ext: int) -> tuple[str, ...]:
+    e = g.find_edge(g.node_id(tail_ext), g.node_id(head_ext))
+    assert e >= 0
+    return g.edge_street_names(e)
+
+
+def test_names_follow_edges_through_renumbering_and_scc():
+    names = ["Zeta St", "Alpha Ave", "Unused Rd", "Cut Off Ln"]
+    # 5 -> 0 is one-way in, so node 5 (and "Cut Off Ln") leave with the SCC cut;
+    # arcs are given in an order unlike the CSR order so that renumbering shows.
+    arcs = [(2, 1, 4, 1), (1, 2, 4, 1), (0, 1, 3, 0), (1, 0, 3, 0), (5, 0, 2, 3), (2, 0, 9, -1),
+            (0, 2, 9, -1)]
+    g = _named(arcs, names, largest_scc=True)
+    assert sorted(g.node_ext_id.tolist()) == [0, 1, 2]
+    assert g.street_names == ("Zeta St", "Alpha Ave")  # unused names dropped, order kept
+    assert _name_of(g, 0, 1) == _name_of(g, 1, 0) == ("Zeta St",)
+    assert _name_of(g, 1, 2) == _name_of(g, 2, 1) == ("Alpha Ave",)
+    assert _name_of(g, 0, 2) == ()
+    assert g.edge_name.dtype == np.int32 and g.edge_name.size == g.n_edges
+    for e in range(g.n_edges):  # every edge's name equals the name its input arc had
+        t, h = int(g.node_ext_id[g.edge_tail[e]]), int(g.node_ext_id[g.fwd_head[e]])
+        src = next(a for a in arcs if a[0] == t and a[1] == h)
+        assert g.edge_street_names(e) == ((names[src[3]],) if src[3] >= 0 else ())
+
+
+def test_parallel_arcs_merge_their_names():
+    names = ["US Hwy 101", "Van Ness Ave", "Market St"]
+    arcs = [(0, 1, 5, 0), (0, 1, 5, 1), (1, 0, 5, 1), (1, 0, 5, 0), (1, 0, 7, 1),
+            (1, 2, 3, 2), (2, 1, 3, -1), (2, 1, 3, 2), (2, 0, 4, -1), (0, 2, 4, -1)]
+    g = _named(arcs, names)
+    assert g.n_edges == 6
+    assert set(_name_of(g, 0, 1)) == set(_name_of(g, 1, 0)) == {"US Hwy 101", "Van Ness Ave"}
+    assert _name_of(g, 1, 2) == ("Market St",)
+    assert _name_of(g, 2, 1) == ("Market St",)  # an unnamed duplicate does not erase a name
+
+
+def test_names_roundtrip_and_old_files_load_unnamed(tmp_path):
+    g = _named([(0, 1, 5, 0), (1, 0, 5, 0), (1, 2, 5, 1), (2, 1, 5, 1), (2, 0, 5, -1),
+                (0, 2, 5, -1)], ["Market St", "5th St"])
+    h = RoadGraph.load(g.save(tmp_path / "g.cadgraph"))
+    np.testing.assert_array_equal(h.edge_name, g.edge_name)
+    assert h.street_names == ("Market St", "5th St")
+    assert "street_names" not in h.meta
+    with pytest.raises(ValueError):
+        h.edge_name[0] = 1
+    # A file written before names existed: no edge_name member, no street_names in meta.
+    old = tmp_path / "old.cadgraph"
+    with np.load(tmp_path / "g.cadgraph") as z:
+        members = {k: z[k] for k in z.files if k not in ("edge_name",)}
+    meta = json.loads(bytes(members["meta_json"]).decode())
+    del meta["street_names"]
+    members["meta_json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with open(old, "wb") as fh:
+        np.savez(fh, **members)
+    o = RoadGraph.load(old)
+    assert o.street_names == () and o.edge_name.shape == (o.n_edges,) and (o.edge_name == -1).all()
+    np.testing.assert_array_equal(o.fwd_head, g.fwd_head)
+
+
+def test_names_must_index_the_table():
+    with pytest.raises(ValueError):
+        _named([(0, 1, 5, 2), (1, 0, 5, 0)], ["A St", "B St"])
+
+
+def test_osm_xml_names(tmp_path):
+    p = tmp_path / "tiny.osm"
+    p.write_text(OSM_XML.replace('<tag k="oneway" v="yes"/>',
+                                 '<tag k="oneway" v="yes"/><tag k="name" v="Goss Street"/>'))
+    g = load_osm_xml(p)
+    n = {int(x): i for i, x in enumerate(g.node_ext_id)}
+    assert g.street_names == ("Goss Street",)
+    assert g.edge_street_names(g.find_edge(n[1], n[2])) == ("Goss Street",)
+    assert g.edge_street_names(g.find_edge(n[2], n[3])) == ("Goss Street",)
+    assert g.edge_street_names(g.find_edge(n[3], n[4])) == ()  # way 11 has no name tag
+
+
+def test_dimacs_has_no_names(tmp_path):
+    gr, co = tmp_path / "t.gr", tmp_path / "t.co"
+    gr.write_text("p sp 2 2\na 1 2 10\na 2 1 10\n")
+    co.write_text("v 1 -74000000 40000000\nv 2 -74001000 40000000\n")
+    g = load_dimacs(gr, co)
+    assert g.street_names == () and (g.edge_name == -1).all()
+
+
+def test_real_extracts_carry_street_names(real_graph):
+    sf = real_graph("tl_2017_06075_roads.zip")
+    named = {n for entry in sf.street_names for n in entry.split(";")}
+    assert {"Market St", "5th St", "Van Ness Ave", "US Hwy 101"} <= named
+    assert (sf.edge_name >= 0).mean() > 0.9
+    # Van Ness Ave is also US 101; the shared segments keep both names.
+    assert any(set(e.split(";")) >= {"Van Ness Ave", "US Hwy 101"} for e in sf.street_names)
+    li = real_graph("liechtenstein.osm.pbf")
+    assert (li.edge_name >= 0).mean() > 0.3 and "Landstrasse" in li.street_names
+    wo = real_graph("West-Oakland.osm.bz2")
+    assert "Mandela Parkway" in wo.street_names or "9th Street" in wo.street_names
