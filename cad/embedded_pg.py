@@ -357,7 +357,9 @@ class EmbeddedPostgres:
                     f"see {self.log_file}: {self._log_tail()}"
                 )
             lines = _read_pidfile(self.pgdata)
-            if lines and len(lines) >= 8 and lines[7].strip() == "ready":
+            # A pid file left by a crashed postmaster says "ready" too: it must be our child's.
+            if (lines and len(lines) >= 8 and lines[0].strip() == str(self._proc.pid)
+                    and lines[7].strip() == "ready"):
                 return
             time.sleep(0.02)
         self.stop()
