@@ -73,21 +73,23 @@ class UnitIndex:
         if self.use_ch and h is None:
             raise ValueError("graph has no contraction hierarchy; build it or use use_ch=False")
         n = graph.n_nodes
-        self._dist = np.full(n, np.inf)
-        self._dlen = np.zeros(n)
-        self._hkey = np.empty(n, np.float64)
-        self._hnode = np.empty(n, np.int32)
-        self._hpos = np.full(n, -1, np.int32)
-        self._touched = np.empty(n, np.int32)
-        self._tmp_node = np.empty(n, np.int32)
-        self._tmp_t = np.empty(n, np.float64)
-        self._tmp_l = np.empty(n, np.float64)
+        # Workspaces packed as rows of a few arrays so that the hot kernels take few
+        # arguments (see routing.kernels, "packed entry points"); the names are row views.
+        self._ws_f = np.empty((5, n), np.float64)
+        self._ws_f[0] = np.inf
+        self._ws_f[1] = 0.0
+        self._ws_i = np.empty((4, n), np.int32)
+        self._ws_i[1] = -1
+        self._dist, self._dlen, self._hkey, self._tmp_t, self._tmp_l = self._ws_f
+        self._hnode, self._hpos, self._touched, self._tmp_node = self._ws_i
+        self._seed_i = np.full((2, 2), -1, np.int32)  # rank, edge per seed
+        self._seed_f = np.zeros((3, 2), np.float64)  # t_ds, length_m, frac per seed
+        self._params = np.zeros(6, np.int64)  # n_slots, n_seeds, need_avail, type, caps, k
         self._node_first = np.full(n, -1, np.int32)
         self._parent = np.full(n, -1, np.int64)
         self._path = np.empty(n, np.int64)
-        self._b_start = np.zeros(n, np.int64)
-        self._b_len = np.zeros(n, np.int64)
-        self._b_cap = np.zeros(n, np.int64)
+        self._bk = np.zeros((3, n), np.int64)
+        self._b_start, self._b_len, self._b_cap = self._bk
         self._pool_sj = np.empty((4096, 2), np.int32)
         self._pool_t = np.empty(4096, np.float64)
         self._pool_l = np.empty(4096, np.float64)
@@ -101,6 +103,10 @@ class UnitIndex:
         self._ensure_k(8)
         if h is not None:
             self._rank = h.rank
+            self._h_args = (h.up_b_indptr, h.up_b_head, h.up_b_time_ds, h.up_b_length_m,
+                            h.up_f_indptr, h.up_f_head, h.up_f_time_ds)
+            self._hf_args = (h.up_f_indptr, h.up_f_head, h.up_f_time_ds, h.up_f_length_m,
+                             h.up_b_indptr, h.up_b_head, h.up_b_time_ds)
 
     # ---- storage -----------------------------------------------------------------
     def _grow_units(self, capacity: int, width: int) -> None:
@@ -113,10 +119,9 @@ class UnitIndex:
             return new
 
         g = getattr
-        self.u_avail = grow(g(self, "u_avail", None), (capacity,), np.uint8, 0)
-        self.u_type = grow(g(self, "u_type", None), (capacity,), np.int64, 0)
-        self.u_caps = grow(g(self, "u_caps", None), (capacity,), np.int64, 0)
-        self.u_tie = grow(g(self, "u_tie", None), (capacity,), np.int64, 0)
+        # rows: available (0/1), type bits, capability bits, tie key
+        self._u_i64 = grow(g(self, "_u_i64", None), (4, capacity), np.int64, 0)
+        self.u_avail, self.u_type, self.u_caps, self.u_tie = self._u_i64
         self.u_edge = grow(g(self, "u_edge", None), (capacity, 2), np.int32, -1)
         self.u_frac = grow(g(self, "u_frac", None), (capacity, 2), np.float64, 0.0)
         self.u_src = grow(g(self, "u_src", None), (capacity, 2), np.int32, 0)
@@ -135,8 +140,8 @@ class UnitIndex:
         if k > self._k_cap:
             self._k_cap = max(k, 2 * self._k_cap)
             self._out_slot = np.empty(self._k_cap, np.int32)
-            self._out_t = np.empty(self._k_cap, np.float64)
-            self._out_l = np.empty(self._k_cap, np.float64)
+            self._out_f = np.empty((2, self._k_cap), np.float64)
+            self._out_t, self._out_l = self._out_f
 
     # ---- units ---------------------------------------------------------------------
     def new_slot(self) -> int:
@@ -151,35 +156,39 @@ class UnitIndex:
         """Place (or move) a unit: drop its old bucket entries, insert the new ones."""
         if not 1 <= len(sources) <= 2:
             raise ValueError("a unit has one or two sources")
-        self._clear_position(slot)
-        self.u_avail[slot] = 1 if available else 0
-        self.u_type[slot] = type_bits
-        self.u_caps[slot] = cap_bits
-        self.u_tie[slot] = tie_key
+        u = self._u_i64
+        u[0, slot] = 1 if available else 0
+        u[1, slot] = type_bits
+        u[2, slot] = cap_bits
+        u[3, slot] = tie_key
+        if not self.use_ch:
+            self._clear_position(slot)
+        # rows as Python lists: one numpy assignment per array instead of one per field
+        c0 = sources[0]
+        if len(sources) == 1:
+            self.u_src[slot] = (c0.node, 0)
+            self.u_src_t[slot] = (c0.t_ds, 0.0)
+            self.u_src_l[slot] = (c0.length_m, 0.0)
+            self.u_edge[slot] = (c0.edge, -1)
+            self.u_frac[slot] = (c0.frac, 0.0)
+        else:
+            c1 = sources[1]
+            self.u_src[slot] = (c0.node, c1.node)
+            self.u_src_t[slot] = (c0.t_ds, c1.t_ds)
+            self.u_src_l[slot] = (c0.length_m, c1.length_m)
+            self.u_edge[slot] = (c0.edge, c1.edge)
+            self.u_frac[slot] = (c0.frac, c1.frac)
         self.u_nsrc[slot] = len(sources)
-        for c, sd in enumerate(sources):
-            self.u_src[slot, c] = sd.node
-            self.u_src_t[slot, c] = sd.t_ds
-            self.u_src_l[slot, c] = sd.length_m
-            self.u_edge[slot, c] = sd.edge
-            self.u_frac[slot, c] = sd.frac
         if self.use_ch:
             self._insert_buckets(slot)
 
     def _insert_buckets(self, slot: int) -> None:
-        h = self.graph.hierarchy
-        assert h is not None
-        ns = int(self.u_nsrc[slot])
-        src_rank = self._rank[self.u_src[slot, :ns]].astype(np.int32)
-        src_t = self.u_src_t[slot, :ns].copy()
-        src_l = self.u_src_l[slot, :ns].copy()
+        """Replace the unit's bucket entries by those of its current sources."""
         while True:
-            self._pool_sj, self._pool_t, self._pool_l, cnt = K.bucket_insert(
-                slot, src_rank, src_t, src_l, ns, h.up_f_indptr, h.up_f_head, h.up_f_time_ds,
-                h.up_f_length_m, h.up_b_indptr, h.up_b_head, h.up_b_time_ds,
-                self._b_start, self._b_len, self._b_cap, self._pool_sj, self._pool_t,
-                self._pool_l, self._scal, self.u_cnt, self.u_nodes, self._dist, self._dlen, self._hkey, self._hnode, self._hpos, self._touched,
-                self._tmp_node, self._tmp_t, self._tmp_l)
+            self._pool_sj, self._pool_t, self._pool_l, cnt = K.bucket_move_packed(
+                slot, self._rank, *self._hf_args, self._bk, self._pool_sj, self._pool_t,
+                self._pool_l, self._scal, self.u_cnt, self.u_nodes, self.u_src, self.u_src_t,
+                self.u_src_l, self.u_nsrc, self._seed_i, self._ws_f, self._ws_i)
             if cnt >= 0:
                 return
             self._grow_units(self.capacity, max(-cnt, 2 * self.u_nodes.shape[1]))
@@ -215,51 +224,65 @@ class UnitIndex:
             return np.empty(0, np.int32), np.empty(0), np.empty(0)
         self._ensure_k(k)
         g = self.graph
+        ch = self.use_ch if use_ch is None else use_ch
+        if ch:
+            n_seeds = len(seeds)
+            if n_seeds > 2:
+                raise ValueError("a point has one or two seeds")
+            si, sf, rank = self._seed_i, self._seed_f, self._rank
+            for i in range(n_seeds):
+                sd = seeds[i]
+                si[0, i] = rank[sd.node]
+                si[1, i] = sd.edge
+                sf[0, i] = sd.t_ds
+                sf[1, i] = sd.length_m
+                sf[2, i] = sd.frac
+            cnt = self._nearest_packed(n_seeds, k, type_mask, caps_req, need_avail)
+            return (self._out_slot[:cnt].copy(), self._out_t[:cnt].copy(),
+                    self._out_l[:cnt].copy())
         sn = np.array([s.node for s in seeds], np.int32)
         st = np.array([s.t_ds for s in seeds], np.float64)
         sl = np.array([s.length_m for s in seeds], np.float64)
         se = np.array([s.edge for s in seeds], np.int32)
-        sf = np.array([s.frac for s in seeds], np.float64)
-        ch = self.use_ch if use_ch is None else use_ch
-        if ch:
-            h = g.hierarchy
-            assert h is not None
-            cnt = K.ch_nearest_k(
-                h.up_b_indptr, h.up_b_head, h.up_b_time_ds, h.up_b_length_m,
-                h.up_f_indptr, h.up_f_head, h.up_f_time_ds,
-                self._b_start, self._b_len, self._pool_sj, self._pool_t, self._pool_l,
-                self.u_avail, self.u_type, self.u_caps, self.u_tie, self.u_edge, self.u_frac,
-                self.n_slots, self._rank[sn].astype(np.int32), st, sl, se, sf, len(seeds),
-                self._edge_time, g.edge_length_m, need_avail, np.int64(type_mask),
-                np.int64(caps_req), k, self._dist, self._dlen, self._hkey, self._hnode,
-                self._hpos, self._touched, self._best, self._best_touched,
-                self._out_slot, self._out_t, self._out_l)
-        else:
-            cnt = K.dijkstra_nearest_k(
-                g.bwd_indptr, g.bwd_tail, g.bwd_edge, self._edge_time, g.edge_length_m,
-                self.u_src, self.u_src_t, self.u_src_l, self.u_nsrc, self.u_avail, self.u_type,
-                self.u_caps, self.u_tie, self.u_edge, self.u_frac, self.n_slots,
-                sn, st, sl, se, sf, len(seeds), need_avail, np.int64(type_mask),
-                np.int64(caps_req), k, self._dist, self._dlen, self._hkey, self._hnode,
-                self._hpos, self._touched, self._best, self._best_touched,
-                self._node_first, self._entry_next, self._out_slot, self._out_t, self._out_l)
+        sf_ = np.array([s.frac for s in seeds], np.float64)
+        cnt = K.dijkstra_nearest_k(
+            g.bwd_indptr, g.bwd_tail, g.bwd_edge, self._edge_time, g.edge_length_m,
+            self.u_src, self.u_src_t, self.u_src_l, self.u_nsrc, self.u_avail, self.u_type,
+            self.u_caps, self.u_tie, self.u_edge, self.u_frac, self.n_slots,
+            sn, st, sl, se, sf_, len(seeds), need_avail, np.int64(type_mask),
+            np.int64(caps_req), k, self._dist, self._dlen, self._hkey, self._hnode,
+            self._hpos, self._touched, self._best, self._best_touched,
+            self._node_first, self._entry_next, self._out_slot, self._out_t, self._out_l)
         return (self._out_slot[:cnt].copy(), self._out_t[:cnt].copy(), self._out_l[:cnt].copy())
+
+    def _nearest_packed(self, n_seeds: int, k: int, type_mask: int, caps_req: int,
+                        need_avail: bool) -> int:
+        """The CH query on the seeds already in ``_seed_i``/``_seed_f``; results in out_*."""
+        p = self._params
+        p[0] = self.n_slots
+        p[1] = n_seeds
+        p[2] = need_avail
+        p[3] = type_mask
+        p[4] = caps_req
+        p[5] = k
+        return K.ch_nearest_k_packed(
+            *self._h_args, self._bk, self._pool_sj, self._pool_t, self._pool_l, self._u_i64,
+            self.u_edge, self.u_frac, self._seed_i, self._seed_f, p, self._edge_time,
+            self.graph.edge_length_m, self._ws_f, self._ws_i, self._best, self._best_touched,
+            self._out_slot, self._out_f)
 
     def nearest_raw(self, seed_rank: np.ndarray, seed_t: np.ndarray, seed_l: np.ndarray,
                     seed_edge: np.ndarray, seed_frac: np.ndarray, k: int, type_mask: int,
                     caps_req: int) -> int:
-        """Allocation-free hot path for benchmarks: results stay in out_* buffers."""
-        h = self.graph.hierarchy
-        assert h is not None
-        return K.ch_nearest_k(
-            h.up_b_indptr, h.up_b_head, h.up_b_time_ds, h.up_b_length_m,
-            h.up_f_indptr, h.up_f_head, h.up_f_time_ds,
-            self._b_start, self._b_len, self._pool_sj, self._pool_t, self._pool_l,
-            self.u_avail, self.u_type, self.u_caps, self.u_tie, self.u_edge, self.u_frac,
-            self.n_slots, seed_rank, seed_t, seed_l, seed_edge, seed_frac, seed_rank.size,
-            self._edge_time, self.graph.edge_length_m, True, type_mask, caps_req, k,
-            self._dist, self._dlen, self._hkey, self._hnode, self._hpos, self._touched,
-            self._best, self._best_touched, self._out_slot, self._out_t, self._out_l)
+        """Allocation-free hot path for benchmarks: results stay in out_* buffers
+        (``k`` must not exceed the capacity set by ``_ensure_k``)."""
+        n_seeds = seed_rank.size
+        self._seed_i[0, :n_seeds] = seed_rank
+        self._seed_i[1, :n_seeds] = seed_edge
+        self._seed_f[0, :n_seeds] = seed_t
+        self._seed_f[1, :n_seeds] = seed_l
+        self._seed_f[2, :n_seeds] = seed_frac
+        return self._nearest_packed(n_seeds, k, type_mask, caps_req, True)
 
     def table(self, seeds_per_point: list[list[Seed]]) -> tuple[np.ndarray, np.ndarray]:
         """ETA (ds) and length (m) from every slot to every point: arrays [slot, point]."""

@@ -480,3 +480,48 @@ def dijkstra_path(src, off_t, indptr, head, edge_tail, edge_time, targets, targe
         dist[touched[i]] = INF
         parent[touched[i]] = -1
     return best, best_i, n_path
+
+
+# ------------------------------------------------------- packed entry points
+# A numba call pays ~0.1 µs per array argument to unbox it (measured: 42 arrays
+# 4.7 µs, 20 arrays 2.0 µs, numpy scalars about as much as arrays). The hot calls of
+# routing.index therefore take the per-worker workspaces as a few 2-D arrays whose
+# rows are the separate arrays the kernels above work on (the index keeps views of the
+# same rows), and seeds and scalar parameters as small reusable arrays.
+#   ws_f  float64 (5, n): dist, dlen, hkey, tmp_t, tmp_l
+#   ws_i  int32   (4, n): hnode, hpos, touched, tmp_node
+#   bk    int64   (3, n): bucket start, length, capacity
+#   u_i64 int64   (4, capacity): available, type bits, capability bits, tie key
+#   seed_i int32 (2, 2): rank, edge of up to two seeds;  seed_f float64 (3, 2): t, length, frac
+#   params int64: n_slots, n_seeds, need_avail, type_mask, caps_req, k
+#   out_f float64 (2, k_cap): eta, length (slots in out_slot)
+@njit(cache=True)
+def ch_nearest_k_packed(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w, bk,
+                        pool_sj, pool_t, pool_l, u_i64, u_edge, u_frac, seed_i, seed_f, params,
+                        edge_time, edge_len, ws_f, ws_i, best, best_touched, out_slot, out_f):
+    return ch_nearest_k(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w,
+                        bk[0], bk[1], pool_sj, pool_t, pool_l,
+                        u_i64[0], u_i64[1], u_i64[2], u_i64[3], u_edge, u_frac, params[0],
+                        seed_i[0], seed_f[0], seed_f[1], seed_i[1], seed_f[2], params[1],
+                        edge_time, edge_len, params[2] != 0, params[3], params[4], params[5],
+                        ws_f[0], ws_f[1], ws_f[2], ws_i[0], ws_i[1], ws_i[2], best, best_touched,
+                        out_slot, out_f[0], out_f[1])
+
+
+@njit(cache=True)
+def bucket_move_packed(slot, rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub_head, ub_w,
+                       bk, pool_sj, pool_t, pool_l, scal, u_cnt, u_nodes, u_src, u_src_t,
+                       u_src_l, u_nsrc, seed_i, ws_f, ws_i):
+    """Drop the unit's old bucket entries and insert those of its sources (u_src*,
+    u_nsrc) in one call. Returns like bucket_insert; when the row width is too small
+    the old entries are gone and nothing is inserted (call again after widening)."""
+    if u_cnt[slot] > 0:
+        bucket_remove(slot, bk[0], bk[1], pool_sj, pool_t, pool_l, u_cnt, u_nodes)
+    ns = u_nsrc[slot]
+    src_rank = seed_i[0]
+    for c in range(ns):
+        src_rank[c] = rank[u_src[slot, c]]
+    return bucket_insert(slot, src_rank, u_src_t[slot], u_src_l[slot], ns, uf_indptr, uf_head,
+                         uf_w, uf_l, ub_indptr, ub_head, ub_w, bk[0], bk[1], bk[2], pool_sj,
+                         pool_t, pool_l, scal, u_cnt, u_nodes, ws_f[0], ws_f[1], ws_f[2],
+                         ws_i[0], ws_i[1], ws_i[2], ws_i[3], ws_f[3], ws_f[4])

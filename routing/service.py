@@ -122,6 +122,7 @@ class _State:
         self.snapper = Snapper(graph, limit_m=snap_limit_m)
         self.index = UnitIndex(graph, capacity=capacity)
         self.lock = threading.Lock()
+        self.slot_ids: dict[int, Hashable] = {}  # index slot -> unit id, kept with the index
 
     def place(self, loc: Location) -> Placement:
         g = self.graph
@@ -230,6 +231,7 @@ class RoutingService:
                 if u is None:
                     u = _Unit(unit_id, st.index.new_slot(), loc, available, unit_type, caps)
                     self._units[unit_id] = u
+                    st.slot_ids[u.slot] = unit_id
                 u.location, u.available, u.unit_type, u.capabilities = loc, available, unit_type, caps
                 u.placement = placement
                 st.index.set_unit(u.slot, st.unit_seeds(placement), available=available,
@@ -270,6 +272,7 @@ class RoutingService:
             st = self._state
             with st.lock:
                 st.index.remove(u.slot)
+                st.slot_ids.pop(u.slot, None)
                 del self._units[unit_id]
 
     def unit_ids(self) -> list[Hashable]:
@@ -313,10 +316,10 @@ class RoutingService:
         with st.lock:
             slots, eta_ds, length_m = st.index.nearest(seeds, k=k, type_mask=type_mask,
                                                        caps_req=caps_req)
-            by_slot = {u.slot: u.unit_id for u in self._units.values()}
+            ids = [st.slot_ids[s] for s in slots.tolist()]
         return NearestUnits(
-            [UnitEta(by_slot[int(s)], float(t) / 10.0, float(ln))
-             for s, t, ln in zip(slots, eta_ds, length_m)], placement)
+            [UnitEta(uid, t / 10.0, ln)
+             for uid, t, ln in zip(ids, eta_ds.tolist(), length_m.tolist())], placement)
 
     def route(self, unit_id: Hashable, *, location: Location | None = None,
               lat: float | None = None, lon: float | None = None,
@@ -383,6 +386,7 @@ class RoutingService:
                     loc = Location(lat=la, lon=lo)
                 placement = new.place(loc)
                 u.slot = new.index.new_slot()
+                new.slot_ids[u.slot] = u.unit_id
                 u.location, u.placement = loc, placement
                 new.index.set_unit(
                     u.slot, new.unit_seeds(placement), available=u.available,
