@@ -8,6 +8,8 @@ incident nodes, K=5, in one process. Methods:
 * ``kernel``      - routing.kernels.ch_nearest_k, timed per query inside a numba loop
                     (clock_gettime through ctypes), i.e. without the Python call;
 * ``kernel_api``  - the same through UnitIndex.nearest_raw, timed per Python call;
+* ``service``     - RoutingService.nearest_units(node=...), the public API, per call
+                    (placement, seeds, result objects included);
 * ``networkx``    - Dijkstra on the reversed networkx graph, stopping after K
                     available units are settled (pure Python, heapq over G.pred);
 * ``scipy``       - scipy.sparse.csgraph.dijkstra on the transposed CSR with a
@@ -230,6 +232,20 @@ def main() -> None:
     run_batch()
     ref_eta = res_t.copy()
 
+    # ---- the service face: RoutingService.nearest_units(node=...), one call per query ----
+    from routing.service import RoutingService  # noqa: PLC0415  # only this section needs it
+
+    svc = RoutingService(gh)
+    for i in range(args.units):
+        svc.upsert_unit(i, node=int(gh.node_ext_id[unit_nodes[i]]), available=bool(avail[i]))
+    svc_lat, svc_eta = [], []
+    q_ext = gh.node_ext_id[q_nodes].tolist()
+    for q in range(args.queries):
+        t0 = time.perf_counter()
+        res = svc.nearest_units(node=q_ext[q], k=kk)
+        svc_lat.append((time.perf_counter() - t0) * 1e6)
+        svc_eta.append([round(u.eta_s * 10.0) for u in res.units])
+
     # ---- baselines -----------------------------------------------------------------------------
     avail_nodes = unit_nodes[avail]
     is_unit = {}
@@ -336,6 +352,10 @@ def main() -> None:
                               med=float(np.median(rk_lat)), p99=pct(rk_lat, 99),
                               agree=agree(rk_eta))
 
+    rows["service"] = dict(pre_s=t_pre, load_s=t_load, mem=mem_kernel,
+                           med=float(np.median(svc_lat)), p99=pct(svc_lat, 99),
+                           agree=agree(svc_eta))
+
     # ---- report -------------------------------------------------------------------------------
     print()
     print(f"nearest-{kk} of {args.units} units ({int(avail.sum())} available), "
@@ -360,7 +380,7 @@ def main() -> None:
         "speedup_median": {k_: round(r["med"] / rows["kernel"]["med"], 1)
                            for k_, r in rows.items() if k_ not in ("kernel",)},
         "speedup_median_api": {k_: round(r["med"] / rows["kernel_api"]["med"], 1)
-                               for k_, r in rows.items() if k_ not in ("kernel", "kernel_api")},
+                               for k_, r in rows.items() if k_ not in ("kernel", "kernel_api", "service")},
     }
     print(json.dumps(out))
 

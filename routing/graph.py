@@ -122,6 +122,7 @@ class RoadGraph:
     edge_name: np.ndarray | None = None  # filled with -1 (unnamed) when not given
     street_names: tuple[str, ...] = ()
     _ext_order: np.ndarray | None = field(default=None, repr=False)
+    _sorted_ext: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.edge_name is None:
@@ -138,6 +139,9 @@ class RoadGraph:
         if self._ext_order is None:
             # stable so that duplicate external ids (never expected) resolve to the lowest id
             object.__setattr__(self, "_ext_order", np.argsort(self.node_ext_id, kind="stable"))
+        if self._sorted_ext is None:
+            # kept, not recomputed per lookup: gathering it is O(n) (0.5 ms on NY)
+            object.__setattr__(self, "_sorted_ext", self.node_ext_id[self._ext_order])
 
     # ---- sizes -------------------------------------------------------------------
     @property
@@ -156,9 +160,8 @@ class RoadGraph:
     def node_ids(self, ext_ids: Any) -> np.ndarray:
         """Internal node ids for external (OSM / DIMACS) ids; raises KeyError if absent."""
         ext = np.atleast_1d(np.asarray(ext_ids, dtype=np.int64))
-        order = self._ext_order
-        assert order is not None
-        sorted_ext = self.node_ext_id[order]
+        order, sorted_ext = self._ext_order, self._sorted_ext
+        assert order is not None and sorted_ext is not None
         pos = np.searchsorted(sorted_ext, ext)
         pos_c = np.minimum(pos, sorted_ext.size - 1)
         ok = sorted_ext[pos_c] == ext
@@ -168,7 +171,12 @@ class RoadGraph:
         return order[pos_c].astype(np.int32)
 
     def node_id(self, ext_id: int) -> int:
-        return int(self.node_ids([ext_id])[0])
+        order, sorted_ext = self._ext_order, self._sorted_ext
+        assert order is not None and sorted_ext is not None
+        pos = int(sorted_ext.searchsorted(ext_id))
+        if pos < sorted_ext.size and sorted_ext[pos] == ext_id:
+            return int(order[pos])
+        return int(self.node_ids([ext_id])[0])  # raises the KeyError
 
     def find_edge(self, tail: int, head: int) -> int:
         """Edge id of tail->head, or -1."""
