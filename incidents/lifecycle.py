@@ -36,6 +36,7 @@ async def start(app: FastAPI) -> None:
 
         geocoder = StreetIndex.from_graph(routing.graph)
     locator = UnitLocator(routing, stale_after_s=settings.unit_position_stale_s)
+    locator.pool = app.state.pool
     services = Services(pool=app.state.pool, settings=settings, routing=routing, locator=locator,
                         geocoder=geocoder)
     app.state.services = services

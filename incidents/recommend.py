@@ -109,8 +109,8 @@ class _Finder:
                 if r is None or not r["active"] or UnitStatus(r["status"]) not in AVAILABLE:
                     stale_index.append(str(u.unit_id))
                     continue
-                pos = unit_position(r, now=self.now, stale_after_s=self.s.settings.unit_position_stale_s)
-                indexed = self.s.locator.indexed.get(r["id"]) if self.s.locator else None
+                pos = self.s.locator.position(r, now=self.now)
+                indexed = self.s.locator.indexed.get(r["id"])
                 if pos is None or indexed is None or (pos.lat, pos.lon) != (indexed.lat, indexed.lon):
                     stale_index.append(r["id"])  # e.g. its fix went stale: re-place at station
                     continue
@@ -128,7 +128,8 @@ class _Finder:
         speed_ms = self.s.settings.fallback_speed_kmh / 3.6
         out = []
         for r in rows:
-            pos = unit_position(r, now=self.now, stale_after_s=self.s.settings.unit_position_stale_s)
+            pos = (self.s.locator.position(r, now=self.now) if self.s.locator is not None else
+                   unit_position(r, now=self.now, stale_after_s=self.s.settings.unit_position_stale_s))
             if pos is None:
                 continue
             d = haversine_m(pos.lat, pos.lon, self.lat, self.lon)

@@ -1,12 +1,15 @@
 """This worker's view of where units are, kept in step with the routing index.
 
-A unit's position for routing is its last AVL fix while fresh, else its home station
-(flagged). The routing index is a per-worker cache: PostgreSQL stays the truth, and every
-recommendation re-checks availability in the database before it answers.
+A unit's position for routing is its newest AVL fix while fresh, else its home station
+(flagged). Fixes reach this worker over AVL (``move``) before the breadcrumb writer stores
+them, so the newest of the database's fix and this worker's own is used. The routing index
+is a per-worker cache: PostgreSQL stays the truth for availability, and every
+recommendation re-checks it before answering.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,22 +33,27 @@ FROM units u LEFT JOIN stations s ON s.id = u.home_station
 class Position:
     lat: float
     lon: float
-    source: str           # "avl" | "station" | "avl_stale"
-    age_s: float | None   # age of the AVL fix, when there is one
+    source: str                # "avl" | "station" | "avl_stale"
+    age_s: float | None        # age of the AVL fix, when there is one
     stale: bool
+    fix_at: datetime | None = None
 
 
-def unit_position(row: Mapping[str, Any], *, now: datetime, stale_after_s: float) -> Position | None:
-    fix_at = row.get("last_fix_at")
+def unit_position(row: Mapping[str, Any], *, now: datetime, stale_after_s: float,
+                  fix: tuple[float, float, datetime] | None = None) -> Position | None:
+    """``fix``: a newer fix than the row's, known to this worker."""
+    lat, lon, fix_at = row.get("last_lat"), row.get("last_lon"), row.get("last_fix_at")
+    if fix is not None and (fix_at is None or fix[2] > fix_at):
+        lat, lon, fix_at = fix
     age = (now - fix_at).total_seconds() if fix_at is not None else None
-    has_fix = fix_at is not None and row.get("last_lat") is not None
+    has_fix = fix_at is not None and lat is not None and lon is not None
     if has_fix and age is not None and age <= stale_after_s:
-        return Position(row["last_lat"], row["last_lon"], "avl", age, False)
+        return Position(lat, lon, "avl", age, False, fix_at)
     if row.get("station_lat") is not None:
         # No fix, or a stale one: the station is the best guess (in quarters it is exact).
-        return Position(row["station_lat"], row["station_lon"], "station", age, has_fix)
+        return Position(row["station_lat"], row["station_lon"], "station", age, has_fix, fix_at)
     if has_fix:
-        return Position(row["last_lat"], row["last_lon"], "avl_stale", age, True)
+        return Position(lat, lon, "avl_stale", age, True, fix_at)
     return None
 
 
@@ -58,25 +66,53 @@ class UnitLocator:
         self.routing = routing
         self.stale_after_s = stale_after_s
         self.indexed: dict[str, Position] = {}
+        self.fixes: dict[str, tuple[float, float, datetime]] = {}
+        self.pool: asyncpg.Pool | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def position(self, row: Mapping[str, Any], *, now: datetime | None = None) -> Position | None:
+        return unit_position(row, now=now or utcnow(), stale_after_s=self.stale_after_s,
+                             fix=self.fixes.get(row["id"]))
 
     def apply(self, row: Mapping[str, Any], *, now: datetime | None = None) -> Position | None:
         """Place (or remove) one unit in the routing index from its joined row."""
         if self.routing is None:
             return None
         uid = row["id"]
-        pos = unit_position(row, now=now or utcnow(), stale_after_s=self.stale_after_s)
-        if pos is None or not row["active"]:
+        pos = self.position(row, now=now)
+        if pos is None or not row["active"] or not (math.isfinite(pos.lat) and math.isfinite(pos.lon)):
             if uid in self.indexed:
                 self.routing.remove_unit(uid)
                 del self.indexed[uid]
-            return None
-        if not (math.isfinite(pos.lat) and math.isfinite(pos.lon)):
             return None
         self.routing.upsert_unit(
             uid, lat=pos.lat, lon=pos.lon, available=UnitStatus(row["status"]) in AVAILABLE,
             unit_type=row["unit_type"], capabilities=list(row["capabilities"] or []))
         self.indexed[uid] = pos
         return pos
+
+    def move(self, unit_id: str, lat: float, lon: float, fix_at: datetime) -> None:
+        """An AVL fix: the routing index moves at once (microseconds)."""
+        known = self.fixes.get(unit_id)
+        if known is not None and known[2] >= fix_at:
+            return
+        self.fixes[unit_id] = (lat, lon, fix_at)
+        if self.routing is None:
+            return
+        if unit_id in self.indexed:
+            self.routing.move_unit(unit_id, lat=lat, lon=lon)
+            age = max(0.0, (utcnow() - fix_at).total_seconds())
+            self.indexed[unit_id] = Position(lat, lon, "avl", age, False, fix_at)
+        elif self.pool is not None:
+            # Not indexed yet (no station, first fix): its type and status come from the row.
+            task = asyncio.get_running_loop().create_task(self._refresh_one(unit_id))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _refresh_one(self, unit_id: str) -> None:
+        assert self.pool is not None
+        async with self.pool.acquire() as conn:
+            await self.refresh(conn, [unit_id])
 
     async def refresh(self, conn: asyncpg.Connection, unit_ids: list[str] | None = None) -> None:
         if self.routing is None:

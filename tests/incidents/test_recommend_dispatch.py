@@ -187,3 +187,25 @@ async def test_full_lifecycle_and_close(api: Api) -> None:
     e01 = next(u for u in full["units"] if u["unit_id"] == "E01")
     assert e01["on_scene_at"] is None  # never reported, never inferred
     assert full["first_en_route_at"] <= full["first_on_scene_at"]
+
+
+async def test_avl_fix_moves_the_unit_for_the_very_next_recommendation(sf_api: Api, sffd_stations) -> None:
+    await _seed(sf_api, sffd_stations, [("E01", "engine", "1"), ("E13", "engine", "13"),
+                                        ("E36", "engine", "36")])
+    disp = await sf_api.as_("dispatcher")
+    # Far out in the Sunset district: E01/E13/E36 are all downtown-ish, so whichever was
+    # nearest, a fix placing another engine next to the incident must change the pick.
+    incident = (37.7535, -122.5045)
+    inc = await create_incident(disp, *incident, itype="VEHFIRE")
+    before = (await disp.post(f"/api/v1/incidents/{inc['id']}/recommendation")).json()["picks"][0]
+    mover = next(u for u in ("E01", "E13", "E36") if u != before["unit_id"])
+    mdt = await sf_api.as_("field_unit", unit_id=mover, agency="SFFD")
+    now = __import__("datetime").datetime.now(__import__("datetime").timezone.utc).isoformat()
+    r = await mdt.post(f"/api/v1/units/{mover}/positions", json={"fixes": [
+        {"lat": incident[0] + 0.001, "lon": incident[1], "fix_time": now, "heading": 0.0,
+         "speed": 10.0, "accuracy": 5.0}]})
+    assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
+    after = (await disp.post(f"/api/v1/incidents/{inc['id']}/recommendation")).json()["picks"][0]
+    assert after["unit_id"] == mover
+    assert after["position_source"] == "avl" and after["eta_s"] < before["eta_s"]
+    assert "AVL fix" in after["reason"]
