@@ -9,7 +9,13 @@ The contract other packages code against:
 - ``cad.security.policy.RULES``: the endpoint x role table, one row per route.
 """
 
-from cad.security.deps import Context, CurrentPrincipal, context_from, current_principal, request_context
+from cad.security.deps import (
+    Context,
+    CurrentPrincipal,
+    context_from,
+    current_principal,
+    request_context,
+)
 from cad.security.policy import PUBLIC, SELF_AUTHENTICATED
 from cad.security.principal import ROLES, Principal
 from cad.security.service import principal_from_token

@@ -190,7 +190,7 @@ def _check(rows: list[asyncpg.Record], lookahead: list[asyncpg.Record], result: 
 # --- export ----------------------------------------------------------------------------------
 
 def entry_dict(r: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
-    details = r["details"] if "details" in r.keys() else orjson.loads(r["details_text"])
+    details = r["details"] if "details" in r else orjson.loads(r["details_text"])
     return {"seq": r["seq"], "id": r["id"], "at": r["at"].astimezone(UTC).isoformat(),
             "actor": r["actor"], "action": r["action"], "target": r["target"],
             "outcome": r["outcome"], "request_id": r["request_id"],

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -140,10 +140,12 @@ def audit_verify(json_out: bool = typer.Option(False, "--json", help="Print the 
 
 @audit_app.command("export")
 def audit_export(
-    output: Path | None = typer.Option(None, "--output", "-o", help="File (default: stdout)."),
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="File (default: stdout).")] = None,
     after_seq: int = typer.Option(0, "--after-seq", help="Only entries after this position "
                                                           "(incremental shipping)."),
-    since: datetime | None = typer.Option(None, "--since", help="Only entries at or after (ISO)."),
+    since: Annotated[datetime | None, typer.Option(
+        "--since", help="Only entries at or after (ISO).")] = None,
 ) -> None:
     """Write the audit trail as JSON lines for a SIEM, chain hashes included."""
     from cad.security import audit

@@ -71,6 +71,6 @@ async def _prune_loop(app: FastAPI, settings: Settings) -> None:
                 log.info("audit_pruned", deleted=deleted)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - retried at the next interval
+        except Exception:
             log.exception("audit_prune_failed")
         await asyncio.sleep(settings.audit_prune_interval_s)

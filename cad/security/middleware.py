@@ -20,7 +20,7 @@ from starlette.routing import Mount, WebSocketRoute, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cad.errors import PROBLEM_BASE, PROBLEM_JSON
-from cad.middleware import _drain  # noqa: PLC2701 - same bounded drain as the 413 path
+from cad.middleware import _drain
 from cad.security.policy import LOGIN_RATE_LIMITED, PUBLIC, SELF_AUTHENTICATED, Policy
 from cad.security.principal import Principal
 from cad.security.service import principal_from_token
@@ -157,7 +157,7 @@ class SecurityMiddleware:
         if token is not None:
             try:
                 principal = await principal_from_token(state, token, touch=True)
-            except Exception:  # noqa: BLE001 - the database is unreachable: not the caller's fault
+            except Exception:
                 log.exception("authentication_unavailable")
                 await self._refuse(scope, receive, send, 503, "Service unavailable",
                                    "authentication is temporarily unavailable")
@@ -218,7 +218,7 @@ class SecurityMiddleware:
         try:
             await audit_now(pool, context_for(principal, scope), action, target=target,
                             outcome=outcome, details=details)
-        except Exception:  # noqa: BLE001 - logged; the response is already decided
+        except Exception:
             log.exception("audit_write_failed", action=action)
 
     def _with_headers(self, scope: Scope, send: Send) -> Send:

@@ -25,7 +25,7 @@ class Passwords:
         target = stored_hash or self._dummy
         async with self._slots:
             try:
-                ok = await asyncio.to_thread(self._hasher.verify, target, password)
+                ok: bool = await asyncio.to_thread(self._hasher.verify, target, password)
             except (VerifyMismatchError, VerificationError, InvalidHashError):
                 ok = False
         return ok and stored_hash is not None

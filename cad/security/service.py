@@ -181,12 +181,12 @@ async def login(rt: SecurityRuntime, pool: asyncpg.Pool, *, username: str, passw
 def _issue(rt: SecurityRuntime, user: asyncpg.Record, session_id: str, refresh: str,
            now: datetime, *, expires_at: datetime | None = None) -> IssuedTokens:
     s = rt.settings
-    access = issue_access_token(rt.secret, user_id=user["user_id"] if "user_id" in user.keys()
-                                else user["id"], session_id=session_id, role=user["role"],
-                                now=now, ttl_s=s.access_token_ttl_s)
+    user_id = user["user_id"] if "user_id" in user else user["id"]
+    access = issue_access_token(rt.secret, user_id=user_id, session_id=session_id,
+                                role=user["role"], now=now, ttl_s=s.access_token_ttl_s)
     refresh_left = (int((expires_at - now).total_seconds()) if expires_at is not None
                     else s.refresh_token_ttl_s)
-    view = {"id": user["user_id"] if "user_id" in user.keys() else user["id"],
+    view = {"id": user_id,
             "username": user["username"], "role": user["role"], "unit_id": user["unit_id"],
             "agency": user["agency"]}
     return IssuedTokens(access_token=access, expires_in=s.access_token_ttl_s,
@@ -201,25 +201,24 @@ async def refresh(rt: SecurityRuntime, pool: asyncpg.Pool, *, refresh_token: str
     if sid is None:
         raise Unauthorized("the refresh token is malformed")
     failure: str | None = None
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            row = await repo.session_with_user(conn, sid, for_update=True)
-            if row is None:
-                raise Unauthorized("the refresh token is not valid")
-            ctx = RequestContext(actor=row["username"], request_id=request_id,
-                                 client_addr=client_addr, source="api")
-            if token_hash(refresh_token) != row["refresh_hash"]:
-                # A superseded token came back: someone else holds the current one.
-                failure = "refresh_token_reuse"
-                await repo.revoke_session(conn, sid, now=now, reason=failure)
-            elif not _session_usable(rt, row, now):
-                failure = "session_ended"
-            else:
-                new_refresh = new_refresh_token(sid)
-                await repo.rotate_refresh(conn, sid, token_hash(new_refresh))
-            details = {"session_id": sid, **({"reason": failure} if failure else {})}
-            await audit_now(conn, ctx, "auth.refresh", target=f"user:{row['user_id']}",
-                            outcome="failure" if failure else "success", details=details)
+    async with pool.acquire() as conn, conn.transaction():
+        row = await repo.session_with_user(conn, sid, for_update=True)
+        if row is None:
+            raise Unauthorized("the refresh token is not valid")
+        ctx = RequestContext(actor=row["username"], request_id=request_id,
+                             client_addr=client_addr, source="api")
+        if token_hash(refresh_token) != row["refresh_hash"]:
+            # A superseded token came back: someone else holds the current one.
+            failure = "refresh_token_reuse"
+            await repo.revoke_session(conn, sid, now=now, reason=failure)
+        elif not _session_usable(rt, row, now):
+            failure = "session_ended"
+        else:
+            new_refresh = new_refresh_token(sid)
+            await repo.rotate_refresh(conn, sid, token_hash(new_refresh))
+        details = {"session_id": sid, **({"reason": failure} if failure else {})}
+        await audit_now(conn, ctx, "auth.refresh", target=f"user:{row['user_id']}",
+                        outcome="failure" if failure else "success", details=details)
     if failure is None:
         return _issue(rt, row, sid, new_refresh, now, expires_at=row["expires_at"])
     raise Unauthorized("the refresh token is not valid")
@@ -347,9 +346,9 @@ async def update_user(rt: SecurityRuntime, pool: asyncpg.Pool, *, ctx: RequestCo
             unit_id = changes["unit_id"] = None
         _check_binding(role, unit_id)
         disabling = changes.get("disabled") is True and not current["disabled"]
-        if current["role"] == "admin" and (disabling or role != "admin"):
-            if await repo.count_enabled_admins(uow.conn, excluding=user_id) == 0:
-                raise Conflict("this is the last enabled admin")
+        if (current["role"] == "admin" and (disabling or role != "admin")
+                and await repo.count_enabled_admins(uow.conn, excluding=user_id) == 0):
+            raise Conflict("this is the last enabled admin")
         row = await repo.update_user(uow.conn, user_id, changes)
         revoked = (0, 0)
         if disabling or "password_hash" in changes or role != current["role"] \
@@ -411,14 +410,13 @@ async def bootstrap_admin(rt: SecurityRuntime, pool: asyncpg.Pool, *, username: 
                           password: str) -> bool:
     """Create ``username`` as admin if no admin exists yet. True if it was created."""
     ctx = RequestContext.system("bootstrap")
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            # Several workers start at once; one creates, the others see it.
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", BOOTSTRAP_LOCK_KEY)
-            exists = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE role = 'admin')")
-            if exists:
-                return False
-            await create_user(rt, pool, ctx=ctx, username=username, password=password,
-                              role="admin", action="user.bootstrap")
+    async with pool.acquire() as conn, conn.transaction():
+        # Several workers start at once; one creates, the others see it.
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", BOOTSTRAP_LOCK_KEY)
+        exists = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE role = 'admin')")
+        if exists:
+            return False
+        await create_user(rt, pool, ctx=ctx, username=username, password=password,
+                          role="admin", action="user.bootstrap")
     log.info("admin_bootstrapped", username=normalize_username(username))
     return True

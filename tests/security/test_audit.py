@@ -4,6 +4,7 @@ pruning keeps the chain verifiable, the CLI verifies and exports."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import subprocess
@@ -35,11 +36,10 @@ async def _verify(pool: asyncpg.Pool) -> audit.VerifyResult:
 
 async def _tamper(pool: asyncpg.Pool, *sql: str) -> None:
     """What an attacker with database superuser rights can do: bypass the triggers."""
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            await conn.execute("SET LOCAL session_replication_role = replica")
-            for statement in sql:
-                await conn.execute(statement)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL session_replication_role = replica")
+        for statement in sql:
+            await conn.execute(statement)
 
 
 async def test_entries_are_chained_and_verify(pool: asyncpg.Pool) -> None:
@@ -47,7 +47,7 @@ async def test_entries_are_chained_and_verify(pool: asyncpg.Pool) -> None:
     rows = await pool.fetch("SELECT seq, prev_hash, hash FROM audit_log ORDER BY seq")
     assert [r["seq"] for r in rows] == list(range(1, 9))
     assert rows[0]["prev_hash"] == audit.GENESIS_HASH
-    assert all(b["prev_hash"] == a["hash"] for a, b in zip(rows, rows[1:]))
+    assert all(b["prev_hash"] == a["hash"] for a, b in itertools.pairwise(rows))
     result = await _verify(pool)
     assert result.ok, result.problems
     assert (result.entries, result.first_seq, result.last_seq) == (8, 1, 8)
@@ -132,13 +132,12 @@ async def test_inserted_entry_is_named(pool: asyncpg.Pool) -> None:
     await _tamper(pool,
                   "UPDATE audit_log SET seq = -seq WHERE seq >= 5",
                   "UPDATE audit_log SET seq = -seq + 1 WHERE seq < 0")
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            await conn.execute("SET LOCAL session_replication_role = replica")
-            await conn.execute(
-                "INSERT INTO audit_log (at, actor, action, target, outcome, details, seq, "
-                "prev_hash, hash) VALUES ($1, 'tester', 'thing.touch', 'x', 'success', '{}', 5, "
-                "$2, $3)", at, prev, forged)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL session_replication_role = replica")
+        await conn.execute(
+            "INSERT INTO audit_log (at, actor, action, target, outcome, details, seq, "
+            "prev_hash, hash) VALUES ($1, 'tester', 'thing.touch', 'x', 'success', '{}', 5, "
+            "$2, $3)", at, prev, forged)
     problems = (await _verify(pool)).problems
     assert [(p.kind, p.seq) for p in problems] == [("inserted", 5)]
 
@@ -202,7 +201,8 @@ def _cad(args: list[str], database_url: str, tmp_path, stdin: str | None = None
            "CAD_LOG_FORMAT": "json"}
     env.pop(("CAD_NEW_USER_PASSWORD"), None)
     return subprocess.run([sys.executable, "-m", "cad", *args], input=stdin, text=True,
-                          capture_output=True, env=env, cwd=REPO_ROOT, timeout=120)
+                          capture_output=True, env=env, cwd=REPO_ROOT, timeout=120,
+                          check=False)
 
 
 async def test_cli_users_create_audit_verify_and_export(database_url: str, pool: asyncpg.Pool,

@@ -137,25 +137,25 @@ async def test_bootstrap_admin_from_environment(database_url: str, tmp_path) -> 
 async def test_login_rate_limit(database_url: str, tmp_path) -> None:
     settings = _settings(database_url, tmp_path, rate_limit_login_burst=3,
                          rate_limit_login_per_min=1)
-    async with running_app(settings) as running:
-        async with httpx.AsyncClient(base_url=running.base_url) as c:
-            codes = [(await c.post(f"{API}/auth/login",
-                                   json={"username": "x", "password": "y"})).status_code
-                     for _ in range(4)]
-            assert codes == [401, 401, 401, 429]
-            r = await c.post(f"{API}/auth/login", json={"username": "x", "password": "y"})
-            assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
-            assert r.headers["content-type"].startswith("application/problem+json")
-            # Other public endpoints have their own budget.
-            assert (await c.get("/healthz")).status_code == 200
+    async with running_app(settings) as running, \
+            httpx.AsyncClient(base_url=running.base_url) as c:
+        codes = [(await c.post(f"{API}/auth/login",
+                               json={"username": "x", "password": "y"})).status_code
+                 for _ in range(4)]
+        assert codes == [401, 401, 401, 429]
+        r = await c.post(f"{API}/auth/login", json={"username": "x", "password": "y"})
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+        assert r.headers["content-type"].startswith("application/problem+json")
+        # Other public endpoints have their own budget.
+        assert (await c.get("/healthz")).status_code == 200
 
 
 async def test_public_rate_limit(database_url: str, tmp_path) -> None:
     settings = _settings(database_url, tmp_path, rate_limit_public_burst=5,
                          rate_limit_public_per_s=0.5)
-    async with running_app(settings) as running:
-        async with httpx.AsyncClient(base_url=running.base_url) as c:
-            codes = [(await c.get("/healthz")).status_code for _ in range(7)]
+    async with running_app(settings) as running, \
+            httpx.AsyncClient(base_url=running.base_url) as c:
+        codes = [(await c.get("/healthz")).status_code for _ in range(7)]
     assert codes[:5] == [200] * 5 and codes[5:] == [429, 429]
 
 
@@ -181,16 +181,16 @@ async def test_cors_is_off_by_default_and_configurable(app: RunningApp, database
         r = await c.options(f"{API}/auth/login", headers=preflight)
         assert "access-control-allow-origin" not in r.headers
     settings = _settings(database_url, tmp_path / "c", cors_origins=["https://console.example"])
-    async with running_app(settings) as running:
-        async with httpx.AsyncClient(base_url=running.base_url) as c:
-            ok = await c.options(f"{API}/auth/login", headers=preflight)
-            assert ok.headers["access-control-allow-origin"] == "https://console.example"
-            other = await c.options(f"{API}/auth/login",
-                                    headers={**preflight, "origin": "https://evil.example"})
-            assert other.headers.get("access-control-allow-origin") != "https://evil.example"
-            unauth = await c.get(f"{API}/auth/me", headers={"origin": "https://console.example"})
-            assert unauth.status_code == 401
-            assert unauth.headers["access-control-allow-origin"] == "https://console.example"
+    async with running_app(settings) as running, \
+            httpx.AsyncClient(base_url=running.base_url) as c:
+        ok = await c.options(f"{API}/auth/login", headers=preflight)
+        assert ok.headers["access-control-allow-origin"] == "https://console.example"
+        other = await c.options(f"{API}/auth/login",
+                                headers={**preflight, "origin": "https://evil.example"})
+        assert other.headers.get("access-control-allow-origin") != "https://evil.example"
+        unauth = await c.get(f"{API}/auth/me", headers={"origin": "https://console.example"})
+        assert unauth.status_code == 401
+        assert unauth.headers["access-control-allow-origin"] == "https://console.example"
 
 
 async def test_logout_closes_open_websocket(database_url: str, tmp_path) -> None:

@@ -81,9 +81,9 @@ async def test_every_endpoint_for_every_role(app: RunningApp, auth_headers: Auth
                 elif r.status_code == 401 or (r.status_code == 403
                                               and r.json().get("detail", "").startswith("role ")):
                     failures.append(f"allowed role refused: {where}")
-                if r.status_code >= 400:
-                    if not r.headers.get("content-type", "").startswith("application/problem+json"):
-                        failures.append(f"not problem+json: {where}")
+                if r.status_code >= 400 and not r.headers.get(
+                        "content-type", "").startswith("application/problem+json"):
+                    failures.append(f"not problem+json: {where}")
     assert not failures, "\n".join(failures)
 
 
