@@ -79,6 +79,7 @@ async def provision(url: str, n_units: int, n_boards: int) -> dict[str, Any]:
                      for i, u in enumerate(units)]
         board_rows = [(uuid.uuid4(), f"d-{run}-{i}", pw, "dispatcher", None, AGENCY)
                       for i in range(n_boards)]
+        board_rows.append((uuid.uuid4(), f"s-{run}", pw, "supervisor", None, AGENCY))
         await conn.copy_records_to_table(
             "users", records=user_rows + board_rows,
             columns=("id", "username", "password_hash", "role", "unit_id", "agency"))
@@ -96,7 +97,7 @@ async def provision(url: str, n_units: int, n_boards: int) -> dict[str, Any]:
             sessions.append((sid, r[0], token_hash(new_refresh_token(str(sid))), now, now,
                              datetime.fromtimestamp(now.timestamp() + 43_200, UTC)))
             board_tokens.append(issue_access_token(JWT_SECRET, user_id=str(r[0]),
-                                                   session_id=str(sid), role="dispatcher",
+                                                   session_id=str(sid), role=r[3],
                                                    now=now, ttl_s=3600))
         await conn.copy_records_to_table(
             "sessions", records=sessions,
@@ -104,7 +105,7 @@ async def provision(url: str, n_units: int, n_boards: int) -> dict[str, Any]:
     finally:
         await conn.close()
     return {"units": [[u, t] for u, t in zip(units, device_tokens, strict=True)],
-            "boards": board_tokens}
+            "boards": board_tokens[:-1], "supervisor": board_tokens[-1]}
 
 
 # --- load generator roles (run as subprocesses of this script) ----------------------------------
@@ -217,31 +218,37 @@ async def role_boards(args: argparse.Namespace) -> None:
     go = asyncio.Event()
 
     async def reader(i: int, ws: Any) -> None:
+        """Sampled boards parse every frame and time every position; the others count
+        positions without parsing (the load generator shares the machine with the server)."""
         nonlocal frames
         measure = i in sample
         try:
             async for raw in ws:
                 recv_t = time.time()
-                msg = orjson.loads(raw)
-                if msg.get("type") != "batch":
+                if isinstance(raw, str):
+                    raw = raw.encode()
+                if not raw.startswith(b'{"type":"batch"'):
                     continue
                 frames += 1
-                pos = msg["positions"]
-                if not pos or not go.is_set():
+                if not go.is_set():
                     continue
-                d = c = w = 0
-                w0, w1 = window
-                for p in pos:
-                    d += 1
-                    c += p["coalesced"]
-                    ft = datetime.fromisoformat(p["fix_time"]).timestamp()
-                    if w0 <= ft < w1:
-                        w += 1
-                        if measure:
-                            latencies.append(recv_t - ft)
+                in_window = window[0] <= recv_t < window[1]
+                if measure:
+                    pos = orjson.loads(raw)["positions"]
+                    d = len(pos)
+                    c = sum(p["coalesced"] for p in pos)
+                    if in_window:
+                        for p in pos:
+                            latencies.append(recv_t - datetime.fromisoformat(p["fix_time"]).timestamp())
+                else:
+                    d = raw.count(b'"unit_id":')
+                    c = 0
+                    if raw.count(b'"coalesced":0,') + raw.count(b'"coalesced":0}') != d:
+                        c = sum(p["coalesced"] for p in orjson.loads(raw)["positions"])
                 delivered[i] += d
                 coalesced[i] += c
-                delivered_window[i] += w
+                if in_window:
+                    delivered_window[i] += d
         except Exception:  # noqa: BLE001 - closed
             pass
         finally:
@@ -293,6 +300,12 @@ def _cpu_seconds(pid: int) -> float:
         except OSError:
             pass
     return total
+
+
+def _host_busy_seconds() -> float:
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def _spawn_role(role: str, args: argparse.Namespace, ws_url: str, config: Path
@@ -380,8 +393,32 @@ async def run_mode(mode: str, args: argparse.Namespace, server_url: str, work: P
             p.stdin.flush()
         await asyncio.sleep(max(0.0, t_start + args.warmup - time.time()))
         cpu_w0, tw0 = _cpu_seconds(server.pid), time.time()
+        gen_w0 = sum(_cpu_seconds(p.pid) for p in procs)
+        host_w0 = _host_busy_seconds()
+        spy = None
+        if args.profile_server:
+            spy = subprocess.Popen(["py-spy", "record", "-p", str(server.pid), "--subprocesses", *args.profile_flags.split(),
+                                    "-d", str(int(t_end - time.time())), "-f", "raw",
+                                    "-o", f"{args.profile_server}.{mode}.txt"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         await asyncio.sleep(max(0.0, t_end - time.time()))
         cpu_w1, tw1 = _cpu_seconds(server.pid), time.time()
+        gen_w1 = sum(_cpu_seconds(p.pid) for p in procs)
+        host_w1 = _host_busy_seconds()
+        load1 = float(Path("/proc/loadavg").read_text().split()[0])
+        if spy is not None:
+            spy.wait(60)
+        stats = []
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            seen = set()
+            for _ in range(10 * workers):  # one answer per worker (requests land anywhere)
+                r = await http.get("/api/v1/realtime/stats",
+                                   headers={"Authorization": f"Bearer {tokens['supervisor']}"})
+                if r.status_code == 200 and r.json()["server_id"] not in seen:
+                    seen.add(r.json()["server_id"])
+                    stats.append(r.json())
+                if len(seen) == workers:
+                    break
         out_u, _ = await asyncio.to_thread(units.communicate, timeout=120)
         out_b, _ = await asyncio.to_thread(boards.communicate, timeout=120)
         ru = json.loads(out_u.strip().splitlines()[-1])
@@ -411,7 +448,13 @@ async def run_mode(mode: str, args: argparse.Namespace, server_url: str, work: P
         "coalesced": sum(rb["coalesced"]), "lost": sum(lost), "lost_max_board": max(lost),
         "slow_closed": len(rb["closed"]), "rejected": ru["problems"],
         "server_cpu_pct": 100 * (cpu_w1 - cpu_w0) / (tw1 - tw0),
+        "loadgen_cpu_pct": 100 * (gen_w1 - gen_w0) / (tw1 - tw0),
+        # CPU of everything else on the machine (other test runs, PostgreSQL, Redis), % of one core
+        "other_cpu_pct": 100 * ((host_w1 - host_w0) - (cpu_w1 - cpu_w0) - (gen_w1 - gen_w0))
+        / (tw1 - tw0),
+        "loadavg_1m": load1,
         "frames": rb["frames"], "send_late_max_ms": ru["send_late_max_ms"],
+        "server_stats": stats,
     }
 
 
@@ -464,7 +507,8 @@ def _report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
             ("sent_per_s", "{:.0f}"), ("expected_per_s", "{:.0f}"), ("delivered_per_s", "{:.0f}"),
             ("p50_ms", "{:.1f}"), ("p99_ms", "{:.1f}"), ("max_ms", "{:.1f}"),
             ("coalesced", "{}"), ("lost", "{}"), ("slow_closed", "{}"),
-            ("server_cpu_pct", "{:.0f}")]
+            ("server_cpu_pct", "{:.0f}"), ("loadgen_cpu_pct", "{:.0f}"),
+            ("other_cpu_pct", "{:.0f}"), ("loadavg_1m", "{:.1f}")]
     widths = [max(len(c), 9) for c, _ in cols]
     print(" | ".join(c.ljust(w) for (c, _), w in zip(cols, widths, strict=True)))
     print("-+-".join("-" * w for w in widths))
@@ -478,7 +522,10 @@ def _report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     }
     for mode, r in by.items():
         summary[mode] = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()
-                         if k not in ("mode",)}
+                         if k not in ("mode", "server_stats")}
+        summary[mode]["server_coalesced"] = sum(st["positions"]["coalesced"]
+                                                for st in r["server_stats"])
+        print(f"{mode}: server stats {json.dumps(r['server_stats'])}", file=sys.stderr)
     if "memory" in by:
         m = by["memory"]
         summary["memory_meets_target"] = bool(m["p99_ms"] <= 100 and m["lost"] == 0)
@@ -501,8 +548,11 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=5.0, help="seconds not measured")
     ap.add_argument("--drain", type=float, default=1.5, help="seconds boards keep reading")
     ap.add_argument("--batch-ms", type=int, default=50)
-    ap.add_argument("--latency-sample", type=int, default=40, help="boards measuring latency")
+    ap.add_argument("--latency-sample", type=int, default=20, help="boards measuring latency")
     ap.add_argument("--quick", action="store_true", help="300 units, 50 boards, 8 s per mode")
+    ap.add_argument("--profile-server", default=None,
+                    help="py-spy the server during the window into FILE.<mode>.txt (collapsed)")
+    ap.add_argument("--profile-flags", default="", help=argparse.SUPPRESS)
     ap.add_argument("--database-url", default=None, help="PostgreSQL server URL (else embedded)")
     ap.add_argument("--redis-url", default=os.environ.get("CAD_TEST_REDIS_URL",
                                                           "redis://127.0.0.1:6379/0"))

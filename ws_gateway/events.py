@@ -43,6 +43,42 @@ def event_from_row(row: asyncpg.Record) -> Event:
                  orjson.dumps(body))
 
 
+class TickView:
+    """The events and positions of one tick, with indexes built on first use, so that a
+    thousand MDT groups do not each scan everything (that was 25 % of server CPU)."""
+
+    def __init__(self, events: list[Event], positions: list[tuple[str | None, bytes]]) -> None:
+        self.events = events
+        self.positions = positions
+        self._by_unit: dict[str, list[Event]] | None = None
+        self._pos_by_agency: dict[str | None, list[bytes]] | None = None
+
+    def events_for_unit(self, unit_id: str) -> list[Event]:
+        if self._by_unit is None:
+            by_unit: dict[str, list[Event]] = {}
+            for e in self.events:
+                if e.aggregate_type == "unit":
+                    by_unit.setdefault(e.aggregate_id, []).append(e)
+                for u in e.unit_ids:
+                    lst = by_unit.setdefault(u, [])
+                    if not lst or lst[-1] is not e:
+                        lst.append(e)
+            self._by_unit = by_unit
+        return self._by_unit.get(unit_id, [])
+
+    def positions_for(self, agencies: frozenset[str] | None) -> list[bytes]:
+        if agencies is None:
+            return [j for _, j in self.positions]
+        if self._pos_by_agency is None:
+            grouped: dict[str | None, list[bytes]] = {}
+            for agency, j in self.positions:
+                grouped.setdefault(agency, []).append(j)
+            self._pos_by_agency = grouped
+        if len(agencies) == 1:
+            return self._pos_by_agency.get(next(iter(agencies)), [])
+        return [j for agency, j in self.positions if agency in agencies]
+
+
 class EventFilter:
     """What one subscriber may see. ``key`` groups subscribers that see the same thing, so
     a frame is built once per group per tick."""
@@ -54,6 +90,11 @@ class EventFilter:
 
     def positions(self, agency: str | None) -> bool:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def select(self, view: TickView) -> tuple[list[Event], list[bytes]]:
+        """This tick's events and positions for this filter (same as filtering one by one)."""
+        return ([e for e in view.events if self.events(e)],
+                [j for agency, j in view.positions if self.positions(agency)])
 
 
 class BoardFilter(EventFilter):
@@ -70,6 +111,12 @@ class BoardFilter(EventFilter):
     def positions(self, agency: str | None) -> bool:
         return self.agencies is None or agency in self.agencies
 
+    def select(self, view: TickView) -> tuple[list[Event], list[bytes]]:
+        evs = view.events
+        if self.agencies is not None and evs:
+            evs = [e for e in evs if self.events(e)]
+        return evs, (view.positions_for(self.agencies) if view.positions else [])
+
 
 class UnitFilter(EventFilter):
     """An MDT: events whose aggregate is its unit, or incident (and other) events whose
@@ -85,3 +132,6 @@ class UnitFilter(EventFilter):
 
     def positions(self, agency: str | None) -> bool:
         return False
+
+    def select(self, view: TickView) -> tuple[list[Event], list[bytes]]:
+        return (view.events_for_unit(self.unit_id) if view.events else []), []
