@@ -127,7 +127,7 @@ async def _connect_all(urls_tokens: list[tuple[str, str]], concurrency: int) -> 
                     assert first["type"] == "snapshot", first
                     out[i] = ws
                     return
-                except Exception:  # noqa: BLE001 - retried
+                except Exception:
                     if attempt == 4:
                         raise
                     await asyncio.sleep(0.2 * (attempt + 1))
@@ -166,7 +166,7 @@ async def role_units(args: argparse.Namespace) -> None:
                 msg = json.loads(raw)
                 if msg.get("type") == "position_result":
                     problems += len(msg.get("problems", []))
-        except Exception:  # noqa: BLE001 - closed at the end
+        except Exception:  # noqa: BLE001, S110 - the socket closes at the end of the run
             pass
 
     readers = [asyncio.create_task(drain_replies(ws)) for ws in conns]
@@ -180,9 +180,9 @@ async def role_units(args: argparse.Namespace) -> None:
             if next_at[i] <= now:
                 fix_t = time.time()
                 late_max = max(late_max, fix_t - next_at[i])
-                msg = ('{"type":"position","lat":%.6f,"lon":%.6f,"heading_deg":90,'
-                       '"speed_mps":10,"accuracy_m":5,"fix_time":%.6f}'
-                       % (lat0 + (i % 100) * 0.001, lon0 + (i // 100) * 0.001, fix_t))
+                lat, lon = lat0 + (i % 100) * 0.001, lon0 + (i // 100) * 0.001
+                msg = (f'{{"type":"position","lat":{lat:.6f},"lon":{lon:.6f},"heading_deg":90,'
+                       f'"speed_mps":10,"accuracy_m":5,"fix_time":{fix_t:.6f}}}')
                 sends.append(conns[i].send(msg))
                 next_at[i] += period
                 sent += 1
@@ -249,7 +249,7 @@ async def role_boards(args: argparse.Namespace) -> None:
                 coalesced[i] += c
                 if in_window:
                     delivered_window[i] += d
-        except Exception:  # noqa: BLE001 - closed
+        except Exception:  # noqa: BLE001, S110 - the socket closes at the end of the run
             pass
         finally:
             if ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code != 1000:
@@ -277,7 +277,7 @@ async def role_boards(args: argparse.Namespace) -> None:
 def _pct(xs: list[float], q: float) -> float:
     if not xs:
         return float("nan")
-    k = min(len(xs) - 1, max(0, int(round(q / 100 * (len(xs) - 1)))))
+    k = min(len(xs) - 1, max(0, round(q / 100 * (len(xs) - 1))))
     return xs[k]
 
 
@@ -336,7 +336,6 @@ def _wait_ready(proc: subprocess.Popen[str], what: str, timeout: float) -> None:
 async def run_mode(mode: str, args: argparse.Namespace, server_url: str, work: Path
                    ) -> dict[str, Any]:
     import asyncpg
-
     import httpx
 
     db = f"bench_{mode}_{uuid.uuid4().hex[:6]}"
@@ -354,8 +353,8 @@ async def run_mode(mode: str, args: argparse.Namespace, server_url: str, work: P
     if mode == "redis":
         env["CAD_REDIS_URL"] = args.redis_url
         env["CAD_HUB_CHANNEL_PREFIX"] = f"bench-{uuid.uuid4().hex[:6]}"
-    log = open(work / f"server-{mode}.log", "w")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(
+    log = open(work / f"server-{mode}.log", "w")  # noqa: SIM115, ASYNC230 - closed below; set-up
+    server = subprocess.Popen(  # noqa: ASYNC220 - set-up, before anything is timed
         [sys.executable, "-m", "uvicorn", "cad.app:create_app", "--factory", "--host", "127.0.0.1",
          "--port", str(port), "--workers", str(workers), "--ws-per-message-deflate", "false",
          "--no-access-log", "--log-level", "warning", "--backlog", "4096"],
@@ -397,8 +396,8 @@ async def run_mode(mode: str, args: argparse.Namespace, server_url: str, work: P
         host_w0 = _host_busy_seconds()
         spy = None
         if args.profile_server:
-            spy = subprocess.Popen(["py-spy", "record", "-p", str(server.pid), "--subprocesses", *args.profile_flags.split(),
-                                    "-d", str(int(t_end - time.time())), "-f", "raw",
+            spy = subprocess.Popen(["py-spy",  # noqa: ASYNC220 - optional profiler start "record", "-p", str(server.pid), "--subprocesses", *args.profile_flags.split(),
+                                    "-d", str(round(t_end - time.time())), "-f", "raw",
                                     "-o", f"{args.profile_server}.{mode}.txt"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         await asyncio.sleep(max(0.0, t_end - time.time()))

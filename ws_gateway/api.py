@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import asyncpg
+import structlog
 from fastapi import APIRouter, Depends, Query, Request, WebSocket
 from pydantic import BaseModel, Field
 
@@ -40,6 +41,7 @@ from ws_gateway.gateway import (
 )
 
 router = APIRouter()
+log = structlog.get_logger("ws_gateway.api")
 
 MAX_FIXES_PER_REQUEST = 1_000
 MAX_TRACK_POINTS = 100_000
@@ -150,7 +152,13 @@ async def unit_socket(ws: WebSocket, unit_id: str) -> None:
             gw.send(c, {"type": "error", "reason": "unknown_message_type",
                         "detail": f"unknown message type {mtype!r}"})
             return
-        accepted, problems = await gw.avl.ingest(unit_id, c.principal.agency, fixes)
+        try:
+            accepted, problems = await gw.avl.ingest(unit_id, c.principal.agency, fixes)
+        except Exception:  # the database is away (first fix of a unit reads its last one)
+            log.exception("avl_ingest_failed", unit_id=unit_id)
+            gw.send(c, {"type": "error", "reason": "ingest_unavailable", "ref": msg.get("ref"),
+                        "detail": "positions could not be taken now; resend them later"})
+            return
         if problems or "ref" in msg:
             reply: dict[str, Any] = {"type": "position_result", "accepted": accepted,
                                      "problems": problems}

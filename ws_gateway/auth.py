@@ -7,7 +7,7 @@ no user or token store here.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -68,7 +68,7 @@ async def principal_for(app_state: Any, token: str | None, *, touch: bool = Fals
         return None
 
 
-def token_from_scope(scope: dict[str, Any]) -> str | None:
+def token_from_scope(scope: Mapping[str, Any]) -> str | None:
     """``Authorization: Bearer`` or, for browsers (which cannot set handshake headers), the
     ``access_token`` query parameter."""
     for name, value in scope.get("headers") or []:

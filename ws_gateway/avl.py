@@ -85,7 +85,7 @@ def parse_fix_time(value: Any) -> datetime:
             secs = float(value) / 1000.0 if value > 1e11 else float(value)
             return datetime.fromtimestamp(secs, UTC)
         if isinstance(value, str):
-            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            dt = datetime.fromisoformat(value)
             if dt.tzinfo is None:
                 raise FixRejected(REJECT_BAD_TIMESTAMP, "fix_time needs a UTC offset")
             return dt.astimezone(UTC)
@@ -287,14 +287,17 @@ def resolve_position_hook(app_state: Any) -> Callable[[str, float, float, dateti
     package provides it; otherwise ``app_state.routing.move_unit`` when a routing service is
     configured; otherwise nothing.
     """
+    apply_position: Callable[..., Any] | None
     try:
-        from units.positions import apply_position  # type: ignore[import-not-found]
+        from units.positions import apply_position
     except ImportError:
         apply_position = None
 
     if apply_position is not None:
+        fn = apply_position
+
         def hook(unit_id: str, lat: float, lon: float, fix_time: datetime) -> None:
-            result = apply_position(app_state, unit_id, lat, lon, fix_time)
+            result = fn(app_state, unit_id, lat, lon, fix_time)
             if asyncio.iscoroutine(result):
                 asyncio.get_running_loop().create_task(result)
         return hook

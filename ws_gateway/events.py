@@ -84,6 +84,7 @@ class EventFilter:
     a frame is built once per group per tick."""
 
     key: tuple[Any, ...]
+    wants_positions: bool = False
 
     def events(self, event: Event) -> bool:  # pragma: no cover - interface
         raise NotImplementedError
@@ -103,6 +104,7 @@ class BoardFilter(EventFilter):
 
     def __init__(self, agencies: list[str] | None) -> None:
         self.agencies = None if agencies is None else frozenset(agencies)
+        self.wants_positions = self.agencies is None or bool(self.agencies)
         self.key = ("board", None if agencies is None else tuple(sorted(self.agencies or ())))
 
     def events(self, event: Event) -> bool:

@@ -26,7 +26,7 @@ from typing import Any
 import asyncpg
 import orjson
 import structlog
-from starlette.websockets import WebSocket, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from cad.settings import Settings
 from ws_gateway import auth
@@ -101,6 +101,10 @@ class Gateway:
                                   poll_interval_s=settings.ws_tailer_poll_interval_s)
         self.avl = AvlIngest(app_state, pool, settings=settings)
         self.clients: set[Client] = set()
+        # The subset that receives positions (boards): a tick with positions but no events
+        # touches only these, not the thousands of MDT sockets.
+        self._position_clients: set[Client] = set()
+        self._last_hb_sweep = 0.0
         self._events: list[Event] = []
         self._position_batches: list[bytes] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -179,23 +183,29 @@ class Gateway:
         now = time.monotonic()
         hb_interval = self.settings.ws_heartbeat_interval_s
         cursor = self.fanned_cursor = self.tailer.cursor
-        if not events and not positions:
+        if events or positions:
+            self._fanout_frames(events, positions, cursor, now)
+        # Heartbeats: one sweep a second is plenty for an interval of seconds.
+        if now - self._last_hb_sweep >= min(1.0, hb_interval / 4):
+            self._last_hb_sweep = now
             for client in list(self.clients):
-                if client.state is ClientState.LIVE and now - client.last_enqueue >= hb_interval:
+                if client.state == ClientState.LIVE and now - client.last_enqueue >= hb_interval:
                     self._heartbeat(client, cursor, now)
-            return
+
+    def _fanout_frames(self, events: list[Event], positions: list[tuple[str | None, bytes]],
+                       cursor: int, now: float) -> None:
         view = TickView(events, positions)
         groups: dict[tuple[Any, ...], tuple[list[Event], list[bytes], str | None]] = {}
-        for client in list(self.clients):
+        for client in list(self.clients if events else self._position_clients):
             f = client.filter
-            if client.state is ClientState.SYNCING:
+            if client.state == ClientState.SYNCING:
                 mine = f.select(view)[0]
                 if mine:
                     client.pending.extend(mine)
                     if len(client.pending) > client.sync_max:
                         self.close_client(client, CLOSE_SLOW_CONSUMER, "too_far_behind_while_syncing")
                 continue
-            if client.state is not ClientState.LIVE:
+            if client.state != ClientState.LIVE:
                 continue
             group = groups.get(f.key)
             if group is None:
@@ -204,8 +214,6 @@ class Gateway:
                 groups[f.key] = group
             sel, pos, frame = group
             if frame is None:
-                if now - client.last_enqueue >= hb_interval:
-                    self._heartbeat(client, cursor, now)
                 continue
             if sel and sel[0].id <= client.last_event_id:
                 # Already sent in this client's replay: drop those, keep the rest.
@@ -223,7 +231,7 @@ class Gateway:
             "server_time": _now_iso()}), now)
 
     def _enqueue(self, client: Client, frame: str, now: float | None = None) -> None:
-        if client.state is ClientState.CLOSED:
+        if client.state == ClientState.CLOSED:
             return
         try:
             client.queue.put_nowait(frame)
@@ -242,14 +250,23 @@ class Gateway:
     # --- clients -----------------------------------------------------------------------------
 
     def close_client(self, client: Client, code: int, reason: str) -> None:
-        if client.state is ClientState.CLOSED:
+        if client.state == ClientState.CLOSED:
             return
         client.state = ClientState.CLOSED
         client.close_code, client.close_reason = code, reason
-        self.clients.discard(client)
+        self._unregister(client)
         if client.sender is not None:
             client.sender.cancel()
         asyncio.get_running_loop().create_task(_close_ws(client.ws, code, reason))
+
+    def _register(self, client: Client) -> None:
+        self.clients.add(client)
+        if client.filter.wants_positions:
+            self._position_clients.add(client)
+
+    def _unregister(self, client: Client) -> None:
+        self.clients.discard(client)
+        self._position_clients.discard(client)
 
     async def _sender(self, client: Client) -> None:
         ws = client.ws
@@ -261,19 +278,26 @@ class Gateway:
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - the socket is gone; the reader loop ends too
-            if client.state is not ClientState.CLOSED:
+            if client.state != ClientState.CLOSED:
                 client.state = ClientState.CLOSED
-                self.clients.discard(client)
+                self._unregister(client)
 
     async def serve(self, client: Client, *, last_event_id: int | None,
                     snapshot: SnapshotFn, on_message: Callable[[Client, dict[str, Any]],
                                                                Awaitable[None]] | None = None
                     ) -> None:
         """Sync the client (snapshot or replay), then stream live until it disconnects."""
-        self.clients.add(client)
+        self._register(client)
         try:
-            ok = await self._sync(client, last_event_id, snapshot)
-            if not ok or client.state is ClientState.CLOSED:
+            try:
+                ok = await self._sync(client, last_event_id, snapshot)
+            except WebSocketDisconnect:
+                return
+            except Exception:  # database trouble: tell the client to come back, keep serving others
+                log.exception("ws_sync_failed", kind=client.kind)
+                self.close_client(client, CLOSE_INTERNAL, "sync_failed")
+                return
+            if not ok or client.state == ClientState.CLOSED:
                 return
             pending = [e for e in client.pending if e.id > client.last_event_id]
             client.pending = []
@@ -284,16 +308,16 @@ class Gateway:
             client.sender = asyncio.create_task(self._sender(client), name="ws-sender")
             await self._read_loop(client, on_message)
         finally:
-            if client.state is not ClientState.CLOSED:
+            if client.state != ClientState.CLOSED:
                 client.state = ClientState.CLOSED
-                self.clients.discard(client)
+                self._unregister(client)
                 if client.sender is not None:
                     client.sender.cancel()
 
     async def _read_loop(self, client: Client, on_message: Callable[[Client, dict[str, Any]],
                                                                    Awaitable[None]] | None) -> None:
         ws = client.ws
-        while client.state is not ClientState.CLOSED:
+        while client.state != ClientState.CLOSED:
             msg = await ws.receive()
             if msg["type"] == "websocket.disconnect":
                 return
@@ -338,8 +362,8 @@ class Gateway:
         ws = client.ws
         resync: dict[str, Any] | None = None
         if last_event_id is not None:
-            async with self.pool.acquire() as conn:
-                async with conn.transaction(isolation="repeatable_read", readonly=True):
+            async with self.pool.acquire() as conn, \
+                    conn.transaction(isolation="repeatable_read", readonly=True):
                     lo, hi = await conn.fetchrow(
                         "SELECT coalesce(min(id), 0), coalesce(max(id), 0) FROM event_log")
                     first = await conn.fetchrow(
@@ -368,8 +392,8 @@ class Gateway:
             resync = {"type": "resync_required", "reason": reason,
                       "from_event_id": last_event_id, "oldest_event_id": lo, "last_event_id": hi}
             await ws.send_text(_dumps(resync))
-        async with self.pool.acquire() as conn:
-            async with conn.transaction(isolation="repeatable_read", readonly=True):
+        async with self.pool.acquire() as conn, \
+                conn.transaction(isolation="repeatable_read", readonly=True):
                 head = await conn.fetchval("SELECT coalesce(max(id), 0) FROM event_log")
                 snap = await snapshot(conn)
         if snap is None:
@@ -408,7 +432,7 @@ class Gateway:
             self._recheck_now = set()
             self._recheck_wake.clear()
             for client in list(self.clients):
-                if client.state is ClientState.CLOSED:
+                if client.state == ClientState.CLOSED:
                     continue
                 p = client.principal
                 if targeted and not ({("user", str(p.user_id)), ("session", str(p.session_id)),
@@ -442,7 +466,7 @@ class Gateway:
                 conn = await (asyncpg.connect(self._database_url) if self._database_url
                               else self.pool.acquire())
                 lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c: lost.set())
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(SECURITY_CHANNEL, self._on_security_notify)
                 backoff = 0.2
                 while not lost.is_set():

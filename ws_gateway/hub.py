@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 
@@ -56,10 +57,10 @@ class Hub(abc.ABC):
         self.delivered = 0
         self.remote_failures = 0
 
-    async def start(self) -> None:  # noqa: B027 - optional hook
+    async def start(self) -> None:
         """Connect (no-op for the memory hub)."""
 
-    async def close(self) -> None:  # noqa: B027 - optional hook
+    async def close(self) -> None:
         """Disconnect; subscriptions stay registered but nothing is delivered any more."""
 
     @property
@@ -82,7 +83,7 @@ class Hub(abc.ABC):
         published meanwhile are gone: re-read the authoritative store)."""
         self._reconnect_callbacks.append(callback)
 
-    def _channel_added(self, channel: str) -> None:  # noqa: B027 - optional hook
+    def _channel_added(self, channel: str) -> None:
         pass
 
     def _remove(self, sub: Subscription) -> None:
@@ -115,9 +116,9 @@ class RedisHub(Hub):
         self.url = url
         self.prefix = prefix.rstrip(":") + ":"
         self.origin = secrets.token_hex(8).encode()
-        self._redis = None  # redis.asyncio.Redis for publishing
+        self._redis: Any = None  # redis.asyncio.Redis for publishing
         self._listener: asyncio.Task[None] | None = None
-        self._pubsub = None
+        self._pubsub: Any = None
         self._connected = asyncio.Event()
         self._closing = False
         self.reconnects = 0

@@ -97,7 +97,7 @@ class EventTailer:
                 conn = await (db.connect(self.database_url) if self.database_url
                               else self.pool.acquire())
                 lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c: lost.set())
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(LISTEN_CHANNEL, self.wake)
                 self._listening.set()
                 backoff = 0.1

@@ -34,7 +34,7 @@ async def _reconnect(client: StreamClient, timeout: float = 30.0) -> dict:
     while True:
         try:
             return await client.connect()
-        except (OSError, asyncio.TimeoutError, Exception) as exc:  # noqa: BLE001 - server restarting
+        except (TimeoutError, OSError, Exception) as exc:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"could not reconnect: {exc!r}") from exc
             await asyncio.sleep(0.1)
@@ -54,7 +54,7 @@ async def test_sigkill_mid_stream_then_reconnect_gives_exactly_the_committed_eve
         clients = boards + mdts
         for c in clients:
             await c.connect()
-        writer = subprocess.Popen(
+        writer = subprocess.Popen(  # noqa: ASYNC220 - started once, not awaited on
             [sys.executable, "-m", "tests.ws_gateway.writer_proc", database_url, "600", "0.004"],
             cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         # kill once the stream is well under way
@@ -77,7 +77,8 @@ async def test_sigkill_mid_stream_then_reconnect_gives_exactly_the_committed_eve
             assert c.event_ids() == want_board
         for c, unit in zip(mdts, ("E1", "M3"), strict=True):
             want = await expected_ids(pool, unit_id=unit)
-            await c.wait_for(lambda cl, n=len(want): len(cl.events) >= n, timeout=30)
+            n_want = len(want)
+            await c.wait_for(lambda cl, n=n_want: len(cl.events) >= n, timeout=30)
             assert c.event_ids() == want
         assert all(0 < n for n in received_before)
     finally:

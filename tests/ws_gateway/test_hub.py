@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ws_gateway.hub import Hub, MemoryHub, RedisHub, create_hub
 from tests.ws_gateway.helpers import free_port
+from ws_gateway.hub import Hub, MemoryHub, RedisHub, create_hub
 
 
 class Inbox:
