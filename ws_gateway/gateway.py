@@ -86,6 +86,7 @@ class Client:
         self.sender: asyncio.Task[None] | None = None
         self.close_code: int | None = None
         self.close_reason: str | None = None
+        self.close_task: asyncio.Task[None] | None = None
         self.frames_sent = 0
 
 
@@ -257,7 +258,8 @@ class Gateway:
         self._unregister(client)
         if client.sender is not None:
             client.sender.cancel()
-        asyncio.get_running_loop().create_task(_close_ws(client.ws, code, reason))
+        client.close_task = asyncio.get_running_loop().create_task(
+            _close_ws(client.ws, code, reason))
 
     def _register(self, client: Client) -> None:
         self.clients.add(client)
@@ -313,6 +315,11 @@ class Gateway:
                 self._unregister(client)
                 if client.sender is not None:
                     client.sender.cancel()
+            if client.close_task is not None:
+                # The endpoint must not return before its close frame is out, or the client
+                # sees 1006 instead of the code that tells it what to do.
+                with contextlib.suppress(BaseException):
+                    await client.close_task
 
     async def _read_loop(self, client: Client, on_message: Callable[[Client, dict[str, Any]],
                                                                    Awaitable[None]] | None) -> None:

@@ -185,3 +185,31 @@ async def test_revoked_token_closes_the_socket(live: RunningApp) -> None:
     await asyncio.sleep(0.5)  # longer than a re-check period: the valid one stays open
     assert keep.close_code is None
     await keep.close()
+
+
+async def test_expired_session_is_found_by_the_periodic_recheck(live: RunningApp) -> None:
+    """Expiry sends no NOTIFY: the periodic re-check (0.3 s here) must catch it."""
+    pool = live.app.state.pool
+    board = StreamClient(live.ws_url + "/ws/board", await board_token(pool, app_secret(live)))
+    await board.connect()
+    await pool.execute("UPDATE sessions SET expires_at = now() - interval '1 second'")
+    assert await board.wait_closed() == 4401
+
+
+async def test_token_renewal_on_an_open_socket(live: RunningApp) -> None:
+    from cad.security.tokens import issue_access_token
+
+    pool = live.app.state.pool
+    token = await board_token(pool, app_secret(live))
+    board = StreamClient(live.ws_url + "/ws/board", token)
+    await board.connect()
+    row = await pool.fetchrow("SELECT id::text AS sid, user_id::text AS uid FROM sessions")
+    rt = live.app.state.security
+    fresh = issue_access_token(rt.secret, user_id=row["uid"], session_id=row["sid"],
+                               role="dispatcher", now=rt.clock(), ttl_s=600)
+    await board.send({"type": "auth", "access_token": fresh})
+    await board.wait_for(lambda c: any(m["type"] == "auth_ok" for m in c.messages))
+    other = await board_token(pool, app_secret(live))  # another user's token: refused
+    await board.send({"type": "auth", "access_token": other})
+    assert await board.wait_closed() == 4401
+    assert board.close_reason == "token_invalid"
