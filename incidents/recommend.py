@@ -47,6 +47,35 @@ class Plan:
     slots: list[Slot] = field(default_factory=list)
 
 
+_RECOMMEND_CONTEXT = """
+SELECT i.*,
+  (SELECT row_to_json(p) FROM (
+      SELECT id, name, slots FROM response_plans
+       WHERE (incident_type IS NULL OR incident_type = i.incident_type)
+         AND (priority IS NULL OR priority = i.priority) AND (zone_id IS NULL OR zone_id = i.zone_id)
+       ORDER BY (zone_id IS NOT NULL)::int * 4 + (incident_type IS NOT NULL)::int * 2
+                + (priority IS NOT NULL)::int DESC, id LIMIT 1) p) AS plan,
+  (SELECT coalesce(json_agg(json_build_array(slot_type, unit_type) ORDER BY slot_type, unit_type), '[]')
+     FROM slot_substitutions) AS substitutions,
+  (SELECT coalesce(json_agg(json_build_object('id', u.id, 'unit_type', u.unit_type)
+                            ORDER BY a.dispatched_at, u.id), '[]')
+     FROM incident_units a JOIN units u ON u.id = a.unit_id
+    WHERE a.incident_id = i.id AND a.cleared_at IS NULL) AS assigned
+FROM incidents i WHERE i.id = $1
+"""
+
+
+def _plan_from(row: dict[str, Any] | None) -> Plan:
+    """Slots of the chosen plan (the most specific match: zone beats type beats priority)."""
+    if row is None:
+        return Plan(None, "no plan: one nearest unit", [Slot("engine", [], 0)])
+    slots: list[Slot] = []
+    for s in row["slots"]:
+        for _ in range(int(s["count"])):
+            slots.append(Slot(s["unit_type"], list(s.get("capabilities") or []), len(slots)))
+    return Plan(row["id"], row["name"], slots)
+
+
 async def select_plan(conn: asyncpg.Connection, *, incident_type: str, priority: int,
                       zone_id: str | None) -> Plan:
     """The most specific matching plan: zone beats type beats priority."""
@@ -93,32 +122,37 @@ class _Finder:
         self.method = "road_network" if services.routing is not None else "straight_line_estimate"
         self.factor = services.settings.eta_calibration_factor
 
-    async def candidates(self, types: list[str], caps: list[str], want: int) -> list[Candidate]:
+    async def candidates(self, groups: list[tuple[list[str], list[str], int]]) -> list[list[Candidate]]:
+        """For each (unit types, capabilities, how many) group: candidates, nearest first.
+        All groups are checked against the database in one query."""
         if self.s.routing is None:
-            return await self._straight_line(types, caps)
+            return [await self._straight_line(types, caps) for types, caps, _ in groups]
+        out: list[list[Candidate]] = [[] for _ in groups]
         for _ in range(MAX_REFRESH_ROUNDS):
-            res = self.s.routing.nearest_units(lat=self.lat, lon=self.lon, k=want,
-                                               unit_types=types, capabilities=caps)
-            ids = [str(u.unit_id) for u in res.units]
+            found = [self.s.routing.nearest_units(lat=self.lat, lon=self.lon, k=want,
+                                                  unit_types=types, capabilities=caps).units
+                     for types, caps, want in groups]
+            ids = sorted({str(u.unit_id) for units in found for u in units})
             rows = {r["id"]: r for r in await self.conn.fetch(
-                UNITS_WITH_STATIONS + " WHERE u.id = ANY($1)", ids)}
-            out: list[Candidate] = []
-            stale_index: list[str] = []
-            for u in res.units:
-                r = rows.get(str(u.unit_id))
-                if r is None or not r["active"] or UnitStatus(r["status"]) not in AVAILABLE:
-                    stale_index.append(str(u.unit_id))
-                    continue
-                pos = self.s.locator.position(r, now=self.now)
-                indexed = self.s.locator.indexed.get(r["id"])
-                if pos is None or indexed is None or (pos.lat, pos.lon) != (indexed.lat, indexed.lon):
-                    stale_index.append(r["id"])  # e.g. its fix went stale: re-place at station
-                    continue
-                out.append(Candidate(r["id"], r["unit_type"], u.eta_s * self.factor, u.distance_m, pos))
+                UNITS_WITH_STATIONS + " WHERE u.id = ANY($1)", ids)} if ids else {}
+            stale_index: set[str] = set()
+            for g, units in enumerate(found):
+                out[g] = []
+                for u in units:
+                    r = rows.get(str(u.unit_id))
+                    if r is None or not r["active"] or UnitStatus(r["status"]) not in AVAILABLE:
+                        stale_index.add(str(u.unit_id))
+                        continue
+                    pos = self.s.locator.position(r, now=self.now)
+                    indexed = self.s.locator.indexed.get(r["id"])
+                    if pos is None or indexed is None or (pos.lat, pos.lon) != (indexed.lat, indexed.lon):
+                        stale_index.add(r["id"])  # e.g. its fix went stale: re-place at station
+                        continue
+                    out[g].append(Candidate(r["id"], r["unit_type"], u.eta_s * self.factor,
+                                            u.distance_m, pos))
             if not stale_index:
-                return out
-            if self.s.locator is not None:
-                await self.s.locator.refresh(self.conn, stale_index)
+                break
+            await self.s.locator.refresh(self.conn, sorted(stale_index))
         return out
 
     async def _straight_line(self, types: list[str], caps: list[str]) -> list[Candidate]:
@@ -165,18 +199,18 @@ async def recommend(services: Services, ctx: RequestContext, incident_id: int) -
     async with unit_of_work(services.pool, ctx) as uow:
         conn = uow.conn
         uow.audit("incident.recommend", target=f"incident:{incident_id}")
-        inc = await conn.fetchrow("SELECT * FROM incidents WHERE id = $1", incident_id)
-        if inc is None:
+        ctx_row = await conn.fetchrow(_RECOMMEND_CONTEXT, incident_id)
+        if ctx_row is None:
             raise NotFound(f"incident {incident_id} does not exist")
+        inc = ctx_row
         if inc["status"] == "closed":
             raise Conflict(f"incident {incident_id} is closed")
-        plan = await select_plan(conn, incident_type=inc["incident_type"], priority=inc["priority"],
-                                 zone_id=inc["zone_id"])
-        subs = await substitutions(conn)
+        plan = _plan_from(ctx_row["plan"])
+        subs: dict[str, list[str]] = defaultdict(list)
+        for slot_type, unit_type in ctx_row["substitutions"]:
+            subs[slot_type].append(unit_type)
         # Units already on the incident fill slots first.
-        assigned = await conn.fetch(
-            "SELECT u.id, u.unit_type FROM incident_units a JOIN units u ON u.id = a.unit_id "
-            "WHERE a.incident_id = $1 AND a.cleared_at IS NULL ORDER BY a.dispatched_at, u.id", incident_id)
+        assigned = ctx_row["assigned"]
         open_slots = list(plan.slots)
         already: list[dict[str, Any]] = []
         for a in assigned:
@@ -190,11 +224,11 @@ async def recommend(services: Services, ctx: RequestContext, incident_id: int) -
         by_type: dict[tuple[str, tuple[str, ...]], list[Slot]] = defaultdict(list)
         for slot in open_slots:
             by_type[(slot.unit_type, tuple(slot.capabilities))].append(slot)
-        pools: dict[tuple[str, tuple[str, ...]], list[Candidate]] = {}
-        for (stype, caps), slots in by_type.items():
-            types = [stype, *subs.get(stype, [])]
-            pools[(stype, caps)] = await finder.candidates(
-                types, list(caps), want=len(open_slots) + CANDIDATE_MARGIN + len(slots))
+        keys = list(by_type)
+        found = await finder.candidates([
+            ([stype, *subs.get(stype, [])], list(caps), len(open_slots) + CANDIDATE_MARGIN)
+            for stype, caps in keys])
+        pools: dict[tuple[str, tuple[str, ...]], list[Candidate]] = dict(zip(keys, found))
 
         # Scarcest slot types choose first, so a quint is not spent on an engine slot when
         # it is the only thing that can fill a ladder slot; each slot takes its nearest.

@@ -11,7 +11,7 @@ import asyncpg
 from cad.errors import Conflict, Invalid, NotFound
 from cad.services import Services
 from cad.uow import RequestContext, audit_now, unit_of_work
-from incidents.board import load_incident_view
+from incidents.board import incident_view, load_incident_view
 from incidents.progress import assigned_unit_ids
 from incidents.schemas import (CloseIn, IncidentCreate, IncidentPatch, LinkIn, LocationIn,
                                MergeIn, NarrativeIn)
@@ -51,73 +51,101 @@ def resolve_location(services: Services, loc: LocationIn, field: str = "body.loc
     return hit.lat, hit.lon, hit.label, kind
 
 
-async def _next_number(conn: asyncpg.Connection, agency: str, year: int) -> str:
-    n = await conn.fetchval(
-        "INSERT INTO incident_counters (agency, year, last) VALUES ($1, $2, 1) "
-        "ON CONFLICT (agency, year) DO UPDATE SET last = incident_counters.last + 1 RETURNING last",
-        agency, year)
-    return f"{agency}-{year}-{n:06d}"
+# One round trip for what intake needs to know: the type, the server's clock, the zones
+# whose bounding box holds the point and the open incidents near it in space and time.
+_INTAKE_CONTEXT = f"""
+SELECT t.*, clock_timestamp() AS now,
+  (SELECT coalesce(json_agg(json_build_object('id', z.id, 'agency', z.agency, 'kind', z.kind,
+          'name', z.name, 'first_due_station', z.first_due_station, 'geometry', z.geometry)), '[]')
+     FROM zones z WHERE $2 BETWEEN z.min_lat AND z.max_lat AND $3 BETWEEN z.min_lon AND z.max_lon
+  ) AS zone_candidates,
+  (SELECT coalesce(json_agg(json_build_object('incident_id', d.id, 'number', d.number,
+          'incident_type', d.incident_type, 'received_at', d.received_at,
+          'distance_m', d.distance_m) ORDER BY d.distance_m, d.id), '[]')
+     FROM (SELECT i.id, i.number, i.incident_type, i.received_at,
+                  {_DISTANCE_SQL.replace('$1', '$2').replace('$2 - i.lon', '$3 - i.lon')} AS distance_m
+             FROM incidents i JOIN incident_types it ON it.code = i.incident_type
+            WHERE i.status <> 'closed' AND i.merged_into IS NULL
+              AND it.duplicate_group = t.duplicate_group
+              AND i.received_at BETWEEN coalesce($4, clock_timestamp()) - make_interval(secs => $5)
+                                    AND coalesce($4, clock_timestamp()) + make_interval(secs => $5)
+              AND i.lat BETWEEN $2 - $6 AND $2 + $6 AND i.lon BETWEEN $3 - $7 AND $3 + $7) d
+    WHERE d.distance_m <= $8
+  ) AS duplicates
+FROM incident_types t WHERE t.code = $1
+"""
+
+# The number, the incident, its caller and first narrative line: one statement.
+_INSERT_INCIDENT = """
+WITH n AS (
+    INSERT INTO incident_counters (agency, year, last) VALUES ($1, $2, 1)
+    ON CONFLICT (agency, year) DO UPDATE SET last = incident_counters.last + 1 RETURNING last
+), i AS (
+    INSERT INTO incidents (number, agency, incident_type, priority, lat, lon, location_text,
+                           location_source, zone_id, received_at, answered_at, duplicate_candidates)
+    SELECT $1 || '-' || $2 || '-' || lpad(n.last::text, 6, '0'), $1, $3, $4, $5, $6, $7, $8, $9,
+           $10, $11, $12 FROM n
+    RETURNING *
+), c AS (
+    INSERT INTO incident_callers (incident_id, name, callback_number)
+    SELECT i.id, $13, $14 FROM i WHERE $13::text IS NOT NULL OR $14::text IS NOT NULL
+), m AS (
+    INSERT INTO incident_narrative (incident_id, author, text)
+    SELECT i.id, $15, $16 FROM i WHERE $16::text IS NOT NULL
+)
+SELECT * FROM i
+"""
 
 
-async def find_duplicates(conn: asyncpg.Connection, services: Services, *, lat: float, lon: float,
-                          group: str, received_at: datetime, exclude: int | None = None
-                          ) -> list[dict[str, Any]]:
-    s = services.settings
-    if s.duplicate_radius_m <= 0:
-        return []
-    dlat = s.duplicate_radius_m / 111_000.0
-    dlon = dlat / max(math.cos(math.radians(lat)), 0.01)
-    window = timedelta(seconds=s.duplicate_window_s)
-    rows = await conn.fetch(
-        f"SELECT i.id, i.number, i.incident_type, i.received_at, {_DISTANCE_SQL} AS distance_m "
-        "FROM incidents i JOIN incident_types t ON t.code = i.incident_type "
-        "WHERE i.status <> 'closed' AND i.merged_into IS NULL AND t.duplicate_group = $3 "
-        "AND i.received_at BETWEEN $4 AND $5 AND i.lat BETWEEN $1 - $6 AND $1 + $6 "
-        "AND i.lon BETWEEN $2 - $7 AND $2 + $7 AND ($8::bigint IS NULL OR i.id <> $8) "
-        "ORDER BY distance_m, i.id",
-        lat, lon, group, received_at - window, received_at + window, dlat, dlon, exclude)
-    return [{"incident_id": r["id"], "number": r["number"], "incident_type": r["incident_type"],
-             "distance_m": round(r["distance_m"], 1),
-             "seconds_apart": round(abs((received_at - r["received_at"]).total_seconds()), 1)}
-            for r in rows if r["distance_m"] <= s.duplicate_radius_m]
+def _zones_containing(candidates: list[dict[str, Any]], lat: float, lon: float) -> list[dict[str, Any]]:
+    from shapely.geometry import Point, shape
+
+    from incidents.zones import KIND_PREFERENCE
+
+    pt = Point(lon, lat)
+    hits = []
+    for z in candidates:
+        geom = shape(z["geometry"])
+        if geom.covers(pt):
+            hits.append((KIND_PREFERENCE.get(z["kind"], 9), geom.area, z["id"],
+                         {k: z[k] for k in ("id", "agency", "kind", "name", "first_due_station")}))
+    hits.sort(key=lambda h: h[:3])
+    return [h[3] for h in hits]
 
 
 async def create_incident(services: Services, ctx: RequestContext, body: IncidentCreate) -> dict[str, Any]:
     lat, lon, text, source = resolve_location(services, body.location)
+    s = services.settings
+    dlat = s.duplicate_radius_m / 111_000.0
+    dlon = dlat / max(math.cos(math.radians(lat)), 0.01)
     async with unit_of_work(services.pool, ctx) as uow:
         conn = uow.conn
         uow.audit("incident.create", target=None, details={"agency": body.agency})
-        itype = await conn.fetchrow("SELECT * FROM incident_types WHERE code = $1", body.incident_type)
-        if itype is None:
+        info = await conn.fetchrow(_INTAKE_CONTEXT, body.incident_type, lat, lon, body.received_at,
+                                   s.duplicate_window_s, dlat, dlon, s.duplicate_radius_m)
+        if info is None:
             raise Invalid(f"unknown incident type {body.incident_type}", field="body.incident_type")
-        now = await conn.fetchval("SELECT clock_timestamp()")
+        now = info["now"]
         received = body.received_at or now
         if received > now + timedelta(seconds=60):
             raise Invalid("received_at is in the future", field="body.received_at")
-        zones = await zones_at(conn, lat, lon)
+        zones = _zones_containing(info["zone_candidates"], lat, lon)
         zone_id = zones[0]["id"] if zones else None
-        dups = await find_duplicates(conn, services, lat=lat, lon=lon, group=itype["duplicate_group"],
-                                     received_at=received)
-        number = await _next_number(conn, body.agency, received.astimezone(timezone.utc).year)
+        dups = [{"incident_id": d["incident_id"], "number": d["number"],
+                 "incident_type": d["incident_type"], "distance_m": round(d["distance_m"], 1),
+                 "seconds_apart": round(abs((received - datetime.fromisoformat(d["received_at"]))
+                                            .total_seconds()), 1)}
+                for d in info["duplicates"]] if s.duplicate_radius_m > 0 else []
+        caller = body.caller
         row = await conn.fetchrow(
-            "INSERT INTO incidents (number, agency, incident_type, priority, lat, lon, location_text, "
-            "location_source, zone_id, received_at, answered_at, duplicate_candidates) "
-            "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) RETURNING *",
-            number, body.agency, body.incident_type, body.priority or itype["default_priority"],
-            lat, lon, text, source, zone_id, received, body.answered_at,
-            [d["incident_id"] for d in dups])
+            _INSERT_INCIDENT, body.agency, received.astimezone(timezone.utc).year,
+            body.incident_type, body.priority or info["default_priority"], lat, lon, text, source,
+            zone_id, received, body.answered_at, [d["incident_id"] for d in dups],
+            (caller.name or None) if caller else None,
+            (caller.callback_number or None) if caller else None, ctx.actor, body.narrative)
         iid = row["id"]
-        if body.caller is not None and (body.caller.name or body.caller.callback_number):
-            await conn.execute(
-                "INSERT INTO incident_callers (incident_id, name, callback_number) VALUES ($1, $2, $3)",
-                iid, body.caller.name, body.caller.callback_number)
-        if body.narrative:
-            await conn.execute(
-                "INSERT INTO incident_narrative (incident_id, author, text) VALUES ($1, $2, $3)",
-                iid, ctx.actor, body.narrative)
-        uow.audit("incident.created", target=f"incident:{iid}", details={"number": number})
-        view = await load_incident_view(conn, iid)
-        assert view is not None
+        uow.audit("incident.created", target=f"incident:{iid}", details={"number": row["number"]})
+        view = incident_view(row, [])
         uow.emit("incident.created", aggregate=("incident", iid), agency=body.agency,
                  data={"incident": view, "unit_ids": []})
         if dups:
