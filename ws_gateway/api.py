@@ -138,6 +138,11 @@ async def unit_socket(ws: WebSocket, unit_id: str) -> None:
                     filter=UnitFilter(unit_id), queue_max=s.ws_client_queue_max,
                     sync_max=s.ws_sync_buffer_max)
 
+    try:
+        await gw.avl.prime(unit_id)
+    except Exception:  # noqa: BLE001 - looked up again on the first fix
+        log.warning("avl_prime_failed", unit_id=unit_id)
+
     async def on_message(c: Client, msg: dict[str, Any]) -> None:
         mtype = msg["type"]
         if mtype == "position":

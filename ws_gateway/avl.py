@@ -325,6 +325,7 @@ class AvlIngest:
                                        buffer_max=settings.avl_buffer_max)
         self.apply_to_routing = resolve_position_hook(app_state)
         self._last_fix: dict[str, datetime] = {}
+        self._no_fix: set[str] = set()  # looked up: nothing stored yet
         self.accepted = 0
         self.rejected: dict[str, int] = {}
 
@@ -334,14 +335,26 @@ class AvlIngest:
     async def close(self) -> None:
         await self.writer.close()
 
+    async def prime(self, unit_id: str) -> None:
+        """Look up the unit's last stored fix at MDT connect, not on its first fix (a slow
+        lookup there held fixes back until two arrived in one tick). A reconnect refreshes
+        it: the unit may have reported through another worker meanwhile."""
+        self._last_fix.pop(unit_id, None)
+        self._no_fix.discard(unit_id)
+        await self._last_fix_time(unit_id)
+
     async def _last_fix_time(self, unit_id: str) -> datetime | None:
         if unit_id in self._last_fix:
             return self._last_fix[unit_id]
-        # First fix of this unit on this worker (it may have reported to another one before).
+        if unit_id in self._no_fix:
+            return None
         last = await self.pool.fetchval(
             "SELECT max(fix_time) FROM unit_positions WHERE unit_id = $1", unit_id)
-        if unit_id not in self._last_fix and last is not None:
-            self._last_fix[unit_id] = last
+        if unit_id not in self._last_fix:  # a fix may have been accepted while we waited
+            if last is None:
+                self._no_fix.add(unit_id)
+            else:
+                self._last_fix[unit_id] = last
         return self._last_fix.get(unit_id)
 
     async def ingest(self, unit_id: str, agency: str | None, raws: list[Any]

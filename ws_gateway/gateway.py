@@ -32,12 +32,15 @@ from cad.settings import Settings
 from ws_gateway import auth
 from ws_gateway.avl import POSITIONS_CHANNEL, AvlIngest
 from ws_gateway.events import EVENT_COLUMNS, Event, EventFilter, TickView, event_from_row
-from ws_gateway.hub import Hub, create_hub
+from ws_gateway.hub import Hub, MemoryHub, create_hub
 from ws_gateway.tailer import EventTailer
 
 log = structlog.get_logger("ws_gateway")
 
 WAKE_CHANNEL = "events"
+# How long before a tick positions are published through a shared hub. Tuned against the
+# Redis hop on loopback (~1 ms) plus scheduling jitter of a loaded 2-core machine.
+PUBLISH_LEAD_S = 0.010
 SECURITY_CHANNEL = "cad_security"
 REPLAY_PAGE = 1_000
 
@@ -155,21 +158,28 @@ class Gateway:
     # --- the tick ----------------------------------------------------------------------------
 
     async def _tick_loop(self) -> None:
+        """Ticks fall on wall-clock multiples of the interval, so every worker ticks at the
+        same instants. With a shared hub, positions are published ``lead`` before the tick:
+        they reach the other workers in time for the same tick instead of waiting a whole
+        extra interval there (the Redis hop is ~1 ms on a LAN; clocks need NTP, else this
+        degrades to the unaligned case)."""
         interval = self.settings.ws_batch_interval_ms / 1000.0
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
+        lead = 0.0 if isinstance(self.hub, MemoryHub) else min(interval / 3, PUBLISH_LEAD_S)
         while True:
-            next_at += interval
-            delay = next_at - loop.time()
-            if delay < 0:  # overloaded: skip the missed ticks rather than bunch them up
-                next_at = loop.time()
-                delay = 0
-            await asyncio.sleep(delay)
+            now = time.time()
+            tick_at = (now // interval + 1) * interval
+            if tick_at - lead <= now:
+                tick_at += interval
             try:
+                await asyncio.sleep(tick_at - lead - time.time())
                 due = self.avl.take_due_positions()
                 if due is not None:
                     await self.hub.publish(POSITIONS_CHANNEL, due)
+                if lead:
+                    await asyncio.sleep(max(0.0, tick_at - time.time()))
                 self._fanout()
+            except asyncio.CancelledError:
+                raise
             except Exception:
                 log.exception("tick_failed")
 
