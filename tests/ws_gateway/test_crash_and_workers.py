@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
 from cad.settings import REPO_ROOT
@@ -81,6 +82,65 @@ async def test_sigkill_mid_stream_then_reconnect_gives_exactly_the_committed_eve
             await c.wait_for(lambda cl, n=n_want: len(cl.events) >= n, timeout=30)
             assert c.event_ids() == want
         assert all(0 < n for n in received_before)
+    finally:
+        if writer is not None and writer.poll() is None:
+            writer.kill()
+        for c in clients:
+            if c.ws is not None:
+                await c.ws.close()
+        server.stop()
+
+
+async def test_sigkill_during_http_dispatches_and_status_changes(
+        database_url: str, pool: asyncpg.Pool, tmp_path: Path) -> None:
+    """The same property driven through the dispatch API (issue 4): the writer's requests
+    are in flight when the server dies and are retried against the restarted server."""
+    server = ServerProcess(database_url, tmp_path, extra_env={"CAD_TIMER_SWEEP_INTERVAL_S": "0"})
+    server.start()
+    writer = None
+    clients: list[StreamClient] = []
+    units = ["E1", "E2", "M3"]
+    try:
+        supervisor = await board_token(pool, TEST_JWT_SECRET, role="supervisor")
+        async with httpx.AsyncClient(base_url=server.base_url,
+                                     headers={"Authorization": f"Bearer {supervisor}"}) as http:
+            for u in units:
+                r = await http.post("/api/v1/units", json={
+                    "id": u, "agency": "A", "discipline": "ems", "unit_type": "medic_als",
+                    "status": "available_on_radio"})
+                assert r.status_code == 201, r.text
+        boards = [StreamClient(server.ws_url + "/ws/board",
+                               await board_token(pool, TEST_JWT_SECRET)) for _ in range(2)]
+        mdts = [StreamClient(server.ws_url + f"/ws/unit/{u}", await device_token(pool, u))
+                for u in units[:2]]
+        clients = boards + mdts
+        starts = [(await c.connect())["last_event_id"] for c in clients]
+        assert len(set(starts)) == 1  # the units' creation events are in every snapshot
+        dispatcher = await board_token(pool, TEST_JWT_SECRET)
+        writer = subprocess.Popen(  # noqa: ASYNC220 - started once, not awaited on
+            [sys.executable, "-m", "tests.ws_gateway.http_writer_proc", server.base_url,
+             dispatcher, "40", *units],
+            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        await boards[0].wait_for(lambda c: len(c.events) >= 40, timeout=60)
+        server.kill()
+        for c in clients:
+            await c.wait_closed(timeout=10)
+        server.start()
+        for c in clients:
+            assert (await _reconnect(c))["type"] == "resume"
+        out, _ = await asyncio.to_thread(writer.communicate, timeout=240)
+        assert writer.returncode == 0, out
+        want_board = await expected_ids(pool, agency="A", after=starts[0])
+        assert len(want_board) >= 40 * 5
+        for c in boards:
+            await c.wait_for(lambda cl: len(cl.events) >= len(want_board), timeout=30)
+            assert c.event_ids() == want_board
+        for c, unit in zip(mdts, units, strict=False):
+            want = await expected_ids(pool, unit_id=unit, after=starts[0])
+            n_want = len(want)
+            await c.wait_for(lambda cl, n=n_want: len(cl.events) >= n, timeout=30)
+            assert c.event_ids() == want
+            assert want, "the MDT stream saw none of its unit's events"
     finally:
         if writer is not None and writer.poll() is None:
             writer.kill()
