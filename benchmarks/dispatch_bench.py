@@ -121,7 +121,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         env = {**os.environ, "CAD_DATABASE_URL": url, "CAD_GRAPH_PATH": str(graph),
                "CAD_PORT": str(port), "CAD_LOG_LEVEL": "warning", "CAD_LOG_FORMAT": "json",
                "CAD_DATA_DIR": str(work), "CAD_BOOTSTRAP_ADMIN_USERNAME": "bench-admin",
-               "CAD_BOOTSTRAP_ADMIN_PASSWORD": admin_pw, "CAD_DB_POOL_MAX": "20"}
+               "CAD_BOOTSTRAP_ADMIN_PASSWORD": admin_pw, "CAD_DB_POOL_MAX": "20",
+               "CAD_WORKERS": str(args.workers)}
+        if args.workers > 1 and args.redis_url:
+            env["CAD_REDIS_URL"] = args.redis_url
         prefix = args.server_prefix.split() if args.server_prefix else []
         server = subprocess.Popen([*prefix, sys.executable, "-m", "cad", "serve"], env=env,
                                   stdout=open(work / "server.log", "wb"), stderr=subprocess.STDOUT)
@@ -237,6 +240,9 @@ def main() -> None:
     ap.add_argument("--graph", help="a built graph file (default: build SF TIGER)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="5 s of load")
+    ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    ap.add_argument("--redis-url", default=os.environ.get("CAD_REDIS_URL"),
+                    help="fan-out between workers (used when --workers > 1)")
     ap.add_argument("--server-prefix", help="run the server under this (e.g. 'py-spy record -o p.txt -f raw --')")
     args = ap.parse_args()
     if args.quick:

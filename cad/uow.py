@@ -72,6 +72,17 @@ RETURNING id
 # 0x43AD0003 until COMMIT, reads the chain head, hashes and inserts each record. Needs READ
 # COMMITTED; under REPEATABLE READ or SERIALIZABLE a concurrent append makes this transaction
 # fail on the unique seq (it never forks the chain), and such callers retry anyway.
+_INSERT_EVENTS_AND_AUDIT = """
+WITH a AS MATERIALIZED (
+    SELECT audit_append($5, $6, $8, $9::text[], $10::text[], $11::text[], $12::jsonb[]) AS done
+)
+INSERT INTO event_log (type, aggregate_type, aggregate_id, agency, actor, request_id, data)
+SELECT t, at, aid, ag, $5, $6, d
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $7::jsonb[]) AS u(t, at, aid, ag, d)
+CROSS JOIN a
+RETURNING id
+"""
+
 _APPEND_AUDIT = "SELECT audit_append($1, $2, $3, $4::text[], $5::text[], $6::text[], $7::jsonb[])"
 
 # Counts audit records written while handling one HTTP request: the security middleware
@@ -103,6 +114,24 @@ class UnitOfWork:
         self._after_commit.append(fn)
 
     async def _flush(self) -> None:
+        if self._audits and self._events:
+            # Both in one round trip. The event-log trigger takes the event lock as the INSERT
+            # starts, then the materialised CTE appends the audit chain: event lock before
+            # audit lock, and no transaction takes them the other way round.
+            ev, au = self._events, self._audits
+            rows = await self.conn.fetch(
+                _INSERT_EVENTS_AND_AUDIT,
+                [e.type for e in ev], [e.aggregate_type for e in ev],
+                [e.aggregate_id for e in ev], [e.agency for e in ev],
+                self.ctx.actor, self.ctx.request_id, [e.data for e in ev],
+                self.ctx.client_addr, [a.action for a in au], [a.target for a in au],
+                [a.outcome for a in au], [a.details for a in au],
+            )
+            self.event_ids = [r["id"] for r in rows]
+            counter = request_audit_count.get()
+            if counter is not None:
+                counter[0] += len(au)
+            return
         if self._audits:
             await write_audit(self.conn, self.ctx, self._audits)
         if self._events:

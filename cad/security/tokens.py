@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 import os
 import secrets
 import uuid
@@ -64,20 +65,40 @@ def issue_access_token(secret: str, *, user_id: str, session_id: str, role: str,
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
+# Verified signatures, by (key, token): checking one costs ~0.2 ms of PyJWT per request (8 % of
+# the dispatch benchmark's server time) and its outcome never changes for the same pair.
+# Expiry is still checked on every call; revocation is the session lookup's business.
+_VERIFIED_MAX = 4096
+_verified: OrderedDict[tuple[str, str], dict[str, Any] | None] = OrderedDict()
+
+
+def _verify(secret: str, token: str) -> dict[str, Any] | None:
+    key = (secret, token)
+    if key in _verified:
+        _verified.move_to_end(key)
+        return _verified[key]
+    try:
+        claims: dict[str, Any] | None = jwt.decode(
+            token, secret, algorithms=[ALGORITHM], issuer=ISSUER,
+            options={"verify_exp": False, "verify_iat": False, "verify_nbf": False,
+                     "require": ["exp", "sub", "sid"]})
+    except jwt.PyJWTError:
+        claims = None
+    if claims is not None and (claims.get("typ") != "access" or not isinstance(claims.get("exp"), int)):
+        claims = None
+    _verified[key] = claims
+    if len(_verified) > _VERIFIED_MAX:
+        _verified.popitem(last=False)
+    return claims
+
+
 def decode_access_token(secret: str, token: str, *, now: datetime) -> dict[str, Any] | None:
     """The claims of a well-signed, unexpired access token; None otherwise. Expiry is checked
     against ``now`` (the injectable clock), not the wall clock."""
-    try:
-        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=ISSUER,
-                            options={"verify_exp": False, "verify_iat": False, "verify_nbf": False,
-                                     "require": ["exp", "sub", "sid"]})
-    except jwt.PyJWTError:
+    claims = _verify(secret, token)
+    if claims is None or claims["exp"] <= now.timestamp():
         return None
-    if claims.get("typ") != "access" or not isinstance(claims.get("exp"), int):
-        return None
-    if claims["exp"] <= now.timestamp():
-        return None
-    return claims
+    return dict(claims)
 
 
 def token_hash(token: str) -> str:
