@@ -29,6 +29,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 from urllib.parse import quote
 
 import structlog
@@ -78,7 +79,8 @@ def find_server_binaries() -> Path | None:
     pg_config = shutil.which("pg_config")
     if pg_config:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
-            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10)
+            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10,
+                                 check=False)
             if out.returncode == 0 and out.stdout.strip():
                 candidates.append(Path(out.stdout.strip()))
     debian = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=_version_key, reverse=True)
@@ -221,7 +223,7 @@ class EmbeddedPostgres:
     def masked_url(self) -> str:
         return mask_url(self.url or "")
 
-    def __enter__(self) -> EmbeddedPostgres:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -257,7 +259,8 @@ class EmbeddedPostgres:
                 stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                 user=user.pw_uid if user else None, group=user.pw_gid if user else None,
                 extra_groups=[] if user else None,
-                preexec_fn=_set_pdeathsig, start_new_session=True,
+                # Only prctl runs between fork and exec; we start it before any worker thread.
+                preexec_fn=_set_pdeathsig, start_new_session=True,  # noqa: PLW1509
             )
         finally:
             logf.close()
@@ -306,7 +309,7 @@ class EmbeddedPostgres:
                 [bins.initdb, "-D", str(self.pgdata), "-U", DB_USER, f"--pwfile={pwfile}",
                  "--auth-host=scram-sha-256", "--auth-local=scram-sha-256",
                  "-E", "UTF8", "--locale=C", "--no-sync"],
-                capture_output=True, text=True,
+                capture_output=True, text=True, check=False,
                 user=user.pw_uid if user else None, group=user.pw_gid if user else None,
                 extra_groups=[] if user else None, cwd=str(self.data_dir),
             )

@@ -11,9 +11,19 @@ from cad.errors import Invalid, NotFound
 from cad.security import Context, CurrentPrincipal
 from incidents import dispatch, recommend, service, timers, zones
 from incidents.board import board_snapshot
-from incidents.schemas import (CloseIn, DispatchIn, IncidentCreate, IncidentPatch, IncidentTypeIn,
-                               LinkIn, MergeIn, NarrativeIn, ResponsePlanIn, SubstitutionIn,
-                               ZoneImport)
+from incidents.schemas import (
+    CloseIn,
+    DispatchIn,
+    IncidentCreate,
+    IncidentPatch,
+    IncidentTypeIn,
+    LinkIn,
+    MergeIn,
+    NarrativeIn,
+    ResponsePlanIn,
+    SubstitutionIn,
+    ZoneImport,
+)
 from schemas.common import Latitude, Longitude
 
 router = APIRouter(prefix="/api/v1", tags=["incidents"])
@@ -205,9 +215,9 @@ async def get_timers(services: ServicesDep) -> dict[str, Any]:
 
 @router.get("/board", summary="Board snapshot (open incidents, active units) with its event position")
 async def get_board(services: ServicesDep, principal: CurrentPrincipal,
-                    agency: list[str] | None = Query(default=None)) -> dict[str, Any]:
-    async with services.pool.acquire() as conn:
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            last = await conn.fetchval("SELECT coalesce(max(id), 0) FROM event_log")
-            snap = await board_snapshot(conn, agencies=agency)
+                    agency: Annotated[list[str] | None, Query()] = None) -> dict[str, Any]:
+    async with services.pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
+                                                                  readonly=True):
+        last = await conn.fetchval("SELECT coalesce(max(id), 0) FROM event_log")
+        snap = await board_snapshot(conn, agencies=agency)
     return {"last_event_id": last, **snap}

@@ -16,7 +16,7 @@ from units.locator import UnitLocator
 log = structlog.get_logger("incidents.lifecycle")
 
 
-def load_routing(settings):  # noqa: ANN001, ANN201 - routing is imported lazily (numba start-up)
+def load_routing(settings):
     if settings.graph_path is None:
         return None
     from routing.service import RoutingService

@@ -245,7 +245,7 @@ async def recommend(services: Services, ctx: RequestContext, incident_id: int) -
                 sub = cand.unit_type != stype
                 why = (f"nearest available {cand.unit_type}"
                        + (f" (substitutes for {stype})" if sub else "")
-                       + (f" by road ETA" if finder.method == "road_network" else " by straight-line estimate")
+                       + (" by road ETA" if finder.method == "road_network" else " by straight-line estimate")
                        + f": {cand.eta_s:.0f} s, {cand.distance_m / 1000:.2f} km; "
                        + _position_note(cand.position))
                 picks.append({"slot": slot.index, "slot_type": stype, "unit_id": cand.unit_id,

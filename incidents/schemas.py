@@ -135,6 +135,20 @@ class ZoneImport(Strict):
         default=None, description="Drop zones of this kind that the file does not contain.")
 
 
-__all__ = ["CallerIn", "CloseIn", "DispatchIn", "IncidentCreate", "IncidentPatch",
-           "IncidentTypeIn", "LinkIn", "LocationIn", "MergeIn", "NarrativeIn", "ResponsePlanIn",
-           "SlotIn", "SubstitutionIn", "ZoneImport", "UnitId"]
+__all__ = [
+    "CallerIn",
+    "CloseIn",
+    "DispatchIn",
+    "IncidentCreate",
+    "IncidentPatch",
+    "IncidentTypeIn",
+    "LinkIn",
+    "LocationIn",
+    "MergeIn",
+    "NarrativeIn",
+    "ResponsePlanIn",
+    "SlotIn",
+    "SubstitutionIn",
+    "UnitId",
+    "ZoneImport",
+]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -13,16 +13,23 @@ from cad.services import Services
 from cad.uow import RequestContext, audit_now, unit_of_work
 from incidents.board import incident_view, load_incident_view
 from incidents.progress import assigned_unit_ids
-from incidents.schemas import (CloseIn, IncidentCreate, IncidentPatch, LinkIn, LocationIn,
-                               MergeIn, NarrativeIn)
+from incidents.schemas import (
+    CloseIn,
+    IncidentCreate,
+    IncidentPatch,
+    LinkIn,
+    LocationIn,
+    MergeIn,
+    NarrativeIn,
+)
 from incidents.zones import zones_at
 
 EARTH_RADIUS_M = 6_371_008.8
 
 _DISTANCE_SQL = (
-    "2 * {r} * asin(sqrt(power(sin(radians($1 - i.lat) / 2), 2) + "
+    f"2 * {EARTH_RADIUS_M} * asin(sqrt(power(sin(radians($1 - i.lat) / 2), 2) + "
     "cos(radians(i.lat)) * cos(radians($1)) * power(sin(radians($2 - i.lon) / 2), 2)))"
-).format(r=EARTH_RADIUS_M)
+)
 
 
 def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -138,7 +145,7 @@ async def create_incident(services: Services, ctx: RequestContext, body: Inciden
                 for d in info["duplicates"]] if s.duplicate_radius_m > 0 else []
         caller = body.caller
         row = await conn.fetchrow(
-            _INSERT_INCIDENT, body.agency, received.astimezone(timezone.utc).year,
+            _INSERT_INCIDENT, body.agency, received.astimezone(UTC).year,
             body.incident_type, body.priority or info["default_priority"], lat, lon, text, source,
             zone_id, received, body.answered_at, [d["incident_id"] for d in dups],
             (caller.name or None) if caller else None,

@@ -13,7 +13,7 @@ import asyncio
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -58,7 +58,7 @@ def unit_position(row: Mapping[str, Any], *, now: datetime, stale_after_s: float
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UnitLocator:

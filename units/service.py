@@ -17,8 +17,7 @@ from incidents.progress import assigned_unit_ids, record_unit_progress
 from units import repository as repo
 from units.locator import UnitLocator
 from units.schemas import StationIn, StatusChange, UnitCreate, UnitPatch
-from units.status import (ASSIGNED, UnitStatus, allowed_next, can_transition,
-                          clears_assignment)
+from units.status import ASSIGNED, UnitStatus, allowed_next, can_transition, clears_assignment
 
 
 def _refresh_after_commit(uow: UnitOfWork, pool: asyncpg.Pool, locator: UnitLocator | None,
