@@ -5,6 +5,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -137,6 +138,14 @@ def install_error_handlers(app: FastAPI) -> None:
             detail = f"{request.method} is not allowed on {request.url.path}"
         return problem(exc.status_code, title, detail, instance=request.url.path,
                        headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(asyncpg.DataError)
+    async def _data_error(request: Request, exc: asyncpg.DataError) -> JSONResponse:
+        # SQLSTATE class 22: the database refused a value (out of range, bad encoding) that
+        # validation let through. A client error, not a server fault; logged to fix the gap.
+        log.warning("database_refused_input", path=request.url.path, error=str(exc))
+        return problem(422, "Invalid request", f"a value was refused: {type(exc).__name__}",
+                       slug="invalid", instance=request.url.path)
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from cad.deps import IdempotencyKey, ServicesDep
 from cad.errors import Invalid, NotFound
@@ -24,7 +24,9 @@ from incidents.schemas import (
     SubstitutionIn,
     ZoneImport,
 )
-from schemas.common import Latitude, Longitude
+from schemas.common import AgencyQuery, DbId, Latitude, Longitude
+
+IncidentId = Annotated[DbId, Path()]
 
 router = APIRouter(prefix="/api/v1", tags=["incidents"])
 
@@ -37,42 +39,42 @@ async def create_incident(body: IncidentCreate, services: ServicesDep, ctx: Cont
 
 
 @router.get("/incidents", summary="Incidents, newest first")
-async def list_incidents(services: ServicesDep, open_only: bool = True, agency: str | None = None,
+async def list_incidents(services: ServicesDep, open_only: bool = True, agency: Annotated[AgencyQuery | None, Query()] = None,
                          limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict[str, Any]]:
     return await service.list_incidents(services, open_only=open_only, agency=agency, limit=limit)
 
 
 @router.get("/incidents/{incident_id}")
-async def get_incident(incident_id: int, services: ServicesDep) -> dict[str, Any]:
+async def get_incident(incident_id: IncidentId, services: ServicesDep) -> dict[str, Any]:
     return await service.get_incident(services, incident_id)
 
 
 @router.patch("/incidents/{incident_id}", summary="Change type, priority or location")
-async def update_incident(incident_id: int, body: IncidentPatch, services: ServicesDep,
+async def update_incident(incident_id: IncidentId, body: IncidentPatch, services: ServicesDep,
                           ctx: Context) -> dict[str, Any]:
     return await service.update_incident(services, ctx, incident_id, body)
 
 
 @router.get("/incidents/{incident_id}/caller", summary="Caller's personal data (every read audited)")
-async def get_caller(incident_id: int, services: ServicesDep, ctx: Context) -> dict[str, Any]:
+async def get_caller(incident_id: IncidentId, services: ServicesDep, ctx: Context) -> dict[str, Any]:
     return await service.get_caller(services, ctx, incident_id)
 
 
 @router.post("/incidents/{incident_id}/narrative", status_code=201, summary="Append to the narrative")
-async def add_narrative(incident_id: int, body: NarrativeIn, services: ServicesDep,
+async def add_narrative(incident_id: IncidentId, body: NarrativeIn, services: ServicesDep,
                         ctx: Context) -> dict[str, Any]:
     return await service.add_narrative(services, ctx, incident_id, body)
 
 
 @router.post("/incidents/{incident_id}/recommendation", status_code=201,
              summary="Recommend units to fill the response plan, nearest by road ETA")
-async def make_recommendation(incident_id: int, services: ServicesDep, ctx: Context) -> dict[str, Any]:
+async def make_recommendation(incident_id: IncidentId, services: ServicesDep, ctx: Context) -> dict[str, Any]:
     return await recommend.recommend(services, ctx, incident_id)
 
 
 @router.post("/incidents/{incident_id}/dispatch", summary="Assign units (atomic; only available units)",
              responses={409: {"description": "A unit is no longer available; the body has its state"}})
-async def dispatch_units(incident_id: int, body: DispatchIn, services: ServicesDep, ctx: Context,
+async def dispatch_units(incident_id: IncidentId, body: DispatchIn, services: ServicesDep, ctx: Context,
                          response: Response, idempotency_key: IdempotencyKey) -> dict[str, Any]:
     code, result = await dispatch.dispatch_units(services, ctx, incident_id, body,
                                                  idempotency_key=idempotency_key)
@@ -81,19 +83,19 @@ async def dispatch_units(incident_id: int, body: DispatchIn, services: ServicesD
 
 
 @router.post("/incidents/{incident_id}/close", summary="Close with a disposition code")
-async def close_incident(incident_id: int, body: CloseIn, services: ServicesDep,
+async def close_incident(incident_id: IncidentId, body: CloseIn, services: ServicesDep,
                          ctx: Context) -> dict[str, Any]:
     return await service.close_incident(services, ctx, incident_id, body)
 
 
 @router.post("/incidents/{incident_id}/link", summary="Link two incidents (related or duplicate)")
-async def link_incidents(incident_id: int, body: LinkIn, services: ServicesDep,
+async def link_incidents(incident_id: IncidentId, body: LinkIn, services: ServicesDep,
                          ctx: Context) -> dict[str, Any]:
     return await service.link_incidents(services, ctx, incident_id, body)
 
 
 @router.post("/incidents/{incident_id}/merge", summary="Merge a duplicate into another incident")
-async def merge_incident(incident_id: int, body: MergeIn, services: ServicesDep,
+async def merge_incident(incident_id: IncidentId, body: MergeIn, services: ServicesDep,
                          ctx: Context) -> dict[str, Any]:
     return await service.merge_incident(services, ctx, incident_id, body)
 
@@ -174,7 +176,7 @@ async def put_plan(body: ResponsePlanIn, services: ServicesDep, ctx: Context) ->
 
 
 @router.delete("/response-plans/{plan_id}")
-async def delete_plan(plan_id: int, services: ServicesDep, ctx: Context) -> dict[str, Any]:
+async def delete_plan(plan_id: Annotated[DbId, Path()], services: ServicesDep, ctx: Context) -> dict[str, Any]:
     from cad.uow import unit_of_work
 
     async with unit_of_work(services.pool, ctx) as uow:
@@ -215,7 +217,7 @@ async def get_timers(services: ServicesDep) -> dict[str, Any]:
 
 @router.get("/board", summary="Board snapshot (open incidents, active units) with its event position")
 async def get_board(services: ServicesDep, principal: CurrentPrincipal,
-                    agency: Annotated[list[str] | None, Query()] = None) -> dict[str, Any]:
+                    agency: Annotated[list[AgencyQuery] | None, Query(max_length=50)] = None) -> dict[str, Any]:
     async with services.pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
                                                                   readonly=True):
         last = await conn.fetchval("SELECT coalesce(max(id), 0) FROM event_log")

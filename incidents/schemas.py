@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from schemas.common import Agency, Latitude, Longitude, ShortText, Strict, UnitId
+from schemas.common import Agency, DbId, Latitude, Longitude, ShortText, Strict, UnitId, Version
 
 TypeCode = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_-]{0,15}$")]
 Priority = Annotated[int, Field(ge=1, le=5)]
@@ -64,7 +64,7 @@ class IncidentPatch(Strict):
     incident_type: TypeCode | None = None
     priority: Priority | None = None
     location: LocationIn | None = None
-    version: int | None = Field(default=None, ge=1)
+    version: Version | None = None
 
 
 class NarrativeIn(Strict):
@@ -77,17 +77,17 @@ class CloseIn(Strict):
 
 
 class LinkIn(Strict):
-    other_id: int = Field(ge=1)
+    other_id: DbId
     kind: Literal["related", "duplicate"] = "duplicate"
 
 
 class MergeIn(Strict):
-    into_id: int = Field(ge=1, description="The incident this one is merged into.")
+    into_id: DbId = Field(description="The incident this one is merged into.")
 
 
 class DispatchIn(Strict):
     unit_ids: list[UnitId] = Field(min_length=1, max_length=50)
-    recommendation_id: int | None = Field(default=None, ge=1)
+    recommendation_id: DbId | None = None
     override_reason: Annotated[str, Field(min_length=3, max_length=500)] | None = None
 
     @model_validator(mode="after")

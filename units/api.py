@@ -13,7 +13,8 @@ from incidents.board import unit_view
 from units import repository as repo
 from units import service
 from units.schemas import CheckIn, StationIn, StatusChange, UnitCreate, UnitPatch
-from units.status import APCO_CODES, TRANSITIONS
+from schemas.common import AgencyQuery
+from units.status import APCO_CODES, TRANSITIONS, UnitStatus
 
 router = APIRouter(prefix="/api/v1", tags=["units"])
 
@@ -21,10 +22,12 @@ CSV_BODY = Body(media_type="text/csv", description="CSV text with a header row."
 
 
 @router.get("/units", summary="The roster")
-async def list_units(services: ServicesDep, agency: str | None = None, status: str | None = None,
+async def list_units(services: ServicesDep, agency: Annotated[AgencyQuery | None, Query()] = None,
+                     status: UnitStatus | None = None,
                      include_inactive: bool = False) -> list[dict[str, Any]]:
     async with services.pool.acquire() as conn:
-        rows = await repo.list_units(conn, agency=agency, status=status, include_inactive=include_inactive)
+        rows = await repo.list_units(conn, agency=agency, status=status.value if status else None,
+                                     include_inactive=include_inactive)
     return [unit_view(r) for r in rows]
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from schemas.common import Agency, Code, Latitude, Longitude, ShortText, Strict, UnitId
+from schemas.common import Agency, Code, DbId, Latitude, Longitude, ShortText, Strict, UnitId, Version
 from units.status import UnitStatus
 
 Discipline = Literal["police", "fire", "ems"]
@@ -44,13 +44,13 @@ class UnitPatch(Strict):
     capabilities: list[Capability] | None = Field(default=None, max_length=32)
     home_station: str | None = Field(default=None, max_length=32)
     staffing: int | None = Field(default=None, ge=0, le=50)
-    version: int | None = Field(default=None, ge=1, description="Refuse (409) unless current.")
+    version: Version | None = Field(default=None, description="Refuse (409) unless current.")
 
 
 class StatusChange(Strict):
     status: UnitStatus
-    incident_id: int | None = Field(
-        default=None, ge=1, description="When given, the unit must be on this incident (guards a "
+    incident_id: DbId | None = Field(
+        default=None, description="When given, the unit must be on this incident (guards a "
         "late MDT message about an earlier incident).")
     reported_at: datetime | None = Field(
         default=None, description="The device's clock; stored apart, never used for ordering.")
