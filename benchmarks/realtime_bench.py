@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import heapq
 import json
 import os
 import random
@@ -151,9 +152,8 @@ async def role_units(args: argparse.Namespace) -> None:
     t_start, t_end = await loop.run_in_executor(None, _wait_go)
     period = 1.0 / args.rate
     rnd = random.Random(7)
-    # every unit on its own phase, spread evenly
+    # every unit on its own random phase
     next_at = [t_start + rnd.random() * period for _ in units]
-    order = sorted(range(len(units)), key=lambda i: next_at[i])
     sent = 0
     sent_window = 0
     late_max = 0.0
@@ -171,34 +171,34 @@ async def role_units(args: argparse.Namespace) -> None:
 
     readers = [asyncio.create_task(drain_replies(ws)) for ws in conns]
     lat0, lon0 = 37.70, -122.50
+    heap = [(t, i) for i, t in enumerate(next_at)]
+    heapq.heapify(heap)
     while True:
         now = time.time()
         if now >= t_end:
             break
-        sends = []
-        for i in order:
-            if next_at[i] <= now:
-                fix_t = time.time()
-                late_max = max(late_max, fix_t - next_at[i])
-                lat, lon = lat0 + (i % 100) * 0.001, lon0 + (i // 100) * 0.001
-                msg = (f'{{"type":"position","lat":{lat:.6f},"lon":{lon:.6f},"heading_deg":90,'
-                       f'"speed_mps":10,"accuracy_m":5,"fix_time":{fix_t:.6f}}}')
-                sends.append(conns[i].send(msg))
-                next_at[i] += period
-                sent += 1
-                if fix_t >= t_start + args.warmup:
-                    sent_window += 1
-        if sends:
-            await asyncio.gather(*sends)
-        order.sort(key=lambda j: next_at[j])
-        await asyncio.sleep(max(0.0, min(next_at[order[0]] - time.time(), 0.01)))
+        while heap[0][0] <= now:
+            due, i = heapq.heappop(heap)
+            fix_t = time.time()
+            late_max = max(late_max, fix_t - due)
+            lat, lon = lat0 + (i % 100) * 0.001, lon0 + (i // 100) * 0.001
+            # a send on an open socket does not suspend unless the socket is backed up
+            await conns[i].send(f'{{"type":"position","lat":{lat:.6f},"lon":{lon:.6f},'
+                                f'"heading_deg":90,"speed_mps":10,"accuracy_m":5,'
+                                f'"fix_time":{fix_t:.6f}}}')
+            heapq.heappush(heap, (due + period, i))
+            sent += 1
+            if fix_t >= t_start + args.warmup:
+                sent_window += 1
+        await asyncio.sleep(max(0.0, min(heap[0][0] - time.time(), 0.01)))
     await asyncio.sleep(0.5)
     for ws in conns:
         await ws.close()
     for r in readers:
         r.cancel()
     print(json.dumps({"sent": sent, "sent_window": sent_window, "problems": problems,
-                      "send_late_max_ms": late_max * 1000}), flush=True)
+                      "send_late_max_ms": late_max * 1000, "cpu_s": time.process_time()}),
+          flush=True)
 
 
 async def role_boards(args: argparse.Namespace) -> None:
@@ -270,6 +270,7 @@ async def role_boards(args: argparse.Namespace) -> None:
         "lat_count": len(latencies),
         "p50_ms": _pct(latencies, 50) * 1000, "p99_ms": _pct(latencies, 99) * 1000,
         "max_ms": (latencies[-1] * 1000) if latencies else None,
+        "cpu_s": time.process_time(),
     }), flush=True)
 
 
@@ -466,6 +467,7 @@ async def run_mode(mode: str, args: argparse.Namespace, server_url: str, work: P
         "loadavg_1m": load1,
         "frames": rb["frames"], "send_late_max_ms": ru["send_late_max_ms"],
         "server_stats": stats,
+        "units_proc_cpu_s": ru["cpu_s"], "boards_proc_cpu_s": rb["cpu_s"],
     }
 
 
