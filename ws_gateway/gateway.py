@@ -53,6 +53,12 @@ CLOSE_SLOW_CONSUMER = 4408     # the client did not keep up; reconnect with last
 CLOSE_GOING_AWAY = 1001        # server shutting down; reconnect with last_event_id
 CLOSE_INTERNAL = 1011
 
+_ISSUED_SQL = """
+SELECT coalesce(last_value, 0)
+FROM pg_sequences WHERE schemaname = current_schema()
+  AND sequencename = split_part(pg_get_serial_sequence('event_log', 'id'), '.', 2)
+"""
+
 SnapshotFn = Callable[[asyncpg.Connection], Awaitable[dict[str, Any] | None]]
 
 
@@ -112,7 +118,6 @@ class Gateway:
         self._events: list[Event] = []
         self._position_batches: list[bytes] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self._security_conn: asyncpg.Connection | None = None
         self._database_url = database_url
         self._recheck_now: set[tuple[str, str]] = set()
         self._recheck_wake = asyncio.Event()
@@ -381,18 +386,20 @@ class Gateway:
         if last_event_id is not None:
             async with self.pool.acquire() as conn, \
                     conn.transaction(isolation="repeatable_read", readonly=True):
-                    lo, hi = await conn.fetchrow(
-                        "SELECT coalesce(min(id), 0), coalesce(max(id), 0) FROM event_log")
-                    first = await conn.fetchrow(
-                        "SELECT id, occurred_at FROM event_log WHERE id > $1 ORDER BY id LIMIT 1",
-                        last_event_id)
-                    behind = await conn.fetchval(
-                        "SELECT count(*) FROM (SELECT 1 FROM event_log WHERE id > $1 LIMIT $2) t",
-                        last_event_id, s.ws_replay_max_events + 1)
+                lo, hi = await conn.fetchrow(
+                    "SELECT coalesce(min(id), 0), coalesce(max(id), 0) FROM event_log")
+                # the highest id ever drawn, even when retention pruned every row
+                issued = await conn.fetchval(_ISSUED_SQL)
+                first = await conn.fetchrow(
+                    "SELECT id, occurred_at FROM event_log WHERE id > $1 ORDER BY id LIMIT 1",
+                    last_event_id)
+                behind = await conn.fetchval(
+                    "SELECT count(*) FROM (SELECT 1 FROM event_log WHERE id > $1 LIMIT $2) t",
+                    last_event_id, s.ws_replay_max_events + 1)
             reason = None
-            if last_event_id > hi:
-                reason = "unknown_event_id"
-            elif lo and last_event_id < lo - 1:
+            if last_event_id > max(hi, issued or 0):
+                reason = "unknown_event_id"  # e.g. the database was restored from a backup
+            elif (lo and last_event_id < lo - 1) or (not lo and last_event_id < (issued or 0)):
                 reason = "older_than_retention"  # what it missed may have been pruned
             elif first is not None and (datetime.now(UTC) - first["occurred_at"]
                                         ).total_seconds() > s.ws_resume_window_s:
@@ -411,8 +418,8 @@ class Gateway:
             await ws.send_text(_dumps(resync))
         async with self.pool.acquire() as conn, \
                 conn.transaction(isolation="repeatable_read", readonly=True):
-                head = await conn.fetchval("SELECT coalesce(max(id), 0) FROM event_log")
-                snap = await snapshot(conn)
+            head = await conn.fetchval("SELECT coalesce(max(id), 0) FROM event_log")
+            snap = await snapshot(conn)
         if snap is None:
             self.close_client(client, CLOSE_UNKNOWN_UNIT, "unknown_unit")
             return False

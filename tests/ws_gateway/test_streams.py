@@ -227,3 +227,22 @@ async def test_slow_consumer_is_closed_and_others_keep_up(database_url: str, tmp
                 await asyncio.wait_for(stuck.recv(), 10)
         assert stuck.protocol.close_rcvd is not None and stuck.protocol.close_rcvd.code == 4408
         await good.close()
+
+
+async def test_resync_when_every_event_was_pruned(live: RunningApp) -> None:
+    pool = _pool(live)
+    last = 0
+    for i in range(3):
+        last = await emit(pool, "incident.updated", ("incident", 1), data={"n": i})
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL cad.event_retention = 'on'")
+        await conn.execute("DELETE FROM event_log")
+    board = StreamClient(live.ws_url + "/ws/board", await board_token(pool, app_secret(live)))
+    board.last_event_id = last - 1  # missed the last one, which is gone
+    first = await board.connect()
+    assert (first["type"], first["reason"]) == ("resync_required", "older_than_retention")
+    board2 = StreamClient(live.ws_url + "/ws/board", board.token)
+    board2.last_event_id = last  # up to date: nothing missed, nothing to replay
+    assert (await board2.connect())["type"] == "resume"
+    await board.close()
+    await board2.close()
