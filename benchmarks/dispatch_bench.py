@@ -31,7 +31,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
+import orjson
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -94,10 +96,30 @@ def roster(stations: list[dict[str, str]]) -> str:
     return "\n".join(rows) + "\n"
 
 
-async def timed(coro: Any) -> tuple[float, Any]:
-    t0 = time.perf_counter()
-    r = await coro
-    return (time.perf_counter() - t0) * 1000, r
+def cpu_seconds(server_pid: int, embedded: EmbeddedPostgres | None) -> dict[str, float]:
+    """CPU time used so far by the server (all workers), the database and this process:
+    CPU per operation does not depend on what else the machine is doing, latency does."""
+    import psutil
+
+    def tree(pid: int) -> float:
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return 0.0
+        total = 0.0
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    me = psutil.Process().cpu_times()
+    pg_pid = embedded._proc.pid if embedded is not None and embedded._proc is not None else None
+    return {"server": tree(server_pid), "database": tree(pg_pid) if pg_pid else float("nan"),
+            "generator": me.user + me.system}
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -172,25 +194,44 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             calls = load_calls(n_ops + 400, seed=args.seed)
             errors: dict[str, int] = {}
 
+            # The measured requests go through aiohttp: about a third of httpx's CPU per
+            # request, and the load generator shares the two cores with what it measures.
+            session = aiohttp.ClientSession(
+                base_url=base, headers=disp, connector=aiohttp.TCPConnector(limit=64),
+                json_serialize=lambda o: orjson.dumps(o).decode())
+
             async def op(lat: float, lon: float, itype: str) -> tuple[float, float, float]:
                 t0 = time.perf_counter()
-                r1 = await c.post("/api/v1/incidents", headers=disp, json={
-                    "agency": "SFFD", "incident_type": itype, "location": {"lat": lat, "lon": lon}})
+                async with session.post("/api/v1/incidents", json={
+                        "agency": "SFFD", "incident_type": itype,
+                        "location": {"lat": lat, "lon": lon}}) as r1:
+                    body = await r1.read()
                 t1 = time.perf_counter()
-                if r1.status_code != 201:
-                    errors[f"create {r1.status_code}"] = errors.get(f"create {r1.status_code}", 0) + 1
+                if r1.status != 201:
+                    errors[f"create {r1.status}"] = errors.get(f"create {r1.status}", 0) + 1
                     return float("nan"), float("nan"), float("nan")
-                r2 = await c.post(f"/api/v1/incidents/{r1.json()['id']}/recommendation", headers=disp)
+                iid = orjson.loads(body)["id"]
+                async with session.post(f"/api/v1/incidents/{iid}/recommendation") as r2:
+                    await r2.read()
                 t2 = time.perf_counter()
-                if r2.status_code != 201:
-                    errors[f"recommend {r2.status_code}"] = errors.get(f"recommend {r2.status_code}", 0) + 1
+                if r2.status != 201:
+                    errors[f"recommend {r2.status}"] = errors.get(f"recommend {r2.status}", 0) + 1
                 return (t2 - t0) * 1000, (t1 - t0) * 1000, (t2 - t1) * 1000
+
+            async def healthz_ms() -> float:
+                t0 = time.perf_counter()
+                async with session.get("/healthz") as r:
+                    await r.read()
+                return (time.perf_counter() - t0) * 1000
 
             # Warm-up (JIT, pools, caches), then the baselines, one at a time.
             for lat, lon, itype in calls[:50]:
                 await op(lat, lon, itype)
-            healthz = [(await timed(c.get("/healthz")))[0] for _ in range(300)]
+            healthz = [await healthz_ms() for _ in range(300)]
+            cpu0 = cpu_seconds(server.pid, embedded)
             serial = [await op(*x) for x in calls[50:350]]
+            cpu1 = cpu_seconds(server.pid, embedded)
+            cpu_per_op_ms = {k: (cpu1[k] - cpu0[k]) / len(serial) * 1000 for k in cpu0}
 
             # The open-loop run: one operation started every 1/rate s, whatever the others do.
             results: list[tuple[float, float, float]] = []
@@ -206,6 +247,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 tasks.append(asyncio.create_task(op(lat, lon, itype)))
             results = await asyncio.gather(*tasks)
             elapsed = time.perf_counter() - start
+            await session.close()
     finally:
         if server is not None:
             server.send_signal(signal.SIGTERM)
@@ -230,6 +272,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "load_create_ms": (statistics.median([r[1] for r in ok]), pct([r[1] for r in ok], 99)),
         "load_recommend_ms": (statistics.median([r[2] for r in ok]), pct([r[2] for r in ok], 99)),
         "generator_lateness_p99_ms": pct(lateness, 99),
+        "cpu_per_op_ms": cpu_per_op_ms,
     }
 
 
@@ -258,6 +301,9 @@ def main() -> None:
     print(f"{'operation':<36} {'p50 ms':>9} {'p99 ms':>9}")
     for name, (p50, p99) in rows:
         print(f"{name:<36} {p50:>9.2f} {p99:>9.2f}")
+    cpu = res["cpu_per_op_ms"]
+    print(f"CPU per create+recommend (serial): server {cpu['server']:.2f} ms, database "
+          f"{cpu['database']:.2f} ms, load generator {cpu['generator']:.2f} ms")
     print(f"achieved {res['achieved_per_s']} ops/s of {args.rate:g} requested; "
           f"{res['completed']}/{res['operations']} completed; errors {res['errors'] or 'none'}; "
           f"generator lateness p99 {res['generator_lateness_p99_ms']:.1f} ms")
@@ -270,6 +316,7 @@ def main() -> None:
         "p99_over_target": round(p99 / TARGET_P99_MS, 3),
         "p50_over_healthz_p50": round(res["load_total_ms"][0] / res["healthz_ms"][0], 2),
         "load_over_serial_p99": round(p99 / res["serial_total_ms"][1], 2),
+        "cpu_ms_per_op": {k: round(v, 2) for k, v in cpu.items()},
         "errors": res["errors"]}))
 
 

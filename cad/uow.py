@@ -54,7 +54,7 @@ class _Event:
 
 
 @dataclass
-class _Audit:
+class AuditRecord:
     action: str
     target: str | None
     outcome: str
@@ -96,7 +96,7 @@ class UnitOfWork:
     conn: asyncpg.Connection
     ctx: RequestContext
     _events: list[_Event] = field(default_factory=list)
-    _audits: list[_Audit] = field(default_factory=list)
+    _audits: list[AuditRecord] = field(default_factory=list)
     event_ids: list[int] = field(default_factory=list)
     _after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -106,8 +106,12 @@ class UnitOfWork:
         self._events.append(_Event(type, agg_type, str(agg_id), data or {}, agency or self.ctx.agency))
 
     def audit(self, action: str, *, target: str | None = None, outcome: str = "success",
-              details: dict[str, Any] | None = None) -> None:
-        self._audits.append(_Audit(action, target, outcome, details or {}))
+              details: dict[str, Any] | None = None) -> AuditRecord:
+        """Declare the audit record (before acting, so a failure is recorded too). The
+        returned record may still be completed, e.g. with the id of what was created."""
+        record = AuditRecord(action, target, outcome, details or {})
+        self._audits.append(record)
+        return record
 
     def after_commit(self, fn: Callable[[], Awaitable[None]]) -> None:
         """Run ``fn`` once the transaction has committed (never if it rolls back)."""
@@ -145,7 +149,7 @@ class UnitOfWork:
             self.event_ids = [r["id"] for r in rows]
 
 
-async def write_audit(conn: asyncpg.Connection, ctx: RequestContext, records: list[_Audit]) -> None:
+async def write_audit(conn: asyncpg.Connection, ctx: RequestContext, records: list[AuditRecord]) -> None:
     args = (_APPEND_AUDIT, ctx.actor, ctx.request_id, ctx.client_addr,
             [r.action for r in records], [r.target for r in records],
             [r.outcome for r in records], [r.details for r in records])
@@ -165,7 +169,7 @@ async def audit_now(pool_or_conn: asyncpg.Pool | asyncpg.Connection, ctx: Reques
                     action: str, *, target: str | None = None, outcome: str = "success",
                     details: dict[str, Any] | None = None) -> None:
     """A stand-alone audit record (reads of personal data, logins, refused requests)."""
-    rec = [_Audit(action, target, outcome, details or {})]
+    rec = [AuditRecord(action, target, outcome, details or {})]
     if isinstance(pool_or_conn, asyncpg.Pool):
         async with pool_or_conn.acquire() as conn:
             await write_audit(conn, ctx, rec)
@@ -197,10 +201,10 @@ async def unit_of_work(pool: asyncpg.Pool, ctx: RequestContext, *,
 
 
 async def _audit_failure(conn: asyncpg.Connection, ctx: RequestContext,
-                         declared: list[_Audit], exc: Exception) -> None:
+                         declared: list[AuditRecord], exc: Exception) -> None:
     outcome = "denied" if isinstance(exc, (Forbidden, Unauthorized)) else "failure"
     reason = exc.detail if isinstance(exc, CADError) else type(exc).__name__
-    records = [_Audit(a.action, a.target, outcome, {**a.details, "reason": reason}) for a in declared]
+    records = [AuditRecord(a.action, a.target, outcome, {**a.details, "reason": reason}) for a in declared]
     try:
         await write_audit(conn, ctx, records)
     except Exception:

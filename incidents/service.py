@@ -127,7 +127,7 @@ async def create_incident(services: Services, ctx: RequestContext, body: Inciden
     dlon = dlat / max(math.cos(math.radians(lat)), 0.01)
     async with unit_of_work(services.pool, ctx) as uow:
         conn = uow.conn
-        uow.audit("incident.create", target=None, details={"agency": body.agency})
+        record = uow.audit("incident.create", target=None, details={"agency": body.agency})
         info = await conn.fetchrow(_INTAKE_CONTEXT, body.incident_type, lat, lon, body.received_at,
                                    s.duplicate_window_s, dlat, dlon, s.duplicate_radius_m)
         if info is None:
@@ -151,7 +151,8 @@ async def create_incident(services: Services, ctx: RequestContext, body: Inciden
             (caller.name or None) if caller else None,
             (caller.callback_number or None) if caller else None, ctx.actor, body.narrative)
         iid = row["id"]
-        uow.audit("incident.created", target=f"incident:{iid}", details={"number": row["number"]})
+        record.target = f"incident:{iid}"
+        record.details["number"] = row["number"]
         view = incident_view(row, [])
         uow.emit("incident.created", aggregate=("incident", iid), agency=body.agency,
                  data={"incident": view, "unit_ids": []})
