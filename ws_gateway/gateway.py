@@ -448,29 +448,49 @@ class Gateway:
     # --- token re-checks ---------------------------------------------------------------------
 
     async def _recheck_loop(self) -> None:
+        """Every client's token is re-checked once per interval, spread over the interval
+        (a burst of thousands of lookups would delay ticks); revocation NOTIFYs re-check the
+        clients concerned at once."""
         interval = self.settings.ws_token_recheck_interval_s
+        pending: list[Client] = []
+        per_slice = 1
+        slice_s = min(1.0, interval)
+        loop = asyncio.get_running_loop()
+        next_slice = loop.time()
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._recheck_wake.wait(), interval)
-            targeted = self._recheck_now
-            self._recheck_now = set()
-            self._recheck_wake.clear()
-            for client in list(self.clients):
-                if client.state == ClientState.CLOSED:
-                    continue
-                p = client.principal
-                if targeted and not ({("user", str(p.user_id)), ("session", str(p.session_id)),
-                                      ("device", str(p.session_id))} & targeted):
-                    continue
-                try:
-                    again = await auth.principal_for(self.app_state, client.token)
-                except Exception:  # noqa: BLE001 - principal_for fails closed itself
-                    again = None
-                if again is None or again.user_id != p.user_id or again.role != p.role:
-                    self.revoked_closed += 1
-                    self.close_client(client, CLOSE_UNAUTHORIZED, "token_revoked")
-                else:
-                    client.principal = again
+                await asyncio.wait_for(self._recheck_wake.wait(),
+                                       max(0.0, next_slice - loop.time()))
+            if self._recheck_wake.is_set():
+                targeted, self._recheck_now = self._recheck_now, set()
+                self._recheck_wake.clear()
+                everyone = ("all", "*") in targeted
+                for client in list(self.clients):
+                    p = client.principal
+                    if everyone or ({("user", str(p.user_id)), ("session", str(p.session_id)),
+                                     ("device", str(p.session_id))} & targeted):
+                        await self._recheck(client)
+                continue
+            next_slice = loop.time() + slice_s
+            if not pending:
+                pending = list(self.clients)
+                per_slice = max(1, int(len(pending) * slice_s / interval) + 1)
+            batch, pending = pending[:per_slice], pending[per_slice:]
+            for client in batch:
+                await self._recheck(client)
+
+    async def _recheck(self, client: Client) -> None:
+        if client.state == ClientState.CLOSED:
+            return
+        p = client.principal
+        again = await auth.principal_for(self.app_state, client.token)
+        if client.state == ClientState.CLOSED:
+            return
+        if again is None or again.user_id != p.user_id or again.role != p.role:
+            self.revoked_closed += 1
+            self.close_client(client, CLOSE_UNAUTHORIZED, "token_revoked")
+        else:
+            client.principal = again
 
     def _on_security_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         try:
@@ -513,8 +533,11 @@ class Gateway:
             backoff = min(backoff * 2, 5.0)
 
     def stats(self) -> dict[str, Any]:
+        from ws_gateway.lifecycle import gc_pauses
+
         boards = sum(1 for c in self.clients if c.kind == "board")
         return {
+            "gc": {str(g): {k: round(v, 2) for k, v in rec.items()} for g, rec in gc_pauses.items()},
             "server_id": self.server_id,
             "hub": type(self.hub).__name__, "hub_connected": self.hub.connected,
             "clients": {"board": boards, "unit": len(self.clients) - boards},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import time
 
 import structlog
 from fastapi import FastAPI
@@ -18,6 +19,23 @@ log = structlog.get_logger("ws_gateway")
 # of every connection. Collect 70x less often; objects from start-up are frozen out of it.
 GC_GEN0_THRESHOLD = 50_000
 
+# Collections per generation: count, total and longest pause (reported by the stats endpoint).
+gc_pauses: dict[int, dict[str, float]] = {g: {"count": 0, "total_ms": 0.0, "max_ms": 0.0}
+                                          for g in range(3)}
+_gc_started = 0.0
+
+
+def _gc_callback(phase: str, info: dict[str, int]) -> None:
+    global _gc_started
+    if phase == "start":
+        _gc_started = time.perf_counter()
+        return
+    ms = (time.perf_counter() - _gc_started) * 1000
+    rec = gc_pauses[info["generation"]]
+    rec["count"] += 1
+    rec["total_ms"] += ms
+    rec["max_ms"] = max(rec["max_ms"], ms)
+
 
 async def start(app: FastAPI, database_url: str | None) -> None:
     """After the pool is open: one tailer, hub, AVL ingest and tick per worker."""
@@ -28,6 +46,8 @@ async def start(app: FastAPI, database_url: str | None) -> None:
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(max(GC_GEN0_THRESHOLD, gc.get_threshold()[0]), gen1, gen2)
+    if _gc_callback not in gc.callbacks:
+        gc.callbacks.append(_gc_callback)
 
 
 async def stop(app: FastAPI) -> None:
