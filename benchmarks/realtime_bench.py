@@ -348,10 +348,10 @@ async def run_mode(mode: str, args: argparse.Namespace, server_url: str, work: P
     import httpx
 
     db = f"bench_{mode}_{uuid.uuid4().hex[:6]}"
-    admin = await asyncpg.connect(server_url.rsplit("/", 1)[0] + "/postgres")
+    admin = await asyncpg.connect(_with_db(server_url, "postgres"))
     await admin.execute(f'CREATE DATABASE "{db}"')
     await admin.close()
-    url = server_url.rsplit("/", 1)[0] + "/" + db
+    url = _with_db(server_url, db)
     port = _free_port()
     workers = 2 if mode == "redis" else 1
     env = {**os.environ, "CAD_DATABASE_URL": url, "CAD_DATA_DIR": str(work),
@@ -468,7 +468,15 @@ async def run_mode(mode: str, args: argparse.Namespace, server_url: str, work: P
         "frames": rb["frames"], "send_late_max_ms": ru["send_late_max_ms"],
         "server_stats": stats,
         "units_proc_cpu_s": ru["cpu_s"], "boards_proc_cpu_s": rb["cpu_s"],
+        "window": [tw0, tw1],
     }
+
+
+def _with_db(url: str, name: str) -> str:
+    """The same server, another database."""
+    from cad.embedded_pg import with_database
+
+    return with_database(url, name)
 
 
 def _free_port() -> int:

@@ -533,11 +533,12 @@ class Gateway:
             backoff = min(backoff * 2, 5.0)
 
     def stats(self) -> dict[str, Any]:
-        from ws_gateway.lifecycle import gc_pauses
+        from ws_gateway.lifecycle import gc_pauses, gc_recent
 
         boards = sum(1 for c in self.clients if c.kind == "board")
         return {
             "gc": {str(g): {k: round(v, 2) for k, v in rec.items()} for g, rec in gc_pauses.items()},
+            "gc_recent": list(gc_recent),
             "server_id": self.server_id,
             "hub": type(self.hub).__name__, "hub_connected": self.hub.connected,
             "clients": {"board": boards, "unit": len(self.clients) - boards},

@@ -22,6 +22,7 @@ GC_GEN0_THRESHOLD = 50_000
 # Collections per generation: count, total and longest pause (reported by the stats endpoint).
 gc_pauses: dict[int, dict[str, float]] = {g: {"count": 0, "total_ms": 0.0, "max_ms": 0.0}
                                           for g in range(3)}
+gc_recent: list[tuple[float, int, float]] = []  # (wall time, generation, ms), the last 20
 _gc_started = 0.0
 
 
@@ -35,6 +36,8 @@ def _gc_callback(phase: str, info: dict[str, int]) -> None:
     rec["count"] += 1
     rec["total_ms"] += ms
     rec["max_ms"] = max(rec["max_ms"], ms)
+    gc_recent.append((time.time(), info["generation"], round(ms, 2)))
+    del gc_recent[:-20]
 
 
 async def start(app: FastAPI, database_url: str | None) -> None:
