@@ -181,6 +181,7 @@ class EmbeddedPostgres:
         self._adopted_pid: int | None = None
         self._pgserver: object | None = None
         self.url: str | None = None
+        self.tcp_url: str | None = None
         self.backend = ""
 
     # -- public ------------------------------------------------------------------
@@ -248,13 +249,15 @@ class EmbeddedPostgres:
         if adopted is not None:
             return self._url(creds["password"], adopted)
 
+        self._remove_stale_socket_locks()
         port = self._choose_port(creds)
         self.log_file.touch()
         logf = open(self.log_file, "ab")  # noqa: SIM115 - inherited by the child, closed below
         try:
             self._proc = subprocess.Popen(
                 [bins.postgres, "-D", str(self.pgdata), "-p", str(port),
-                 "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
+                 "-c", "listen_addresses=127.0.0.1",
+                 "-c", f"unix_socket_directories={self._socket_dir() or ''}",
                  "-c", "max_connections=200", "-c", "shared_buffers=128MB"],
                 stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                 user=user.pw_uid if user else None, group=user.pw_gid if user else None,
@@ -350,6 +353,21 @@ class EmbeddedPostgres:
         (self.pgdata / "postmaster.pid").unlink(missing_ok=True)
         return None
 
+    def _remove_stale_socket_locks(self) -> None:
+        """A postmaster killed outright leaves ``.s.PGSQL.<port>.lock`` behind; if its pid
+        is now anything but our postmaster (dead, a zombie nobody reaped, or reused),
+        PostgreSQL refuses the socket. Only called when no postmaster of ours runs."""
+        for lock in self.pgdata.glob(".s.PGSQL.*.lock"):
+            try:
+                pid = int(lock.read_text().splitlines()[0])
+            except (OSError, ValueError, IndexError):
+                pid = -1
+            if pid > 0 and _pid_is_our_postmaster(pid, self.pgdata):
+                continue
+            log.warning("embedded_pg_stale_socket_lock", path=str(lock), pid=pid)
+            lock.unlink(missing_ok=True)
+            Path(str(lock)[: -len(".lock")]).unlink(missing_ok=True)
+
     def _wait_ready(self, port: int) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
         assert self._proc is not None
@@ -373,8 +391,21 @@ class EmbeddedPostgres:
             return " | ".join(self.log_file.read_text(errors="replace").strip().splitlines()[-3:])
         return ""
 
+    def _socket_dir(self) -> Path | None:
+        """The cluster's own directory holds its Unix socket: a round trip over it costs a
+        third of loopback TCP's CPU here (42 vs 123 us measured). None when the path would
+        exceed the 107-byte socket path limit (then TCP only)."""
+        if len(str(self.pgdata)) + len("/.s.PGSQL.65535") > 107:
+            return None
+        return self.pgdata
+
     def _url(self, password: str, port: int) -> str:
-        return f"postgresql://{DB_USER}:{quote(password, safe='')}@127.0.0.1:{port}/{DB_NAME}"
+        sock = self._socket_dir()
+        self.tcp_url = f"postgresql://{DB_USER}:{quote(password, safe='')}@127.0.0.1:{port}/{DB_NAME}"
+        if sock is None:
+            return self.tcp_url
+        return (f"postgresql://{DB_USER}:{quote(password, safe='')}@/{DB_NAME}"
+                f"?host={quote(str(sock), safe='/')}&port={port}")
 
     # -- pgserver wheel ------------------------------------------------------------------
     def _start_with_pgserver(self) -> str:
@@ -399,7 +430,7 @@ class EmbeddedPostgres:
     # -- database --------------------------------------------------------------------------
     def _ensure_database(self) -> None:
         assert self.url is not None
-        admin_url = self.url.rsplit("/", 1)[0] + "/postgres"
+        admin_url = with_database(self.url, "postgres")
         error: list[BaseException] = []
 
         async def create() -> None:
@@ -424,6 +455,15 @@ class EmbeddedPostgres:
         t.join()
         if error:
             raise EmbeddedUnavailable(f"could not create database '{DB_NAME}': {error[0]}")
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL naming another database (query parameters such as a Unix-socket
+    ``host`` are kept)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
 
 
 def mask_url(url: str) -> str:

@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from cad import db
-from cad.embedded_pg import EmbeddedPostgres
+from cad.embedded_pg import EmbeddedPostgres, with_database
 from cad.settings import REPO_ROOT, Settings
 from tests.support import RunningApp, running_app
 
@@ -23,9 +23,7 @@ MIGRATIONS = REPO_ROOT / "migrations"
 
 
 def _with_db(url: str, name: str) -> str:
-    base, _, rest = url.rpartition("/")
-    query = ("?" + rest.split("?", 1)[1]) if "?" in rest else ""
-    return f"{base}/{name}{query}"
+    return with_database(url, name)
 
 
 def make_private_dir(prefix: str) -> Path:

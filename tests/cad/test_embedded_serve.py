@@ -122,7 +122,7 @@ async def test_zero_config_serve_is_ready_and_stops_cleanly(served: Served) -> N
     out = served.log.read_text()
     assert f"Data directory: {served.pgdata}" in out.replace("\n", "")
     assert f"Serving on http://127.0.0.1:{served.port}" in out
-    assert "***@127.0.0.1:" in out and json.loads(
+    assert "cad:***@" in out and json.loads(
         (served.data_dir / "postgres" / "embedded-pg.json").read_text())["password"] not in out
     served.stop()
     assert served.proc is not None and served.proc.returncode in (0, 128 + signal.SIGTERM)
