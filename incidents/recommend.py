@@ -76,30 +76,6 @@ def _plan_from(row: dict[str, Any] | None) -> Plan:
     return Plan(row["id"], row["name"], slots)
 
 
-async def select_plan(conn: asyncpg.Connection, *, incident_type: str, priority: int,
-                      zone_id: str | None) -> Plan:
-    """The most specific matching plan: zone beats type beats priority."""
-    row = await conn.fetchrow(
-        "SELECT * FROM response_plans WHERE (incident_type IS NULL OR incident_type = $1) "
-        "AND (priority IS NULL OR priority = $2) AND (zone_id IS NULL OR zone_id = $3) "
-        "ORDER BY (zone_id IS NOT NULL)::int * 4 + (incident_type IS NOT NULL)::int * 2 "
-        "+ (priority IS NOT NULL)::int DESC, id LIMIT 1", incident_type, priority, zone_id)
-    if row is None:
-        return Plan(None, "no plan: one nearest unit", [Slot("engine", [], 0)])
-    slots: list[Slot] = []
-    for s in row["slots"]:
-        for _ in range(int(s["count"])):
-            slots.append(Slot(s["unit_type"], list(s.get("capabilities") or []), len(slots)))
-    return Plan(row["id"], row["name"], slots)
-
-
-async def substitutions(conn: asyncpg.Connection) -> dict[str, list[str]]:
-    subs: dict[str, list[str]] = defaultdict(list)
-    for r in await conn.fetch("SELECT slot_type, unit_type FROM slot_substitutions ORDER BY 1, 2"):
-        subs[r["slot_type"]].append(r["unit_type"])
-    return subs
-
-
 def _position_note(p: Position) -> str:
     if p.source == "avl":
         return f"position from AVL fix {p.age_s:.0f} s old"

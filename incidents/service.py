@@ -22,7 +22,7 @@ from incidents.schemas import (
     MergeIn,
     NarrativeIn,
 )
-from incidents.zones import zones_at
+from incidents.zones import containing, zones_at
 
 EARTH_RADIUS_M = 6_371_008.8
 
@@ -104,22 +104,6 @@ SELECT * FROM i
 """
 
 
-def _zones_containing(candidates: list[dict[str, Any]], lat: float, lon: float) -> list[dict[str, Any]]:
-    from shapely.geometry import Point, shape
-
-    from incidents.zones import KIND_PREFERENCE
-
-    pt = Point(lon, lat)
-    hits = []
-    for z in candidates:
-        geom = shape(z["geometry"])
-        if geom.covers(pt):
-            hits.append((KIND_PREFERENCE.get(z["kind"], 9), geom.area, z["id"],
-                         {k: z[k] for k in ("id", "agency", "kind", "name", "first_due_station")}))
-    hits.sort(key=lambda h: h[:3])
-    return [h[3] for h in hits]
-
-
 async def create_incident(services: Services, ctx: RequestContext, body: IncidentCreate) -> dict[str, Any]:
     lat, lon, text, source = resolve_location(services, body.location)
     s = services.settings
@@ -136,7 +120,7 @@ async def create_incident(services: Services, ctx: RequestContext, body: Inciden
         received = body.received_at or now
         if received > now + timedelta(seconds=60):
             raise Invalid("received_at is in the future", field="body.received_at")
-        zones = _zones_containing(info["zone_candidates"], lat, lon)
+        zones = containing(info["zone_candidates"], lat, lon)
         zone_id = zones[0]["id"] if zones else None
         dups = [{"incident_id": d["incident_id"], "number": d["number"],
                  "incident_type": d["incident_type"], "distance_m": round(d["distance_m"], 1),
@@ -200,6 +184,12 @@ async def _lock_incident(conn: asyncpg.Connection, incident_id: int) -> asyncpg.
     if row is None:
         raise NotFound(f"incident {incident_id} does not exist")
     return row
+
+
+async def _lock_pair(conn: asyncpg.Connection, a: int, b: int) -> dict[int, asyncpg.Record]:
+    """Lock two incidents in id order (two dispatchers linking the same pair the other way
+    round must queue, not deadlock)."""
+    return {i: await _lock_incident(conn, i) for i in sorted((a, b))}
 
 
 async def _emit_incident(uow: Any, incident_id: int, type_: str, **extra: Any) -> dict[str, Any]:
@@ -304,9 +294,8 @@ async def link_incidents(services: Services, ctx: RequestContext, incident_id: i
         raise Invalid("an incident cannot be linked to itself", field="body.other_id")
     async with unit_of_work(services.pool, ctx) as uow:
         uow.audit("incident.link", target=f"incident:{incident_id}", details={"other": body.other_id})
+        await _lock_pair(uow.conn, incident_id, body.other_id)
         first, second = sorted((incident_id, body.other_id))
-        await _lock_incident(uow.conn, first)
-        await _lock_incident(uow.conn, second)
         await uow.conn.execute(
             "INSERT INTO incident_links (incident_id, other_id, kind, created_by) VALUES ($1,$2,$3,$4) "
             "ON CONFLICT (incident_id, other_id) DO UPDATE SET kind = EXCLUDED.kind",
@@ -325,9 +314,8 @@ async def merge_incident(services: Services, ctx: RequestContext, incident_id: i
         raise Invalid("an incident cannot be merged into itself", field="body.into_id")
     async with unit_of_work(services.pool, ctx) as uow:
         uow.audit("incident.merge", target=f"incident:{incident_id}", details={"into": body.into_id})
-        first, second = sorted((incident_id, body.into_id))
-        rows = {first: await _lock_incident(uow.conn, first),
-                second: await _lock_incident(uow.conn, second)}
+        rows = await _lock_pair(uow.conn, incident_id, body.into_id)
+        first, second = sorted(rows)
         src, dst = rows[incident_id], rows[body.into_id]
         if src["status"] == "closed" or dst["status"] == "closed":
             raise Conflict("both incidents must be open to merge")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import asyncpg
@@ -82,20 +83,29 @@ async def import_zones(pool: asyncpg.Pool, ctx: RequestContext, features: list[d
     return {"imported": len(zones), "removed": removed}
 
 
-async def zones_at(conn: asyncpg.Connection, lat: float, lon: float) -> list[dict[str, Any]]:
-    """Every zone containing the point, the deciding one first."""
-    rows = await conn.fetch(
-        "SELECT id, agency, kind, name, first_due_station, geometry FROM zones "
-        "WHERE $1 BETWEEN min_lat AND max_lat AND $2 BETWEEN min_lon AND max_lon", lat, lon)
+ZONE_FIELDS = ("id", "agency", "kind", "name", "first_due_station")
+BBOX_CANDIDATES_SQL = (
+    "SELECT id, agency, kind, name, first_due_station, geometry FROM zones "
+    "WHERE $1 BETWEEN min_lat AND max_lat AND $2 BETWEEN min_lon AND max_lon")
+
+
+def containing(candidates: Iterable[Mapping[str, Any]], lat: float, lon: float) -> list[dict[str, Any]]:
+    """Of the bounding-box candidates, the zones that contain the point, the deciding one
+    first (first-due areas, then the smallest)."""
     pt = Point(lon, lat)
     hits = []
-    for r in rows:
-        geom = shape(r["geometry"])
+    for z in candidates:
+        geom = shape(z["geometry"])
         if geom.covers(pt):
-            hits.append((KIND_PREFERENCE.get(r["kind"], 9), geom.area, r["id"],
-                         {k: r[k] for k in ("id", "agency", "kind", "name", "first_due_station")}))
+            hits.append((KIND_PREFERENCE.get(z["kind"], 9), geom.area, z["id"],
+                         {k: z[k] for k in ZONE_FIELDS}))
     hits.sort(key=lambda h: h[:3])
     return [h[3] for h in hits]
+
+
+async def zones_at(conn: asyncpg.Connection, lat: float, lon: float) -> list[dict[str, Any]]:
+    """Every zone containing the point, the deciding one first."""
+    return containing(await conn.fetch(BBOX_CANDIDATES_SQL, lat, lon), lat, lon)
 
 
 async def list_zones(conn: asyncpg.Connection) -> list[dict[str, Any]]:
