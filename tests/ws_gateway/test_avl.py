@@ -213,3 +213,24 @@ async def test_token_renewal_on_an_open_socket(live: RunningApp) -> None:
     await board.send({"type": "auth", "access_token": other})
     assert await board.wait_closed() == 4401
     assert board.close_reason == "token_invalid"
+
+
+async def test_stats_endpoint_and_browser_token_in_the_query(live: RunningApp) -> None:
+    pool = live.app.state.pool
+    token = await board_token(pool, app_secret(live))
+    # browsers cannot set headers on the handshake: ?access_token=
+    import orjson
+    import websockets
+
+    async with websockets.connect(f"{live.ws_url}/ws/board?access_token={token}") as ws:
+        assert orjson.loads(await ws.recv())["type"] == "snapshot"
+        supervisor = await board_token(pool, app_secret(live), role="supervisor")
+        async with httpx.AsyncClient(base_url=live.base_url) as http:
+            r = await http.get("/api/v1/realtime/stats",
+                               headers={"Authorization": f"Bearer {supervisor}"})
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["clients"]["board"] == 1 and body["hub"] == "MemoryHub"
+            denied = await http.get("/api/v1/realtime/stats",
+                                    headers={"Authorization": f"Bearer {token}"})
+            assert denied.status_code == 403
