@@ -236,6 +236,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             # The open-loop run: one operation started every 1/rate s, whatever the others do.
             results: list[tuple[float, float, float]] = []
             lateness: list[float] = []
+            starts: list[float] = []
             tasks = []
             start = time.perf_counter()
             for i, (lat, lon, itype) in enumerate(calls[350:350 + n_ops]):
@@ -245,9 +246,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     await asyncio.sleep(delay)
                 lateness.append(max(0.0, -delay) * 1000)
                 tasks.append(asyncio.create_task(op(lat, lon, itype)))
+                starts.append(due - start)
             results = await asyncio.gather(*tasks)
             elapsed = time.perf_counter() - start
             await session.close()
+            stats = (await c.get("/api/v1/realtime/stats", headers=admin)).json()
+            gc_stats = stats.get("gc", {})
     finally:
         if server is not None:
             server.send_signal(signal.SIGTERM)
@@ -273,6 +277,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "load_recommend_ms": (statistics.median([r[2] for r in ok]), pct([r[2] for r in ok], 99)),
         "generator_lateness_p99_ms": pct(lateness, 99),
         "cpu_per_op_ms": cpu_per_op_ms,
+        "gc": gc_stats,
+        "slow_starts_s": [round(t, 2) for t, r in zip(starts, results) if r[0] > TARGET_P99_MS],
     }
 
 
@@ -301,6 +307,9 @@ def main() -> None:
     print(f"{'operation':<36} {'p50 ms':>9} {'p99 ms':>9}")
     for name, (p50, p99) in rows:
         print(f"{name:<36} {p50:>9.2f} {p99:>9.2f}")
+    if os.environ.get("CAD_BENCH_VERBOSE"):
+        print("operations over the target, by start time (s):", res["slow_starts_s"][:200])
+        print("server GC pauses by generation:", res["gc"])
     cpu = res["cpu_per_op_ms"]
     print(f"CPU per create+recommend (serial): server {cpu['server']:.2f} ms, database "
           f"{cpu['database']:.2f} ms, load generator {cpu['generator']:.2f} ms")

@@ -17,25 +17,34 @@ SYSTEM = RequestContext.system("timers")
 
 
 async def overdue(services: Services) -> dict[str, list[dict[str, Any]]]:
-    """What is overdue now (for the supervisor's board), without emitting anything."""
+    """What is overdue now (for the supervisor's board), without emitting anything. The
+    thresholds go into the query: only overdue rows come back, however long the queue."""
     s = services.settings
+    prios = sorted(s.pending_thresholds_s)
+    statuses = sorted(s.unit_status_thresholds_s)
     async with services.pool.acquire() as conn:
         pend = await conn.fetch(
-            "SELECT id, number, agency, priority, received_at, "
-            "extract(epoch FROM clock_timestamp() - received_at) AS age_s FROM incidents "
-            "WHERE status = 'pending' ORDER BY received_at")
+            "SELECT i.id, i.number, i.agency, i.priority, t.threshold_s, "
+            "extract(epoch FROM clock_timestamp() - i.received_at) AS age_s "
+            "FROM incidents i JOIN unnest($1::int[], $2::float8[]) AS t(priority, threshold_s) "
+            "ON t.priority = i.priority WHERE i.status = 'pending' "
+            "AND i.received_at <= clock_timestamp() - make_interval(secs => t.threshold_s) "
+            "ORDER BY i.received_at",
+            prios, [s.pending_thresholds_s[p] for p in prios])
         units = await conn.fetch(
-            "SELECT id, agency, status, current_incident, greatest(status_changed_at, last_checkin_at) AS since, "
-            "extract(epoch FROM clock_timestamp() - greatest(status_changed_at, last_checkin_at)) AS age_s "
-            "FROM units WHERE active AND status = ANY($1) ORDER BY id", list(s.unit_status_thresholds_s))
-    out_p = [{"incident_id": r["id"], "number": r["number"], "agency": r["agency"], "priority": r["priority"],
-              "age_s": round(float(r["age_s"]), 1), "threshold_s": s.pending_thresholds_s[r["priority"]]}
-             for r in pend if r["priority"] in s.pending_thresholds_s
-             and float(r["age_s"]) >= s.pending_thresholds_s[r["priority"]]]
+            "SELECT u.id, u.agency, u.status, u.current_incident, t.threshold_s, "
+            "extract(epoch FROM clock_timestamp() - greatest(u.status_changed_at, u.last_checkin_at)) AS age_s "
+            "FROM units u JOIN unnest($1::text[], $2::float8[]) AS t(status, threshold_s) "
+            "ON t.status = u.status WHERE u.active "
+            "AND greatest(u.status_changed_at, u.last_checkin_at) "
+            "    <= clock_timestamp() - make_interval(secs => t.threshold_s) ORDER BY u.id",
+            statuses, [s.unit_status_thresholds_s[x] for x in statuses])
+    out_p = [{"incident_id": r["id"], "number": r["number"], "agency": r["agency"],
+              "priority": r["priority"], "age_s": round(float(r["age_s"]), 1),
+              "threshold_s": r["threshold_s"]} for r in pend]
     out_u = [{"unit_id": r["id"], "agency": r["agency"], "status": r["status"],
               "incident_id": r["current_incident"], "age_s": round(float(r["age_s"]), 1),
-              "threshold_s": s.unit_status_thresholds_s[r["status"]]}
-             for r in units if float(r["age_s"]) >= s.unit_status_thresholds_s[r["status"]]]
+              "threshold_s": r["threshold_s"]} for r in units]
     return {"pending_incidents": out_p, "units": out_u}
 
 
