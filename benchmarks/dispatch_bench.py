@@ -233,6 +233,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             cpu1 = cpu_seconds(server.pid, embedded)
             cpu_per_op_ms = {k: (cpu1[k] - cpu0[k]) / len(serial) * 1000 for k in cpu0}
 
+            if os.environ.get("CAD_BENCH_VERBOSE"):
+                sys.path.insert(0, "/tmp")
+                import stallwatch  # noqa: PLC0415 - local diagnostics only
+                stallwatch.start()
             # The open-loop run: one operation started every 1/rate s, whatever the others do.
             results: list[tuple[float, float, float]] = []
             lateness: list[float] = []
@@ -261,6 +265,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 server.kill()
         if embedded is not None:
             embedded.stop()
+        if os.environ.get("CAD_BENCH_VERBOSE") and (work / "server.log").exists():
+            shutil.copy(work / "server.log", Path(tempfile.gettempdir()) / "dispatch_bench_server.log")
         shutil.rmtree(work, ignore_errors=True)
 
     ok = [r for r in results if r[0] == r[0]]

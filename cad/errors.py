@@ -143,7 +143,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _data_error(request: Request, exc: asyncpg.DataError) -> JSONResponse:
         # SQLSTATE class 22: the database refused a value (out of range, bad encoding) that
         # validation let through. A client error, not a server fault; logged to fix the gap.
-        log.warning("database_refused_input", path=request.url.path, error=str(exc))
+        log.error("database_refused_input", path=request.url.path, error=str(exc))
         return problem(422, "Invalid request", f"a value was refused: {type(exc).__name__}",
                        slug="invalid", instance=request.url.path)
 

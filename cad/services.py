@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -17,3 +17,4 @@ class Services:
     routing: Any | None = None      # routing.service.RoutingService when a graph is loaded
     locator: Any | None = None      # units.locator.UnitLocator
     geocoder: Any | None = None     # incidents.geocode.StreetIndex when the graph has names
+    known_sequences: set[str] = field(default_factory=set)  # incident-number sequences made

@@ -84,14 +84,11 @@ FROM incident_types t WHERE t.code = $1
 
 # The number, the incident, its caller and first narrative line: one statement.
 _INSERT_INCIDENT = """
-WITH n AS (
-    INSERT INTO incident_counters (agency, year, last) VALUES ($1, $2, 1)
-    ON CONFLICT (agency, year) DO UPDATE SET last = incident_counters.last + 1 RETURNING last
-), i AS (
+WITH i AS (
     INSERT INTO incidents (number, agency, incident_type, priority, lat, lon, location_text,
                            location_source, zone_id, received_at, answered_at, duplicate_candidates)
-    SELECT $1 || '-' || $2 || '-' || lpad(n.last::text, 6, '0'), $1, $3, $4, $5, $6, $7, $8, $9,
-           $10, $11, $12 FROM n
+    SELECT $1 || '-' || $2 || '-' || lpad(nextval($17::regclass)::text, 6, '0'), $1, $3, $4, $5,
+           $6, $7, $8, $9, $10, $11, $12
     RETURNING *
 ), c AS (
     INSERT INTO incident_callers (incident_id, name, callback_number)
@@ -103,12 +100,26 @@ WITH n AS (
 SELECT * FROM i
 """
 
+async def _number_sequence(services: Services, agency: str, year: int) -> str:
+    """The per-agency, per-year number sequence, made on first use (outside the intake's
+    transaction, so the DDL lock is never held by it)."""
+    name = f"incident_no_{agency.lower().replace('-', '_')}_{year}"
+    if name not in services.known_sequences:
+        async with services.pool.acquire() as conn:
+            await conn.execute(f'CREATE SEQUENCE IF NOT EXISTS "{name}"')
+        services.known_sequences.add(name)
+    return name
+
 
 async def create_incident(services: Services, ctx: RequestContext, body: IncidentCreate) -> dict[str, Any]:
     lat, lon, text, source = resolve_location(services, body.location)
     s = services.settings
     dlat = s.duplicate_radius_m / 111_000.0
     dlon = dlat / max(math.cos(math.radians(lat)), 0.01)
+    if body.received_at is not None and body.received_at > datetime.now(UTC) + timedelta(seconds=60):
+        raise Invalid("received_at is in the future", field="body.received_at")
+    year = (body.received_at or datetime.now(UTC)).astimezone(UTC).year
+    sequence = await _number_sequence(services, body.agency, year)
     async with unit_of_work(services.pool, ctx) as uow:
         conn = uow.conn
         record = uow.audit("incident.create", target=None, details={"agency": body.agency})
@@ -129,11 +140,12 @@ async def create_incident(services: Services, ctx: RequestContext, body: Inciden
                 for d in info["duplicates"]] if s.duplicate_radius_m > 0 else []
         caller = body.caller
         row = await conn.fetchrow(
-            _INSERT_INCIDENT, body.agency, received.astimezone(UTC).year,
+            _INSERT_INCIDENT, body.agency, str(year),
             body.incident_type, body.priority or info["default_priority"], lat, lon, text, source,
             zone_id, received, body.answered_at, [d["incident_id"] for d in dups],
             (caller.name or None) if caller else None,
-            (caller.callback_number or None) if caller else None, ctx.actor, body.narrative)
+            (caller.callback_number or None) if caller else None, ctx.actor, body.narrative,
+            sequence)
         iid = row["id"]
         record.target = f"incident:{iid}"
         record.details["number"] = row["number"]

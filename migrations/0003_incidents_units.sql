@@ -79,12 +79,11 @@ CREATE TABLE zones (
     max_lat double precision NOT NULL, max_lon double precision NOT NULL
 );
 
-CREATE TABLE incident_counters (
-    agency text NOT NULL,
-    year   integer NOT NULL,
-    last   integer NOT NULL,
-    PRIMARY KEY (agency, year)
-);
+-- Incident numbers come from one sequence per agency and year (incident_no_<agency>_<year>,
+-- made on first use by incidents.service). A counter row would be locked from the intake's
+-- INSERT to its COMMIT and serialise every intake of the agency behind the slowest one
+-- (measured: 40-200 ms convoys at 100 intakes/s); a sequence is never locked. The price: an
+-- intake that fails after drawing its number leaves a gap, visible in the audit log.
 
 CREATE TABLE incidents (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
