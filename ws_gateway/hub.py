@@ -32,6 +32,7 @@ Handler = Callable[[bytes], None]
 ReconnectCallback = Callable[[], Awaitable[None]]
 
 RECONNECT_BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0)
+OUTBOX_MAX = 1_000
 _ORIGIN_SEP = b"|"
 
 
@@ -118,6 +119,10 @@ class RedisHub(Hub):
         self.origin = secrets.token_hex(8).encode()
         self._redis: Any = None  # redis.asyncio.Redis for publishing
         self._listener: asyncio.Task[None] | None = None
+        self._sender: asyncio.Task[None] | None = None
+        # Messages waiting for Redis; full (Redis stalled) = dropped and counted: Redis only
+        # carries wake-ups and positions, both superseded by the next ones.
+        self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=OUTBOX_MAX)
         self._pubsub: Any = None
         self._connected = asyncio.Event()
         self._closing = False
@@ -138,6 +143,7 @@ class RedisHub(Hub):
             self.url, socket_connect_timeout=2, socket_timeout=2, client_name=self.client_name,
         )
         self._listener = asyncio.create_task(self._listen(), name="redis-hub-listener")
+        self._sender = asyncio.create_task(self._send_outbox(), name="redis-hub-sender")
         # Start-up waits briefly for Redis, but a missing Redis must not stop the worker:
         # local delivery works and the listener keeps trying.
         with contextlib.suppress(TimeoutError):
@@ -151,27 +157,51 @@ class RedisHub(Hub):
         return self.connected
 
     async def close(self) -> None:
+        # Let what is queued go out first (briefly: a stalled Redis must not stall shutdown),
+        # and never cancel a publish half-way: redis-py's connection would be left unusable.
+        if self._sender is not None and self.connected:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._outbox.join(), 1.0)
         self._closing = True
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(BaseException):
-                await self._listener
+        for task in (self._listener, self._sender):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
         if self._redis is not None:
             with contextlib.suppress(Exception):
-                await self._redis.aclose()
+                async with asyncio.timeout(2.0):
+                    await self._redis.aclose()
         self._connected.clear()
 
     async def publish(self, channel: str, payload: bytes) -> None:
+        """Local delivery now; the Redis publish is queued for a sender task, so a slow or
+        vanished Redis never holds up the caller (the gateway's tick)."""
         self.published += 1
         self._deliver(channel, payload)
-        if not self.connected or self._redis is None:
+        if not self.connected:
             self.remote_failures += 1
             return
         try:
-            await self._redis.publish(self.prefix + channel, self.origin + _ORIGIN_SEP + payload)
-        except Exception as exc:  # noqa: BLE001 - Redis down: local delivery already happened
+            self._outbox.put_nowait((self.prefix + channel, self.origin + _ORIGIN_SEP + payload))
+        except asyncio.QueueFull:
             self.remote_failures += 1
-            log.warning("redis_publish_failed", channel=channel, error=type(exc).__name__)
+
+    async def _send_outbox(self) -> None:
+        while True:
+            channel, data = await self._outbox.get()
+            try:
+                if not self.connected or self._redis is None:
+                    self.remote_failures += 1
+                    continue
+                await self._redis.publish(channel, data)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Redis down: local delivery already happened
+                self.remote_failures += 1
+                log.warning("redis_publish_failed", channel=channel, error=type(exc).__name__)
+            finally:
+                self._outbox.task_done()
 
     def _channel_added(self, channel: str) -> None:
         if self._pubsub is not None and self.connected:
