@@ -147,6 +147,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(422, "Invalid request", f"a value was refused: {type(exc).__name__}",
                        slug="invalid", instance=request.url.path)
 
+    @app.exception_handler(asyncpg.IntegrityConstraintViolationError)
+    async def _integrity(request: Request, exc: asyncpg.IntegrityConstraintViolationError) -> JSONResponse:
+        # A constraint the request broke that validation should have caught first: still the
+        # client's conflict with the data, not a server fault; logged as an error to fix the gap.
+        log.error("database_constraint_refused", path=request.url.path, error=str(exc))
+        return problem(409, "Conflict", f"the change conflicts with existing data: "
+                       f"{getattr(exc, 'constraint_name', None) or type(exc).__name__}",
+                       slug="conflict", instance=request.url.path)
+
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled_error", path=request.url.path)

@@ -160,10 +160,11 @@ async def put_plan(body: ResponsePlanIn, services: ServicesDep, ctx: Context) ->
 
     async with unit_of_work(services.pool, ctx) as uow:
         uow.audit("response_plan.upsert", details=body.model_dump())
-        if body.incident_type and not await uow.conn.fetchval(
+        if body.incident_type is not None and not await uow.conn.fetchval(
                 "SELECT 1 FROM incident_types WHERE code = $1", body.incident_type):
             raise Invalid(f"unknown incident type {body.incident_type}", field="body.incident_type")
-        if body.zone_id and not await uow.conn.fetchval("SELECT 1 FROM zones WHERE id = $1", body.zone_id):
+        if body.zone_id is not None and not await uow.conn.fetchval(
+                "SELECT 1 FROM zones WHERE id = $1", body.zone_id):
             raise Invalid(f"unknown zone {body.zone_id}", field="body.zone_id")
         row = await uow.conn.fetchrow(
             "INSERT INTO response_plans (name, incident_type, priority, zone_id, slots) "

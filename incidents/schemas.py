@@ -108,7 +108,7 @@ class ResponsePlanIn(Strict):
     name: ShortText
     incident_type: TypeCode | None = None
     priority: Priority | None = None
-    zone_id: Annotated[str, Field(max_length=64)] | None = None
+    zone_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     slots: list[SlotIn] = Field(min_length=1, max_length=20)
 
 
