@@ -84,12 +84,16 @@ class UnitIndex:
         self._hnode, self._hpos, self._touched, self._tmp_node = self._ws_i
         self._seed_i = np.full((2, 2), -1, np.int32)  # rank, edge per seed
         self._seed_f = np.zeros((3, 2), np.float64)  # t_ds, length_m, frac per seed
+        self._mv_i = np.full((2, 2), -1, np.int32)  # node, edge per source of a unit move
+        self._mv_f = np.zeros((3, 2), np.float64)  # t_ds, length_m, frac per source
         self._params = np.zeros(6, np.int64)  # n_slots, n_seeds, need_avail, type, caps, k
         self._node_first = np.full(n, -1, np.int32)
         self._parent = np.full(n, -1, np.int64)
         self._path = np.empty(n, np.int64)
-        self._bk = np.zeros((3, n), np.int64)
-        self._b_start, self._b_len, self._b_cap = self._bk
+        # start, length, capacity of each node's bucket side by side: a move or query
+        # touching a node's bucket then misses the cache once, not three times
+        self._bk = np.zeros((n, 3), np.int64)
+        self._b_start, self._b_len, self._b_cap = self._bk.T
         self._pool_sj = np.empty((4096, 2), np.int32)
         self._pool_t = np.empty(4096, np.float64)
         self._pool_l = np.empty(4096, np.float64)
@@ -163,32 +167,38 @@ class UnitIndex:
         u[3, slot] = tie_key
         if not self.use_ch:
             self._clear_position(slot)
-        # rows as Python lists: one numpy assignment per array instead of one per field
-        c0 = sources[0]
-        if len(sources) == 1:
-            self.u_src[slot] = (c0.node, 0)
-            self.u_src_t[slot] = (c0.t_ds, 0.0)
-            self.u_src_l[slot] = (c0.length_m, 0.0)
-            self.u_edge[slot] = (c0.edge, -1)
-            self.u_frac[slot] = (c0.frac, 0.0)
-        else:
-            c1 = sources[1]
-            self.u_src[slot] = (c0.node, c1.node)
-            self.u_src_t[slot] = (c0.t_ds, c1.t_ds)
-            self.u_src_l[slot] = (c0.length_m, c1.length_m)
-            self.u_edge[slot] = (c0.edge, c1.edge)
-            self.u_frac[slot] = (c0.frac, c1.frac)
-        self.u_nsrc[slot] = len(sources)
-        if self.use_ch:
-            self._insert_buckets(slot)
-
-    def _insert_buckets(self, slot: int) -> None:
-        """Replace the unit's bucket entries by those of its current sources."""
+        # the position goes through two small reusable buffers (scalar stores are cheap;
+        # a numpy row assignment from a tuple costs about a microsecond each)
+        mi, mf = self._mv_i, self._mv_f
+        for c, sd in enumerate(sources):
+            mi[0, c] = sd.node
+            mi[1, c] = sd.edge
+            mf[0, c] = sd.t_ds
+            mf[1, c] = sd.length_m
+            mf[2, c] = sd.frac
+        ns = len(sources)
+        if not self.use_ch:
+            for c in range(2):
+                if c < ns:
+                    self.u_src[slot, c] = mi[0, c]
+                    self.u_edge[slot, c] = mi[1, c]
+                    self.u_src_t[slot, c] = mf[0, c]
+                    self.u_src_l[slot, c] = mf[1, c]
+                    self.u_frac[slot, c] = mf[2, c]
+                else:
+                    self.u_src[slot, c] = 0
+                    self.u_edge[slot, c] = -1
+                    self.u_src_t[slot, c] = 0.0
+                    self.u_src_l[slot, c] = 0.0
+                    self.u_frac[slot, c] = 0.0
+            self.u_nsrc[slot] = ns
+            return
         while True:
             self._pool_sj, self._pool_t, self._pool_l, cnt = K.bucket_move_packed(
                 slot, self._rank, *self._hf_args, self._bk, self._pool_sj, self._pool_t,
                 self._pool_l, self._scal, self.u_cnt, self.u_nodes, self.u_src, self.u_src_t,
-                self.u_src_l, self.u_nsrc, self._seed_i, self._ws_f, self._ws_i)
+                self.u_src_l, self.u_nsrc, self.u_edge, self.u_frac, mi, mf, ns, self._seed_i,
+                self._ws_f, self._ws_i)
             if cnt >= 0:
                 return
             self._grow_units(self.capacity, max(-cnt, 2 * self.u_nodes.shape[1]))
@@ -213,7 +223,7 @@ class UnitIndex:
         self._free.append(slot)
 
     def bucket_entries(self) -> int:
-        return int(self._b_len.sum())
+        return int(K.bucket_live_entries(self._b_start, self._b_len, self._pool_sj))
 
     # ---- queries -------------------------------------------------------------------------
     def nearest(self, seeds: list[Seed], *, k: int, type_mask: int = -1, caps_req: int = 0,

@@ -26,6 +26,7 @@ from numba import njit
 from routing.heap import heap_pop, heap_push_or_decrease
 
 INF = np.inf
+SMALL_BUCKET = 16  # buckets up to this length close a removed entry's gap at once
 
 
 # ------------------------------------------------------------------ upward search
@@ -80,6 +81,44 @@ def upward_search(src, off_t, off_l, n_src, indptr, head, w, lenm, st_indptr, st
 # ----------------------------------------------------------------------- buckets
 @njit(cache=True)
 def _bucket_append(x, slot, t, length, j, b_start, b_len, b_cap, pool_sj, pool_t, pool_l, scal):
+    # keep the bucket sorted by distance so that queries stop scanning at their bound.
+    # q = first entry farther than t (binary search; tombstones keep their distance, so
+    # they are sorted like live entries)
+    lo = b_start[x]
+    end = lo + b_len[x]
+    q = lo
+    hi = end
+    while q < hi:
+        mid = (q + hi) >> 1
+        if pool_t[mid] > t:
+            hi = mid
+        else:
+            q = mid + 1
+    if b_len[x] > SMALL_BUCKET:
+        # reuse the tombstone nearest to q: only the entries between the two move
+        left = q - 1
+        right = q
+        while left >= lo or right < end:
+            if left >= lo:
+                if pool_sj[left, 0] < 0:
+                    for i in range(left, q - 1):
+                        pool_sj[i, 0] = pool_sj[i + 1, 0]
+                        pool_sj[i, 1] = pool_sj[i + 1, 1]
+                        pool_t[i] = pool_t[i + 1]
+                        pool_l[i] = pool_l[i + 1]
+                    _bucket_put(q - 1, slot, j, t, length, pool_sj, pool_t, pool_l)
+                    return pool_sj, pool_t, pool_l
+                left -= 1
+            if right < end:
+                if pool_sj[right, 0] < 0:
+                    for i in range(right, q, -1):
+                        pool_sj[i, 0] = pool_sj[i - 1, 0]
+                        pool_sj[i, 1] = pool_sj[i - 1, 1]
+                        pool_t[i] = pool_t[i - 1]
+                        pool_l[i] = pool_l[i - 1]
+                    _bucket_put(q, slot, j, t, length, pool_sj, pool_t, pool_l)
+                    return pool_sj, pool_t, pool_l
+                right += 1
     if b_len[x] == b_cap[x]:
         newcap = max(4, 2 * b_cap[x])
         pe = scal[0]
@@ -102,22 +141,25 @@ def _bucket_append(x, slot, t, length, j, b_start, b_len, b_cap, pool_sj, pool_t
         b_start[x] = pe
         b_cap[x] = newcap
         scal[0] = pe + newcap
-    # keep the bucket sorted by distance so that queries stop scanning at their bound;
-    # shifting is a sequential copy (no back-pointers to patch), cheap even at the top
-    p = b_start[x] + b_len[x]
+        q += pe - lo
+        lo = pe
+        end = pe + b_len[x]
+    for i in range(end, q, -1):
+        pool_sj[i, 0] = pool_sj[i - 1, 0]
+        pool_sj[i, 1] = pool_sj[i - 1, 1]
+        pool_t[i] = pool_t[i - 1]
+        pool_l[i] = pool_l[i - 1]
     b_len[x] += 1
-    lo = b_start[x]
-    while p > lo and pool_t[p - 1] > t:
-        pool_sj[p, 0] = pool_sj[p - 1, 0]
-        pool_sj[p, 1] = pool_sj[p - 1, 1]
-        pool_t[p] = pool_t[p - 1]
-        pool_l[p] = pool_l[p - 1]
-        p -= 1
+    _bucket_put(q, slot, j, t, length, pool_sj, pool_t, pool_l)
+    return pool_sj, pool_t, pool_l
+
+
+@njit(cache=True, inline="always")
+def _bucket_put(p, slot, j, t, length, pool_sj, pool_t, pool_l):
     pool_sj[p, 0] = slot
     pool_sj[p, 1] = j
     pool_t[p] = t
     pool_l[p] = length
-    return pool_sj, pool_t, pool_l
 
 
 @njit(cache=True)
@@ -145,23 +187,47 @@ def bucket_insert(slot, src_rank, src_t, src_l, n_src, uf_indptr, uf_head, uf_w,
 
 @njit(cache=True)
 def bucket_remove(slot, b_start, b_len, pool_sj, pool_t, pool_l, u_cnt, u_nodes):
-    """Remove all of a unit's entries, closing the gaps so buckets stay sorted. The
-    entry is found by a sequential scan of the bucket, which costs less than keeping
-    back-pointers up to date on every shift."""
+    """Remove all of a unit's entries. The entry is found by a sequential scan of the
+    bucket (cheaper than keeping back-pointers up to date on every shift). In a small
+    bucket the gap is closed at once; in a large one (the top of the hierarchy, where
+    nearly every unit has an entry) the entry becomes a *tombstone* (slot -1, its
+    distance kept, so the bucket stays sorted) that the next insertion nearby reuses:
+    a move then shifts only the entries between its old and new place instead of
+    half the bucket twice. Queries skip tombstones; trailing ones are dropped."""
     for j in range(u_cnt[slot]):
         x = u_nodes[slot, j]
         p = b_start[x]
         last = p + b_len[x] - 1
         while p <= last and pool_sj[p, 0] != slot:
             p += 1
-        while p < last:
-            pool_sj[p, 0] = pool_sj[p + 1, 0]
-            pool_sj[p, 1] = pool_sj[p + 1, 1]
-            pool_t[p] = pool_t[p + 1]
-            pool_l[p] = pool_l[p + 1]
-            p += 1
-        b_len[x] -= 1
+        if p > last:
+            continue
+        if p == last or b_len[x] <= SMALL_BUCKET:
+            while p < last:
+                pool_sj[p, 0] = pool_sj[p + 1, 0]
+                pool_sj[p, 1] = pool_sj[p + 1, 1]
+                pool_t[p] = pool_t[p + 1]
+                pool_l[p] = pool_l[p + 1]
+                p += 1
+            b_len[x] -= 1
+            first = b_start[x]
+            while b_len[x] > 0 and pool_sj[first + b_len[x] - 1, 0] < 0:
+                b_len[x] -= 1
+        else:
+            pool_sj[p, 0] = -1
+            pool_sj[p, 1] = -1
     u_cnt[slot] = 0
+
+
+@njit(cache=True)
+def bucket_live_entries(b_start, b_len, pool_sj):
+    """Bucket entries that are not tombstones."""
+    total = 0
+    for x in range(b_start.shape[0]):
+        for p in range(b_start[x], b_start[x] + b_len[x]):
+            if pool_sj[p, 0] >= 0:
+                total += 1
+    return total
 
 
 # ------------------------------------------------------------------------ top-K
@@ -275,7 +341,7 @@ def ch_nearest_k(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w,
             if cnt == k and t > out_t[k - 1]:
                 break  # bucket is sorted: nothing further can enter the top K
             s = pool_sj[p, 0]
-            if t < best[s] and _eligible(s, need_avail, u_avail, u_type, u_caps, type_mask,
+            if s >= 0 and t < best[s] and _eligible(s, need_avail, u_avail, u_type, u_caps, type_mask,
                                          caps_req):
                 cnt, nbt = _offer(s, t, pool_l[p] + dlen[x], best, best_touched, nbt,
                                   u_tie, out_slot, out_t, out_l, cnt, k)
@@ -347,7 +413,7 @@ def ch_table(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w,
             for p in range(bs, bs + b_len[x]):
                 s = pool_sj[p, 0]
                 t = pool_t[p] + d
-                if t < out_t[s, q]:
+                if s >= 0 and t < out_t[s, q]:
                     out_t[s, q] = t
                     out_l[s, q] = pool_l[p] + dlen[x]
             for a in range(ub_indptr[x], ub_indptr[x + 1]):
@@ -490,7 +556,8 @@ def dijkstra_path(src, off_t, indptr, head, edge_tail, edge_time, targets, targe
 # same rows), and seeds and scalar parameters as small reusable arrays.
 #   ws_f  float64 (5, n): dist, dlen, hkey, tmp_t, tmp_l
 #   ws_i  int32   (4, n): hnode, hpos, touched, tmp_node
-#   bk    int64   (3, n): bucket start, length, capacity
+#   bk    int64   (n, 3): bucket start, length, capacity of each node side by side (one
+#         cache line per node instead of three; the kernels get strided column views)
 #   u_i64 int64   (4, capacity): available, type bits, capability bits, tie key
 #   seed_i int32 (2, 2): rank, edge of up to two seeds;  seed_f float64 (3, 2): t, length, frac
 #   params int64: n_slots, n_seeds, need_avail, type_mask, caps_req, k
@@ -500,7 +567,7 @@ def ch_nearest_k_packed(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w
                         pool_sj, pool_t, pool_l, u_i64, u_edge, u_frac, seed_i, seed_f, params,
                         edge_time, edge_len, ws_f, ws_i, best, best_touched, out_slot, out_f):
     return ch_nearest_k(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w,
-                        bk[0], bk[1], pool_sj, pool_t, pool_l,
+                        bk[:, 0], bk[:, 1], pool_sj, pool_t, pool_l,
                         u_i64[0], u_i64[1], u_i64[2], u_i64[3], u_edge, u_frac, params[0],
                         seed_i[0], seed_f[0], seed_f[1], seed_i[1], seed_f[2], params[1],
                         edge_time, edge_len, params[2] != 0, params[3], params[4], params[5],
@@ -511,17 +578,40 @@ def ch_nearest_k_packed(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w
 @njit(cache=True)
 def bucket_move_packed(slot, rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub_head, ub_w,
                        bk, pool_sj, pool_t, pool_l, scal, u_cnt, u_nodes, u_src, u_src_t,
-                       u_src_l, u_nsrc, seed_i, ws_f, ws_i):
-    """Drop the unit's old bucket entries and insert those of its sources (u_src*,
-    u_nsrc) in one call. Returns like bucket_insert; when the row width is too small
-    the old entries are gone and nothing is inserted (call again after widening)."""
+                       u_src_l, u_nsrc, u_edge, u_frac, mv_i, mv_f, ns, seed_i, ws_f, ws_i):
+    """Place a unit at the sources in mv_i (node, edge per source) and mv_f (t, length,
+    frac per source), ``ns`` of them: writes the unit's position fields, drops its old
+    bucket entries and inserts those of the new sources, all in one call (one argument
+    unboxing instead of one numpy assignment per field). When the sources and their
+    offsets are unchanged (a repeated fix) the bucket entries are left as they are.
+    Returns like bucket_insert; when the row width is too small the old entries are
+    gone and nothing is inserted (call again after widening)."""
+    same = u_cnt[slot] > 0 and u_nsrc[slot] == ns
+    for c in range(2):
+        if c < ns:
+            if same and (u_src[slot, c] != mv_i[0, c] or u_src_t[slot, c] != mv_f[0, c]
+                         or u_src_l[slot, c] != mv_f[1, c]):
+                same = False
+            u_src[slot, c] = mv_i[0, c]
+            u_src_t[slot, c] = mv_f[0, c]
+            u_src_l[slot, c] = mv_f[1, c]
+            u_edge[slot, c] = mv_i[1, c]
+            u_frac[slot, c] = mv_f[2, c]
+        else:
+            u_src[slot, c] = 0
+            u_src_t[slot, c] = 0.0
+            u_src_l[slot, c] = 0.0
+            u_edge[slot, c] = -1
+            u_frac[slot, c] = 0.0
+    u_nsrc[slot] = ns
+    if same:
+        return pool_sj, pool_t, pool_l, u_cnt[slot]
     if u_cnt[slot] > 0:
-        bucket_remove(slot, bk[0], bk[1], pool_sj, pool_t, pool_l, u_cnt, u_nodes)
-    ns = u_nsrc[slot]
+        bucket_remove(slot, bk[:, 0], bk[:, 1], pool_sj, pool_t, pool_l, u_cnt, u_nodes)
     src_rank = seed_i[0]
     for c in range(ns):
         src_rank[c] = rank[u_src[slot, c]]
     return bucket_insert(slot, src_rank, u_src_t[slot], u_src_l[slot], ns, uf_indptr, uf_head,
-                         uf_w, uf_l, ub_indptr, ub_head, ub_w, bk[0], bk[1], bk[2], pool_sj,
+                         uf_w, uf_l, ub_indptr, ub_head, ub_w, bk[:, 0], bk[:, 1], bk[:, 2], pool_sj,
                          pool_t, pool_l, scal, u_cnt, u_nodes, ws_f[0], ws_f[1], ws_f[2],
                          ws_i[0], ws_i[1], ws_i[2], ws_i[3], ws_f[3], ws_f[4])
