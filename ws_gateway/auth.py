@@ -9,7 +9,6 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
-from urllib.parse import parse_qs
 
 import structlog
 from fastapi import Request
@@ -69,17 +68,11 @@ async def principal_for(app_state: Any, token: str | None, *, touch: bool = Fals
 
 
 def token_from_scope(scope: Mapping[str, Any]) -> str | None:
-    """``Authorization: Bearer`` or, for browsers (which cannot set handshake headers), the
-    ``access_token`` query parameter."""
-    for name, value in scope.get("headers") or []:
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-            return None
-    qs = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    values = qs.get("access_token")
-    return values[0] if values else None
+    """``Authorization: Bearer`` or, on a websocket handshake only (browsers cannot set its
+    headers), the ``access_token`` query parameter: the security package's one reading."""
+    from cad.security.middleware import bearer_token
+
+    return bearer_token(scope)  # type: ignore[arg-type]
 
 
 def principal_agencies(principal: Any) -> list[str] | None:
