@@ -38,7 +38,7 @@ import orjson
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cad.embedded_pg import EmbeddedPostgres  # noqa: E402
+from cad.embedded_pg import EmbeddedPostgres
 
 TARGET_P99_MS = 25.0
 CALL_TYPES = {
@@ -62,7 +62,7 @@ def pct(xs: list[float], q: float) -> float:
     if not xs:
         return float("nan")
     s = sorted(xs)
-    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
 
 
 def load_calls(n: int, seed: int) -> list[tuple[float, float, str]]:
@@ -135,7 +135,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         graph = Path(args.graph) if args.graph else work / "sf.cadgraph"
         if not args.graph:
             print("building the San Francisco graph ...", file=sys.stderr)
-            subprocess.run([sys.executable, "-m", "cad", "graph", "build",
+            subprocess.run([sys.executable, "-m", "cad", "graph", "build",  # noqa: ASYNC221 - set-up, before any load
                             str(shared_data() / "road" / "tl_2017_06075_roads.zip"), "--out", str(graph)],
                            check=True, capture_output=True)
         port = free_port()
@@ -148,8 +148,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.workers > 1 and args.redis_url:
             env["CAD_REDIS_URL"] = args.redis_url
         prefix = args.server_prefix.split() if args.server_prefix else []
-        server = subprocess.Popen([*prefix, sys.executable, "-m", "cad", "serve"], env=env,
-                                  stdout=open(work / "server.log", "wb"), stderr=subprocess.STDOUT)
+        with open(work / "server.log", "wb") as server_log:  # noqa: ASYNC230 - set-up, before any load
+            server = subprocess.Popen(  # noqa: ASYNC220 - set-up, before any load
+                [*prefix, sys.executable, "-m", "cad", "serve"], env=env, stdout=server_log,
+                stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=base, timeout=30,
                                      limits=httpx.Limits(max_connections=64)) as c:
@@ -173,7 +175,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             tok = (await c.post("/api/v1/auth/login", json={"username": "bench-dispatcher",
                                                            "password": disp_pw})).json()
             disp = {"Authorization": f"Bearer {tok['access_token']}"}
-            with open(shared_data() / "calls" / "sffd_fire_stations.csv", newline="") as f:
+            with open(shared_data() / "calls" / "sffd_fire_stations.csv", newline="") as f:  # noqa: ASYNC230
                 stations = list(csv.DictReader(f))
             lines = ["station,name,address,lat,lon"] + [
                 f"{s['station']},Station {s['station']},\"{s['address']}\",{s['lat']},{s['lon']}"
@@ -191,7 +193,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 assert r.status_code == 200, r.text
 
             n_ops = int(args.rate * args.duration)
-            calls = load_calls(n_ops + 400, seed=args.seed)
+            calls = load_calls(n_ops + 400 + int(args.rate * args.warmup_s), seed=args.seed)
             errors: dict[str, int] = {}
 
             # The measured requests go through aiohttp: about a third of httpx's CPU per
@@ -233,26 +235,31 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             cpu1 = cpu_seconds(server.pid, embedded)
             cpu_per_op_ms = {k: (cpu1[k] - cpu0[k]) / len(serial) * 1000 for k in cpu0}
 
-            if os.environ.get("CAD_BENCH_VERBOSE"):
-                sys.path.insert(0, "/tmp")
-                import stallwatch  # noqa: PLC0415 - local diagnostics only
-                stallwatch.start()
-            # The open-loop run: one operation started every 1/rate s, whatever the others do.
-            results: list[tuple[float, float, float]] = []
+            async def open_loop(batch: list[tuple[float, float, str]], rec_starts: list[float] | None,
+                                rec_late: list[float] | None) -> tuple[list[tuple[float, float, float]], float]:
+                tasks = []
+                t_start = time.perf_counter()
+                for i, (lat, lon, itype) in enumerate(batch):
+                    due = t_start + i / args.rate
+                    delay = due - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    if rec_late is not None:
+                        rec_late.append(max(0.0, -delay) * 1000)
+                    if rec_starts is not None:
+                        rec_starts.append(due - t_start)
+                    tasks.append(asyncio.create_task(op(lat, lon, itype)))
+                out = await asyncio.gather(*tasks)
+                return out, time.perf_counter() - t_start
+
+            # Warm-up at the target rate too (connections, pools, caches sized for concurrency;
+            # not measured), then the measured open-loop run: one operation started every
+            # 1/rate s, whatever the others do.
+            n_warm = int(args.rate * args.warmup_s)
+            await open_loop(calls[350 + n_ops:350 + n_ops + n_warm], None, None)
             lateness: list[float] = []
             starts: list[float] = []
-            tasks = []
-            start = time.perf_counter()
-            for i, (lat, lon, itype) in enumerate(calls[350:350 + n_ops]):
-                due = start + i / args.rate
-                delay = due - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                lateness.append(max(0.0, -delay) * 1000)
-                tasks.append(asyncio.create_task(op(lat, lon, itype)))
-                starts.append(due - start)
-            results = await asyncio.gather(*tasks)
-            elapsed = time.perf_counter() - start
+            results, elapsed = await open_loop(calls[350:350 + n_ops], starts, lateness)
             await session.close()
             stats = (await c.get("/api/v1/realtime/stats", headers=admin)).json()
             gc_stats = stats.get("gc", {})
@@ -294,6 +301,7 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=20.0, help="seconds of open-loop load")
     ap.add_argument("--graph", help="a built graph file (default: build SF TIGER)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--warmup-s", type=float, default=3.0, help="unmeasured seconds at the rate first")
     ap.add_argument("--quick", action="store_true", help="5 s of load")
     ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     ap.add_argument("--redis-url", default=os.environ.get("CAD_REDIS_URL"),

@@ -59,7 +59,8 @@ def resolve_location(services: Services, loc: LocationIn, field: str = "body.loc
 
 
 # One round trip for what intake needs to know: the type, the server's clock, the zones
-# whose bounding box holds the point and the open incidents near it in space and time.
+# whose bounding box holds the point and the open incidents near it in space and time (the
+# ten nearest: a dispatcher links or merges with one of those, not with a list of forty).
 _INTAKE_CONTEXT = f"""
 SELECT t.*, clock_timestamp() AS now,
   (SELECT coalesce(json_agg(json_build_object('id', z.id, 'agency', z.agency, 'kind', z.kind,
@@ -69,15 +70,15 @@ SELECT t.*, clock_timestamp() AS now,
   (SELECT coalesce(json_agg(json_build_object('incident_id', d.id, 'number', d.number,
           'incident_type', d.incident_type, 'received_at', d.received_at,
           'distance_m', d.distance_m) ORDER BY d.distance_m, d.id), '[]')
-     FROM (SELECT i.id, i.number, i.incident_type, i.received_at,
+     FROM (SELECT * FROM (SELECT i.id, i.number, i.incident_type, i.received_at,
                   {_DISTANCE_SQL.replace('$1', '$2').replace('$2 - i.lon', '$3 - i.lon')} AS distance_m
              FROM incidents i JOIN incident_types it ON it.code = i.incident_type
             WHERE i.status <> 'closed' AND i.merged_into IS NULL
               AND it.duplicate_group = t.duplicate_group
               AND i.received_at BETWEEN coalesce($4, clock_timestamp()) - make_interval(secs => $5)
                                     AND coalesce($4, clock_timestamp()) + make_interval(secs => $5)
-              AND i.lat BETWEEN $2 - $6 AND $2 + $6 AND i.lon BETWEEN $3 - $7 AND $3 + $7) d
-    WHERE d.distance_m <= $8
+              AND i.lat BETWEEN $2 - $6 AND $2 + $6 AND i.lon BETWEEN $3 - $7 AND $3 + $7) near
+            WHERE near.distance_m <= $8 ORDER BY near.distance_m, near.id LIMIT 10) d
   ) AS duplicates
 FROM incident_types t WHERE t.code = $1
 """

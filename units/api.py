@@ -10,10 +10,10 @@ from cad.deps import IdempotencyKey, ServicesDep
 from cad.errors import NotFound
 from cad.security import Context, CurrentPrincipal
 from incidents.board import unit_view
+from schemas.common import AgencyQuery
 from units import repository as repo
 from units import service
 from units.schemas import CheckIn, StationIn, StatusChange, UnitCreate, UnitPatch
-from schemas.common import AgencyQuery
 from units.status import APCO_CODES, TRANSITIONS, UnitStatus
 
 router = APIRouter(prefix="/api/v1", tags=["units"])

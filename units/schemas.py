@@ -7,7 +7,17 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from schemas.common import Agency, Code, DbId, Latitude, Longitude, ShortText, Strict, UnitId, Version
+from schemas.common import (
+    Agency,
+    Code,
+    DbId,
+    Latitude,
+    Longitude,
+    ShortText,
+    Strict,
+    UnitId,
+    Version,
+)
 from units.status import UnitStatus
 
 Discipline = Literal["police", "fire", "ems"]

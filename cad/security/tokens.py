@@ -9,10 +9,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 import os
 import secrets
 import uuid
+from collections import OrderedDict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
