@@ -297,6 +297,23 @@ def _same_edge(seed_edge, seed_frac, n_seeds, u_edge, u_frac, n_slots, edge_time
 
 
 # ------------------------------------------------------------------- CH nearest-K
+@njit(cache=True, inline="always")
+def _seed_heap(seeds, seed_t, seed_l, n_seeds, dist, dlen, touched, hkey, hnode, hpos):
+    """Start a search from its seeds (the incident's edge ends). Returns (touched, heap size)."""
+    nt = 0
+    size = 0
+    for i in range(n_seeds):
+        r = seeds[i]
+        if seed_t[i] < dist[r]:
+            if dist[r] == INF:
+                touched[nt] = r
+                nt += 1
+            dist[r] = seed_t[i]
+            dlen[r] = seed_l[i]
+            size = heap_push_or_decrease(hkey, hnode, hpos, size, r, seed_t[i])
+    return nt, size
+
+
 @njit(cache=True)
 def ch_nearest_k(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w,
                  b_start, b_len, pool_sj, pool_t, pool_l,
@@ -311,17 +328,8 @@ def ch_nearest_k(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w,
     cnt, nbt = _same_edge(seed_edge, seed_frac, n_seeds, u_edge, u_frac, n_slots, edge_time,
                           edge_len, need_avail, u_avail, u_type, u_caps, type_mask, caps_req,
                           best, best_touched, nbt, u_tie, out_slot, out_t, out_l, cnt, k)
-    nt = 0
-    size = 0
-    for i in range(n_seeds):
-        r = seed_rank[i]
-        if seed_t[i] < dist[r]:
-            if dist[r] == INF:
-                touched[nt] = r
-                nt += 1
-            dist[r] = seed_t[i]
-            dlen[r] = seed_l[i]
-            size = heap_push_or_decrease(hkey, hnode, hpos, size, r, seed_t[i])
+    nt, size = _seed_heap(seed_rank, seed_t, seed_l, n_seeds, dist, dlen, touched,
+                          hkey, hnode, hpos)
     while size > 0:
         d = hkey[0]
         x = hnode[0]
@@ -450,17 +458,8 @@ def dijkstra_nearest_k(bwd_indptr, bwd_tail, bwd_edge, edge_time, edge_len,
     cnt, nbt = _same_edge(seed_edge, seed_frac, n_seeds, u_edge, u_frac, n_slots, edge_time,
                           edge_len, need_avail, u_avail, u_type, u_caps, type_mask, caps_req,
                           best, best_touched, nbt, u_tie, out_slot, out_t, out_l, cnt, k)
-    nt = 0
-    size = 0
-    for i in range(n_seeds):
-        r = seed_node[i]
-        if seed_t[i] < dist[r]:
-            if dist[r] == INF:
-                touched[nt] = r
-                nt += 1
-            dist[r] = seed_t[i]
-            dlen[r] = seed_l[i]
-            size = heap_push_or_decrease(hkey, hnode, hpos, size, r, seed_t[i])
+    nt, size = _seed_heap(seed_node, seed_t, seed_l, n_seeds, dist, dlen, touched,
+                          hkey, hnode, hpos)
     while size > 0:
         d = hkey[0]
         x = hnode[0]
