@@ -107,7 +107,10 @@ async def _number_sequence(services: Services, agency: str, year: int) -> str:
     name = f"incident_no_{agency.lower().replace('-', '_')}_{year}"
     if name not in services.known_sequences:
         async with services.pool.acquire() as conn:
-            await conn.execute(f'CREATE SEQUENCE IF NOT EXISTS "{name}"')
+            try:
+                await conn.execute(f'CREATE SEQUENCE IF NOT EXISTS "{name}"')
+            except (asyncpg.UniqueViolationError, asyncpg.DuplicateTableError):
+                pass  # another worker made it at the same instant: IF NOT EXISTS is not atomic
         services.known_sequences.add(name)
     return name
 
