@@ -298,6 +298,17 @@ def _same_edge(seed_edge, seed_frac, n_seeds, u_edge, u_frac, n_slots, edge_time
 
 # ------------------------------------------------------------------- CH nearest-K
 @njit(cache=True, inline="always")
+def _reset_search(size, hnode, hpos, nt, touched, dist, nbt, best_touched, best):
+    """Leave the workspaces as the next query expects them (touched entries only)."""
+    for i in range(size):
+        hpos[hnode[i]] = -1
+    for i in range(nt):
+        dist[touched[i]] = INF
+    for i in range(nbt):
+        best[best_touched[i]] = INF
+
+
+@njit(cache=True, inline="always")
 def _seed_heap(seeds, seed_t, seed_l, n_seeds, dist, dlen, touched, hkey, hnode, hpos):
     """Start a search from its seeds (the incident's edge ends). Returns (touched, heap size)."""
     nt = 0
@@ -363,12 +374,7 @@ def ch_nearest_k(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w,
                 dist[y] = nd
                 dlen[y] = dlen[x] + ub_l[a]
                 size = heap_push_or_decrease(hkey, hnode, hpos, size, y, nd)
-    for i in range(size):
-        hpos[hnode[i]] = -1
-    for i in range(nt):
-        dist[touched[i]] = INF
-    for i in range(nbt):
-        best[best_touched[i]] = INF
+    _reset_search(size, hnode, hpos, nt, touched, dist, nbt, best_touched, best)
     return cnt
 
 
@@ -485,12 +491,7 @@ def dijkstra_nearest_k(bwd_indptr, bwd_tail, bwd_edge, edge_time, edge_len,
                 dist[y] = nd
                 dlen[y] = dlen[x] + edge_len[e]
                 size = heap_push_or_decrease(hkey, hnode, hpos, size, y, nd)
-    for i in range(size):
-        hpos[hnode[i]] = -1
-    for i in range(nt):
-        dist[touched[i]] = INF
-    for i in range(nbt):
-        best[best_touched[i]] = INF
+    _reset_search(size, hnode, hpos, nt, touched, dist, nbt, best_touched, best)
     for s in range(n_slots):
         for c in range(u_nsrc[s]):
             node_first[u_src[s, c]] = -1

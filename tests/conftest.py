@@ -4,6 +4,7 @@ launcher), a migrated template database, and a fresh database per test cloned fr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -100,24 +101,27 @@ async def drop_test_database(server_url: str, name: str) -> None:
         await admin.close()
 
 
+@contextlib.asynccontextmanager
+async def _fresh_database(server_url: str, template: str | None) -> AsyncIterator[str]:
+    name = await create_test_database(server_url, template)
+    try:
+        yield _with_db(server_url, name)
+    finally:
+        await drop_test_database(server_url, name)
+
+
 @pytest.fixture
 async def database_url(pg_server_url: str, template_db: str) -> AsyncIterator[str]:
     """A fresh, fully migrated database for this test alone."""
-    name = await create_test_database(pg_server_url, template_db)
-    try:
-        yield _with_db(pg_server_url, name)
-    finally:
-        await drop_test_database(pg_server_url, name)
+    async with _fresh_database(pg_server_url, template_db) as url:
+        yield url
 
 
 @pytest.fixture
 async def empty_database_url(pg_server_url: str) -> AsyncIterator[str]:
     """A fresh database with no schema at all."""
-    name = await create_test_database(pg_server_url, None)
-    try:
-        yield _with_db(pg_server_url, name)
-    finally:
-        await drop_test_database(pg_server_url, name)
+    async with _fresh_database(pg_server_url, None) as url:
+        yield url
 
 
 @pytest.fixture
