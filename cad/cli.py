@@ -131,6 +131,41 @@ def db_migrate() -> None:
             embedded.stop()
 
 
+@db_app.command("prune")
+def db_prune(batch: int = typer.Option(20_000, min=100, help="Rows per delete transaction.")) -> None:
+    """Delete AVL breadcrumbs and idempotency keys past their retention (CAD_AVL_RETENTION_DAYS,
+    CAD_IDEMPOTENCY_RETENTION_S), as the server's hourly sweeper does."""
+    from cad import db, retention
+    from cad.embedded_pg import EmbeddedPostgres
+
+    settings = Settings()
+    embedded = None
+    url = settings.database_url
+
+    async def go(url: str) -> retention.PruneResult:
+        pool = await db.create_pool(url, min_size=1, max_size=2)
+        try:
+            return await retention.prune(pool, settings, batch=batch)
+        finally:
+            await pool.close()
+
+    try:
+        if url is None:
+            embedded = EmbeddedPostgres(settings.data_dir / "postgres")
+            url = embedded.start()
+        result = asyncio.run(go(url))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    if not result.ran:
+        err.print("cad: another process is pruning right now; nothing done")
+        raise typer.Exit(1)
+    keep = (f"older than {settings.avl_retention_days} days" if settings.avl_retention_days
+            else "none: CAD_AVL_RETENTION_DAYS=0 keeps them")
+    out.print(f"pruned {result.unit_positions:,} AVL breadcrumbs ({keep}) and "
+              f"{result.idempotency_keys:,} idempotency keys")
+
+
 def main() -> None:
     app()
 

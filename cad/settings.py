@@ -86,7 +86,15 @@ class Settings(BaseSettings):
                                  "transporting": 2400.0, "at_hospital": 1800.0},
         description="Time in a status (since the last check-in) after which one timer event fires.")
     timer_sweep_interval_s: float = Field(default=5.0, ge=0, description="0 = no sweeper task.")
-    idempotency_retention_s: float = Field(default=86_400.0, gt=0)
+    idempotency_retention_s: float = Field(
+        default=86_400.0, gt=0, description="Idempotency keys older than this are pruned: "
+        "a retry after it runs again.")
+    avl_retention_days: int = Field(
+        default=90, ge=0, description="AVL breadcrumbs (unit_positions) older than this are "
+        "pruned; 0 = keep them all (at 2,000 units x 1 Hz that is ~173 M rows a day).")
+    retention_sweep_interval_s: float = Field(
+        default=3600.0, ge=0, description="How often a worker prunes AVL breadcrumbs and "
+        "idempotency keys (cad.retention); 0 = no sweeper task (run `cad db prune`).")
 
     # --- security (cad.security; docs/security.md maps these to CJIS controls) -----------------
     jwt_secret: SecretStr | None = Field(

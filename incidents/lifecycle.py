@@ -1,5 +1,5 @@
 """Start-up and shut-down of the dispatch services of one worker: routing graph, unit
-locator, street index, timer sweeper."""
+locator, street index, timer sweeper, retention sweeper."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import contextlib
 import structlog
 from fastapi import FastAPI
 
+from cad import retention
 from cad.services import Services
 from incidents.timers import run_sweeper
 from units.locator import UnitLocator
@@ -48,6 +49,10 @@ async def start(app: FastAPI) -> None:
     if settings.timer_sweep_interval_s > 0:
         app.state.dispatch_tasks.append(
             asyncio.create_task(run_sweeper(services, app.state.dispatch_stop), name="timer-sweeper"))
+    if settings.retention_sweep_interval_s > 0:
+        app.state.dispatch_tasks.append(asyncio.create_task(
+            retention.run_sweeper(app.state.pool, settings, app.state.dispatch_stop),
+            name="retention-sweeper"))
 
 
 async def stop(app: FastAPI) -> None:
