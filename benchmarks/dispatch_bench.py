@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import gzip
 import json
@@ -151,7 +152,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         with open(work / "server.log", "wb") as server_log:  # noqa: ASYNC230 - set-up, before any load
             server = subprocess.Popen(  # noqa: ASYNC220 - set-up, before any load
                 [*prefix, sys.executable, "-m", "cad", "serve"], env=env, stdout=server_log,
-                stderr=subprocess.STDOUT)
+                stderr=subprocess.STDOUT, start_new_session=True)
         base = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=base, timeout=30,
                                      limits=httpx.Limits(max_connections=64)) as c:
@@ -265,11 +266,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             gc_stats = stats.get("gc", {})
     finally:
         if server is not None:
-            server.send_signal(signal.SIGTERM)
+            # The whole process group: with --server-prefix the server is the wrapper's child,
+            # and a server left running would load the next benchmark's machine.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGTERM)
             try:
                 server.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                server.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(server.pid, signal.SIGKILL)
         if embedded is not None:
             embedded.stop()
         if os.environ.get("CAD_BENCH_VERBOSE") and (work / "server.log").exists():
@@ -306,7 +311,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     ap.add_argument("--redis-url", default=os.environ.get("CAD_REDIS_URL"),
                     help="fan-out between workers (used when --workers > 1)")
-    ap.add_argument("--server-prefix", help="run the server under this (e.g. 'py-spy record -o p.txt -f raw --')")
+    ap.add_argument("--server-prefix", help="run the server under this wrapper (e.g. 'taskset -c 1'); to profile, attach "
+                         "'py-spy record --pid' to the running server instead")
     args = ap.parse_args()
     if args.quick:
         args.duration = 5.0
