@@ -53,9 +53,9 @@ async def upsert_station(pool: asyncpg.Pool, ctx: RequestContext, station: Stati
 async def import_stations_csv(pool: asyncpg.Pool, ctx: RequestContext, text: str,
                               *, agency: str) -> dict[str, Any]:
     """CSV with columns station|id, name (optional), address, lat, lon."""
-    reader = csv.DictReader(io.StringIO(text))
+    _, rows = _read_csv(text)
     stations: list[StationIn] = []
-    for lineno, rec in enumerate(reader, start=2):
+    for lineno, rec in rows:
         sid = (rec.get("id") or rec.get("station") or "").strip()
         try:
             stations.append(StationIn(
@@ -72,6 +72,21 @@ async def import_stations_csv(pool: asyncpg.Pool, ctx: RequestContext, text: str
         uow.emit("station.imported", aggregate=("station", "*"),
                  data={"station_ids": [s.id for s in stations]}, agency=agency)
     return {"imported": len(stations)}
+
+
+def _read_csv(text: str) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
+    """Header and (line number, record) pairs; malformed CSV is a 422 naming the line. Line
+    numbers are where each record ends, so a quoted field spanning lines counts right."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows: list[tuple[int, dict[str, Any]]] = []
+    try:
+        header = list(reader.fieldnames or [])
+        for rec in reader:
+            rows.append((reader.line_num, rec))
+    except csv.Error as exc:
+        line = max(reader.line_num, 1)
+        raise Invalid(f"line {line}: malformed CSV: {exc}", field=f"body.line[{line}]") from None
+    return header, rows
 
 
 def _first_error(exc: Exception) -> str:
@@ -159,12 +174,12 @@ async def import_units_csv(pool: asyncpg.Pool, ctx: RequestContext, text: str,
                            locator: UnitLocator | None = None) -> dict[str, Any]:
     """Create or update units from CSV (header: id, agency, discipline, unit_type,
     capabilities separated by ';', home_station, staffing). All or nothing."""
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in ("id", "agency", "discipline", "unit_type") if c not in (reader.fieldnames or [])]
+    header, rows = _read_csv(text)
+    missing = [c for c in ("id", "agency", "discipline", "unit_type") if c not in header]
     if missing:
         raise Invalid(f"CSV header lacks {', '.join(missing)}", field="body.header")
     units: list[UnitCreate] = []
-    for lineno, rec in enumerate(reader, start=2):
+    for lineno, rec in rows:
         try:
             units.append(UnitCreate(
                 id=rec["id"].strip(), agency=rec["agency"].strip(), discipline=rec["discipline"].strip(),

@@ -51,6 +51,29 @@ async def test_csv_import_is_all_or_nothing(api: Api) -> None:
     assert units["E02"]["capabilities"] == ["hazmat", "rescue"]
 
 
+async def test_malformed_csv_is_a_422_naming_the_line_and_crlf_files_import(api: Api) -> None:
+    sup = await api.as_("supervisor")
+    csv_h = {"content-type": "text/csv"}
+    header = "id,agency,discipline,unit_type,capabilities,home_station,staffing"
+    # a spreadsheet export: CRLF line ends, a quoted field spanning two lines
+    crlf = f'{header}\r\nE07,SFFD,fire,engine,"hazmat;\r\nrescue",,4\r\nM07,SFFD,ems,medic_als,,,2\r\n'
+    r = await sup.post("/api/v1/units/import", content=crlf, headers=csv_h)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"created": 2, "updated": 0}
+    bad_m = f"{header}\nM08,SFFD,ems,medic_als,,,2\nE08,SFFD,fi\x00re,engine,,,4\n"
+    r = await sup.post("/api/v1/units/import", content=bad_m, headers=csv_h)
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["errors"][0]["field"] == "body.line[3]"
+    # a bare carriage return inside an unquoted field (found by schemathesis: it was a 500)
+    r = await sup.post("/api/v1/stations/import?agency=SFFD",
+                       content="station,lat,lon\n1,37.7\r\r,-122.4\n", headers=csv_h)
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"].startswith("body.line[")
+    assert (await sup.get("/api/v1/stations")).json() == []
+    assert {u["id"] for u in (await sup.get("/api/v1/units")).json()} == {"E07", "M07"}
+
+
 async def test_transition_table_is_enforced_with_allowed_next(api: Api) -> None:
     sup = await api.as_("supervisor")
     await create_unit(sup, "E05", status="off_duty")
