@@ -121,6 +121,13 @@ class Settings(BaseSettings):
     audit_prune_interval_s: int = Field(
         default=86_400, ge=0, description="How often the app prunes expired audit entries; 0 = never."
     )
+    audit_witness_path: Path | None = Field(
+        default=None, description="Append-only file of audit chain heads (cad.security.witness); "
+        "unset = <data_dir>/audit-witness.jsonl. Best on a write-once or remote mount.")
+    audit_witness_interval_s: float = Field(
+        default=60.0, ge=0, description="How often the chain head is witnessed outside the "
+        "database (file + log line); 0 = never. Deleting entries newer than the last witness "
+        "goes unnoticed, so this is the window.")
     rate_limit_login_per_min: float = Field(default=20.0, gt=0)
     rate_limit_login_burst: int = Field(default=20, ge=1)
     rate_limit_public_per_s: float = Field(default=20.0, gt=0)

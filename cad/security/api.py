@@ -3,6 +3,7 @@ Who may call each is in cad.security.policy, not here."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -12,7 +13,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from cad.errors import NotFound
 from cad.security import audit as audit_mod
-from cad.security import service
+from cad.security import service, witness
 from cad.security.deps import Context, CurrentPrincipal
 from cad.security.runtime import SecurityRuntime
 from cad.security.schemas import (
@@ -191,10 +192,14 @@ async def query_audit(
 
 
 @router.get("/audit/verify", tags=["audit"],
-            description="Verify the hash chain (same as `cad audit verify`). Recorded.")
+            description="Verify the hash chain and the chain heads witnessed outside the database "
+                        "(same as `cad audit verify`). Recorded.")
 async def verify_audit(request: Request, ctx: Context) -> dict[str, Any]:
+    settings = request.app.state.settings
+    witnesses = await asyncio.to_thread(witness.read_configured, settings)
     async with _pool(request).acquire() as conn:
-        result = await audit_mod.verify(conn)
+        result = await audit_mod.verify(conn, witnesses)
         await audit_now(conn, ctx, "audit.verify", outcome="success" if result.ok else "failure",
-                        details={"entries": result.entries, "problems": len(result.problems)})
+                        details={"entries": result.entries, "problems": len(result.problems),
+                                 "witnesses": result.witnesses_checked})
     return result.as_dict()

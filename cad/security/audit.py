@@ -8,13 +8,15 @@ it, so a replaced function cannot vouch for rows it forged.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 import asyncpg
 import orjson
+
+from cad.security.witness import Witness
 
 GENESIS_HASH = "0" * 64
 PAGE_ROWS = 2000
@@ -52,7 +54,7 @@ FROM audit_log WHERE (seq, id) > ($1, $2) ORDER BY seq, id LIMIT $3
 
 @dataclass
 class Problem:
-    kind: str  # edited | deleted | inserted | reordered | broken
+    kind: str  # edited | deleted | inserted | reordered | broken | truncated | rewritten
     seq: int
     id: int | None
     detail: str
@@ -68,6 +70,8 @@ class VerifyResult:
     last_seq: int | None = None
     head_hash: str = GENESIS_HASH
     anchor_seq: int = 0
+    witnesses_checked: int = 0
+    witnessed_through: int | None = None  # the newest witnessed position (cad.security.witness)
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -77,7 +81,8 @@ class VerifyResult:
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "entries": self.entries, "first_seq": self.first_seq,
                 "last_seq": self.last_seq, "head_hash": self.head_hash,
-                "anchor_seq": self.anchor_seq,
+                "anchor_seq": self.anchor_seq, "witnesses_checked": self.witnesses_checked,
+                "witnessed_through": self.witnessed_through,
                 "problems": [p.as_dict() for p in self.problems]}
 
 
@@ -105,9 +110,13 @@ def _recompute(r: asyncpg.Record) -> str:
                       client_addr=r["client_addr"], details_text=r["details_text"])
 
 
-async def verify(conn: asyncpg.Connection) -> VerifyResult:
+async def verify(conn: asyncpg.Connection, witnesses: Sequence[Witness] = ()) -> VerifyResult:
     """Walk the chain from the first retained entry; name every edited, deleted, inserted or
-    reordered entry. Runs in one REPEATABLE READ snapshot so concurrent appends don't race it."""
+    reordered entry. Runs in one REPEATABLE READ snapshot so concurrent appends don't race it.
+
+    ``witnesses`` (chain heads recorded outside the database, cad.security.witness) catch
+    what the chain alone cannot: the newest entries deleted (truncated) or the tail rewritten
+    with recomputed hashes (rewritten)."""
     result = VerifyResult()
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         anchor_seq, anchor_hash = await _anchor(conn)
@@ -120,7 +129,45 @@ async def verify(conn: asyncpg.Connection) -> VerifyResult:
                 _check(rows[:REORDER_LOOKAHEAD], rows[REORDER_LOOKAHEAD:], result, state)
                 rows = rows[REORDER_LOOKAHEAD:]
         _check(rows, [], result, state)
+        if witnesses:
+            await _check_witnesses(conn, witnesses, result, anchor_hash)
     return result
+
+
+async def _check_witnesses(conn: asyncpg.Connection, witnesses: Sequence[Witness],
+                           result: VerifyResult, anchor_hash: str) -> None:
+    result.witnesses_checked = len(witnesses)
+    result.witnessed_through = max(w.seq for w in witnesses)
+    retained = [w.seq for w in witnesses if w.seq > result.anchor_seq]
+    stored = {r["seq"]: r["hash"] for r in await conn.fetch(
+        "SELECT DISTINCT ON (seq) seq, hash FROM audit_log WHERE seq = ANY($1::bigint[]) "
+        "ORDER BY seq, id", retained)}
+    head = result.last_seq if result.last_seq is not None else result.anchor_seq
+    beyond = [w for w in witnesses if w.seq > head]
+    problems = result.problems
+    if beyond:
+        w = max(beyond, key=lambda x: x.seq)
+        problems.append(Problem(
+            "truncated", w.seq, None,
+            f"entries through seq {w.seq} were witnessed{_when(w)} but the chain now ends at "
+            f"seq {head}: the newest {w.seq - head} or more entries were deleted"))
+    for w in witnesses:
+        if len(problems) >= MAX_PROBLEMS or w.seq > head:
+            continue
+        if w.seq < result.anchor_seq:
+            continue  # pruned under the retention policy
+        have = anchor_hash if w.seq == result.anchor_seq else stored.get(w.seq)
+        if have is None:
+            continue  # a gap inside the chain: the walk has named it
+        if have != w.hash:
+            problems.append(Problem(
+                "rewritten", w.seq, None,
+                f"entry seq {w.seq} had hash {w.hash[:16]}...{_when(w)}, now {have[:16]}...: the "
+                f"chain from there on was rewritten with recomputed hashes"))
+
+
+def _when(w: Witness) -> str:
+    return f" at {w.at}" if w.at else ""
 
 
 @dataclass

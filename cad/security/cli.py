@@ -110,17 +110,32 @@ def users_create(
 
 
 @audit_app.command("verify")
-def audit_verify(json_out: bool = typer.Option(False, "--json", help="Print the result as JSON.")
-                 ) -> None:
-    """Recompute the hash chain; exit 1 and name each edited, deleted, inserted or reordered
-    entry if it does not hold."""
+def audit_verify(
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    witness_file: Annotated[list[Path] | None, typer.Option(
+        "--witness", help="Chain heads recorded outside the database (JSON lines of seq and "
+                          "hash, as the server writes them, or from the SIEM); repeatable. "
+                          "Default: CAD_AUDIT_WITNESS_PATH, when it exists.")] = None,
+) -> None:
+    """Recompute the hash chain and check the witnessed chain heads; exit 1 and name each
+    edited, deleted, inserted, reordered, truncated or rewritten entry if it does not hold."""
     import orjson
 
-    from cad.security import audit
+    from cad.security import audit, witness
+
+    settings = Settings()
+    witnesses: list[witness.Witness] = []
+    for path in witness_file or []:
+        if not path.exists():
+            err.print(f"cad: witness file {path} does not exist")
+            raise typer.Exit(2)
+        witnesses += witness.read(path)
+    if witness_file is None:
+        witnesses = witness.read_configured(settings)
 
     async def go(pool: Any) -> audit.VerifyResult:
         async with pool.acquire() as conn:
-            return await audit.verify(conn)
+            return await audit.verify(conn, witnesses)
 
     result = _run(go)
     if json_out:
@@ -128,7 +143,8 @@ def audit_verify(json_out: bool = typer.Option(False, "--json", help="Print the 
     elif result.ok:
         out.print(f"audit chain OK: {result.entries} entries, seq {result.first_seq}.."
                   f"{result.last_seq} (pruned through seq {result.anchor_seq}), head "
-                  f"{result.head_hash}")
+                  f"{result.head_hash}; {result.witnesses_checked} witnessed heads match"
+                  + (f" (newest seq {result.witnessed_through})" if result.witnessed_through else ""))
     else:
         out.print(f"audit chain BROKEN: {len(result.problems)} problem(s) in "
                   f"{result.entries} entries")

@@ -1,5 +1,5 @@
 """Wiring into the app: ``install`` from create_app (no I/O), ``start``/``stop`` from the
-lifespan (key file, hasher, admin bootstrap, audit retention task)."""
+lifespan (key file, hasher, admin bootstrap, audit retention and witness tasks)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import structlog
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from cad.security import audit
+from cad.security import audit, witness
 from cad.security.api import router
 from cad.security.middleware import SecurityMiddleware, iter_routes
 from cad.security.policy import Policy, Rule
@@ -52,6 +52,10 @@ async def start(app: FastAPI) -> None:
     app.state.security_tasks = []
     if settings.audit_prune_interval_s > 0:
         app.state.security_tasks.append(asyncio.create_task(_prune_loop(app, settings)))
+    if settings.audit_witness_interval_s > 0:
+        app.state.security_tasks.append(asyncio.create_task(
+            witness.run(app.state.pool, witness.configured_path(settings),
+                        settings.audit_witness_interval_s), name="audit-witness"))
 
 
 async def stop(app: FastAPI) -> None:
