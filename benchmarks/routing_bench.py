@@ -31,18 +31,20 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numba import njit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from routing import kernels as K  # noqa: E402
-from routing.ch import build_hierarchy  # noqa: E402
-from routing.graph import RoadGraph, is_graph_file  # noqa: E402
-from routing.index import Seed, UnitIndex  # noqa: E402
-from routing.testdata import road_file  # noqa: E402
+from routing import kernels as K
+from routing.ch import build_hierarchy
+from routing.graph import RoadGraph, is_graph_file
+from routing.index import Seed, UnitIndex
+from routing.testdata import road_file
 
 _libc = ctypes.CDLL(None)
 _clock_gettime = _libc.clock_gettime
@@ -186,8 +188,8 @@ def main() -> None:
     run_batch()  # compile / warm
     run_batch()
     kern_us = lat / 1000.0
-    rows["kernel"] = dict(pre_s=t_pre, load_s=t_load, mem=mem_kernel,
-                          med=float(np.median(kern_us)), p99=pct(kern_us, 99), agree=1.0)
+    rows["kernel"] = {"pre_s": t_pre, "load_s": t_load, "mem": mem_kernel,
+                      "med": float(np.median(kern_us)), "p99": pct(kern_us, 99), "agree": 1.0}
     # the same through the Python API, one call per query
     api = []
     z1 = np.zeros(1)
@@ -197,8 +199,8 @@ def main() -> None:
         t0 = time.perf_counter()
         idx.nearest_raw(sr, z1, z1, e1, z1, kk, np.int64(-1), np.int64(0))
         api.append((time.perf_counter() - t0) * 1e6)
-    rows["kernel_api"] = dict(pre_s=t_pre, load_s=t_load, mem=mem_kernel,
-                              med=float(np.median(api)), p99=pct(api, 99), agree=1.0)
+    rows["kernel_api"] = {"pre_s": t_pre, "load_s": t_load, "mem": mem_kernel,
+                          "med": float(np.median(api)), "p99": pct(api, 99), "agree": 1.0}
     ref_eta = res_t / 1.0  # integer deciseconds (units at nodes)
 
     # ---- unit moves ----------------------------------------------------------------------
@@ -233,7 +235,7 @@ def main() -> None:
     ref_eta = res_t.copy()
 
     # ---- the service face: RoutingService.nearest_units(node=...), one call per query ----
-    from routing.service import RoutingService  # noqa: PLC0415  # only this section needs it
+    from routing.service import RoutingService  # only this section needs it
 
     svc = RoutingService(gh)
     for i in range(args.units):
@@ -248,11 +250,11 @@ def main() -> None:
 
     # ---- baselines -----------------------------------------------------------------------------
     avail_nodes = unit_nodes[avail]
-    is_unit = {}
-    for i in np.nonzero(avail)[0]:
-        is_unit.setdefault(int(unit_nodes[i]), []).append(int(i))
+    is_unit: dict[int, list[int]] = {}
+    for ui in np.nonzero(avail)[0]:
+        is_unit.setdefault(int(unit_nodes[ui]), []).append(int(ui))
 
-    def agree(etas: list[list[float]]) -> float:
+    def agree(etas: Sequence[Any]) -> float:
         ok = sum(1 for q, e in enumerate(etas) if np.array_equal(np.asarray(e, float),
                                                                     ref_eta[q, :len(e)])
                  and len(e) == np.isfinite(ref_eta[q]).sum())
@@ -292,8 +294,8 @@ def main() -> None:
                     heapq.heappush(heap, (nd, y))
         nx_lat.append((time.perf_counter() - t0) * 1e6)
         nx_eta.append(found)
-    rows["networkx"] = dict(pre_s=t_nx_pre, load_s=float("nan"), mem=mem_nx,
-                            med=float(np.median(nx_lat)), p99=pct(nx_lat, 99), agree=agree(nx_eta))
+    rows["networkx"] = {"pre_s": t_nx_pre, "load_s": float("nan"), "mem": mem_nx,
+                        "med": float(np.median(nx_lat)), "p99": pct(nx_lat, 99), "agree": agree(nx_eta)}
     del G, pred
 
     # scipy
@@ -321,14 +323,14 @@ def main() -> None:
         top = np.sort(du[np.isfinite(du)])[:kk]
         sp_lat.append((time.perf_counter() - t0) * 1e6)
         sp_eta.append(top.tolist())
-    rows["scipy"] = dict(pre_s=t_sp_pre, load_s=float("nan"), mem=mem_sp,
-                         med=float(np.median(sp_lat)), p99=pct(sp_lat, 99), agree=agree(sp_eta))
+    rows["scipy"] = {"pre_s": t_sp_pre, "load_s": float("nan"), "mem": mem_sp,
+                     "med": float(np.median(sp_lat)), "p99": pct(sp_lat, 99), "agree": agree(sp_eta)}
 
     # routingkit-cch
     try:
         import routingkit_cch as rk
     except ImportError:
-        rk = None
+        rk = None  # type: ignore[assignment]  # optional baseline: absent = skipped
         print("routingkit-cch not installed (pip install .[bench]): skipped", file=sys.stderr)
     if rk is not None:
         m0 = rss_mib()
@@ -344,17 +346,17 @@ def main() -> None:
         rk_lat, rk_eta = [], []
         for q in range(n_base):
             t0 = time.perf_counter()
-            ds = m2o.distances_to(int(q_nodes[q]))
-            top = sorted(d for d in ds if d is not None)[:kk]
+            rk_ds = m2o.distances_to(int(q_nodes[q]))
+            rk_top = sorted(d for d in rk_ds if d is not None)[:kk]
             rk_lat.append((time.perf_counter() - t0) * 1e6)
-            rk_eta.append(top)
-        rows["rk_cch"] = dict(pre_s=t_rk_pre, load_s=float("nan"), mem=mem_rk,
-                              med=float(np.median(rk_lat)), p99=pct(rk_lat, 99),
-                              agree=agree(rk_eta))
+            rk_eta.append(rk_top)
+        rows["rk_cch"] = {"pre_s": t_rk_pre, "load_s": float("nan"), "mem": mem_rk,
+                          "med": float(np.median(rk_lat)), "p99": pct(rk_lat, 99),
+                          "agree": agree(rk_eta)}
 
-    rows["service"] = dict(pre_s=t_pre, load_s=t_load, mem=mem_kernel,
-                           med=float(np.median(svc_lat)), p99=pct(svc_lat, 99),
-                           agree=agree(svc_eta))
+    rows["service"] = {"pre_s": t_pre, "load_s": t_load, "mem": mem_kernel,
+                       "med": float(np.median(svc_lat)), "p99": pct(svc_lat, 99),
+                       "agree": agree(svc_eta)}
 
     # ---- report -------------------------------------------------------------------------------
     print()

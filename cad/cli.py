@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -48,8 +49,8 @@ def serve(
     from cad.embedded_pg import EmbeddedPostgres, EmbeddedUnavailable, mask_url
     from cad.logging import configure_logging
 
-    overrides = {k: v for k, v in {"host": host, "port": port, "workers": workers}.items()
-                 if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port,
+                                                   "workers": workers}.items() if v is not None}
     settings = Settings(**overrides)
     configure_logging(level=settings.log_level, fmt=settings.log_format)
 

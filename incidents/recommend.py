@@ -103,6 +103,8 @@ class _Finder:
         All groups are checked against the database in one query."""
         if self.s.routing is None:
             return [await self._straight_line(types, caps) for types, caps, _ in groups]
+        locator = self.s.locator
+        assert locator is not None  # made with the routing service (incidents.lifecycle)
         out: list[list[Candidate]] = [[] for _ in groups]
         for _ in range(MAX_REFRESH_ROUNDS):
             found = [self.s.routing.nearest_units(lat=self.lat, lon=self.lon, k=want,
@@ -119,8 +121,8 @@ class _Finder:
                     if r is None or not r["active"] or UnitStatus(r["status"]) not in AVAILABLE:
                         stale_index.add(str(u.unit_id))
                         continue
-                    pos = self.s.locator.position(r, now=self.now)
-                    indexed = self.s.locator.indexed.get(r["id"])
+                    pos = locator.position(r, now=self.now)
+                    indexed = locator.indexed.get(r["id"])
                     if pos is None or indexed is None or (pos.lat, pos.lon) != (indexed.lat, indexed.lon):
                         stale_index.add(r["id"])  # e.g. its fix went stale: re-place at station
                         continue
@@ -128,7 +130,7 @@ class _Finder:
                                             u.distance_m, pos))
             if not stale_index:
                 break
-            await self.s.locator.refresh(self.conn, sorted(stale_index))
+            await locator.refresh(self.conn, sorted(stale_index))
         return out
 
     async def _straight_line(self, types: list[str], caps: list[str]) -> list[Candidate]:

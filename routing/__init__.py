@@ -16,5 +16,15 @@ from routing.service import (
     UnitEta,
 )
 
-__all__ = ["RoadGraph", "Hierarchy", "RoutingService", "RoutingError", "Location", "Placement",
-           "UnitEta", "NearestUnits", "Route", "EtaTable"]
+__all__ = [
+    "EtaTable",
+    "Hierarchy",
+    "Location",
+    "NearestUnits",
+    "Placement",
+    "RoadGraph",
+    "Route",
+    "RoutingError",
+    "RoutingService",
+    "UnitEta",
+]

@@ -316,8 +316,7 @@ def _ch_step(A, L, astart, alen, acap, scal, level, rank, dist, hkey, hnode, hpo
                 L[j, 0] = L[last, 0]
                 L[j, 1] = L[last, 1]
             alen[x] -= 1
-            if level[x] < level[v] + 1:
-                level[x] = level[v] + 1
+            level[x] = max(level[x], level[v] + 1)
         for k in range(deg):
             x = nbrs[k]
             A, L, ad, adh, rm, rmh = _process(x, False, limit_sim, A, L, astart, alen, acap, scal,
@@ -347,7 +346,7 @@ def build_hierarchy(graph: RoadGraph, *, progress: Callable[[int, int], None] | 
                   limit_simulate)
     chunk = max(1000, n // 200)
     while True:
-        st = _ch_step(*st, limit_simulate, limit_contract, chunk)
+        st = _ch_step(*st, limit_simulate, limit_contract, chunk)  # type: ignore[call-arg]  # numba Dispatcher: stubs lack the jitted signature
         scal = st[5]
         if progress is not None:
             progress(int(scal[_NEXT_RANK]), n)

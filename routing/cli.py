@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -26,15 +26,15 @@ console = Console(stderr=True)
 
 @graph_app.command("build")
 def build(
-    source: Annotated[Optional[Path], typer.Argument(
+    source: Annotated[Path | None, typer.Argument(
         help="Road data: .osm, .osm.bz2, .osm.pbf, TIGER/Line roads .zip, or DIMACS .gr[.gz]")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Graph file to write (*.cadgraph)")] = Path(
         "graph.cadgraph"),
-    place: Annotated[Optional[str], typer.Option(
+    place: Annotated[str | None, typer.Option(
         "--place", help="Download this place with osmnx instead of reading a file (needs internet)")] = None,
-    coords: Annotated[Optional[Path], typer.Option(
+    coords: Annotated[Path | None, typer.Option(
         "--coords", help="DIMACS .co[.gz] coordinates file (with a .gr source)")] = None,
-    speed: Annotated[Optional[list[str]], typer.Option(
+    speed: Annotated[list[str] | None, typer.Option(
         "--speed", help="Response speed override CLASS=KMH (OSM highway or TIGER MTFCC); repeatable")] = None,
     tiger_time_factor: Annotated[float, typer.Option(
         help="Multiply TIGER travel times (calibration, e.g. 2.0 for SF)")] = 1.0,

@@ -189,7 +189,7 @@ class RoadGraph:
         i = int(self.edge_name[edge])  # type: ignore[index]  # set in __post_init__
         return tuple(self.street_names[i].split(";")) if i >= 0 else ()
 
-    def with_hierarchy(self, hierarchy: Hierarchy | None) -> "RoadGraph":
+    def with_hierarchy(self, hierarchy: Hierarchy | None) -> RoadGraph:
         kwargs = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "hierarchy"}
         return RoadGraph(**kwargs, hierarchy=hierarchy)
 
@@ -219,7 +219,7 @@ class RoadGraph:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "RoadGraph":
+    def load(cls, path: str | Path) -> RoadGraph:
         with np.load(Path(path), allow_pickle=False) as z:
             meta = json.loads(bytes(z["meta_json"]).decode())
             if meta.get("format_version") != FORMAT_VERSION:

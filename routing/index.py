@@ -117,7 +117,7 @@ class UnitIndex:
         old = self.capacity
 
         def grow(arr: np.ndarray | None, shape: tuple[int, ...], dtype: type, fill: float) -> np.ndarray:
-            new = np.full(shape, fill, dtype=dtype)
+            new: np.ndarray = np.full(shape, fill, dtype=dtype)
             if arr is not None:
                 new[tuple(slice(0, s) for s in arr.shape)] = arr
             return new
@@ -265,8 +265,8 @@ class UnitIndex:
             self._node_first, self._entry_next, self._out_slot, self._out_t, self._out_l)
         return (self._out_slot[:cnt].copy(), self._out_t[:cnt].copy(), self._out_l[:cnt].copy())
 
-    def _nearest_packed(self, n_seeds: int, k: int, type_mask: int, caps_req: int,
-                        need_avail: bool) -> int:
+    def _nearest_packed(self, n_seeds: int, k: int, type_mask: int | np.integer,
+                        caps_req: int | np.integer, need_avail: bool) -> int:
         """The CH query on the seeds already in ``_seed_i``/``_seed_f``; results in out_*."""
         p = self._params
         p[0] = self.n_slots
@@ -282,8 +282,8 @@ class UnitIndex:
             self._out_slot, self._out_f)
 
     def nearest_raw(self, seed_rank: np.ndarray, seed_t: np.ndarray, seed_l: np.ndarray,
-                    seed_edge: np.ndarray, seed_frac: np.ndarray, k: int, type_mask: int,
-                    caps_req: int) -> int:
+                    seed_edge: np.ndarray, seed_frac: np.ndarray, k: int,
+                    type_mask: int | np.integer, caps_req: int | np.integer) -> int:
         """Allocation-free hot path for benchmarks: results stay in out_* buffers
         (``k`` must not exceed the capacity set by ``_ensure_k``)."""
         n_seeds = seed_rank.size
@@ -337,7 +337,8 @@ class UnitIndex:
         edges driven, the unit source used, the seed reached). When the unit is behind
         the point on the point's own edge the path is empty and both seeds are None."""
         g = self.graph
-        best = (np.inf, np.inf, [], None, None)
+        best: tuple[float, float, list[int], Seed | None, Seed | None] = (np.inf, np.inf, [], None,
+                                                                          None)
         for c in range(int(self.u_nsrc[slot])):
             e_u, f_u = int(self.u_edge[slot, c]), float(self.u_frac[slot, c])
             for sd in seeds:

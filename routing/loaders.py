@@ -10,6 +10,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import io
+import itertools
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -218,7 +219,7 @@ def load_osm_xml(path: str | Path, *, speeds_kmh: Mapping[str, float] | None = N
                     wid = int(elem.get("id"))
                     ms = tags.get("maxspeed")
                     nm = tags.get("name")
-                    for a, b in zip(refs[:-1], refs[1:]):
+                    for a, b in itertools.pairwise(refs):
                         seg_u.append(a)
                         seg_v.append(b)
                         seg_way.append(wid)
@@ -266,7 +267,8 @@ def load_place(place: str, *, speeds_kmh: Mapping[str, float] | None = None,
     progress(f"downloading {place!r} with osmnx")
     highway_re = "|".join(sorted(DRIVABLE_HIGHWAYS))
     g = ox.graph_from_place(
-        place, simplify=False, retain_all=True, network_type=None,
+        place, simplify=False, retain_all=True,
+        network_type=None,  # type: ignore[arg-type]  # osmnx: None = custom_filter alone
         custom_filter=f'["highway"~"^({highway_re})$"]["area"!~"yes"]["access"!~"^no$"]',
     )
     progress("assembling arcs")
@@ -321,7 +323,7 @@ def load_tiger(path: str | Path, *, speeds_kmh: Mapping[str, float] | None = Non
         parts = list(sr.shape.parts) + [len(pts)]
         lid = int(sr.record[i_lid])
         fullname = sr.record[i_name] if i_name >= 0 else ""
-        for a, b in zip(parts[:-1], parts[1:]):
+        for a, b in itertools.pairwise(parts):
             feats.append((mtfcc, lid, fullname, pts[a:b]))
     ramp_pts = {p for m, _, _, pts in feats if m == "S1630" for p in pts}
     node_of: dict[tuple[int, int, bool], int] = {}
@@ -347,7 +349,7 @@ def load_tiger(path: str | Path, *, speeds_kmh: Mapping[str, float] | None = Non
     for mtfcc, lid, fullname, pts in feats:
         fw = mtfcc == "S1100"
         ids = [node(p, fw) for p in pts]
-        for a, b in zip(ids[:-1], ids[1:]):
+        for a, b in itertools.pairwise(ids):
             us.append(a)
             vs.append(b)
             cls.append(cidx[mtfcc])
@@ -427,11 +429,11 @@ def load_any(source: str | Path, *, coords: str | Path | None = None,
              dimacs_time_unit_s: float = 0.1, progress: Progress = _noop) -> RoadGraph:
     """Dispatch on the file name."""
     name = str(source).lower()
-    if name.endswith(".osm.pbf") or name.endswith(".pbf"):
+    if name.endswith((".osm.pbf", ".pbf")):
         return load_osm_pbf(source, speeds_kmh=speeds_kmh, progress=progress)
     if name.endswith((".osm", ".osm.bz2", ".osm.gz", ".xml", ".xml.bz2")):
         return load_osm_xml(source, speeds_kmh=speeds_kmh, progress=progress)
-    if name.endswith(".zip") or name.endswith(".shp"):
+    if name.endswith((".zip", ".shp")):
         return load_tiger(source, speeds_kmh=speeds_kmh, time_factor=tiger_time_factor,
                           progress=progress)
     if name.endswith((".gr", ".gr.gz")):
@@ -442,5 +444,12 @@ def load_any(source: str | Path, *, coords: str | Path | None = None,
                      ".zip (TIGER), .gr(.gz))")
 
 
-__all__ = ["load_osm_pbf", "load_osm_xml", "load_place", "load_tiger", "load_dimacs", "load_any",
-           "DRIVABLE_HIGHWAYS"]
+__all__ = [
+    "DRIVABLE_HIGHWAYS",
+    "load_any",
+    "load_dimacs",
+    "load_osm_pbf",
+    "load_osm_xml",
+    "load_place",
+    "load_tiger",
+]

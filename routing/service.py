@@ -172,7 +172,7 @@ class RoutingService:
         self._state = self._new_state(graph)
 
     @classmethod
-    def from_file(cls, path: str | Path, **kwargs: Any) -> "RoutingService":
+    def from_file(cls, path: str | Path, **kwargs: Any) -> RoutingService:
         return cls(RoadGraph.load(path), **kwargs)
 
     def _new_state(self, graph: RoadGraph) -> _State:
@@ -333,7 +333,7 @@ class RoutingService:
         with st.lock:
             u = self._get(unit_id)
             assert u.placement is not None
-            eta_ds, length_m, edges, src, seed = st.index.path(u.slot, seeds)
+            eta_ds, length_m, edges, src, _seed = st.index.path(u.slot, seeds)
             start = st.point_lonlat(u.placement)
         end = st.point_lonlat(placement)
         if not np.isfinite(eta_ds):

@@ -89,8 +89,8 @@ def _snap_points(px, py, x0, y0, x1, y1, cell_start, cell_items, nx, ny, cell, o
         best = np.inf
         bs = -1
         bt = 0.0
-        cx = int(math.floor(px[i] / cell))
-        cy = int(math.floor(py[i] / cell))
+        cx = math.floor(px[i] / cell)  # an int64 in numba as in Python
+        cy = math.floor(py[i] / cell)
         inside = 0 <= cx < nx and 0 <= cy < ny
         if inside:
             r = 0
@@ -152,8 +152,8 @@ class Snapper:
         head = graph.fwd_head[self._seg_edge]
         self._x0, self._y0 = nx_[tail], ny_[tail]
         self._x1, self._y1 = nx_[head], ny_[head]
-        self._nx = max(1, int(math.ceil((nx_.max() if nx_.size else 0) / cell_m)) + 1)
-        self._ny = max(1, int(math.ceil((ny_.max() if ny_.size else 0) / cell_m)) + 1)
+        self._nx = max(1, math.ceil((nx_.max() if nx_.size else 0) / cell_m) + 1)
+        self._ny = max(1, math.ceil((ny_.max() if ny_.size else 0) / cell_m) + 1)
         self._cell_start, self._cell_items = _build_grid(
             self._x0, self._y0, self._x1, self._y1, self._nx, self._ny, self.cell_m,
             self._seg_edge.size)

@@ -86,7 +86,7 @@ def require_shared(relative: str) -> Path:
 
 # Cheap argon2 parameters for test users: verification reads the parameters from the hash, and
 # the first real login re-hashes with the configured ones.
-_TEST_HASHER_PARAMS = {"time_cost": 1, "memory_cost": 8192, "parallelism": 1}
+_TEST_HASHER_PARAMS: dict[str, Any] = {"time_cost": 1, "memory_cost": 8192, "parallelism": 1}
 
 
 async def make_user(pool: Any, role: str, *, unit_id: str | None = None,

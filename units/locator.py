@@ -48,11 +48,13 @@ def unit_position(row: Mapping[str, Any], *, now: datetime, stale_after_s: float
     age = (now - fix_at).total_seconds() if fix_at is not None else None
     has_fix = fix_at is not None and lat is not None and lon is not None
     if has_fix and age is not None and age <= stale_after_s:
+        assert lat is not None and lon is not None  # has_fix
         return Position(lat, lon, "avl", age, False, fix_at)
     if row.get("station_lat") is not None:
         # No fix, or a stale one: the station is the best guess (in quarters it is exact).
         return Position(row["station_lat"], row["station_lon"], "station", age, has_fix, fix_at)
     if has_fix:
+        assert lat is not None and lon is not None  # has_fix
         return Position(lat, lon, "avl_stale", age, True, fix_at)
     return None
 

@@ -28,22 +28,21 @@ async def test_readyz_is_503_when_the_database_stops(tmp_path: Path) -> None:
     try:
         url = pg.start()
         settings = Settings(database_url=url, data_dir=tmp_path, db_pool_min=1, log_format="json")
-        async with running_app(settings) as app:
-            async with httpx.AsyncClient(base_url=app.base_url) as c:
-                assert (await c.get("/readyz")).status_code == 200
-                pg.stop()
+        async with running_app(settings) as app, httpx.AsyncClient(base_url=app.base_url) as c:
+            assert (await c.get("/readyz")).status_code == 200
+            pg.stop()
+            r = await c.get("/readyz")
+            assert r.status_code == 503
+            assert r.headers["content-type"].startswith("application/problem+json")
+            assert r.json()["reason"] == "database"
+            assert "database" in r.json()["detail"]
+            assert (await c.get("/healthz")).status_code == 200  # the process is still alive
+            pg.start()
+            r = await c.get("/readyz")
+            # the pool replaces broken connections once the server is back
+            if r.status_code != 200:
                 r = await c.get("/readyz")
-                assert r.status_code == 503
-                assert r.headers["content-type"].startswith("application/problem+json")
-                assert r.json()["reason"] == "database"
-                assert "database" in r.json()["detail"]
-                assert (await c.get("/healthz")).status_code == 200  # the process is still alive
-                pg.start()
-                r = await c.get("/readyz")
-                # the pool replaces broken connections once the server is back
-                if r.status_code != 200:
-                    r = await c.get("/readyz")
-                assert r.status_code == 200
+            assert r.status_code == 200
     finally:
         pg.stop()
         shutil.rmtree(root, ignore_errors=True)
@@ -72,9 +71,8 @@ async def test_readyz_is_503_when_migrations_are_pending(database_url: str, tmp_
 async def test_app_start_applies_migrations(empty_database_url: str, tmp_path: Path) -> None:
     settings = Settings(database_url=empty_database_url, data_dir=tmp_path, db_pool_min=1,
                         log_format="json")
-    async with running_app(settings) as app:
-        async with httpx.AsyncClient(base_url=app.base_url) as c:
-            assert (await c.get("/readyz")).status_code == 200
+    async with running_app(settings) as app, httpx.AsyncClient(base_url=app.base_url) as c:
+        assert (await c.get("/readyz")).status_code == 200
     conn = await asyncpg.connect(empty_database_url)
     try:
         n = await conn.fetchval("SELECT count(*) FROM schema_migrations")

@@ -55,7 +55,7 @@ async def test_edited_migration_is_refused(empty_database_url: str, tmp_path: Pa
     conn = await db.connect(empty_database_url)
     try:
         await db.migrate(conn, mdir)
-        first = sorted(mdir.glob("*.sql"))[0]
+        first = min(mdir.glob("*.sql"))
         first.write_text(first.read_text() + "\n-- sneaky edit\n")
         with pytest.raises(db.MigrationError, match=f"{first.name} was edited after it was applied"):
             await db.migrate(conn, mdir)

@@ -36,7 +36,7 @@ def test_nothing_is_configured_at_import() -> None:
     env = {**os.environ, "CAD_PORT": "not-a-port", "CAD_DATABASE_URL": "postgresql://nowhere:1/x"}
     code = "import cad.app, cad.cli, cad.db, cad.uow, cad.embedded_pg; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=60)
+                         timeout=60, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
 
@@ -45,7 +45,8 @@ def test_json_log_lines_off_a_tty() -> None:
     code = ("from cad.logging import configure_logging, get_logger\n"
             "configure_logging(level='info', fmt='auto')\n"
             "get_logger('t').info('unit_moved', unit_id='E1', eta_s=12.5)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         check=False)
     line = json.loads(out.stderr.strip().splitlines()[-1])
     assert line["event"] == "unit_moved" and line["unit_id"] == "E1" and line["eta_s"] == 12.5
     assert line["level"] == "info" and line["timestamp"].endswith("Z")

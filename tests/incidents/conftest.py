@@ -54,8 +54,8 @@ class Api:
 
 
 def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
-    base: dict[str, Any] = dict(database_url=database_url, data_dir=tmp_path, log_format="json",
-                                db_pool_min=1, db_pool_max=20, timer_sweep_interval_s=0)
+    base: dict[str, Any] = {"database_url": database_url, "data_dir": tmp_path, "log_format": "json",
+                                "db_pool_min": 1, "db_pool_max": 20, "timer_sweep_interval_s": 0}
     base.update(overrides)
     return Settings(**base)
 

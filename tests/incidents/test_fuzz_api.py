@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
 
 from tests.incidents.conftest import Api, create_unit
 
@@ -39,24 +40,27 @@ def _operations(spec: dict[str, Any], prefixes: tuple[str, ...],
 def _fuzz(ops: list[Any], base_url: str, headers: list[dict[str, str]]) -> list[str]:
     problems: list[str] = []
     for op, hdrs in zip(ops, headers, strict=True):
-
-        @hsettings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, derandomize=DERANDOMIZE,
-                   suppress_health_check=list(HealthCheck), database=None)
-        @given(case=op.as_strategy())
-        def run(case: Any) -> None:
-            resp = case.call(base_url=base_url, headers=hdrs)
-            where = f"{case.method} {case.formatted_path} -> {resp.status_code}"
-            if resp.status_code >= 500:
-                problems.append(f"{where}: {resp.text[:300]}")
-            ctype = resp.headers.get("content-type") or resp.headers.get("Content-Type") or ""
-            if isinstance(ctype, list):
-                ctype = ctype[0] if ctype else ""
-            if resp.status_code < 500 and resp.status_code >= 400 and not ctype.startswith(
-                    "application/problem+json"):
-                problems.append(f"{where}: not problem+json")
-
-        run()
+        _fuzz_operation(op, base_url, hdrs, problems)
     return problems
+
+
+def _fuzz_operation(op: Any, base_url: str, hdrs: dict[str, str], problems: list[str]) -> None:
+    @hsettings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, derandomize=DERANDOMIZE,
+               suppress_health_check=list(HealthCheck), database=None)
+    @given(case=op.as_strategy())
+    def run(case: Any) -> None:
+        resp = case.call(base_url=base_url, headers=hdrs)
+        where = f"{case.method} {case.formatted_path} -> {resp.status_code}"
+        if resp.status_code >= 500:
+            problems.append(f"{where}: {resp.text[:300]}")
+        ctype = resp.headers.get("content-type") or resp.headers.get("Content-Type") or ""
+        if isinstance(ctype, list):
+            ctype = ctype[0] if ctype else ""
+        if resp.status_code < 500 and resp.status_code >= 400 and not ctype.startswith(
+                "application/problem+json"):
+            problems.append(f"{where}: not problem+json")
+
+    run()
 
 
 async def test_schema_generated_requests_never_get_a_server_error(api: Api) -> None:

@@ -10,14 +10,14 @@ from tests.incidents.conftest import Api, create_incident, create_unit
 
 async def test_intake_numbers_and_caller_kept_apart(api: Api) -> None:
     disp = await api.as_("dispatcher")
-    received = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=40)).isoformat()
-    answered = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=35)).isoformat()
+    received = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=40)).isoformat()
+    answered = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=35)).isoformat()
     a = await create_incident(disp, 37.77, -122.42, itype="MED", received_at=received,
                               answered_at=answered,
                               caller={"name": "Pat Doe", "callback_number": "+1 415 555 0100"},
                               narrative="Elderly male, difficulty breathing")
     b = await create_incident(disp, 37.70, -122.50, itype="BURG")
-    year = dt.datetime.now(dt.timezone.utc).year
+    year = dt.datetime.now(dt.UTC).year
     assert re.fullmatch(rf"SFFD-{year}-\d{{6}}", a["number"])
     assert int(b["number"][-6:]) == int(a["number"][-6:]) + 1
     assert a["priority"] == 2 and b["priority"] == 3  # defaults from the type table

@@ -8,9 +8,17 @@ import itertools
 from typing import Any
 
 import httpx
-from hypothesis import HealthCheck, settings as hsettings, strategies as st
-from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition,
-                                 rule, run_state_machine_as_test)
+from hypothesis import HealthCheck
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from tests.incidents.conftest import Api
 from units.status import AVAILABLE, UnitStatus, can_transition, clears_assignment

@@ -63,10 +63,10 @@ async def test_each_crossing_emits_exactly_one_event(timer_api: Api) -> None:
 
 
 async def _snapshot(running: RunningApp) -> tuple[dict[str, Any], int]:
-    async with running.app.state.pool.acquire() as conn:
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            last = await conn.fetchval("SELECT coalesce(max(id), 0) FROM event_log")
-            return await board_snapshot(conn, agencies=None), last
+    async with running.app.state.pool.acquire() as conn, conn.transaction(
+            isolation="repeatable_read", readonly=True):
+        last = await conn.fetchval("SELECT coalesce(max(id), 0) FROM event_log")
+        return await board_snapshot(conn, agencies=None), last
 
 
 async def test_board_rebuilt_from_events_equals_a_fresh_snapshot(api: Api) -> None:

@@ -171,7 +171,7 @@ def test_path_eta_equals_nearest_eta(real_graph):
         seeds = incident_seeds(g, int(rng.integers(g.n_edges)), float(rng.random()))
         slots, eta, length = idx.nearest(seeds, k=3)
         for s, t, ln in zip(slots, eta, length):
-            pt, plen, edges, _src, _seed = idx.path(int(s), seeds)
+            pt, _plen, edges, _src, _seed = idx.path(int(s), seeds)
             assert pt == pytest.approx(t, rel=REL)
             # the path's own time adds up
             if _src is not None:
@@ -196,7 +196,7 @@ def test_real_extracts_match_networkx(real_graph, name):
     cache: dict = {}
     for _ in range(15):
         seeds = incident_seeds(g, int(rng.integers(g.n_edges)), float(rng.random()))
-        slots, eta, _ = idx.nearest(seeds, k=5)
+        _slots, eta, _ = idx.nearest(seeds, k=5)
         want = sorted(oracle_eta_ds(G, g, src, seeds, cache) for src, av in units if av)[:5]
         np.testing.assert_allclose(eta, want, rtol=REL)
 

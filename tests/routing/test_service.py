@@ -14,13 +14,14 @@ from routing.graph import RoadGraph
 from routing.testdata import require_road_file
 from tests.routing.conftest import make_graph
 
+
 # a 3x3 grid of two-way streets, 100 ds (10 s) per block; grid cell i has node id
 # 10*row + col, which make_graph lays out ~100 m apart
 def N(i: int) -> int:
     return 10 * (i // 3) + i % 3
 
 
-GRID = [(N(a), N(b), 100) for a, b in [(0, 1), (1, 2), (3, 4), (4, 5), (6, 7), (7, 8),
+GRID: list[tuple[int, int, float]] = [(N(a), N(b), 100.0) for a, b in [(0, 1), (1, 2), (3, 4), (4, 5), (6, 7), (7, 8),
                                   (0, 3), (3, 6), (1, 4), (4, 7), (2, 5), (5, 8)]]
 GRID = GRID + [(b, a, w) for a, b, w in GRID]
 

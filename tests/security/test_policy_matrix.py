@@ -44,8 +44,8 @@ def test_every_route_has_a_rule(app: RunningApp) -> None:
 async def test_every_endpoint_for_every_role(app: RunningApp, auth_headers: AuthHeaders) -> None:
     policy: Policy = app.app.state.policy
     callers: dict[str | None, dict[str, str]] = {None: {}}
-    for role in ROLES:
-        callers[role] = await auth_headers(role)
+    for r_name in ROLES:
+        callers[r_name] = await auth_headers(r_name)
     async with httpx.AsyncClient(base_url=app.base_url, timeout=30) as c:
         spec = (await c.get("/openapi.json")).json()
         ops = _operations(spec)
@@ -56,7 +56,7 @@ async def test_every_endpoint_for_every_role(app: RunningApp, auth_headers: Auth
             if rule is None:
                 failures.append(f"{method} {template}: no rule")
                 continue
-            path = template
+            path: str = template
             for param in op.get("parameters", []):
                 if param.get("in") == "path":
                     path = path.replace("{" + param["name"] + "}", _dummy(param))

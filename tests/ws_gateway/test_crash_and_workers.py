@@ -205,7 +205,7 @@ async def test_two_workers_through_redis_deliver_everything_to_everyone(
                 sent[unit] = sent.get(unit, 0) + 1
 
         def complete(c: StreamClient) -> bool:  # delivered + coalesced == sent, per unit
-            got = {}
+            got: dict[str, int] = {}
             for p in c.positions:
                 got[p["unit_id"]] = got.get(p["unit_id"], 0) + 1 + p["coalesced"]
             return got == sent and len(c.events) >= len(ids)
