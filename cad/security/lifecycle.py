@@ -16,6 +16,7 @@ from cad.security import audit, witness
 from cad.security.api import router
 from cad.security.middleware import SecurityMiddleware, iter_routes
 from cad.security.policy import Policy, Rule
+from cad.security.ratelimit import SharedBuckets
 from cad.security.runtime import SecurityRuntime
 from cad.security.service import bootstrap_admin
 from cad.settings import Settings
@@ -41,6 +42,12 @@ def install(app: FastAPI, settings: Settings, *,
 async def start(app: FastAPI) -> None:
     settings: Settings = app.state.settings
     rt = SecurityRuntime.build(settings)
+    if settings.redis_url:
+        ident = await app.state.pool.fetchrow(
+            "SELECT (SELECT system_identifier FROM pg_control_system())::text AS cluster, "
+            "current_database() AS db")
+        rt.shared_buckets = SharedBuckets.connect(
+            settings.redis_url, f"cad:rl:{ident['cluster']}:{ident['db']}")
     app.state.security = rt
     missing = app.state.policy.unruled(iter_routes(app))
     if missing:
@@ -63,6 +70,10 @@ async def stop(app: FastAPI) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+    rt = getattr(app.state, "security", None)
+    if rt is not None and rt.shared_buckets is not None:
+        with contextlib.suppress(Exception):
+            await rt.shared_buckets.close()
 
 
 async def _prune_loop(app: FastAPI, settings: Settings) -> None:

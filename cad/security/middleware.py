@@ -138,9 +138,10 @@ class SecurityMiddleware:
         if rule is PUBLIC:
             rt = getattr(state, "security", None)
             if rt is not None and scope["type"] == "http":
-                limiter = (rt.login_limiter if (method, template) in LOGIN_RATE_LIMITED
-                           else rt.public_limiter)
-                wait_s = limiter.take(client_addr(scope) or "-")
+                is_login = (method, template) in LOGIN_RATE_LIMITED
+                wait_s = await rt.rate_limit("login" if is_login else "public",
+                                             rt.login_limiter if is_login else rt.public_limiter,
+                                             client_addr(scope) or "-")
                 if wait_s > 0:
                     await self._refuse(scope, receive, send, 429, "Too many requests",
                                        "rate limit exceeded; retry later",

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from cad.security.passwords import Passwords
-from cad.security.ratelimit import TokenBucketLimiter
+from cad.security.ratelimit import SharedBuckets, TokenBucketLimiter
 from cad.security.tokens import load_or_create_secret
 from cad.settings import Settings
 
@@ -26,6 +26,14 @@ class SecurityRuntime:
     public_limiter: TokenBucketLimiter
     # Every lockout / idle / expiry decision reads this; tests inject a shifted clock.
     clock: Callable[[], datetime] = field(default=utc_now)
+    # Buckets in Redis shared by all workers (set in the lifespan when CAD_REDIS_URL is).
+    shared_buckets: SharedBuckets | None = None
+
+    async def rate_limit(self, name: str, local: TokenBucketLimiter, key: str) -> float:
+        """0.0 if ``key`` may go on, else seconds until it may."""
+        if self.shared_buckets is not None:
+            return await self.shared_buckets.take(name, key, local)
+        return local.take(key)
 
     @classmethod
     def build(cls, settings: Settings) -> SecurityRuntime:
