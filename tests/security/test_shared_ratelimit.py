@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 
 import httpx
+from pydantic import SecretStr
 
 from cad.security.ratelimit import SharedBuckets, TokenBucketLimiter
 from cad.settings import Settings
@@ -53,7 +54,7 @@ async def test_login_limit_holds_across_two_workers(database_url: str, tmp_path,
         d.mkdir()
         return Settings(database_url=database_url, data_dir=d, log_format="json", db_pool_min=1,
                         db_pool_max=6, redis_url=redis_url, rate_limit_login_burst=3,
-                        rate_limit_login_per_min=1, jwt_secret="s" * 40)
+                        rate_limit_login_per_min=1, jwt_secret=SecretStr("s" * 40))
 
     async with running_app(settings(1)) as w1, running_app(settings(2)) as w2, \
             httpx.AsyncClient() as c:
