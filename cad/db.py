@@ -14,6 +14,10 @@ import structlog
 log = structlog.get_logger("cad.db")
 
 # Held while migrating so that several workers starting at once migrate exactly once.
+# Advisory lock keys of the project (prefix 0x43AD; tests/cad/test_retention.py checks they
+# are distinct): 0001 migrations (here), 0002 event-log commit order (0001_foundation.sql),
+# 0003 audit-chain append (0002_security.sql), 0004 admin bootstrap (cad.security.service),
+# 0005 retention sweep (cad.retention).
 MIGRATION_LOCK_KEY = 0x43AD_0001
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 

@@ -23,7 +23,7 @@ from cad.settings import Settings
 
 log = structlog.get_logger("cad.retention")
 
-SWEEP_LOCK = 0x43AD0004  # session advisory lock: one sweeping worker at a time
+SWEEP_LOCK = 0x43AD_0005  # session advisory lock: one sweeping worker at a time
 DEFAULT_BATCH = 20_000
 
 # ctid batches: the inner scan uses the BRIN index on received_at (an age-ordered, append-only

@@ -100,3 +100,14 @@ async def test_cli_prune_reports_what_it_deleted(pool, database_url):
     assert "pruned 12 AVL breadcrumbs (older than 90 days) and 5 idempotency keys" in " ".join(
         stdout.decode().split())
     assert await pool.fetchval("SELECT count(*) FROM unit_positions") == 2
+
+
+def test_advisory_lock_keys_are_distinct() -> None:
+    from cad.db import MIGRATION_LOCK_KEY
+    from cad.security.audit import AUDIT_CHAIN_LOCK_KEY
+    from cad.security.service import BOOTSTRAP_LOCK_KEY
+
+    event_log_key = 0x43AD_0002  # taken in SQL by the event-log trigger (0001_foundation.sql)
+    keys = [MIGRATION_LOCK_KEY, event_log_key, AUDIT_CHAIN_LOCK_KEY, BOOTSTRAP_LOCK_KEY,
+            retention.SWEEP_LOCK]
+    assert len(set(keys)) == len(keys)
