@@ -60,6 +60,9 @@ async def stop(app: FastAPI) -> None:
     if stop_event is None:
         return
     stop_event.set()
+    services = getattr(app.state, "services", None)
+    if services is not None and services.locator is not None:
+        await services.locator.close()
     for task in getattr(app.state, "dispatch_tasks", []):
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await asyncio.wait_for(task, timeout=5)

@@ -105,6 +105,7 @@ class _Finder:
             return [await self._straight_line(types, caps) for types, caps, _ in groups]
         locator = self.s.locator
         assert locator is not None  # made with the routing service (incidents.lifecycle)
+        await locator.settle()  # changes seen in the event log are in the index first
         out: list[list[Candidate]] = [[] for _ in groups]
         for _ in range(MAX_REFRESH_ROUNDS):
             found = [self.s.routing.nearest_units(lat=self.lat, lon=self.lon, k=want,

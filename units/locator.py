@@ -5,13 +5,21 @@ A unit's position for routing is its newest AVL fix while fresh, else its home s
 them, so the newest of the database's fix and this worker's own is used. The routing index
 is a per-worker cache: PostgreSQL stays the truth for availability, and every
 recommendation re-checks it before answering.
+
+With several workers, changes made through another worker reach this one's index too: every
+worker tails the event log, and events naming units (status changes, roster edits,
+dispatches; station edits name all) re-read those units here (``schedule_refresh``); AVL
+fixes ingested by another worker arrive through the hub's position batches (``move``).
+Without that a unit made available through worker A would never be proposed by worker B:
+the re-check only removes wrong candidates, it cannot add missing ones.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -71,6 +79,10 @@ class UnitLocator:
         self.fixes: dict[str, tuple[float, float, datetime]] = {}
         self.pool: asyncpg.Pool | None = None
         self._pending: set[asyncio.Task[None]] = set()
+        self._dirty: set[str] = set()
+        self._dirty_all = False
+        self._refresher: asyncio.Task[None] | None = None
+        self.refreshes = 0  # rounds of schedule_refresh reads (for tests and stats)
 
     def position(self, row: Mapping[str, Any], *, now: datetime | None = None) -> Position | None:
         return unit_position(row, now=now or utcnow(), stale_after_s=self.stale_after_s,
@@ -116,13 +128,64 @@ class UnitLocator:
         async with self.pool.acquire() as conn:
             await self.refresh(conn, [unit_id])
 
+    def schedule_refresh(self, unit_ids: Iterable[str] | None) -> None:
+        """These units (None: all) changed, possibly through another worker: re-read them
+        from the database soon. Bursts coalesce into one query per round."""
+        if self.routing is None or self.pool is None:
+            return
+        if unit_ids is None:
+            self._dirty_all = True
+        else:
+            self._dirty.update(unit_ids)
+        if (self._dirty or self._dirty_all) and (self._refresher is None or self._refresher.done()):
+            self._refresher = asyncio.get_running_loop().create_task(
+                self._refresh_dirty(), name="unit-locator-refresh")
+
+    async def _refresh_dirty(self) -> None:
+        assert self.pool is not None
+        backoff = 0.2
+        while self._dirty or self._dirty_all:
+            everything, ids = self._dirty_all, sorted(self._dirty)
+            self._dirty_all, self._dirty = False, set()
+            try:
+                async with self.pool.acquire() as conn:
+                    await self.refresh(conn, None if everything else ids)
+                self.refreshes += 1
+                backoff = 0.2
+            except Exception:  # the database is away: keep them dirty and try again
+                log.warning("unit_locator_refresh_failed", units=len(ids), all=everything,
+                            exc_info=True)
+                self._dirty_all = self._dirty_all or everything
+                self._dirty.update(ids)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def settle(self) -> None:
+        """Wait for scheduled re-reads to finish (a recommendation calls this first)."""
+        task = self._refresher
+        if task is not None and not task.done():
+            await asyncio.shield(task)
+
+    async def close(self) -> None:
+        for task in [self._refresher, *self._pending]:
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):  # shutting down
+                    await task
+
     async def refresh(self, conn: asyncpg.Connection, unit_ids: list[str] | None = None) -> None:
         if self.routing is None:
             return
         if unit_ids is None:
             rows = await conn.fetch(UNITS_WITH_STATIONS)
+            # Units no longer in the table at all leave the index.
+            gone = set(self.indexed) - {r["id"] for r in rows}
         else:
             rows = await conn.fetch(UNITS_WITH_STATIONS + " WHERE u.id = ANY($1)", unit_ids)
+            gone = set(unit_ids) - {r["id"] for r in rows}
+        for uid in gone & set(self.indexed):
+            self.routing.remove_unit(uid)
+            del self.indexed[uid]
         now = utcnow()
         for r in rows:
             try:

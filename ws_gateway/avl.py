@@ -313,6 +313,19 @@ def resolve_position_hook(app_state: Any) -> Callable[[str, float, float, dateti
     return fallback
 
 
+def resolve_units_changed_hook(app_state: Any) -> Callable[[set[str] | None], None]:
+    """``units.positions.units_changed(app_state, unit_ids)`` when the units package provides
+    it (each worker's routing index follows changes made through any worker), else nothing."""
+    try:
+        from units.positions import units_changed
+    except ImportError:
+        return lambda _ids: None
+
+    def hook(unit_ids: set[str] | None) -> None:
+        units_changed(app_state, unit_ids)
+    return hook
+
+
 class AvlIngest:
     """Per worker: last accepted fix time per unit (out-of-order detection), the coalescer,
     the breadcrumb writer and the routing hook."""

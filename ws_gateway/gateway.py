@@ -30,7 +30,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from cad.settings import Settings
 from ws_gateway import auth
-from ws_gateway.avl import POSITIONS_CHANNEL, AvlIngest
+from ws_gateway.avl import POSITIONS_CHANNEL, AvlIngest, resolve_units_changed_hook
 from ws_gateway.events import EVENT_COLUMNS, Event, EventFilter, TickView, event_from_row
 from ws_gateway.hub import Hub, MemoryHub, create_hub
 from ws_gateway.tailer import EventTailer
@@ -110,6 +110,7 @@ class Gateway:
         self.tailer = EventTailer(pool, database_url, self._on_events,
                                   poll_interval_s=settings.ws_tailer_poll_interval_s)
         self.avl = AvlIngest(app_state, pool, settings=settings)
+        self._units_changed = resolve_units_changed_hook(app_state)
         self.clients: set[Client] = set()
         # The subset that receives positions (boards): a tick with positions but no events
         # touches only these, not the thousands of MDT sockets.
@@ -159,6 +160,22 @@ class Gateway:
 
     def _on_events(self, events: list[Event]) -> None:
         self._events.extend(events)
+        # Units these events name may have changed through another worker: this worker's
+        # routing index re-reads them (one query per batch; a station change re-reads all).
+        named: set[str] = set()
+        everything = False
+        for e in events:
+            if e.aggregate_type == "station" or (e.aggregate_type == "unit" and e.aggregate_id == "*"):
+                everything = True
+                break
+            if e.aggregate_type == "unit":
+                named.add(e.aggregate_id)
+            named.update(e.unit_ids)
+        if everything or named:
+            try:
+                self._units_changed(None if everything else named)
+            except Exception:  # the index catches up at the next change; fan-out goes on
+                log.exception("units_changed_hook_failed")
 
     # --- the tick ----------------------------------------------------------------------------
 
@@ -188,14 +205,24 @@ class Gateway:
             except Exception:
                 log.exception("tick_failed")
 
+    def _apply_remote_fix(self, p: dict[str, Any]) -> None:
+        try:
+            fix_time = datetime.fromisoformat(p["fix_time"])
+            self.avl.apply_to_routing(str(p["unit_id"]), float(p["lat"]), float(p["lon"]), fix_time)
+        except Exception:  # noqa: BLE001 - a bad batch entry must not stop the fan-out
+            log.debug("remote_fix_not_applied", unit_id=p.get("unit_id"))
+
     def _fanout(self) -> None:
         self.ticks += 1
         events, self._events = self._events, []
         batches, self._position_batches[:] = list(self._position_batches), []
         positions: list[tuple[str | None, bytes]] = []
+        shared = not isinstance(self.hub, MemoryHub)
         for batch in batches:
             for p in orjson.loads(batch):
                 positions.append((p.get("agency"), orjson.dumps(p)))
+                if shared:  # possibly another worker's fix: this worker's index moves too
+                    self._apply_remote_fix(p)
         now = time.monotonic()
         hb_interval = self.settings.ws_heartbeat_interval_s
         cursor = self.fanned_cursor = self.tailer.cursor
