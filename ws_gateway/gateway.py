@@ -137,6 +137,9 @@ class Gateway:
         self.hub.subscribe(WAKE_CHANNEL, self.tailer.wake)
         self.hub.on_reconnect(self.tailer.catch_up)
         await self.tailer.start()
+        # The routing index was filled before the tailer's starting cursor was read: a change
+        # committed in between would be in neither. Re-read every unit once, now.
+        self._units_changed(None)
         await self.avl.start()
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="ws-tick"))
         self._tasks.append(asyncio.create_task(self._recheck_loop(), name="ws-token-recheck"))
