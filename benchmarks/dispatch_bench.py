@@ -314,6 +314,8 @@ def main() -> None:
     ap.add_argument("--server-prefix", help="run the server under this wrapper (e.g. 'taskset -c 1'); to profile, attach "
                          "'py-spy record --pid' to the running server instead")
     args = ap.parse_args()
+    if args.workers > 1 and not args.redis_url:
+        ap.error("--workers > 1 needs --redis-url (or CAD_REDIS_URL): cad serve refuses without it")
     if args.quick:
         args.duration = 5.0
     res = asyncio.run(run(args))

@@ -53,6 +53,13 @@ def serve(
                                                    "workers": workers}.items() if v is not None}
     settings = Settings(**overrides)
     configure_logging(level=settings.log_level, fmt=settings.log_format)
+    if settings.workers > 1 and not settings.redis_url:
+        # Without the shared hub an AVL fix reaches only the worker whose socket received it:
+        # boards on the other workers would not see the unit move, and their recommendations
+        # would rank it from an old position.
+        err.print(f"cad: {settings.workers} workers need CAD_REDIS_URL (Redis carries AVL "
+                  "positions between workers); set it, or run one worker")
+        raise typer.Exit(2)
 
     embedded: EmbeddedPostgres | None = None
     url = settings.database_url

@@ -182,3 +182,13 @@ def test_data_dir_the_database_account_cannot_enter_is_explained(tmp_path: Path)
     locked.mkdir(mode=0o700)
     with pytest.raises(EmbeddedUnavailable, match="cannot enter"):
         EmbeddedPostgres(locked / "cad").start()
+
+
+def test_several_workers_without_redis_are_refused(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAD_")}
+    env |= {"CAD_DATA_DIR": str(tmp_path), "CAD_LOG_FORMAT": "json"}
+    out = subprocess.run([sys.executable, "-m", "cad", "serve", "--workers", "2"], env=env,
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 2
+    assert "CAD_REDIS_URL" in " ".join(out.stderr.split())
+    assert not (tmp_path / "postgres").exists()  # refused before starting anything
