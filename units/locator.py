@@ -160,11 +160,14 @@ class UnitLocator:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
-    async def settle(self) -> None:
-        """Wait for scheduled re-reads to finish (a recommendation calls this first)."""
+    async def settle(self, timeout_s: float = 1.0) -> None:
+        """Wait for scheduled re-reads to finish (a recommendation calls this first), at most
+        ``timeout_s``: while the database is away the re-reads retry, and a recommendation
+        must fail on its own query rather than hang here."""
         task = self._refresher
         if task is not None and not task.done():
-            await asyncio.shield(task)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), timeout_s)
 
     async def close(self) -> None:
         for task in [self._refresher, *self._pending]:
