@@ -136,6 +136,7 @@ class Gateway:
         self.hub.subscribe(POSITIONS_CHANNEL, self._position_batches.append)
         self.hub.subscribe(WAKE_CHANNEL, self.tailer.wake)
         self.hub.on_reconnect(self.tailer.catch_up)
+        self.hub.on_reconnect(self._reread_units)
         await self.tailer.start()
         # The routing index was filled before the tailer's starting cursor was read: a change
         # committed in between would be in neither. Re-read every unit once, now.
@@ -207,6 +208,11 @@ class Gateway:
                 raise
             except Exception:
                 log.exception("tick_failed")
+
+    async def _reread_units(self) -> None:
+        """After a hub outage: fixes other workers published meanwhile are gone, but their
+        AVL writers stored each unit's newest fix in the database; re-read every unit."""
+        self._units_changed(None)
 
     def _apply_remote_fix(self, p: dict[str, Any]) -> None:
         try:
