@@ -144,27 +144,13 @@ def db_prune(batch: int = typer.Option(20_000, min=100, help="Rows per delete tr
     """Delete AVL breadcrumbs and idempotency keys past their retention (CAD_AVL_RETENTION_DAYS,
     CAD_IDEMPOTENCY_RETENTION_S), as the server's hourly sweeper does."""
     from cad import db, retention
-    from cad.embedded_pg import EmbeddedPostgres
 
     settings = Settings()
-    embedded = None
-    url = settings.database_url
 
-    async def go(url: str) -> retention.PruneResult:
-        pool = await db.create_pool(url, min_size=1, max_size=2)
-        try:
-            return await retention.prune(pool, settings, batch=batch)
-        finally:
-            await pool.close()
+    async def go(pool: Any) -> retention.PruneResult:
+        return await retention.prune(pool, settings, batch=batch)
 
-    try:
-        if url is None:
-            embedded = EmbeddedPostgres(settings.data_dir / "postgres")
-            url = embedded.start()
-        result = asyncio.run(go(url))
-    finally:
-        if embedded is not None:
-            embedded.stop()
+    result = db.run_with_pool(go)
     if not result.ran:
         err.print("cad: another process is pruning right now; nothing done")
         raise typer.Exit(1)

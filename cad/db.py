@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 import orjson
 import structlog
 
 log = structlog.get_logger("cad.db")
+T = TypeVar("T")
 
 # Held while migrating so that several workers starting at once migrate exactly once.
 # Advisory lock keys of the project (prefix 0x43AD; tests/cad/test_retention.py checks they
@@ -150,3 +154,36 @@ async def migrate(conn: asyncpg.Connection, directory: Path) -> list[str]:
 
 async def pending_migrations(conn: asyncpg.Connection, directory: Path) -> list[str]:
     return [m.name for m in check_history(load_migrations(directory), await applied_migrations(conn))]
+
+
+def run_with_pool(fn: Callable[[asyncpg.Pool], Awaitable[T]], *, apply_migrations: bool = False) -> T:
+    """For CLI commands: run ``fn(pool)`` against CAD_DATABASE_URL, or the embedded cluster
+    (started and stopped around it) when that is unset; ``apply_migrations`` first."""
+    from cad.embedded_pg import EmbeddedPostgres
+    from cad.settings import Settings
+
+    settings = Settings()
+    embedded = None
+    url = settings.database_url
+    if url is None:
+        embedded = EmbeddedPostgres(settings.data_dir / "postgres")
+        url = embedded.start()
+
+    async def go() -> T:
+        if apply_migrations:
+            conn = await connect(url)
+            try:
+                await migrate(conn, settings.migrations_dir)
+            finally:
+                await conn.close()
+        pool = await create_pool(url, min_size=1, max_size=2)
+        try:
+            return await fn(pool)
+        finally:
+            await pool.close()
+
+    try:
+        return asyncio.run(go())
+    finally:
+        if embedded is not None:
+            embedded.stop()

@@ -78,11 +78,9 @@ class UnitLocator:
         self.indexed: dict[str, Position] = {}
         self.fixes: dict[str, tuple[float, float, datetime]] = {}
         self.pool: asyncpg.Pool | None = None
-        self._pending: set[asyncio.Task[None]] = set()
         self._dirty: set[str] = set()
         self._dirty_all = False
         self._refresher: asyncio.Task[None] | None = None
-        self.refreshes = 0  # rounds of schedule_refresh reads (for tests and stats)
 
     def position(self, row: Mapping[str, Any], *, now: datetime | None = None) -> Position | None:
         return unit_position(row, now=now or utcnow(), stale_after_s=self.stale_after_s,
@@ -117,16 +115,9 @@ class UnitLocator:
             self.routing.move_unit(unit_id, lat=lat, lon=lon)
             age = max(0.0, (utcnow() - fix_at).total_seconds())
             self.indexed[unit_id] = Position(lat, lon, "avl", age, False, fix_at)
-        elif self.pool is not None:
+        else:
             # Not indexed yet (no station, first fix): its type and status come from the row.
-            task = asyncio.get_running_loop().create_task(self._refresh_one(unit_id))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
-
-    async def _refresh_one(self, unit_id: str) -> None:
-        assert self.pool is not None
-        async with self.pool.acquire() as conn:
-            await self.refresh(conn, [unit_id])
+            self.schedule_refresh([unit_id])
 
     def schedule_refresh(self, unit_ids: Iterable[str] | None) -> None:
         """These units (None: all) changed, possibly through another worker: re-read them
@@ -150,7 +141,6 @@ class UnitLocator:
             try:
                 async with self.pool.acquire() as conn:
                     await self.refresh(conn, None if everything else ids)
-                self.refreshes += 1
                 backoff = 0.2
             except Exception:  # the database is away: keep them dirty and try again
                 log.warning("unit_locator_refresh_failed", units=len(ids), all=everything,
@@ -170,11 +160,11 @@ class UnitLocator:
                 await asyncio.wait_for(asyncio.shield(task), timeout_s)
 
     async def close(self) -> None:
-        for task in [self._refresher, *self._pending]:
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):  # shutting down
-                    await task
+        task = self._refresher
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # shutting down
+                await task
 
     async def refresh(self, conn: asyncpg.Connection, unit_ids: list[str] | None = None) -> None:
         if self.routing is None:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
+from cad.db import run_with_pool
 from cad.settings import Settings
 
 users_app = typer.Typer(no_args_is_help=True, help="User accounts (no default passwords).")
@@ -20,41 +19,8 @@ audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit trail
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
-T = TypeVar("T")
 
 PASSWORD_ENV = "CAD_NEW_USER_PASSWORD"
-
-
-def _run(fn: Callable[[Any], Awaitable[T]], *, migrate: bool = False) -> T:
-    """Run ``fn(pool)`` against CAD_DATABASE_URL, or the embedded cluster when unset."""
-    from cad import db
-    from cad.embedded_pg import EmbeddedPostgres
-
-    settings = Settings()
-    embedded = None
-    url = settings.database_url
-    if url is None:
-        embedded = EmbeddedPostgres(settings.data_dir / "postgres")
-        url = embedded.start()
-
-    async def go() -> T:
-        if migrate:
-            conn = await db.connect(url)
-            try:
-                await db.migrate(conn, settings.migrations_dir)
-            finally:
-                await conn.close()
-        pool = await db.create_pool(url, min_size=1, max_size=2)
-        try:
-            return await fn(pool)
-        finally:
-            await pool.close()
-
-    try:
-        return asyncio.run(go())
-    finally:
-        if embedded is not None:
-            embedded.stop()
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -102,7 +68,7 @@ def users_create(
                                          display_name=display_name)
 
     try:
-        user = _run(go, migrate=True)
+        user = run_with_pool(go, apply_migrations=True)
     except CADError as exc:
         err.print(f"cad: {exc.detail}")
         raise typer.Exit(1) from None
@@ -137,7 +103,7 @@ def audit_verify(
         async with pool.acquire() as conn:
             return await audit.verify(conn, witnesses)
 
-    result = _run(go)
+    result = run_with_pool(go)
     if json_out:
         out.print(orjson.dumps(result.as_dict()).decode())
     elif result.ok:
@@ -173,7 +139,7 @@ def audit_export(
             with output.open("w") as fh:
                 return await audit.export(conn, fh, after_seq=after_seq, since=since)
 
-    n = _run(go)
+    n = run_with_pool(go)
     err.print(f"exported {n} audit entries")
 
 
@@ -189,4 +155,4 @@ def audit_prune(days: int | None = typer.Option(
         async with pool.acquire() as conn:
             return await audit.prune(conn, retention_days=retention)
 
-    out.print(f"pruned {_run(go)} audit entries older than {retention} days")
+    out.print(f"pruned {run_with_pool(go)} audit entries older than {retention} days")
