@@ -18,8 +18,9 @@ from cad.middleware import RequestContextMiddleware
 from cad.security import lifecycle as security
 from cad.security.policy import Rule
 from cad.settings import Settings
-from incidents import lifecycle as dispatch_services
+from cad.wiring import Runtime, start_domain, stop_domain
 from incidents.api import router as incidents_router
+from incidents.dispatch.api import router as dispatch_router
 from units.api import router as units_router
 from ws_gateway import lifecycle as realtime
 from ws_gateway.api import router as realtime_router
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None, *,
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         embedded: EmbeddedPostgres | None = None
+        runtime: Runtime | None = None
         url = settings.database_url
         if url is None:
             # Reached when the app is served by a bare ASGI server; `cad serve` starts the
@@ -58,7 +60,8 @@ def create_app(settings: Settings | None = None, *,
                 url, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
                 command_timeout=settings.db_command_timeout_s,
             )
-            await dispatch_services.start(app)
+            runtime = await start_domain(app, settings, app.state.pool, url)
+            app.state.runtime = runtime
             await security.start(app)
             await realtime.start(app, url)
             log.info("app_started", database=mask_url(url))
@@ -66,7 +69,8 @@ def create_app(settings: Settings | None = None, *,
         finally:
             await realtime.stop(app)
             await security.stop(app)
-            await dispatch_services.stop(app)
+            if runtime is not None:
+                await stop_domain(runtime)
             if app.state.pool is not None:
                 with contextlib.suppress(Exception):
                     await app.state.pool.close()
@@ -88,6 +92,7 @@ def create_app(settings: Settings | None = None, *,
     app.include_router(health_router)
     app.include_router(units_router)
     app.include_router(incidents_router)
+    app.include_router(dispatch_router)
     app.include_router(realtime_router)
     for router in extra_routers:
         app.include_router(router)

@@ -209,3 +209,8 @@ async def _audit_failure(conn: asyncpg.Connection, ctx: RequestContext,
         await write_audit(conn, ctx, records)
     except Exception:
         log.exception("audit_failure_record_failed")
+
+
+async def event_log_head(conn: asyncpg.Connection) -> int:
+    """The newest committed event id (0 for an empty log)."""
+    return int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM event_log"))

@@ -1,4 +1,4 @@
-"""Incidents, zones and response plans on the wire."""
+"""Incidents and zones on the wire."""
 
 from __future__ import annotations
 
@@ -7,7 +7,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from schemas.common import Agency, DbId, Latitude, Longitude, ShortText, Strict, UnitId, Version
+from schemas.common import (
+    Agency,
+    DbId,
+    IsoTime,
+    Latitude,
+    Longitude,
+    Out,
+    ShortText,
+    Strict,
+    Version,
+)
 
 TypeCode = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_-]{0,15}$")]
 Priority = Annotated[int, Field(ge=1, le=5)]
@@ -85,38 +95,6 @@ class MergeIn(Strict):
     into_id: DbId = Field(description="The incident this one is merged into.")
 
 
-class DispatchIn(Strict):
-    unit_ids: list[UnitId] = Field(min_length=1, max_length=50)
-    recommendation_id: DbId | None = None
-    override_reason: Annotated[str, Field(min_length=3, max_length=500)] | None = None
-
-    @model_validator(mode="after")
-    def _distinct(self) -> DispatchIn:
-        if len(set(self.unit_ids)) != len(self.unit_ids):
-            raise ValueError("unit_ids has duplicates")
-        return self
-
-
-class SlotIn(Strict):
-    unit_type: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
-    count: int = Field(ge=1, le=20)
-    capabilities: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]] = Field(
-        default_factory=list, max_length=8)
-
-
-class ResponsePlanIn(Strict):
-    name: ShortText
-    incident_type: TypeCode | None = None
-    priority: Priority | None = None
-    zone_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
-    slots: list[SlotIn] = Field(min_length=1, max_length=20)
-
-
-class SubstitutionIn(Strict):
-    slot_type: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
-    unit_type: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
-
-
 class IncidentTypeIn(Strict):
     description: ShortText
     apco_type: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_-]{0,31}$")]
@@ -135,20 +113,116 @@ class ZoneImport(Strict):
         default=None, description="Drop zones of this kind that the file does not contain.")
 
 
-__all__ = [
-    "CallerIn",
-    "CloseIn",
-    "DispatchIn",
-    "IncidentCreate",
-    "IncidentPatch",
-    "IncidentTypeIn",
-    "LinkIn",
-    "LocationIn",
-    "MergeIn",
-    "NarrativeIn",
-    "ResponsePlanIn",
-    "SlotIn",
-    "SubstitutionIn",
-    "UnitId",
-    "ZoneImport",
-]
+# --- answers ---------------------------------------------------------------------------------
+IncidentStatus = Literal["pending", "dispatched", "en_route", "on_scene", "cleared", "closed"]
+
+
+class AssignmentOut(Out):
+    unit_id: str
+    status: str
+    dispatched_at: IsoTime | None
+    en_route_at: IsoTime | None
+    on_scene_at: IsoTime | None
+    transporting_at: IsoTime | None
+    at_hospital_at: IsoTime | None
+    cleared_at: IsoTime | None
+
+
+class IncidentOut(Out):
+    id: int
+    number: str = Field(description="AGENCY-YEAR-NNNNNN")
+    agency: str
+    incident_type: str
+    priority: int
+    status: IncidentStatus
+    lat: float
+    lon: float
+    location_text: str | None
+    location_source: str = Field(description="latlon | address | intersection")
+    zone_id: str | None
+    received_at: IsoTime | None
+    answered_at: IsoTime | None
+    created_at: IsoTime | None
+    first_dispatched_at: IsoTime | None
+    first_en_route_at: IsoTime | None
+    first_on_scene_at: IsoTime | None
+    cleared_at: IsoTime | None
+    closed_at: IsoTime | None
+    disposition: str | None
+    duplicate_candidates: list[int]
+    merged_into: int | None
+    version: int
+    units: list[AssignmentOut]
+
+
+class DuplicateCandidate(Out):
+    incident_id: int
+    number: str
+    incident_type: str
+    distance_m: float
+    seconds_apart: float
+
+
+class IntakeOut(IncidentOut):
+    possible_duplicates: list[DuplicateCandidate]
+    zones: list[str] = Field(description="Zones containing the location, the deciding one first.")
+
+
+class NarrativeEntry(Out):
+    id: int
+    at: IsoTime
+    author: str
+    text: str
+
+
+class LinkedIncident(Out):
+    incident_id: int
+    kind: Literal["related", "duplicate"]
+
+
+class IncidentDetail(IncidentOut):
+    narrative: list[NarrativeEntry]
+    links: list[LinkedIncident]
+
+
+class CallerRecord(Out):
+    name: str | None
+    callback_number: str | None
+    recorded_at: IsoTime
+
+
+class CallerData(Out):
+    incident_id: int
+    callers: list[CallerRecord]
+
+
+class LinkOut(Out):
+    incident_id: int
+    other_id: int
+    kind: Literal["related", "duplicate"]
+
+
+class IncidentTypeOut(Out):
+    code: str
+    description: str
+    apco_type: str
+    discipline: Literal["police", "fire", "ems"]
+    default_priority: int
+    duplicate_group: str
+
+
+class ZoneOut(Out):
+    id: str
+    agency: str
+    kind: str
+    name: str
+    first_due_station: str | None
+
+
+class ZoneWithGeometry(ZoneOut):
+    geometry: dict[str, Any] = Field(description="GeoJSON Polygon or MultiPolygon (WGS84).")
+
+
+class ZonesImported(Out):
+    imported: int
+    removed: list[str]

@@ -11,6 +11,8 @@ from shapely.geometry import Point, shape
 
 from cad.errors import Invalid
 from cad.uow import RequestContext, unit_of_work
+from incidents import repository as repo
+from incidents.deps import IncidentsDeps
 
 # When several zones contain a point, the first-due area decides the response plan.
 KIND_PREFERENCE = {"first_due": 0, "station_area": 0, "beat": 1, "district": 2, "battalion": 3}
@@ -49,44 +51,28 @@ def parse_feature(i: int, feature: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def import_zones(pool: asyncpg.Pool, ctx: RequestContext, features: list[dict[str, Any]],
-                       *, replace_kind: str | None) -> dict[str, Any]:
+async def import_zones(*, deps: IncidentsDeps, ctx: RequestContext,
+                       features: list[dict[str, Any]], replace_kind: str | None) -> dict[str, Any]:
     zones = [parse_feature(i, f) for i, f in enumerate(features)]
     ids = [z["id"] for z in zones]
     if len(set(ids)) != len(ids):
         raise Invalid("zone ids must be unique", field="body.features")
-    async with unit_of_work(pool, ctx) as uow:
+    async with unit_of_work(deps.pool, ctx) as uow:
         uow.audit("zone.import", details={"count": len(zones), "replace_kind": replace_kind})
-        stations = {r["id"] for r in await uow.conn.fetch("SELECT id FROM stations")}
+        stations = await repo.known_station_ids(uow.conn)
         for i, z in enumerate(zones):
             if z["first_due_station"] is not None and z["first_due_station"] not in stations:
                 raise Invalid(f"station {z['first_due_station']} does not exist",
                               field=f"body.features[{i}].properties.first_due_station")
-            await uow.conn.execute(
-                "INSERT INTO zones (id, agency, kind, name, first_due_station, geometry, "
-                "min_lat, min_lon, max_lat, max_lon) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) "
-                "ON CONFLICT (id) DO UPDATE SET agency = EXCLUDED.agency, kind = EXCLUDED.kind, "
-                "name = EXCLUDED.name, first_due_station = EXCLUDED.first_due_station, "
-                "geometry = EXCLUDED.geometry, min_lat = EXCLUDED.min_lat, min_lon = EXCLUDED.min_lon, "
-                "max_lat = EXCLUDED.max_lat, max_lon = EXCLUDED.max_lon",
-                z["id"], z["agency"], z["kind"], z["name"], z["first_due_station"], z["geometry"],
-                z["min_lat"], z["min_lon"], z["max_lat"], z["max_lon"])
+            await repo.upsert_zone(uow.conn, z)
         removed: list[str] = []
         if replace_kind is not None:
-            rows = await uow.conn.fetch(
-                "DELETE FROM zones WHERE kind = $1 AND NOT (id = ANY($2)) "
-                "AND id NOT IN (SELECT zone_id FROM incidents WHERE zone_id IS NOT NULL) "
-                "AND id NOT IN (SELECT zone_id FROM response_plans WHERE zone_id IS NOT NULL) "
-                "RETURNING id", replace_kind, ids)
-            removed = [r["id"] for r in rows]
+            removed = await repo.delete_zones_not_in(uow.conn, kind=replace_kind, keep=ids)
         uow.emit("zone.imported", aggregate=("zone", "*"), data={"zone_ids": ids, "removed": removed})
     return {"imported": len(zones), "removed": removed}
 
 
 ZONE_FIELDS = ("id", "agency", "kind", "name", "first_due_station")
-BBOX_CANDIDATES_SQL = (
-    "SELECT id, agency, kind, name, first_due_station, geometry FROM zones "
-    "WHERE $1 BETWEEN min_lat AND max_lat AND $2 BETWEEN min_lon AND max_lon")
 
 
 def containing(candidates: Iterable[Mapping[str, Any]], lat: float, lon: float) -> list[dict[str, Any]]:
@@ -105,9 +91,14 @@ def containing(candidates: Iterable[Mapping[str, Any]], lat: float, lon: float) 
 
 async def zones_at(conn: asyncpg.Connection, lat: float, lon: float) -> list[dict[str, Any]]:
     """Every zone containing the point, the deciding one first."""
-    return containing(await conn.fetch(BBOX_CANDIDATES_SQL, lat, lon), lat, lon)
+    return containing(await repo.zone_candidates(conn, lat, lon), lat, lon)
 
 
-async def list_zones(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-    rows = await conn.fetch("SELECT id, agency, kind, name, first_due_station, geometry FROM zones ORDER BY id")
-    return [dict(r) for r in rows]
+async def list_zones(*, deps: IncidentsDeps) -> list[dict[str, Any]]:
+    async with deps.pool.acquire() as conn:
+        return [dict(r) for r in await repo.list_zones(conn)]
+
+
+async def lookup_zones(*, deps: IncidentsDeps, lat: float, lon: float) -> list[dict[str, Any]]:
+    async with deps.pool.acquire() as conn:
+        return await zones_at(conn, lat, lon)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, field_validator
 
 Latitude = Annotated[float, Field(ge=-90.0, le=90.0, allow_inf_nan=False)]
 Longitude = Annotated[float, Field(ge=-180.0, le=180.0, allow_inf_nan=False)]
@@ -42,3 +42,14 @@ class Strict(BaseModel):
         if _has_nul(value):
             raise ValueError("text must not contain NUL characters")
         return value
+
+
+# Output models: timestamps go out as the ISO 8601 text the views make (``datetime.isoformat``),
+# passed through unchanged so event payloads and HTTP answers stay byte-identical.
+IsoTime = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+
+
+class Out(BaseModel):
+    """Response bodies: documented in the OpenAPI document; fields are listed in full."""
+
+    model_config = ConfigDict(extra="ignore")

@@ -1,19 +1,29 @@
-"""Units and stations over HTTP (see cad/security/policy.py for who may call what)."""
+"""Units and stations over HTTP (see cad/security/policy.py for who may call what). Status
+changes move incidents too: ``POST /units/{id}/status`` is served by ``incidents.dispatch``."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Body, Query
 
-from cad.deps import IdempotencyKey, ServicesDep
-from cad.errors import NotFound
+from cad.errors import Invalid
 from cad.security import Context, CurrentPrincipal
-from incidents.board import unit_view
 from schemas.common import AgencyQuery
-from units import repository as repo
 from units import service
-from units.schemas import CheckIn, StationIn, StatusChange, UnitCreate, UnitPatch
+from units.deps import UnitsDep
+from units.schemas import (
+    CheckIn,
+    ImportCounts,
+    StationIn,
+    StationOut,
+    StationsImported,
+    StatusHistoryEntry,
+    StatusTableEntry,
+    UnitCreate,
+    UnitOut,
+    UnitPatch,
+)
 from units.status import APCO_CODES, TRANSITIONS, UnitStatus
 
 router = APIRouter(prefix="/api/v1", tags=["units"])
@@ -21,101 +31,79 @@ router = APIRouter(prefix="/api/v1", tags=["units"])
 CSV_BODY = Body(media_type="text/csv", description="CSV text with a header row.")
 
 
-@router.get("/units", summary="The roster")
-async def list_units(services: ServicesDep, agency: Annotated[AgencyQuery | None, Query()] = None,
+@router.get("/units", summary="The roster", response_model=list[UnitOut])
+async def list_units(deps: UnitsDep, agency: Annotated[AgencyQuery | None, Query()] = None,
                      status: UnitStatus | None = None,
                      include_inactive: bool = False) -> list[dict[str, Any]]:
-    async with services.pool.acquire() as conn:
-        rows = await repo.list_units(conn, agency=agency, status=status.value if status else None,
-                                     include_inactive=include_inactive)
-    return [unit_view(r) for r in rows]
+    return await service.list_units(deps=deps, agency=agency, status=status,
+                                    include_inactive=include_inactive)
 
 
-@router.post("/units", status_code=201, summary="Add a unit to the roster")
-async def create_unit(body: UnitCreate, services: ServicesDep, ctx: Context) -> dict[str, Any]:
-    return await service.create_unit(services.pool, ctx, body, services.locator)
+@router.post("/units", status_code=201, summary="Add a unit to the roster", response_model=UnitOut)
+async def create_unit(body: UnitCreate, deps: UnitsDep, ctx: Context) -> dict[str, Any]:
+    return await service.create_unit(deps=deps, ctx=ctx, body=body)
 
 
-@router.post("/units/import", summary="Create or update units from CSV")
-async def import_units(services: ServicesDep, ctx: Context,
+@router.post("/units/import", summary="Create or update units from CSV",
+             response_model=ImportCounts)
+async def import_units(deps: UnitsDep, ctx: Context,
                        text: Annotated[str, CSV_BODY]) -> dict[str, Any]:
-    return await service.import_units_csv(services.pool, ctx, text, services.locator)
+    return await service.import_units_csv(deps=deps, ctx=ctx, text=text)
 
 
-@router.get("/units/status-table", summary="Unit statuses, APCO codes and allowed transitions")
+@router.get("/units/status-table", summary="Unit statuses, APCO codes and allowed transitions",
+            response_model=dict[str, StatusTableEntry])
 async def status_table() -> dict[str, Any]:
     return {s.value: {"apco_code": APCO_CODES[s], "allowed_next": sorted(t.value for t in nxt)}
             for s, nxt in TRANSITIONS.items()}
 
 
-@router.get("/units/{unit_id}")
-async def get_unit(unit_id: str, services: ServicesDep) -> dict[str, Any]:
-    async with services.pool.acquire() as conn:
-        row = await repo.get_unit(conn, unit_id)
-    if row is None:
-        raise NotFound(f"unit {unit_id} does not exist")
-    return unit_view(row)
+@router.get("/units/{unit_id}", response_model=UnitOut)
+async def get_unit(unit_id: str, deps: UnitsDep) -> dict[str, Any]:
+    return await service.get_unit(deps=deps, unit_id=unit_id)
 
 
-@router.patch("/units/{unit_id}")
-async def update_unit(unit_id: str, body: UnitPatch, services: ServicesDep, ctx: Context) -> dict[str, Any]:
-    return await service.update_unit(services.pool, ctx, unit_id, body, services.locator)
+@router.patch("/units/{unit_id}", response_model=UnitOut)
+async def update_unit(unit_id: str, body: UnitPatch, deps: UnitsDep, ctx: Context) -> dict[str, Any]:
+    return await service.update_unit(deps=deps, ctx=ctx, unit_id=unit_id, body=body)
 
 
-@router.delete("/units/{unit_id}", summary="Take a unit off the roster (kept for history)")
-async def deactivate_unit(unit_id: str, services: ServicesDep, ctx: Context) -> dict[str, Any]:
-    return await service.deactivate_unit(services.pool, ctx, unit_id, services.locator)
+@router.delete("/units/{unit_id}", summary="Take a unit off the roster (kept for history)",
+               response_model=UnitOut)
+async def deactivate_unit(unit_id: str, deps: UnitsDep, ctx: Context) -> dict[str, Any]:
+    return await service.deactivate_unit(deps=deps, ctx=ctx, unit_id=unit_id)
 
 
-@router.post("/units/{unit_id}/status", summary="Report a status change (console or MDT)",
-             responses={409: {"description": "Not allowed from the current status; the body lists "
-                                              "allowed_next"}})
-async def change_status(unit_id: str, body: StatusChange, services: ServicesDep, ctx: Context,
-                        principal: CurrentPrincipal, response: Response,
-                        idempotency_key: IdempotencyKey) -> dict[str, Any]:
-    acting = principal.unit_id if principal.role == "field_unit" else None
-    code, result = await service.change_status(services.pool, ctx, unit_id, body,
-                                               idempotency_key=idempotency_key, acting_unit=acting,
-                                               locator=services.locator)
-    response.status_code = code
-    return result
-
-
-@router.post("/units/{unit_id}/checkin", summary="The unit is fine: reset its status timer")
-async def check_in(unit_id: str, services: ServicesDep, ctx: Context, principal: CurrentPrincipal,
+@router.post("/units/{unit_id}/checkin", summary="The unit is fine: reset its status timer",
+             response_model=UnitOut)
+async def check_in(unit_id: str, deps: UnitsDep, ctx: Context, principal: CurrentPrincipal,
                    body: CheckIn | None = None) -> dict[str, Any]:
     acting = principal.unit_id if principal.role == "field_unit" else None
-    return await service.check_in(services.pool, ctx, unit_id, acting_unit=acting)
+    return await service.check_in(deps=deps, ctx=ctx, unit_id=unit_id, acting_unit=acting)
 
 
-@router.get("/units/{unit_id}/status-history", summary="Append-only status log, newest first")
-async def status_history(unit_id: str, services: ServicesDep,
+@router.get("/units/{unit_id}/status-history", summary="Append-only status log, newest first",
+            response_model=list[StatusHistoryEntry])
+async def status_history(unit_id: str, deps: UnitsDep,
                          limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
-    async with services.pool.acquire() as conn:
-        if await repo.get_unit(conn, unit_id) is None:
-            raise NotFound(f"unit {unit_id} does not exist")
-        rows = await repo.status_history(conn, unit_id, limit)
-    return [{"id": r["id"], "from_status": r["from_status"], "to_status": r["to_status"],
-             "at": r["at"].isoformat(), "reported_at": r["reported_at"].isoformat() if r["reported_at"] else None,
-             "incident_id": r["incident_id"], "actor": r["actor"], "source": r["source"]} for r in rows]
+    return await service.status_history(deps=deps, unit_id=unit_id, limit=limit)
 
 
-@router.get("/stations")
-async def list_stations(services: ServicesDep) -> list[dict[str, Any]]:
-    async with services.pool.acquire() as conn:
-        return [dict(r) for r in await repo.list_stations(conn)]
+@router.get("/stations", response_model=list[StationOut])
+async def list_stations(deps: UnitsDep) -> list[dict[str, Any]]:
+    return await service.list_stations(deps=deps)
 
 
-@router.put("/stations/{station_id}")
-async def put_station(station_id: str, body: StationIn, services: ServicesDep, ctx: Context) -> dict[str, Any]:
+@router.put("/stations/{station_id}", response_model=StationOut)
+async def put_station(station_id: str, body: StationIn, deps: UnitsDep, ctx: Context) -> dict[str, Any]:
     if body.id != station_id:
-        from cad.errors import Invalid
-
         raise Invalid("body id differs from the path", field="body.id")
-    return await service.upsert_station(services.pool, ctx, body)
+    return await service.upsert_station(deps=deps, ctx=ctx, station=body)
 
 
-@router.post("/stations/import", summary="Create or update stations from CSV (station|id, name, address, lat, lon)")
-async def import_stations(services: ServicesDep, ctx: Context, text: Annotated[str, CSV_BODY],
-                          agency: Annotated[str, Query(pattern=r"^[A-Z0-9][A-Z0-9_-]{0,15}$")]) -> dict[str, Any]:
-    return await service.import_stations_csv(services.pool, ctx, text, agency=agency)
+@router.post("/stations/import", response_model=StationsImported,
+             summary="Create or update stations from CSV (station|id, name, address, lat, lon)")
+async def import_stations(deps: UnitsDep, ctx: Context, text: Annotated[str, CSV_BODY],
+                          agency: Annotated[str, Query(pattern=r"^[A-Z0-9][A-Z0-9_-]{0,15}$")]
+                          ) -> dict[str, Any]:
+    return await service.import_stations_csv(deps=deps, ctx=ctx, text=text, agency=agency)

@@ -27,14 +27,12 @@ from typing import Any
 import asyncpg
 import structlog
 
+from cad.uow import UnitOfWork
+from routing.service import RoutingService
+from units import repository as repo
 from units.status import AVAILABLE, UnitStatus
 
 log = structlog.get_logger("units.locator")
-
-UNITS_WITH_STATIONS = """
-SELECT u.*, s.lat AS station_lat, s.lon AS station_lon
-FROM units u LEFT JOIN stations s ON s.id = u.home_station
-"""
 
 
 @dataclass(frozen=True)
@@ -72,12 +70,13 @@ def utcnow() -> datetime:
 
 
 class UnitLocator:
-    def __init__(self, routing: Any | None, *, stale_after_s: float) -> None:
+    def __init__(self, routing: RoutingService | None, *, pool: asyncpg.Pool,
+                 stale_after_s: float) -> None:
         self.routing = routing
+        self.pool = pool
         self.stale_after_s = stale_after_s
         self.indexed: dict[str, Position] = {}
         self.fixes: dict[str, tuple[float, float, datetime]] = {}
-        self.pool: asyncpg.Pool | None = None
         self._dirty: set[str] = set()
         self._dirty_all = False
         self._refresher: asyncio.Task[None] | None = None
@@ -122,7 +121,7 @@ class UnitLocator:
     def schedule_refresh(self, unit_ids: Iterable[str] | None) -> None:
         """These units (None: all) changed, possibly through another worker: re-read them
         from the database soon. Bursts coalesce into one query per round."""
-        if self.routing is None or self.pool is None:
+        if self.routing is None:
             return
         if unit_ids is None:
             self._dirty_all = True
@@ -132,8 +131,19 @@ class UnitLocator:
             self._refresher = asyncio.get_running_loop().create_task(
                 self._refresh_dirty(), name="unit-locator-refresh")
 
+    def refresh_after_commit(self, uow: UnitOfWork, unit_ids: list[str]) -> None:
+        """Once ``uow`` commits, re-place these units in this worker's index (before the
+        answer goes out, so this worker's next recommendation sees the change)."""
+        if self.routing is None:
+            return
+
+        async def refresh() -> None:
+            async with self.pool.acquire() as conn:
+                await self.refresh(conn, unit_ids)
+
+        uow.after_commit(refresh)
+
     async def _refresh_dirty(self) -> None:
-        assert self.pool is not None
         backoff = 0.2
         while self._dirty or self._dirty_all:
             everything, ids = self._dirty_all, sorted(self._dirty)
@@ -169,12 +179,11 @@ class UnitLocator:
     async def refresh(self, conn: asyncpg.Connection, unit_ids: list[str] | None = None) -> None:
         if self.routing is None:
             return
+        rows = await repo.units_with_stations(conn, unit_ids)
         if unit_ids is None:
-            rows = await conn.fetch(UNITS_WITH_STATIONS)
             # Units no longer in the table at all leave the index.
             gone = set(self.indexed) - {r["id"] for r in rows}
         else:
-            rows = await conn.fetch(UNITS_WITH_STATIONS + " WHERE u.id = ANY($1)", unit_ids)
             gone = set(unit_ids) - {r["id"] for r in rows}
         for uid in gone & set(self.indexed):
             self.routing.remove_unit(uid)

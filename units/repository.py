@@ -1,13 +1,27 @@
-"""All SQL about units and stations."""
+"""All SQL of the ``units``, ``stations`` and ``unit_status_log`` tables: every write to them
+goes through here, whichever workflow asks for it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+# A unit with its home station's position: what the routing index and the straight-line
+# fallback place it by.
+UNITS_WITH_STATIONS = """
+SELECT u.*, s.lat AS station_lat, s.lon AS station_lon
+FROM units u LEFT JOIN stations s ON s.id = u.home_station
+"""
 
-async def get_unit(conn: asyncpg.Connection, unit_id: str, *, for_update: bool = False) -> asyncpg.Record | None:
+_UNIT_COLUMNS = "id, agency, discipline, unit_type, capabilities, home_station, staffing, status"
+
+
+# --- reads -----------------------------------------------------------------------------------
+async def get_unit(conn: asyncpg.Connection, unit_id: str, *,
+                   for_update: bool = False) -> asyncpg.Record | None:
     sql = "SELECT * FROM units WHERE id = $1" + (" FOR UPDATE" if for_update else "")
     return await conn.fetchrow(sql, unit_id)
 
@@ -20,18 +34,86 @@ async def list_units(conn: asyncpg.Connection, *, agency: str | None, status: st
         agency, status, include_inactive)
 
 
+async def active_units(conn: asyncpg.Connection, *,
+                       agencies: Sequence[str] | None) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM units WHERE active AND ($1::text[] IS NULL OR agency = ANY($1)) ORDER BY id",
+        agencies)
+
+
+async def units_with_stations(conn: asyncpg.Connection,
+                              unit_ids: Sequence[str] | None = None) -> list[asyncpg.Record]:
+    """Units joined with their home station; all of them when ``unit_ids`` is None."""
+    if unit_ids is None:
+        return await conn.fetch(UNITS_WITH_STATIONS)
+    return await conn.fetch(UNITS_WITH_STATIONS + " WHERE u.id = ANY($1)", list(unit_ids))
+
+
+async def available_with_stations(conn: asyncpg.Connection, *, statuses: Sequence[str],
+                                  unit_types: Sequence[str],
+                                  capabilities: Sequence[str]) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        UNITS_WITH_STATIONS + " WHERE u.active AND u.status = ANY($1) AND u.unit_type = ANY($2) "
+        "AND u.capabilities @> $3", list(statuses), list(unit_types), list(capabilities))
+
+
+async def roster_of_types(conn: asyncpg.Connection, *, unit_types: Sequence[str],
+                          capabilities: Sequence[str]) -> list[asyncpg.Record]:
+    """Active units of these types with these capabilities, whatever their status."""
+    return await conn.fetch(
+        "SELECT id, status, current_incident FROM units WHERE active AND unit_type = ANY($1) "
+        "AND capabilities @> $2 ORDER BY id", list(unit_types), list(capabilities))
+
+
+async def lock_units(conn: asyncpg.Connection, unit_ids: Sequence[str]) -> list[asyncpg.Record]:
+    """Lock these units in id order (the global lock order: incidents first, then units by
+    id; docs/architecture.md)."""
+    return await conn.fetch("SELECT * FROM units WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                            list(unit_ids))
+
+
+async def unit_agency(conn: asyncpg.Connection, unit_id: str) -> str | None:
+    return await conn.fetchval("SELECT agency FROM units WHERE id = $1", unit_id)
+
+
+async def overdue_units(conn: asyncpg.Connection, *, thresholds_s: dict[str, float]
+                        ) -> list[asyncpg.Record]:
+    """Active units longer in their status (since the later of the change and the last
+    check-in) than its threshold; the thresholds go into the query, only overdue rows return."""
+    statuses = sorted(thresholds_s)
+    return await conn.fetch(
+        "SELECT u.id, u.agency, u.status, u.current_incident, t.threshold_s, "
+        "extract(epoch FROM clock_timestamp() - greatest(u.status_changed_at, u.last_checkin_at))"
+        " AS age_s "
+        "FROM units u JOIN unnest($1::text[], $2::float8[]) AS t(status, threshold_s) "
+        "ON t.status = u.status WHERE u.active "
+        "AND greatest(u.status_changed_at, u.last_checkin_at) "
+        "    <= clock_timestamp() - make_interval(secs => t.threshold_s) ORDER BY u.id",
+        statuses, [thresholds_s[x] for x in statuses])
+
+
+async def unit_with_status_since(conn: asyncpg.Connection, unit_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT *, greatest(status_changed_at, last_checkin_at) AS since FROM units WHERE id = $1",
+        unit_id)
+
+
+async def status_history(conn: asyncpg.Connection, unit_id: str, limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM unit_status_log WHERE unit_id = $1 ORDER BY id DESC LIMIT $2", unit_id, limit)
+
+
+# --- writes ----------------------------------------------------------------------------------
 async def insert_unit(conn: asyncpg.Connection, u: dict[str, Any]) -> asyncpg.Record:
     return await conn.fetchrow(
-        "INSERT INTO units (id, agency, discipline, unit_type, capabilities, home_station, staffing, status) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
+        f"INSERT INTO units ({_UNIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
         u["id"], u["agency"], u["discipline"], u["unit_type"], u["capabilities"],
         u["home_station"], u["staffing"], u["status"])
 
 
 async def upsert_unit(conn: asyncpg.Connection, u: dict[str, Any]) -> tuple[asyncpg.Record, bool]:
     row = await conn.fetchrow(
-        "INSERT INTO units (id, agency, discipline, unit_type, capabilities, home_station, staffing, status) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+        f"INSERT INTO units ({_UNIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
         "ON CONFLICT (id) DO UPDATE SET agency = EXCLUDED.agency, discipline = EXCLUDED.discipline, "
         "unit_type = EXCLUDED.unit_type, capabilities = EXCLUDED.capabilities, "
         "home_station = EXCLUDED.home_station, staffing = EXCLUDED.staffing, active = true, "
@@ -42,7 +124,8 @@ async def upsert_unit(conn: asyncpg.Connection, u: dict[str, Any]) -> tuple[asyn
     return row, bool(row["inserted"])
 
 
-async def update_unit_fields(conn: asyncpg.Connection, unit_id: str, changes: dict[str, Any]) -> asyncpg.Record:
+async def update_unit_fields(conn: asyncpg.Connection, unit_id: str,
+                             changes: dict[str, Any]) -> asyncpg.Record:
     cols = list(changes)
     sets = ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(cols))
     return await conn.fetchrow(
@@ -58,9 +141,41 @@ async def set_status(conn: asyncpg.Connection, unit_id: str, *, status: str,
         unit_id, status, current_incident)
 
 
+async def mark_dispatched(conn: asyncpg.Connection, unit_ids: Sequence[str], *, incident_id: int,
+                          from_statuses: Sequence[str]) -> list[asyncpg.Record]:
+    """Units still active and in one of ``from_statuses`` become dispatched to the incident."""
+    return await conn.fetch(
+        "UPDATE units SET status = 'dispatched', status_changed_at = clock_timestamp(), "
+        "last_checkin_at = NULL, current_incident = $2, version = version + 1 "
+        "WHERE id = ANY($1) AND active AND status = ANY($3) RETURNING *",
+        list(unit_ids), incident_id, list(from_statuses))
+
+
+async def check_in(conn: asyncpg.Connection, unit_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "UPDATE units SET last_checkin_at = clock_timestamp(), version = version + 1 "
+        "WHERE id = $1 AND active RETURNING *", unit_id)
+
+
+_STORE_LAST_FIXES = """
+UPDATE units AS u SET last_lat = v.lat, last_lon = v.lon, last_fix_at = v.fix_time
+FROM unnest($1::text[], $2::float8[], $3::float8[], $4::timestamptz[]) AS v(unit_id, lat, lon, fix_time)
+WHERE u.id = v.unit_id AND (u.last_fix_at IS NULL OR u.last_fix_at < v.fix_time)
+"""
+
+
+async def store_last_fixes(conn: asyncpg.Connection, fixes: Sequence[tuple[str, float, float,
+                                                                          datetime]]) -> None:
+    """Each unit's newest AVL fix (unit id, lat, lon, fix time); an older one never wins."""
+    if not fixes:
+        return
+    ids, lats, lons, times = (list(c) for c in zip(*fixes, strict=True))
+    await conn.execute(_STORE_LAST_FIXES, ids, lats, lons, times)
+
+
 async def log_status(conn: asyncpg.Connection, *, unit_id: str, from_status: str | None,
-                     to_status: str, at: Any, reported_at: Any, incident_id: int | None,
-                     actor: str, source: str, client_addr: str | None,
+                     to_status: str, at: datetime, reported_at: datetime | None,
+                     incident_id: int | None, actor: str, source: str, client_addr: str | None,
                      request_id: str | None) -> None:
     await conn.execute(
         "INSERT INTO unit_status_log (unit_id, from_status, to_status, at, reported_at, incident_id, "
@@ -69,11 +184,7 @@ async def log_status(conn: asyncpg.Connection, *, unit_id: str, from_status: str
         client_addr, request_id)
 
 
-async def status_history(conn: asyncpg.Connection, unit_id: str, limit: int) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT * FROM unit_status_log WHERE unit_id = $1 ORDER BY id DESC LIMIT $2", unit_id, limit)
-
-
+# --- stations --------------------------------------------------------------------------------
 async def get_station(conn: asyncpg.Connection, station_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM stations WHERE id = $1", station_id)
 

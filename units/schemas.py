@@ -11,8 +11,10 @@ from schemas.common import (
     Agency,
     Code,
     DbId,
+    IsoTime,
     Latitude,
     Longitude,
+    Out,
     ShortText,
     Strict,
     UnitId,
@@ -69,3 +71,55 @@ class StatusChange(Strict):
 
 class CheckIn(Strict):
     note: ShortText | None = None
+
+
+# --- answers ---------------------------------------------------------------------------------
+class UnitOut(Out):
+    id: str
+    agency: str
+    discipline: Discipline
+    unit_type: str
+    capabilities: list[str]
+    home_station: str | None
+    staffing: int
+    status: UnitStatus
+    apco_code: str = Field(description="APCO common status code (AIQ, AOR, DSP, ENR, ONS ...)")
+    status_changed_at: IsoTime | None
+    last_checkin_at: IsoTime | None
+    incident_id: int | None = Field(description="The incident the unit is assigned to.")
+    active: bool
+    version: int
+
+
+class StationOut(Out):
+    id: str
+    agency: str
+    name: str
+    address: str | None
+    lat: float
+    lon: float
+
+
+class StationsImported(Out):
+    imported: int
+
+
+class ImportCounts(Out):
+    created: int
+    updated: int
+
+
+class StatusTableEntry(Out):
+    apco_code: str
+    allowed_next: list[UnitStatus]
+
+
+class StatusHistoryEntry(Out):
+    id: int
+    from_status: UnitStatus | None
+    to_status: UnitStatus
+    at: IsoTime
+    reported_at: IsoTime | None
+    incident_id: int | None
+    actor: str
+    source: str

@@ -50,7 +50,7 @@ MAX_TRACK_SPAN = timedelta(days=31)
 
 async def _board_snapshot(conn: asyncpg.Connection, agencies: list[str] | None) -> dict[str, Any]:
     try:
-        from incidents.board import board_snapshot
+        from incidents.dispatch.board import board_snapshot
     except ImportError:  # the incidents package is not there yet: an empty board
         return {"incidents": [], "units": []}
     return await board_snapshot(conn, agencies=agencies)
@@ -58,7 +58,7 @@ async def _board_snapshot(conn: asyncpg.Connection, agencies: list[str] | None) 
 
 async def _unit_snapshot(conn: asyncpg.Connection, unit_id: str) -> dict[str, Any] | None:
     try:
-        from incidents.board import unit_snapshot
+        from incidents.dispatch.board import unit_snapshot
     except ImportError:
         return {"unit": {"id": unit_id}, "incident": None}
     return await unit_snapshot(conn, unit_id)

@@ -287,20 +287,9 @@ def resolve_position_hook(app_state: Any) -> Callable[[str, float, float, dateti
     package provides it; otherwise ``app_state.routing.move_unit`` when a routing service is
     configured; otherwise nothing.
     """
-    apply_position: Callable[..., Any] | None
-    try:
-        from units.positions import apply_position
-    except ImportError:
-        apply_position = None
-
-    if apply_position is not None:
-        fn = apply_position
-
-        def hook(unit_id: str, lat: float, lon: float, fix_time: datetime) -> None:
-            result = fn(app_state, unit_id, lat, lon, fix_time)
-            if asyncio.iscoroutine(result):
-                asyncio.get_running_loop().create_task(result)
-        return hook
+    rt = getattr(app_state, "runtime", None)
+    if rt is not None:
+        return rt.locator.move
 
     def fallback(unit_id: str, lat: float, lon: float, fix_time: datetime) -> None:
         routing = getattr(app_state, "routing", None)
@@ -316,14 +305,10 @@ def resolve_position_hook(app_state: Any) -> Callable[[str, float, float, dateti
 def resolve_units_changed_hook(app_state: Any) -> Callable[[set[str] | None], None]:
     """``units.positions.units_changed(app_state, unit_ids)`` when the units package provides
     it (each worker's routing index follows changes made through any worker), else nothing."""
-    try:
-        from units.positions import units_changed
-    except ImportError:
+    rt = getattr(app_state, "runtime", None)
+    if rt is None:
         return lambda _ids: None
-
-    def hook(unit_ids: set[str] | None) -> None:
-        units_changed(app_state, unit_ids)
-    return hook
+    return rt.locator.schedule_refresh
 
 
 class AvlIngest:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from incidents.geocode import StreetIndex, normalize_street
-from incidents.service import haversine_m
+from routing.build import haversine_m
 from routing.build import build_graph
 from routing.graph import RoadGraph
 from tests.incidents.conftest import Api

@@ -37,7 +37,7 @@ async def test_recommendation_is_nearest_by_road_eta_and_explained(sf_api: Api, 
     assert sorted(p["slot_type"] for p in rec["picks"]) == ["engine", "medic_als"]
     assert rec["shortfalls"] == []
     # The engine pick is the routing core's own nearest engine, with the same ETA.
-    routing = sf_api.running.app.state.routing
+    routing = sf_api.running.app.state.runtime.routing
     best = routing.nearest_units(lat=DOWNTOWN[0], lon=DOWNTOWN[1], k=3, unit_types=["engine"])
     engine = next(p for p in rec["picks"] if p["slot_type"] == "engine")
     assert engine["unit_id"] == best.units[0].unit_id
@@ -60,7 +60,7 @@ async def test_unavailable_units_are_never_recommended(sf_api: Api, sffd_station
     assert second["picks"][0]["unit_id"] != chosen
     # Even when this worker's routing index has not heard of the change (another worker
     # made it), the database check keeps the busy unit out.
-    routing = sf_api.running.app.state.routing
+    routing = sf_api.running.app.state.runtime.routing
     other = second["picks"][0]["unit_id"]
     await sf_api.running.app.state.pool.execute(
         "UPDATE units SET status = 'on_scene' WHERE id = $1", other)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from incidents import timers
-from incidents.board import apply_event, board_snapshot
+from incidents.dispatch import timers
+from incidents.dispatch.board import apply_event, board_snapshot
 from tests.incidents.conftest import Api, create_incident, create_unit, make_settings
 from tests.support import RunningApp, running_app
 
@@ -31,32 +31,32 @@ async def _events(pool: Any, type_: str) -> list[Any]:
 
 
 async def test_each_crossing_emits_exactly_one_event(timer_api: Api) -> None:
-    services = timer_api.running.app.state.services
-    pool = services.pool
+    deps = timer_api.running.app.state.runtime.dispatch
+    pool = deps.pool
     sup = await timer_api.as_("supervisor")
     await create_unit(sup, "E01")
     disp = await timer_api.as_("dispatcher")
     urgent = await create_incident(disp, 37.77, -122.42, itype="CARDIAC")   # priority 1: 0 s
     routine = await create_incident(disp, 37.78, -122.42, itype="BURG")     # priority 3: 1 h
-    overdue = await timers.overdue(services)
+    overdue = await timers.overdue(deps=deps)
     assert [p["incident_id"] for p in overdue["pending_incidents"]] == [urgent["id"]]
-    assert await timers.sweep(services) == 1
-    assert await timers.sweep(services) == 0  # already announced
+    assert await timers.sweep(deps=deps) == 1
+    assert await timers.sweep(deps=deps) == 0  # already announced
     ev = await _events(pool, "timer.pending_overdue")
     assert [e["aggregate_id"] for e in ev] == [str(urgent["id"])]
     # Dispatching starts the unit's "dispatched" timer (0 s): one event, then none.
     r = await disp.post(f"/api/v1/incidents/{urgent['id']}/dispatch", json={"unit_ids": ["E01"]})
     assert r.status_code == 200
-    assert await timers.sweep(services) == 1
-    assert await timers.sweep(services) == 0
+    assert await timers.sweep(deps=deps) == 1
+    assert await timers.sweep(deps=deps) == 0
     assert [e["aggregate_id"] for e in await _events(pool, "timer.unit_status_overdue")] == ["E01"]
     # A check-in restarts the clock: a new crossing, a new event.
     assert (await disp.post("/api/v1/units/E01/checkin")).status_code == 200
-    assert await timers.sweep(services) == 1
+    assert await timers.sweep(deps=deps) == 1
     assert len(await _events(pool, "timer.unit_status_overdue")) == 2
     # On scene (threshold 1 h): nothing is overdue for the unit any more.
     await disp.post("/api/v1/units/E01/status", json={"status": "on_scene"})
-    assert await timers.sweep(services) == 0
+    assert await timers.sweep(deps=deps) == 0
     board = (await disp.get("/api/v1/timers")).json()
     assert board["units"] == [] and board["pending_incidents"] == []
     assert routine["status"] == "pending"

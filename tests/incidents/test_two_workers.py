@@ -97,7 +97,7 @@ async def test_a_recommendation_on_one_worker_sees_changes_made_through_the_othe
             r = await via_a.post("/api/v1/units/E34/positions", json={"fixes": [fix]},
                                  headers=mdt)
             assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
-            b_locator = b.app.state.services.locator
+            b_locator = b.app.state.runtime.locator
             await _until(lambda: getattr(b_locator.indexed.get("E34"), "source", None) == "avl",
                          "worker B's index holds E34's fix ingested by worker A")
             rec = (await via_b.post(f"/api/v1/incidents/{inc['id']}/recommendation")).json()

@@ -11,10 +11,12 @@ from typing import Any
 import asyncpg
 
 from cad.errors import Conflict, NotFound
-from cad.services import Services
 from cad.uow import RequestContext, unit_of_work
-from incidents.service import haversine_m
-from units.locator import UNITS_WITH_STATIONS, Position, unit_position, utcnow
+from incidents.dispatch import repository as repo
+from incidents.dispatch.deps import DispatchDeps
+from routing.build import haversine_m
+from units import repository as unit_repo
+from units.locator import Position, utcnow
 from units.status import AVAILABLE, UnitStatus
 
 # Extra candidates asked of the routing index per slot type, beyond what the slot needs:
@@ -47,24 +49,6 @@ class Plan:
     slots: list[Slot] = field(default_factory=list)
 
 
-_RECOMMEND_CONTEXT = """
-SELECT i.*,
-  (SELECT row_to_json(p) FROM (
-      SELECT id, name, slots FROM response_plans
-       WHERE (incident_type IS NULL OR incident_type = i.incident_type)
-         AND (priority IS NULL OR priority = i.priority) AND (zone_id IS NULL OR zone_id = i.zone_id)
-       ORDER BY (zone_id IS NOT NULL)::int * 4 + (incident_type IS NOT NULL)::int * 2
-                + (priority IS NOT NULL)::int DESC, id LIMIT 1) p) AS plan,
-  (SELECT coalesce(json_agg(json_build_array(slot_type, unit_type) ORDER BY slot_type, unit_type), '[]')
-     FROM slot_substitutions) AS substitutions,
-  (SELECT coalesce(json_agg(json_build_object('id', u.id, 'unit_type', u.unit_type)
-                            ORDER BY a.dispatched_at, u.id), '[]')
-     FROM incident_units a JOIN units u ON u.id = a.unit_id
-    WHERE a.incident_id = i.id AND a.cleared_at IS NULL) AS assigned
-FROM incidents i WHERE i.id = $1
-"""
-
-
 def _plan_from(row: dict[str, Any] | None) -> Plan:
     """Slots of the chosen plan (the most specific match: zone beats type beats priority)."""
     if row is None:
@@ -90,30 +74,30 @@ class _Finder:
     """Candidate units for a set of unit types, nearest first, availability re-checked in the
     database (the per-worker routing index may lag another worker's commit)."""
 
-    def __init__(self, services: Services, conn: asyncpg.Connection, lat: float, lon: float) -> None:
-        self.s = services
+    def __init__(self, deps: DispatchDeps, conn: asyncpg.Connection, lat: float, lon: float) -> None:
+        self.deps = deps
         self.conn = conn
         self.lat, self.lon = lat, lon
         self.now = utcnow()
-        self.method = "road_network" if services.routing is not None else "straight_line_estimate"
-        self.factor = services.settings.eta_calibration_factor
+        self.method = "road_network" if deps.routing is not None else "straight_line_estimate"
+        self.factor = deps.settings.eta_calibration_factor
 
     async def candidates(self, groups: list[tuple[list[str], list[str], int]]) -> list[list[Candidate]]:
         """For each (unit types, capabilities, how many) group: candidates, nearest first.
         All groups are checked against the database in one query."""
-        if self.s.routing is None:
+        routing = self.deps.routing
+        if routing is None:
             return [await self._straight_line(types, caps) for types, caps, _ in groups]
-        locator = self.s.locator
-        assert locator is not None  # made with the routing service (incidents.lifecycle)
+        locator = self.deps.locator
         await locator.settle()  # changes seen in the event log are in the index first
         out: list[list[Candidate]] = [[] for _ in groups]
         for _ in range(MAX_REFRESH_ROUNDS):
-            found = [self.s.routing.nearest_units(lat=self.lat, lon=self.lon, k=want,
+            found = [routing.nearest_units(lat=self.lat, lon=self.lon, k=want,
                                                   unit_types=types, capabilities=caps).units
                      for types, caps, want in groups]
             ids = sorted({str(u.unit_id) for units in found for u in units})
-            rows = {r["id"]: r for r in await self.conn.fetch(
-                UNITS_WITH_STATIONS + " WHERE u.id = ANY($1)", ids)} if ids else {}
+            rows = {r["id"]: r for r in await unit_repo.units_with_stations(self.conn, ids)
+                    } if ids else {}
             stale_index: set[str] = set()
             for g, units in enumerate(found):
                 out[g] = []
@@ -135,17 +119,15 @@ class _Finder:
         return out
 
     async def _straight_line(self, types: list[str], caps: list[str]) -> list[Candidate]:
-        rows = await self.conn.fetch(
-            UNITS_WITH_STATIONS + " WHERE u.active AND u.status = ANY($1) AND u.unit_type = ANY($2) "
-            "AND u.capabilities @> $3", [s.value for s in AVAILABLE], types, caps)
-        speed_ms = self.s.settings.fallback_speed_kmh / 3.6
+        rows = await unit_repo.available_with_stations(
+            self.conn, statuses=[s.value for s in AVAILABLE], unit_types=types, capabilities=caps)
+        speed_ms = self.deps.settings.fallback_speed_kmh / 3.6
         out = []
         for r in rows:
-            pos = (self.s.locator.position(r, now=self.now) if self.s.locator is not None else
-                   unit_position(r, now=self.now, stale_after_s=self.s.settings.unit_position_stale_s))
+            pos = self.deps.locator.position(r, now=self.now)
             if pos is None:
                 continue
-            d = haversine_m(pos.lat, pos.lon, self.lat, self.lon)
+            d = float(haversine_m(pos.lat, pos.lon, self.lat, self.lon))
             out.append(Candidate(r["id"], r["unit_type"], d / speed_ms * self.factor, d, pos))
         out.sort(key=lambda c: (c.eta_s, c.unit_id))
         return out
@@ -153,9 +135,7 @@ class _Finder:
 
 async def _explain_shortfall(conn: asyncpg.Connection, slot: Slot, types: list[str],
                              picked: set[str]) -> str:
-    rows = await conn.fetch(
-        "SELECT id, status, current_incident FROM units WHERE active AND unit_type = ANY($1) "
-        "AND capabilities @> $2 ORDER BY id", types, slot.capabilities)
+    rows = await unit_repo.roster_of_types(conn, unit_types=types, capabilities=slot.capabilities)
     kinds = " or ".join(types)
     need = f" with {', '.join(slot.capabilities)}" if slot.capabilities else ""
     if not rows:
@@ -174,11 +154,11 @@ async def _explain_shortfall(conn: asyncpg.Connection, slot: Slot, types: list[s
     return f"no available {kinds}{need}: " + "; ".join(parts) + more
 
 
-async def recommend(services: Services, ctx: RequestContext, incident_id: int) -> dict[str, Any]:
-    async with unit_of_work(services.pool, ctx) as uow:
+async def recommend(*, deps: DispatchDeps, ctx: RequestContext, incident_id: int) -> dict[str, Any]:
+    async with unit_of_work(deps.pool, ctx) as uow:
         conn = uow.conn
         uow.audit("incident.recommend", target=f"incident:{incident_id}")
-        ctx_row = await conn.fetchrow(_RECOMMEND_CONTEXT, incident_id)
+        ctx_row = await repo.recommend_context(conn, incident_id)
         if ctx_row is None:
             raise NotFound(f"incident {incident_id} does not exist")
         inc = ctx_row
@@ -199,7 +179,7 @@ async def recommend(services: Services, ctx: RequestContext, incident_id: int) -
                     already.append({"slot_type": slot.unit_type, "unit_id": a["id"]})
                     break
 
-        finder = _Finder(services, conn, inc["lat"], inc["lon"])
+        finder = _Finder(deps, conn, inc["lat"], inc["lon"])
         by_type: dict[tuple[str, tuple[str, ...]], list[Slot]] = defaultdict(list)
         for slot in open_slots:
             by_type[(slot.unit_type, tuple(slot.capabilities))].append(slot)
@@ -241,10 +221,9 @@ async def recommend(services: Services, ctx: RequestContext, incident_id: int) -
                                    "filled": len(slots) - unfilled,
                                    "reason": await _explain_shortfall(conn, slots[0], types, picked)})
         picks.sort(key=lambda p: (p["eta_s"] if math.isfinite(p["eta_s"]) else 1e18, p["unit_id"]))
-        rec_id = await conn.fetchval(
-            "INSERT INTO recommendations (incident_id, created_by, plan_id, eta_method, picks, shortfalls) "
-            "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-            incident_id, ctx.actor, plan.id, finder.method, picks, shortfalls)
+        rec_id = await repo.insert_recommendation(
+            conn, incident_id=incident_id, created_by=ctx.actor, plan_id=plan.id,
+            eta_method=finder.method, picks=picks, shortfalls=shortfalls)
         result = {"id": rec_id, "incident_id": incident_id,
                   "plan": {"id": plan.id, "name": plan.name, "slots": [s.unit_type for s in plan.slots]},
                   "eta_method": finder.method, "already_assigned": already,

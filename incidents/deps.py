@@ -1,0 +1,27 @@
+"""What the incidents package needs from the running app, provided by ``cad.wiring``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends
+
+from cad.deps import wired
+from cad.settings import Settings
+from incidents.geocode import StreetIndex
+
+
+@dataclass(frozen=True)
+class IncidentsDeps:
+    pool: asyncpg.Pool
+    settings: Settings
+    geocoder: StreetIndex | None    # street names of the road graph, when one is loaded
+    # Incident-number sequences this worker knows exist (made on first use).
+    known_sequences: set[str] = field(default_factory=set)
+
+
+incidents_deps: Callable[[], Awaitable[IncidentsDeps]] = wired("incidents")
+IncidentsDep = Annotated[IncidentsDeps, Depends(incidents_deps)]

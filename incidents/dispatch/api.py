@@ -1,0 +1,111 @@
+"""Dispatch over HTTP: recommendation, dispatch, unit status changes, response plans and
+substitutions, timers and the board (see cad/security/policy.py for who may call what)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response
+
+from cad.deps import IdempotencyKey
+from cad.security import Context, CurrentPrincipal
+from incidents.dispatch import plans, recommend, service, timers
+from incidents.dispatch.board import board_at_head
+from incidents.dispatch.deps import DispatchDep
+from incidents.dispatch.schemas import (
+    BoardOut,
+    DispatchIn,
+    DispatchOut,
+    RecommendationOut,
+    ResponsePlanIn,
+    ResponsePlanOut,
+    StatusChangeOut,
+    SubstitutionIn,
+    SubstitutionOut,
+    TimersOut,
+)
+from schemas.common import AgencyQuery, DbId
+from units.schemas import StatusChange
+
+IncidentId = Annotated[DbId, Path()]
+
+router = APIRouter(prefix="/api/v1", tags=["dispatch"])
+
+
+@router.post("/incidents/{incident_id}/recommendation", status_code=201,
+             summary="Recommend units to fill the response plan, nearest by road ETA",
+             response_model=RecommendationOut)
+async def make_recommendation(incident_id: IncidentId, deps: DispatchDep,
+                              ctx: Context) -> dict[str, Any]:
+    return await recommend.recommend(deps=deps, ctx=ctx, incident_id=incident_id)
+
+
+@router.post("/incidents/{incident_id}/dispatch", response_model=DispatchOut,
+             summary="Assign units (atomic; only available units)",
+             responses={409: {"description": "A unit is no longer available; the body has its state"}})
+async def dispatch_units(incident_id: IncidentId, body: DispatchIn, deps: DispatchDep,
+                         ctx: Context, response: Response,
+                         idempotency_key: IdempotencyKey) -> dict[str, Any]:
+    code, result = await service.dispatch_units(deps=deps, ctx=ctx, incident_id=incident_id,
+                                                body=body, idempotency_key=idempotency_key)
+    response.status_code = code
+    return result
+
+
+@router.post("/units/{unit_id}/status", summary="Report a status change (console or MDT)",
+             tags=["units"], response_model=StatusChangeOut, response_model_exclude_unset=True,
+             responses={409: {"description": "Not allowed from the current status; the body "
+                                             "lists allowed_next"}})
+async def change_status(unit_id: str, body: StatusChange, deps: DispatchDep, ctx: Context,
+                        principal: CurrentPrincipal, response: Response,
+                        idempotency_key: IdempotencyKey) -> dict[str, Any]:
+    acting = principal.unit_id if principal.role == "field_unit" else None
+    code, result = await service.change_unit_status(
+        deps=deps, ctx=ctx, unit_id=unit_id, body=body, idempotency_key=idempotency_key,
+        acting_unit=acting)
+    response.status_code = code
+    return result
+
+
+# --- response plans ----------------------------------------------------------------------------
+@router.get("/response-plans", response_model=list[ResponsePlanOut])
+async def list_plans(deps: DispatchDep) -> list[dict[str, Any]]:
+    return await plans.list_plans(deps=deps)
+
+
+@router.post("/response-plans", status_code=201, response_model=ResponsePlanOut,
+             summary="Create or replace the plan for a (type, priority, zone) combination")
+async def put_plan(body: ResponsePlanIn, deps: DispatchDep, ctx: Context) -> dict[str, Any]:
+    return await plans.put_plan(deps=deps, ctx=ctx, body=body)
+
+
+@router.delete("/response-plans/{plan_id}", response_model=ResponsePlanOut)
+async def delete_plan(plan_id: Annotated[DbId, Path()], deps: DispatchDep,
+                      ctx: Context) -> dict[str, Any]:
+    return await plans.delete_plan(deps=deps, ctx=ctx, plan_id=plan_id)
+
+
+@router.get("/substitutions", summary="Which unit types may fill which slots",
+            response_model=list[SubstitutionOut])
+async def list_substitutions(deps: DispatchDep) -> list[dict[str, str]]:
+    return await plans.list_substitutions(deps=deps)
+
+
+@router.post("/substitutions", status_code=201, response_model=SubstitutionOut)
+async def add_substitution(body: SubstitutionIn, deps: DispatchDep, ctx: Context) -> dict[str, str]:
+    return await plans.add_substitution(deps=deps, ctx=ctx, body=body)
+
+
+# --- supervisor views ------------------------------------------------------------------------
+@router.get("/timers", summary="What is overdue now: pending incidents and unit status timers",
+            response_model=TimersOut)
+async def get_timers(deps: DispatchDep) -> dict[str, Any]:
+    return await timers.overdue(deps=deps)
+
+
+@router.get("/board", response_model=BoardOut,
+            summary="Board snapshot (open incidents, active units) with its event position")
+async def get_board(deps: DispatchDep, principal: CurrentPrincipal,
+                    agency: Annotated[list[AgencyQuery] | None, Query(max_length=50)] = None
+                    ) -> dict[str, Any]:
+    return await board_at_head(deps.pool, agencies=agency)

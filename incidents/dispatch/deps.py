@@ -1,0 +1,27 @@
+"""What the dispatch workflows need from the running app, provided by ``cad.wiring``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends
+
+from cad.deps import wired
+from cad.settings import Settings
+from routing.service import RoutingService
+from units.locator import UnitLocator
+
+
+@dataclass(frozen=True)
+class DispatchDeps:
+    pool: asyncpg.Pool
+    settings: Settings
+    routing: RoutingService | None   # None without a road graph: straight-line estimates
+    locator: UnitLocator             # this worker's routing index of units
+
+
+dispatch_deps: Callable[[], Awaitable[DispatchDeps]] = wired("dispatch")
+DispatchDep = Annotated[DispatchDeps, Depends(dispatch_deps)]

@@ -1,0 +1,157 @@
+"""Dispatch on the wire: assignment requests, response plans, recommendations, status-change
+answers, timers and the board."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from incidents.schemas import IncidentOut, TypeCode
+from schemas.common import DbId, Out, ShortText, Strict, UnitId
+from units.schemas import UnitOut
+from units.status import UnitStatus
+
+Priority = Annotated[int, Field(ge=1, le=5)]
+UnitTypeCode = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+
+
+class DispatchIn(Strict):
+    unit_ids: list[UnitId] = Field(min_length=1, max_length=50)
+    recommendation_id: DbId | None = None
+    override_reason: Annotated[str, Field(min_length=3, max_length=500)] | None = None
+
+    @model_validator(mode="after")
+    def _distinct(self) -> DispatchIn:
+        if len(set(self.unit_ids)) != len(self.unit_ids):
+            raise ValueError("unit_ids has duplicates")
+        return self
+
+
+class SlotIn(Strict):
+    unit_type: UnitTypeCode
+    count: int = Field(ge=1, le=20)
+    capabilities: list[UnitTypeCode] = Field(default_factory=list, max_length=8)
+
+
+class ResponsePlanIn(Strict):
+    name: ShortText
+    incident_type: TypeCode | None = None
+    priority: Priority | None = None
+    zone_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    slots: list[SlotIn] = Field(min_length=1, max_length=20)
+
+
+class SubstitutionIn(Strict):
+    slot_type: UnitTypeCode
+    unit_type: UnitTypeCode
+
+
+# --- answers ---------------------------------------------------------------------------------
+class Pick(Out):
+    slot: int = Field(description="Position of the slot in the plan.")
+    slot_type: str
+    unit_id: str
+    unit_type: str
+    substitute: bool = Field(description="The unit's type fills the slot as a substitute.")
+    eta_s: float
+    distance_m: float
+    position_source: Literal["avl", "station", "avl_stale"]
+    position_age_s: float | None
+    stale_position: bool
+    reason: str = Field(description="Why this unit, in words a dispatcher reads.")
+
+
+class Shortfall(Out):
+    slot_type: str
+    capabilities: list[str]
+    needed: int
+    filled: int
+    reason: str
+
+
+class PlanSummary(Out):
+    id: int | None
+    name: str
+    slots: list[str]
+
+
+class AlreadyAssigned(Out):
+    slot_type: str
+    unit_id: str
+
+
+class RecommendationOut(Out):
+    id: int
+    incident_id: int
+    plan: PlanSummary
+    eta_method: Literal["road_network", "straight_line_estimate"]
+    already_assigned: list[AlreadyAssigned]
+    picks: list[Pick] = Field(description="Nearest first.")
+    shortfalls: list[Shortfall]
+
+
+class DispatchOut(Out):
+    incident: IncidentOut
+    dispatched: list[str]
+    units: list[UnitOut]
+    recommendation_id: int | None
+    recommendation_outcome: Literal["accepted", "overridden"] | None
+
+
+class StatusChangeOut(Out):
+    unit: UnitOut
+    from_status: UnitStatus
+    incident_id: int | None
+    incident_can_close: bool = Field(description="Every unit on the incident has cleared.")
+    incident_status: str | None = Field(default=None, description="When the unit is on one.")
+
+
+class OverdueIncident(Out):
+    incident_id: int
+    number: str
+    agency: str
+    priority: int
+    age_s: float
+    threshold_s: float
+
+
+class OverdueUnit(Out):
+    unit_id: str
+    agency: str
+    status: UnitStatus
+    incident_id: int | None
+    age_s: float
+    threshold_s: float
+
+
+class TimersOut(Out):
+    pending_incidents: list[OverdueIncident]
+    units: list[OverdueUnit]
+
+
+class BoardOut(Out):
+    last_event_id: int = Field(description="Resume the board stream after this event.")
+    incidents: dict[str, IncidentOut]
+    units: dict[str, UnitOut]
+
+
+class SlotOut(Out):
+    unit_type: str
+    count: int
+    capabilities: list[str] = Field(default_factory=list)
+
+
+class ResponsePlanOut(Out):
+    id: int
+    name: str
+    incident_type: str | None
+    priority: int | None
+    zone_id: str | None
+    slots: list[SlotOut]
+
+
+class SubstitutionOut(Out):
+    slot_type: str
+    unit_type: str
+

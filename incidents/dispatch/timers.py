@@ -1,0 +1,83 @@
+"""Overdue timers: pending incidents by priority, units too long in a status without a
+check-in. Crossing a threshold emits exactly one event, whichever worker sweeps first."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+
+from cad.uow import RequestContext, unit_of_work
+from incidents import repository as incident_repo
+from incidents.dispatch import repository as repo
+from incidents.dispatch.deps import DispatchDeps
+from incidents.views import load_incident_view
+from units import repository as unit_repo
+from units.views import unit_view
+
+log = structlog.get_logger("incidents.dispatch.timers")
+SYSTEM = RequestContext.system("timers")
+
+
+async def overdue(*, deps: DispatchDeps) -> dict[str, list[dict[str, Any]]]:
+    """What is overdue now (for the supervisor's board), without emitting anything. The
+    thresholds go into the query: only overdue rows come back, however long the queue."""
+    s = deps.settings
+    async with deps.pool.acquire() as conn:
+        pend = await incident_repo.pending_overdue(conn, thresholds_s=s.pending_thresholds_s)
+        units = await unit_repo.overdue_units(conn, thresholds_s=s.unit_status_thresholds_s)
+    out_p = [{"incident_id": r["id"], "number": r["number"], "agency": r["agency"],
+              "priority": r["priority"], "age_s": round(float(r["age_s"]), 1),
+              "threshold_s": r["threshold_s"]} for r in pend]
+    out_u = [{"unit_id": r["id"], "agency": r["agency"], "status": r["status"],
+              "incident_id": r["current_incident"], "age_s": round(float(r["age_s"]), 1),
+              "threshold_s": r["threshold_s"]} for r in units]
+    return {"pending_incidents": out_p, "units": out_u}
+
+
+async def sweep(*, deps: DispatchDeps) -> int:
+    """Emit one event per newly crossed threshold. Returns how many fired."""
+    fired = 0
+    now_overdue = await overdue(deps=deps)
+    for p in now_overdue["pending_incidents"]:
+        async with unit_of_work(deps.pool, SYSTEM) as uow:
+            row = await incident_repo.lock_incident(uow.conn, p["incident_id"])
+            if row is None or row["status"] != "pending":
+                continue
+            new = await repo.claim_alert(uow.conn, kind="pending_overdue",
+                                         subject=str(p["incident_id"]), since=row["received_at"],
+                                         threshold_s=p["threshold_s"])
+            if new:
+                view = await load_incident_view(uow.conn, p["incident_id"])
+                uow.emit("timer.pending_overdue", aggregate=("incident", p["incident_id"]),
+                         agency=p["agency"], data={"incident": view, "age_s": p["age_s"],
+                                                   "threshold_s": p["threshold_s"], "unit_ids": []})
+                fired += 1
+    for u in now_overdue["units"]:
+        async with unit_of_work(deps.pool, SYSTEM) as uow:
+            row = await unit_repo.unit_with_status_since(uow.conn, u["unit_id"])
+            if row is None or row["status"] != u["status"]:
+                continue
+            new = await repo.claim_alert(uow.conn, kind="unit_status_overdue", subject=u["unit_id"],
+                                         since=row["since"], threshold_s=u["threshold_s"])
+            if new:
+                uow.emit("timer.unit_status_overdue", aggregate=("unit", u["unit_id"]), agency=u["agency"],
+                         data={"unit": unit_view(row), "status": u["status"], "age_s": u["age_s"],
+                               "threshold_s": u["threshold_s"], "incident_id": u["incident_id"],
+                               "unit_ids": [u["unit_id"]]})
+                fired += 1
+    return fired
+
+
+async def run_sweeper(*, deps: DispatchDeps, stop: asyncio.Event) -> None:
+    interval = deps.settings.timer_sweep_interval_s
+    while not stop.is_set():
+        try:
+            await sweep(deps=deps)
+        except Exception:  # a failed sweep is retried next tick; the app keeps serving
+            log.exception("timer_sweep_failed")
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        except TimeoutError:
+            pass

@@ -1,0 +1,23 @@
+"""What the units package needs from the running app, provided by ``cad.wiring``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends
+
+from cad.deps import wired
+from units.locator import UnitLocator
+
+
+@dataclass(frozen=True)
+class UnitsDeps:
+    pool: asyncpg.Pool
+    locator: UnitLocator   # this worker's routing index of units, re-placed after each change
+
+
+units_deps: Callable[[], Awaitable[UnitsDeps]] = wired("units")
+UnitsDep = Annotated[UnitsDeps, Depends(units_deps)]
