@@ -1,7 +1,7 @@
 """Row + event + audit in one transaction: the one easy path for every state change.
 
     async with unit_of_work(pool, ctx) as uow:
-        row = await uow.conn.fetchrow("UPDATE units SET ... RETURNING *", ...)
+        row = await repo.set_status(uow.conn, unit_id, ...)   # the row
         uow.emit("unit.status_changed", aggregate=("unit", unit_id), data={...})
         uow.audit("unit.status.change", target=f"unit:{unit_id}")
     # committed: uow.event_ids holds the new event ids, in commit order

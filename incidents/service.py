@@ -132,7 +132,7 @@ async def list_incidents(*, deps: IncidentsDeps, open_only: bool, agency: str | 
     return out
 
 
-async def lock_incident(conn: asyncpg.Connection, incident_id: int) -> asyncpg.Record:
+async def lock_incident(conn: asyncpg.Connection, *, incident_id: int) -> asyncpg.Record:
     """Lock the incident or answer 404 (incidents are locked before units: one global order)."""
     row = await repo.lock_incident(conn, incident_id)
     if row is None:
@@ -143,17 +143,17 @@ async def lock_incident(conn: asyncpg.Connection, incident_id: int) -> asyncpg.R
 async def _lock_pair(conn: asyncpg.Connection, a: int, b: int) -> dict[int, asyncpg.Record]:
     """Lock two incidents in id order (two dispatchers linking the same pair the other way
     round must queue, not deadlock)."""
-    return {i: await lock_incident(conn, i) for i in sorted((a, b))}
+    return {i: await lock_incident(conn, incident_id=i) for i in sorted((a, b))}
 
 
-async def emit_incident(uow: UnitOfWork, incident_id: int, type_: str,
-                        **extra: Any) -> dict[str, Any]:
+async def emit_incident(uow: UnitOfWork, *, incident_id: int, type_: str,
+                        extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Emit ``type_`` with the incident's full view (and its units' ids) after a change."""
     view = await load_incident_view(uow.conn, incident_id)
     assert view is not None
     uow.emit(type_, aggregate=("incident", incident_id), agency=view["agency"],
              data={"incident": view, "unit_ids": await repo.assigned_unit_ids(uow.conn, incident_id),
-                   **extra})
+                   **(extra or {})})
     return view
 
 
@@ -167,7 +167,7 @@ async def update_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_
            else None)
     async with unit_of_work(deps.pool, ctx) as uow:
         uow.audit("incident.update", target=f"incident:{incident_id}", details={"fields": sorted(changes)})
-        row = await lock_incident(uow.conn, incident_id)
+        row = await lock_incident(uow.conn, incident_id=incident_id)
         if row["status"] == "closed":
             raise Conflict(f"incident {incident_id} is closed")
         if expected is not None and row["version"] != expected:
@@ -180,11 +180,12 @@ async def update_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_
         if body.priority is not None:
             sets["priority"] = body.priority
         if loc is not None:
-            zones = await zones_at(uow.conn, loc[0], loc[1])
+            zones = await zones_at(uow.conn, lat=loc[0], lon=loc[1])
             sets.update(lat=loc[0], lon=loc[1], location_text=loc[2], location_source=loc[3],
                         zone_id=zones[0]["id"] if zones else None)
         await repo.update_fields(uow.conn, incident_id, sets)
-        view = await emit_incident(uow, incident_id, "incident.updated", changed=sorted(sets))
+        view = await emit_incident(uow, incident_id=incident_id, type_="incident.updated",
+                                   extra={"changed": sorted(sets)})
     return view
 
 
@@ -192,12 +193,13 @@ async def add_narrative(*, deps: IncidentsDeps, ctx: RequestContext, incident_id
                         body: NarrativeIn) -> dict[str, Any]:
     async with unit_of_work(deps.pool, ctx) as uow:
         uow.audit("incident.narrative.add", target=f"incident:{incident_id}")
-        await lock_incident(uow.conn, incident_id)
+        await lock_incident(uow.conn, incident_id=incident_id)
         n = await repo.add_narrative(uow.conn, incident_id=incident_id, author=ctx.actor,
                                      text=body.text)
         await repo.bump_version(uow.conn, [incident_id])
         entry = narrative_view(n)
-        await emit_incident(uow, incident_id, "incident.narrative_added", entry=entry)
+        await emit_incident(uow, incident_id=incident_id, type_="incident.narrative_added",
+                            extra={"entry": entry})
     return entry
 
 
@@ -222,7 +224,7 @@ async def close_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_i
     async with unit_of_work(deps.pool, ctx) as uow:
         uow.audit("incident.close", target=f"incident:{incident_id}",
                   details={"disposition": body.disposition})
-        row = await lock_incident(uow.conn, incident_id)
+        row = await lock_incident(uow.conn, incident_id=incident_id)
         if row["status"] == "closed":
             raise Conflict(f"incident {incident_id} is already closed")
         active = await repo.active_assignments(uow.conn, incident_id)
@@ -232,7 +234,8 @@ async def close_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_i
                 + ", ".join(f"{a['unit_id']} ({a['status']})" for a in active),
                 extra={"active_units": [a["unit_id"] for a in active]})
         await repo.close(uow.conn, incident_id, disposition=body.disposition)
-        view = await emit_incident(uow, incident_id, "incident.closed", disposition=body.disposition)
+        view = await emit_incident(uow, incident_id=incident_id, type_="incident.closed",
+                                   extra={"disposition": body.disposition})
     return view
 
 
@@ -246,8 +249,10 @@ async def link_incidents(*, deps: IncidentsDeps, ctx: RequestContext, incident_i
         first, second = sorted((incident_id, body.other_id))
         await repo.link(uow.conn, first=first, second=second, kind=body.kind, created_by=ctx.actor)
         await repo.bump_version(uow.conn, [first, second])
-        await emit_incident(uow, incident_id, "incident.linked", other_id=body.other_id, kind=body.kind)
-        await emit_incident(uow, body.other_id, "incident.linked", other_id=incident_id, kind=body.kind)
+        await emit_incident(uow, incident_id=incident_id, type_="incident.linked",
+                            extra={"other_id": body.other_id, "kind": body.kind})
+        await emit_incident(uow, incident_id=body.other_id, type_="incident.linked",
+                            extra={"other_id": incident_id, "kind": body.kind})
     return {"incident_id": incident_id, "other_id": body.other_id, "kind": body.kind}
 
 
@@ -271,8 +276,10 @@ async def merge_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_i
         await repo.link(uow.conn, first=first, second=second, kind="duplicate", created_by=ctx.actor)
         await repo.close(uow.conn, incident_id, disposition="MERGED", merged_into=body.into_id)
         await repo.bump_version(uow.conn, [body.into_id])
-        await emit_incident(uow, incident_id, "incident.merged", into_id=body.into_id)
-        view = await emit_incident(uow, body.into_id, "incident.merge_received", from_id=incident_id)
+        await emit_incident(uow, incident_id=incident_id, type_="incident.merged",
+                            extra={"into_id": body.into_id})
+        view = await emit_incident(uow, incident_id=body.into_id, type_="incident.merge_received",
+                                   extra={"from_id": incident_id})
     return view
 
 

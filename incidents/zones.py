@@ -89,7 +89,7 @@ def containing(candidates: Iterable[Mapping[str, Any]], lat: float, lon: float) 
     return [h[3] for h in hits]
 
 
-async def zones_at(conn: asyncpg.Connection, lat: float, lon: float) -> list[dict[str, Any]]:
+async def zones_at(conn: asyncpg.Connection, *, lat: float, lon: float) -> list[dict[str, Any]]:
     """Every zone containing the point, the deciding one first."""
     return containing(await repo.zone_candidates(conn, lat, lon), lat, lon)
 
@@ -101,4 +101,4 @@ async def list_zones(*, deps: IncidentsDeps) -> list[dict[str, Any]]:
 
 async def lookup_zones(*, deps: IncidentsDeps, lat: float, lon: float) -> list[dict[str, Any]]:
     async with deps.pool.acquire() as conn:
-        return await zones_at(conn, lat, lon)
+        return await zones_at(conn, lat=lat, lon=lon)

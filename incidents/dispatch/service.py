@@ -53,7 +53,7 @@ async def dispatch_units(*, deps: DispatchDeps, ctx: RequestContext, incident_id
             stored = await idempotency.claim(conn, scope=scope, key=idempotency_key, req_hash=req_hash)
             if stored is not None:
                 return stored.status_code, stored.body
-        inc = await incidents.lock_incident(conn, incident_id)
+        inc = await incidents.lock_incident(conn, incident_id=incident_id)
         if inc["status"] == "closed":
             raise Conflict(f"incident {incident_id} is closed")
         locked = await unit_repo.lock_units(conn, unit_ids)
