@@ -20,6 +20,10 @@ from cad.embedded_pg import EmbeddedPostgres, with_database
 from cad.settings import REPO_ROOT, Settings
 from tests.support import RunningApp, running_app
 
+# Fixtures of the dispatch workflow (road graph, stations, role clients), used by units,
+# incidents, dispatch and app-wide tests alike.
+pytest_plugins = ("tests.dispatch_fixtures",)
+
 MIGRATIONS = REPO_ROOT / "migrations"
 
 
@@ -168,6 +172,53 @@ def redis_url() -> str:
 async def auth_headers(app: RunningApp):
     """Factory: ``await auth_headers("dispatcher")`` -> {"Authorization": "Bearer ..."} for a
     new user of that role on the ``app`` fixture (field_unit: ``unit_id=...``)."""
-    from tests.support import AuthHeaders
+    from tests.auth import AuthHeaders
 
     return AuthHeaders(app)
+
+
+# --- the fast tier: service functions on one connection, every test rolled back ----------------
+class TxPool:
+    """A stand-in for the connection pool that hands out one connection inside an open
+    transaction: the services' own transactions become savepoints of it, and the test's
+    rollback undoes everything they wrote. Service-level tests run in milliseconds this way,
+    against the same PostgreSQL, schema and triggers as the end-to-end tier."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        yield self.conn
+
+    async def fetchval(self, *args: object) -> object:
+        return await self.conn.fetchval(*args)
+
+    async def fetch(self, *args: object) -> list[asyncpg.Record]:
+        return await self.conn.fetch(*args)
+
+    async def fetchrow(self, *args: object) -> asyncpg.Record | None:
+        return await self.conn.fetchrow(*args)
+
+    async def execute(self, *args: object) -> str:
+        return await self.conn.execute(*args)
+
+
+@pytest.fixture(scope="session")
+def fast_database_url(pg_server_url: str, template_db: str) -> Iterator[str]:
+    """One migrated database for the whole fast tier (tests roll back, so it stays empty)."""
+    name = asyncio.run(create_test_database(pg_server_url, template_db))
+    yield _with_db(pg_server_url, name)
+    asyncio.run(drop_test_database(pg_server_url, name))
+
+
+@pytest.fixture
+async def tx_pool(fast_database_url: str) -> AsyncIterator[TxPool]:
+    conn = await db.connect(fast_database_url)
+    tx = conn.transaction(isolation="read_committed")
+    await tx.start()
+    try:
+        yield TxPool(conn)
+    finally:
+        await tx.rollback()
+        await conn.close()

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 
 from incidents.geocode import StreetIndex, normalize_street
-from routing.build import haversine_m
-from routing.build import build_graph
+from routing.build import build_graph, haversine_m
 from routing.graph import RoadGraph
-from tests.incidents.conftest import Api
+from tests.dispatch_fixtures import Api
 
 # Market St at 5th St, downtown San Francisco (surveyed from the map, not from the graph).
 MARKET_5TH = (37.7837, -122.4075)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from tests.incidents.conftest import Api, create_incident, create_unit
+from tests.dispatch_fixtures import Api, create_incident, create_unit
 
 
 async def test_intake_numbers_and_caller_kept_apart(api: Api) -> None:

@@ -9,7 +9,8 @@ import pytest
 
 from cad.security import principal_from_token
 from cad.settings import Settings
-from tests.support import RunningApp, login_tokens, make_user, running_app
+from tests.auth import login_tokens, make_user
+from tests.support import RunningApp, running_app
 
 API = "/api/v1"
 

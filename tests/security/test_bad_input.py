@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from tests.support import AuthHeaders, RunningApp
+from tests.auth import AuthHeaders
+from tests.support import RunningApp
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-2**31, 2**31) | st.text(max_size=30),

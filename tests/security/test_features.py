@@ -11,7 +11,8 @@ import websockets
 
 from cad.security import principal_from_token
 from cad.settings import Settings
-from tests.support import AuthHeaders, RunningApp, login_tokens, make_user, running_app
+from tests.auth import AuthHeaders, login_tokens, make_user
+from tests.support import RunningApp, running_app
 
 API = "/api/v1"
 PASSWORD = "correct horse battery staple"

@@ -13,7 +13,8 @@ from cad.security.middleware import iter_routes
 from cad.security.policy import PUBLIC, SELF_AUTHENTICATED, Policy
 from cad.security.principal import ROLES
 from cad.settings import Settings
-from tests.support import AuthHeaders, RunningApp, running_app
+from tests.auth import AuthHeaders
+from tests.support import RunningApp, running_app
 
 WRITE = {"post", "put", "patch", "delete"}
 

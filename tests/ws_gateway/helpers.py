@@ -37,7 +37,7 @@ async def board_token(pool: asyncpg.Pool, secret: str, *, role: str = "dispatche
                       agency: str | None = "A") -> str:
     """A user of ``role`` and a live session; the access token signed with ``secret``."""
     from cad.security.tokens import issue_access_token, new_refresh_token, token_hash
-    from tests.support import make_user
+    from tests.auth import make_user
 
     username, _ = await make_user(pool, role, agency=agency)
     user_id = await pool.fetchval("SELECT id::text FROM users WHERE username = $1", username)
@@ -54,7 +54,7 @@ async def board_token(pool: asyncpg.Pool, secret: str, *, role: str = "dispatche
 async def device_token(pool: asyncpg.Pool, unit_id: str, *, agency: str = "A") -> str:
     """A field_unit user bound to ``unit_id`` and an MDT device token for it."""
     from cad.security.tokens import new_device_token, token_hash
-    from tests.support import make_user
+    from tests.auth import make_user
 
     await insert_unit(pool, unit_id, agency)
     username, _ = await make_user(pool, "field_unit", unit_id=unit_id, agency=agency)

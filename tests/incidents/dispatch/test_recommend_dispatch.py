@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from tests.incidents.conftest import Api, create_incident, create_unit, stations_csv
+from tests.dispatch_fixtures import Api, create_incident, create_unit, stations_csv
 
 # Market St near 5th St, downtown San Francisco.
 DOWNTOWN = (37.7837, -122.4075)

@@ -21,7 +21,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from tests.incidents.conftest import Api
+from tests.dispatch_fixtures import Api
 from units.status import AVAILABLE, UnitStatus, can_transition, clears_assignment
 
 STATUSES = [s.value for s in UnitStatus]

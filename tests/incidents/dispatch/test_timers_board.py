@@ -10,7 +10,7 @@ import pytest
 
 from incidents.dispatch import timers
 from incidents.dispatch.board import apply_event, board_snapshot
-from tests.incidents.conftest import Api, create_incident, create_unit, make_settings
+from tests.dispatch_fixtures import Api, create_incident, create_unit, make_settings
 from tests.support import RunningApp, running_app
 
 

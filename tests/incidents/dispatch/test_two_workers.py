@@ -14,8 +14,9 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from tests.incidents.conftest import create_incident, create_unit, make_settings
-from tests.support import AuthHeaders, RunningApp, running_app
+from tests.auth import AuthHeaders
+from tests.dispatch_fixtures import create_incident, create_unit, make_settings
+from tests.support import RunningApp, running_app
 
 DOWNTOWN = (37.7837, -122.4075)  # Market St near 5th St
 # Two SFFD stations (../shared/data/calls/sffd_fire_stations.csv): near and far from DOWNTOWN.

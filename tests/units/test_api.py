@@ -7,7 +7,7 @@ import json
 
 import asyncpg
 
-from tests.incidents.conftest import Api, create_incident, create_unit
+from tests.dispatch_fixtures import Api, create_incident, create_unit
 from units.status import TRANSITIONS, UnitStatus
 
 

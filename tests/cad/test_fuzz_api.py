@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 
-from tests.incidents.conftest import Api, create_unit
+from tests.dispatch_fixtures import Api, create_unit
 
 schemathesis = pytest.importorskip("schemathesis")
 

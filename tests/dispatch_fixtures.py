@@ -1,5 +1,5 @@
-"""Fixtures for the dispatch workflow: the San Francisco road graph, SFFD stations, a roster,
-and HTTP clients with roles against the real app."""
+"""Fixtures for the dispatch workflow (loaded by tests/conftest.py for every package): the San
+Francisco road graph, SFFD stations, apps with and without a graph, and role clients on them."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from cad.settings import Settings
-from tests.support import AuthHeaders, RunningApp, require_shared, running_app
+from tests.auth import Api
+from tests.support import RunningApp, require_shared, running_app
 
 
 @pytest.fixture(scope="session")
@@ -32,25 +33,6 @@ def sffd_stations() -> list[dict[str, Any]]:
     path = require_shared("calls/sffd_fire_stations.csv")
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
-
-
-class Api:
-    """An httpx client per role on one running app."""
-
-    def __init__(self, running: RunningApp) -> None:
-        self.running = running
-        self.auth = AuthHeaders(running)
-        self._clients: list[httpx.AsyncClient] = []
-
-    async def as_(self, role: str, **kw: Any) -> httpx.AsyncClient:
-        headers = await self.auth(role, **kw)
-        c = httpx.AsyncClient(base_url=self.running.base_url, headers=headers, timeout=30)
-        self._clients.append(c)
-        return c
-
-    async def close(self) -> None:
-        for c in self._clients:
-            await c.aclose()
 
 
 def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
