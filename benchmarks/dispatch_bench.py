@@ -7,7 +7,7 @@ same run on the same server: GET /healthz (the HTTP floor) and incident creation
 
     python benchmarks/dispatch_bench.py [--rate 100] [--duration 20] [--graph PATH] [--quick]
 
-Prints a table, then one JSON line. Target (issue 4): create + recommend p99 <= 25 ms at
+Prints a table, then one JSON line. Target: create + recommend p99 <= 25 ms at
 100 incidents/s on the 2-core machine.
 """
 

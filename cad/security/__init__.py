@@ -1,4 +1,4 @@
-"""Authentication, authorization and the audit trail (issue 6; docs/security.md).
+"""Authentication, authorization and the audit trail (docs/security.md).
 
 The contract other packages code against:
 

@@ -112,7 +112,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", f"{API}/substitutions"): MANAGERS,
     ("GET", f"{API}/timers"): roles("dispatcher", "supervisor", "analyst", "admin"),
     ("GET", f"{API}/board"): roles("dispatcher", "supervisor", "analyst", "admin"),
-    # --- real-time gateway (ws_gateway.api, issue 5) -------------------------------------------
+    # --- real-time gateway (ws_gateway.api) ---------------------------------------------------
     ("WEBSOCKET", "/ws/board"): SELF_AUTHENTICATED,                 # dispatcher, supervisor
     ("WEBSOCKET", "/ws/unit/{unit_id}"): SELF_AUTHENTICATED,        # field_unit of that unit
     ("POST", f"{API}/units/{{unit_id}}/positions"): roles("field_unit"),  # own unit only
