@@ -60,15 +60,15 @@ def create_app(settings: Settings | None = None, *,
                 url, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
                 command_timeout=settings.db_command_timeout_s,
             )
-            runtime = await start_domain(app, settings, app.state.pool, url)
+            runtime = await start_domain(app, settings, app.state.pool, url, security_state)
             app.state.runtime = runtime
-            await security.start(app)
+            await security.start(security_state, app=app, pool=runtime.pool, settings=settings)
             await realtime.start(app, url)
             log.info("app_started", database=mask_url(url))
             yield
         finally:
             await realtime.stop(app)
-            await security.stop(app)
+            await security.stop(security_state)
             if runtime is not None:
                 await stop_domain(runtime)
             if app.state.pool is not None:
@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None, *,
     app.state.pool = None
     install_error_handlers(app)
     # Before RequestContextMiddleware, so that one is outermost (request id, body limit).
-    security.install(app, settings, policy_overrides=policy_overrides)
+    security_state = security.install(app, settings, policy_overrides=policy_overrides)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.include_router(health_router)
     app.include_router(units_router)
@@ -97,3 +97,12 @@ def create_app(settings: Settings | None = None, *,
     for router in extra_routers:
         app.include_router(router)
     return app
+
+
+def runtime_of(app: FastAPI) -> Runtime:
+    """The running app's runtime, for tests, benchmarks and operators' tools (the app's own
+    code gets what it needs through its typed dependencies, never through app state)."""
+    runtime: Runtime | None = getattr(app.state, "runtime", None)
+    if runtime is None:
+        raise RuntimeError("the app has not started")
+    return runtime

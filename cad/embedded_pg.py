@@ -218,7 +218,7 @@ class EmbeddedPostgres:
         elif self._pgserver is not None:
             srv, self._pgserver = self._pgserver, None
             with contextlib.suppress(Exception):
-                srv.cleanup()  # type: ignore[attr-defined]
+                srv.cleanup()  # type: ignore[attr-defined]  # pgserver ships no stubs
 
     @property
     def masked_url(self) -> str:
@@ -410,7 +410,7 @@ class EmbeddedPostgres:
     # -- pgserver wheel ------------------------------------------------------------------
     def _start_with_pgserver(self) -> str:
         try:
-            import pgserver  # type: ignore[import-not-found]
+            import pgserver  # type: ignore[import-not-found]  # optional wheel, absent here
         except ImportError as exc:
             raise EmbeddedUnavailable(
                 "no PostgreSQL found: install the server (e.g. 'apt-get install postgresql') "

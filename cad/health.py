@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+import asyncpg
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from cad.db import MigrationError, pending_migrations
+from cad.deps import wired
 from cad.errors import problem
 
 router = APIRouter(tags=["health"])
 
 READY_CHECK_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class HealthDeps:
+    pool: asyncpg.Pool
+    migrations_dir: Path
+
+
+health_deps: Callable[[], Awaitable[HealthDeps]] = wired("health")
 
 
 @router.get("/healthz", summary="Process is alive")
@@ -22,16 +37,13 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="Database reachable and migrations current",
             responses={503: {"description": "Not ready; the body says why"}})
-async def readyz(request: Request) -> JSONResponse:
-    state = request.app.state
-    pool = getattr(state, "pool", None)
-    if pool is None:
-        return problem(503, "Not ready", "the database pool is not open", reason="database")
+async def readyz(deps: Annotated[HealthDeps, Depends(health_deps)]) -> JSONResponse:
+    pool = deps.pool
     try:
         async with asyncio.timeout(READY_CHECK_TIMEOUT_S):
             async with pool.acquire() as conn:
                 await conn.fetchval("SELECT 1")
-                pending = await pending_migrations(conn, state.settings.migrations_dir)
+                pending = await pending_migrations(conn, deps.migrations_dir)
     except MigrationError as exc:
         return problem(503, "Not ready", str(exc), reason="migrations")
     except TimeoutError:

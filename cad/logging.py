@@ -31,6 +31,7 @@ def configure_logging(*, level: str = "info", fmt: str = "auto") -> None:
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        # A file-like proxy (resolves sys.stderr per write); structlog's stub wants TextIO.
         logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )

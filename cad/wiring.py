@@ -19,6 +19,8 @@ from fastapi import FastAPI
 
 from cad import retention
 from cad.deps import provide
+from cad.health import HealthDeps, health_deps
+from cad.security.state import SecurityState
 from cad.settings import Settings
 from incidents.deps import IncidentsDeps, incidents_deps
 from incidents.dispatch import timers
@@ -44,6 +46,7 @@ class Runtime:
     units: UnitsDeps
     incidents: IncidentsDeps
     dispatch: DispatchDeps
+    security: SecurityState
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -55,7 +58,7 @@ def load_routing(settings: Settings) -> RoutingService | None:
 
 
 async def start_domain(app: FastAPI, settings: Settings, pool: asyncpg.Pool,
-                       database_url: str) -> Runtime:
+                       database_url: str, security: SecurityState) -> Runtime:
     """Routing, locator, street index and sweepers; the packages' dependencies provided."""
     routing = None
     if settings.graph_path is not None:
@@ -71,7 +74,9 @@ async def start_domain(app: FastAPI, settings: Settings, pool: asyncpg.Pool,
         units=UnitsDeps(pool=pool, locator=locator),
         incidents=IncidentsDeps(pool=pool, settings=settings, geocoder=geocoder),
         dispatch=DispatchDeps(pool=pool, settings=settings, routing=routing, locator=locator),
+        security=security,
     )
+    provide(app, health_deps, HealthDeps(pool=pool, migrations_dir=settings.migrations_dir))
     provide(app, units_deps, rt.units)
     provide(app, incidents_deps, rt.incidents)
     provide(app, dispatch_deps, rt.dispatch)

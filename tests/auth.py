@@ -61,8 +61,8 @@ async def session_headers(running: RunningApp, username: str) -> dict[str, str]:
 
     from cad.security.tokens import issue_access_token, new_refresh_token, token_hash
 
-    rt = running.app.state.security
-    pool = running.app.state.pool
+    rt = running.security
+    pool = running.pool
     now = rt.clock()
     user = await pool.fetchrow("SELECT id::text AS id, role FROM users WHERE username = $1",
                                username)
@@ -103,7 +103,7 @@ class AuthHeaders:
         key = (role, unit_id, agency)
         if not fresh and key in self._cache:
             return self._cache[key]
-        pool = self.running.app.state.pool
+        pool = self.running.pool
         username, password = await make_user(pool, role, unit_id=unit_id, agency=agency)
         unit = await pool.fetchval("SELECT unit_id FROM users WHERE username = $1", username)
         headers = await session_headers(self.running, username)

@@ -10,12 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import uvicorn
 from fastapi import APIRouter, FastAPI
 
-from cad.app import create_app
+from cad.app import create_app, runtime_of
+from cad.security.runtime import SecurityRuntime
+from cad.security.state import SecurityState
 from cad.settings import REPO_ROOT, Settings
+from cad.wiring import Runtime
 
 
 @dataclass
@@ -27,6 +31,24 @@ class RunningApp:
     @property
     def ws_url(self) -> str:
         return self.base_url.replace("http://", "ws://", 1)
+
+    @property
+    def runtime(self) -> Runtime:
+        return runtime_of(self.app)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self.runtime.pool
+
+    @property
+    def security_state(self) -> SecurityState:
+        return self.runtime.security
+
+    @property
+    def security(self) -> SecurityRuntime:
+        rt = self.runtime.security.runtime
+        assert rt is not None, "security starts with the app"
+        return rt
 
 
 @contextlib.asynccontextmanager
@@ -46,7 +68,7 @@ async def running_app(settings: Settings, *, extra_routers: Iterable[APIRouter] 
         await original_startup(sockets=sockets)
         started.set()
 
-    server.startup = startup  # type: ignore[method-assign]
+    server.startup = startup  # type: ignore[method-assign]  # hook uvicorn's start-up signal
     task = asyncio.create_task(server.serve())
     waiter = asyncio.create_task(started.wait())
     done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED, timeout=60)

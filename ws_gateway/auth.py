@@ -60,7 +60,7 @@ async def principal_for(app_state: Any, token: str | None, *, touch: bool = Fals
         return None
     try:
         if _accepts_touch:
-            return await fn(app_state, token, touch=touch)
+            return await fn(app_state.runtime.security, token, touch=touch)
         return await fn(app_state, token)
     except Exception:  # fail closed; a broken check must not let anyone in
         log.exception("principal_lookup_failed")

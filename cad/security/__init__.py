@@ -3,7 +3,7 @@
 The contract other packages code against:
 
 - ``ROLES`` and ``Principal`` (who is calling);
-- ``principal_from_token(app_state, token)`` for websocket endpoints (access or MDT token;
+- ``principal_from_token(security_state, token)`` for websocket endpoints (access or MDT token;
   None when invalid, revoked, expired or idle-timed-out);
 - ``CurrentPrincipal`` and ``Context`` dependency aliases, ``request_context(request)``;
 - ``cad.security.policy.RULES``: the endpoint x role table, one row per route.

@@ -8,14 +8,12 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-import asyncpg
 from fastapi import APIRouter, Query, Request, Response
 
 from cad.errors import NotFound
 from cad.security import audit as audit_mod
 from cad.security import service, witness
 from cad.security.deps import Context, CurrentPrincipal
-from cad.security.runtime import SecurityRuntime
 from cad.security.schemas import (
     AuditPageOut,
     DeviceIssuedOut,
@@ -32,17 +30,10 @@ from cad.security.schemas import (
     UserOut,
     UserPatchIn,
 )
+from cad.security.state import SecurityDep
 from cad.uow import audit_now
 
 router = APIRouter(prefix="/api/v1")
-
-
-def _rt(request: Request) -> SecurityRuntime:
-    return request.app.state.security
-
-
-def _pool(request: Request) -> asyncpg.Pool:
-    return request.app.state.pool
 
 
 def _uuid(value: str, what: str) -> str:
@@ -57,9 +48,9 @@ def _uuid(value: str, what: str) -> str:
 @router.post("/auth/login", tags=["auth"], response_model=TokensOut,
              responses={401: {"description": "bad credentials, locked or disabled"},
                         429: {"description": "too many attempts from this address"}})
-async def login(body: LoginIn, request: Request) -> TokensOut:
+async def login(sec: SecurityDep, body: LoginIn, request: Request) -> TokensOut:
     issued = await service.login(
-        _rt(request), _pool(request), username=body.username, password=body.password,
+        sec.runtime, sec.pool, username=body.username, password=body.password,
         client_addr=request.client.host if request.client else None,
         user_agent=request.headers.get("user-agent"),
         request_id=getattr(request.state, "request_id", None))
@@ -67,17 +58,17 @@ async def login(body: LoginIn, request: Request) -> TokensOut:
 
 
 @router.post("/auth/refresh", tags=["auth"], response_model=TokensOut)
-async def refresh(body: RefreshIn, request: Request) -> TokensOut:
+async def refresh(sec: SecurityDep, body: RefreshIn, request: Request) -> TokensOut:
     issued = await service.refresh(
-        _rt(request), _pool(request), refresh_token=body.refresh_token,
+        sec.runtime, sec.pool, refresh_token=body.refresh_token,
         client_addr=request.client.host if request.client else None,
         request_id=getattr(request.state, "request_id", None))
     return TokensOut(**issued.__dict__)
 
 
 @router.post("/auth/logout", tags=["auth"], status_code=204)
-async def logout(request: Request, principal: CurrentPrincipal, ctx: Context) -> Response:
-    await service.logout(_rt(request), _pool(request), principal=principal, ctx=ctx)
+async def logout(sec: SecurityDep, principal: CurrentPrincipal, ctx: Context) -> Response:
+    await service.logout(sec.runtime, sec.pool, principal=principal, ctx=ctx)
     return Response(status_code=204)
 
 
@@ -87,9 +78,9 @@ async def me(principal: CurrentPrincipal) -> MeOut:
 
 
 @router.post("/auth/password", tags=["auth"], status_code=204)
-async def change_password(body: PasswordChangeIn, request: Request, principal: CurrentPrincipal,
+async def change_password(sec: SecurityDep, body: PasswordChangeIn, principal: CurrentPrincipal,
                           ctx: Context) -> Response:
-    await service.change_password(_rt(request), _pool(request), principal=principal, ctx=ctx,
+    await service.change_password(sec.runtime, sec.pool, principal=principal, ctx=ctx,
                                   current_password=body.current_password,
                                   new_password=body.new_password)
     return Response(status_code=204)
@@ -98,37 +89,36 @@ async def change_password(body: PasswordChangeIn, request: Request, principal: C
 # --- users -------------------------------------------------------------------------------------
 
 @router.get("/users", tags=["users"], response_model=list[UserOut])
-async def list_users(request: Request, ctx: Context, role: Role | None = None,
+async def list_users(sec: SecurityDep, ctx: Context, role: Role | None = None,
                      include_disabled: bool = False,
                      limit: Annotated[int, Query(ge=1, le=1000)] = 200,
                      offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
-    return await service.list_users(_pool(request), ctx=ctx, role=role,
+    return await service.list_users(sec.pool, ctx=ctx, role=role,
                                     include_disabled=include_disabled, limit=limit, offset=offset)
 
 
 @router.post("/users", tags=["users"], response_model=UserOut, status_code=201)
-async def create_user(body: UserCreateIn, request: Request, ctx: Context) -> dict[str, Any]:
-    return await service.create_user(_rt(request), _pool(request), ctx=ctx, **body.model_dump())
+async def create_user(sec: SecurityDep, body: UserCreateIn, ctx: Context) -> dict[str, Any]:
+    return await service.create_user(sec.runtime, sec.pool, ctx=ctx, **body.model_dump())
 
 
 @router.get("/users/{user_id}", tags=["users"], response_model=UserDetailOut)
-async def get_user(user_id: str, request: Request, ctx: Context) -> dict[str, Any]:
-    return await service.get_user(_pool(request), ctx=ctx, user_id=_uuid(user_id, "user"))
+async def get_user(sec: SecurityDep, user_id: str, ctx: Context) -> dict[str, Any]:
+    return await service.get_user(sec.pool, ctx=ctx, user_id=_uuid(user_id, "user"))
 
 
 @router.patch("/users/{user_id}", tags=["users"], response_model=UserOut)
-async def update_user(user_id: str, body: UserPatchIn, request: Request,
-                      ctx: Context) -> dict[str, Any]:
+async def update_user(sec: SecurityDep, user_id: str, body: UserPatchIn, ctx: Context) -> dict[str, Any]:
     changes = body.model_dump(exclude_unset=True)
-    return await service.update_user(_rt(request), _pool(request), ctx=ctx,
+    return await service.update_user(sec.runtime, sec.pool, ctx=ctx,
                                      user_id=_uuid(user_id, "user"), changes=changes)
 
 
 @router.delete("/users/{user_id}", tags=["users"], status_code=204,
                description="Disables the user and revokes their sessions and device tokens; "
                            "the row stays, because the audit trail refers to it.")
-async def delete_user(user_id: str, request: Request, ctx: Context) -> Response:
-    await service.disable_user(_rt(request), _pool(request), ctx=ctx,
+async def delete_user(sec: SecurityDep, user_id: str, ctx: Context) -> Response:
+    await service.disable_user(sec.runtime, sec.pool, ctx=ctx,
                                user_id=_uuid(user_id, "user"))
     return Response(status_code=204)
 
@@ -136,9 +126,9 @@ async def delete_user(user_id: str, request: Request, ctx: Context) -> Response:
 # --- devices -----------------------------------------------------------------------------------
 
 @router.get("/devices", tags=["devices"], response_model=list[DeviceOut])
-async def list_devices(request: Request, user_id: str | None = None, unit_id: str | None = None,
+async def list_devices(sec: SecurityDep, user_id: str | None = None, unit_id: str | None = None,
                        include_revoked: bool = False) -> list[dict[str, Any]]:
-    async with _pool(request).acquire() as conn:
+    async with sec.pool.acquire() as conn:
         from cad.security import repository as repo
         rows = await repo.list_devices(conn, user_id=_uuid(user_id, "user") if user_id else None,
                                        unit_id=unit_id, include_revoked=include_revoked)
@@ -146,16 +136,16 @@ async def list_devices(request: Request, user_id: str | None = None, unit_id: st
 
 
 @router.post("/devices", tags=["devices"], response_model=DeviceIssuedOut, status_code=201)
-async def issue_device(body: DeviceIssueIn, request: Request, ctx: Context) -> dict[str, Any]:
+async def issue_device(sec: SecurityDep, body: DeviceIssueIn, ctx: Context) -> dict[str, Any]:
     token, row = await service.issue_device(
-        _rt(request), _pool(request), ctx=ctx, user_id=_uuid(body.user_id, "user"),
+        sec.runtime, sec.pool, ctx=ctx, user_id=_uuid(body.user_id, "user"),
         label=body.label, expires_in_days=body.expires_in_days)
     return {**row, "token": token}
 
 
 @router.delete("/devices/{device_id}", tags=["devices"], status_code=204)
-async def revoke_device(device_id: str, request: Request, ctx: Context) -> Response:
-    await service.revoke_device(_rt(request), _pool(request), ctx=ctx,
+async def revoke_device(sec: SecurityDep, device_id: str, ctx: Context) -> Response:
+    await service.revoke_device(sec.runtime, sec.pool, ctx=ctx,
                                 device_id=_uuid(device_id, "device token"))
     return Response(status_code=204)
 
@@ -164,8 +154,8 @@ async def revoke_device(device_id: str, request: Request, ctx: Context) -> Respo
 
 @router.get("/audit", tags=["audit"], response_model=AuditPageOut,
             description="Query the audit trail. The query itself is recorded in it.")
-async def query_audit(
-    request: Request, ctx: Context,
+async def query_audit(sec: SecurityDep,
+    ctx: Context,
     actor: Annotated[str | None, Query(max_length=128)] = None,
     action: Annotated[str | None, Query(max_length=128,
                                         description="exact, or a prefix: 'auth' matches "
@@ -181,7 +171,7 @@ async def query_audit(
                "since": since.isoformat() if since else None,
                "until": until.isoformat() if until else None, "after_seq": after_seq,
                "limit": limit}
-    async with _pool(request).acquire() as conn:
+    async with sec.pool.acquire() as conn:
         await audit_now(conn, ctx, "audit.query",
                         details={k: v for k, v in filters.items() if v is not None})
         entries = await audit_mod.query(conn, actor=actor, action=action, target=target,
@@ -194,10 +184,10 @@ async def query_audit(
 @router.get("/audit/verify", tags=["audit"],
             description="Verify the hash chain and the chain heads witnessed outside the database "
                         "(same as `cad audit verify`). Recorded.")
-async def verify_audit(request: Request, ctx: Context) -> dict[str, Any]:
-    settings = request.app.state.settings
+async def verify_audit(sec: SecurityDep, ctx: Context) -> dict[str, Any]:
+    settings = sec.settings
     witnesses = await asyncio.to_thread(witness.read_configured, settings)
-    async with _pool(request).acquire() as conn:
+    async with sec.pool.acquire() as conn:
         result = await audit_mod.verify(conn, witnesses)
         await audit_now(conn, ctx, "audit.verify", outcome="success" if result.ok else "failure",
                         details={"entries": result.entries, "problems": len(result.problems),

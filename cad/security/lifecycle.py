@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
-from typing import Any
 
+import asyncpg
 import structlog
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from cad.deps import provide
 from cad.security import audit, witness
 from cad.security.api import router
 from cad.security.middleware import SecurityMiddleware, iter_routes
@@ -19,67 +20,67 @@ from cad.security.policy import Policy, Rule
 from cad.security.ratelimit import SharedBuckets
 from cad.security.runtime import SecurityRuntime
 from cad.security.service import bootstrap_admin
+from cad.security.state import SecurityDeps, SecurityState, security_deps
 from cad.settings import Settings
 
 log = structlog.get_logger("cad.security")
 
 
 def install(app: FastAPI, settings: Settings, *,
-            policy_overrides: Mapping[tuple[str, str], Rule] | None = None) -> None:
-    policy = Policy(overrides=policy_overrides)
-    app.state.policy = policy
-    app.state.security = None
+            policy_overrides: Mapping[tuple[str, str], Rule] | None = None) -> SecurityState:
+    state = SecurityState(policy=Policy(overrides=policy_overrides))
     app.include_router(router)
-    app.add_middleware(SecurityMiddleware, fastapi_app=app, policy=policy)
+    app.add_middleware(SecurityMiddleware, routes_of=app, state=state)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["authorization", "content-type", "x-request-id"],
             expose_headers=["x-request-id", "retry-after"], max_age=600)
+    return state
 
 
-async def start(app: FastAPI) -> None:
-    settings: Settings = app.state.settings
+async def start(state: SecurityState, *, app: FastAPI, pool: asyncpg.Pool,
+                settings: Settings) -> None:
     rt = SecurityRuntime.build(settings)
     if settings.redis_url:
-        ident = await app.state.pool.fetchrow(
+        ident = await pool.fetchrow(
             "SELECT (SELECT system_identifier FROM pg_control_system())::text AS cluster, "
             "current_database() AS db")
         rt.shared_buckets = SharedBuckets.connect(
             settings.redis_url, f"cad:rl:{ident['cluster']}:{ident['db']}")
-    app.state.security = rt
-    missing = app.state.policy.unruled(iter_routes(app))
+    state.runtime, state.pool = rt, pool
+    provide(app, security_deps, SecurityDeps(runtime=rt, pool=pool, settings=settings))
+    missing = state.policy.unruled(iter_routes(app))
     if missing:
         # Refused with 403 at request time; logged loudly so that it is noticed at deploy.
         log.error("routes_without_policy_rule", routes=[f"{m} {p}" for m, p in missing])
     if settings.bootstrap_admin_username and settings.bootstrap_admin_password:
-        await bootstrap_admin(rt, app.state.pool, username=settings.bootstrap_admin_username,
+        await bootstrap_admin(rt, pool, username=settings.bootstrap_admin_username,
                               password=settings.bootstrap_admin_password.get_secret_value())
-    app.state.security_tasks = []
     if settings.audit_prune_interval_s > 0:
-        app.state.security_tasks.append(asyncio.create_task(_prune_loop(app, settings)))
+        state.tasks.append(asyncio.create_task(_prune_loop(pool, settings), name="audit-prune"))
     if settings.audit_witness_interval_s > 0:
-        app.state.security_tasks.append(asyncio.create_task(
-            witness.run(app.state.pool, witness.configured_path(settings),
+        state.tasks.append(asyncio.create_task(
+            witness.run(pool, witness.configured_path(settings),
                         settings.audit_witness_interval_s), name="audit-witness"))
 
 
-async def stop(app: FastAPI) -> None:
-    for task in getattr(app.state, "security_tasks", []):
+async def stop(state: SecurityState) -> None:
+    for task in state.tasks:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-    rt = getattr(app.state, "security", None)
+    state.tasks.clear()
+    rt = state.runtime
     if rt is not None and rt.shared_buckets is not None:
         with contextlib.suppress(Exception):
             await rt.shared_buckets.close()
 
 
-async def _prune_loop(app: FastAPI, settings: Settings) -> None:
+async def _prune_loop(pool: asyncpg.Pool, settings: Settings) -> None:
     while True:
         try:
-            pool: Any = app.state.pool
             async with pool.acquire() as conn:
                 deleted = await audit.prune(conn, retention_days=settings.audit_retention_days)
             if deleted:

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 
 import orjson
 import structlog
+from fastapi import FastAPI
 from fastapi.routing import APIWebSocketRoute
 from starlette._utils import get_route_path
 from starlette.routing import Mount, WebSocketRoute, compile_path
@@ -21,9 +22,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cad.errors import PROBLEM_BASE, PROBLEM_JSON
 from cad.middleware import _drain
-from cad.security.policy import LOGIN_RATE_LIMITED, PUBLIC, SELF_AUTHENTICATED, Policy
+from cad.security.policy import LOGIN_RATE_LIMITED, PUBLIC, SELF_AUTHENTICATED
 from cad.security.principal import Principal
 from cad.security.service import principal_from_token
+from cad.security.state import SecurityState
 from cad.uow import RequestContext, audit_now, request_audit_count
 
 log = structlog.get_logger("cad.security")
@@ -90,10 +92,11 @@ def route_table(app: Any) -> list[tuple[re.Pattern[str], frozenset[str] | None, 
 
 
 class SecurityMiddleware:
-    def __init__(self, app: ASGIApp, *, fastapi_app: Any, policy: Policy) -> None:
+    def __init__(self, app: ASGIApp, *, routes_of: FastAPI, state: SecurityState) -> None:
         self.app = app
-        self.fastapi_app = fastapi_app
-        self.policy = policy
+        self.routes_of = routes_of  # the app whose routes the policy covers
+        self.state = state
+        self.policy = state.policy
         self._table_key: tuple[int, ...] | None = None
         self._table_cache: list[tuple[re.Pattern[str], frozenset[str] | None, str, bool]] = []
 
@@ -112,10 +115,10 @@ class SecurityMiddleware:
         return None
 
     def _table(self) -> list[tuple[re.Pattern[str], frozenset[str] | None, str, bool]]:
-        routes = self.fastapi_app.router.routes
+        routes = self.routes_of.router.routes
         key = (len(routes), *(id(r) for r in routes))
         if self._table_key != key:
-            self._table_cache = route_table(self.fastapi_app)
+            self._table_cache = route_table(self.routes_of)
             self._table_key = key
         return self._table_cache
 
@@ -129,14 +132,13 @@ class SecurityMiddleware:
             return
         method = scope["method"] if scope["type"] == "http" else "WEBSOCKET"
         rule = self.policy.rule_for(method, template)
-        state = self.fastapi_app.state
         if rule is None:
             log.error("route_without_policy_rule", method=method, path=template)
             await self._refuse(scope, receive, send, 403, "Forbidden",
                                f"no access rule is defined for {method} {template}")
             return
         if rule is PUBLIC:
-            rt = getattr(state, "security", None)
+            rt = self.state.runtime
             if rt is not None and scope["type"] == "http":
                 is_login = (method, template) in LOGIN_RATE_LIMITED
                 wait_s = await rt.rate_limit("login" if is_login else "public",
@@ -157,7 +159,7 @@ class SecurityMiddleware:
         principal: Principal | None = None
         if token is not None:
             try:
-                principal = await principal_from_token(state, token, touch=True)
+                principal = await principal_from_token(self.state, token, touch=True)
             except Exception:
                 log.exception("authentication_unavailable")
                 await self._refuse(scope, receive, send, 503, "Service unavailable",
@@ -213,7 +215,7 @@ class SecurityMiddleware:
 
     async def _audit(self, principal: Principal, scope: Scope, action: str, target: str | None,
                      outcome: str, details: dict[str, Any]) -> None:
-        pool = getattr(self.fastapi_app.state, "pool", None)
+        pool = self.state.pool
         if pool is None:
             return
         try:
@@ -225,7 +227,7 @@ class SecurityMiddleware:
     def _with_headers(self, scope: Scope, send: Send) -> Send:
         if scope["type"] != "http":
             return send
-        rt = getattr(self.fastapi_app.state, "security", None)
+        rt = self.state.runtime
         hsts = rt.settings.hsts_max_age_s if rt is not None else 0
         path = scope.get("path", "")
         csp = not path.startswith(_DOC_PATHS)

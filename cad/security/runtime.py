@@ -1,5 +1,5 @@
-"""Per-app security state, built in the lifespan (key file I/O, hasher) and kept on
-``app.state.security``."""
+"""Per-app security runtime, built in the lifespan (key file I/O, hasher) and held by
+``cad.security.state.SecurityState``."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from cad.errors import Conflict, Invalid, NotFound, Unauthorized
 from cad.security import repository as repo
 from cad.security.principal import ROLES, Principal
 from cad.security.runtime import SecurityRuntime
+from cad.security.state import SecurityState
 from cad.security.tokens import (
     decode_access_token,
     is_device_token,
@@ -42,7 +43,7 @@ def normalize_username(username: str) -> str:
 
 # --- tokens -> principal -----------------------------------------------------------------------
 
-async def principal_from_token(app_state: Any, token: str, *, touch: bool = False
+async def principal_from_token(state: SecurityState, token: str, *, touch: bool = False
                                ) -> Principal | None:
     """The principal of a valid access token or MDT device token; None when the token is
     malformed, expired, revoked, its session idle-timed-out, or its user disabled.
@@ -50,8 +51,7 @@ async def principal_from_token(app_state: Any, token: str, *, touch: bool = Fals
     ``touch=True`` counts the call as user activity (HTTP requests do); websocket re-checks
     leave it False so an open, unattended board still locks after the idle timeout.
     """
-    rt: SecurityRuntime | None = getattr(app_state, "security", None)
-    pool: asyncpg.Pool | None = getattr(app_state, "pool", None)
+    rt, pool = state.runtime, state.pool
     if rt is None or pool is None or not token or len(token) > 4096:
         return None
     now = rt.clock()

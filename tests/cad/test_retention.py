@@ -82,11 +82,11 @@ async def test_sweeper_prunes_at_start_and_stops_when_told(pool, settings):
 
 async def test_the_server_runs_the_sweeper(settings):
     async with running_app(settings) as running:
-        tasks = {t.get_name(): t for t in running.app.state.runtime.tasks}
+        tasks = {t.get_name(): t for t in running.runtime.tasks}
         assert "retention-sweeper" in tasks and not tasks["retention-sweeper"].done()
     off = Settings(**{**settings.model_dump(), "retention_sweep_interval_s": 0})
     async with running_app(off) as running:
-        assert "retention-sweeper" not in {t.get_name() for t in running.app.state.runtime.tasks}
+        assert "retention-sweeper" not in {t.get_name() for t in running.runtime.tasks}
 
 
 async def test_cli_prune_reports_what_it_deleted(pool, database_url):

@@ -28,7 +28,7 @@ async def test_intake_numbers_and_caller_kept_apart(api: Api) -> None:
     assert full["narrative"][0]["text"] == "Elderly male, difficulty breathing"
     caller = await disp.get(f"/api/v1/incidents/{a['id']}/caller")
     assert caller.json()["callers"][0]["callback_number"] == "+1 415 555 0100"
-    audit = await api.running.app.state.pool.fetchrow(
+    audit = await api.running.pool.fetchrow(
         "SELECT actor, action, target, outcome FROM audit_log WHERE action = 'incident.caller.read'")
     assert audit["target"] == f"incident:{a['id']}" and audit["outcome"] == "success"
     analyst = await api.as_("analyst")
@@ -52,7 +52,7 @@ async def test_intake_rejects_bad_input_naming_the_field(api: Api) -> None:
         r = await disp.post("/api/v1/incidents", json=body)
         assert r.status_code == 422, (body, r.text)
         assert field in [e["field"] for e in r.json()["errors"]], (field, r.json())
-    assert await api.running.app.state.pool.fetchval("SELECT count(*) FROM incidents") == 0
+    assert await api.running.pool.fetchval("SELECT count(*) FROM incidents") == 0
 
 
 async def test_duplicates_are_flagged_linked_and_merged(api: Api) -> None:

@@ -26,7 +26,7 @@ def _bearer(token: str) -> dict[str, str]:
 
 
 async def test_login_me_logout(app: RunningApp) -> None:
-    username, password = await make_user(app.app.state.pool, "dispatcher", agency="SFPD")
+    username, password = await make_user(app.pool, "dispatcher", agency="SFPD")
     tokens = await login_tokens(app.base_url, username, password)
     assert tokens["token_type"] == "bearer" and tokens["refresh_token"].startswith("rt_")
     async with httpx.AsyncClient(base_url=app.base_url) as c:
@@ -42,13 +42,13 @@ async def test_login_me_logout(app: RunningApp) -> None:
         again = await c.post(f"{API}/auth/refresh",
                              json={"refresh_token": tokens["refresh_token"]})
         _problem(again, 401)
-    assert await principal_from_token(app.app.state, tokens["access_token"]) is None
+    assert await principal_from_token(app.security_state, tokens["access_token"]) is None
 
 
 async def test_password_is_stored_as_argon2(app: RunningApp) -> None:
-    username, password = await make_user(app.app.state.pool, "analyst")
+    username, password = await make_user(app.pool, "analyst")
     await login_tokens(app.base_url, username, password)
-    stored = await app.app.state.pool.fetchval(
+    stored = await app.pool.fetchval(
         "SELECT password_hash FROM users WHERE username = $1", username)
     assert stored.startswith("$argon2id$") and password not in stored
     # The cheap test hash was upgraded to the configured parameters at login.
@@ -56,7 +56,7 @@ async def test_password_is_stored_as_argon2(app: RunningApp) -> None:
 
 
 async def test_bad_credentials_are_401_and_audited(app: RunningApp) -> None:
-    username, _ = await make_user(app.app.state.pool, "dispatcher")
+    username, _ = await make_user(app.pool, "dispatcher")
     async with httpx.AsyncClient(base_url=app.base_url) as c:
         r1 = await c.post(f"{API}/auth/login", json={"username": username, "password": "wrong"})
         r2 = await c.post(f"{API}/auth/login", json={"username": "nobody", "password": "x"})
@@ -65,7 +65,7 @@ async def test_bad_credentials_are_401_and_audited(app: RunningApp) -> None:
     assert _problem(r1, 401)["detail"] == _problem(r2, 401)["detail"]  # no user enumeration
     _problem(r3, 422)
     _problem(r4, 400)
-    rows = await app.app.state.pool.fetch(
+    rows = await app.pool.fetch(
         "SELECT actor, outcome, details, client_addr FROM audit_log "
         "WHERE action = 'auth.login' ORDER BY seq")
     assert [(r["actor"], r["outcome"], r["details"]["reason"]) for r in rows] == [
@@ -74,7 +74,7 @@ async def test_bad_credentials_are_401_and_audited(app: RunningApp) -> None:
 
 
 async def test_refresh_rotates_and_reuse_revokes_the_session(app: RunningApp) -> None:
-    username, password = await make_user(app.app.state.pool, "supervisor")
+    username, password = await make_user(app.pool, "supervisor")
     first = await login_tokens(app.base_url, username, password)
     async with httpx.AsyncClient(base_url=app.base_url) as c:
         r = await c.post(f"{API}/auth/refresh", json={"refresh_token": first["refresh_token"]})
@@ -95,20 +95,20 @@ async def test_refresh_rotates_and_reuse_revokes_the_session(app: RunningApp) ->
 
 async def test_lockout_after_threshold_then_expires(app: RunningApp) -> None:
     s = app.settings
-    username, password = await make_user(app.app.state.pool, "dispatcher")
+    username, password = await make_user(app.pool, "dispatcher")
     async with httpx.AsyncClient(base_url=app.base_url) as c:
         for _ in range(s.lockout_threshold):
             r = await c.post(f"{API}/auth/login", json={"username": username, "password": "nope"})
             _problem(r, 401)
         locked = await c.post(f"{API}/auth/login", json={"username": username, "password": password})
         _problem(locked, 401)
-        reasons = [r["reason"] for r in await app.app.state.pool.fetch(
+        reasons = [r["reason"] for r in await app.pool.fetch(
             "SELECT reason FROM login_attempts WHERE username = $1 ORDER BY id", username)]
         assert reasons == ["bad_password"] * s.lockout_threshold + ["locked"]
-        assert await app.app.state.pool.fetchval(
+        assert await app.pool.fetchval(
             "SELECT count(*) FROM audit_log WHERE action = 'auth.lockout'") == 1
         # The lockout lasts lockout_window_s: move the app's clock past it.
-        rt = app.app.state.security
+        rt = app.security
         real = rt.clock
         rt.clock = lambda: real() + timedelta(seconds=s.lockout_window_s + 1)
         try:
@@ -120,7 +120,7 @@ async def test_lockout_after_threshold_then_expires(app: RunningApp) -> None:
 
 async def test_consecutive_failures_reset_on_success(app: RunningApp) -> None:
     s = app.settings
-    username, password = await make_user(app.app.state.pool, "dispatcher")
+    username, password = await make_user(app.pool, "dispatcher")
     async with httpx.AsyncClient(base_url=app.base_url) as c:
         for _ in range(s.lockout_threshold - 1):
             await c.post(f"{API}/auth/login", json={"username": username, "password": "nope"})
@@ -134,9 +134,9 @@ async def test_consecutive_failures_reset_on_success(app: RunningApp) -> None:
 
 async def test_idle_timeout_ends_the_session(app: RunningApp) -> None:
     idle = app.settings.idle_timeout_s
-    username, password = await make_user(app.app.state.pool, "dispatcher")
+    username, password = await make_user(app.pool, "dispatcher")
     tokens = await login_tokens(app.base_url, username, password)
-    rt = app.app.state.security
+    rt = app.security
     real = rt.clock
     t0 = real()
 
@@ -161,7 +161,7 @@ async def test_idle_timeout_ends_the_session(app: RunningApp) -> None:
             _problem(await c.get(f"{API}/auth/me", headers=_bearer(tokens["access_token"])), 401)
             _problem(await c.post(f"{API}/auth/refresh",
                                   json={"refresh_token": tokens["refresh_token"]}), 401)
-            row = await app.app.state.pool.fetchrow(
+            row = await app.pool.fetchrow(
                 "SELECT revoked_reason FROM sessions WHERE id = $1::uuid", tokens["session_id"])
             assert row["revoked_reason"] == "idle_timeout"
         finally:
@@ -172,24 +172,24 @@ async def test_idle_timeout_with_real_time(database_url: str, tmp_path) -> None:
     settings = Settings(database_url=database_url, data_dir=tmp_path, log_format="json",
                         idle_timeout_s=1, db_pool_min=1, db_pool_max=4)
     async with running_app(settings) as app:
-        username, password = await make_user(app.app.state.pool, "analyst")
+        username, password = await make_user(app.pool, "analyst")
         tokens = await login_tokens(app.base_url, username, password)
         token = tokens["access_token"]
-        assert await principal_from_token(app.app.state, token) is not None
+        assert await principal_from_token(app.security_state, token) is not None
         import asyncio
         await asyncio.sleep(1.3)
-        assert await principal_from_token(app.app.state, token) is None
+        assert await principal_from_token(app.security_state, token) is None
 
 
 async def test_expired_and_forged_access_tokens(app: RunningApp) -> None:
     import jwt
 
-    username, password = await make_user(app.app.state.pool, "dispatcher")
+    username, password = await make_user(app.pool, "dispatcher")
     tokens = await login_tokens(app.base_url, username, password)
     claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
     forged = jwt.encode({**claims, "role": "admin"}, "x" * 40, algorithm="HS256")
     none_alg = jwt.encode(claims, None, algorithm="none")  # type: ignore[arg-type]  # the attack: no key
-    rt = app.app.state.security
+    rt = app.security
     real = rt.clock
     async with httpx.AsyncClient(base_url=app.base_url) as c:
         for bad in (forged, none_alg, "garbage", tokens["refresh_token"]):
@@ -205,6 +205,6 @@ async def test_jwt_secret_is_generated_0600_and_reused(app: RunningApp) -> None:
     path = app.settings.data_dir / "jwt_secret"
     assert path.stat().st_mode & 0o777 == 0o600
     from cad.security.tokens import load_or_create_secret
-    assert load_or_create_secret(None, app.settings.data_dir) == app.app.state.security.secret
+    assert load_or_create_secret(None, app.settings.data_dir) == app.security.secret
     with pytest.raises(ValueError):
         load_or_create_secret("short", app.settings.data_dir)

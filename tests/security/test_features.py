@@ -49,23 +49,23 @@ async def test_admin_manages_users(app: RunningApp, auth_headers: AuthHeaders) -
         assert got.status_code == 200 and got.json()["role"] == "field_unit"
 
         tokens = await login_tokens(app.base_url, "medic-12", PASSWORD)
-        assert await principal_from_token(app.app.state, tokens["access_token"]) is not None
+        assert await principal_from_token(app.security_state, tokens["access_token"]) is not None
         # Moving the user to another unit ends their sessions.
         moved = await c.patch(f"{API}/users/{user['id']}", headers=admin, json={"unit_id": "M14"})
         assert moved.status_code == 200 and moved.json()["unit_id"] == "M14"
-        assert await principal_from_token(app.app.state, tokens["access_token"]) is None
+        assert await principal_from_token(app.security_state, tokens["access_token"]) is None
         gone = await c.delete(f"{API}/users/{user['id']}", headers=admin)
         assert gone.status_code == 204
         denied = await c.post(f"{API}/auth/login", json={"username": "medic-12", "password": PASSWORD})
         assert denied.status_code == 401
-    actions = [r["action"] for r in await app.app.state.pool.fetch(
+    actions = [r["action"] for r in await app.pool.fetch(
         "SELECT action FROM audit_log WHERE target = $1 ORDER BY seq", f"user:{user['id']}")]
     assert actions[:2] == ["user.create", "user.read"] and actions.count("user.update") == 2
 
 
 async def test_last_admin_cannot_be_removed(app: RunningApp, auth_headers: AuthHeaders) -> None:
     admin_user = await auth_headers.user("admin")
-    uid = await app.app.state.pool.fetchval("SELECT id::text FROM users WHERE username = $1",
+    uid = await app.pool.fetchval("SELECT id::text FROM users WHERE username = $1",
                                             admin_user.username)
     async with httpx.AsyncClient(base_url=app.base_url) as c:
         r = await c.delete(f"{API}/users/{uid}", headers=admin_user.headers)
@@ -77,7 +77,7 @@ async def test_last_admin_cannot_be_removed(app: RunningApp, auth_headers: AuthH
 async def test_device_tokens_issue_use_revoke(app: RunningApp, auth_headers: AuthHeaders) -> None:
     sup = await auth_headers("supervisor")
     unit_user = await auth_headers.user("field_unit", unit_id="E7")
-    uid = await app.app.state.pool.fetchval("SELECT id::text FROM users WHERE username = $1",
+    uid = await app.pool.fetchval("SELECT id::text FROM users WHERE username = $1",
                                             unit_user.username)
     async with httpx.AsyncClient(base_url=app.base_url) as c:
         r = await c.post(f"{API}/devices", headers=sup, json={"user_id": uid, "label": "MDT 0042"})
@@ -85,7 +85,7 @@ async def test_device_tokens_issue_use_revoke(app: RunningApp, auth_headers: Aut
         device = r.json()
         token = device["token"]
         assert token.startswith("mdt_") and device["unit_id"] == "E7"
-        p = await principal_from_token(app.app.state, token)
+        p = await principal_from_token(app.security_state, token)
         assert p is not None and (p.role, p.unit_id, p.session_id) == ("field_unit", "E7", device["id"])
         me = await c.get(f"{API}/auth/me", headers={"Authorization": f"Bearer {token}"})
         assert me.status_code == 200 and me.json()["unit_id"] == "E7"
@@ -93,13 +93,13 @@ async def test_device_tokens_issue_use_revoke(app: RunningApp, auth_headers: Aut
         assert [d["id"] for d in listed.json()] == [device["id"]] and "token" not in listed.json()[0]
         dispatcher = await auth_headers("dispatcher")
         not_a_unit = await c.post(f"{API}/devices", headers=sup, json={
-            "user_id": await app.app.state.pool.fetchval(
+            "user_id": await app.pool.fetchval(
                 "SELECT id::text FROM users WHERE role = 'dispatcher'"), "label": "x"})
         assert not_a_unit.status_code == 422
         assert (await c.post(f"{API}/devices", headers=dispatcher,
                              json={"user_id": uid, "label": "x"})).status_code == 403
         assert (await c.delete(f"{API}/devices/{device['id']}", headers=sup)).status_code == 204
-        assert await principal_from_token(app.app.state, token) is None
+        assert await principal_from_token(app.security_state, token) is None
         assert (await c.get(f"{API}/auth/me",
                             headers={"Authorization": f"Bearer {token}"})).status_code == 401
         assert (await c.delete(f"{API}/devices/not-a-uuid", headers=sup)).status_code == 404
@@ -113,7 +113,7 @@ async def test_denied_requests_and_unaudited_writes_are_recorded(app: RunningApp
         assert r.status_code == 403
         r = await c.post(f"{API}/auth/password", headers=analyst, json={"current_password": "x"})
         assert r.status_code == 422
-    rows = await app.app.state.pool.fetch(
+    rows = await app.pool.fetch(
         "SELECT action, outcome, target, source_actor FROM (SELECT action, outcome, target, "
         "actor AS source_actor FROM audit_log ORDER BY seq) t")
     assert [(r["action"], r["outcome"]) for r in rows] == [
@@ -131,7 +131,7 @@ async def test_bootstrap_admin_from_environment(database_url: str, tmp_path) -> 
     again = _settings(database_url, tmp_path, bootstrap_admin_username="other",
                       bootstrap_admin_password=PASSWORD)
     async with running_app(again) as running:
-        assert await running.app.state.pool.fetchval(
+        assert await running.pool.fetchval(
             "SELECT array_agg(username) FROM users") == ["chief"]
 
 
@@ -197,7 +197,7 @@ async def test_cors_is_off_by_default_and_configurable(app: RunningApp, database
 async def test_logout_closes_open_websocket(database_url: str, tmp_path) -> None:
     settings = _settings(database_url, tmp_path, ws_token_recheck_interval_s=30.0)
     async with running_app(settings) as running:
-        username, password = await make_user(running.app.state.pool, "dispatcher")
+        username, password = await make_user(running.pool, "dispatcher")
         tokens = await login_tokens(running.base_url, username, password)
         url = f"{running.ws_url}/ws/board?access_token={tokens['access_token']}"
         async with websockets.connect(url) as ws:

@@ -36,14 +36,14 @@ def _operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def test_every_route_has_a_rule(app: RunningApp) -> None:
-    missing = app.app.state.policy.unruled(iter_routes(app.app))
+    missing = app.runtime.security.policy.unruled(iter_routes(app.app))
     assert not missing, (
         "routes without an access rule (add a row to RULES in cad/security/policy.py): "
         + ", ".join(f"{m} {p}" for m, p in missing))
 
 
 async def test_every_endpoint_for_every_role(app: RunningApp, auth_headers: AuthHeaders) -> None:
-    policy: Policy = app.app.state.policy
+    policy: Policy = app.runtime.security.policy
     callers: dict[str | None, dict[str, str]] = {None: {}}
     for r_name in ROLES:
         callers[r_name] = await auth_headers(r_name)
@@ -76,7 +76,7 @@ async def test_every_endpoint_for_every_role(app: RunningApp, auth_headers: Auth
                 elif role is None:
                     if r.status_code != 401:
                         failures.append(f"expected 401: {where}")
-                elif role not in rule:  # type: ignore[operator]
+                elif role not in rule:  # type: ignore[operator]  # a role set, narrowed above
                     if r.status_code != 403:
                         failures.append(f"expected 403: {where}")
                 elif r.status_code == 401 or (r.status_code == 403
@@ -100,7 +100,7 @@ async def test_route_without_rule_is_refused_to_everyone(database_url: str, tmp_
     settings = Settings(database_url=database_url, data_dir=tmp_path, log_format="json",
                         db_pool_min=1, db_pool_max=4)
     async with running_app(settings, extra_routers=[unruled_router]) as running:
-        assert ("GET", "/api/v1/forgotten") in running.app.state.policy.unruled(
+        assert ("GET", "/api/v1/forgotten") in running.runtime.security.policy.unruled(
             iter_routes(running.app))
         headers = await AuthHeaders(running)("admin")
         async with httpx.AsyncClient(base_url=running.base_url) as c:

@@ -91,9 +91,9 @@ async def test_pruned_positions_are_not_false_alarms(pool: asyncpg.Pool, tmp_pat
 
 async def test_server_witnesses_and_verify_endpoint_and_cli_use_it(
         app: RunningApp, auth_headers, database_url: str, tmp_path) -> None:
-    tasks = {t.get_name() for t in app.app.state.security_tasks}
+    tasks = {t.get_name() for t in app.runtime.security.tasks}
     assert "audit-witness" in tasks
-    pool = app.app.state.pool
+    pool = app.pool
     path = witness.configured_path(app.settings)
     admin = await auth_headers("admin")
     await _seed(pool, 4)

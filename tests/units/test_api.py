@@ -105,7 +105,7 @@ async def test_every_status_change_is_logged_with_who_and_where(api: Api) -> Non
         ("off_duty", "available_on_radio", "mdt"), (None, "off_duty", "console")]
     assert hist[0]["reported_at"].startswith("2026-01-01T00:00:00")
     assert hist[0]["at"] >= hist[1]["at"]
-    pool = api.running.app.state.pool
+    pool = api.running.pool
     try:
         await pool.execute("UPDATE unit_status_log SET to_status = 'off_duty'")
         raise AssertionError("the status log must be append-only")
@@ -125,7 +125,7 @@ async def test_idempotent_status_retries(api: Api) -> None:
     assert len({json.dumps(a.json(), sort_keys=True) for a in answers}) == 1
     hist = (await sup.get("/api/v1/units/E07/status-history")).json()
     assert [h["to_status"] for h in hist] == ["available_on_radio", "off_duty"]
-    events = await api.running.app.state.pool.fetchval(
+    events = await api.running.pool.fetchval(
         "SELECT count(*) FROM event_log WHERE type = 'unit.status_changed' AND aggregate_id = 'E07'")
     assert events == 1
     reused = await mdt.post("/api/v1/units/E07/status", json={"status": "out_of_service"}, headers=key)

@@ -68,7 +68,7 @@ async def device_token(pool: asyncpg.Pool, unit_id: str, *, agency: str = "A") -
 
 
 def app_secret(running: Any) -> str:
-    return running.app.state.security.secret
+    return running.security.secret
 
 
 async def emit(pool: asyncpg.Pool, type_: str, aggregate: tuple[str, Any], *,

@@ -83,7 +83,7 @@ def test_coalescer_sends_at_most_n_per_unit_per_second_and_counts_the_rest() -> 
 
 
 async def test_mdt_positions_reach_the_board_and_are_stored(live: RunningApp) -> None:
-    pool = live.app.state.pool
+    pool = live.pool
     board = StreamClient(live.ws_url + "/ws/board", await board_token(pool, app_secret(live)))
     other_board = StreamClient(live.ws_url + "/ws/board",
                                await board_token(pool, app_secret(live), agency="B"))
@@ -115,7 +115,7 @@ async def test_mdt_positions_reach_the_board_and_are_stored(live: RunningApp) ->
 
 
 async def test_rejected_and_out_of_order_fixes_are_reported(live: RunningApp) -> None:
-    pool = live.app.state.pool
+    pool = live.pool
     mdt = StreamClient(live.ws_url + "/ws/unit/E1", await device_token(pool, "E1"))
     await mdt.connect()
     newer, older = fix(age_s=1), fix(age_s=5)
@@ -132,7 +132,7 @@ async def test_rejected_and_out_of_order_fixes_are_reported(live: RunningApp) ->
 
 
 async def test_http_batch_ingest_and_track_replay(live: RunningApp) -> None:
-    pool = live.app.state.pool
+    pool = live.pool
     token = await device_token(pool, "M5", agency="A")
     t0 = datetime.now(UTC) - timedelta(seconds=100)
     fixes = [{"lat": 37.0 + i / 1000, "lon": -122.0, "fix_time": (t0 + timedelta(seconds=i)).isoformat(),
@@ -170,7 +170,7 @@ async def test_http_batch_ingest_and_track_replay(live: RunningApp) -> None:
 
 
 async def test_revoked_token_closes_the_socket(live: RunningApp) -> None:
-    pool = live.app.state.pool
+    pool = live.pool
     board = StreamClient(live.ws_url + "/ws/board", await board_token(pool, app_secret(live)))
     mdt = StreamClient(live.ws_url + "/ws/unit/E1", await device_token(pool, "E1"))
     keep = StreamClient(live.ws_url + "/ws/board", await board_token(pool, app_secret(live)))
@@ -189,7 +189,7 @@ async def test_revoked_token_closes_the_socket(live: RunningApp) -> None:
 
 async def test_expired_session_is_found_by_the_periodic_recheck(live: RunningApp) -> None:
     """Expiry sends no NOTIFY: the periodic re-check (0.3 s here) must catch it."""
-    pool = live.app.state.pool
+    pool = live.pool
     board = StreamClient(live.ws_url + "/ws/board", await board_token(pool, app_secret(live)))
     await board.connect()
     await pool.execute("UPDATE sessions SET expires_at = now() - interval '1 second'")
@@ -199,12 +199,12 @@ async def test_expired_session_is_found_by_the_periodic_recheck(live: RunningApp
 async def test_token_renewal_on_an_open_socket(live: RunningApp) -> None:
     from cad.security.tokens import issue_access_token
 
-    pool = live.app.state.pool
+    pool = live.pool
     token = await board_token(pool, app_secret(live))
     board = StreamClient(live.ws_url + "/ws/board", token)
     await board.connect()
     row = await pool.fetchrow("SELECT id::text AS sid, user_id::text AS uid FROM sessions")
-    rt = live.app.state.security
+    rt = live.security
     fresh = issue_access_token(rt.secret, user_id=row["uid"], session_id=row["sid"],
                                role="dispatcher", now=rt.clock(), ttl_s=600)
     await board.send({"type": "auth", "access_token": fresh})
@@ -216,7 +216,7 @@ async def test_token_renewal_on_an_open_socket(live: RunningApp) -> None:
 
 
 async def test_stats_endpoint_and_browser_token_in_the_query(live: RunningApp) -> None:
-    pool = live.app.state.pool
+    pool = live.pool
     token = await board_token(pool, app_secret(live))
     # browsers cannot set headers on the handshake: ?access_token=
     import orjson

@@ -36,7 +36,7 @@ async def live(ws_settings: Settings):
 
 
 def _pool(running: RunningApp) -> asyncpg.Pool:
-    return running.app.state.pool
+    return running.pool
 
 
 async def test_board_gets_snapshot_cursor_then_live_events_in_order(live: RunningApp) -> None:

@@ -37,7 +37,7 @@ async def test_recommendation_is_nearest_by_road_eta_and_explained(sf_api: Api, 
     assert sorted(p["slot_type"] for p in rec["picks"]) == ["engine", "medic_als"]
     assert rec["shortfalls"] == []
     # The engine pick is the routing core's own nearest engine, with the same ETA.
-    routing = sf_api.running.app.state.runtime.routing
+    routing = sf_api.running.runtime.routing
     best = routing.nearest_units(lat=DOWNTOWN[0], lon=DOWNTOWN[1], k=3, unit_types=["engine"])
     engine = next(p for p in rec["picks"] if p["slot_type"] == "engine")
     assert engine["unit_id"] == best.units[0].unit_id
@@ -60,9 +60,9 @@ async def test_unavailable_units_are_never_recommended(sf_api: Api, sffd_station
     assert second["picks"][0]["unit_id"] != chosen
     # Even when this worker's routing index has not heard of the change (another worker
     # made it), the database check keeps the busy unit out.
-    routing = sf_api.running.app.state.runtime.routing
+    routing = sf_api.running.runtime.routing
     other = second["picks"][0]["unit_id"]
-    await sf_api.running.app.state.pool.execute(
+    await sf_api.running.pool.execute(
         "UPDATE units SET status = 'on_scene' WHERE id = $1", other)
     routing.set_unit_available(other, True)
     third = (await disp.post(f"/api/v1/incidents/{inc['id']}/recommendation")).json()
@@ -93,7 +93,7 @@ async def test_substitution_and_shortfall_are_explained(sf_api: Api, sffd_statio
 
 async def test_stale_avl_fix_falls_back_to_station(sf_api: Api, sffd_stations) -> None:
     await _seed(sf_api, sffd_stations, [("E01", "engine", "1")])
-    pool = sf_api.running.app.state.pool
+    pool = sf_api.running.pool
     await pool.execute("UPDATE units SET last_lat = 37.76, last_lon = -122.45, "
                        "last_fix_at = clock_timestamp() - interval '2 hours' WHERE id = 'E01'")
     disp = await sf_api.as_("dispatcher")
@@ -120,7 +120,7 @@ async def test_dispatch_records_the_outcome_and_demands_a_reason_to_override(
                               "override_reason": "first-due engine is at the academy"})
     assert r.status_code == 200, r.text
     assert r.json()["recommendation_outcome"] == "overridden"
-    row = await sf_api.running.app.state.pool.fetchrow(
+    row = await sf_api.running.pool.fetchrow(
         "SELECT outcome, outcome_reason, dispatched_units FROM recommendations WHERE id = $1", rec["id"])
     assert dict(row) == {"outcome": "overridden", "outcome_reason": "first-due engine is at the academy",
                          "dispatched_units": [other]}
@@ -150,7 +150,7 @@ async def test_racing_dispatchers_exactly_one_wins(api: Api) -> None:
             assert body["unavailable"][0]["id"] == "E01"
             assert body["unavailable"][0]["status"] == "dispatched"
             assert body["unavailable"][0]["incident_id"] == winner
-    pool = api.running.app.state.pool
+    pool = api.running.pool
     assert await pool.fetchval("SELECT count(*) FROM incident_units WHERE unit_id = 'E01'") == 1
 
 

@@ -31,7 +31,7 @@ async def _events(pool: Any, type_: str) -> list[Any]:
 
 
 async def test_each_crossing_emits_exactly_one_event(timer_api: Api) -> None:
-    deps = timer_api.running.app.state.runtime.dispatch
+    deps = timer_api.running.runtime.dispatch
     pool = deps.pool
     sup = await timer_api.as_("supervisor")
     await create_unit(sup, "E01")
@@ -63,7 +63,7 @@ async def test_each_crossing_emits_exactly_one_event(timer_api: Api) -> None:
 
 
 async def _snapshot(running: RunningApp) -> tuple[dict[str, Any], int]:
-    async with running.app.state.pool.acquire() as conn, conn.transaction(
+    async with running.pool.acquire() as conn, conn.transaction(
             isolation="repeatable_read", readonly=True):
         last = await conn.fetchval("SELECT coalesce(max(id), 0) FROM event_log")
         return await board_snapshot(conn, agencies=None), last
@@ -71,7 +71,7 @@ async def _snapshot(running: RunningApp) -> tuple[dict[str, Any], int]:
 
 async def test_board_rebuilt_from_events_equals_a_fresh_snapshot(api: Api) -> None:
     running = api.running
-    pool = running.app.state.pool
+    pool = running.pool
     sup = await api.as_("supervisor")
     disp = await api.as_("dispatcher")
     mdt = await api.as_("field_unit", unit_id="M85")

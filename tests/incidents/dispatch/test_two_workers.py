@@ -38,7 +38,7 @@ async def _until(cond: Callable[[], bool], what: str, timeout: float = 15.0) -> 
 async def _caught_up(worker: RunningApp) -> None:
     """``worker`` has read the event log up to now (its locator re-reads are awaited by the
     recommendation itself)."""
-    newest = await worker.app.state.pool.fetchval("SELECT coalesce(max(id), 0) FROM event_log")
+    newest = await worker.pool.fetchval("SELECT coalesce(max(id), 0) FROM event_log")
     await _until(lambda: worker.app.state.gateway.tailer.cursor >= newest,
                  f"worker has read event {newest}")
 
@@ -98,7 +98,7 @@ async def test_a_recommendation_on_one_worker_sees_changes_made_through_the_othe
             r = await via_a.post("/api/v1/units/E34/positions", json={"fixes": [fix]},
                                  headers=mdt)
             assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
-            b_locator = b.app.state.runtime.locator
+            b_locator = b.runtime.locator
             await _until(lambda: getattr(b_locator.indexed.get("E34"), "source", None) == "avl",
                          "worker B's index holds E34's fix ingested by worker A")
             rec = (await via_b.post(f"/api/v1/incidents/{inc['id']}/recommendation")).json()
