@@ -156,6 +156,16 @@ def install_error_handlers(app: FastAPI) -> None:
                        f"{getattr(exc, 'constraint_name', None) or type(exc).__name__}",
                        slug="conflict", instance=request.url.path)
 
+    @app.exception_handler(asyncpg.TransactionRollbackError)
+    async def _transient(request: Request, exc: asyncpg.TransactionRollbackError) -> JSONResponse:
+        # A deadlock or serialization failure that outlived the retries of
+        # cad.uow.retry_transient: the request did nothing and may simply be sent again.
+        log.error("transaction_conflict_persisted", path=request.url.path,
+                  error=type(exc).__name__)
+        return problem(503, "Service unavailable", "the change collided with concurrent "
+                       "changes and was not applied; retry", slug="retry",
+                       instance=request.url.path, headers={"retry-after": "1"})
+
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled_error", path=request.url.path)

@@ -15,11 +15,14 @@ leave a trace too.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
+import functools
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
 import structlog
@@ -209,6 +212,38 @@ async def _audit_failure(conn: asyncpg.Connection, ctx: RequestContext,
         await write_audit(conn, ctx, records)
     except Exception:
         log.exception("audit_failure_record_failed")
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Attempts of an action whose transaction lost a deadlock or a serialization check. Locks are
+# taken in one global order (docs/architecture.md), so this is the residue: two attempts
+# more absorbed every case the concurrency test drives (tests/incidents/dispatch).
+TRANSIENT_ATTEMPTS = 3
+
+
+def retry_transient(action: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Run a service action again when PostgreSQL aborted its transaction as a deadlock
+    victim or a serialization failure: nothing of the attempt was committed, so running it
+    again is safe (idempotency keys included: the claim rolled back with it). The last
+    failure propagates (answered 503 with Retry-After by cad.errors)."""
+
+    @functools.wraps(action)
+    async def attempt(*args: P.args, **kwargs: P.kwargs) -> R:
+        for n in range(1, TRANSIENT_ATTEMPTS + 1):
+            try:
+                return await action(*args, **kwargs)
+            except asyncpg.TransactionRollbackError as exc:
+                if n == TRANSIENT_ATTEMPTS:
+                    raise
+                log.warning("transaction_retried", action=action.__qualname__, attempt=n,
+                            error=type(exc).__name__)
+                # Jitter, so the two colliding transactions do not meet again in step.
+                await asyncio.sleep(random.uniform(0.0, 0.005 * n))
+        raise AssertionError("unreachable")
+
+    return attempt
 
 
 async def event_log_head(conn: asyncpg.Connection) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from cad.errors import Conflict, Invalid, NotFound
-from cad.uow import RequestContext, UnitOfWork, audit_now, unit_of_work
+from cad.uow import RequestContext, UnitOfWork, audit_now, retry_transient, unit_of_work
 from incidents import repository as repo
 from incidents.deps import IncidentsDeps
 from incidents.schemas import (
@@ -58,6 +58,7 @@ async def _number_sequence(deps: IncidentsDeps, agency: str, year: int) -> str:
     return name
 
 
+@retry_transient
 async def create_incident(*, deps: IncidentsDeps, ctx: RequestContext,
                           body: IncidentCreate) -> dict[str, Any]:
     lat, lon, text, source = resolve_location(deps=deps, loc=body.location)
@@ -157,6 +158,7 @@ async def emit_incident(uow: UnitOfWork, *, incident_id: int, type_: str,
     return view
 
 
+@retry_transient
 async def update_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_id: int,
                           body: IncidentPatch) -> dict[str, Any]:
     changes = body.model_dump(exclude_unset=True)
@@ -189,6 +191,7 @@ async def update_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_
     return view
 
 
+@retry_transient
 async def add_narrative(*, deps: IncidentsDeps, ctx: RequestContext, incident_id: int,
                         body: NarrativeIn) -> dict[str, Any]:
     async with unit_of_work(deps.pool, ctx) as uow:
@@ -219,6 +222,7 @@ async def get_caller(*, deps: IncidentsDeps, ctx: RequestContext,
          "recorded_at": r["created_at"].isoformat()} for r in rows]}
 
 
+@retry_transient
 async def close_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_id: int,
                          body: CloseIn) -> dict[str, Any]:
     async with unit_of_work(deps.pool, ctx) as uow:
@@ -239,6 +243,7 @@ async def close_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_i
     return view
 
 
+@retry_transient
 async def link_incidents(*, deps: IncidentsDeps, ctx: RequestContext, incident_id: int,
                          body: LinkIn) -> dict[str, Any]:
     if body.other_id == incident_id:
@@ -256,6 +261,7 @@ async def link_incidents(*, deps: IncidentsDeps, ctx: RequestContext, incident_i
     return {"incident_id": incident_id, "other_id": body.other_id, "kind": body.kind}
 
 
+@retry_transient
 async def merge_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_id: int,
                          body: MergeIn) -> dict[str, Any]:
     """Close this incident as a duplicate of ``into_id``: callers and narrative move over."""
@@ -289,6 +295,7 @@ async def list_incident_types(*, deps: IncidentsDeps) -> list[dict[str, Any]]:
         return [dict(r) for r in await repo.list_incident_types(conn)]
 
 
+@retry_transient
 async def put_incident_type(*, deps: IncidentsDeps, ctx: RequestContext, code: str,
                             body: IncidentTypeIn) -> dict[str, Any]:
     if not re.fullmatch(r"[A-Z][A-Z0-9_-]{0,15}", code):

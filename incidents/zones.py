@@ -10,7 +10,7 @@ import shapely
 from shapely.geometry import Point, shape
 
 from cad.errors import Invalid
-from cad.uow import RequestContext, unit_of_work
+from cad.uow import RequestContext, retry_transient, unit_of_work
 from incidents import repository as repo
 from incidents.deps import IncidentsDeps
 
@@ -51,6 +51,7 @@ def parse_feature(i: int, feature: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@retry_transient
 async def import_zones(*, deps: IncidentsDeps, ctx: RequestContext,
                        features: list[dict[str, Any]], replace_kind: str | None) -> dict[str, Any]:
     zones = [parse_feature(i, f) for i, f in enumerate(features)]

@@ -166,10 +166,16 @@ WHERE u.id = v.unit_id AND (u.last_fix_at IS NULL OR u.last_fix_at < v.fix_time)
 
 async def store_last_fixes(conn: asyncpg.Connection, fixes: Sequence[tuple[str, float, float,
                                                                           datetime]]) -> None:
-    """Each unit's newest AVL fix (unit id, lat, lon, fix time); an older one never wins."""
+    """Each unit's newest AVL fix (unit id, lat, lon, fix time; one per unit); an older one
+    never wins. Call it inside a transaction: the rows are locked first in id order (the
+    global lock order), because one UPDATE over many units locks them in whatever order the
+    join yields, and a dispatch holding one of them while waiting for another would close a
+    cycle (seen under tests/incidents/dispatch/test_concurrency.py)."""
     if not fixes:
         return
-    ids, lats, lons, times = (list(c) for c in zip(*fixes, strict=True))
+    ordered = sorted(fixes, key=lambda f: f[0])
+    ids, lats, lons, times = (list(c) for c in zip(*ordered, strict=True))
+    await conn.execute("SELECT 1 FROM units WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE", ids)
     await conn.execute(_STORE_LAST_FIXES, ids, lats, lons, times)
 
 

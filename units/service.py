@@ -12,7 +12,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from cad.errors import Conflict, Forbidden, Invalid, NotFound
-from cad.uow import RequestContext, unit_of_work
+from cad.uow import RequestContext, retry_transient, unit_of_work
 from units import repository as repo
 from units.deps import UnitsDeps
 from units.schemas import StationIn, UnitCreate, UnitPatch
@@ -21,6 +21,7 @@ from units.views import status_log_view, unit_view
 
 
 # --- stations ------------------------------------------------------------------------------
+@retry_transient
 async def upsert_station(*, deps: UnitsDeps, ctx: RequestContext,
                          station: StationIn) -> dict[str, Any]:
     async with unit_of_work(deps.pool, ctx) as uow:
@@ -32,6 +33,7 @@ async def upsert_station(*, deps: UnitsDeps, ctx: RequestContext,
     return data
 
 
+@retry_transient
 async def import_stations_csv(*, deps: UnitsDeps, ctx: RequestContext, text: str,
                               agency: str) -> dict[str, Any]:
     """CSV with columns station|id, name (optional), address, lat, lon."""
@@ -86,6 +88,7 @@ def _first_error(exc: Exception) -> str:
 
 
 # --- roster ------------------------------------------------------------------------------
+@retry_transient
 async def create_unit(*, deps: UnitsDeps, ctx: RequestContext, body: UnitCreate) -> dict[str, Any]:
     async with unit_of_work(deps.pool, ctx) as uow:
         uow.audit("unit.create", target=f"unit:{body.id}")
@@ -108,6 +111,7 @@ async def _check_station(conn: asyncpg.Connection, station_id: str | None) -> No
         raise Invalid(f"station {station_id} does not exist", field="body.home_station")
 
 
+@retry_transient
 async def update_unit(*, deps: UnitsDeps, ctx: RequestContext, unit_id: str,
                       body: UnitPatch) -> dict[str, Any]:
     changes = body.model_dump(exclude_unset=True)
@@ -131,6 +135,7 @@ async def update_unit(*, deps: UnitsDeps, ctx: RequestContext, unit_id: str,
     return view
 
 
+@retry_transient
 async def deactivate_unit(*, deps: UnitsDeps, ctx: RequestContext, unit_id: str) -> dict[str, Any]:
     async with unit_of_work(deps.pool, ctx) as uow:
         uow.audit("unit.deactivate", target=f"unit:{unit_id}")
@@ -151,6 +156,7 @@ async def deactivate_unit(*, deps: UnitsDeps, ctx: RequestContext, unit_id: str)
 CSV_COLUMNS = ("id", "agency", "discipline", "unit_type", "capabilities", "home_station", "staffing")
 
 
+@retry_transient
 async def import_units_csv(*, deps: UnitsDeps, ctx: RequestContext, text: str) -> dict[str, Any]:
     """Create or update units from CSV (header: id, agency, discipline, unit_type,
     capabilities separated by ';', home_station, staffing). All or nothing."""
@@ -193,6 +199,7 @@ async def import_units_csv(*, deps: UnitsDeps, ctx: RequestContext, text: str) -
     return {"created": created, "updated": updated}
 
 
+@retry_transient
 async def check_in(*, deps: UnitsDeps, ctx: RequestContext, unit_id: str,
                    acting_unit: str | None = None) -> dict[str, Any]:
     """A unit confirms it is fine (resets its status timer)."""

@@ -264,8 +264,8 @@ class BreadcrumbWriter:
                         if cur is None or rec[1] > cur[1]:
                             newest[rec[0]] = rec
                     recs = list(newest.values())
-                    await conn.execute(_UPDATE_LAST, [r[0] for r in recs], [r[3] for r in recs],
-                                       [r[4] for r in recs], [r[1] for r in recs])
+                    from units.repository import store_last_fixes  # bridge until the ports land
+                    await store_last_fixes(conn, [(r[0], r[3], r[4], r[1]) for r in recs])
         except BaseException:
             self._buf[:0] = batch  # put back in front, order kept
             if len(self._buf) > self.buffer_max:

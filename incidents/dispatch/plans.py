@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from cad.errors import Invalid, NotFound
-from cad.uow import RequestContext, unit_of_work
+from cad.uow import RequestContext, retry_transient, unit_of_work
 from incidents import repository as incident_repo
 from incidents.dispatch import repository as repo
 from incidents.dispatch.deps import DispatchDeps
@@ -18,6 +18,7 @@ async def list_plans(*, deps: DispatchDeps) -> list[dict[str, Any]]:
         return [dict(r) for r in await repo.list_plans(conn)]
 
 
+@retry_transient
 async def put_plan(*, deps: DispatchDeps, ctx: RequestContext, body: ResponsePlanIn) -> dict[str, Any]:
     async with unit_of_work(deps.pool, ctx) as uow:
         uow.audit("response_plan.upsert", details=body.model_dump())
@@ -33,6 +34,7 @@ async def put_plan(*, deps: DispatchDeps, ctx: RequestContext, body: ResponsePla
     return dict(row)
 
 
+@retry_transient
 async def delete_plan(*, deps: DispatchDeps, ctx: RequestContext, plan_id: int) -> dict[str, Any]:
     async with unit_of_work(deps.pool, ctx) as uow:
         uow.audit("response_plan.delete", target=f"response_plan:{plan_id}")
@@ -48,6 +50,7 @@ async def list_substitutions(*, deps: DispatchDeps) -> list[dict[str, str]]:
         return [dict(r) for r in await repo.list_substitutions(conn)]
 
 
+@retry_transient
 async def add_substitution(*, deps: DispatchDeps, ctx: RequestContext,
                            body: SubstitutionIn) -> dict[str, str]:
     if body.slot_type == body.unit_type:

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from cad.errors import Conflict, NotFound
-from cad.uow import RequestContext, unit_of_work
+from cad.uow import RequestContext, retry_transient, unit_of_work
 from incidents.dispatch import repository as repo
 from incidents.dispatch.deps import DispatchDeps
 from routing.build import haversine_m
@@ -154,6 +154,7 @@ async def _explain_shortfall(conn: asyncpg.Connection, slot: Slot, types: list[s
     return f"no available {kinds}{need}: " + "; ".join(parts) + more
 
 
+@retry_transient
 async def recommend(*, deps: DispatchDeps, ctx: RequestContext, incident_id: int) -> dict[str, Any]:
     async with unit_of_work(deps.pool, ctx) as uow:
         conn = uow.conn

@@ -14,7 +14,7 @@ import asyncpg
 
 from cad import idempotency
 from cad.errors import Conflict, Forbidden, Invalid, NotFound
-from cad.uow import RequestContext, unit_of_work
+from cad.uow import RequestContext, retry_transient, unit_of_work
 from incidents import repository as incident_repo
 from incidents import service as incidents
 from incidents.dispatch import repository as repo
@@ -38,6 +38,7 @@ _AVAILABLE = [s.value for s in AVAILABLE]
 _FIRST = {UnitStatus.EN_ROUTE: "first_en_route_at", UnitStatus.ON_SCENE: "first_on_scene_at"}
 
 
+@retry_transient
 async def dispatch_units(*, deps: DispatchDeps, ctx: RequestContext, incident_id: int,
                          body: DispatchIn, idempotency_key: str | None = None
                          ) -> tuple[int, dict[str, Any]]:
@@ -120,6 +121,7 @@ async def dispatch_units(*, deps: DispatchDeps, ctx: RequestContext, incident_id
     return 200, result
 
 
+@retry_transient
 async def change_unit_status(*, deps: DispatchDeps, ctx: RequestContext, unit_id: str,
                              body: StatusChange, idempotency_key: str | None = None,
                              acting_unit: str | None = None) -> tuple[int, dict[str, Any]]:
@@ -204,17 +206,29 @@ async def record_unit_progress(conn: asyncpg.Connection, *, incident_id: int, un
     return await incidents.derive_status(conn, incident_id=incident_id, at=at)
 
 
+class _MovedOn(Exception):
+    """The unit changed incident between the peek and its lock."""
+
+
 async def _lock_unit_and_incident(conn: asyncpg.Connection, unit_id: str) -> asyncpg.Record:
     """Lock the unit's incident, then the unit: the global order, so this and dispatch never
-    deadlock. Retried if the unit changed incident in between."""
+    deadlock. When the unit changed incident in between, the attempt's savepoint is rolled
+    back, which releases both locks (PostgreSQL releases locks taken after a savepoint when it
+    is rolled back to), and the next attempt starts holding nothing: keeping the unit's lock
+    while waiting for its new incident is the cycle a concurrent dispatch closes."""
     for _ in range(5):
-        peek = await unit_repo.get_unit(conn, unit_id)
-        if peek is None:
-            raise NotFound(f"unit {unit_id} does not exist")
-        if peek["current_incident"] is not None:
-            await incident_repo.lock_incident(conn, peek["current_incident"])
-        unit = await unit_repo.get_unit(conn, unit_id, for_update=True)
-        assert unit is not None
-        if unit["current_incident"] == peek["current_incident"]:
-            return unit
+        try:
+            async with conn.transaction():  # a savepoint inside the action's transaction
+                peek = await unit_repo.get_unit(conn, unit_id)
+                if peek is None:
+                    raise NotFound(f"unit {unit_id} does not exist")
+                if peek["current_incident"] is not None:
+                    await incident_repo.lock_incident(conn, peek["current_incident"])
+                unit = await unit_repo.get_unit(conn, unit_id, for_update=True)
+                assert unit is not None
+                if unit["current_incident"] != peek["current_incident"]:
+                    raise _MovedOn
+                return unit
+        except _MovedOn:
+            continue
     raise Conflict(f"unit {unit_id} is changing too fast; retry")

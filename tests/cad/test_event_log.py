@@ -171,3 +171,23 @@ async def test_standalone_audit_record(pool: asyncpg.Pool) -> None:
     row = await pool.fetchrow("SELECT action, target, details FROM audit_log")
     assert dict(row) == {"action": "caller.read", "target": "incident:9",
                          "details": {"fields": ["phone"]}}
+
+
+async def test_a_deadlock_victim_is_run_again_and_the_last_failure_propagates() -> None:
+    from cad.uow import TRANSIENT_ATTEMPTS, retry_transient
+
+    calls: list[int] = []
+
+    @retry_transient
+    async def action(*, fail_times: int) -> str:
+        calls.append(1)
+        if len(calls) <= fail_times:
+            raise asyncpg.DeadlockDetectedError("deadlock detected")
+        return "done"
+
+    assert await action(fail_times=TRANSIENT_ATTEMPTS - 1) == "done"
+    assert len(calls) == TRANSIENT_ATTEMPTS
+    calls.clear()
+    with pytest.raises(asyncpg.DeadlockDetectedError):
+        await action(fail_times=TRANSIENT_ATTEMPTS)
+    assert len(calls) == TRANSIENT_ATTEMPTS
