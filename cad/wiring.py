@@ -42,6 +42,7 @@ class Runtime:
     routing: RoutingService | None
     geocoder: StreetIndex | None
     locator: UnitLocator
+    plausible: Plausibility   # time window and service area (AVL fixes need them too)
     units: UnitsDeps
     incidents: IncidentsDeps
     dispatch: DispatchDeps
@@ -85,7 +86,7 @@ async def start_domain(app: FastAPI, settings: Settings, pool: asyncpg.Pool,
         await locator.refresh(conn)
     rt = Runtime(
         settings=settings, pool=pool, database_url=database_url, routing=routing,
-        geocoder=geocoder, locator=locator,
+        geocoder=geocoder, locator=locator, plausible=plausible,
         units=UnitsDeps(pool=pool, locator=locator, plausible=plausible),
         incidents=IncidentsDeps(pool=pool, settings=settings, geocoder=geocoder,
                                 plausible=plausible),
