@@ -113,6 +113,7 @@ async def test_no_number_sequence_is_made_for_a_request_validation_refuses(api: 
     r = await disp.post("/api/v1/incidents", json={
         "agency": "NEWAGENCY", "incident_type": "NOSUCHTYPE", "location": {"lat": SF[0], "lon": SF[1]}})
     assert r.status_code == 422 and _fields(r) == ["body.incident_type"], r.text
+    assert await _made(pool) == {"incidents": 0, "events": 0, "sequences": 0}
     r = await disp.post("/api/v1/incidents", json={
         "agency": "OTHER", "incident_type": "MED", "location": {"lat": 0.0, "lon": 0.0}})
     assert r.status_code == 422, r.text
@@ -318,8 +319,9 @@ async def test_the_timer_sweep_skips_a_row_it_cannot_evaluate(
     await create_unit(sup, "E01")
     await create_unit(sup, "E02")
     # Rows the old server could store, made directly: past the new constraint where needed.
-    await pool.execute("ALTER TABLE incidents DROP CONSTRAINT incidents_received_at_finite")
-    await pool.execute("ALTER TABLE units DROP CONSTRAINT units_status_changed_at_finite")
+    await pool.execute("ALTER TABLE incidents DROP CONSTRAINT IF EXISTS "
+                       "incidents_received_at_finite")
+    await pool.execute("ALTER TABLE units DROP CONSTRAINT IF EXISTS units_status_changed_at_finite")
     await pool.execute("UPDATE incidents SET received_at = '-infinity' WHERE id = $1",
                        bad["neg_inf"])
     await pool.execute("UPDATE incidents SET received_at = '0001-01-01 00:00:00+00' WHERE id = $1",
