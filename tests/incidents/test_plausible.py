@@ -63,7 +63,7 @@ async def test_intake_times_outside_the_window_are_422_naming_the_field(api: Api
         ("answered_at", "0001-01-01T00:00:00+14:00"),
     ]
     for name, value in cases:
-        r = await disp.post("/api/v1/incidents", json=_intake(*SF, **{name: value}))
+        r = await disp.post("/api/v1/incidents", json={**_intake(*SF), name: value})
         assert r.status_code == 422, (name, value, r.text)
         assert _fields(r) == [f"body.{name}"], (name, value, r.text)
     assert await _made(pool) == {"incidents": 0, "events": 0, "sequences": 0}
