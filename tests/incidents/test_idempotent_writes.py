@@ -239,7 +239,8 @@ async def test_retries_after_a_sigkill_replay_and_never_duplicate(
         base = await pool.fetchval("SELECT count(*) FROM incidents")
         burst = [asyncio.create_task(c.post("/api/v1/incidents", json=_intake(f"burst-{i}"),
                                             headers={KEY: f"burst-{i}"})) for i in range(BURST)]
-        while await pool.fetchval("SELECT count(*) FROM incidents") < base + BURST // 4:
+        while (await pool.fetchval("SELECT count(*) FROM incidents") < base + BURST // 4
+               and not all(t.done() for t in burst)):
             await asyncio.sleep(0.002)  # polls the database for the commits, then kills
         server.kill()
         first: dict[int, httpx.Response | BaseException] = {}
