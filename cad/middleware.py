@@ -105,19 +105,32 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, limited_receive, send_wrapper)
         except Exception:
-            if not rejected:
-                raise
+            if rejected:
+                pass
+            elif started:
+                raise  # part of a response is out: the server can only close the connection
+            else:
+                # Answered here, not by Starlette's ServerErrorMiddleware: that one re-raises
+                # after its 500, the server then closes the keep-alive connection under the
+                # client's next request, and this access line would say status 0.
+                log.exception("unhandled_error", path=path)
+                await self._reject(send, 500, "Internal server error",
+                                   "The server failed to handle this request; it has been "
+                                   "logged.", path, request_id, close=False)
+                status_holder["status"] = 500
         finally:
             log.info("http_request", method=scope.get("method"), path=path,
                      status=status_holder["status"],
                      duration_ms=round((time.perf_counter() - t0) * 1000, 2))
 
     async def _reject(self, send: Send, status: int, title: str, detail: str, path: str,
-                      request_id: str, *, drain: Receive | None = None, **extra: object) -> None:
+                      request_id: str, *, drain: Receive | None = None, close: bool = True,
+                      **extra: object) -> None:
         body = _problem_bytes(status, title, detail, path, **extra)
         await send({"type": "http.response.start", "status": status, "headers": [
             (b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode()),
-            (b"x-request-id", request_id.encode()), (b"connection", b"close"), *_SECURITY_HEADERS,
+            (b"x-request-id", request_id.encode()), *([(b"connection", b"close")] if close else []),
+            *_SECURITY_HEADERS,
         ]})
         if drain is not None:
             # Before the response completes: the server stops reading once it has.

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +96,27 @@ class Settings(BaseSettings):
     retention_sweep_interval_s: float = Field(
         default=3600.0, ge=0, description="How often a worker prunes AVL breadcrumbs and "
         "idempotency keys (cad.retention); 0 = no sweeper task (run `cad db prune`).")
+
+    # --- plausible input (cad.plausible): times and places every write is checked against ---
+    time_earliest: datetime = Field(
+        default=datetime(1990, 1, 1, tzinfo=UTC), description="Earlier timestamps in a request "
+        "are refused (422 naming the field); without a UTC offset it is read as UTC.")
+    time_max_future_s: float = Field(
+        default=300.0, ge=0, description="Timestamps further ahead of the server's clock are "
+        "refused: device and PSAP clocks drift, but not by more than this.")
+    service_area: str | None = Field(
+        default=None, description="GeoJSON (a file path, or the text itself) of the polygons "
+        "the agencies serve; a feature with properties.agency bounds that agency only. Unset: "
+        "the road graph's bounds plus service_area_margin_m; without a graph only the "
+        "1-degree box around (0, 0) is refused.")
+    service_area_margin_m: float = Field(
+        default=10_000.0, ge=0, description="Margin around the road graph's bounding box when "
+        "no service_area is configured (mutual aid just past the county line stays possible).")
+
+    @field_validator("time_earliest")
+    @classmethod
+    def _utc_if_naive(cls, value: datetime) -> datetime:
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
     # --- security (cad.security; docs/security.md maps these to CJIS controls) -----------------
     jwt_secret: SecretStr | None = Field(

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from cad import retention
 from cad.deps import provide
 from cad.health import HealthDeps, health_deps
+from cad.plausible import Plausibility, ServiceArea
 from cad.security.state import SecurityState
 from cad.settings import Settings
 from incidents.deps import IncidentsDeps, incidents_deps
@@ -43,6 +44,7 @@ class Runtime:
     routing: RoutingService | None
     geocoder: StreetIndex | None
     locator: UnitLocator
+    plausible: Plausibility   # time window and service area (AVL fixes need them too)
     units: UnitsDeps
     incidents: IncidentsDeps
     dispatch: DispatchDeps
@@ -57,6 +59,22 @@ def load_routing(settings: Settings) -> RoutingService | None:
     return RoutingService.from_file(settings.graph_path, snap_limit_m=settings.snap_limit_m)
 
 
+def plausibility(settings: Settings, routing: RoutingService | None) -> Plausibility:
+    """The time window and the service area: the configured polygons, else the road graph's
+    bounds plus the margin, else null island only (cad.plausible)."""
+    if settings.service_area:
+        area = ServiceArea.from_geojson(settings.service_area)
+    elif routing is not None:
+        area = ServiceArea.from_points(routing.graph.node_lat, routing.graph.node_lon,
+                                       margin_m=settings.service_area_margin_m,
+                                       source=f"road graph {settings.graph_path}")
+    else:
+        area = ServiceArea()
+    log.info("service_area", source=area.source, bounds=area.bounds)
+    return Plausibility(earliest=settings.time_earliest,
+                        max_future_s=settings.time_max_future_s, area=area)
+
+
 async def start_domain(app: FastAPI, settings: Settings, pool: asyncpg.Pool,
                        database_url: str, security: SecurityState) -> Runtime:
     """Routing, locator, street index and sweepers; the packages' dependencies provided."""
@@ -65,15 +83,18 @@ async def start_domain(app: FastAPI, settings: Settings, pool: asyncpg.Pool,
         routing = await asyncio.to_thread(load_routing, settings)
         log.info("road_graph_loaded", path=str(settings.graph_path))
     geocoder = StreetIndex.from_graph(routing.graph) if routing is not None else None
+    plausible = plausibility(settings, routing)
     locator = UnitLocator(routing, pool=pool, stale_after_s=settings.unit_position_stale_s)
     async with pool.acquire() as conn:
         await locator.refresh(conn)
     rt = Runtime(
         settings=settings, pool=pool, database_url=database_url, routing=routing,
-        geocoder=geocoder, locator=locator,
-        units=UnitsDeps(pool=pool, locator=locator),
-        incidents=IncidentsDeps(pool=pool, settings=settings, geocoder=geocoder),
-        dispatch=DispatchDeps(pool=pool, settings=settings, routing=routing, locator=locator),
+        geocoder=geocoder, locator=locator, plausible=plausible,
+        units=UnitsDeps(pool=pool, locator=locator, plausible=plausible),
+        incidents=IncidentsDeps(pool=pool, settings=settings, geocoder=geocoder,
+                                plausible=plausible),
+        dispatch=DispatchDeps(pool=pool, settings=settings, routing=routing, locator=locator,
+                              plausible=plausible),
         security=security,
     )
     provide(app, health_deps, HealthDeps(pool=pool, migrations_dir=settings.migrations_dir))

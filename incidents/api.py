@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 
+from cad.deps import IdempotencyKey
 from cad.security import Context
 from incidents import service, zones
 from incidents.deps import IncidentsDep
@@ -41,8 +42,12 @@ router = APIRouter(prefix="/api/v1", tags=["incidents"])
              response_model=IntakeOut,
              description="Flags possible duplicates (same duplicate group, within the configured "
                          "distance and time of an open incident) in `possible_duplicates`.")
-async def create_incident(body: IncidentCreate, deps: IncidentsDep, ctx: Context) -> dict[str, Any]:
-    return await service.create_incident(deps=deps, ctx=ctx, body=body)
+async def create_incident(body: IncidentCreate, deps: IncidentsDep, ctx: Context,
+                          response: Response, idempotency_key: IdempotencyKey) -> dict[str, Any]:
+    code, result = await service.create_incident(deps=deps, ctx=ctx, body=body,
+                                                 idempotency_key=idempotency_key)
+    response.status_code = code
+    return result
 
 
 @router.get("/incidents", summary="Incidents, newest first", response_model=list[IncidentOut])
@@ -73,29 +78,45 @@ async def get_caller(incident_id: IncidentId, deps: IncidentsDep, ctx: Context) 
 @router.post("/incidents/{incident_id}/narrative", status_code=201, response_model=NarrativeEntry,
              summary="Append to the narrative")
 async def add_narrative(incident_id: IncidentId, body: NarrativeIn, deps: IncidentsDep,
-                        ctx: Context) -> dict[str, Any]:
-    return await service.add_narrative(deps=deps, ctx=ctx, incident_id=incident_id, body=body)
+                        ctx: Context, response: Response,
+                        idempotency_key: IdempotencyKey) -> dict[str, Any]:
+    code, result = await service.add_narrative(deps=deps, ctx=ctx, incident_id=incident_id,
+                                               body=body, idempotency_key=idempotency_key)
+    response.status_code = code
+    return result
 
 
 @router.post("/incidents/{incident_id}/close", summary="Close with a disposition code",
              response_model=IncidentOut)
 async def close_incident(incident_id: IncidentId, body: CloseIn, deps: IncidentsDep,
-                         ctx: Context) -> dict[str, Any]:
-    return await service.close_incident(deps=deps, ctx=ctx, incident_id=incident_id, body=body)
+                         ctx: Context, response: Response,
+                         idempotency_key: IdempotencyKey) -> dict[str, Any]:
+    code, result = await service.close_incident(deps=deps, ctx=ctx, incident_id=incident_id,
+                                                body=body, idempotency_key=idempotency_key)
+    response.status_code = code
+    return result
 
 
 @router.post("/incidents/{incident_id}/link", summary="Link two incidents (related or duplicate)",
              response_model=LinkOut)
 async def link_incidents(incident_id: IncidentId, body: LinkIn, deps: IncidentsDep,
-                         ctx: Context) -> dict[str, Any]:
-    return await service.link_incidents(deps=deps, ctx=ctx, incident_id=incident_id, body=body)
+                         ctx: Context, response: Response,
+                         idempotency_key: IdempotencyKey) -> dict[str, Any]:
+    code, result = await service.link_incidents(deps=deps, ctx=ctx, incident_id=incident_id,
+                                                body=body, idempotency_key=idempotency_key)
+    response.status_code = code
+    return result
 
 
 @router.post("/incidents/{incident_id}/merge", summary="Merge a duplicate into another incident",
              response_model=IncidentOut)
 async def merge_incident(incident_id: IncidentId, body: MergeIn, deps: IncidentsDep,
-                         ctx: Context) -> dict[str, Any]:
-    return await service.merge_incident(deps=deps, ctx=ctx, incident_id=incident_id, body=body)
+                         ctx: Context, response: Response,
+                         idempotency_key: IdempotencyKey) -> dict[str, Any]:
+    code, result = await service.merge_incident(deps=deps, ctx=ctx, incident_id=incident_id,
+                                                body=body, idempotency_key=idempotency_key)
+    response.status_code = code
+    return result
 
 
 @router.get("/incident-types", response_model=list[IncidentTypeOut])

@@ -10,6 +10,7 @@ import asyncpg
 from fastapi import Depends
 
 from cad.deps import wired
+from cad.plausible import Plausibility
 from cad.settings import Settings
 from incidents.geocode import StreetIndex
 
@@ -19,6 +20,7 @@ class IncidentsDeps:
     pool: asyncpg.Pool
     settings: Settings
     geocoder: StreetIndex | None    # street names of the road graph, when one is loaded
+    plausible: Plausibility         # the time window and service area every input must fit
     # Incident-number sequences this worker knows exist (made on first use).
     known_sequences: set[str] = field(default_factory=set)
 

@@ -166,16 +166,26 @@ async def callers(conn: asyncpg.Connection, incident_id: int) -> list[asyncpg.Re
 
 async def pending_overdue(conn: asyncpg.Connection, *, thresholds_s: dict[int, float]
                           ) -> list[asyncpg.Record]:
-    """Pending incidents older than their priority's threshold (only those come back)."""
+    """Pending incidents older than their priority's threshold (only those come back). A row
+    whose received_at no arithmetic survives (infinite) is left out: see ``pending_unevaluable``."""
     prios = sorted(thresholds_s)
     return await conn.fetch(
         "SELECT i.id, i.number, i.agency, i.priority, t.threshold_s, "
         "extract(epoch FROM clock_timestamp() - i.received_at) AS age_s "
         "FROM incidents i JOIN unnest($1::int[], $2::float8[]) AS t(priority, threshold_s) "
-        "ON t.priority = i.priority WHERE i.status = 'pending' "
+        "ON t.priority = i.priority WHERE i.status = 'pending' AND isfinite(i.received_at) "
         "AND i.received_at <= clock_timestamp() - make_interval(secs => t.threshold_s) "
         "ORDER BY i.received_at",
         prios, [thresholds_s[p] for p in prios])
+
+
+async def pending_unevaluable(conn: asyncpg.Connection) -> list[int]:
+    """Pending incidents whose age cannot be computed (an infinite received_at, stored before
+    migration 0005 refused them)."""
+    rows = await conn.fetch(
+        "SELECT id FROM incidents WHERE status = 'pending' AND NOT isfinite(received_at) "
+        "ORDER BY id")
+    return [r["id"] for r in rows]
 
 
 async def incident_type_exists(conn: asyncpg.Connection, code: str) -> bool:

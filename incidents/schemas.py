@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from schemas.common import (
     Agency,
@@ -75,6 +75,14 @@ class IncidentPatch(Strict):
     priority: Priority | None = None
     location: LocationIn | None = None
     version: Version | None = None
+
+    @field_validator("incident_type", "priority", "location", "version", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Leaving a field out keeps it; null would clear a value that cannot be empty.
+        if value is None:
+            raise ValueError("may be left out but not null")
+        return value
 
 
 class NarrativeIn(Strict):

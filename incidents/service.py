@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
+from cad import idempotency
 from cad.errors import Conflict, Invalid, NotFound
 from cad.uow import RequestContext, UnitOfWork, audit_now, retry_transient, unit_of_work
 from incidents import repository as repo
@@ -47,40 +48,76 @@ def resolve_location(*, deps: IncidentsDeps, loc: LocationIn, field: str = "body
     return hit.lat, hit.lon, hit.label, kind
 
 
-async def _number_sequence(deps: IncidentsDeps, agency: str, year: int) -> str:
+def location_fields(loc: LocationIn, field: str = "body.location") -> list[str]:
+    """The request fields a location came from (what a refusal names)."""
+    if loc.lat is not None:
+        return [f"{field}.lat", f"{field}.lon"]
+    return [f"{field}.address" if loc.address else f"{field}.intersection"]
+
+
+async def _number_sequence(deps: IncidentsDeps, *, agency: str, year: int,
+                           incident_type: str) -> str:
     """The per-agency, per-year number sequence, made on first use (outside the intake's
-    transaction, so the DDL lock is never held by it)."""
+    transaction, so the DDL lock is never held by it) and only for a request that passed
+    validation: the incident type is checked here, before the sequence is made."""
     name = f"incident_no_{agency.lower().replace('-', '_')}_{year}"
     if name not in deps.known_sequences:
         async with deps.pool.acquire() as conn:
+            if not await repo.incident_type_exists(conn, incident_type):
+                raise Invalid(f"unknown incident type {incident_type}", field="body.incident_type")
             await repo.create_number_sequence(conn, name)
         deps.known_sequences.add(name)
     return name
 
 
+async def _claim(uow: UnitOfWork, *, key: str | None, scope: str,
+                 payload: Any) -> idempotency.StoredAnswer | None:
+    """With an Idempotency-Key: claim it in this transaction; the stored answer of an earlier
+    request with the same key and body, or None (this request runs and records its answer)."""
+    if key is None:
+        return None
+    return await idempotency.claim(uow.conn, scope=scope, key=key,
+                                   req_hash=idempotency.request_hash(payload))
+
+
+async def _record(uow: UnitOfWork, *, key: str | None, scope: str, status_code: int,
+                  body: Any) -> None:
+    if key is not None:
+        await idempotency.record(uow.conn, scope=scope, key=key, status_code=status_code,
+                                 body=body)
+
+
 @retry_transient
-async def create_incident(*, deps: IncidentsDeps, ctx: RequestContext,
-                          body: IncidentCreate) -> dict[str, Any]:
+async def create_incident(*, deps: IncidentsDeps, ctx: RequestContext, body: IncidentCreate,
+                          idempotency_key: str | None = None) -> tuple[int, dict[str, Any]]:
+    """Call intake. Returns (HTTP status, body): 201, or a replayed answer. Every check on the
+    request runs before anything is made (the number sequence included)."""
+    check = deps.plausible
+    check.check_time(body.received_at, field="body.received_at")
+    check.check_time(body.answered_at, field="body.answered_at")
     lat, lon, text, source = resolve_location(deps=deps, loc=body.location)
+    check.check_place(agency=body.agency, lat=lat, lon=lon, fields=location_fields(body.location))
     s = deps.settings
     dlat = s.duplicate_radius_m / 111_000.0
     dlon = dlat / max(math.cos(math.radians(lat)), 0.01)
-    if body.received_at is not None and body.received_at > datetime.now(UTC) + timedelta(seconds=60):
-        raise Invalid("received_at is in the future", field="body.received_at")
     year = (body.received_at or datetime.now(UTC)).astimezone(UTC).year
-    sequence = await _number_sequence(deps, body.agency, year)
+    sequence = await _number_sequence(deps, agency=body.agency, year=year,
+                                      incident_type=body.incident_type)
+    scope = f"incident.create:{ctx.actor}"
     async with unit_of_work(deps.pool, ctx) as uow:
         conn = uow.conn
         record = uow.audit("incident.create", target=None, details={"agency": body.agency})
+        stored = await _claim(uow, key=idempotency_key, scope=scope,
+                              payload=body.model_dump(mode="json"))
+        if stored is not None:
+            record.details["replayed"] = True
+            return stored.status_code, stored.body
         info = await repo.intake_context(
             conn, incident_type=body.incident_type, lat=lat, lon=lon, received_at=body.received_at,
             window_s=s.duplicate_window_s, dlat=dlat, dlon=dlon, radius_m=s.duplicate_radius_m)
         if info is None:
             raise Invalid(f"unknown incident type {body.incident_type}", field="body.incident_type")
-        now = info["now"]
-        received = body.received_at or now
-        if received > now + timedelta(seconds=60):
-            raise Invalid("received_at is in the future", field="body.received_at")
+        received = body.received_at or info["now"]
         zones = containing(info["zone_candidates"], lat, lon)
         zone_id = zones[0]["id"] if zones else None
         dups = [{"incident_id": d["incident_id"], "number": d["number"],
@@ -106,7 +143,9 @@ async def create_incident(*, deps: IncidentsDeps, ctx: RequestContext,
         if dups:
             uow.emit("incident.duplicate_flagged", aggregate=("incident", iid), agency=body.agency,
                      data={"incident": view, "candidates": dups, "unit_ids": []})
-    return {**view, "possible_duplicates": dups, "zones": [z["id"] for z in zones]}
+        result = {**view, "possible_duplicates": dups, "zones": [z["id"] for z in zones]}
+        await _record(uow, key=idempotency_key, scope=scope, status_code=201, body=result)
+    return 201, result
 
 
 async def get_incident(*, deps: IncidentsDeps, incident_id: int) -> dict[str, Any]:
@@ -182,6 +221,9 @@ async def update_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_
         if body.priority is not None:
             sets["priority"] = body.priority
         if loc is not None:
+            assert body.location is not None
+            deps.plausible.check_place(agency=row["agency"], lat=loc[0], lon=loc[1],
+                                       fields=location_fields(body.location))
             zones = await zones_at(uow.conn, lat=loc[0], lon=loc[1])
             sets.update(lat=loc[0], lon=loc[1], location_text=loc[2], location_source=loc[3],
                         zone_id=zones[0]["id"] if zones else None)
@@ -193,9 +235,17 @@ async def update_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_
 
 @retry_transient
 async def add_narrative(*, deps: IncidentsDeps, ctx: RequestContext, incident_id: int,
-                        body: NarrativeIn) -> dict[str, Any]:
+                        body: NarrativeIn, idempotency_key: str | None = None
+                        ) -> tuple[int, dict[str, Any]]:
+    """Returns (HTTP status, body): 201, or a replayed answer."""
+    scope = f"incident.narrative:{ctx.actor}:{incident_id}"
     async with unit_of_work(deps.pool, ctx) as uow:
-        uow.audit("incident.narrative.add", target=f"incident:{incident_id}")
+        record = uow.audit("incident.narrative.add", target=f"incident:{incident_id}")
+        stored = await _claim(uow, key=idempotency_key, scope=scope,
+                              payload=body.model_dump(mode="json"))
+        if stored is not None:
+            record.details["replayed"] = True
+            return stored.status_code, stored.body
         await lock_incident(uow.conn, incident_id=incident_id)
         n = await repo.add_narrative(uow.conn, incident_id=incident_id, author=ctx.actor,
                                      text=body.text)
@@ -203,7 +253,8 @@ async def add_narrative(*, deps: IncidentsDeps, ctx: RequestContext, incident_id
         entry = narrative_view(n)
         await emit_incident(uow, incident_id=incident_id, type_="incident.narrative_added",
                             extra={"entry": entry})
-    return entry
+        await _record(uow, key=idempotency_key, scope=scope, status_code=201, body=entry)
+    return 201, entry
 
 
 async def get_caller(*, deps: IncidentsDeps, ctx: RequestContext,
@@ -224,10 +275,18 @@ async def get_caller(*, deps: IncidentsDeps, ctx: RequestContext,
 
 @retry_transient
 async def close_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_id: int,
-                         body: CloseIn) -> dict[str, Any]:
+                         body: CloseIn, idempotency_key: str | None = None
+                         ) -> tuple[int, dict[str, Any]]:
+    """Returns (HTTP status, body): 200, or a replayed answer."""
+    scope = f"incident.close:{ctx.actor}:{incident_id}"
     async with unit_of_work(deps.pool, ctx) as uow:
-        uow.audit("incident.close", target=f"incident:{incident_id}",
-                  details={"disposition": body.disposition})
+        record = uow.audit("incident.close", target=f"incident:{incident_id}",
+                           details={"disposition": body.disposition})
+        stored = await _claim(uow, key=idempotency_key, scope=scope,
+                              payload=body.model_dump(mode="json"))
+        if stored is not None:
+            record.details["replayed"] = True
+            return stored.status_code, stored.body
         row = await lock_incident(uow.conn, incident_id=incident_id)
         if row["status"] == "closed":
             raise Conflict(f"incident {incident_id} is already closed")
@@ -240,16 +299,26 @@ async def close_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_i
         await repo.close(uow.conn, incident_id, disposition=body.disposition)
         view = await emit_incident(uow, incident_id=incident_id, type_="incident.closed",
                                    extra={"disposition": body.disposition})
-    return view
+        await _record(uow, key=idempotency_key, scope=scope, status_code=200, body=view)
+    return 200, view
 
 
 @retry_transient
 async def link_incidents(*, deps: IncidentsDeps, ctx: RequestContext, incident_id: int,
-                         body: LinkIn) -> dict[str, Any]:
+                         body: LinkIn, idempotency_key: str | None = None
+                         ) -> tuple[int, dict[str, Any]]:
+    """Returns (HTTP status, body): 200, or a replayed answer."""
     if body.other_id == incident_id:
         raise Invalid("an incident cannot be linked to itself", field="body.other_id")
+    scope = f"incident.link:{ctx.actor}:{incident_id}"
     async with unit_of_work(deps.pool, ctx) as uow:
-        uow.audit("incident.link", target=f"incident:{incident_id}", details={"other": body.other_id})
+        record = uow.audit("incident.link", target=f"incident:{incident_id}",
+                           details={"other": body.other_id})
+        stored = await _claim(uow, key=idempotency_key, scope=scope,
+                              payload=body.model_dump(mode="json"))
+        if stored is not None:
+            record.details["replayed"] = True
+            return stored.status_code, stored.body
         await _lock_pair(uow.conn, incident_id, body.other_id)
         first, second = sorted((incident_id, body.other_id))
         await repo.link(uow.conn, first=first, second=second, kind=body.kind, created_by=ctx.actor)
@@ -258,17 +327,28 @@ async def link_incidents(*, deps: IncidentsDeps, ctx: RequestContext, incident_i
                             extra={"other_id": body.other_id, "kind": body.kind})
         await emit_incident(uow, incident_id=body.other_id, type_="incident.linked",
                             extra={"other_id": incident_id, "kind": body.kind})
-    return {"incident_id": incident_id, "other_id": body.other_id, "kind": body.kind}
+        result = {"incident_id": incident_id, "other_id": body.other_id, "kind": body.kind}
+        await _record(uow, key=idempotency_key, scope=scope, status_code=200, body=result)
+    return 200, result
 
 
 @retry_transient
 async def merge_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_id: int,
-                         body: MergeIn) -> dict[str, Any]:
-    """Close this incident as a duplicate of ``into_id``: callers and narrative move over."""
+                         body: MergeIn, idempotency_key: str | None = None
+                         ) -> tuple[int, dict[str, Any]]:
+    """Close this incident as a duplicate of ``into_id``: callers and narrative move over.
+    Returns (HTTP status, body): 200, or a replayed answer."""
     if body.into_id == incident_id:
         raise Invalid("an incident cannot be merged into itself", field="body.into_id")
+    scope = f"incident.merge:{ctx.actor}:{incident_id}"
     async with unit_of_work(deps.pool, ctx) as uow:
-        uow.audit("incident.merge", target=f"incident:{incident_id}", details={"into": body.into_id})
+        record = uow.audit("incident.merge", target=f"incident:{incident_id}",
+                           details={"into": body.into_id})
+        stored = await _claim(uow, key=idempotency_key, scope=scope,
+                              payload=body.model_dump(mode="json"))
+        if stored is not None:
+            record.details["replayed"] = True
+            return stored.status_code, stored.body
         rows = await _lock_pair(uow.conn, incident_id, body.into_id)
         first, second = sorted(rows)
         src, dst = rows[incident_id], rows[body.into_id]
@@ -286,7 +366,8 @@ async def merge_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_i
                             extra={"into_id": body.into_id})
         view = await emit_incident(uow, incident_id=body.into_id, type_="incident.merge_received",
                                    extra={"from_id": incident_id})
-    return view
+        await _record(uow, key=idempotency_key, scope=scope, status_code=200, body=view)
+    return 200, view
 
 
 # --- incident types --------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import asyncpg
 
 from cad.settings import Settings
 from cad.uow import RequestContext
+from cad.wiring import plausibility
 from incidents.deps import IncidentsDeps
 from incidents.dispatch.deps import DispatchDeps
 from units.deps import UnitsDeps
@@ -22,6 +23,8 @@ def deps(tx_pool: Any, tmp_path: Path) -> tuple[UnitsDeps, IncidentsDeps, Dispat
     settings = Settings(database_url="postgresql://unused/", data_dir=tmp_path,
                         timer_sweep_interval_s=0)
     locator = UnitLocator(None, pool=pool, stale_after_s=settings.unit_position_stale_s)
-    return (UnitsDeps(pool=pool, locator=locator),
-            IncidentsDeps(pool=pool, settings=settings, geocoder=None),
-            DispatchDeps(pool=pool, settings=settings, routing=None, locator=locator))
+    plausible = plausibility(settings, None)
+    return (UnitsDeps(pool=pool, locator=locator, plausible=plausible),
+            IncidentsDeps(pool=pool, settings=settings, geocoder=None, plausible=plausible),
+            DispatchDeps(pool=pool, settings=settings, routing=None, locator=locator,
+                         plausible=plausible))

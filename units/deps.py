@@ -10,6 +10,7 @@ import asyncpg
 from fastapi import Depends
 
 from cad.deps import wired
+from cad.plausible import Plausibility
 from units.locator import UnitLocator
 
 
@@ -17,6 +18,7 @@ from units.locator import UnitLocator
 class UnitsDeps:
     pool: asyncpg.Pool
     locator: UnitLocator   # this worker's routing index of units, re-placed after each change
+    plausible: Plausibility  # the time window and service area every input must fit
 
 
 units_deps: Callable[[], Awaitable[UnitsDeps]] = wired("units")

@@ -79,7 +79,8 @@ async def unit_agency(conn: asyncpg.Connection, unit_id: str) -> str | None:
 async def overdue_units(conn: asyncpg.Connection, *, thresholds_s: dict[str, float]
                         ) -> list[asyncpg.Record]:
     """Active units longer in their status (since the later of the change and the last
-    check-in) than its threshold; the thresholds go into the query, only overdue rows return."""
+    check-in) than its threshold; the thresholds go into the query, only overdue rows return.
+    A unit whose status start is infinite is left out: see ``unevaluable_units``."""
     statuses = sorted(thresholds_s)
     return await conn.fetch(
         "SELECT u.id, u.agency, u.status, u.current_incident, t.threshold_s, "
@@ -87,9 +88,18 @@ async def overdue_units(conn: asyncpg.Connection, *, thresholds_s: dict[str, flo
         " AS age_s "
         "FROM units u JOIN unnest($1::text[], $2::float8[]) AS t(status, threshold_s) "
         "ON t.status = u.status WHERE u.active "
+        "AND isfinite(greatest(u.status_changed_at, u.last_checkin_at)) "
         "AND greatest(u.status_changed_at, u.last_checkin_at) "
         "    <= clock_timestamp() - make_interval(secs => t.threshold_s) ORDER BY u.id",
         statuses, [thresholds_s[x] for x in statuses])
+
+
+async def unevaluable_units(conn: asyncpg.Connection) -> list[str]:
+    """Active units whose time in status cannot be computed (an infinite timestamp)."""
+    rows = await conn.fetch(
+        "SELECT id FROM units WHERE active "
+        "AND NOT isfinite(greatest(status_changed_at, last_checkin_at)) ORDER BY id")
+    return [r["id"] for r in rows]
 
 
 async def unit_with_status_since(conn: asyncpg.Connection, unit_id: str) -> asyncpg.Record | None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from schemas.common import (
     Agency,
@@ -57,6 +57,15 @@ class UnitPatch(Strict):
     home_station: str | None = Field(default=None, max_length=32)
     staffing: int | None = Field(default=None, ge=0, le=50)
     version: Version | None = Field(default=None, description="Refuse (409) unless current.")
+
+    @field_validator("agency", "discipline", "unit_type", "capabilities", "staffing",
+                     "version", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Leaving a field out keeps it; null would clear a value that cannot be empty.
+        if value is None:
+            raise ValueError("may be left out but not null")
+        return value
 
 
 class StatusChange(Strict):

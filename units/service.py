@@ -24,6 +24,8 @@ from units.views import status_log_view, unit_view
 @retry_transient
 async def upsert_station(*, deps: UnitsDeps, ctx: RequestContext,
                          station: StationIn) -> dict[str, Any]:
+    deps.plausible.check_place(agency=station.agency, lat=station.lat, lon=station.lon,
+                               fields=["body.lat", "body.lon"])
     async with unit_of_work(deps.pool, ctx) as uow:
         uow.audit("station.upsert", target=f"station:{station.id}")
         row = await repo.upsert_station(uow.conn, station.model_dump())
@@ -49,6 +51,10 @@ async def import_stations_csv(*, deps: UnitsDeps, ctx: RequestContext, text: str
                 lat=float(rec["lat"]), lon=float(rec["lon"])))
         except (KeyError, ValueError, TypeError, ValidationError) as exc:
             raise Invalid(f"line {lineno}: {_first_error(exc)}", field=f"body.line[{lineno}]") from None
+        s = stations[-1]
+        reason = deps.plausible.area.refusal(agency=s.agency, lat=s.lat, lon=s.lon)
+        if reason is not None:
+            raise Invalid(f"line {lineno}: {reason}", field=f"body.line[{lineno}]")
     async with unit_of_work(deps.pool, ctx) as uow:
         uow.audit("station.import", details={"count": len(stations)})
         for s in stations:

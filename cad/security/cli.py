@@ -105,7 +105,8 @@ def audit_verify(
 
     result = run_with_pool(go)
     if json_out:
-        out.print(orjson.dumps(result.as_dict()).decode())
+        # Straight to stdout: rich folds long lines at the terminal width (80 when piped).
+        sys.stdout.write(orjson.dumps(result.as_dict()).decode() + "\n")
     elif result.ok:
         out.print(f"audit chain OK: {result.entries} entries, seq {result.first_seq}.."
                   f"{result.last_seq} (pruned through seq {result.anchor_seq}), head "

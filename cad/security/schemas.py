@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Role = Literal["dispatcher", "supervisor", "field_unit", "analyst", "admin"]
 
@@ -80,6 +80,14 @@ class UserPatchIn(_In):
     display_name: str | None = Field(default=None, max_length=128)
     disabled: bool | None = None
     unlock: bool | None = Field(default=None, description="clear a login lockout")
+
+    @field_validator("password", "role", "disabled", "unlock", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Leaving a field out keeps it; null would clear a value that cannot be empty.
+        if value is None:
+            raise ValueError("may be left out but not null")
+        return value
 
 
 class DeviceIssueIn(_In):

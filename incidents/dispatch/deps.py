@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import asyncpg
 from fastapi import Depends
 
 from cad.deps import wired
+from cad.plausible import Plausibility
 from cad.settings import Settings
 from routing.service import RoutingService
 from units.locator import UnitLocator
@@ -21,6 +22,9 @@ class DispatchDeps:
     settings: Settings
     routing: RoutingService | None   # None without a road graph: straight-line estimates
     locator: UnitLocator             # this worker's routing index of units
+    plausible: Plausibility          # the time window and service area every input must fit
+    # Timer rows the sweep could not evaluate, already logged (each is logged once).
+    unevaluable_timers: set[str] = field(default_factory=set)
 
 
 dispatch_deps: Callable[[], Awaitable[DispatchDeps]] = wired("dispatch")

@@ -128,6 +128,7 @@ async def change_unit_status(*, deps: DispatchDeps, ctx: RequestContext, unit_id
     """Returns (HTTP status, body). ``acting_unit``: the caller is an MDT bound to this unit."""
     if acting_unit is not None and acting_unit != unit_id:
         raise Forbidden(f"this device is bound to unit {acting_unit}, not {unit_id}")
+    deps.plausible.check_time(body.reported_at, field="body.reported_at")
     new = body.status
     if new is UnitStatus.DISPATCHED:
         raise Conflict("units become dispatched only through POST /api/v1/incidents/{id}/dispatch",

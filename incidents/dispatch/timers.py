@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import asyncpg
 import structlog
 
 from cad.uow import RequestContext, unit_of_work
@@ -36,38 +37,77 @@ async def overdue(*, deps: DispatchDeps) -> dict[str, list[dict[str, Any]]]:
     return {"pending_incidents": out_p, "units": out_u}
 
 
+# What evaluating one timer row can raise because of the row itself: a timestamp no
+# arithmetic survives (DataError), one Python cannot hold (a BC date: OverflowError), one that
+# round-trips to -infinity and is refused by a constraint (year 1 is datetime.min, which the
+# driver sends as -infinity). That row is skipped, never the sweep. Anything else (the
+# database gone, the pool closing) ends this sweep as before.
+ROW_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, ArithmeticError,
+              ValueError, TypeError)
+
+
+def _unevaluable(deps: DispatchDeps, subject: str, reason: str) -> None:
+    """Log a timer row that cannot be evaluated, once per subject and worker."""
+    if subject not in deps.unevaluable_timers:
+        deps.unevaluable_timers.add(subject)
+        log.error("timer_row_unevaluable", subject=subject, reason=reason)
+
+
 async def sweep(*, deps: DispatchDeps) -> int:
-    """Emit one event per newly crossed threshold. Returns how many fired."""
+    """Emit one event per newly crossed threshold. Returns how many fired. A row that cannot
+    be evaluated is logged once with its id and skipped; every other timer still fires."""
     fired = 0
+    async with deps.pool.acquire() as conn:
+        for iid in await incident_repo.pending_unevaluable(conn):
+            _unevaluable(deps, f"incident:{iid}", "received_at is not a finite time")
+        for uid in await unit_repo.unevaluable_units(conn):
+            _unevaluable(deps, f"unit:{uid}", "status_changed_at or last_checkin_at is not a "
+                                              "finite time")
     now_overdue = await overdue(deps=deps)
     for p in now_overdue["pending_incidents"]:
-        async with unit_of_work(deps.pool, SYSTEM) as uow:
-            row = await incident_repo.lock_incident(uow.conn, p["incident_id"])
-            if row is None or row["status"] != "pending":
-                continue
-            new = await repo.claim_alert(uow.conn, kind="pending_overdue",
-                                         subject=str(p["incident_id"]), since=row["received_at"],
-                                         threshold_s=p["threshold_s"])
-            if new:
-                view = await load_incident_view(uow.conn, p["incident_id"])
-                uow.emit("timer.pending_overdue", aggregate=("incident", p["incident_id"]),
-                         agency=p["agency"], data={"incident": view, "age_s": p["age_s"],
-                                                   "threshold_s": p["threshold_s"], "unit_ids": []})
-                fired += 1
+        try:
+            fired += await _fire_pending(deps, p)
+        except ROW_ERRORS as exc:
+            _unevaluable(deps, f"incident:{p['incident_id']}", f"{type(exc).__name__}: {exc}")
     for u in now_overdue["units"]:
-        async with unit_of_work(deps.pool, SYSTEM) as uow:
-            row = await unit_repo.unit_with_status_since(uow.conn, u["unit_id"])
-            if row is None or row["status"] != u["status"]:
-                continue
-            new = await repo.claim_alert(uow.conn, kind="unit_status_overdue", subject=u["unit_id"],
-                                         since=row["since"], threshold_s=u["threshold_s"])
-            if new:
-                uow.emit("timer.unit_status_overdue", aggregate=("unit", u["unit_id"]), agency=u["agency"],
-                         data={"unit": unit_view(row), "status": u["status"], "age_s": u["age_s"],
-                               "threshold_s": u["threshold_s"], "incident_id": u["incident_id"],
-                               "unit_ids": [u["unit_id"]]})
-                fired += 1
+        try:
+            fired += await _fire_unit(deps, u)
+        except ROW_ERRORS as exc:
+            _unevaluable(deps, f"unit:{u['unit_id']}", f"{type(exc).__name__}: {exc}")
     return fired
+
+
+async def _fire_pending(deps: DispatchDeps, p: dict[str, Any]) -> int:
+    async with unit_of_work(deps.pool, SYSTEM) as uow:
+        row = await incident_repo.lock_incident(uow.conn, p["incident_id"])
+        if row is None or row["status"] != "pending":
+            return 0
+        new = await repo.claim_alert(uow.conn, kind="pending_overdue",
+                                     subject=str(p["incident_id"]), since=row["received_at"],
+                                     threshold_s=p["threshold_s"])
+        if not new:
+            return 0
+        view = await load_incident_view(uow.conn, p["incident_id"])
+        uow.emit("timer.pending_overdue", aggregate=("incident", p["incident_id"]),
+                 agency=p["agency"], data={"incident": view, "age_s": p["age_s"],
+                                           "threshold_s": p["threshold_s"], "unit_ids": []})
+    return 1
+
+
+async def _fire_unit(deps: DispatchDeps, u: dict[str, Any]) -> int:
+    async with unit_of_work(deps.pool, SYSTEM) as uow:
+        row = await unit_repo.unit_with_status_since(uow.conn, u["unit_id"])
+        if row is None or row["status"] != u["status"]:
+            return 0
+        new = await repo.claim_alert(uow.conn, kind="unit_status_overdue", subject=u["unit_id"],
+                                     since=row["since"], threshold_s=u["threshold_s"])
+        if not new:
+            return 0
+        uow.emit("timer.unit_status_overdue", aggregate=("unit", u["unit_id"]), agency=u["agency"],
+                 data={"unit": unit_view(row), "status": u["status"], "age_s": u["age_s"],
+                       "threshold_s": u["threshold_s"], "incident_id": u["incident_id"],
+                       "unit_ids": [u["unit_id"]]})
+    return 1
 
 
 async def run_sweeper(*, deps: DispatchDeps, stop: asyncio.Event) -> None:

@@ -21,12 +21,12 @@ def _intake(lat: float = 37.7793, lon: float = -122.4193, **kw: Any) -> Incident
 async def test_intake_numbers_flags_duplicates_and_keeps_the_caller_apart(tx_pool: Any,
                                                                            tmp_path: Path) -> None:
     _, incidents, _ = deps(tx_pool, tmp_path)
-    first = await service.create_incident(deps=incidents, ctx=CONSOLE, body=_intake(
+    _, first = await service.create_incident(deps=incidents, ctx=CONSOLE, body=_intake(
         caller={"name": "Pat Doe", "callback_number": "415-555-0100"}, narrative="fell down"))
     assert first["number"].startswith("SFFD-") and first["number"].endswith("-000001")
     assert first["status"] == "pending" and first["priority"] == 2  # MED's default
     assert first["possible_duplicates"] == [] and "caller" not in first
-    second = await service.create_incident(deps=incidents, ctx=CONSOLE, body=_intake(
+    _, second = await service.create_incident(deps=incidents, ctx=CONSOLE, body=_intake(
         lat=37.7794))
     assert [d["incident_id"] for d in second["possible_duplicates"]] == [first["id"]]
     detail = await service.get_incident(deps=incidents, incident_id=first["id"])
@@ -49,15 +49,15 @@ async def test_unknown_type_is_refused_naming_the_field(tx_pool: Any, tmp_path: 
 
 async def test_merge_moves_callers_and_narrative_and_closes(tx_pool: Any, tmp_path: Path) -> None:
     _, incidents, _ = deps(tx_pool, tmp_path)
-    a = await service.create_incident(deps=incidents, ctx=CONSOLE, body=_intake(
+    _, a = await service.create_incident(deps=incidents, ctx=CONSOLE, body=_intake(
         caller={"name": "First Caller"}))
-    b = await service.create_incident(deps=incidents, ctx=CONSOLE, body=_intake(lon=-122.4194))
+    _, b = await service.create_incident(deps=incidents, ctx=CONSOLE, body=_intake(lon=-122.4194))
     await service.add_narrative(deps=incidents, ctx=CONSOLE, incident_id=a["id"],
                                 body=NarrativeIn(text="second call, same patient"))
     with pytest.raises(Invalid):
         await service.merge_incident(deps=incidents, ctx=CONSOLE, incident_id=a["id"],
                                      body=MergeIn(into_id=a["id"]))
-    into = await service.merge_incident(deps=incidents, ctx=CONSOLE, incident_id=a["id"],
+    _, into = await service.merge_incident(deps=incidents, ctx=CONSOLE, incident_id=a["id"],
                                         body=MergeIn(into_id=b["id"]))
     assert into["id"] == b["id"] and into["status"] == "pending"
     merged = await service.get_incident(deps=incidents, incident_id=a["id"])

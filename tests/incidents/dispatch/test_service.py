@@ -24,7 +24,7 @@ async def _setup(tx_pool: Any, tmp_path: Path) -> tuple[Any, Any, int]:
         await unit_service.create_unit(deps=units, ctx=CONSOLE, body=UnitCreate(
             id=uid, agency="SFFD", discipline="fire", unit_type="engine" if uid[0] == "E"
             else "medic_als", status="available_in_quarters"))
-    inc = await incident_service.create_incident(deps=incidents, ctx=CONSOLE, body=(
+    _, inc = await incident_service.create_incident(deps=incidents, ctx=CONSOLE, body=(
         IncidentCreate.model_validate({"agency": "SFFD", "incident_type": "MED",
                                        "location": {"lat": 37.78, "lon": -122.41}})))
     return incidents, dispatch, inc["id"]
@@ -53,8 +53,8 @@ async def test_an_incident_follows_its_units_to_cleared(tx_pool: Any, tmp_path: 
                                               body=CloseIn(disposition="TRANSPORTED"))
     last = await report("M01", UnitStatus.AVAILABLE_ON_RADIO)
     assert last["incident_can_close"] is True and last["incident_status"] == "cleared"
-    closed = await incident_service.close_incident(deps=incidents, ctx=CONSOLE, incident_id=iid,
-                                                   body=CloseIn(disposition="TRANSPORTED"))
+    _, closed = await incident_service.close_incident(
+        deps=incidents, ctx=CONSOLE, incident_id=iid, body=CloseIn(disposition="TRANSPORTED"))
     assert closed["status"] == "closed"
     assert [u["status"] for u in closed["units"]] == ["cleared", "cleared"]
     assert closed["first_en_route_at"] is not None and closed["first_on_scene_at"] is not None
