@@ -17,16 +17,41 @@ from cad.logging import configure_logging
 from cad.middleware import RequestContextMiddleware
 from cad.security import lifecycle as security
 from cad.security.policy import Rule
+from cad.security.principal import Principal
+from cad.security.service import principal_from_token
+from cad.services import Services
 from cad.settings import Settings
 from incidents import lifecycle as dispatch_services
 from incidents.api import router as incidents_router
+from incidents.board import board_snapshot, unit_snapshot
 from units.api import router as units_router
 from ws_gateway import lifecycle as realtime
 from ws_gateway.api import router as realtime_router
+from ws_gateway.ports import GatewayPorts
 
 log = structlog.get_logger("cad.app")
 
 API_PREFIX = "/api/v1"
+
+
+# --- real-time wiring: what the gateway needs from the domains, as typed callables ----------
+
+def _gateway_ports(app: FastAPI) -> GatewayPorts:
+    """After ``dispatch_services.start`` (the unit locator) and ``security.start``."""
+    services: Services = app.state.services
+    locator = services.locator
+    state = app.state
+
+    async def resolve_principal(token: str, *, touch: bool) -> Principal | None:
+        return await principal_from_token(state, token, touch=touch)
+
+    if locator is None:
+        return GatewayPorts(board_snapshot=board_snapshot, unit_snapshot=unit_snapshot,
+                            resolve_principal=resolve_principal)
+    return GatewayPorts(board_snapshot=board_snapshot, unit_snapshot=unit_snapshot,
+                        resolve_principal=resolve_principal,
+                        apply_position=locator.move,              # each accepted AVL fix
+                        units_changed=locator.schedule_refresh)   # re-read into the index
 
 
 def create_app(settings: Settings | None = None, *,
@@ -60,11 +85,13 @@ def create_app(settings: Settings | None = None, *,
             )
             await dispatch_services.start(app)
             await security.start(app)
-            await realtime.start(app, url)
+            app.state.gateway = await realtime.start(
+                settings, app.state.pool, _gateway_ports(app), database_url=url)
             log.info("app_started", database=mask_url(url))
             yield
         finally:
-            await realtime.stop(app)
+            gateway, app.state.gateway = app.state.gateway, None
+            await realtime.stop(gateway)
             await security.stop(app)
             await dispatch_services.stop(app)
             if app.state.pool is not None:
@@ -81,6 +108,7 @@ def create_app(settings: Settings | None = None, *,
     )
     app.state.settings = settings
     app.state.pool = None
+    app.state.gateway = None
     install_error_handlers(app)
     # Before RequestContextMiddleware, so that one is outermost (request id, body limit).
     security.install(app, settings, policy_overrides=policy_overrides)

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +19,10 @@ from typing import Any
 import asyncpg
 import orjson
 import structlog
+
+from cad.settings import Settings
+from schemas.realtime import POSITION_FIELDS
+from ws_gateway.ports import ApplyPosition
 
 log = structlog.get_logger("ws_gateway.avl")
 
@@ -129,13 +132,20 @@ def validate_fix(unit_id: str, raw: dict[str, Any], *, now: datetime, max_age_s:
 
 
 def fix_wire(fix: Fix, agency: str | None, coalesced: int) -> dict[str, Any]:
-    """A position as boards receive it. ``coalesced``: fixes of this unit superseded on the
+    """A position as boards receive it (``schemas.realtime.Position``; not validated here:
+    ``fix`` passed :func:`validate_fix`). ``coalesced``: fixes of this unit superseded on the
     ingesting worker since the previous one sent (dropped on purpose)."""
     return {
         "unit_id": fix.unit_id, "agency": agency, "lat": fix.lat, "lon": fix.lon,
         "heading_deg": fix.heading_deg, "speed_mps": fix.speed_mps,
         "accuracy_m": fix.accuracy_m, "fix_time": fix.fix_time, "coalesced": coalesced,
     }
+
+
+_probe = fix_wire(Fix("u", 0.0, 0.0, datetime.now(UTC)), None, 0)
+if tuple(_probe) != POSITION_FIELDS:
+    raise RuntimeError("schemas.realtime.Position changed: update ws_gateway.avl.fix_wire")
+del _probe
 
 
 class Coalescer:
@@ -280,63 +290,19 @@ class BreadcrumbWriter:
         return len(batch)
 
 
-def resolve_position_hook(app_state: Any) -> Callable[[str, float, float, datetime], None]:
-    """The one place where a fix reaches the routing index.
-
-    ``units.positions.apply_position(app_state, unit_id, lat, lon, fix_time)`` when the units
-    package provides it; otherwise ``app_state.routing.move_unit`` when a routing service is
-    configured; otherwise nothing.
-    """
-    apply_position: Callable[..., Any] | None
-    try:
-        from units.positions import apply_position
-    except ImportError:
-        apply_position = None
-
-    if apply_position is not None:
-        fn = apply_position
-
-        def hook(unit_id: str, lat: float, lon: float, fix_time: datetime) -> None:
-            result = fn(app_state, unit_id, lat, lon, fix_time)
-            if asyncio.iscoroutine(result):
-                asyncio.get_running_loop().create_task(result)
-        return hook
-
-    def fallback(unit_id: str, lat: float, lon: float, fix_time: datetime) -> None:
-        routing = getattr(app_state, "routing", None)
-        if routing is None or not hasattr(routing, "move_unit"):
-            return
-        try:
-            routing.move_unit(unit_id, lat=lat, lon=lon)
-        except Exception as exc:  # noqa: BLE001 - unknown unit to routing: the fix is still stored
-            log.debug("routing_move_unit_failed", unit_id=unit_id, error=type(exc).__name__)
-    return fallback
-
-
-def resolve_units_changed_hook(app_state: Any) -> Callable[[set[str] | None], None]:
-    """``units.positions.units_changed(app_state, unit_ids)`` when the units package provides
-    it (each worker's routing index follows changes made through any worker), else nothing."""
-    try:
-        from units.positions import units_changed
-    except ImportError:
-        return lambda _ids: None
-
-    def hook(unit_ids: set[str] | None) -> None:
-        units_changed(app_state, unit_ids)
-    return hook
-
-
 class AvlIngest:
     """Per worker: last accepted fix time per unit (out-of-order detection), the coalescer,
-    the breadcrumb writer and the routing hook."""
+    the breadcrumb writer, and ``apply_position`` (the app's routing index: each unit's
+    newest accepted fix, at once)."""
 
-    def __init__(self, app_state: Any, pool: asyncpg.Pool, *, settings: Any) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, settings: Settings,
+                 apply_position: ApplyPosition) -> None:
         self.pool = pool
         self.settings = settings
         self.coalescer = Coalescer(settings.avl_max_positions_per_unit_per_s)
         self.writer = BreadcrumbWriter(pool, flush_interval_s=settings.avl_flush_interval_ms / 1000,
                                        buffer_max=settings.avl_buffer_max)
-        self.apply_to_routing = resolve_position_hook(app_state)
+        self.apply_to_routing = apply_position
         self._last_fix: dict[str, datetime] = {}
         self._no_fix: set[str] = set()  # looked up: nothing stored yet
         self.accepted = 0
