@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from cad.db import MigrationError, pending_migrations
 from cad.errors import problem
@@ -15,13 +17,34 @@ router = APIRouter(tags=["health"])
 READY_CHECK_TIMEOUT_S = 2.0
 
 
-@router.get("/healthz", summary="Process is alive")
+class Alive(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+
+
+class NotReady(BaseModel):
+    """RFC 9457 problem details, ``reason`` names what is missing."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    reason: Literal["database", "migrations"]
+    pending: list[str] | None = None
+
+
+@router.get("/healthz", summary="Process is alive", response_model=Alive)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
 @router.get("/readyz", summary="Database reachable and migrations current",
-            responses={503: {"description": "Not ready; the body says why"}})
+            response_model=Ready,
+            responses={503: {"model": NotReady, "content": {"application/problem+json": {}},
+                             "description": "Not ready; the body says why"}})
 async def readyz(request: Request) -> JSONResponse:
     state = request.app.state
     pool = getattr(state, "pool", None)

@@ -1,20 +1,8 @@
 """Websocket endpoints (board, MDT) and the AVL HTTP endpoints (batch ingest, track replay).
 
-Wire protocol (docs/realtime.md has the full description):
-
-server -> client
-  {"type": "snapshot", "last_event_id", "server_id", "heartbeat_interval_s", "snapshot"}
-  {"type": "resume", "from_event_id", "last_event_id", ...}   then replay batches
-  {"type": "resync_required", "reason", "from_event_id", "oldest_event_id", "last_event_id"}
-                                                             then a snapshot
-  {"type": "batch", "last_event_id", "events": [...], "positions": [...], ["replay": true]}
-  {"type": "heartbeat", "last_event_id", "server_time"}
-  {"type": "position_result", "accepted", "problems": [...], ["ref"]}   (MDT)
-  {"type": "pong" | "auth_ok" | "error", ...}
-client -> server
-  {"type": "ping"} · {"type": "auth", "access_token"} (renew on an open socket)
-  {"type": "position", lat, lon, heading_deg?, speed_mps?, accuracy_m?, fix_time, ref?}  (MDT)
-  {"type": "positions", "fixes": [...], ref?}                                           (MDT)
+The websocket protocol (frames, messages, close codes) is defined by ``schemas.realtime`` and
+published as AsyncAPI 3.0 at ``/asyncapi.json`` (``ws_gateway.asyncapi``); docs/realtime.md
+describes it for people.
 """
 
 from __future__ import annotations
@@ -43,6 +31,7 @@ from ws_gateway.events import BoardFilter, UnitFilter
 from ws_gateway.gateway import Gateway
 from ws_gateway.schemas import (
     MAX_FIXES_PER_REQUEST,
+    AsyncApiDocument,
     PositionBatch,
     PositionBatchResult,
     RealtimeStats,
@@ -239,7 +228,7 @@ async def get_stats(gw: RunningGateway,
     return gw.stats()
 
 
-@router.get("/asyncapi.json", tags=["realtime"],
+@router.get("/asyncapi.json", tags=["realtime"], response_model=AsyncApiDocument,
             summary="The websocket protocol (/ws/board, /ws/unit/{unit_id}) as AsyncAPI 3.0")
 async def get_asyncapi() -> dict[str, Any]:
     return asyncapi_document()

@@ -45,6 +45,7 @@ class PgListener:
         self._task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
         self.connects = 0
+        self.backend_pid: int | None = None  # of the current LISTEN connection
 
     def listen(self, channel: str, handler: NotifyHandler, *,
                on_listening: Callable[[], None] | None = None) -> None:
@@ -87,6 +88,7 @@ class PgListener:
                 for channel in self._handlers:
                     await conn.add_listener(channel, self._dispatch)
                 self.connects += 1
+                self.backend_pid = conn.get_server_pid()
                 self.listening.set()
                 backoff = RECONNECT_BACKOFF_MIN_S
                 for callback in self._on_listening:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.realtime import FixProblem
 
@@ -74,3 +74,15 @@ class RealtimeStats(BaseModel):
     closed_slow_consumer: int
     closed_token: int
     positions: PositionCounters
+
+
+class AsyncApiDocument(BaseModel):
+    """An AsyncAPI 3.0 document (https://www.asyncapi.com/docs/reference/specification/v3.0.0)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    asyncapi: Literal["3.0.0"]
+    info: dict[str, Any]
+    channels: dict[str, Any]
+    operations: dict[str, Any]
+    components: dict[str, Any]

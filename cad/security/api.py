@@ -18,6 +18,7 @@ from cad.security.deps import Context, CurrentPrincipal
 from cad.security.runtime import SecurityRuntime
 from cad.security.schemas import (
     AuditPageOut,
+    AuditVerifyOut,
     DeviceIssuedOut,
     DeviceIssueIn,
     DeviceOut,
@@ -191,7 +192,7 @@ async def query_audit(
             "next_after_seq": entries[-1]["seq"] if len(entries) == limit else None}
 
 
-@router.get("/audit/verify", tags=["audit"],
+@router.get("/audit/verify", tags=["audit"], response_model=AuditVerifyOut,
             description="Verify the hash chain and the chain heads witnessed outside the database "
                         "(same as `cad audit verify`). Recorded.")
 async def verify_audit(request: Request, ctx: Context) -> dict[str, Any]:
