@@ -112,10 +112,11 @@ class Fanout:
         # Heartbeats: one sweep a second is plenty for an interval of seconds.
         if now - self._last_hb_sweep >= min(1.0, hb_interval / 4):
             self._last_hb_sweep = now
+            server_time = frames.now_iso()
             for client in list(self.registry.clients):
                 if client.state == ClientState.LIVE and now - client.last_enqueue >= hb_interval:
-                    self.registry.enqueue(
-                        client, frames.heartbeat(max(cursor, client.last_event_id)), now)
+                    self.registry.enqueue(client, frames.heartbeat(
+                        max(cursor, client.last_event_id), server_time), now)
 
     def _frames(self, events: list[Event], positions: list[tuple[str | None, bytes]],
                 cursor: int, now: float) -> None:
