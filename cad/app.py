@@ -1,5 +1,6 @@
 """The application factory. Nothing here runs at import: settings, pool and embedded
-PostgreSQL are created in the lifespan of the app that ``create_app`` returns."""
+PostgreSQL are created in the lifespan of the app that ``create_app`` returns; what each
+worker holds is built by ``cad.wiring``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 import structlog
 from fastapi import APIRouter, FastAPI
 
-from cad import db
+from cad import db, wiring
 from cad.embedded_pg import EmbeddedPostgres, mask_url
 from cad.errors import install_error_handlers
 from cad.health import router as health_router
@@ -18,11 +19,10 @@ from cad.middleware import RequestContextMiddleware
 from cad.security import lifecycle as security
 from cad.security.policy import Rule
 from cad.settings import Settings
-from cad.wiring import Runtime, start_domain, stop_domain
+from cad.wiring import Runtime
 from incidents.api import router as incidents_router
 from incidents.dispatch.api import router as dispatch_router
 from units.api import router as units_router
-from ws_gateway import lifecycle as realtime
 from ws_gateway.api import router as realtime_router
 
 log = structlog.get_logger("cad.app")
@@ -48,7 +48,6 @@ def create_app(settings: Settings | None = None, *,
             # cluster itself (before any worker) and passes CAD_DATABASE_URL down.
             embedded = EmbeddedPostgres(settings.data_dir / "postgres")
             url = embedded.start()
-        app.state.pool = None
         try:
             if settings.migrate_on_start:
                 conn = await db.connect(url)
@@ -56,24 +55,14 @@ def create_app(settings: Settings | None = None, *,
                     await db.migrate(conn, settings.migrations_dir)
                 finally:
                     await conn.close()
-            app.state.pool = await db.create_pool(
-                url, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
-                command_timeout=settings.db_command_timeout_s,
-            )
-            runtime = await start_domain(app, settings, app.state.pool, url, security_state)
-            app.state.runtime = runtime
-            await security.start(security_state, app=app, pool=runtime.pool, settings=settings)
-            await realtime.start(app, url)
+            runtime = await wiring.start(app, settings, database_url=url,
+                                         security=security_state)
+            app.state.runtime = runtime   # for tests and operators' tools (runtime_of)
             log.info("app_started", database=mask_url(url))
             yield
         finally:
-            await realtime.stop(app)
-            await security.stop(security_state)
             if runtime is not None:
-                await stop_domain(runtime)
-            if app.state.pool is not None:
-                with contextlib.suppress(Exception):
-                    await app.state.pool.close()
+                await wiring.stop(runtime)
             if embedded is not None:
                 embedded.stop()
 
@@ -83,8 +72,6 @@ def create_app(settings: Settings | None = None, *,
         summary="Computer-aided dispatch for police, fire and EMS.",
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.pool = None
     install_error_handlers(app)
     # Before RequestContextMiddleware, so that one is outermost (request id, body limit).
     security_state = security.install(app, settings, policy_overrides=policy_overrides)

@@ -6,11 +6,12 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import asyncpg
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from cad.db import MigrationError, pending_migrations
 from cad.deps import wired
@@ -30,13 +31,34 @@ class HealthDeps:
 health_deps: Callable[[], Awaitable[HealthDeps]] = wired("health")
 
 
-@router.get("/healthz", summary="Process is alive")
+class Alive(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+
+
+class NotReady(BaseModel):
+    """RFC 9457 problem details, ``reason`` names what is missing."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    reason: Literal["database", "migrations"]
+    pending: list[str] | None = None
+
+
+@router.get("/healthz", summary="Process is alive", response_model=Alive)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
 @router.get("/readyz", summary="Database reachable and migrations current",
-            responses={503: {"description": "Not ready; the body says why"}})
+            response_model=Ready,
+            responses={503: {"model": NotReady, "content": {"application/problem+json": {}},
+                             "description": "Not ready; the body says why"}})
 async def readyz(deps: Annotated[HealthDeps, Depends(health_deps)]) -> JSONResponse:
     pool = deps.pool
     try:

@@ -1,11 +1,11 @@
 """The one module that wires the app: settings, pool, routing, unit locator, street index,
 hub and gateway, sweepers. It builds one typed ``Runtime`` per worker in the app lifespan and
-hands each package exactly what it declared it needs (``cad.deps.provide``); no package
-imports this module, and nothing else reads app state.
+hands each package exactly what it declared it needs (``cad.deps.provide``; the gateway gets
+typed ports); no package imports this module, and nothing else reads app state.
 
-Start order: pool -> routing graph and street index -> unit locator (filled from the
-database) -> sweepers -> security -> gateway (its tailer re-reads every unit once its cursor
-is set). Stop order is the reverse."""
+Start order (``start``): pool -> routing graph and street index -> unit locator (filled from
+the database) -> sweepers -> security -> gateway (its tailer re-reads every unit once its
+cursor is set). ``stop`` goes the other way."""
 
 from __future__ import annotations
 
@@ -17,19 +17,28 @@ import asyncpg
 import structlog
 from fastapi import FastAPI
 
-from cad import retention
+from cad import db, retention
 from cad.deps import provide
 from cad.health import HealthDeps, health_deps
 from cad.plausible import Plausibility, ServiceArea
+from cad.security import lifecycle as security_lifecycle
+from cad.security.principal import Principal
+from cad.security.service import principal_from_token
 from cad.security.state import SecurityState
 from cad.settings import Settings
 from incidents.deps import IncidentsDeps, incidents_deps
 from incidents.dispatch import timers
+from incidents.dispatch.board import board_snapshot, unit_snapshot
 from incidents.dispatch.deps import DispatchDeps, dispatch_deps
 from incidents.geocode import StreetIndex
 from routing.service import RoutingService
+from units import repository as unit_repo
 from units.deps import UnitsDeps, units_deps
 from units.locator import UnitLocator
+from ws_gateway import lifecycle as realtime
+from ws_gateway.api import gateway_dep
+from ws_gateway.gateway import Gateway
+from ws_gateway.ports import GatewayPorts
 
 log = structlog.get_logger("cad.wiring")
 
@@ -49,6 +58,7 @@ class Runtime:
     incidents: IncidentsDeps
     dispatch: DispatchDeps
     security: SecurityState
+    gateway: Gateway | None = None   # set once started (the last part to start)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -75,8 +85,61 @@ def plausibility(settings: Settings, routing: RoutingService | None) -> Plausibi
                         max_future_s=settings.time_max_future_s, area=area)
 
 
-async def start_domain(app: FastAPI, settings: Settings, pool: asyncpg.Pool,
-                       database_url: str, security: SecurityState) -> Runtime:
+async def start(app: FastAPI, settings: Settings, *, database_url: str,
+                security: SecurityState) -> Runtime:
+    """Open the pool and start every part of one worker, in order; on a failure what was
+    started is stopped again."""
+    pool = await db.create_pool(
+        database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
+        command_timeout=settings.db_command_timeout_s)
+    try:
+        rt = await _start_domain(app, settings, pool, database_url, security)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await pool.close()
+        raise
+    try:
+        await security_lifecycle.start(security, app=app, pool=pool, settings=settings)
+        rt.gateway = await realtime.start(settings, pool, gateway_ports(rt),
+                                          database_url=database_url)
+        provide(app, gateway_dep, rt.gateway)
+    except BaseException:
+        await stop(rt)
+        raise
+    return rt
+
+
+def gateway_ports(rt: Runtime) -> GatewayPorts:
+    """What the gateway needs from the domains, as typed callables."""
+
+    async def resolve_principal(token: str, *, touch: bool) -> Principal | None:
+        return await principal_from_token(rt.security, token, touch=touch)
+
+    return GatewayPorts(
+        board_snapshot=board_snapshot, unit_snapshot=unit_snapshot,
+        resolve_principal=resolve_principal,
+        store_last_fixes=unit_repo.store_last_fixes, unit_agency=unit_repo.unit_agency,
+        apply_position=rt.locator.move,              # each accepted AVL fix, at once
+        units_changed=rt.locator.schedule_refresh)   # re-read into the routing index
+
+
+async def stop(rt: Runtime) -> None:
+    """Gateway first (clients get 1001 and reconnect elsewhere; breadcrumbs are flushed),
+    then security, sweepers and locator, then the pool."""
+    gateway, rt.gateway = rt.gateway, None
+    await realtime.stop(gateway)
+    await security_lifecycle.stop(rt.security)
+    rt.stop.set()
+    await rt.locator.close()
+    for task in rt.tasks:
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout=5)
+    with contextlib.suppress(Exception):
+        await rt.pool.close()
+
+
+async def _start_domain(app: FastAPI, settings: Settings, pool: asyncpg.Pool,
+                        database_url: str, security: SecurityState) -> Runtime:
     """Routing, locator, street index and sweepers; the packages' dependencies provided."""
     routing = None
     if settings.graph_path is not None:
@@ -108,11 +171,3 @@ async def start_domain(app: FastAPI, settings: Settings, pool: asyncpg.Pool,
         rt.tasks.append(asyncio.create_task(
             retention.run_sweeper(pool, settings, rt.stop), name="retention-sweeper"))
     return rt
-
-
-async def stop_domain(rt: Runtime) -> None:
-    rt.stop.set()
-    await rt.locator.close()
-    for task in rt.tasks:
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await asyncio.wait_for(task, timeout=5)

@@ -16,7 +16,6 @@ from incidents.schemas import (
     CloseIn,
     IncidentCreate,
     IncidentDetail,
-    IncidentOut,
     IncidentPatch,
     IncidentTypeIn,
     IncidentTypeOut,
@@ -24,13 +23,13 @@ from incidents.schemas import (
     LinkIn,
     LinkOut,
     MergeIn,
-    NarrativeEntry,
     NarrativeIn,
     ZoneImport,
     ZoneOut,
     ZonesImported,
     ZoneWithGeometry,
 )
+from schemas.board import IncidentView, NarrativeEntry
 from schemas.common import AgencyQuery, DbId, Latitude, Longitude
 
 IncidentId = Annotated[DbId, Path()]
@@ -50,7 +49,7 @@ async def create_incident(body: IncidentCreate, deps: IncidentsDep, ctx: Context
     return result
 
 
-@router.get("/incidents", summary="Incidents, newest first", response_model=list[IncidentOut])
+@router.get("/incidents", summary="Incidents, newest first", response_model=list[IncidentView])
 async def list_incidents(deps: IncidentsDep, open_only: bool = True,
                          agency: Annotated[AgencyQuery | None, Query()] = None,
                          limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict[str, Any]]:
@@ -63,7 +62,7 @@ async def get_incident(incident_id: IncidentId, deps: IncidentsDep) -> dict[str,
 
 
 @router.patch("/incidents/{incident_id}", summary="Change type, priority or location",
-              response_model=IncidentOut)
+              response_model=IncidentView)
 async def update_incident(incident_id: IncidentId, body: IncidentPatch, deps: IncidentsDep,
                           ctx: Context) -> dict[str, Any]:
     return await service.update_incident(deps=deps, ctx=ctx, incident_id=incident_id, body=body)
@@ -87,7 +86,7 @@ async def add_narrative(incident_id: IncidentId, body: NarrativeIn, deps: Incide
 
 
 @router.post("/incidents/{incident_id}/close", summary="Close with a disposition code",
-             response_model=IncidentOut)
+             response_model=IncidentView)
 async def close_incident(incident_id: IncidentId, body: CloseIn, deps: IncidentsDep,
                          ctx: Context, response: Response,
                          idempotency_key: IdempotencyKey) -> dict[str, Any]:
@@ -109,7 +108,7 @@ async def link_incidents(incident_id: IncidentId, body: LinkIn, deps: IncidentsD
 
 
 @router.post("/incidents/{incident_id}/merge", summary="Merge a duplicate into another incident",
-             response_model=IncidentOut)
+             response_model=IncidentView)
 async def merge_incident(incident_id: IncidentId, body: MergeIn, deps: IncidentsDep,
                          ctx: Context, response: Response,
                          idempotency_key: IdempotencyKey) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from schemas.board import IncidentView, NarrativeEntry
 from schemas.common import (
     Agency,
     DbId,
@@ -125,44 +126,6 @@ class ZoneImport(Strict):
 IncidentStatus = Literal["pending", "dispatched", "en_route", "on_scene", "cleared", "closed"]
 
 
-class AssignmentOut(Out):
-    unit_id: str
-    status: str
-    dispatched_at: IsoTime | None
-    en_route_at: IsoTime | None
-    on_scene_at: IsoTime | None
-    transporting_at: IsoTime | None
-    at_hospital_at: IsoTime | None
-    cleared_at: IsoTime | None
-
-
-class IncidentOut(Out):
-    id: int
-    number: str = Field(description="AGENCY-YEAR-NNNNNN")
-    agency: str
-    incident_type: str
-    priority: int
-    status: IncidentStatus
-    lat: float
-    lon: float
-    location_text: str | None
-    location_source: str = Field(description="latlon | address | intersection")
-    zone_id: str | None
-    received_at: IsoTime | None
-    answered_at: IsoTime | None
-    created_at: IsoTime | None
-    first_dispatched_at: IsoTime | None
-    first_en_route_at: IsoTime | None
-    first_on_scene_at: IsoTime | None
-    cleared_at: IsoTime | None
-    closed_at: IsoTime | None
-    disposition: str | None
-    duplicate_candidates: list[int]
-    merged_into: int | None
-    version: int
-    units: list[AssignmentOut]
-
-
 class DuplicateCandidate(Out):
     incident_id: int
     number: str
@@ -171,16 +134,9 @@ class DuplicateCandidate(Out):
     seconds_apart: float
 
 
-class IntakeOut(IncidentOut):
+class IntakeOut(IncidentView):
     possible_duplicates: list[DuplicateCandidate]
     zones: list[str] = Field(description="Zones containing the location, the deciding one first.")
-
-
-class NarrativeEntry(Out):
-    id: int
-    at: IsoTime
-    author: str
-    text: str
 
 
 class LinkedIncident(Out):
@@ -188,7 +144,7 @@ class LinkedIncident(Out):
     kind: Literal["related", "duplicate"]
 
 
-class IncidentDetail(IncidentOut):
+class IncidentDetail(IncidentView):
     narrative: list[NarrativeEntry]
     links: list[LinkedIncident]
 

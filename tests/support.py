@@ -20,6 +20,7 @@ from cad.security.runtime import SecurityRuntime
 from cad.security.state import SecurityState
 from cad.settings import REPO_ROOT, Settings
 from cad.wiring import Runtime
+from ws_gateway.gateway import Gateway
 
 
 @dataclass
@@ -39,6 +40,12 @@ class RunningApp:
     @property
     def pool(self) -> asyncpg.Pool:
         return self.runtime.pool
+
+    @property
+    def gateway(self) -> Gateway:
+        gw = self.runtime.gateway
+        assert gw is not None, "the gateway starts with the app"
+        return gw
 
     @property
     def security_state(self) -> SecurityState:

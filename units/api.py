@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Query
 
 from cad.errors import Invalid
 from cad.security import Context, CurrentPrincipal
+from schemas.board import UnitView
 from schemas.common import AgencyQuery
 from units import service
 from units.deps import UnitsDep
@@ -21,7 +22,6 @@ from units.schemas import (
     StatusHistoryEntry,
     StatusTableEntry,
     UnitCreate,
-    UnitOut,
     UnitPatch,
 )
 from units.status import APCO_CODES, TRANSITIONS, UnitStatus
@@ -31,7 +31,7 @@ router = APIRouter(prefix="/api/v1", tags=["units"])
 CSV_BODY = Body(media_type="text/csv", description="CSV text with a header row.")
 
 
-@router.get("/units", summary="The roster", response_model=list[UnitOut])
+@router.get("/units", summary="The roster", response_model=list[UnitView])
 async def list_units(deps: UnitsDep, agency: Annotated[AgencyQuery | None, Query()] = None,
                      status: UnitStatus | None = None,
                      include_inactive: bool = False) -> list[dict[str, Any]]:
@@ -39,7 +39,7 @@ async def list_units(deps: UnitsDep, agency: Annotated[AgencyQuery | None, Query
                                     include_inactive=include_inactive)
 
 
-@router.post("/units", status_code=201, summary="Add a unit to the roster", response_model=UnitOut)
+@router.post("/units", status_code=201, summary="Add a unit to the roster", response_model=UnitView)
 async def create_unit(body: UnitCreate, deps: UnitsDep, ctx: Context) -> dict[str, Any]:
     return await service.create_unit(deps=deps, ctx=ctx, body=body)
 
@@ -58,24 +58,24 @@ async def status_table() -> dict[str, Any]:
             for s, nxt in TRANSITIONS.items()}
 
 
-@router.get("/units/{unit_id}", response_model=UnitOut)
+@router.get("/units/{unit_id}", response_model=UnitView)
 async def get_unit(unit_id: str, deps: UnitsDep) -> dict[str, Any]:
     return await service.get_unit(deps=deps, unit_id=unit_id)
 
 
-@router.patch("/units/{unit_id}", response_model=UnitOut)
+@router.patch("/units/{unit_id}", response_model=UnitView)
 async def update_unit(unit_id: str, body: UnitPatch, deps: UnitsDep, ctx: Context) -> dict[str, Any]:
     return await service.update_unit(deps=deps, ctx=ctx, unit_id=unit_id, body=body)
 
 
 @router.delete("/units/{unit_id}", summary="Take a unit off the roster (kept for history)",
-               response_model=UnitOut)
+               response_model=UnitView)
 async def deactivate_unit(unit_id: str, deps: UnitsDep, ctx: Context) -> dict[str, Any]:
     return await service.deactivate_unit(deps=deps, ctx=ctx, unit_id=unit_id)
 
 
 @router.post("/units/{unit_id}/checkin", summary="The unit is fine: reset its status timer",
-             response_model=UnitOut)
+             response_model=UnitView)
 async def check_in(unit_id: str, deps: UnitsDep, ctx: Context, principal: CurrentPrincipal,
                    body: CheckIn | None = None) -> dict[str, Any]:
     acting = principal.unit_id if principal.role == "field_unit" else None

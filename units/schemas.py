@@ -83,23 +83,6 @@ class CheckIn(Strict):
 
 
 # --- answers ---------------------------------------------------------------------------------
-class UnitOut(Out):
-    id: str
-    agency: str
-    discipline: Discipline
-    unit_type: str
-    capabilities: list[str]
-    home_station: str | None
-    staffing: int
-    status: UnitStatus
-    apco_code: str = Field(description="APCO common status code (AIQ, AOR, DSP, ENR, ONS ...)")
-    status_changed_at: IsoTime | None
-    last_checkin_at: IsoTime | None
-    incident_id: int | None = Field(description="The incident the unit is assigned to.")
-    active: bool
-    version: int
-
-
 class StationOut(Out):
     id: str
     agency: str

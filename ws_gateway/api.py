@@ -1,71 +1,52 @@
 """Websocket endpoints (board, MDT) and the AVL HTTP endpoints (batch ingest, track replay).
 
-Wire protocol (docs/realtime.md has the full description):
-
-server -> client
-  {"type": "snapshot", "last_event_id", "server_id", "heartbeat_interval_s", "snapshot"}
-  {"type": "resume", "from_event_id", "last_event_id", ...}   then replay batches
-  {"type": "resync_required", "reason", "from_event_id", "oldest_event_id", "last_event_id"}
-                                                             then a snapshot
-  {"type": "batch", "last_event_id", "events": [...], "positions": [...], ["replay": true]}
-  {"type": "heartbeat", "last_event_id", "server_time"}
-  {"type": "position_result", "accepted", "problems": [...], ["ref"]}   (MDT)
-  {"type": "pong" | "auth_ok" | "error", ...}
-client -> server
-  {"type": "ping"} · {"type": "auth", "access_token"} (renew on an open socket)
-  {"type": "position", lat, lon, heading_deg?, speed_mps?, accuracy_m?, fix_time, ref?}  (MDT)
-  {"type": "positions", "fixes": [...], ref?}                                           (MDT)
+The websocket protocol (frames, messages, close codes) is defined by ``schemas.realtime`` and
+published as AsyncAPI 3.0 at ``/asyncapi.json`` (``ws_gateway.asyncapi``); docs/realtime.md
+describes it for people.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-import asyncpg
 import structlog
-from fastapi import APIRouter, Depends, Query, Request, WebSocket
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, Query, WebSocket
 
-from cad.errors import Invalid, NotFound, ServiceUnavailable
-from ws_gateway import auth
-from ws_gateway.events import BoardFilter, UnitFilter
-from ws_gateway.gateway import (
+from cad.deps import wired
+from cad.errors import Forbidden, Invalid, NotFound
+from cad.security.principal import Principal
+from ws_gateway import auth, frames
+from ws_gateway.asyncapi import asyncapi_document
+from ws_gateway.clients import (
     CLOSE_BAD_REQUEST,
     CLOSE_FORBIDDEN,
-    CLOSE_INTERNAL,
     CLOSE_UNAUTHORIZED,
     Client,
-    Gateway,
-    _close_ws,
+    close_ws,
+)
+from ws_gateway.events import BoardFilter, UnitFilter
+from ws_gateway.gateway import Gateway
+from ws_gateway.schemas import (
+    MAX_FIXES_PER_REQUEST,
+    AsyncApiDocument,
+    PositionBatch,
+    PositionBatchResult,
+    RealtimeStats,
+    Track,
 )
 
 router = APIRouter()
 log = structlog.get_logger("ws_gateway.api")
 
-MAX_FIXES_PER_REQUEST = 1_000
 MAX_TRACK_POINTS = 100_000
 MAX_TRACK_SPAN = timedelta(days=31)
 
 
-async def _board_snapshot(conn: asyncpg.Connection, agencies: list[str] | None) -> dict[str, Any]:
-    try:
-        from incidents.dispatch.board import board_snapshot
-    except ImportError:  # the incidents package is not there yet: an empty board
-        return {"incidents": [], "units": []}
-    return await board_snapshot(conn, agencies=agencies)
-
-
-async def _unit_snapshot(conn: asyncpg.Connection, unit_id: str) -> dict[str, Any] | None:
-    try:
-        from incidents.dispatch.board import unit_snapshot
-    except ImportError:
-        return {"unit": {"id": unit_id}, "incident": None}
-    return await unit_snapshot(conn, unit_id)
-
-
-def _gateway(ws_or_request: WebSocket | Request) -> Gateway | None:
-    return getattr(ws_or_request.app.state, "gateway", None)
+# This worker's gateway, provided by cad.wiring once it has started.
+gateway_dep: Callable[[], Awaitable[Gateway]] = wired("gateway")
+RunningGateway = Annotated[Gateway, Depends(gateway_dep)]
 
 
 def _last_event_id(ws: WebSocket) -> tuple[bool, int | None]:
@@ -79,59 +60,55 @@ def _last_event_id(ws: WebSocket) -> tuple[bool, int | None]:
     return value >= 0, value
 
 
-async def _authenticate(ws: WebSocket, roles: frozenset[str]) -> tuple[Any, str] | None:
+async def _authenticate(ws: WebSocket, gw: Gateway,
+                        roles: frozenset[str]) -> tuple[Principal, str] | None:
     """Accept, then check: a refused client gets a close code it can act on, not a bare 403."""
     token = auth.token_from_scope(ws.scope)
-    principal = await auth.principal_for(ws.app.state, token, touch=True)
+    principal = None
+    if token:
+        principal = await auth.principal_for(gw.ports.resolve_principal, token, touch=True)
     await ws.accept()
     if principal is None or token is None:
-        await _close_ws(ws, CLOSE_UNAUTHORIZED, "unauthorized")
+        await close_ws(ws, CLOSE_UNAUTHORIZED, "unauthorized")
         return None
     if principal.role not in roles:
-        await _close_ws(ws, CLOSE_FORBIDDEN, f"role {principal.role} may not open this stream")
+        await close_ws(ws, CLOSE_FORBIDDEN, f"role {principal.role} may not open this stream")
         return None
     return principal, token
 
 
 @router.websocket("/ws/board")
-async def board_socket(ws: WebSocket) -> None:
-    gw = _gateway(ws)
-    authed = await _authenticate(ws, auth.BOARD_ROLES)
+async def board_socket(ws: WebSocket, gw: RunningGateway) -> None:
+    authed = await _authenticate(ws, gw, auth.BOARD_ROLES)
     if authed is None:
-        return
-    if gw is None:
-        await _close_ws(ws, CLOSE_INTERNAL, "gateway_not_running")
         return
     principal, token = authed
     ok, last_event_id = _last_event_id(ws)
     if not ok:
-        await _close_ws(ws, CLOSE_BAD_REQUEST, "last_event_id must be a non-negative integer")
+        await close_ws(ws, CLOSE_BAD_REQUEST, "last_event_id must be a non-negative integer")
         return
     agencies = auth.principal_agencies(principal)
     s = gw.settings
     client = Client(ws, kind="board", principal=principal, token=token,
                     filter=BoardFilter(agencies), queue_max=s.ws_client_queue_max,
                     sync_max=s.ws_sync_buffer_max)
+    board_snapshot = gw.ports.board_snapshot
     await gw.serve(client, last_event_id=last_event_id,
-                   snapshot=lambda conn: _board_snapshot(conn, agencies))
+                   snapshot=lambda conn: board_snapshot(conn, agencies=agencies))
 
 
 @router.websocket("/ws/unit/{unit_id}")
-async def unit_socket(ws: WebSocket, unit_id: str) -> None:
-    gw = _gateway(ws)
-    authed = await _authenticate(ws, auth.MDT_ROLES)
+async def unit_socket(ws: WebSocket, unit_id: str, gw: RunningGateway) -> None:
+    authed = await _authenticate(ws, gw, auth.MDT_ROLES)
     if authed is None:
         return
     principal, token = authed
     if principal.unit_id != unit_id:
-        await _close_ws(ws, CLOSE_FORBIDDEN, "this token is bound to another unit")
-        return
-    if gw is None:
-        await _close_ws(ws, CLOSE_INTERNAL, "gateway_not_running")
+        await close_ws(ws, CLOSE_FORBIDDEN, "this token is bound to another unit")
         return
     ok, last_event_id = _last_event_id(ws)
     if not ok:
-        await _close_ws(ws, CLOSE_BAD_REQUEST, "last_event_id must be a non-negative integer")
+        await close_ws(ws, CLOSE_BAD_REQUEST, "last_event_id must be a non-negative integer")
         return
     s = gw.settings
     client = Client(ws, kind="unit", principal=principal, token=token,
@@ -150,65 +127,48 @@ async def unit_socket(ws: WebSocket, unit_id: str) -> None:
         elif mtype == "positions":
             fixes = msg.get("fixes")
             if not isinstance(fixes, list) or len(fixes) > MAX_FIXES_PER_REQUEST:
-                gw.send(c, {"type": "error", "reason": "bad_message",
-                            "detail": f"fixes must be a list of at most {MAX_FIXES_PER_REQUEST}"})
+                gw.send(c, frames.error(
+                    "bad_message", f"fixes must be a list of at most {MAX_FIXES_PER_REQUEST}"))
                 return
         else:
-            gw.send(c, {"type": "error", "reason": "unknown_message_type",
-                        "detail": f"unknown message type {mtype!r}"})
+            gw.send(c, frames.error("unknown_message_type", f"unknown message type {mtype!r}"))
             return
         try:
             accepted, problems = await gw.avl.ingest(unit_id, c.principal.agency, fixes)
         except Exception:  # the database is away (first fix of a unit reads its last one)
             log.exception("avl_ingest_failed", unit_id=unit_id)
-            gw.send(c, {"type": "error", "reason": "ingest_unavailable", "ref": msg.get("ref"),
-                        "detail": "positions could not be taken now; resend them later"})
+            gw.send(c, frames.error("ingest_unavailable",
+                                    "positions could not be taken now; resend them later",
+                                    ref=msg.get("ref")))
             return
-        if problems or "ref" in msg:
-            reply: dict[str, Any] = {"type": "position_result", "accepted": accepted,
-                                     "problems": problems}
-            if "ref" in msg:
-                reply["ref"] = msg["ref"]
-            gw.send(c, reply)
+        if "ref" in msg:
+            gw.send(c, frames.position_result(accepted, problems, ref=msg["ref"]))
+        elif problems:
+            gw.send(c, frames.position_result(accepted, problems))
 
+    unit_snapshot = gw.ports.unit_snapshot
     await gw.serve(client, last_event_id=last_event_id,
-                   snapshot=lambda conn: _unit_snapshot(conn, unit_id), on_message=on_message)
+                   snapshot=lambda conn: unit_snapshot(conn, unit_id), on_message=on_message)
 
 
 # --- HTTP ------------------------------------------------------------------------------------
 
-class PositionBatch(BaseModel):
-    fixes: list[dict[str, Any]] = Field(max_length=MAX_FIXES_PER_REQUEST,
-                                        description="Oldest first: lat, lon, fix_time, "
-                                        "heading_deg?, speed_mps?, accuracy_m?")
-
-
-class PositionBatchResult(BaseModel):
-    accepted: int
-    problems: list[dict[str, Any]] = Field(
-        description="One per fix not taken: index, reason, detail, status (rejected|ignored).")
-
-
 @router.post("/api/v1/units/{unit_id}/positions", response_model=PositionBatchResult,
              tags=["avl"], summary="Batch AVL ingest from an MDT (the websocket is cheaper)")
-async def post_positions(unit_id: str, body: PositionBatch, request: Request,
-                         principal: Annotated[Any, Depends(auth.require(auth.MDT_ROLES))]
+async def post_positions(unit_id: str, body: PositionBatch, gw: RunningGateway,
+                         principal: Annotated[Principal, Depends(auth.require(auth.MDT_ROLES))]
                          ) -> PositionBatchResult:
     if principal.unit_id != unit_id:
-        from cad.errors import Forbidden
         raise Forbidden("this token is bound to another unit")
-    gw = _gateway(request)
-    if gw is None:
-        raise ServiceUnavailable("the real-time gateway is not running")
     accepted, problems = await gw.avl.ingest(unit_id, principal.agency, body.fixes)
-    return PositionBatchResult(accepted=accepted, problems=problems)
+    return PositionBatchResult.model_validate({"accepted": accepted, "problems": problems})
 
 
-@router.get("/api/v1/units/{unit_id}/track", tags=["avl"],
+@router.get("/api/v1/units/{unit_id}/track", tags=["avl"], response_model=Track,
             summary="A unit's stored breadcrumbs between two times, oldest first")
 async def get_track(
-    unit_id: str, request: Request,
-    principal: Annotated[Any, Depends(auth.require(auth.TRACK_ROLES))],
+    unit_id: str, gw: RunningGateway,
+    principal: Annotated[Principal, Depends(auth.require(auth.TRACK_ROLES))],
     from_: Annotated[datetime | None, Query(alias="from")] = None,
     to: Annotated[datetime | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_TRACK_POINTS)] = 10_000,
@@ -221,9 +181,8 @@ async def get_track(
         raise Invalid("from must not be after to", field="query.from")
     if to - from_ > MAX_TRACK_SPAN:
         raise Invalid(f"at most {MAX_TRACK_SPAN.days} days per request", field="query.to")
-    pool: asyncpg.Pool = request.app.state.pool
-    async with pool.acquire() as conn:
-        agency = await _unit_agency(conn, unit_id)
+    async with gw.pool.acquire() as conn:
+        agency = await gw.ports.unit_agency(conn, unit_id)
         allowed = auth.principal_agencies(principal)
         if agency is not None and allowed is not None and agency not in allowed:
             raise NotFound(f"no unit {unit_id}")  # other agencies' units are not disclosed
@@ -238,18 +197,15 @@ async def get_track(
     }
 
 
-async def _unit_agency(conn: asyncpg.Connection, unit_id: str) -> str | None:
-    if not await conn.fetchval("SELECT to_regclass('units') IS NOT NULL"):
-        return None
-    return await conn.fetchval("SELECT agency FROM units WHERE id = $1", unit_id)
-
-
-@router.get("/api/v1/realtime/stats", tags=["avl"],
+@router.get("/api/v1/realtime/stats", tags=["avl"], response_model=RealtimeStats,
             summary="This worker's gateway counters (clients, positions, drops)")
-async def get_stats(request: Request,
-                    principal: Annotated[Any, Depends(auth.require({"supervisor", "admin"}))]
+async def get_stats(gw: RunningGateway,
+                    principal: Annotated[Principal, Depends(auth.require({"supervisor", "admin"}))]
                     ) -> dict[str, Any]:
-    gw = _gateway(request)
-    if gw is None:
-        raise ServiceUnavailable("the real-time gateway is not running")
     return gw.stats()
+
+
+@router.get("/asyncapi.json", tags=["realtime"], response_model=AsyncApiDocument,
+            summary="The websocket protocol (/ws/board, /ws/unit/{unit_id}) as AsyncAPI 3.0")
+async def get_asyncapi() -> dict[str, Any]:
+    return asyncapi_document()

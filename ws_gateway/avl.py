@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +19,10 @@ from typing import Any
 import asyncpg
 import orjson
 import structlog
+
+from cad.settings import Settings
+from schemas.realtime import POSITION_FIELDS
+from ws_gateway.ports import ApplyPosition, StoreLastFixes
 
 log = structlog.get_logger("ws_gateway.avl")
 
@@ -129,13 +132,20 @@ def validate_fix(unit_id: str, raw: dict[str, Any], *, now: datetime, max_age_s:
 
 
 def fix_wire(fix: Fix, agency: str | None, coalesced: int) -> dict[str, Any]:
-    """A position as boards receive it. ``coalesced``: fixes of this unit superseded on the
+    """A position as boards receive it (``schemas.realtime.Position``; not validated here:
+    ``fix`` passed :func:`validate_fix`). ``coalesced``: fixes of this unit superseded on the
     ingesting worker since the previous one sent (dropped on purpose)."""
     return {
         "unit_id": fix.unit_id, "agency": agency, "lat": fix.lat, "lon": fix.lon,
         "heading_deg": fix.heading_deg, "speed_mps": fix.speed_mps,
         "accuracy_m": fix.accuracy_m, "fix_time": fix.fix_time, "coalesced": coalesced,
     }
+
+
+_probe = fix_wire(Fix("u", 0.0, 0.0, datetime.now(UTC)), None, 0)
+if tuple(_probe) != POSITION_FIELDS:
+    raise RuntimeError("schemas.realtime.Position changed: update ws_gateway.avl.fix_wire")
+del _probe
 
 
 class Coalescer:
@@ -181,27 +191,21 @@ class Coalescer:
 _COPY_COLUMNS = ("unit_id", "fix_time", "received_at", "lat", "lon", "heading_deg",
                  "speed_mps", "accuracy_m")
 
-_UPDATE_LAST = """
-UPDATE units AS u SET last_lat = v.lat, last_lon = v.lon, last_fix_at = v.fix_time
-FROM unnest($1::text[], $2::float8[], $3::float8[], $4::timestamptz[]) AS v(unit_id, lat, lon, fix_time)
-WHERE u.id = v.unit_id AND (u.last_fix_at IS NULL OR u.last_fix_at < v.fix_time)
-"""
-
-
 class BreadcrumbWriter:
     """Buffers accepted fixes and writes them with COPY every ``flush_interval_s``. The
     event loop only appends to a list; the write is an awaited COPY on a pool connection.
     While the database is unreachable the buffer keeps up to ``buffer_max`` fixes (oldest
     dropped first, counted)."""
 
-    def __init__(self, pool: asyncpg.Pool, *, flush_interval_s: float, buffer_max: int) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, flush_interval_s: float, buffer_max: int,
+                 store_last_fixes: StoreLastFixes) -> None:
         self.pool = pool
+        self.store_last_fixes = store_last_fixes
         self.flush_interval_s = flush_interval_s
         self.buffer_max = buffer_max
         self._buf: list[tuple[Any, ...]] = []
         self._task: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
-        self._units_table: bool | None = None
         self._flushing = asyncio.Lock()  # flush() returns only once earlier fixes are stored
         self.written = 0
         self.dropped = 0
@@ -254,74 +258,39 @@ class BreadcrumbWriter:
             async with self.pool.acquire() as conn, conn.transaction():
                 await conn.copy_records_to_table("unit_positions", records=batch,
                                                  columns=_COPY_COLUMNS)
-                if self._units_table is None:
-                    self._units_table = await conn.fetchval(
-                        "SELECT to_regclass('units') IS NOT NULL")
-                if self._units_table:
-                    newest: dict[str, tuple[Any, ...]] = {}
-                    for rec in batch:
-                        cur = newest.get(rec[0])
-                        if cur is None or rec[1] > cur[1]:
-                            newest[rec[0]] = rec
-                    recs = list(newest.values())
-                    from units.repository import store_last_fixes  # bridge until the ports land
-                    await store_last_fixes(conn, [(r[0], r[3], r[4], r[1]) for r in recs])
+                newest: dict[str, tuple[Any, ...]] = {}
+                for rec in batch:
+                    cur = newest.get(rec[0])
+                    if cur is None or rec[1] > cur[1]:
+                        newest[rec[0]] = rec
+                await self.store_last_fixes(
+                    conn, [(r[0], r[3], r[4], r[1]) for r in newest.values()])
         except BaseException:
             self._buf[:0] = batch  # put back in front, order kept
             if len(self._buf) > self.buffer_max:
                 over = len(self._buf) - self.buffer_max
                 del self._buf[:over]
                 self.dropped += over
-            if self._units_table is not None:
-                self._units_table = None  # maybe the table appeared/disappeared: look again
             raise
         self.written += len(batch)
         self.flushes += 1
         return len(batch)
 
 
-def resolve_position_hook(app_state: Any) -> Callable[[str, float, float, datetime], None]:
-    """The one place where a fix reaches the routing index.
-
-    ``units.positions.apply_position(app_state, unit_id, lat, lon, fix_time)`` when the units
-    package provides it; otherwise ``app_state.routing.move_unit`` when a routing service is
-    configured; otherwise nothing.
-    """
-    rt = getattr(app_state, "runtime", None)
-    if rt is not None:
-        return rt.locator.move
-
-    def fallback(unit_id: str, lat: float, lon: float, fix_time: datetime) -> None:
-        routing = getattr(app_state, "routing", None)
-        if routing is None or not hasattr(routing, "move_unit"):
-            return
-        try:
-            routing.move_unit(unit_id, lat=lat, lon=lon)
-        except Exception as exc:  # noqa: BLE001 - unknown unit to routing: the fix is still stored
-            log.debug("routing_move_unit_failed", unit_id=unit_id, error=type(exc).__name__)
-    return fallback
-
-
-def resolve_units_changed_hook(app_state: Any) -> Callable[[set[str] | None], None]:
-    """``units.positions.units_changed(app_state, unit_ids)`` when the units package provides
-    it (each worker's routing index follows changes made through any worker), else nothing."""
-    rt = getattr(app_state, "runtime", None)
-    if rt is None:
-        return lambda _ids: None
-    return rt.locator.schedule_refresh
-
-
 class AvlIngest:
     """Per worker: last accepted fix time per unit (out-of-order detection), the coalescer,
-    the breadcrumb writer and the routing hook."""
+    the breadcrumb writer, and ``apply_position`` (the app's routing index: each unit's
+    newest accepted fix, at once)."""
 
-    def __init__(self, app_state: Any, pool: asyncpg.Pool, *, settings: Any) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, settings: Settings,
+                 apply_position: ApplyPosition, store_last_fixes: StoreLastFixes) -> None:
         self.pool = pool
         self.settings = settings
         self.coalescer = Coalescer(settings.avl_max_positions_per_unit_per_s)
         self.writer = BreadcrumbWriter(pool, flush_interval_s=settings.avl_flush_interval_ms / 1000,
-                                       buffer_max=settings.avl_buffer_max)
-        self.apply_to_routing = resolve_position_hook(app_state)
+                                       buffer_max=settings.avl_buffer_max,
+                                       store_last_fixes=store_last_fixes)
+        self.apply_to_routing = apply_position
         self._last_fix: dict[str, datetime] = {}
         self._no_fix: set[str] = set()  # looked up: nothing stored yet
         self.accepted = 0

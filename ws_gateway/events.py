@@ -9,7 +9,10 @@ from typing import Any
 import asyncpg
 import orjson
 
-EVENT_COLUMNS = "id, type, occurred_at, aggregate_type, aggregate_id, agency, actor, request_id, data"
+from schemas.events import ENVELOPE_FIELDS
+
+# The event_log columns are the envelope's fields (schemas.events.EventEnvelope), in order.
+EVENT_COLUMNS = ", ".join(ENVELOPE_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +22,7 @@ class Event:
     aggregate_type: str
     aggregate_id: str
     unit_ids: frozenset[str]
-    json: bytes  # the wire form (schemas.events.EventEnvelope), serialised once
+    json: bytes  # the wire form (schemas.events.EventEnvelope), serialised once per worker
 
 
 def event_from_row(row: asyncpg.Record) -> Event:
@@ -28,17 +31,8 @@ def event_from_row(row: asyncpg.Record) -> Event:
         data = orjson.loads(data)
     raw_units = data.get("unit_ids") if isinstance(data, dict) else None
     unit_ids = frozenset(str(u) for u in raw_units) if isinstance(raw_units, list) else frozenset()
-    body = {
-        "id": row["id"],
-        "type": row["type"],
-        "occurred_at": row["occurred_at"],
-        "aggregate_type": row["aggregate_type"],
-        "aggregate_id": row["aggregate_id"],
-        "agency": row["agency"],
-        "actor": row["actor"],
-        "request_id": row["request_id"],
-        "data": data,
-    }
+    body = {k: row[k] for k in ENVELOPE_FIELDS}
+    body["data"] = data
     return Event(row["id"], row["agency"], row["aggregate_type"], row["aggregate_id"], unit_ids,
                  orjson.dumps(body))
 

@@ -22,9 +22,13 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import structlog
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+    from redis.asyncio.client import PubSub
 
 log = structlog.get_logger("ws_gateway.hub")
 
@@ -117,13 +121,13 @@ class RedisHub(Hub):
         self.url = url
         self.prefix = prefix.rstrip(":") + ":"
         self.origin = secrets.token_hex(8).encode()
-        self._redis: Any = None  # redis.asyncio.Redis for publishing
+        self._redis: aioredis.Redis | None = None  # for publishing
         self._listener: asyncio.Task[None] | None = None
         self._sender: asyncio.Task[None] | None = None
         # Messages waiting for Redis; full (Redis stalled) = dropped and counted: Redis only
         # carries wake-ups and positions, both superseded by the next ones.
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=OUTBOX_MAX)
-        self._pubsub: Any = None
+        self._pubsub: PubSub | None = None
         self._connected = asyncio.Event()
         self._closing = False
         self.reconnects = 0
@@ -205,11 +209,12 @@ class RedisHub(Hub):
 
     def _channel_added(self, channel: str) -> None:
         if self._pubsub is not None and self.connected:
-            asyncio.get_running_loop().create_task(self._subscribe_quietly(channel))
+            asyncio.get_running_loop().create_task(
+                self._subscribe_quietly(self._pubsub, channel))
 
-    async def _subscribe_quietly(self, channel: str) -> None:
+    async def _subscribe_quietly(self, pubsub: PubSub, channel: str) -> None:
         try:
-            await self._pubsub.subscribe(self.prefix + channel)
+            await pubsub.subscribe(self.prefix + channel)
         except Exception as exc:  # noqa: BLE001 - the listener resubscribes on reconnect
             log.warning("redis_subscribe_failed", channel=channel, error=type(exc).__name__)
 

@@ -16,6 +16,7 @@ from cad.security import service, witness
 from cad.security.deps import Context, CurrentPrincipal
 from cad.security.schemas import (
     AuditPageOut,
+    AuditVerifyOut,
     DeviceIssuedOut,
     DeviceIssueIn,
     DeviceOut,
@@ -181,7 +182,7 @@ async def query_audit(sec: SecurityDep,
             "next_after_seq": entries[-1]["seq"] if len(entries) == limit else None}
 
 
-@router.get("/audit/verify", tags=["audit"],
+@router.get("/audit/verify", tags=["audit"], response_model=AuditVerifyOut,
             description="Verify the hash chain and the chain heads witnessed outside the database "
                         "(same as `cad audit verify`). Recorded.")
 async def verify_audit(sec: SecurityDep, ctx: Context) -> dict[str, Any]:

@@ -131,3 +131,23 @@ class AuditEntryOut(BaseModel):
 class AuditPageOut(BaseModel):
     entries: list[AuditEntryOut]
     next_after_seq: int | None = Field(description="pass as after_seq for the next page")
+
+
+class AuditProblemOut(BaseModel):
+    kind: str = Field(description="edited | deleted | inserted | reordered | broken | "
+                      "truncated | rewritten")
+    seq: int
+    id: int | None
+    detail: str
+
+
+class AuditVerifyOut(BaseModel):
+    ok: bool
+    entries: int
+    first_seq: int | None
+    last_seq: int | None
+    head_hash: str
+    anchor_seq: int
+    witnesses_checked: int
+    witnessed_through: int | None = Field(description="The newest witnessed chain position")
+    problems: list[AuditProblemOut]

@@ -7,9 +7,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from incidents.schemas import IncidentOut, TypeCode
+from incidents.schemas import TypeCode
+from schemas.board import BoardSnapshot, IncidentView, UnitView
 from schemas.common import DbId, Out, ShortText, Strict, UnitId
-from units.schemas import UnitOut
 from units.status import UnitStatus
 
 Priority = Annotated[int, Field(ge=1, le=5)]
@@ -92,15 +92,15 @@ class RecommendationOut(Out):
 
 
 class DispatchOut(Out):
-    incident: IncidentOut
+    incident: IncidentView
     dispatched: list[str]
-    units: list[UnitOut]
+    units: list[UnitView]
     recommendation_id: int | None
     recommendation_outcome: Literal["accepted", "overridden"] | None
 
 
 class StatusChangeOut(Out):
-    unit: UnitOut
+    unit: UnitView
     from_status: UnitStatus
     incident_id: int | None
     incident_can_close: bool = Field(description="Every unit on the incident has cleared.")
@@ -130,10 +130,8 @@ class TimersOut(Out):
     units: list[OverdueUnit]
 
 
-class BoardOut(Out):
+class BoardOut(BoardSnapshot):
     last_event_id: int = Field(description="Resume the board stream after this event.")
-    incidents: dict[str, IncidentOut]
-    units: dict[str, UnitOut]
 
 
 class SlotOut(Out):

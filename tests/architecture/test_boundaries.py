@@ -166,6 +166,20 @@ def _imported(node: ast.Import | ast.ImportFrom) -> list[str]:
     return [node.module or ""]
 
 
+def test_only_the_app_factory_touches_app_state() -> None:
+    """Everything a handler needs arrives typed (cad.deps.wired / provide, gateway ports);
+    ``app.state`` holds the runtime for tests and tools only (cad.app.runtime_of)."""
+    broken = []
+    for module, path in _modules():
+        if module == "cad.app":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Attribute) and node.attr == "state"
+                    and isinstance(node.value, ast.Attribute) and node.value.attr == "app"):
+                broken.append(f"{path.relative_to(ROOT)}:{node.lineno} ({module})")
+    assert not broken, "app state read outside cad.app:\n" + "\n".join(broken)
+
+
 SERVICE_MODULES = ("units.service", "incidents.service", "incidents.zones",
                    "incidents.dispatch.service", "incidents.dispatch.recommend",
                    "incidents.dispatch.plans", "incidents.dispatch.timers")

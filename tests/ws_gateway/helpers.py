@@ -73,7 +73,7 @@ def app_secret(running: Any) -> str:
 
 async def emit(pool: asyncpg.Pool, type_: str, aggregate: tuple[str, Any], *,
                agency: str | None = "A", data: dict[str, Any] | None = None) -> int:
-    """One committed state change = one event (the way issue 4's actions write them)."""
+    """One committed state change = one event (the way the domain actions write them)."""
     async with unit_of_work(pool, RequestContext(actor="tests", agency=agency)) as uow:
         uow.emit(type_, aggregate=aggregate, data=data or {}, agency=agency)
     return uow.event_ids[0]

@@ -1,4 +1,4 @@
-"""Writer for the crash test through the dispatch HTTP API (issue 4): call intake, dispatch,
+"""Writer for the crash test through the dispatch HTTP API: call intake, dispatch,
 en route, on scene, available — repeated over a few units, each request retried through
 server restarts (dispatches and status changes with an Idempotency-Key, so a request that
 committed before the crash is answered from the stored result, not applied twice).

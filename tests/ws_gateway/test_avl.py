@@ -148,7 +148,7 @@ async def test_http_batch_ingest_and_track_replay(live: RunningApp) -> None:
         wrong_unit = await http.post("/api/v1/units/E1/positions", json={"fixes": fixes[:1]},
                                      headers={"Authorization": f"Bearer {token}"})
         assert wrong_unit.status_code == 403
-        await live.app.state.gateway.avl.writer.flush()
+        await live.gateway.avl.writer.flush()
         analyst = await board_token(pool, app_secret(live), role="analyst", agency="A")
         params = {"from": (t0 + timedelta(seconds=10)).isoformat(),
                   "to": (t0 + timedelta(seconds=19)).isoformat()}

@@ -93,7 +93,7 @@ async def test_sigkill_mid_stream_then_reconnect_gives_exactly_the_committed_eve
 
 async def test_sigkill_during_http_dispatches_and_status_changes(
         database_url: str, pool: asyncpg.Pool, tmp_path: Path) -> None:
-    """The same property driven through the dispatch API (issue 4): the writer's requests
+    """The same property driven through the dispatch API: the writer's requests
     are in flight when the server dies and are retried against the restarted server."""
     server = ServerProcess(database_url, tmp_path, extra_env={"CAD_TIMER_SWEEP_INTERVAL_S": "0"})
     server.start()

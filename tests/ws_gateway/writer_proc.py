@@ -1,5 +1,5 @@
 """A separate writer process for the crash test: each commit of the unit of work is one
-dispatch or status change (one event), the way issue 4's actions write them.
+dispatch or status change (one event), the way the domain actions write them.
 
     python -m tests.ws_gateway.writer_proc DATABASE_URL COUNT PAUSE_S
 Prints the committed event ids, one per line, as it goes.

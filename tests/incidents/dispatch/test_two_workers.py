@@ -39,7 +39,7 @@ async def _caught_up(worker: RunningApp) -> None:
     """``worker`` has read the event log up to now (its locator re-reads are awaited by the
     recommendation itself)."""
     newest = await worker.pool.fetchval("SELECT coalesce(max(id), 0) FROM event_log")
-    await _until(lambda: worker.app.state.gateway.tailer.cursor >= newest,
+    await _until(lambda: worker.gateway.tailer.cursor >= newest,
                  f"worker has read event {newest}")
 
 
