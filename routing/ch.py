@@ -7,8 +7,9 @@ A shortcut u->w is added when no witness path of at most the same travel time is
 found by a Dijkstra from u that avoids v, bounded by a settle limit: a missed
 witness only adds a superfluous shortcut, never a wrong distance.
 
-The dynamic graph lives in one pool of rows ``[nbr, w_out, w_in, hops_out, hops_in]``
-(int32) plus ``[len_out, len_in]`` (float64), one growable slice per node; both
+The dynamic graph lives in one pool of rows
+``[nbr, w_out, w_in, hops_out, hops_in, mid_out, mid_in]`` (int32; ``mid`` is the
+contracted node a shortcut bypasses, -1 for an original arc) plus ``[len_out, len_in]`` (float64), one growable slice per node; both
 directions of a neighbour pair share a row, so in- and out-neighbours come from one scan.
 
 The result is the set of upward arcs, stored in rank space (see graph.Hierarchy).
@@ -34,7 +35,9 @@ WITNESS_LIMIT_SIMULATE = 60
 WITNESS_LIMIT_CONTRACT = 400
 
 # indices into the scalar state vector
-_POOL_END, _PQ_SIZE, _NEXT_RANK, _N_UF, _N_UB = 0, 1, 2, 3, 4
+_POOL_END, _PQ_SIZE, _NEXT_RANK, _N_UF, _N_UB, _STAMP = 0, 1, 2, 3, 4, 5
+_N_SEARCHES, _N_REQUEUED = 6, 7  # statistics: witness searches (at most), lazy re-queues
+_NCOL = 7  # columns of the dynamic graph's rows (see the module docstring)
 
 
 @njit(cache=True)
@@ -54,14 +57,14 @@ def _append(A, L, astart, alen, acap, scal, x, y):
         pe = scal[_POOL_END]
         if pe + newcap > A.shape[0]:
             size = max(2 * A.shape[0], pe + newcap)
-            A2 = np.empty((size, 5), np.int32)
+            A2 = np.empty((size, _NCOL), np.int32)
             L2 = np.empty((size, 2), np.float64)
             A2[:pe] = A[:pe]
             L2[:pe] = L[:pe]
             A, L = A2, L2
         s = astart[x]
         for i in range(alen[x]):
-            for c in range(5):
+            for c in range(_NCOL):
                 A[pe + i, c] = A[s + i, c]
             L[pe + i, 0] = L[s + i, 0]
             L[pe + i, 1] = L[s + i, 1]
@@ -75,14 +78,17 @@ def _append(A, L, astart, alen, acap, scal, x, y):
     A[i, 2] = INF32
     A[i, 3] = 0
     A[i, 4] = 0
+    A[i, 5] = -1
+    A[i, 6] = -1
     L[i, 0] = 0.0
     L[i, 1] = 0.0
     return A, L, i
 
 
 @njit(cache=True)
-def _add_arc(A, L, astart, alen, acap, scal, x, y, w, length, hops):
-    """Arc x->y (keeps the minimum weight if it exists already)."""
+def _add_arc(A, L, astart, alen, acap, scal, x, y, w, length, hops, mid):
+    """Arc x->y (keeps the minimum weight if it exists already; the middle node
+    follows the weight, so unpacking a shortcut always reproduces its weight)."""
     i = _entry(A, astart, alen, x, y)
     if i < 0:
         A, L, i = _append(A, L, astart, alen, acap, scal, x, y)
@@ -90,6 +96,7 @@ def _add_arc(A, L, astart, alen, acap, scal, x, y, w, length, hops):
         A[i, 1] = w
         L[i, 0] = length
         A[i, 3] = hops
+        A[i, 5] = mid
     j = _entry(A, astart, alen, y, x)
     if j < 0:
         A, L, j = _append(A, L, astart, alen, acap, scal, y, x)
@@ -97,24 +104,33 @@ def _add_arc(A, L, astart, alen, acap, scal, x, y, w, length, hops):
         A[j, 2] = w
         L[j, 1] = length
         A[j, 4] = hops
+        A[j, 6] = mid
     return A, L
 
 
 @njit(cache=True)
-def _witness(src, skip, maxd, limit, A, astart, alen, dist, hkey, hnode, hpos, touched):
-    """Bounded Dijkstra from src avoiding skip; leaves tentative distances in dist."""
+def _witness(src, skip, maxd, limit, A, astart, alen, dist, hkey, hnode, hpos, touched,
+             tmark, stamp, n_targets):
+    """Bounded Dijkstra from src avoiding skip; leaves tentative distances in dist.
+    Stops early once the n_targets nodes marked ``tmark == stamp`` are settled: their
+    distances are final then, so the witness decisions are the same as without."""
     nt = 0
     dist[src] = 0
     touched[nt] = src
     nt += 1
     size = heap_push_or_decrease(hkey, hnode, hpos, 0, src, np.int64(0))
     settled = 0
+    left = n_targets
     while size > 0:
         d = hkey[0]
         x = hnode[0]
         size = heap_pop(hkey, hnode, hpos, size)
         if d > maxd:
             break
+        if tmark[x] == stamp:
+            left -= 1
+            if left == 0:
+                break
         settled += 1
         if settled > limit:
             break
@@ -139,10 +155,11 @@ def _witness(src, skip, maxd, limit, A, astart, alen, dist, hkey, hnode, hpos, t
 
 
 @njit(cache=True)
-def _process(v, do_contract, limit, A, L, astart, alen, acap, scal, dist, hkey, hnode, hpos, touched):
+def _process(v, do_contract, limit, A, L, astart, alen, acap, scal, dist, hkey, hnode, hpos, touched, tmark):
     """Simulate (or perform) the contraction of v. Returns (A, L, priority terms)."""
     deg = alen[v]
     s = astart[v]
+    scal[_N_SEARCHES] += deg
     nbr = np.empty(deg, np.int32)
     wo = np.empty(deg, np.int64)
     wi = np.empty(deg, np.int64)
@@ -178,7 +195,15 @@ def _process(v, do_contract, limit, A, L, astart, alen, acap, scal, dist, hkey, 
                 maxw = wo[b]
         if maxw < 0:
             continue
-        nt = _witness(u, v, wi[a] + maxw, limit, A, astart, alen, dist, hkey, hnode, hpos, touched)
+        scal[_STAMP] += 1
+        stamp = scal[_STAMP]
+        n_targets = 0
+        for b in range(deg):
+            if b != a and wo[b] != INF32:
+                tmark[nbr[b]] = stamp
+                n_targets += 1
+        nt = _witness(u, v, wi[a] + maxw, limit, A, astart, alen, dist, hkey, hnode, hpos,
+                      touched, tmark, stamp, n_targets)
         for b in range(deg):
             if b == a or wo[b] == INF32:
                 continue
@@ -189,7 +214,7 @@ def _process(v, do_contract, limit, A, L, astart, alen, acap, scal, dist, hkey, 
                 added_hops += hi[a] + ho[b]
                 if do_contract:
                     A, L = _add_arc(A, L, astart, alen, acap, scal, u, w, need, li[a] + lo[b],
-                                    hi[a] + ho[b])
+                                    hi[a] + ho[b], v)
         for t in range(nt):
             dist[touched[t]] = INF64
     return A, L, added, added_hops, removed, removed_hops
@@ -214,14 +239,15 @@ def _ch_init(n, indptr, head, w, lenm, limit_sim):
         astart[u] = total
         total += acap[u]
     size = 2 * total + 1024
-    A = np.empty((size, 5), np.int32)
+    A = np.empty((size, _NCOL), np.int32)
     L = np.empty((size, 2), np.float64)
     alen = np.zeros(n, np.int64)
     scal = np.zeros(8, np.int64)
     scal[_POOL_END] = total
     for u in range(n):
         for e in range(indptr[u], indptr[u + 1]):
-            A, L = _add_arc(A, L, astart, alen, acap, scal, u, head[e], np.int64(w[e]), lenm[e], 1)
+            A, L = _add_arc(A, L, astart, alen, acap, scal, u, head[e], np.int64(w[e]), lenm[e], 1,
+                            -1)
     level = np.zeros(n, np.int64)
     rank = np.full(n, -1, np.int32)
     dist = np.full(n, INF64, np.int64)
@@ -229,22 +255,23 @@ def _ch_init(n, indptr, head, w, lenm, limit_sim):
     hnode = np.empty(n, np.int32)
     hpos = np.full(n, -1, np.int32)
     touched = np.empty(n, np.int32)
+    tmark = np.zeros(n, np.int64)
     pq_key = np.empty(n, np.float64)
     pq_node = np.empty(n, np.int32)
     pq_pos = np.full(n, -1, np.int32)
     size_pq = 0
     for v in range(n):
         A, L, ad, adh, rm, rmh = _process(v, False, limit_sim, A, L, astart, alen, acap, scal,
-                                          dist, hkey, hnode, hpos, touched)
+                                          dist, hkey, hnode, hpos, touched, tmark)
         size_pq = heap_push_or_decrease(pq_key, pq_node, pq_pos, size_pq, v,
                                         _priority(level[v], ad, adh, rm, rmh))
     scal[_PQ_SIZE] = size_pq
     cap_up = 2 * indptr[n] + 16
-    UF = np.empty((cap_up, 3), np.int64)
+    UF = np.empty((cap_up, 4), np.int64)
     UFL = np.empty(cap_up, np.float64)
-    UB = np.empty((cap_up, 3), np.int64)
+    UB = np.empty((cap_up, 4), np.int64)
     UBL = np.empty(cap_up, np.float64)
-    return (A, L, astart, alen, acap, scal, level, rank, dist, hkey, hnode, hpos, touched,
+    return (A, L, astart, alen, acap, scal, level, rank, dist, hkey, hnode, hpos, touched, tmark,
             pq_key, pq_node, pq_pos, UF, UFL, UB, UBL)
 
 
@@ -253,7 +280,7 @@ def _grow_up(U, UL, need):
     if need <= U.shape[0]:
         return U, UL
     size = max(2 * U.shape[0], need)
-    U2 = np.empty((size, 3), np.int64)
+    U2 = np.empty((size, 4), np.int64)
     UL2 = np.empty(size, np.float64)
     U2[: U.shape[0]] = U
     UL2[: U.shape[0]] = UL
@@ -261,16 +288,17 @@ def _grow_up(U, UL, need):
 
 
 @njit(cache=True)
-def _ch_step(A, L, astart, alen, acap, scal, level, rank, dist, hkey, hnode, hpos, touched,
+def _ch_step(A, L, astart, alen, acap, scal, level, rank, dist, hkey, hnode, hpos, touched, tmark,
              pq_key, pq_node, pq_pos, UF, UFL, UB, UBL, limit_sim, limit_contract, max_contract):
     done = 0
     while scal[_PQ_SIZE] > 0 and done < max_contract:
         v = pq_node[0]
         A, L, ad, adh, rm, rmh = _process(v, False, limit_sim, A, L, astart, alen, acap, scal,
-                                          dist, hkey, hnode, hpos, touched)
+                                          dist, hkey, hnode, hpos, touched, tmark)
         p = _priority(level[v], ad, adh, rm, rmh)
         heap_set(pq_key, pq_node, pq_pos, scal[_PQ_SIZE], v, p)
         if pq_node[0] != v:
+            scal[_N_REQUEUED] += 1
             continue  # lazy update: someone else is cheaper now
         scal[_PQ_SIZE] = heap_pop(pq_key, pq_node, pq_pos, scal[_PQ_SIZE])
         # record v's upward arcs (all remaining neighbours rank above v)
@@ -285,6 +313,7 @@ def _ch_step(A, L, astart, alen, acap, scal, level, rank, dist, hkey, hnode, hpo
                 UF[i, 0] = v
                 UF[i, 1] = x
                 UF[i, 2] = A[k, 1]
+                UF[i, 3] = A[k, 5]
                 UFL[i] = L[k, 0]
                 scal[_N_UF] = i + 1
             if A[k, 2] != INF32:
@@ -292,10 +321,11 @@ def _ch_step(A, L, astart, alen, acap, scal, level, rank, dist, hkey, hnode, hpo
                 UB[i, 0] = v
                 UB[i, 1] = x
                 UB[i, 2] = A[k, 2]
+                UB[i, 3] = A[k, 6]
                 UBL[i] = L[k, 1]
                 scal[_N_UB] = i + 1
         A, L, ad, adh, rm, rmh = _process(v, True, limit_contract, A, L, astart, alen, acap, scal,
-                                          dist, hkey, hnode, hpos, touched)
+                                          dist, hkey, hnode, hpos, touched, tmark)
         rank[v] = scal[_NEXT_RANK]
         scal[_NEXT_RANK] += 1
         done += 1
@@ -311,7 +341,7 @@ def _ch_step(A, L, astart, alen, acap, scal, level, rank, dist, hkey, hnode, hpo
             j = _entry(A, astart, alen, x, v)
             last = astart[x] + alen[x] - 1
             if j != last:
-                for c in range(5):
+                for c in range(_NCOL):
                     A[j, c] = A[last, c]
                 L[j, 0] = L[last, 0]
                 L[j, 1] = L[last, 1]
@@ -320,26 +350,118 @@ def _ch_step(A, L, astart, alen, acap, scal, level, rank, dist, hkey, hnode, hpo
         for k in range(deg):
             x = nbrs[k]
             A, L, ad, adh, rm, rmh = _process(x, False, limit_sim, A, L, astart, alen, acap, scal,
-                                              dist, hkey, hnode, hpos, touched)
+                                              dist, hkey, hnode, hpos, touched, tmark)
             heap_set(pq_key, pq_node, pq_pos, scal[_PQ_SIZE], x,
                      _priority(level[x], ad, adh, rm, rmh))
-    return (A, L, astart, alen, acap, scal, level, rank, dist, hkey, hnode, hpos, touched,
+    return (A, L, astart, alen, acap, scal, level, rank, dist, hkey, hnode, hpos, touched, tmark,
             pq_key, pq_node, pq_pos, UF, UFL, UB, UBL)
 
 
-def _to_rank_csr(n: int, rank: np.ndarray, U: np.ndarray, UL: np.ndarray):
-    frm = rank[U[:, 0]].astype(np.int64)
-    to = rank[U[:, 1]].astype(np.int32)
+@njit(cache=True)
+def _levels(n, rank, uf, nf, ub, nb):
+    """Level of every node: 0 for nodes with no arc from below, else one above the
+    highest node below it (arcs of U go from the contracted node to higher ones)."""
+    order = np.empty(n, np.int64)
+    for v in range(n):
+        order[rank[v]] = v
+    first_f = np.full(n + 1, 0, np.int64)
+    first_b = np.full(n + 1, 0, np.int64)
+    for i in range(nf):
+        first_f[rank[uf[i, 0]] + 1] += 1
+    for i in range(nb):
+        first_b[rank[ub[i, 0]] + 1] += 1
+    for r in range(n):
+        first_f[r + 1] += first_f[r]
+        first_b[r + 1] += first_b[r]
+    head_f = np.empty(nf, np.int64)
+    head_b = np.empty(nb, np.int64)
+    fill_f = first_f[:n].copy()
+    fill_b = first_b[:n].copy()
+    for i in range(nf):
+        r = rank[uf[i, 0]]
+        head_f[fill_f[r]] = uf[i, 1]
+        fill_f[r] += 1
+    for i in range(nb):
+        r = rank[ub[i, 0]]
+        head_b[fill_b[r]] = ub[i, 1]
+        fill_b[r] += 1
+    level = np.zeros(n, np.int64)
+    for r in range(n):
+        v = order[r]
+        for a in range(first_f[r], first_f[r + 1]):
+            y = head_f[a]
+            level[y] = max(level[y], level[v] + 1)
+        for a in range(first_b[r], first_b[r + 1]):
+            y = head_b[a]
+            level[y] = max(level[y], level[v] + 1)
+    return level
+
+
+@njit(cache=True)
+def _hilbert(x, y, bits):
+    """Distance of integer point (x, y) along a Hilbert curve of side 2**bits."""
+    d = np.empty(x.size, np.int64)
+    side = np.int64(1) << bits
+    for i in range(x.size):
+        xi = np.int64(x[i])
+        yi = np.int64(y[i])
+        h = np.int64(0)
+        s = side >> 1
+        while s > 0:
+            rx = 1 if (xi & s) > 0 else 0
+            ry = 1 if (yi & s) > 0 else 0
+            h += s * s * ((3 * rx) ^ ry)
+            if ry == 0:
+                if rx == 1:
+                    xi = side - 1 - xi
+                    yi = side - 1 - yi
+                xi, yi = yi, xi
+            s >>= 1
+        d[i] = h
+    return d
+
+
+def hilbert_keys(lat: np.ndarray, lon: np.ndarray, bits: int = 16) -> np.ndarray:
+    """Hilbert-curve position of each coordinate within the points' bounding box."""
+    def scale(a: np.ndarray) -> np.ndarray:
+        lo, hi = float(a.min()), float(a.max())
+        span = hi - lo if hi > lo else 1.0
+        return np.minimum(((a - lo) / span * (1 << bits)).astype(np.int64), (1 << bits) - 1)
+
+    return np.asarray(_hilbert(scale(lon), scale(lat), bits))
+
+
+def ch_layout(graph: RoadGraph, level: np.ndarray) -> np.ndarray:
+    """Where each node sits in the hierarchy's arrays: highest level first, and within
+    a level along a Hilbert curve. A search climbs from a node through a few nodes per
+    level, all near it on the map, so the nodes of one search space share cache lines
+    and pages instead of being scattered in contraction order."""
+    key = hilbert_keys(graph.node_lat, graph.node_lon)
+    order = np.lexsort((key, -level))  # position -> node
+    pos = np.empty(graph.n_nodes, np.int32)
+    pos[order] = np.arange(graph.n_nodes, dtype=np.int32)
+    return pos
+
+
+def _to_csr(n: int, pos: np.ndarray, U: np.ndarray, UL: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    frm = pos[U[:, 0]].astype(np.int64)
+    to = pos[U[:, 1]].astype(np.int32)
+    mid = np.where(U[:, 3] >= 0, pos[np.maximum(U[:, 3], 0)], -1).astype(np.int32)
     order = np.lexsort((to, frm))
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(frm, minlength=n), out=indptr[1:])
-    return (indptr, to[order], U[order, 2].astype(np.int32), UL[order].astype(np.float32))
+    return (indptr, to[order], U[order, 2].astype(np.int32), UL[order].astype(np.float32),
+            mid[order])
 
 
 def build_hierarchy(graph: RoadGraph, *, progress: Callable[[int, int], None] | None = None,
                     limit_simulate: int = WITNESS_LIMIT_SIMULATE,
-                    limit_contract: int = WITNESS_LIMIT_CONTRACT) -> Hierarchy:
-    """Contract the whole graph. ``progress(done, total)`` is called between chunks."""
+                    limit_contract: int = WITNESS_LIMIT_CONTRACT,
+                    layout: str = "level-hilbert") -> Hierarchy:
+    """Contract the whole graph. ``progress(done, total)`` is called between chunks.
+    ``layout`` orders the hierarchy's arrays: ``"level-hilbert"`` (see ch_layout) or
+    ``"rank"`` (contraction order)."""
     t0 = time.perf_counter()
     n = graph.n_nodes
     st = _ch_init(n, graph.fwd_indptr, graph.fwd_head, graph.edge_time_ds, graph.edge_length_m,
@@ -353,13 +475,20 @@ def build_hierarchy(graph: RoadGraph, *, progress: Callable[[int, int], None] | 
         if scal[_PQ_SIZE] == 0:
             break
     rank = st[7]
-    UF, UFL, UB, UBL = st[16], st[17], st[18], st[19]
+    UF, UFL, UB, UBL = st[17], st[18], st[19], st[20]
     nf, nb = int(scal[_N_UF]), int(scal[_N_UB])
-    f = _to_rank_csr(n, rank, UF[:nf], UFL[:nf])
-    b = _to_rank_csr(n, rank, UB[:nb], UBL[:nb])
+    if layout == "rank":
+        pos = rank.copy()
+    elif layout == "level-hilbert":
+        pos = ch_layout(graph, _levels(n, rank, UF, nf, UB, nb))
+    else:
+        raise ValueError(f"unknown layout {layout!r}")
+    f = _to_csr(n, pos, UF[:nf], UFL[:nf])
+    b = _to_csr(n, pos, UB[:nb], UBL[:nb])
     return Hierarchy(
-        rank=rank.copy(),
+        rank=pos,
         up_f_indptr=f[0], up_f_head=f[1], up_f_time_ds=f[2], up_f_length_m=f[3],
         up_b_indptr=b[0], up_b_head=b[1], up_b_time_ds=b[2], up_b_length_m=b[3],
+        up_f_mid=f[4], up_b_mid=b[4],
         preprocess_s=time.perf_counter() - t0,
     )
