@@ -53,10 +53,10 @@ from numba import njit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from routing import kernels as K  # noqa: E402
-from routing.graph import RoadGraph, is_graph_file  # noqa: E402
-from routing.index import Seed, UnitIndex  # noqa: E402
-from routing.testdata import road_file  # noqa: E402
+from routing import kernels as K
+from routing.graph import RoadGraph, is_graph_file
+from routing.index import Seed, UnitIndex
+from routing.testdata import road_file
 
 _libc = ctypes.CDLL(None)
 _clock_gettime = _libc.clock_gettime
@@ -129,7 +129,9 @@ def rss_mib() -> float:
 
 
 def mem_rollup() -> dict[str, float]:
-    """Rss, Pss and private (Private_Clean + Private_Dirty) of this process, MiB."""
+    """Rss, Pss, private (Private_Clean + Private_Dirty), shared and anonymous memory of
+    this process, MiB. A file page mapped by one process alone counts as private; the
+    anonymous part is what no other process can ever share (heap, workspaces)."""
     out: dict[str, float] = {}
     with open("/proc/self/smaps_rollup") as fh:
         for line in fh:
@@ -138,7 +140,8 @@ def mem_rollup() -> dict[str, float]:
                 out[parts[0][:-1]] = int(parts[1]) / 1024
     return {"rss": out.get("Rss", 0.0), "pss": out.get("Pss", 0.0),
             "private": out.get("Private_Clean", 0.0) + out.get("Private_Dirty", 0.0),
-            "shared": out.get("Shared_Clean", 0.0) + out.get("Shared_Dirty", 0.0)}
+            "shared": out.get("Shared_Clean", 0.0) + out.get("Shared_Dirty", 0.0),
+            "anon": out.get("Anonymous", 0.0)}
 
 
 def load_graph(spec: str) -> RoadGraph:
@@ -214,9 +217,14 @@ def compile_kernels() -> float:
 
 
 def worker_memory(path: str, units: int, queries: int) -> dict[str, float]:
-    """Child process: memory before and after loading a graph file and serving queries."""
-    before = mem_rollup()
+    """Child process: memory before and after loading a graph file and serving queries.
+    "Before" is after the imports and the kernels' JIT cache load (numba's compiled code
+    and LLVM, paid by every Python worker whatever the graph): the growth is what the
+    graph costs a worker. The totals are reported too."""
     from routing.service import RoutingService
+
+    compile_kernels()
+    before = mem_rollup()
 
     t0 = time.perf_counter()
     g = RoadGraph.load(path)
@@ -238,11 +246,11 @@ def two_workers(path: str, units: int, queries: int) -> dict[str, Any]:
     """Start two workers on the same file, the second once the first is serving; each
     reports its memory, and both stay alive until both have reported (so the file's
     pages are mapped by both when the second measures)."""
-    code = ("import json, sys, time; sys.path.insert(0, %r); "
+    root = str(Path(__file__).resolve().parents[1])
+    code = (f"import json, sys; sys.path.insert(0, {root!r}); "
             "from benchmarks.routing_bench import worker_memory; "
-            "r = worker_memory(%r, %d, %d); print(json.dumps(r), flush=True); "
-            "sys.stdin.readline()") % (str(Path(__file__).resolve().parents[1]), path, units,
-                                       queries)
+            f"r = worker_memory({path!r}, {units}, {queries}); "
+            "print(json.dumps(r), flush=True); sys.stdin.readline()")
     procs = []
     results = []
     for _ in range(2):
@@ -256,10 +264,13 @@ def two_workers(path: str, units: int, queries: int) -> dict[str, Any]:
         p.stdin.write("\n")
         p.stdin.flush()
         p.wait()
-    per = [{k: round(r[f"{k}_after"] - r[f"{k}_before"], 1) for k in ("rss", "pss", "private")}
+    per = [{**{k: round(r[f"{k}_after"] - r[f"{k}_before"], 1)
+               for k in ("rss", "pss", "private", "anon")},
+            "rss_total": round(r["rss_after"], 1), "private_total": round(r["private_after"], 1)}
            for r in results]
     return {"workers": per, "load_s": [round(r["load_s"], 4) for r in results],
             "second_worker_private_mib": per[1]["private"],
+            "second_worker_anon_mib": per[1]["anon"],
             "second_worker_rss_mib": per[1]["rss"]}
 
 
@@ -319,7 +330,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out["rk_preprocess_s"] = {"median": round(float(np.median(pre_rk)), 3),
                                   "min": round(min(pre_rk), 3), "max": round(max(pre_rk), 3),
                                   "reps": len(pre_rk)}
-    gh = g.with_hierarchy(h)
+    from routing.snap import build_snap_index
+
+    gh = g.with_hierarchy(h).with_snap_index(build_snap_index(g))
 
     # ---- file: write, load (memory-mapped), two workers --------------------------------------
     tmpdir = tempfile.TemporaryDirectory()
@@ -476,7 +489,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             t_ch, l_ch, edges, _, _ = idx.path(s, seeds)
             ts.append((time.perf_counter() - t0) * 1e6)
             if rep == 0:
-                t_dj, l_dj, edges_dj, _, _ = dij.path(s, seeds)
+                t_dj, l_dj, _e, _, _ = dij.path(s, seeds)
                 driven = float(gh.edge_time_ds[np.asarray(edges, np.int64)].sum())
                 if t_ch == t_dj and driven == t_ch:
                     route_ok += 1
@@ -613,9 +626,10 @@ def print_table(out: dict[str, Any]) -> None:
           f"({ld['min'] * 1000:.2f}-{ld['max'] * 1000:.2f})")
     if "two_workers" in out:
         tw = out["two_workers"]
-        print("two workers on the file, growth from loading + index + 1,000 queries: "
-              + "; ".join(f"worker {i + 1}: RSS +{w['rss']} MiB, private +{w['private']} MiB, "
-                          f"PSS +{w['pss']} MiB" for i, w in enumerate(tw["workers"])))
+        print("two workers on the file, growth from loading + units + 1,000 queries: "
+              + "; ".join(f"worker {i + 1}: RSS +{w['rss']} MiB (anonymous +{w['anon']}, "
+                          f"private +{w['private']}, PSS +{w['pss']}; whole process RSS "
+                          f"{w['rss_total']} MiB)" for i, w in enumerate(tw["workers"])))
     rk = out.get("baselines_us", {}).get("rk_cch")
     print(f"{'query path':<14}{'median µs':>11}{'min-max':>17}{'p99 µs':>10}"
           f"{'× rk_cch':>10}")

@@ -144,6 +144,8 @@ class RoadGraph:
     hierarchy: Hierarchy | None = None
     edge_name: np.ndarray | None = None  # filled with -1 (unnamed) when not given
     street_names: tuple[str, ...] = ()
+    # snapping grid (routing.snap.build_snap_index): arrays and parameters, or None
+    snap_index: dict[str, Any] | None = field(default=None, repr=False)
     _ext_order: np.ndarray | None = field(default=None, repr=False)
     _sorted_ext: np.ndarray | None = field(default=None, repr=False)
 
@@ -216,6 +218,11 @@ class RoadGraph:
         kwargs = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "hierarchy"}
         return RoadGraph(**kwargs, hierarchy=hierarchy)
 
+    def with_snap_index(self, snap_index: dict[str, Any] | None) -> RoadGraph:
+        """The same graph carrying a snapping grid, saved with it (routing.snap)."""
+        kwargs = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "snap_index"}
+        return RoadGraph(**kwargs, snap_index=snap_index)
+
     def summary(self) -> str:
         h = self.hierarchy
         ch = f", CH {h.n_up_arcs:,} upward arcs" if h is not None else ", no CH"
@@ -233,6 +240,14 @@ class RoadGraph:
                 if a is not None:
                     arrays["ch_" + name] = a
             meta["ch_preprocess_s"] = self.hierarchy.preprocess_s
+        if self.snap_index is not None:
+            params = {}
+            for name, v in self.snap_index.items():
+                if isinstance(v, np.ndarray):
+                    arrays["snap_" + name] = v
+                else:
+                    params[name] = v
+            meta["snap_params"] = params
         # the external-id index, so that loading sorts nothing and allocates nothing
         assert self._ext_order is not None and self._sorted_ext is not None
         arrays["ext_order"] = self._ext_order
@@ -252,7 +267,8 @@ class RoadGraph:
             arrays.pop("sorted_ext")
             arrays["meta_json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
             with open(tmp, "wb") as fh:  # a file object keeps numpy from appending ".npz"
-                np.savez(fh, **arrays)
+                # numpy's stub types the first keyword argument as allow_pickle: bool
+                np.savez(fh, **arrays)  # type: ignore[arg-type]  # see the line above
             tmp.replace(path)
             return path
         meta["format_version"] = FORMAT_VERSION
@@ -330,11 +346,17 @@ class RoadGraph:
                 preprocess_s=float(meta.get("ch_preprocess_s", 0.0)),
             )
         meta = dict(meta)
+        snap_index: dict[str, Any] | None = None
+        if "snap_params" in meta:
+            snap_index = dict(meta.pop("snap_params"))
+            for name, a in raw.items():
+                if name.startswith("snap_"):
+                    snap_index[name[5:]] = a
         class_names = tuple(meta.pop("class_names"))
         street_names = tuple(meta.pop("street_names", ()))
         return cls(**arrays, class_names=class_names, meta=meta, hierarchy=hierarchy,
-                   street_names=street_names, _ext_order=raw.get("ext_order"),
-                   _sorted_ext=raw.get("sorted_ext"))
+                   street_names=street_names, snap_index=snap_index,
+                   _ext_order=raw.get("ext_order"), _sorted_ext=raw.get("sorted_ext"))
 
 
 def is_graph_file(path: str | Path) -> bool:

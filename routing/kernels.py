@@ -17,6 +17,10 @@ incident and, at each settled x with d(x->incident) = D, scans bucket(x):
 ETA = o + d(v->x) + D. Every bucket entry at x has ETA >= D, so the search stops
 once the queue minimum exceeds the current K-th best ETA.
 """
+# mypy: disallow-untyped-defs=False
+# (numba kernels: numba infers their types from the arguments at the first call, so
+# annotations would restate what it checks and could not name the array layouts it
+# specialises on; the Python callers in routing.index / routing.ch are fully typed)
 
 from __future__ import annotations
 
@@ -690,9 +694,18 @@ def _up_search_parents(src, src_t, n_src, indptr, head, w, st_indptr, st_head, s
 
 @njit(cache=True, inline="always")
 def _find_arc(indptr, head, x, y):
-    for a in range(indptr[x], indptr[x + 1]):
-        if head[a] == y:
-            return a
+    """Arc x->y by binary search: each CSR row is sorted by head (routing.ch._to_csr);
+    rows at the top of the hierarchy hold hundreds of arcs."""
+    lo = indptr[x]
+    hi = indptr[x + 1]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if head[mid] < y:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo < indptr[x + 1] and head[lo] == y:
+        return lo
     return -1
 
 

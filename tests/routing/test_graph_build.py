@@ -276,6 +276,23 @@ def test_graph_file_is_memory_mapped_and_shared(tmp_path):
     np.testing.assert_array_equal(old.hierarchy.up_b_head, g.hierarchy.up_b_head)
 
 
+def test_snap_index_travels_in_the_file(tmp_path):
+    """A graph saved with its snapping grid maps it back, and snaps exactly as a grid
+    built afresh."""
+    from routing.snap import Snapper, build_snap_index
+
+    g = make_graph([(0, 1, 5), (1, 2, 7), (2, 0, 4), (1, 0, 5), (2, 13, 3), (13, 2, 3)])
+    h = RoadGraph.load(g.with_snap_index(build_snap_index(g)).save(tmp_path / "g.cadgraph"))
+    assert h.snap_index is not None and not h.snap_index["x0"].flags.writeable
+    rng = np.random.default_rng(3)
+    lat = 40.0 + rng.random(50) * 0.003
+    lon = -74.0 + rng.random(50) * 0.004
+    a, b = Snapper(h).snap(lat, lon), Snapper(g).snap(lat, lon)
+    np.testing.assert_array_equal(a.edge, b.edge)
+    np.testing.assert_array_equal(a.frac, b.frac)
+    np.testing.assert_array_equal(a.distance_m, b.distance_m)
+
+
 def test_names_must_index_the_table():
     with pytest.raises(ValueError):
         _named([(0, 1, 5, 2), (1, 0, 5, 0)], ["A St", "B St"])
