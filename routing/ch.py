@@ -63,7 +63,8 @@ def _to_csr(n: int, pos: np.ndarray, U: np.ndarray, UL: np.ndarray
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     frm = pos[U[:, 0]].astype(np.int64)
     to = pos[U[:, 1]].astype(np.int32)
-    mid = np.where(U[:, 3] >= 0, pos[np.maximum(U[:, 3], 0)], -1).astype(np.int32)
+    # a shortcut's middle node in the layout's numbering; an original arc keeps -2 - edge id
+    mid = np.where(U[:, 3] >= 0, pos[np.maximum(U[:, 3], 0)], U[:, 3]).astype(np.int32)
     order = np.lexsort((to, frm))
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(frm, minlength=n), out=indptr[1:])

@@ -235,7 +235,7 @@ def _ch_init(n, indptr, head, w, lenm, limit_sim):
     for u in range(n):
         for e in range(indptr[u], indptr[u + 1]):
             A, L = _add_arc(A, L, astart, alen, acap, scal, u, head[e], np.int64(w[e]), lenm[e], 1,
-                            -1)
+                            -2 - e)  # an original arc: its edge id, coded below -1
     level = np.zeros(n, np.int64)
     rank = np.full(n, -1, np.int32)
     dist = np.full(n, INF64, np.int64)

@@ -79,8 +79,9 @@ _CH_ARRAYS: dict[str, Any] = {
     "up_b_length_m": np.float32,
 }
 
-# Optional hierarchy arrays: the middle node of each shortcut (-1 for an original arc),
-# for path unpacking. Files without them answer routes with a plain Dijkstra.
+# Optional hierarchy arrays: the middle node of each shortcut, or for an original arc
+# -2 - its edge id (-1: an original arc of unknown edge), for path unpacking. Files
+# without them answer routes with a plain Dijkstra.
 _CH_OPTIONAL: dict[str, Any] = {
     "up_f_mid": np.int32,
     "up_b_mid": np.int32,
@@ -108,7 +109,7 @@ class Hierarchy:
     up_b_time_ds: np.ndarray
     up_b_length_m: np.ndarray
     preprocess_s: float = 0.0
-    up_f_mid: np.ndarray | None = None  # shortcut middle node (hierarchy numbering) or -1
+    up_f_mid: np.ndarray | None = None  # shortcut middle node, or -2 - edge id
     up_b_mid: np.ndarray | None = None
 
     @property

@@ -395,11 +395,12 @@ class UnitIndex:
                 h.up_b_indptr, h.up_b_head, h.up_b_time_ds, h.up_b_mid,
                 ws["ch_node"], g.fwd_indptr, g.fwd_head, self._dist, self._hkey, self._hnode,
                 self._hpos, self._touched, ws["dist_b"], ws["touched_b"], ws["par_f"],
-                ws["par_b"], ws["stack"], ws["nodes"], ws["expanded"], ws["edges"])
+                ws["par_b"], ws["stack"], ws["nodes"], ws["edges"])
             if si >= 0:
                 if t < best[0]:
-                    edges = ws["edges"][:n_e].tolist()
-                    length = (float(self.u_src_l[slot, si]) + float(g.edge_length_m[edges].sum())
+                    e_arr = ws["edges"][:n_e]
+                    edges = e_arr.tolist()
+                    length = (float(self.u_src_l[slot, si]) + float(g.edge_length_m[e_arr].sum())
                               + seeds[qi].length_m)
                     best = (float(t), length, edges, self._source(slot, si), seeds[qi])
                 return best
@@ -435,7 +436,7 @@ class UnitIndex:
                 "dist_b": np.full(n, np.inf), "touched_b": np.empty(n, np.int32),
                 "par_f": np.empty(n, np.int32), "par_b": np.empty(n, np.int32),
                 "stack": np.empty((n + 2, 2), np.int32), "nodes": np.empty(n, np.int32),
-                "expanded": np.empty(n + 1, np.int32), "edges": np.empty(n, np.int64),
+                "edges": np.empty(n, np.int64),
                 "parent": np.full(n, -1, np.int64), "ch_node": np.empty(n, np.int32),
             }
             h = self.graph.hierarchy

@@ -31,6 +31,10 @@ from routing.heap import heap_pop, heap_push_or_decrease
 
 INF = np.inf
 SMALL_BUCKET = 16  # buckets up to this length close a removed entry's gap at once
+# Large buckets: an insertion with no tombstone within SPREAD_REACH entries first spreads
+# the bucket out with a tombstone after every SPREAD_EVERY live entries.
+SPREAD_EVERY = 8
+SPREAD_REACH = 24
 
 
 # ------------------------------------------------------------------ upward search
@@ -85,46 +89,125 @@ def upward_search(src, off_t, off_l, n_src, indptr, head, w, lenm, st_indptr, st
 # ----------------------------------------------------------------------- buckets
 @njit(cache=True)
 def _bucket_append(x, slot, t, length, j, b_start, b_len, b_cap, pool_sj, pool_t, pool_l, scal):
-    # keep the bucket sorted by distance so that queries stop scanning at their bound.
-    # q = first entry farther than t (binary search; tombstones keep their distance, so
-    # they are sorted like live entries)
+    for _attempt in range(2):  # a second pass only after a re-spread
+        # keep the bucket sorted by distance so that queries stop scanning at their bound.
+        # q = first entry farther than t (binary search; tombstones keep their distance, so
+        # they are sorted like live entries)
+        lo = b_start[x]
+        end = lo + b_len[x]
+        q = lo
+        hi = end
+        while q < hi:
+            mid = (q + hi) >> 1
+            if pool_t[mid] > t:
+                hi = mid
+            else:
+                q = mid + 1
+        if q == end and b_len[x] < b_cap[x]:
+            b_len[x] += 1  # farthest so far, and room at the end: nothing moves
+            _bucket_put(q, slot, j, t, length, pool_sj, pool_t, pool_l)
+            return pool_sj, pool_t, pool_l
+        if b_len[x] > SMALL_BUCKET:
+            # reuse the tombstone nearest to q: only the entries between the two move. When
+            # none is within SPREAD_REACH, first spread the bucket out with a tombstone every
+            # SPREAD_EVERY entries (a packed-memory-array idea): moves then shift a handful
+            # of entries instead of a third of a 500-entry bucket at the top of the hierarchy.
+            left = q - 1
+            right = q
+            if (q - lo > SPREAD_REACH and end - q > SPREAD_REACH
+                    and not _tombstone_near(pool_sj, q, lo, end)):
+                pool_sj, pool_t, pool_l = _respread(x, b_start, b_len, b_cap, pool_sj, pool_t,
+                                                    pool_l, scal)
+                continue
+            while left >= lo or right < end:
+                if left >= lo:
+                    if pool_sj[left, 0] < 0:
+                        for i in range(left, q - 1):
+                            pool_sj[i, 0] = pool_sj[i + 1, 0]
+                            pool_sj[i, 1] = pool_sj[i + 1, 1]
+                            pool_t[i] = pool_t[i + 1]
+                            pool_l[i] = pool_l[i + 1]
+                        _bucket_put(q - 1, slot, j, t, length, pool_sj, pool_t, pool_l)
+                        return pool_sj, pool_t, pool_l
+                    left -= 1
+                if right < end:
+                    if pool_sj[right, 0] < 0:
+                        for i in range(right, q, -1):
+                            pool_sj[i, 0] = pool_sj[i - 1, 0]
+                            pool_sj[i, 1] = pool_sj[i - 1, 1]
+                            pool_t[i] = pool_t[i - 1]
+                            pool_l[i] = pool_l[i - 1]
+                        _bucket_put(q, slot, j, t, length, pool_sj, pool_t, pool_l)
+                        return pool_sj, pool_t, pool_l
+                    right += 1
+        if b_len[x] == b_cap[x]:
+            newcap = max(4, 2 * b_cap[x])
+            pe = scal[0]
+            if pe + newcap > pool_sj.shape[0]:
+                size = max(2 * pool_sj.shape[0], pe + newcap)
+                sj2 = np.empty((size, 2), np.int32)
+                t2 = np.empty(size, np.float64)
+                l2 = np.empty(size, np.float64)
+                sj2[:pe] = pool_sj[:pe]
+                t2[:pe] = pool_t[:pe]
+                l2[:pe] = pool_l[:pe]
+                pool_sj, pool_t, pool_l = sj2, t2, l2
+            s = b_start[x]
+            for i in range(b_len[x]):
+                p = pe + i
+                pool_sj[p, 0] = pool_sj[s + i, 0]
+                pool_sj[p, 1] = pool_sj[s + i, 1]
+                pool_t[p] = pool_t[s + i]
+                pool_l[p] = pool_l[s + i]
+            b_start[x] = pe
+            b_cap[x] = newcap
+            scal[0] = pe + newcap
+            q += pe - lo
+            lo = pe
+            end = pe + b_len[x]
+        for i in range(end, q, -1):
+            pool_sj[i, 0] = pool_sj[i - 1, 0]
+            pool_sj[i, 1] = pool_sj[i - 1, 1]
+            pool_t[i] = pool_t[i - 1]
+            pool_l[i] = pool_l[i - 1]
+        b_len[x] += 1
+        _bucket_put(q, slot, j, t, length, pool_sj, pool_t, pool_l)
+        return pool_sj, pool_t, pool_l
+    return pool_sj, pool_t, pool_l
+
+
+@njit(cache=True)
+def _tombstone_near(pool_sj, q, lo, end):
+    for i in range(max(lo, q - SPREAD_REACH), min(end, q + SPREAD_REACH)):
+        if pool_sj[i, 0] < 0:
+            return True
+    return False
+
+
+@njit(cache=True)
+def _respread(x, b_start, b_len, b_cap, pool_sj, pool_t, pool_l, scal):
+    """Rewrite bucket x with its live entries and a tombstone (slot -1, the distance of
+    the entry before it, so the bucket stays sorted) after every SPREAD_EVERY of them;
+    moves the bucket to the end of the pool when it needs more room."""
     lo = b_start[x]
-    end = lo + b_len[x]
-    q = lo
-    hi = end
-    while q < hi:
-        mid = (q + hi) >> 1
-        if pool_t[mid] > t:
-            hi = mid
-        else:
-            q = mid + 1
-    if b_len[x] > SMALL_BUCKET:
-        # reuse the tombstone nearest to q: only the entries between the two move
-        left = q - 1
-        right = q
-        while left >= lo or right < end:
-            if left >= lo:
-                if pool_sj[left, 0] < 0:
-                    for i in range(left, q - 1):
-                        pool_sj[i, 0] = pool_sj[i + 1, 0]
-                        pool_sj[i, 1] = pool_sj[i + 1, 1]
-                        pool_t[i] = pool_t[i + 1]
-                        pool_l[i] = pool_l[i + 1]
-                    _bucket_put(q - 1, slot, j, t, length, pool_sj, pool_t, pool_l)
-                    return pool_sj, pool_t, pool_l
-                left -= 1
-            if right < end:
-                if pool_sj[right, 0] < 0:
-                    for i in range(right, q, -1):
-                        pool_sj[i, 0] = pool_sj[i - 1, 0]
-                        pool_sj[i, 1] = pool_sj[i - 1, 1]
-                        pool_t[i] = pool_t[i - 1]
-                        pool_l[i] = pool_l[i - 1]
-                    _bucket_put(q, slot, j, t, length, pool_sj, pool_t, pool_l)
-                    return pool_sj, pool_t, pool_l
-                right += 1
-    if b_len[x] == b_cap[x]:
-        newcap = max(4, 2 * b_cap[x])
+    live = 0
+    for p in range(lo, lo + b_len[x]):
+        if pool_sj[p, 0] >= 0:
+            live += 1
+    sj = np.empty((live, 2), np.int32)
+    tt = np.empty(live, np.float64)
+    ll = np.empty(live, np.float64)
+    i = 0
+    for p in range(lo, lo + b_len[x]):
+        if pool_sj[p, 0] >= 0:
+            sj[i, 0] = pool_sj[p, 0]
+            sj[i, 1] = pool_sj[p, 1]
+            tt[i] = pool_t[p]
+            ll[i] = pool_l[p]
+            i += 1
+    need = live + (live - 1) // SPREAD_EVERY + 1
+    if need > b_cap[x]:
+        newcap = 2 * need
         pe = scal[0]
         if pe + newcap > pool_sj.shape[0]:
             size = max(2 * pool_sj.shape[0], pe + newcap)
@@ -135,26 +218,24 @@ def _bucket_append(x, slot, t, length, j, b_start, b_len, b_cap, pool_sj, pool_t
             t2[:pe] = pool_t[:pe]
             l2[:pe] = pool_l[:pe]
             pool_sj, pool_t, pool_l = sj2, t2, l2
-        s = b_start[x]
-        for i in range(b_len[x]):
-            p = pe + i
-            pool_sj[p, 0] = pool_sj[s + i, 0]
-            pool_sj[p, 1] = pool_sj[s + i, 1]
-            pool_t[p] = pool_t[s + i]
-            pool_l[p] = pool_l[s + i]
         b_start[x] = pe
         b_cap[x] = newcap
         scal[0] = pe + newcap
-        q += pe - lo
         lo = pe
-        end = pe + b_len[x]
-    for i in range(end, q, -1):
-        pool_sj[i, 0] = pool_sj[i - 1, 0]
-        pool_sj[i, 1] = pool_sj[i - 1, 1]
-        pool_t[i] = pool_t[i - 1]
-        pool_l[i] = pool_l[i - 1]
-    b_len[x] += 1
-    _bucket_put(q, slot, j, t, length, pool_sj, pool_t, pool_l)
+    p = lo
+    for i in range(live):
+        if i > 0 and i % SPREAD_EVERY == 0:
+            pool_sj[p, 0] = -1
+            pool_sj[p, 1] = -1
+            pool_t[p] = tt[i - 1]
+            pool_l[p] = 0.0
+            p += 1
+        pool_sj[p, 0] = sj[i, 0]
+        pool_sj[p, 1] = sj[i, 1]
+        pool_t[p] = tt[i]
+        pool_l[p] = ll[i]
+        p += 1
+    b_len[x] = p - lo
     return pool_sj, pool_t, pool_l
 
 
@@ -710,10 +791,12 @@ def _find_arc(indptr, head, x, y):
 
 
 @njit(cache=True)
-def _unpack(p, q, uf_indptr, uf_head, uf_mid, ub_indptr, ub_head, ub_mid, stack, out, n_out):
-    """Append the hierarchy nodes after p up to q of the road path that the hierarchy arc
-    p->q (original direction) stands for. Returns the new count, or -1 if an arc is
-    missing (a corrupt hierarchy)."""
+def _unpack(p, q, uf_indptr, uf_head, uf_mid, ub_indptr, ub_head, ub_mid, ch_node, fwd_indptr,
+            fwd_head, stack, out, n_out):
+    """Append the road edges of the path that the hierarchy arc p->q (original
+    direction) stands for. An original arc carries its edge id (mid = -2 - edge), so
+    unpacking touches only the hierarchy's arcs; mid = -1 (an older file) looks the edge
+    up in the road graph. Returns the new count, or -1 if an arc is missing."""
     stack[0, 0] = p
     stack[0, 1] = q
     sp = 1
@@ -729,8 +812,20 @@ def _unpack(p, q, uf_indptr, uf_head, uf_mid, ub_indptr, ub_head, ub_mid, stack,
             if arc < 0:
                 return -1
             m = ub_mid[arc]
-        if m < 0:
-            out[n_out] = b_
+        if m <= -2:
+            out[n_out] = -2 - m
+            n_out += 1
+        elif m == -1:
+            u = ch_node[a_]
+            v = ch_node[b_]
+            e = -1
+            for f in range(fwd_indptr[u], fwd_indptr[u + 1]):
+                if fwd_head[f] == v:
+                    e = f
+                    break
+            if e < 0:
+                return -1
+            out[n_out] = e
             n_out += 1
         else:
             stack[sp, 0] = m  # second half, done after the first
@@ -746,7 +841,7 @@ def ch_path(src, src_t, n_src, seeds, seed_t, n_seeds,
             uf_indptr, uf_head, uf_w, uf_mid, ub_indptr, ub_head, ub_w, ub_mid,
             ch_node, fwd_indptr, fwd_head,
             dist, hkey, hnode, hpos, touched, dist_b, touched_b, par_f, par_b,
-            stack, nodes, expanded, out_edges):
+            stack, nodes, out_edges):
     """Fastest path from up to two unit sources (hierarchy ids, offsets) to up to two
     incident seeds, through the hierarchy: forward upward search from the sources,
     backward upward search from the seeds, best meeting node, then every shortcut
@@ -794,26 +889,14 @@ def ch_path(src, src_t, n_src, seeds, seed_t, n_seeds,
         for i in range(n_seeds):
             if seeds[i] == root_b:
                 qi = i
-        # expand each hierarchy arc of the chain into road nodes
-        expanded[0] = nodes[0]
-        n_full = 1
+        # expand each hierarchy arc of the chain into road edges
         for i in range(1, nn):
-            n_full = _unpack(nodes[i - 1], nodes[i], uf_indptr, uf_head, uf_mid, ub_indptr,
-                             ub_head, ub_mid, stack, expanded, n_full)
-            if n_full < 0:
+            n_e = _unpack(nodes[i - 1], nodes[i], uf_indptr, uf_head, uf_mid, ub_indptr,
+                          ub_head, ub_mid, ch_node, fwd_indptr, fwd_head, stack, out_edges, n_e)
+            if n_e < 0:
                 si = -2
+                n_e = 0
                 break
-        if si >= 0:
-            for i in range(n_full - 1):
-                a_ = ch_node[expanded[i]]
-                b_ = ch_node[expanded[i + 1]]
-                e = -1
-                for f in range(fwd_indptr[a_], fwd_indptr[a_ + 1]):
-                    if fwd_head[f] == b_:
-                        e = f
-                        break
-                out_edges[n_e] = e
-                n_e += 1
     for i in range(nt_f):
         dist[touched[i]] = INF
     for i in range(nt_b):

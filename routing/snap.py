@@ -184,11 +184,32 @@ class Snapper:
         self._seg_edge = pre["seg_edge"]
         self._x0, self._y0, self._x1, self._y1 = pre["x0"], pre["y0"], pre["x1"], pre["y1"]
         self._cell_start, self._cell_items = pre["cell_start"], pre["cell_items"]
+        # buffers of snap_one (one point per AVL fix: numpy's per-call overhead on tiny
+        # arrays would be most of the cost). Not thread-safe: the service holds a lock.
+        self._one_p = np.empty(2, np.float64)
+        self._one_seg = np.empty(1, np.int64)
+        self._one_t = np.empty(1, np.float64)
+        self._one_d = np.empty(1, np.float64)
 
     def _project(self, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = (np.asarray(lon, dtype=np.float64) - self._lon0) * self._kx
         y = (np.asarray(lat, dtype=np.float64) - self._lat0) * self._ky
         return x, y
+
+    def snap_one(self, lat: float, lon: float) -> tuple[int, float, int, float, bool]:
+        """One point: (edge, frac, twin, distance_m, beyond_limit), as snap() gives."""
+        if not (math.isfinite(lat) and math.isfinite(lon)):
+            raise ValueError("lat/lon must be finite")
+        p = self._one_p
+        p[0] = (lon - self._lon0) * self._kx
+        p[1] = (lat - self._lat0) * self._ky
+        _snap_points(p[0:1], p[1:2], self._x0, self._y0, self._x1, self._y1, self._cell_start,
+                     self._cell_items, self._nx, self._ny, self.cell_m, self._one_seg,
+                     self._one_t, self._one_d)
+        edge = int(self._seg_edge[self._one_seg[0]])
+        d = float(self._one_d[0])
+        return (edge, float(self._one_t[0]), int(self.graph.edge_twin[edge]), d,
+                d > self.limit_m)
 
     def snap(self, lat: np.ndarray | float, lon: np.ndarray | float) -> SnapResult:
         lat_a = np.atleast_1d(np.asarray(lat, dtype=np.float64))
