@@ -729,8 +729,12 @@ def main() -> None:
             cmd += ["--quick"] if args.quick else []
             cmd += ["--no-workers"] if args.no_workers else []
             cmd += ["--no-slow-baselines"] if args.no_slow_baselines else []
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            print("\n".join(proc.stdout.splitlines()[:-1]))
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0 or not proc.stdout.strip():
+                print(f"{name}: failed (exit {proc.returncode})\n{proc.stderr[-2000:]}",
+                      file=sys.stderr)
+                continue
+            print("\n".join(proc.stdout.splitlines()[:-1]), flush=True)
             results.append(json.loads(proc.stdout.splitlines()[-1]))
             if args.results:
                 Path(args.results).write_text("\n".join(json.dumps(r) for r in results) + "\n")
