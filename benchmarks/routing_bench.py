@@ -206,14 +206,25 @@ def compile_kernels() -> float:
                      road_class=np.zeros(len(arcs)), way_id=np.arange(len(arcs)),
                      node_ext_id=ids, node_lat=40.0 + ids * 1e-3, node_lon=-74.0 + ids * 1e-3,
                      class_names=["t"], largest_scc=False)
+    from routing.snap import build_snap_index
+
     tg = tg.with_hierarchy(build_hierarchy(tg))
-    svc = RoutingService(tg)
-    svc.upsert_unit("a", node=0)
-    svc.move_unit("a", node=3)
-    svc.nearest_units(node=2)
-    svc.route("a", node=1)
-    svc.move_unit("a", lat=40.0011, lon=-73.9989)
+    with tempfile.TemporaryDirectory() as tmp:
+        # in memory and mapped from a file: numba specialises on read-only arrays apart
+        mapped = RoadGraph.load(tg.with_snap_index(build_snap_index(tg)).save(
+            Path(tmp) / "tiny.cadgraph"))
+        for graph in (tg, mapped):
+            svc = RoutingService(graph)
+            svc.upsert_unit("a", node=0)
+            svc.move_unit("a", node=3)
+            svc.nearest_units(node=2)
+            svc.route("a", node=1)
+            svc.move_unit("a", lat=40.0011, lon=-73.9989)
+            svc.nearest_units(lat=40.0021, lon=-73.9979)
     return time.perf_counter() - t0
+
+
+_KEEP: list[Any] = []
 
 
 def worker_memory(path: str, units: int, queries: int) -> dict[str, float]:
@@ -238,6 +249,7 @@ def worker_memory(path: str, units: int, queries: int) -> dict[str, float]:
     for _ in range(queries):
         svc.nearest_units(node=int(ext[rng.integers(n)]), k=5)
     after = mem_rollup()
+    _KEEP.append(svc)  # the worker keeps serving (and mapping the file) while the other measures
     return {"load_s": t_load, **{f"{k}_before": v for k, v in before.items()},
             **{f"{k}_after": v for k, v in after.items()}}
 
@@ -692,8 +704,11 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     names = ", ".join(r["graph"] for r in results)
-    fig.suptitle(f"Cost against graph size ({names}); {results[0]['units']} units, medians of "
-                 f"{results[0]['reps']} repetitions", fontsize=10)
+    units = max(r["units"] for r in results)
+    fig.suptitle(f"Cost against graph size ({names}); {units} units (half the nodes on the "
+                 f"smallest), K={results[0]['k']}, medians of {results[0]['reps']} repetitions, "
+                 f"load average {min(r['load_avg_1m'] for r in results):.0f}-"
+                 f"{max(r['load_avg_1m'] for r in results):.0f} on 2 cores", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -705,6 +720,8 @@ def main() -> None:
     ap.add_argument("--all", action="store_true", help="every shared graph, then the plot")
     ap.add_argument("--plot", default="docs/routing_scaling.png", help="plot file for --all")
     ap.add_argument("--results", default=None, help="with --all: also write the JSON lines here")
+    ap.add_argument("--replot", default=None,
+                    help="only draw the plot from a --results file of an earlier --all run")
     ap.add_argument("--quick", action="store_true", help="fewer baseline queries")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--pre-reps", type=int, default=None,
@@ -720,6 +737,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.pre_reps is None:
         args.pre_reps = args.reps
+    if args.replot:
+        plot([json.loads(line) for line in Path(args.replot).read_text().splitlines()],
+             Path(args.plot))
+        return
     if args.all:
         results = []
         for name in GRAPHS:

@@ -659,7 +659,7 @@ def dijkstra_path(src, off_t, indptr, head, edge_tail, edge_time, targets, targe
 # same rows), and seeds and scalar parameters as small reusable arrays.
 #   ws_f  float64 (5, n): dist, dlen, hkey, tmp_t, tmp_l
 #   ws_i  int32   (4, n): hnode, hpos, touched, tmp_node
-#   bk    int64   (n, 3): bucket start, length, capacity of each node side by side (one
+#   bk    int32   (n, 3): bucket start, length, capacity of each node side by side (one
 #         cache line per node instead of three; the kernels get strided column views)
 #   u_i64 int64   (4, capacity): available, type bits, capability bits, tie key
 #   seed_i int32 (2, 2): rank, edge of up to two seeds;  seed_f float64 (5, 2): t, length,
