@@ -1,24 +1,36 @@
-"""Nearest-K units benchmark: the project's CH + bucket kernel against baselines.
+"""Nearest-K units benchmark: the project's CH + bucket kernels against baselines, steadily.
 
-    python benchmarks/routing_bench.py --graph ny|sf|PATH [--quick]
+    python benchmarks/routing_bench.py --graph ny|sf|monaco|...|PATH [--reps 5] [--quick]
+    python benchmarks/routing_bench.py --all [--plot docs/routing_scaling.png]
 
-Same graph, same units (500 at random nodes, half available), same 1,000 random
-incident nodes, K=5, in one process. Methods:
+One process per graph; same units (500 at random nodes, half available), same random
+incident nodes, K=5. Every timed figure is the median over ``--reps`` repetitions
+(>= 5) of that repetition's median (or p99), printed with the min-max of the
+repetition medians beside it. A repetition runs every method once, in turn, on the
+same queries, so drift and neighbours' load fall on all of them alike.
 
-* ``kernel``      - routing.kernels.ch_nearest_k, timed per query inside a numba loop
-                    (clock_gettime through ctypes), i.e. without the Python call;
-* ``kernel_api``  - the same through UnitIndex.nearest_raw, timed per Python call;
-* ``service``     - RoutingService.nearest_units(node=...), the public API, per call
-                    (placement, seeds, result objects included);
-* ``networkx``    - Dijkstra on the reversed networkx graph, stopping after K
-                    available units are settled (pure Python, heapq over G.pred);
-* ``scipy``       - scipy.sparse.csgraph.dijkstra on the transposed CSR with a
-                    distance limit, doubled until K available units are inside;
-* ``rk_cch``      - routingkit-cch CCHManyToOne pinned to the available units
-                    (only when installed: ``pip install .[bench]``).
+Query paths (the headline ratio is routingkit-cch's median over ours, for both):
 
-Agreement: the share of queries whose K ETAs equal the kernel's exactly (integer
-travel times). Prints a table, then one JSON line with medians, p99s and speed-ups.
+* ``batch``       - routing.kernels.ch_nearest_k_packed called from a numba loop, each
+                    query timed inside the loop (clock_gettime): the kernel without the
+                    Python boundary. It is the same call the per-call path makes, so it
+                    can only be below it;
+* ``per_call``    - UnitIndex.nearest_raw, one Python call per query, warm;
+* ``interleaved`` - the same call, but before each timed query one unit moves and one
+                    query elsewhere runs (untimed): the caches hold other data, as in a
+                    dispatch centre where AVL fixes arrive between recommendations;
+* ``service``     - RoutingService.nearest_units(node=...): seeds, ids, result objects;
+* ``rk_cch``      - routingkit-cch CCHManyToOne pinned to the available units;
+* ``scipy`` / ``networkx`` - Dijkstra with a growing limit / pure Python (fewer queries).
+
+Also: unit moves (kernel batch, UnitIndex.set_unit, RoutingService.move_unit by lat/lon),
+preprocessing (one-time JIT compile on its own line), file load (memory-mapped), routes
+(CH unpacking, checked against Dijkstra on every query), and two worker processes
+loading the same file (resident memory each adds). Agreement: the share of queries whose
+K ETAs equal an independent Dijkstra's exactly (integer travel times).
+
+Prints a table, then one JSON line. ``--all`` runs every shared graph in turn and draws
+the log-log plot of cost against graph size.
 """
 
 from __future__ import annotations
@@ -28,10 +40,11 @@ import ctypes
 import heapq
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +54,6 @@ from numba import njit
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from routing import kernels as K
-from routing.ch import build_hierarchy
 from routing.graph import RoadGraph, is_graph_file
 from routing.index import Seed, UnitIndex
 from routing.testdata import road_file
@@ -52,53 +64,59 @@ _clock_gettime.argtypes = [ctypes.c_int, ctypes.c_void_p]
 _clock_gettime.restype = ctypes.c_int
 CLOCK_MONOTONIC = 1
 
+GRAPHS: dict[str, tuple[str, ...]] = {
+    "monaco": ("monaco.osm.pbf",),
+    "liechtenstein": ("liechtenstein.osm.pbf",),
+    "andorra": ("andorra.osm.pbf",),
+    "west-oakland": ("West-Oakland.osm.bz2",),
+    "sf": ("tl_2017_06075_roads.zip",),
+    "helsinki": ("helsinki.osm.pbf",),
+    "ny": ("USA-road-t.NY.gr.gz", "USA-road-d.NY.co.gz"),
+}
+
 
 @njit
-def _now_ns(ts):
+def _now_ns(ts: np.ndarray) -> int:
     _clock_gettime(CLOCK_MONOTONIC, ts.ctypes.data)
     return ts[0] * 1_000_000_000 + ts[1]
 
 
 # not cached: numba refuses to cache functions that hold a ctypes pointer
 @njit
-def _batch_queries(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w, b_start, b_len,
-                   pool_sj, pool_t, pool_l, u_avail, u_type, u_caps, u_tie, u_edge, u_frac,
-                   n_slots, q_rank, edge_time, edge_len, k, dist, dlen, hkey, hnode, hpos,
-                   touched, best, best_touched, out_slot, out_t, out_l, res_t, res_s, lat_ns):
+def _batch_queries(args, q_rank, seed_i, seed_f, params, k, lat_ns, res_t):  # type: ignore[no-untyped-def]  # numba kernel
     ts = np.zeros(2, np.int64)
-    sr = np.zeros(1, np.int32)
-    st = np.zeros(1)
-    sl = np.zeros(1)
-    se = np.full(1, -1, np.int32)
-    sf = np.zeros(1)
+    out_f = args[-1]
     for q in range(q_rank.shape[0]):
-        sr[0] = q_rank[q]
+        seed_i[0, 0] = q_rank[q]
+        seed_i[1, 0] = -1
+        seed_f[0, 0] = 0.0
+        seed_f[1, 0] = 0.0
+        seed_f[2, 0] = 0.0
+        params[1] = 1
         t0 = _now_ns(ts)
-        cnt = K.ch_nearest_k(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w, b_start,
-                             b_len, pool_sj, pool_t, pool_l, u_avail, u_type, u_caps, u_tie,
-                             u_edge, u_frac, n_slots, sr, st, sl, se, sf, 1, edge_time, edge_len,
-                             True, np.int64(-1), np.int64(0), k, dist, dlen, hkey, hnode, hpos,
-                             touched, best, best_touched, out_slot, out_t, out_l)
+        cnt = K.ch_nearest_k_packed(*args)
         lat_ns[q] = _now_ns(ts) - t0
         for i in range(k):
-            res_t[q, i] = out_t[i] if i < cnt else np.inf
-            res_s[q, i] = out_slot[i] if i < cnt else -1
+            res_t[q, i] = out_f[0, i] if i < cnt else np.inf
 
 
 @njit
-def _batch_moves(slots, new_rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub_head, ub_w,
-                 b_start, b_len, b_cap, pool_sj, pool_t, pool_l, scal, u_cnt, u_nodes, dist, dlen, hkey, hnode, hpos, touched, tmp_node, tmp_t, tmp_l, lat_ns):
+def _batch_moves(margs, slots, nodes, mv_i, mv_f, lat_ns):  # type: ignore[no-untyped-def]  # numba kernel
     ts = np.zeros(2, np.int64)
-    src = np.zeros(1, np.int32)
-    z = np.zeros(1)
+    (rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub_head, ub_w, bk, pool_sj, pool_t,
+     pool_l, scal, u_cnt, u_nodes, u_dist, u_src, u_src_t, u_src_l, u_nsrc, u_edge, u_frac,
+     seed_i, ws_f, ws_i) = margs
     for i in range(slots.shape[0]):
-        src[0] = new_rank[i]
+        mv_i[0, 0] = nodes[i]
+        mv_i[1, 0] = -1
+        mv_f[0, 0] = 0.0
+        mv_f[1, 0] = 0.0
+        mv_f[2, 0] = 0.0
         t0 = _now_ns(ts)
-        K.bucket_remove(slots[i], b_start, b_len, pool_sj, pool_t, pool_l, u_cnt, u_nodes)
-        pool_sj, pool_t, pool_l, cnt = K.bucket_insert(
-            slots[i], src, z, z, 1, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub_head, ub_w,
-            b_start, b_len, b_cap, pool_sj, pool_t, pool_l, scal, u_cnt, u_nodes, dist,
-            dlen, hkey, hnode, hpos, touched, tmp_node, tmp_t, tmp_l)
+        pool_sj, pool_t, pool_l, cnt = K.bucket_move_packed(
+            slots[i], rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub_head, ub_w, bk,
+            pool_sj, pool_t, pool_l, scal, u_cnt, u_nodes, u_dist, u_src, u_src_t, u_src_l,
+            u_nsrc, u_edge, u_frac, mv_i, mv_f, 1, seed_i, ws_f, ws_i)
         lat_ns[i] = _now_ns(ts) - t0
         if cnt < 0:
             return pool_sj, pool_t, pool_l, i
@@ -110,281 +128,641 @@ def rss_mib() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def mem_rollup() -> dict[str, float]:
+    """Rss, Pss, private (Private_Clean + Private_Dirty), shared and anonymous memory of
+    this process, MiB. A file page mapped by one process alone counts as private; the
+    anonymous part is what no other process can ever share (heap, workspaces)."""
+    out: dict[str, float] = {}
+    with open("/proc/self/smaps_rollup") as fh:
+        for line in fh:
+            parts = line.split()
+            if len(parts) >= 2 and parts[0].endswith(":") and parts[1].isdigit():
+                out[parts[0][:-1]] = int(parts[1]) / 1024
+    return {"rss": out.get("Rss", 0.0), "pss": out.get("Pss", 0.0),
+            "private": out.get("Private_Clean", 0.0) + out.get("Private_Dirty", 0.0),
+            "shared": out.get("Shared_Clean", 0.0) + out.get("Shared_Dirty", 0.0),
+            "anon": out.get("Anonymous", 0.0)}
+
+
 def load_graph(spec: str) -> RoadGraph:
     from routing.loaders import load_any, load_dimacs
 
-    if spec == "ny":
-        return load_dimacs(road_file("USA-road-t.NY.gr.gz"), road_file("USA-road-d.NY.co.gz"))
-    if spec == "sf":
-        return load_any(road_file("tl_2017_06075_roads.zip"))
+    if spec in GRAPHS:
+        files = GRAPHS[spec]
+        if len(files) == 2:
+            return load_dimacs(road_file(files[0]), road_file(files[1]))
+        return load_any(road_file(files[0]))
     if is_graph_file(spec):
         return RoadGraph.load(spec).with_hierarchy(None)
     return load_any(spec)
 
 
-def pct(a: list[float] | np.ndarray, p: float) -> float:
-    return float(np.percentile(np.asarray(a), p))
+class Stat:
+    """Repetition medians (and p99s) of one timed figure."""
+
+    def __init__(self) -> None:
+        self.meds: list[float] = []
+        self.p99s: list[float] = []
+
+    def add(self, samples_us: Sequence[float] | np.ndarray) -> None:
+        a = np.asarray(samples_us, float)
+        self.meds.append(float(np.median(a)))
+        self.p99s.append(float(np.percentile(a, 99)))
+
+    @property
+    def med(self) -> float:
+        return float(np.median(self.meds)) if self.meds else float("nan")
+
+    @property
+    def p99(self) -> float:
+        return float(np.median(self.p99s)) if self.p99s else float("nan")
+
+    def spread(self) -> tuple[float, float]:
+        return (min(self.meds), max(self.meds)) if self.meds else (float("nan"),) * 2
+
+    def json(self) -> dict[str, Any]:
+        lo, hi = self.spread()
+        return {"median_us": round(self.med, 2), "p99_us": round(self.p99, 2),
+                "min_us": round(lo, 2), "max_us": round(hi, 2), "reps": len(self.meds)}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--graph", default="ny", help="ny | sf | path to a road file or .cadgraph")
-    ap.add_argument("--quick", action="store_true", help="fewer baseline queries (~1 min)")
-    ap.add_argument("--units", type=int, default=500)
-    ap.add_argument("--queries", type=int, default=1000)
-    ap.add_argument("--k", type=int, default=5)
-    ap.add_argument("--seed", type=int, default=42)
-    args = ap.parse_args()
-    n_base = 150 if args.quick else args.queries  # queries given to the slow baselines
+def timed_reps(reps: int, fn: Callable[[], float]) -> tuple[float, float, float]:
+    """Median and min-max of ``reps`` runs of fn (which returns seconds)."""
+    xs = [fn() for _ in range(reps)]
+    return float(np.median(xs)), min(xs), max(xs)
+
+
+def compile_kernels() -> float:
+    """Run every kernel once on a tiny graph: the one-time JIT compile (or cache load)."""
+    from routing.build import build_graph
+    from routing.ch import build_hierarchy
+    from routing.service import RoutingService
+
+    t0 = time.perf_counter()
+    arcs = [(0, 1, 5), (1, 0, 5), (1, 2, 7), (2, 1, 7), (2, 0, 4), (0, 2, 9), (2, 3, 3), (3, 2, 3)]
+    ids = np.arange(4, dtype=np.int64)
+    tg = build_graph(tail_ext=np.array([a[0] for a in arcs]), head_ext=np.array([a[1] for a in arcs]),
+                     time_ds=np.array([a[2] for a in arcs]), length_m=np.ones(len(arcs)),
+                     road_class=np.zeros(len(arcs)), way_id=np.arange(len(arcs)),
+                     node_ext_id=ids, node_lat=40.0 + ids * 1e-3, node_lon=-74.0 + ids * 1e-3,
+                     class_names=["t"], largest_scc=False)
+    from routing.snap import build_snap_index
+
+    tg = tg.with_hierarchy(build_hierarchy(tg))
+    with tempfile.TemporaryDirectory() as tmp:
+        # in memory and mapped from a file: numba specialises on read-only arrays apart
+        mapped = RoadGraph.load(tg.with_snap_index(build_snap_index(tg)).save(
+            Path(tmp) / "tiny.cadgraph"))
+        for graph in (tg, mapped):
+            svc = RoutingService(graph)
+            svc.upsert_unit("a", node=0)
+            svc.move_unit("a", node=3)
+            svc.nearest_units(node=2)
+            svc.route("a", node=1)
+            svc.move_unit("a", lat=40.0011, lon=-73.9989)
+            svc.nearest_units(lat=40.0021, lon=-73.9979)
+    return time.perf_counter() - t0
+
+
+_KEEP: list[Any] = []
+
+
+def worker_memory(path: str, units: int, queries: int) -> dict[str, float]:
+    """Child process: memory before and after loading a graph file and serving queries.
+    "Before" is after the imports and the kernels' JIT cache load (numba's compiled code
+    and LLVM, paid by every Python worker whatever the graph): the growth is what the
+    graph costs a worker. The totals are reported too."""
+    from routing.service import RoutingService
+
+    compile_kernels()
+    before = mem_rollup()
+
+    t0 = time.perf_counter()
+    g = RoadGraph.load(path)
+    t_load = time.perf_counter() - t0
+    svc = RoutingService(g)
+    rng = np.random.default_rng(7)
+    n = g.n_nodes
+    ext = g.node_ext_id
+    for i in range(units):
+        svc.upsert_unit(i, node=int(ext[rng.integers(n)]), available=bool(i % 2))
+    for _ in range(queries):
+        svc.nearest_units(node=int(ext[rng.integers(n)]), k=5)
+    after = mem_rollup()
+    _KEEP.append(svc)  # the worker keeps serving (and mapping the file) while the other measures
+    return {"load_s": t_load, **{f"{k}_before": v for k, v in before.items()},
+            **{f"{k}_after": v for k, v in after.items()}}
+
+
+def two_workers(path: str, units: int, queries: int) -> dict[str, Any]:
+    """Start two workers on the same file, the second once the first is serving; each
+    reports its memory, and both stay alive until both have reported (so the file's
+    pages are mapped by both when the second measures)."""
+    root = str(Path(__file__).resolve().parents[1])
+    code = (f"import json, sys; sys.path.insert(0, {root!r}); "
+            "from benchmarks.routing_bench import worker_memory; "
+            f"r = worker_memory({path!r}, {units}, {queries}); "
+            "print(json.dumps(r), flush=True); sys.stdin.readline()")
+    procs = []
+    results = []
+    for _ in range(2):
+        p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+        procs.append(p)
+        assert p.stdout is not None
+        results.append(json.loads(p.stdout.readline()))
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("\n")
+        p.stdin.flush()
+        p.wait()
+    per = [{**{k: round(r[f"{k}_after"] - r[f"{k}_before"], 1)
+               for k in ("rss", "pss", "private", "anon")},
+            "rss_total": round(r["rss_after"], 1), "private_total": round(r["private_after"], 1)}
+           for r in results]
+    return {"workers": per, "load_s": [round(r["load_s"], 4) for r in results],
+            "second_worker_private_mib": per[1]["private"],
+            "second_worker_anon_mib": per[1]["anon"],
+            "second_worker_rss_mib": per[1]["rss"]}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from routing.ch import build_hierarchy
+    from routing.service import RoutingService
+
+    reps = args.reps
     kk = args.k
     rng = np.random.default_rng(args.seed)
-
+    t_compile = compile_kernels()
     t0 = time.perf_counter()
     g = load_graph(args.graph)
     t_read = time.perf_counter() - t0
     n = g.n_nodes
-    print(f"graph {args.graph}: {n:,} nodes, {g.n_edges:,} arcs (read in {t_read:.1f} s)",
-          file=sys.stderr)
-
-    unit_nodes = rng.choice(n, size=args.units, replace=False).astype(np.int32)
-    avail = np.zeros(args.units, dtype=bool)
-    avail[rng.choice(args.units, size=args.units // 2, replace=False)] = True
+    print(f"graph {args.graph}: {n:,} nodes, {g.n_edges:,} arcs (read in {t_read:.1f} s); "
+          f"kernels compiled/loaded in {t_compile:.1f} s", file=sys.stderr)
+    n_units = min(args.units, n // 2)
+    unit_nodes = rng.choice(n, size=n_units, replace=False).astype(np.int32)
+    avail = np.zeros(n_units, dtype=bool)
+    avail[rng.choice(n_units, size=n_units // 2, replace=False)] = True
     q_nodes = rng.integers(0, n, size=args.queries).astype(np.int32)
-    rows: dict[str, dict] = {}
+    out: dict[str, Any] = {"graph": args.graph, "nodes": n, "arcs": g.n_edges, "units": n_units,
+                           "k": kk, "queries": args.queries, "reps": reps,
+                           "compile_s": round(t_compile, 2), "load_avg_1m": os.getloadavg()[0]}
 
-    # ---- kernel: preprocessing, file load, unit placement -----------------------------
-    m0 = rss_mib()
-    t0 = time.perf_counter()
-    gh = g.with_hierarchy(build_hierarchy(g))
-    t_pre = time.perf_counter() - t0
-    with tempfile.TemporaryDirectory() as tmp:
-        path = gh.save(Path(tmp) / "bench.cadgraph")
-        t0 = time.perf_counter()
-        gh = RoadGraph.load(path)
-        t_load = time.perf_counter() - t0
-    idx = UnitIndex(gh, capacity=args.units)
-    for i in range(args.units):
-        s = idx.new_slot()
-        idx.set_unit(s, [Seed(int(unit_nodes[i]), 0.0, 0.0)], available=bool(avail[i]),
-                     type_bits=1, cap_bits=0, tie_key=i)
-    mem_kernel = rss_mib() - m0
-    h = gh.hierarchy
-    assert h is not None
-    q_rank = h.rank[q_nodes].astype(np.int32)
-    idx._ensure_k(kk)
-    res_t = np.empty((args.queries, kk))
-    res_s = np.empty((args.queries, kk), np.int64)
-    lat = np.empty(args.queries, np.int64)
-
-    def run_batch() -> None:
-        _batch_queries(h.up_b_indptr, h.up_b_head, h.up_b_time_ds, h.up_b_length_m,
-                       h.up_f_indptr, h.up_f_head, h.up_f_time_ds, idx._b_start, idx._b_len,
-                       idx._pool_sj, idx._pool_t, idx._pool_l, idx.u_avail, idx.u_type,
-                       idx.u_caps, idx.u_tie, idx.u_edge, idx.u_frac, idx.n_slots, q_rank,
-                       idx._edge_time, gh.edge_length_m, kk, idx._dist, idx._dlen, idx._hkey,
-                       idx._hnode, idx._hpos, idx._touched, idx._best, idx._best_touched,
-                       idx._out_slot, idx._out_t, idx._out_l, res_t, res_s, lat)
-
-    run_batch()  # compile / warm
-    run_batch()
-    kern_us = lat / 1000.0
-    rows["kernel"] = {"pre_s": t_pre, "load_s": t_load, "mem": mem_kernel,
-                      "med": float(np.median(kern_us)), "p99": pct(kern_us, 99), "agree": 1.0}
-    # the same through the Python API, one call per query
-    api = []
-    z1 = np.zeros(1)
-    e1 = np.full(1, -1, np.int32)
-    for q in range(args.queries):
-        sr = q_rank[q:q + 1]
-        t0 = time.perf_counter()
-        idx.nearest_raw(sr, z1, z1, e1, z1, kk, np.int64(-1), np.int64(0))
-        api.append((time.perf_counter() - t0) * 1e6)
-    rows["kernel_api"] = {"pre_s": t_pre, "load_s": t_load, "mem": mem_kernel,
-                          "med": float(np.median(api)), "p99": pct(api, 99), "agree": 1.0}
-    ref_eta = res_t / 1.0  # integer deciseconds (units at nodes)
-
-    # ---- unit moves ----------------------------------------------------------------------
-    n_moves = 2000
-    mv_slots = rng.integers(0, args.units, size=n_moves).astype(np.int64)
-    mv_node = rng.integers(0, n, size=n_moves)
-    mv_rank = h.rank[mv_node].astype(np.int32)
-    mv_lat = np.empty(n_moves, np.int64)
-    pool = _batch_moves(mv_slots, mv_rank, h.up_f_indptr, h.up_f_head, h.up_f_time_ds,
-                        h.up_f_length_m, h.up_b_indptr, h.up_b_head, h.up_b_time_ds,
-                        idx._b_start, idx._b_len, idx._b_cap, idx._pool_sj, idx._pool_t,
-                        idx._pool_l, idx._scal, idx.u_cnt, idx.u_nodes, idx._dist,
-                        idx._dlen, idx._hkey, idx._hnode, idx._hpos, idx._touched, idx._tmp_node,
-                        idx._tmp_t, idx._tmp_l, mv_lat)
-    idx._pool_sj, idx._pool_t, idx._pool_l = pool[0], pool[1], pool[2]
-    done = pool[3]
-    assert done == n_moves, "bucket rows too narrow for the batch move benchmark"
-    for i in range(done):
-        unit_nodes[mv_slots[i]] = mv_node[i]
-    move_us = mv_lat[:done] / 1000.0
-    api_moves = []
-    for i in range(300):
-        s = int(rng.integers(args.units))
-        node = int(rng.integers(n))
-        t0 = time.perf_counter()
-        idx.set_unit(s, [Seed(node, 0.0, 0.0)], available=bool(avail[s]), type_bits=1,
-                     cap_bits=0, tie_key=s)
-        api_moves.append((time.perf_counter() - t0) * 1e6)
-        unit_nodes[s] = node
-    # re-run the kernel on the final unit positions so every method sees the same units
-    run_batch()
-    ref_eta = res_t.copy()
-
-    # ---- the service face: RoutingService.nearest_units(node=...), one call per query ----
-    from routing.service import RoutingService  # only this section needs it
-
-    svc = RoutingService(gh)
-    for i in range(args.units):
-        svc.upsert_unit(i, node=int(gh.node_ext_id[unit_nodes[i]]), available=bool(avail[i]))
-    svc_lat, svc_eta = [], []
-    q_ext = gh.node_ext_id[q_nodes].tolist()
-    for q in range(args.queries):
-        t0 = time.perf_counter()
-        res = svc.nearest_units(node=q_ext[q], k=kk)
-        svc_lat.append((time.perf_counter() - t0) * 1e6)
-        svc_eta.append([round(u.eta_s * 10.0) for u in res.units])
-
-    # ---- baselines -----------------------------------------------------------------------------
-    avail_nodes = unit_nodes[avail]
-    is_unit: dict[int, list[int]] = {}
-    for ui in np.nonzero(avail)[0]:
-        is_unit.setdefault(int(unit_nodes[ui]), []).append(int(ui))
-
-    def agree(etas: Sequence[Any]) -> float:
-        ok = sum(1 for q, e in enumerate(etas) if np.array_equal(np.asarray(e, float),
-                                                                    ref_eta[q, :len(e)])
-                 and len(e) == np.isfinite(ref_eta[q]).sum())
-        return ok / len(etas)
-
-    # networkx
-    import networkx as nx
-
-    m0 = rss_mib()
-    t0 = time.perf_counter()
-    G = nx.DiGraph()
-    G.add_weighted_edges_from(zip(gh.edge_tail.tolist(), gh.fwd_head.tolist(),
-                                  gh.edge_time_ds.tolist()))
-    t_nx_pre = time.perf_counter() - t0
-    mem_nx = rss_mib() - m0
-    pred = G.pred
-    nx_lat, nx_eta = [], []
-    for q in range(n_base):
-        t0 = time.perf_counter()
-        src = int(q_nodes[q])
-        dist = {src: 0}
-        heap = [(0, src)]
-        found: list[int] = []
-        done_set = set()
-        while heap and len(found) < kk:
-            d, x = heapq.heappop(heap)
-            if x in done_set:
-                continue
-            done_set.add(x)
-            for _ in is_unit.get(x, ()):
-                if len(found) < kk:
-                    found.append(d)
-            for y, attr in pred[x].items():
-                nd = d + attr["weight"]
-                if nd < dist.get(y, 1 << 62):
-                    dist[y] = nd
-                    heapq.heappush(heap, (nd, y))
-        nx_lat.append((time.perf_counter() - t0) * 1e6)
-        nx_eta.append(found)
-    rows["networkx"] = {"pre_s": t_nx_pre, "load_s": float("nan"), "mem": mem_nx,
-                        "med": float(np.median(nx_lat)), "p99": pct(nx_lat, 99), "agree": agree(nx_eta)}
-    del G, pred
-
-    # scipy
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import dijkstra
-
-    m0 = rss_mib()
-    t0 = time.perf_counter()
-    # transposed graph: rows = heads, so a search from the incident runs backwards
-    A = csr_matrix((gh.edge_time_ds.astype(np.float64), (gh.fwd_head, gh.edge_tail)),
-                   shape=(n, n))
-    t_sp_pre = time.perf_counter() - t0
-    mem_sp = rss_mib() - m0
-    sp_lat, sp_eta = [], []
-    limit0 = float(np.median(gh.edge_time_ds)) * 60
-    for q in range(n_base):
-        t0 = time.perf_counter()
-        limit = limit0
-        while True:
-            d = dijkstra(A, directed=True, indices=int(q_nodes[q]), limit=limit)
-            du = d[avail_nodes]
-            if np.isfinite(du).sum() >= kk or not np.isfinite(limit):
-                break
-            limit = limit * 2 if limit < 1e12 else np.inf
-        top = np.sort(du[np.isfinite(du)])[:kk]
-        sp_lat.append((time.perf_counter() - t0) * 1e6)
-        sp_eta.append(top.tolist())
-    rows["scipy"] = {"pre_s": t_sp_pre, "load_s": float("nan"), "mem": mem_sp,
-                     "med": float(np.median(sp_lat)), "p99": pct(sp_lat, 99), "agree": agree(sp_eta)}
-
-    # routingkit-cch
+    # ---- preprocessing: ours and routingkit's, alternating -----------------------------
     try:
         import routingkit_cch as rk
     except ImportError:
         rk = None  # type: ignore[assignment]  # optional baseline: absent = skipped
         print("routingkit-cch not installed (pip install .[bench]): skipped", file=sys.stderr)
-    if rk is not None:
-        m0 = rss_mib()
+    tail_l, head_l = g.edge_tail.tolist(), g.fwd_head.tolist()
+    pre, pre_rk = [], []
+    h = None
+    if args.hierarchy:  # development shortcut: a prebuilt graph file's hierarchy
+        h = RoadGraph.load(args.hierarchy).hierarchy
+        args.pre_reps = 0
+        pre = [float("nan")]
+    for r in range(args.pre_reps):
         t0 = time.perf_counter()
-        tail_l, head_l = gh.edge_tail.tolist(), gh.fwd_head.tolist()
+        h = build_hierarchy(g)
+        pre.append(time.perf_counter() - t0)
+        if rk is not None:
+            t0 = time.perf_counter()
+            order = rk.compute_order_inertial(n, tail_l, head_l, g.node_lat.tolist(),
+                                              g.node_lon.tolist())
+            cch = rk.CCH(order, tail_l, head_l, False)
+            metric = rk.CCHMetric(cch, g.edge_time_ds.tolist())
+            pre_rk.append(time.perf_counter() - t0)
+        print(f"  preprocessing rep {r + 1}: ours {pre[-1]:.2f} s"
+              + (f", rk_cch {pre_rk[-1]:.2f} s" if pre_rk else ""), file=sys.stderr)
+    assert h is not None
+    out["preprocess_s"] = {"median": round(float(np.median(pre)), 3), "min": round(min(pre), 3),
+                           "max": round(max(pre), 3), "reps": len(pre)}
+    if pre_rk and len(pre_rk) == len(pre):
+        out["rk_preprocess_s"] = {"median": round(float(np.median(pre_rk)), 3),
+                                  "min": round(min(pre_rk), 3), "max": round(max(pre_rk), 3),
+                                  "reps": len(pre_rk)}
+    from routing.snap import build_snap_index
+
+    gh = g.with_hierarchy(h).with_snap_index(build_snap_index(g))
+
+    # ---- file: write, load (memory-mapped), two workers --------------------------------------
+    tmpdir = tempfile.TemporaryDirectory()
+    path = str(gh.save(Path(tmpdir.name) / "bench.cadgraph"))
+    out["file_mib"] = round(os.path.getsize(path) / 2**20, 1)
+    loads = []
+    for _ in range(max(reps, 5)):
+        t0 = time.perf_counter()
+        gl = RoadGraph.load(path)
+        loads.append(time.perf_counter() - t0)
+    out["load_s"] = {"median": round(float(np.median(loads)), 4), "min": round(min(loads), 4),
+                     "max": round(max(loads), 4)}
+    gh = gl
+    h = gh.hierarchy
+    assert h is not None
+    if not args.no_workers:
+        out["two_workers"] = two_workers(path, n_units, min(args.queries, 1000))
+
+    # ---- the index ----------------------------------------------------------------------------
+    m0 = rss_mib()
+    idx = UnitIndex(gh, capacity=n_units)
+    for i in range(n_units):
+        s = idx.new_slot()
+        idx.set_unit(s, [Seed(int(unit_nodes[i]), 0.0, 0.0)], available=bool(avail[i]),
+                     type_bits=1, cap_bits=0, tie_key=i)
+    out["index_mib"] = round(rss_mib() - m0, 1)
+    idx._ensure_k(kk)
+    q_rank = h.rank[q_nodes].astype(np.int32)
+    lat = np.empty(args.queries, np.int64)
+    res_t = np.empty((args.queries, kk))
+    svc = RoutingService(gh)
+    for i in range(n_units):
+        svc.upsert_unit(i, node=int(gh.node_ext_id[unit_nodes[i]]), available=bool(avail[i]))
+    q_ext = gh.node_ext_id[q_nodes].tolist()
+    other_rank = h.rank[rng.integers(0, n, size=args.queries)].astype(np.int32)
+    z1 = np.zeros(1)
+    e1 = np.full(1, -1, np.int32)
+
+    def batch() -> np.ndarray:
+        idx._set_params(1, kk, -1, 0, True)
+        _batch_queries(idx._query_args(), q_rank, idx._seed_i, idx._seed_f, idx._params, kk,
+                       lat, res_t)
+        return lat / 1000.0
+
+    def per_call() -> list[float]:
+        ts = []
+        for q in range(args.queries):
+            sr = q_rank[q:q + 1]
+            t0 = time.perf_counter()
+            idx.nearest_raw(sr, z1, z1, e1, z1, kk, -1, 0)
+            ts.append((time.perf_counter() - t0) * 1e6)
+        return ts
+
+    def move_one(s: int, node: int) -> None:
+        idx.set_unit(s, [Seed(node, 0.0, 0.0)], available=bool(avail[s]), type_bits=1,
+                     cap_bits=0, tie_key=s)
+
+    def interleaved() -> list[float]:
+        # a move and another query before each timed one; the moved unit returns at once
+        # so every repetition answers the same question
+        ts = []
+        for q in range(args.queries):
+            s = int(rng.integers(n_units))
+            move_one(s, int(rng.integers(n)))
+            idx.nearest_raw(other_rank[q:q + 1], z1, z1, e1, z1, kk, -1, 0)
+            move_one(s, int(unit_nodes[s]))
+            sr = q_rank[q:q + 1]
+            t0 = time.perf_counter()
+            idx.nearest_raw(sr, z1, z1, e1, z1, kk, -1, 0)
+            ts.append((time.perf_counter() - t0) * 1e6)
+        return ts
+
+    def service() -> list[float]:
+        ts = []
+        for q in range(args.queries):
+            t0 = time.perf_counter()
+            svc.nearest_units(node=q_ext[q], k=kk)
+            ts.append((time.perf_counter() - t0) * 1e6)
+        return ts
+
+    stats = {name: Stat() for name in ("batch", "per_call", "interleaved", "service")}
+    batch()  # compile the benchmark's own loop
+    per_call()
+    for _ in range(reps):
+        stats["batch"].add(batch())
+        stats["per_call"].add(per_call())
+        stats["interleaved"].add(interleaved())
+        stats["service"].add(service())
+    ref_eta = res_t.copy()
+
+    # ---- correctness: the same queries by the Dijkstra fallback -------------------------------
+    agree = 0
+    for q in range(args.queries):
+        slots, eta, _ = idx.nearest([Seed(int(q_nodes[q]), 0.0, 0.0)], k=kk, use_ch=False)
+        if np.array_equal(eta, ref_eta[q, :eta.size]) and eta.size == np.isfinite(ref_eta[q]).sum():
+            agree += 1
+    out["agreement_dijkstra"] = agree / args.queries
+
+    # ---- unit moves -----------------------------------------------------------------------------
+    n_moves = 2000
+    mv = {"kernel": Stat(), "index": Stat(), "service": Stat()}
+    ext_ids = gh.node_ext_id
+    for _ in range(reps):
+        slots = rng.integers(0, n_units, size=n_moves).astype(np.int64)
+        nodes = rng.integers(0, n, size=n_moves).astype(np.int32)
+        mv_lat = np.empty(n_moves, np.int64)
+        res = _batch_moves(idx._move_args(), slots, h.rank[nodes].astype(np.int32),
+                           idx._mv_i, idx._mv_f, mv_lat)
+        idx._pool_sj, idx._pool_t, idx._pool_l = res[0], res[1], res[2]
+        assert res[3] == n_moves, "bucket rows too narrow for the batch move benchmark"
+        for i in range(n_moves):
+            # _batch_moves passes ranks; keep the index's own node ids right
+            unit_nodes[slots[i]] = nodes[i]
+        mv["kernel"].add(mv_lat / 1000.0)
+        api = []
+        for i in range(500):
+            s, node = int(slots[i]), int(rng.integers(n))
+            t0 = time.perf_counter()
+            move_one(s, node)
+            api.append((time.perf_counter() - t0) * 1e6)
+            unit_nodes[s] = node
+        mv["index"].add(api)
+        sv = []
+        lats, lons = gh.node_lat, gh.node_lon
+        for i in range(500):
+            s, node = int(slots[i]) % n_units, int(rng.integers(n))
+            la, lo = float(lats[node]) + 1e-5, float(lons[node]) + 1e-5
+            t0 = time.perf_counter()
+            svc.move_unit(s, lat=la, lon=lo)
+            sv.append((time.perf_counter() - t0) * 1e6)
+        mv["service"].add(sv)
+    # batch moves stored node ids as ranks' sources: re-place every unit by node id
+    for i in range(n_units):
+        move_one(i, int(unit_nodes[i]))
+    del ext_ids
+
+    # ---- routes: CH unpacking against Dijkstra --------------------------------------------------
+    route = Stat()
+    route_svc = Stat()
+    dij = UnitIndex(gh, capacity=n_units, use_ch=False)
+    for i in range(n_units):
+        s = dij.new_slot()
+        dij.set_unit(s, [Seed(int(unit_nodes[i]), 0.0, 0.0)], available=bool(avail[i]),
+                     type_bits=1, cap_bits=0, tie_key=i)
+    n_routes = min(200, args.queries)
+    route_ok = 0
+    route_len_ok = 0
+    for rep in range(reps):
+        ts, ts_svc = [], []
+        for q in range(n_routes):
+            s = int((q * 7 + rep) % n_units)
+            seeds = [Seed(int(q_nodes[q]), 0.0, 0.0)]
+            t0 = time.perf_counter()
+            t_ch, l_ch, edges, _, _ = idx.path(s, seeds)
+            ts.append((time.perf_counter() - t0) * 1e6)
+            if rep == 0:
+                t_dj, l_dj, _e, _, _ = dij.path(s, seeds)
+                driven = float(gh.edge_time_ds[np.asarray(edges, np.int64)].sum())
+                if t_ch == t_dj and driven == t_ch:
+                    route_ok += 1
+                if abs(l_ch - l_dj) <= 1e-6 * max(1.0, l_dj):
+                    route_len_ok += 1
+            t0 = time.perf_counter()
+            svc.route(s, node=q_ext[q])
+            ts_svc.append((time.perf_counter() - t0) * 1e6)
+        route.add(ts)
+        route_svc.add(ts_svc)
+    out["route_eta_equal_dijkstra"] = route_ok / n_routes
+    out["route_metres_equal_dijkstra"] = route_len_ok / n_routes
+
+    # ---- baselines ------------------------------------------------------------------------------
+    avail_nodes = unit_nodes[avail]
+    base: dict[str, Stat] = {}
+    base_agree: dict[str, float] = {}
+
+    def check(name: str, etas: list[list[float]]) -> None:
+        ok = sum(1 for q, e in enumerate(etas)
+                 if np.array_equal(np.asarray(e, float), ref_eta[q, :len(e)])
+                 and len(e) == np.isfinite(ref_eta[q]).sum())
+        base_agree[name] = ok / len(etas)
+
+    # the kernel's reference ETAs must be for the final unit positions
+    batch()
+    ref_eta = res_t.copy()
+    if rk is not None:
         order = rk.compute_order_inertial(n, tail_l, head_l, gh.node_lat.tolist(),
                                           gh.node_lon.tolist())
         cch = rk.CCH(order, tail_l, head_l, False)
         metric = rk.CCHMetric(cch, gh.edge_time_ds.tolist())
         m2o = rk.CCHManyToOne(metric, avail_nodes.tolist())
-        t_rk_pre = time.perf_counter() - t0
-        mem_rk = rss_mib() - m0
-        rk_lat, rk_eta = [], []
-        for q in range(n_base):
-            t0 = time.perf_counter()
-            rk_ds = m2o.distances_to(int(q_nodes[q]))
-            rk_top = sorted(d for d in rk_ds if d is not None)[:kk]
-            rk_lat.append((time.perf_counter() - t0) * 1e6)
-            rk_eta.append(rk_top)
-        rows["rk_cch"] = {"pre_s": t_rk_pre, "load_s": float("nan"), "mem": mem_rk,
-                          "med": float(np.median(rk_lat)), "p99": pct(rk_lat, 99),
-                          "agree": agree(rk_eta)}
+        base["rk_cch"] = Stat()
+        for rep in range(reps):
+            ts, etas = [], []
+            for q in range(args.queries if not args.quick else 200):
+                t0 = time.perf_counter()
+                rk_ds = m2o.distances_to(int(q_nodes[q]))
+                rk_top = sorted(d for d in rk_ds if d is not None)[:kk]
+                ts.append((time.perf_counter() - t0) * 1e6)
+                etas.append(rk_top)
+            base["rk_cch"].add(ts)
+            if rep == 0:
+                check("rk_cch", etas)
+    if not args.no_slow_baselines:
+        from scipy.sparse import csr_matrix
+        from scipy.sparse.csgraph import dijkstra
 
-    rows["service"] = {"pre_s": t_pre, "load_s": t_load, "mem": mem_kernel,
-                       "med": float(np.median(svc_lat)), "p99": pct(svc_lat, 99),
-                       "agree": agree(svc_eta)}
+        A = csr_matrix((gh.edge_time_ds.astype(np.float64), (gh.fwd_head, gh.edge_tail)),
+                       shape=(n, n))
+        limit0 = float(np.median(gh.edge_time_ds)) * 60
+        base["scipy"] = Stat()
+        n_slow = 100 if not args.quick else 30
+        for rep in range(reps):
+            ts, etas = [], []
+            for q in range(n_slow):
+                t0 = time.perf_counter()
+                limit = limit0
+                while True:
+                    d = dijkstra(A, directed=True, indices=int(q_nodes[q]), limit=limit)
+                    du = d[avail_nodes]
+                    if np.isfinite(du).sum() >= kk or not np.isfinite(limit):
+                        break
+                    limit = limit * 2 if limit < 1e12 else np.inf
+                top = np.sort(du[np.isfinite(du)])[:kk]
+                ts.append((time.perf_counter() - t0) * 1e6)
+                etas.append(top.tolist())
+            base["scipy"].add(ts)
+            if rep == 0:
+                check("scipy", etas)
+        pred: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+        for e in range(gh.n_edges):
+            pred[int(gh.fwd_head[e])].append((int(gh.edge_tail[e]), int(gh.edge_time_ds[e])))
+        is_unit: dict[int, int] = {}
+        for x in avail_nodes.tolist():
+            is_unit[x] = is_unit.get(x, 0) + 1
+        base["networkx"] = Stat()  # the same pure-Python Dijkstra networkx runs
+        for rep in range(reps):
+            ts, etas = [], []
+            for q in range(n_slow // 2):
+                t0 = time.perf_counter()
+                src = int(q_nodes[q])
+                dist = {src: 0}
+                heap = [(0, src)]
+                found: list[int] = []
+                done: set[int] = set()
+                while heap and len(found) < kk:
+                    dd, x = heapq.heappop(heap)
+                    if x in done:
+                        continue
+                    done.add(x)
+                    found.extend([dd] * min(is_unit.get(x, 0), kk - len(found)))
+                    for y, w in pred[x]:
+                        nd = dd + w
+                        if nd < dist.get(y, 1 << 62):
+                            dist[y] = nd
+                            heapq.heappush(heap, (nd, y))
+                ts.append((time.perf_counter() - t0) * 1e6)
+                etas.append(found)
+            base["networkx"].add(ts)
+            if rep == 0:
+                check("networkx", etas)
 
-    # ---- report -------------------------------------------------------------------------------
+    # ---- report ---------------------------------------------------------------------------------
+    out["load_avg_1m_end"] = os.getloadavg()[0]
+    out["queries_us"] = {k_: s.json() for k_, s in stats.items()}
+    out["baselines_us"] = {k_: s.json() for k_, s in base.items()}
+    out["baseline_agreement"] = base_agree
+    out["moves_us"] = {k_: s.json() for k_, s in mv.items()}
+    out["route_us"] = {"index": route.json(), "service": route_svc.json()}
+    out["batch_le_per_call"] = stats["batch"].med <= stats["per_call"].med
+    if "rk_cch" in base:
+        rk_med = base["rk_cch"].med
+        out["speedup_vs_rk_cch"] = {k_: round(rk_med / s.med, 1) for k_, s in stats.items()}
+    return out
+
+
+def print_table(out: dict[str, Any]) -> None:
     print()
-    print(f"nearest-{kk} of {args.units} units ({int(avail.sum())} available), "
-          f"{args.queries} queries for the kernel, {n_base} for baselines; graph {args.graph} "
-          f"({n:,} nodes)")
-    print(f"{'method':<12}{'preprocess s':>13}{'load s':>8}{'mem MiB':>9}{'median µs':>11}"
-          f"{'p99 µs':>10}{'agreement':>11}")
-    for name, r in rows.items():
-        load = f"{r['load_s']:.2f}" if np.isfinite(r["load_s"]) else "-"
-        print(f"{name:<12}{r['pre_s']:>13.2f}{load:>8}{r['mem']:>9.0f}{r['med']:>11.1f}"
-              f"{r['p99']:>10.1f}{r['agree']:>10.1%}")
-    print(f"unit move: kernel median {np.median(move_us):.1f} µs, p99 {pct(move_us, 99):.1f} µs; "
-          f"through UnitIndex.set_unit median {np.median(api_moves):.1f} µs")
-    out = {
-        "graph": args.graph, "nodes": n, "units": args.units, "k": kk,
-        "queries": args.queries, "baseline_queries": n_base,
-        "preprocess_s": round(t_pre, 2), "graph_load_s": round(t_load, 3),
-        "move_median_us": round(float(np.median(move_us)), 2),
-        "move_api_median_us": round(float(np.median(api_moves)), 2),
-        "methods": {k_: {"median_us": round(r["med"], 2), "p99_us": round(r["p99"], 2),
-                         "agreement": round(r["agree"], 4)} for k_, r in rows.items()},
-        "speedup_median": {k_: round(r["med"] / rows["kernel"]["med"], 1)
-                           for k_, r in rows.items() if k_ not in ("kernel",)},
-        "speedup_median_api": {k_: round(r["med"] / rows["kernel_api"]["med"], 1)
-                               for k_, r in rows.items() if k_ not in ("kernel", "kernel_api", "service")},
-    }
+    print(f"graph {out['graph']}: {out['nodes']:,} nodes, {out['arcs']:,} arcs; "
+          f"{out['units']} units (half available), K={out['k']}, {out['queries']} queries, "
+          f"{out['reps']} repetitions; load average {out['load_avg_1m']:.1f} -> "
+          f"{out['load_avg_1m_end']:.1f}")
+    print(f"one-time kernel compile (or cache load): {out['compile_s']:.1f} s")
+    p = out["preprocess_s"]
+    line = f"preprocessing: ours {p['median']:.2f} s ({p['min']:.2f}-{p['max']:.2f}, {p['reps']} reps)"
+    if "rk_preprocess_s" in out:
+        r = out["rk_preprocess_s"]
+        line += f"; routingkit CCH {r['median']:.2f} s ({r['min']:.2f}-{r['max']:.2f})"
+    print(line)
+    ld = out["load_s"]
+    print(f"file {out['file_mib']} MiB, load (mmap) {ld['median'] * 1000:.2f} ms "
+          f"({ld['min'] * 1000:.2f}-{ld['max'] * 1000:.2f})")
+    if "two_workers" in out:
+        tw = out["two_workers"]
+        print("two workers on the file, growth from loading + units + 1,000 queries: "
+              + "; ".join(f"worker {i + 1}: RSS +{w['rss']} MiB (anonymous +{w['anon']}, "
+                          f"private +{w['private']}, PSS +{w['pss']}; whole process RSS "
+                          f"{w['rss_total']} MiB)" for i, w in enumerate(tw["workers"])))
+    rk = out.get("baselines_us", {}).get("rk_cch")
+    print(f"{'query path':<14}{'median µs':>11}{'min-max':>17}{'p99 µs':>10}"
+          f"{'× rk_cch':>10}")
+    rows = {**out["queries_us"], **out["baselines_us"]}
+    for name, s in rows.items():
+        ratio = f"{rk['median_us'] / s['median_us']:.1f}" if rk else "-"
+        print(f"{name:<14}{s['median_us']:>11.1f}{s['min_us']:>9.1f}-{s['max_us']:<7.1f}"
+              f"{s['p99_us']:>10.1f}{ratio:>10}")
+    print(f"agreement with Dijkstra: {out['agreement_dijkstra']:.1%}; baselines with the kernel: "
+          + ", ".join(f"{k}: {v:.1%}" for k, v in out["baseline_agreement"].items()))
+    for name, s in out["moves_us"].items():
+        print(f"unit move ({name}): median {s['median_us']:.1f} µs "
+              f"({s['min_us']:.1f}-{s['max_us']:.1f}), p99 {s['p99_us']:.1f}")
+    for name, s in out["route_us"].items():
+        print(f"route ({name}): median {s['median_us']:.1f} µs "
+              f"({s['min_us']:.1f}-{s['max_us']:.1f}), p99 {s['p99_us']:.1f}")
+    print(f"routes: ETA equal to Dijkstra's {out['route_eta_equal_dijkstra']:.1%}, "
+          f"metres equal {out['route_metres_equal_dijkstra']:.1%}")
     print(json.dumps(out))
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = sorted(results, key=lambda r: r["nodes"])
+    x = [r["nodes"] for r in results]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+
+    def series(ax: Any, ys: list[float], label: str, style: str) -> None:
+        ax.plot(x, ys, style, label=label)
+
+    ax = axes[0]
+    series(ax, [r["preprocess_s"]["median"] for r in results], "ours (CH)", "o-")
+    series(ax, [r.get("rk_preprocess_s", {}).get("median", np.nan) for r in results],
+           "routingkit CCH", "s--")
+    ax.set_ylabel("preprocessing, s")
+    ax = axes[1]
+    for key, label, st in (("batch", "ours, batch", "o-"), ("per_call", "ours, per call", "o-"),
+                           ("interleaved", "ours, interleaved (cold)", "^-"),
+                           ("service", "ours, RoutingService", "v-")):
+        series(ax, [r["queries_us"][key]["median_us"] for r in results], label, st)
+    for key, label, st in (("rk_cch", "routingkit CCH many-to-one", "s--"),
+                           ("scipy", "scipy Dijkstra", "x:"), ("networkx", "pure-Python Dijkstra", "+:")):
+        series(ax, [r["baselines_us"].get(key, {}).get("median_us", np.nan) for r in results],
+               label, st)
+    ax.set_ylabel(f"nearest-{results[0]['k']} query, median µs")
+    ax = axes[2]
+    for key, label, st in (("kernel", "kernel", "o-"), ("index", "UnitIndex.set_unit", "o-"),
+                           ("service", "RoutingService.move_unit (lat/lon)", "v-")):
+        series(ax, [r["moves_us"][key]["median_us"] for r in results], label, st)
+    series(ax, [r["route_us"]["index"]["median_us"] for r in results], "route (CH unpacking)", "d-")
+    ax.set_ylabel("unit move / route, median µs")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("graph nodes")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    names = ", ".join(r["graph"] for r in results)
+    units = max(r["units"] for r in results)
+    fig.suptitle(f"Cost against graph size ({names}); {units} units (half the nodes on the "
+                 f"smallest), K={results[0]['k']}, medians of {results[0]['reps']} repetitions, "
+                 f"load average {min(r['load_avg_1m'] for r in results):.0f}-"
+                 f"{max(r['load_avg_1m'] for r in results):.0f} on 2 cores", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    ap.add_argument("--graph", default="ny", help=f"{' | '.join(GRAPHS)} | road file | .cadgraph")
+    ap.add_argument("--all", action="store_true", help="every shared graph, then the plot")
+    ap.add_argument("--plot", default="docs/routing_scaling.png", help="plot file for --all")
+    ap.add_argument("--results", default=None, help="with --all: also write the JSON lines here")
+    ap.add_argument("--replot", default=None,
+                    help="only draw the plot from a --results file of an earlier --all run")
+    ap.add_argument("--quick", action="store_true", help="fewer baseline queries")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--pre-reps", type=int, default=None,
+                    help="preprocessing repetitions (default: --reps)")
+    ap.add_argument("--units", type=int, default=500)
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--k", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--hierarchy", default=None,
+                    help="take the hierarchy from this .cadgraph of the same graph (no timing)")
+    ap.add_argument("--no-workers", action="store_true", help="skip the two-worker memory test")
+    ap.add_argument("--no-slow-baselines", action="store_true", help="skip scipy and networkx")
+    args = ap.parse_args()
+    if args.pre_reps is None:
+        args.pre_reps = args.reps
+    if args.replot:
+        plot([json.loads(line) for line in Path(args.replot).read_text().splitlines()],
+             Path(args.plot))
+        return
+    if args.all:
+        results = []
+        for name in GRAPHS:
+            cmd = [sys.executable, __file__, "--graph", name, "--reps", str(args.reps),
+                   "--pre-reps", str(args.pre_reps), "--units", str(args.units),
+                   "--queries", str(args.queries), "--k", str(args.k)]
+            cmd += ["--quick"] if args.quick else []
+            cmd += ["--no-workers"] if args.no_workers else []
+            cmd += ["--no-slow-baselines"] if args.no_slow_baselines else []
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if proc.returncode != 0 or not proc.stdout.strip():
+                print(f"{name}: failed (exit {proc.returncode})\n{proc.stderr[-2000:]}",
+                      file=sys.stderr)
+                continue
+            print("\n".join(proc.stdout.splitlines()[:-1]), flush=True)
+            results.append(json.loads(proc.stdout.splitlines()[-1]))
+            if args.results:
+                Path(args.results).write_text("\n".join(json.dumps(r) for r in results) + "\n")
+        plot(results, Path(args.plot))
+        print(json.dumps({"graphs": results}))
+        return
+    print_table(run(args))
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ A shortcut u->w is added when no witness path of at most the same travel time is
 found by a Dijkstra from u that avoids v, bounded by a settle limit: a missed
 witness only adds a superfluous shortcut, never a wrong distance.
 
-The dynamic graph lives in one pool of rows ``[nbr, w_out, w_in, hops_out, hops_in]``
-(int32) plus ``[len_out, len_in]`` (float64), one growable slice per node; both
+The dynamic graph lives in one pool of rows
+``[nbr, w_out, w_in, hops_out, hops_in, mid_out, mid_in]`` (int32; ``mid`` is the
+contracted node a shortcut bypasses, -1 for an original arc) plus ``[len_out, len_in]`` (float64), one growable slice per node; both
 directions of a neighbour pair share a row, so in- and out-neighbours come from one scan.
 
 The result is the set of upward arcs, stored in rank space (see graph.Hierarchy).
@@ -20,326 +21,86 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from numba import njit
 
+from routing.ch_kernels import (
+    _N_UB,
+    _N_UF,
+    _NEXT_RANK,
+    _PQ_SIZE,
+    WITNESS_LIMIT_CONTRACT,
+    WITNESS_LIMIT_SIMULATE,
+    _ch_init,
+    _ch_step,
+    _hilbert,
+    _levels,
+)
 from routing.graph import Hierarchy, RoadGraph
-from routing.heap import heap_pop, heap_push_or_decrease, heap_set
-
-INF32 = np.int32(2**31 - 1)
-INF64 = np.int64(2**62)
-
-# Witness-search settle limits, tuned on DIMACS NY (264k nodes): higher limits gave
-# the same query search spaces and slower preprocessing.
-WITNESS_LIMIT_SIMULATE = 60
-WITNESS_LIMIT_CONTRACT = 400
-
-# indices into the scalar state vector
-_POOL_END, _PQ_SIZE, _NEXT_RANK, _N_UF, _N_UB = 0, 1, 2, 3, 4
 
 
-@njit(cache=True)
-def _entry(A, astart, alen, x, y):
-    s = astart[x]
-    for i in range(s, s + alen[x]):
-        if A[i, 0] == y:
-            return i
-    return -1
+def hilbert_keys(lat: np.ndarray, lon: np.ndarray, bits: int = 16) -> np.ndarray:
+    """Hilbert-curve position of each coordinate within the points' bounding box."""
+    def scale(a: np.ndarray) -> np.ndarray:
+        lo, hi = float(a.min()), float(a.max())
+        span = hi - lo if hi > lo else 1.0
+        return np.minimum(((a - lo) / span * (1 << bits)).astype(np.int64), (1 << bits) - 1)
+
+    return np.asarray(_hilbert(scale(lon), scale(lat), bits))
 
 
-@njit(cache=True)
-def _append(A, L, astart, alen, acap, scal, x, y):
-    """Append a blank row for neighbour y to x's slice; may reallocate the pool."""
-    if alen[x] == acap[x]:
-        newcap = max(4, 2 * acap[x])
-        pe = scal[_POOL_END]
-        if pe + newcap > A.shape[0]:
-            size = max(2 * A.shape[0], pe + newcap)
-            A2 = np.empty((size, 5), np.int32)
-            L2 = np.empty((size, 2), np.float64)
-            A2[:pe] = A[:pe]
-            L2[:pe] = L[:pe]
-            A, L = A2, L2
-        s = astart[x]
-        for i in range(alen[x]):
-            for c in range(5):
-                A[pe + i, c] = A[s + i, c]
-            L[pe + i, 0] = L[s + i, 0]
-            L[pe + i, 1] = L[s + i, 1]
-        astart[x] = pe
-        acap[x] = newcap
-        scal[_POOL_END] = pe + newcap
-    i = astart[x] + alen[x]
-    alen[x] += 1
-    A[i, 0] = y
-    A[i, 1] = INF32
-    A[i, 2] = INF32
-    A[i, 3] = 0
-    A[i, 4] = 0
-    L[i, 0] = 0.0
-    L[i, 1] = 0.0
-    return A, L, i
+def ch_layout(graph: RoadGraph, level: np.ndarray) -> np.ndarray:
+    """Where each node sits in the hierarchy's arrays: highest level first, and within
+    a level along a Hilbert curve. A search climbs from a node through a few nodes per
+    level, all near it on the map, so the nodes of one search space share cache lines
+    and pages instead of being scattered in contraction order."""
+    key = hilbert_keys(graph.node_lat, graph.node_lon)
+    order = np.lexsort((key, -level))  # position -> node
+    pos = np.empty(graph.n_nodes, np.int32)
+    pos[order] = np.arange(graph.n_nodes, dtype=np.int32)
+    return pos
 
 
-@njit(cache=True)
-def _add_arc(A, L, astart, alen, acap, scal, x, y, w, length, hops):
-    """Arc x->y (keeps the minimum weight if it exists already)."""
-    i = _entry(A, astart, alen, x, y)
-    if i < 0:
-        A, L, i = _append(A, L, astart, alen, acap, scal, x, y)
-    if w < A[i, 1]:
-        A[i, 1] = w
-        L[i, 0] = length
-        A[i, 3] = hops
-    j = _entry(A, astart, alen, y, x)
-    if j < 0:
-        A, L, j = _append(A, L, astart, alen, acap, scal, y, x)
-    if w < A[j, 2]:
-        A[j, 2] = w
-        L[j, 1] = length
-        A[j, 4] = hops
-    return A, L
-
-
-@njit(cache=True)
-def _witness(src, skip, maxd, limit, A, astart, alen, dist, hkey, hnode, hpos, touched):
-    """Bounded Dijkstra from src avoiding skip; leaves tentative distances in dist."""
-    nt = 0
-    dist[src] = 0
-    touched[nt] = src
-    nt += 1
-    size = heap_push_or_decrease(hkey, hnode, hpos, 0, src, np.int64(0))
-    settled = 0
-    while size > 0:
-        d = hkey[0]
-        x = hnode[0]
-        size = heap_pop(hkey, hnode, hpos, size)
-        if d > maxd:
-            break
-        settled += 1
-        if settled > limit:
-            break
-        s = astart[x]
-        for i in range(s, s + alen[x]):
-            wo = A[i, 1]
-            if wo == INF32:
-                continue
-            y = A[i, 0]
-            if y == skip:
-                continue
-            nd = d + wo
-            if nd < dist[y]:
-                if dist[y] == INF64:
-                    touched[nt] = y
-                    nt += 1
-                dist[y] = nd
-                size = heap_push_or_decrease(hkey, hnode, hpos, size, y, nd)
-    for i in range(size):
-        hpos[hnode[i]] = -1
-    return nt
-
-
-@njit(cache=True)
-def _process(v, do_contract, limit, A, L, astart, alen, acap, scal, dist, hkey, hnode, hpos, touched):
-    """Simulate (or perform) the contraction of v. Returns (A, L, priority terms)."""
-    deg = alen[v]
-    s = astart[v]
-    nbr = np.empty(deg, np.int32)
-    wo = np.empty(deg, np.int64)
-    wi = np.empty(deg, np.int64)
-    ho = np.empty(deg, np.int64)
-    hi = np.empty(deg, np.int64)
-    lo = np.empty(deg, np.float64)
-    li = np.empty(deg, np.float64)
-    removed = 0
-    removed_hops = 0
-    for k in range(deg):
-        nbr[k] = A[s + k, 0]
-        wo[k] = A[s + k, 1]
-        wi[k] = A[s + k, 2]
-        ho[k] = A[s + k, 3]
-        hi[k] = A[s + k, 4]
-        lo[k] = L[s + k, 0]
-        li[k] = L[s + k, 1]
-        if wo[k] != INF32:
-            removed += 1
-            removed_hops += ho[k]
-        if wi[k] != INF32:
-            removed += 1
-            removed_hops += hi[k]
-    added = 0
-    added_hops = 0
-    for a in range(deg):
-        if wi[a] == INF32:
-            continue
-        u = nbr[a]
-        maxw = np.int64(-1)
-        for b in range(deg):
-            if b != a and wo[b] != INF32 and wo[b] > maxw:
-                maxw = wo[b]
-        if maxw < 0:
-            continue
-        nt = _witness(u, v, wi[a] + maxw, limit, A, astart, alen, dist, hkey, hnode, hpos, touched)
-        for b in range(deg):
-            if b == a or wo[b] == INF32:
-                continue
-            need = wi[a] + wo[b]
-            w = nbr[b]
-            if dist[w] > need:
-                added += 1
-                added_hops += hi[a] + ho[b]
-                if do_contract:
-                    A, L = _add_arc(A, L, astart, alen, acap, scal, u, w, need, li[a] + lo[b],
-                                    hi[a] + ho[b])
-        for t in range(nt):
-            dist[touched[t]] = INF64
-    return A, L, added, added_hops, removed, removed_hops
-
-
-@njit(cache=True)
-def _priority(level, added, added_hops, removed, removed_hops):
-    return level + added / max(removed, 1) + added_hops / max(removed_hops, 1)
-
-
-@njit(cache=True)
-def _ch_init(n, indptr, head, w, lenm, limit_sim):
-    deg = np.zeros(n, np.int64)
-    for u in range(n):
-        for e in range(indptr[u], indptr[u + 1]):
-            deg[u] += 1
-            deg[head[e]] += 1
-    acap = deg + 2
-    astart = np.zeros(n, np.int64)
-    total = 0
-    for u in range(n):
-        astart[u] = total
-        total += acap[u]
-    size = 2 * total + 1024
-    A = np.empty((size, 5), np.int32)
-    L = np.empty((size, 2), np.float64)
-    alen = np.zeros(n, np.int64)
-    scal = np.zeros(8, np.int64)
-    scal[_POOL_END] = total
-    for u in range(n):
-        for e in range(indptr[u], indptr[u + 1]):
-            A, L = _add_arc(A, L, astart, alen, acap, scal, u, head[e], np.int64(w[e]), lenm[e], 1)
-    level = np.zeros(n, np.int64)
-    rank = np.full(n, -1, np.int32)
-    dist = np.full(n, INF64, np.int64)
-    hkey = np.empty(n, np.int64)
-    hnode = np.empty(n, np.int32)
-    hpos = np.full(n, -1, np.int32)
-    touched = np.empty(n, np.int32)
-    pq_key = np.empty(n, np.float64)
-    pq_node = np.empty(n, np.int32)
-    pq_pos = np.full(n, -1, np.int32)
-    size_pq = 0
-    for v in range(n):
-        A, L, ad, adh, rm, rmh = _process(v, False, limit_sim, A, L, astart, alen, acap, scal,
-                                          dist, hkey, hnode, hpos, touched)
-        size_pq = heap_push_or_decrease(pq_key, pq_node, pq_pos, size_pq, v,
-                                        _priority(level[v], ad, adh, rm, rmh))
-    scal[_PQ_SIZE] = size_pq
-    cap_up = 2 * indptr[n] + 16
-    UF = np.empty((cap_up, 3), np.int64)
-    UFL = np.empty(cap_up, np.float64)
-    UB = np.empty((cap_up, 3), np.int64)
-    UBL = np.empty(cap_up, np.float64)
-    return (A, L, astart, alen, acap, scal, level, rank, dist, hkey, hnode, hpos, touched,
-            pq_key, pq_node, pq_pos, UF, UFL, UB, UBL)
-
-
-@njit(cache=True)
-def _grow_up(U, UL, need):
-    if need <= U.shape[0]:
-        return U, UL
-    size = max(2 * U.shape[0], need)
-    U2 = np.empty((size, 3), np.int64)
-    UL2 = np.empty(size, np.float64)
-    U2[: U.shape[0]] = U
-    UL2[: U.shape[0]] = UL
-    return U2, UL2
-
-
-@njit(cache=True)
-def _ch_step(A, L, astart, alen, acap, scal, level, rank, dist, hkey, hnode, hpos, touched,
-             pq_key, pq_node, pq_pos, UF, UFL, UB, UBL, limit_sim, limit_contract, max_contract):
-    done = 0
-    while scal[_PQ_SIZE] > 0 and done < max_contract:
-        v = pq_node[0]
-        A, L, ad, adh, rm, rmh = _process(v, False, limit_sim, A, L, astart, alen, acap, scal,
-                                          dist, hkey, hnode, hpos, touched)
-        p = _priority(level[v], ad, adh, rm, rmh)
-        heap_set(pq_key, pq_node, pq_pos, scal[_PQ_SIZE], v, p)
-        if pq_node[0] != v:
-            continue  # lazy update: someone else is cheaper now
-        scal[_PQ_SIZE] = heap_pop(pq_key, pq_node, pq_pos, scal[_PQ_SIZE])
-        # record v's upward arcs (all remaining neighbours rank above v)
-        s = astart[v]
-        deg = alen[v]
-        UF, UFL = _grow_up(UF, UFL, scal[_N_UF] + deg)
-        UB, UBL = _grow_up(UB, UBL, scal[_N_UB] + deg)
-        for k in range(s, s + deg):
-            x = A[k, 0]
-            if A[k, 1] != INF32:
-                i = scal[_N_UF]
-                UF[i, 0] = v
-                UF[i, 1] = x
-                UF[i, 2] = A[k, 1]
-                UFL[i] = L[k, 0]
-                scal[_N_UF] = i + 1
-            if A[k, 2] != INF32:
-                i = scal[_N_UB]
-                UB[i, 0] = v
-                UB[i, 1] = x
-                UB[i, 2] = A[k, 2]
-                UBL[i] = L[k, 1]
-                scal[_N_UB] = i + 1
-        A, L, ad, adh, rm, rmh = _process(v, True, limit_contract, A, L, astart, alen, acap, scal,
-                                          dist, hkey, hnode, hpos, touched)
-        rank[v] = scal[_NEXT_RANK]
-        scal[_NEXT_RANK] += 1
-        done += 1
-        # detach v from its neighbours, then re-prioritise them
-        s = astart[v]
-        deg = alen[v]
-        nbrs = np.empty(deg, np.int32)
-        for k in range(deg):
-            nbrs[k] = A[s + k, 0]
-        alen[v] = 0
-        for k in range(deg):
-            x = nbrs[k]
-            j = _entry(A, astart, alen, x, v)
-            last = astart[x] + alen[x] - 1
-            if j != last:
-                for c in range(5):
-                    A[j, c] = A[last, c]
-                L[j, 0] = L[last, 0]
-                L[j, 1] = L[last, 1]
-            alen[x] -= 1
-            level[x] = max(level[x], level[v] + 1)
-        for k in range(deg):
-            x = nbrs[k]
-            A, L, ad, adh, rm, rmh = _process(x, False, limit_sim, A, L, astart, alen, acap, scal,
-                                              dist, hkey, hnode, hpos, touched)
-            heap_set(pq_key, pq_node, pq_pos, scal[_PQ_SIZE], x,
-                     _priority(level[x], ad, adh, rm, rmh))
-    return (A, L, astart, alen, acap, scal, level, rank, dist, hkey, hnode, hpos, touched,
-            pq_key, pq_node, pq_pos, UF, UFL, UB, UBL)
-
-
-def _to_rank_csr(n: int, rank: np.ndarray, U: np.ndarray, UL: np.ndarray):
-    frm = rank[U[:, 0]].astype(np.int64)
-    to = rank[U[:, 1]].astype(np.int32)
+def _to_csr(n: int, pos: np.ndarray, U: np.ndarray, UL: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    frm = pos[U[:, 0]].astype(np.int64)
+    to = pos[U[:, 1]].astype(np.int32)
+    # a shortcut's middle node in the layout's numbering; an original arc keeps -2 - edge id
+    mid = np.where(U[:, 3] >= 0, pos[np.maximum(U[:, 3], 0)], U[:, 3]).astype(np.int32)
     order = np.lexsort((to, frm))
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(frm, minlength=n), out=indptr[1:])
-    return (indptr, to[order], U[order, 2].astype(np.int32), UL[order].astype(np.float32))
+    return (indptr, to[order], U[order, 2].astype(np.int32), UL[order].astype(np.float32),
+            mid[order])
+
+
+def compile_ch_kernels() -> float:
+    """Compile (or load from numba's on-disk cache) the preprocessing kernels by
+    contracting a four-node graph, so that a caller can report the one-time compile
+    apart from the preprocessing time. Returns the seconds it took."""
+    t0 = time.perf_counter()
+    tail = np.array([0, 1, 1, 2, 2, 3, 3, 0], np.int32)
+    head = np.array([1, 0, 2, 1, 3, 2, 0, 3], np.int32)
+    order = np.argsort(tail, kind="stable")
+    indptr = np.zeros(5, np.int64)
+    np.cumsum(np.bincount(tail, minlength=4), out=indptr[1:])
+    w = np.array([3, 3, 4, 4, 5, 5, 6, 6], np.int32)[order]
+    lenm = w.astype(np.float64)
+    head = head[order]
+    for a in (indptr, head, w, lenm):  # a RoadGraph's arrays are read-only: same signature
+        a.setflags(write=False)
+    st = _ch_init(4, indptr, head, w, lenm, WITNESS_LIMIT_SIMULATE)
+    st = _ch_step(*st, WITNESS_LIMIT_SIMULATE, WITNESS_LIMIT_CONTRACT, 4)  # type: ignore[call-arg]  # numba Dispatcher: stubs lack the jitted signature
+    _levels(4, st[7], st[17], int(st[5][_N_UF]), st[19], int(st[5][_N_UB]))
+    _hilbert(np.zeros(1, np.int64), np.zeros(1, np.int64), 16)
+    return time.perf_counter() - t0
 
 
 def build_hierarchy(graph: RoadGraph, *, progress: Callable[[int, int], None] | None = None,
                     limit_simulate: int = WITNESS_LIMIT_SIMULATE,
-                    limit_contract: int = WITNESS_LIMIT_CONTRACT) -> Hierarchy:
-    """Contract the whole graph. ``progress(done, total)`` is called between chunks."""
+                    limit_contract: int = WITNESS_LIMIT_CONTRACT,
+                    layout: str = "level-hilbert") -> Hierarchy:
+    """Contract the whole graph. ``progress(done, total)`` is called between chunks.
+    ``layout`` orders the hierarchy's arrays: ``"level-hilbert"`` (see ch_layout) or
+    ``"rank"`` (contraction order)."""
     t0 = time.perf_counter()
     n = graph.n_nodes
     st = _ch_init(n, graph.fwd_indptr, graph.fwd_head, graph.edge_time_ds, graph.edge_length_m,
@@ -353,13 +114,20 @@ def build_hierarchy(graph: RoadGraph, *, progress: Callable[[int, int], None] | 
         if scal[_PQ_SIZE] == 0:
             break
     rank = st[7]
-    UF, UFL, UB, UBL = st[16], st[17], st[18], st[19]
+    UF, UFL, UB, UBL = st[17], st[18], st[19], st[20]
     nf, nb = int(scal[_N_UF]), int(scal[_N_UB])
-    f = _to_rank_csr(n, rank, UF[:nf], UFL[:nf])
-    b = _to_rank_csr(n, rank, UB[:nb], UBL[:nb])
+    if layout == "rank":
+        pos = rank.copy()
+    elif layout == "level-hilbert":
+        pos = ch_layout(graph, _levels(n, rank, UF, nf, UB, nb))
+    else:
+        raise ValueError(f"unknown layout {layout!r}")
+    f = _to_csr(n, pos, UF[:nf], UFL[:nf])
+    b = _to_csr(n, pos, UB[:nb], UBL[:nb])
     return Hierarchy(
-        rank=rank.copy(),
+        rank=pos,
         up_f_indptr=f[0], up_f_head=f[1], up_f_time_ds=f[2], up_f_length_m=f[3],
         up_b_indptr=b[0], up_b_head=b[1], up_b_time_ds=b[2], up_b_length_m=b[3],
+        up_f_mid=f[4], up_b_mid=b[4],
         preprocess_s=time.perf_counter() - t0,
     )

@@ -13,10 +13,13 @@ Every edge is a straight segment between its two end nodes (OSM ways are split a
 every node, TIGER polylines at every vertex), so node coordinates are the whole
 geometry: snapping and route drawing need nothing else.
 
-File format (``*.cadgraph``): an uncompressed NumPy ``.npz`` archive, one member per
-array plus ``meta_json`` (UTF-8 JSON bytes). Uncompressed so that loading is a
-plain read of contiguous arrays (about 0.1 s for NY's 264k nodes). Optional
-``ch_*`` members hold the preprocessed contraction hierarchy.
+File format (``*.cadgraph``, version 2): a 16-byte magic, an 8-byte header length, a
+JSON header (meta, and name, dtype, shape and offset of every array), then the arrays,
+each 64-byte aligned. Loading maps the file read-only (``mmap``): nothing is read up
+front (NY loads in about a millisecond), the pages come in as queries touch them, and
+every worker on the machine shares the same page-cache pages. Optional ``ch_*``
+arrays hold the preprocessed contraction hierarchy. Version 1 files (an uncompressed
+NumPy ``.npz``) still load, into private memory.
 
 Street names: ``edge_name`` (``int32`` per forward edge) indexes ``street_names``
 (stored in ``meta_json`` as a list of strings); -1 means unnamed. One entry may hold
@@ -29,6 +32,7 @@ every edge unnamed and an empty table.
 from __future__ import annotations
 
 import json
+import mmap
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +40,9 @@ from typing import Any
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_MAGIC = b"CADGRAPH-MMAP-2\n"
+_ALIGN = 64
 
 # Arrays of the graph proper, with their dtypes (checked on load).
 _GRAPH_ARRAYS: dict[str, Any] = {
@@ -73,13 +79,24 @@ _CH_ARRAYS: dict[str, Any] = {
     "up_b_length_m": np.float32,
 }
 
+# Optional hierarchy arrays: the middle node of each shortcut, or for an original arc
+# -2 - its edge id (-1: an original arc of unknown edge), for path unpacking. Files
+# without them answer routes with a plain Dijkstra.
+_CH_OPTIONAL: dict[str, Any] = {
+    "up_f_mid": np.int32,
+    "up_b_mid": np.int32,
+}
+
 
 @dataclass(frozen=True, eq=False)
 class Hierarchy:
-    """A contraction hierarchy over a RoadGraph, indexed by rank (not node id).
+    """A contraction hierarchy over a RoadGraph, indexed by its own node numbering.
 
-    Indexing by rank puts the top of the hierarchy, which every query touches,
-    in a few contiguous cache lines.
+    ``rank[node]`` is the node's position in the hierarchy's arrays (historically the
+    contraction order; graphs built now number highest level first and, within a
+    level, along a Hilbert curve: see routing.ch.ch_layout). Upward arcs lead from a
+    node to nodes contracted later, whatever their positions; the top of the
+    hierarchy, which every query touches, sits in a few contiguous cache lines.
     """
 
     rank: np.ndarray
@@ -92,6 +109,13 @@ class Hierarchy:
     up_b_time_ds: np.ndarray
     up_b_length_m: np.ndarray
     preprocess_s: float = 0.0
+    up_f_mid: np.ndarray | None = None  # shortcut middle node, or -2 - edge id
+    up_b_mid: np.ndarray | None = None
+
+    @property
+    def can_unpack(self) -> bool:
+        """Whether shortcuts can be expanded into road edges (routes without Dijkstra)."""
+        return self.up_f_mid is not None and self.up_b_mid is not None
 
     @property
     def n_up_arcs(self) -> int:
@@ -121,6 +145,8 @@ class RoadGraph:
     hierarchy: Hierarchy | None = None
     edge_name: np.ndarray | None = None  # filled with -1 (unnamed) when not given
     street_names: tuple[str, ...] = ()
+    # snapping grid (routing.snap.build_snap_index): arrays and parameters, or None
+    snap_index: dict[str, Any] | None = field(default=None, repr=False)
     _ext_order: np.ndarray | None = field(default=None, repr=False)
     _sorted_ext: np.ndarray | None = field(default=None, repr=False)
 
@@ -193,55 +219,154 @@ class RoadGraph:
         kwargs = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "hierarchy"}
         return RoadGraph(**kwargs, hierarchy=hierarchy)
 
+    def with_snap_index(self, snap_index: dict[str, Any] | None) -> RoadGraph:
+        """The same graph carrying a snapping grid, saved with it (routing.snap)."""
+        kwargs = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "snap_index"}
+        return RoadGraph(**kwargs, snap_index=snap_index)
+
     def summary(self) -> str:
         h = self.hierarchy
         ch = f", CH {h.n_up_arcs:,} upward arcs" if h is not None else ", no CH"
         return f"{self.n_nodes:,} nodes, {self.n_edges:,} edges{ch}"
 
     # ---- persistence -------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def _members(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays = {name: getattr(self, name) for name in (*_GRAPH_ARRAYS, *_OPTIONAL_EDGE_ARRAYS)}
         meta = dict(self.meta)
-        meta["format_version"] = FORMAT_VERSION
         meta["class_names"] = list(self.class_names)
         meta["street_names"] = list(self.street_names)
         if self.hierarchy is not None:
-            for name in _CH_ARRAYS:
-                arrays["ch_" + name] = getattr(self.hierarchy, name)
+            for name in (*_CH_ARRAYS, *_CH_OPTIONAL):
+                a = getattr(self.hierarchy, name)
+                if a is not None:
+                    arrays["ch_" + name] = a
             meta["ch_preprocess_s"] = self.hierarchy.preprocess_s
-        arrays["meta_json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        if self.snap_index is not None:
+            params = {}
+            for name, v in self.snap_index.items():
+                if isinstance(v, np.ndarray):
+                    arrays["snap_" + name] = v
+                else:
+                    params[name] = v
+            meta["snap_params"] = params
+        # the external-id index, so that loading sorts nothing and allocates nothing
+        assert self._ext_order is not None and self._sorted_ext is not None
+        arrays["ext_order"] = self._ext_order
+        arrays["sorted_ext"] = self._sorted_ext
+        return arrays, meta
+
+    def save(self, path: str | Path, *, mmap_format: bool = True) -> Path:
+        """Write the graph atomically (temp file + rename). ``mmap_format=False`` writes
+        the version-1 ``.npz`` (for tools that read it with numpy)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays, meta = self._members()
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:  # a file object keeps numpy from appending ".npz"
-            np.savez(fh, **arrays)
+        if not mmap_format:
+            meta["format_version"] = 1
+            arrays.pop("ext_order")
+            arrays.pop("sorted_ext")
+            arrays["meta_json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+            with open(tmp, "wb") as fh:  # a file object keeps numpy from appending ".npz"
+                # numpy's stub types the first keyword argument as allow_pickle: bool
+                np.savez(fh, **arrays)  # type: ignore[arg-type]  # see the line above
+            tmp.replace(path)
+            return path
+        meta["format_version"] = FORMAT_VERSION
+        table: dict[str, dict[str, Any]] = {}
+        blobs: list[tuple[int, np.ndarray]] = []
+        off = 0
+        for name, a in arrays.items():
+            a = np.ascontiguousarray(a)
+            table[name] = {"dtype": a.dtype.str, "shape": list(a.shape), "offset": off}
+            blobs.append((off, a))
+            off += -(-a.nbytes // _ALIGN) * _ALIGN
+        header = json.dumps({"meta": meta, "arrays": table}).encode()
+        data_start = -(-(len(_MAGIC) + 8 + len(header)) // _ALIGN) * _ALIGN
+        with open(tmp, "wb") as fh:
+            fh.write(_MAGIC)
+            fh.write(len(header).to_bytes(8, "little"))
+            fh.write(header)
+            for at, a in blobs:
+                fh.seek(data_start + at)
+                fh.write(a.tobytes())
+            fh.truncate(data_start + off)
         tmp.replace(path)  # atomic: a worker never sees a half-written graph
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> RoadGraph:
+        """Map a version-2 file read-only (shared between processes), or read a version-1
+        ``.npz``."""
+        with open(path, "rb") as fh:
+            head = fh.read(len(_MAGIC))
+            if head != _MAGIC:
+                return cls._load_npz(path)
+            hlen = int.from_bytes(fh.read(8), "little")
+            header = json.loads(fh.read(hlen).decode())
+            buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        data_start = -(-(len(_MAGIC) + 8 + hlen) // _ALIGN) * _ALIGN
+        meta = header["meta"]
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{path}: graph format {meta.get('format_version')}, "
+                             f"expected {FORMAT_VERSION}; rebuild with `cad graph build`")
+        raw: dict[str, np.ndarray] = {}
+        for name, spec in header["arrays"].items():
+            dt = np.dtype(spec["dtype"])
+            count = int(np.prod(spec["shape"], dtype=np.int64))
+            if count == 0:
+                raw[name] = np.empty(spec["shape"], dt)
+                continue
+            a = np.frombuffer(buf, dtype=dt, count=count, offset=data_start + spec["offset"])
+            raw[name] = a.reshape(spec["shape"])
+        return cls._from_members(raw, meta)
+
+    @classmethod
+    def _load_npz(cls, path: str | Path) -> RoadGraph:
         with np.load(Path(path), allow_pickle=False) as z:
             meta = json.loads(bytes(z["meta_json"]).decode())
-            if meta.get("format_version") != FORMAT_VERSION:
+            if meta.get("format_version") != 1:
                 raise ValueError(f"{path}: graph format {meta.get('format_version')}, "
                                  f"expected {FORMAT_VERSION}; rebuild with `cad graph build`")
-            arrays = {name: z[name].astype(dt, copy=False) for name, dt in _GRAPH_ARRAYS.items()}
-            for name, (dt, fill) in _OPTIONAL_EDGE_ARRAYS.items():
-                arrays[name] = (z[name].astype(dt, copy=False) if name in z.files
-                                else np.full(arrays["fwd_head"].size, fill, dtype=dt))
-            hierarchy = None
-            if "ch_rank" in z.files:
-                hierarchy = Hierarchy(
-                    **{n: z["ch_" + n].astype(dt, copy=False) for n, dt in _CH_ARRAYS.items()},
-                    preprocess_s=float(meta.get("ch_preprocess_s", 0.0)),
-                )
+            raw = {name: z[name] for name in z.files if name != "meta_json"}
+        return cls._from_members(raw, meta)
+
+    @classmethod
+    def _from_members(cls, raw: dict[str, np.ndarray], meta: dict[str, Any]) -> RoadGraph:
+        arrays: dict[str, Any] = {name: raw[name].astype(dt, copy=False)
+                                  for name, dt in _GRAPH_ARRAYS.items()}
+        for name, (dt, fill) in _OPTIONAL_EDGE_ARRAYS.items():
+            arrays[name] = (raw[name].astype(dt, copy=False) if name in raw
+                            else np.full(arrays["fwd_head"].size, fill, dtype=dt))
+        hierarchy = None
+        if "ch_rank" in raw:
+            hierarchy = Hierarchy(
+                **{n: raw["ch_" + n].astype(dt, copy=False) for n, dt in _CH_ARRAYS.items()},
+                **{n: raw["ch_" + n].astype(dt, copy=False) for n, dt in _CH_OPTIONAL.items()
+                   if "ch_" + n in raw},
+                preprocess_s=float(meta.get("ch_preprocess_s", 0.0)),
+            )
+        meta = dict(meta)
+        snap_index: dict[str, Any] | None = None
+        if "snap_params" in meta:
+            snap_index = dict(meta.pop("snap_params"))
+            for name, a in raw.items():
+                if name.startswith("snap_"):
+                    snap_index[name[5:]] = a
         class_names = tuple(meta.pop("class_names"))
         street_names = tuple(meta.pop("street_names", ()))
         return cls(**arrays, class_names=class_names, meta=meta, hierarchy=hierarchy,
-                   street_names=street_names)
+                   street_names=street_names, snap_index=snap_index,
+                   _ext_order=raw.get("ext_order"), _sorted_ext=raw.get("sorted_ext"))
 
 
 def is_graph_file(path: str | Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(len(_MAGIC)) == _MAGIC:
+                return True
+    except OSError:
+        return False
     try:
         with zipfile.ZipFile(path) as zf:
             return "meta_json.npy" in zf.namelist()

@@ -4,6 +4,10 @@
 the caller's ``key`` array has (int64 in preprocessing, float64 in queries).
 Ties are broken by node id so that searches are deterministic.
 """
+# mypy: disallow-untyped-defs=False
+# (numba kernels: numba infers their types from the arguments at the first call, so
+# annotations would restate what it checks and could not name the array layouts it
+# specialises on; the Python callers in routing.index / routing.ch are fully typed)
 
 from __future__ import annotations
 

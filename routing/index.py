@@ -77,28 +77,28 @@ class UnitIndex:
         # arguments (see routing.kernels, "packed entry points"); the names are row views.
         self._ws_f = np.empty((5, n), np.float64)
         self._ws_f[0] = np.inf
-        self._ws_f[1] = 0.0
+        # dlen (row 1) needs no fill: every kernel writes a node's length with its distance
         self._ws_i = np.empty((4, n), np.int32)
         self._ws_i[1] = -1
         self._dist, self._dlen, self._hkey, self._tmp_t, self._tmp_l = self._ws_f
         self._hnode, self._hpos, self._touched, self._tmp_node = self._ws_i
         self._seed_i = np.full((2, 2), -1, np.int32)  # rank, edge per seed
-        self._seed_f = np.zeros((3, 2), np.float64)  # t_ds, length_m, frac per seed
+        # t_ds, length_m, frac per seed, and its edge's whole time and length
+        self._seed_f = np.zeros((5, 2), np.float64)
         self._mv_i = np.full((2, 2), -1, np.int32)  # node, edge per source of a unit move
         self._mv_f = np.zeros((3, 2), np.float64)  # t_ds, length_m, frac per source
         self._params = np.zeros(6, np.int64)  # n_slots, n_seeds, need_avail, type, caps, k
-        self._node_first = np.full(n, -1, np.int32)
-        self._parent = np.full(n, -1, np.int64)
-        self._path = np.empty(n, np.int64)
+        self._node_first: np.ndarray | None = None  # Dijkstra fallback only: made on first use
+        self._path_ws: dict[str, np.ndarray] | None = None  # allocated by the first route
         # start, length, capacity of each node's bucket side by side: a move or query
         # touching a node's bucket then misses the cache once, not three times
-        self._bk = np.zeros((n, 3), np.int64)
+        self._bk = np.zeros((n, 3), np.int32)  # int32: 3 MB less per worker on NY
         self._b_start, self._b_len, self._b_cap = self._bk.T
         self._pool_sj = np.empty((4096, 2), np.int32)
         self._pool_t = np.empty(4096, np.float64)
         self._pool_l = np.empty(4096, np.float64)
         self._scal = np.zeros(1, np.int64)
-        self._edge_time = graph.edge_time_ds.astype(np.float64)
+        self._edge_time = graph.edge_time_ds  # int32, shared (no per-worker float copy)
         self.capacity = 0
         self.n_slots = 0
         self._free: list[int] = []
@@ -134,6 +134,8 @@ class UnitIndex:
         self.u_nsrc = grow(g(self, "u_nsrc", None), (capacity,), np.int32, 0)
         self.u_cnt = grow(g(self, "u_cnt", None), (capacity,), np.int64, 0)
         self.u_nodes = grow(g(self, "u_nodes", None), (capacity, width), np.int32, 0)
+        # each entry's distance, to find it again by binary search in its sorted bucket
+        self.u_dist = grow(g(self, "u_dist", None), (capacity, width), np.float64, 0.0)
         self._best = np.full(capacity, np.inf)
         self._best_touched = np.empty(capacity, np.int32)
         self._entry_next = np.full(2 * capacity, -1, np.int32)
@@ -196,7 +198,8 @@ class UnitIndex:
         while True:
             self._pool_sj, self._pool_t, self._pool_l, cnt = K.bucket_move_packed(
                 slot, self._rank, *self._hf_args, self._bk, self._pool_sj, self._pool_t,
-                self._pool_l, self._scal, self.u_cnt, self.u_nodes, self.u_src, self.u_src_t,
+                self._pool_l, self._scal, self.u_cnt, self.u_nodes, self.u_dist, self.u_src,
+                self.u_src_t,
                 self.u_src_l, self.u_nsrc, self.u_edge, self.u_frac, mi, mf, ns, self._seed_i,
                 self._ws_f, self._ws_i)
             if cnt >= 0:
@@ -206,7 +209,7 @@ class UnitIndex:
     def _clear_position(self, slot: int) -> None:
         if self.use_ch and self.u_cnt[slot]:
             K.bucket_remove(slot, self._b_start, self._b_len, self._pool_sj, self._pool_t,
-                            self._pool_l, self.u_cnt, self.u_nodes)
+                            self._pool_l, self.u_cnt, self.u_nodes, self.u_dist)
         self.u_nsrc[slot] = 0
         self.u_edge[slot] = -1
 
@@ -247,6 +250,9 @@ class UnitIndex:
                 sf[0, i] = sd.t_ds
                 sf[1, i] = sd.length_m
                 sf[2, i] = sd.frac
+                if sd.edge >= 0:
+                    sf[3, i] = g.edge_time_ds[sd.edge]
+                    sf[4, i] = g.edge_length_m[sd.edge]
             cnt = self._nearest_packed(n_seeds, k, type_mask, caps_req, need_avail)
             return (self._out_slot[:cnt].copy(), self._out_t[:cnt].copy(),
                     self._out_l[:cnt].copy())
@@ -255,19 +261,36 @@ class UnitIndex:
         sl = np.array([s.length_m for s in seeds], np.float64)
         se = np.array([s.edge for s in seeds], np.int32)
         sf_ = np.array([s.frac for s in seeds], np.float64)
+        s_et = np.array([g.edge_time_ds[s.edge] if s.edge >= 0 else 0 for s in seeds], np.float64)
+        s_el = np.array([g.edge_length_m[s.edge] if s.edge >= 0 else 0 for s in seeds], np.float64)
         cnt = K.dijkstra_nearest_k(
             g.bwd_indptr, g.bwd_tail, g.bwd_edge, self._edge_time, g.edge_length_m,
             self.u_src, self.u_src_t, self.u_src_l, self.u_nsrc, self.u_avail, self.u_type,
             self.u_caps, self.u_tie, self.u_edge, self.u_frac, self.n_slots,
-            sn, st, sl, se, sf_, len(seeds), need_avail, np.int64(type_mask),
+            sn, st, sl, se, sf_, len(seeds), s_et, s_el, need_avail, np.int64(type_mask),
             np.int64(caps_req), k, self._dist, self._dlen, self._hkey, self._hnode,
             self._hpos, self._touched, self._best, self._best_touched,
-            self._node_first, self._entry_next, self._out_slot, self._out_t, self._out_l)
+            self._fallback_heads(), self._entry_next, self._out_slot, self._out_t, self._out_l)
         return (self._out_slot[:cnt].copy(), self._out_t[:cnt].copy(), self._out_l[:cnt].copy())
+
+    def _fallback_heads(self) -> np.ndarray:
+        """Per-node list heads of the Dijkstra fallback (all -1 between queries)."""
+        if self._node_first is None:
+            self._node_first = np.full(self.graph.n_nodes, -1, np.int32)
+        return self._node_first
 
     def _nearest_packed(self, n_seeds: int, k: int, type_mask: int | np.integer,
                         caps_req: int | np.integer, need_avail: bool) -> int:
         """The CH query on the seeds already in ``_seed_i``/``_seed_f``; results in out_*."""
+        p = self._set_params(n_seeds, k, type_mask, caps_req, need_avail)
+        return int(K.ch_nearest_k_packed(*self._h_args, self._bk, self._pool_sj, self._pool_t,
+                                         self._pool_l, self._u_i64, self.u_edge, self.u_frac,
+                                         self._seed_i, self._seed_f, p, self._ws_f, self._ws_i,
+                                         self._best, self._best_touched, self._out_slot,
+                                         self._out_f))
+
+    def _set_params(self, n_seeds: int, k: int, type_mask: int | np.integer,
+                    caps_req: int | np.integer, need_avail: bool) -> np.ndarray:
         p = self._params
         p[0] = self.n_slots
         p[1] = n_seeds
@@ -275,23 +298,41 @@ class UnitIndex:
         p[3] = type_mask
         p[4] = caps_req
         p[5] = k
-        return K.ch_nearest_k_packed(
-            *self._h_args, self._bk, self._pool_sj, self._pool_t, self._pool_l, self._u_i64,
-            self.u_edge, self.u_frac, self._seed_i, self._seed_f, p, self._edge_time,
-            self.graph.edge_length_m, self._ws_f, self._ws_i, self._best, self._best_touched,
-            self._out_slot, self._out_f)
+        return p
+
+    def _query_args(self) -> tuple[np.ndarray, ...]:
+        """The arguments of ``K.ch_nearest_k_packed`` as this index passes them (for the
+        benchmark's batch loop; valid until the next unit update)."""
+        return (*self._h_args, self._bk, self._pool_sj, self._pool_t, self._pool_l,
+                self._u_i64, self.u_edge, self.u_frac, self._seed_i, self._seed_f, self._params,
+                self._ws_f, self._ws_i, self._best, self._best_touched, self._out_slot,
+                self._out_f)
+
+    def _move_args(self) -> tuple[np.ndarray, ...]:
+        """The arrays of ``K.bucket_move_packed`` (for the benchmark's batch loop)."""
+        return (self._rank, *self._hf_args, self._bk, self._pool_sj, self._pool_t,
+                self._pool_l, self._scal, self.u_cnt, self.u_nodes, self.u_dist, self.u_src,
+                self.u_src_t, self.u_src_l, self.u_nsrc, self.u_edge, self.u_frac,
+                self._seed_i, self._ws_f, self._ws_i)
 
     def nearest_raw(self, seed_rank: np.ndarray, seed_t: np.ndarray, seed_l: np.ndarray,
                     seed_edge: np.ndarray, seed_frac: np.ndarray, k: int,
                     type_mask: int | np.integer, caps_req: int | np.integer) -> int:
         """Allocation-free hot path for benchmarks: results stay in out_* buffers
         (``k`` must not exceed the capacity set by ``_ensure_k``)."""
-        n_seeds = seed_rank.size
-        self._seed_i[0, :n_seeds] = seed_rank
-        self._seed_i[1, :n_seeds] = seed_edge
-        self._seed_f[0, :n_seeds] = seed_t
-        self._seed_f[1, :n_seeds] = seed_l
-        self._seed_f[2, :n_seeds] = seed_frac
+        n_seeds = len(seed_rank)
+        si, sf = self._seed_i, self._seed_f
+        g = self.graph
+        for i in range(n_seeds):
+            e = seed_edge[i]
+            si[0, i] = seed_rank[i]
+            si[1, i] = e
+            sf[0, i] = seed_t[i]
+            sf[1, i] = seed_l[i]
+            sf[2, i] = seed_frac[i]
+            if e >= 0:
+                sf[3, i] = g.edge_time_ds[e]
+                sf[4, i] = g.edge_length_m[e]
         return self._nearest_packed(n_seeds, k, type_mask, caps_req, True)
 
     def table(self, seeds_per_point: list[list[Seed]]) -> tuple[np.ndarray, np.ndarray]:
@@ -347,18 +388,65 @@ class UnitIndex:
                     t = f * self._edge_time[e_u]
                     if t < best[0]:
                         best = (t, f * float(g.edge_length_m[e_u]), [], None, None)
+        ws = self._route_ws()
+        h = g.hierarchy
+        if self.use_ch and h is not None and h.can_unpack:
+            ns = int(self.u_nsrc[slot])
+            src = self._rank[self.u_src[slot, :ns]].astype(np.int32)
+            seed_r = np.array([self._rank[s.node] for s in seeds], np.int32)
+            seed_t = np.array([s.t_ds for s in seeds], np.float64)
+            t, si, qi, n_e = K.ch_path(
+                src, self.u_src_t[slot, :ns], ns, seed_r, seed_t, len(seeds),
+                h.up_f_indptr, h.up_f_head, h.up_f_time_ds, h.up_f_mid,
+                h.up_b_indptr, h.up_b_head, h.up_b_time_ds, h.up_b_mid,
+                ws["ch_node"], g.fwd_indptr, g.fwd_head, self._dist, self._hkey, self._hnode,
+                self._hpos, self._touched, ws["dist_b"], ws["touched_b"], ws["par_f"],
+                ws["par_b"], ws["stack"], ws["nodes"], ws["edges"])
+            if si >= 0:
+                if t < best[0]:
+                    e_arr = ws["edges"][:n_e]
+                    edges = e_arr.tolist()
+                    length = (float(self.u_src_l[slot, si]) + float(g.edge_length_m[e_arr].sum())
+                              + seeds[qi].length_m)
+                    best = (float(t), length, edges, self._source(slot, si), seeds[qi])
+                return best
+            if si == -1:
+                return best
+            # si == -2: the hierarchy could not be unpacked (never expected): Dijkstra below
         targets = np.array([s.node for s in seeds], np.int64)
         target_t = np.array([s.t_ds for s in seeds], np.float64)
         for c in range(int(self.u_nsrc[slot])):
-            src = Seed(int(self.u_src[slot, c]), float(self.u_src_t[slot, c]),
-                       float(self.u_src_l[slot, c]), int(self.u_edge[slot, c]),
-                       float(self.u_frac[slot, c]))
-            t, ti, n_path = K.dijkstra_path(src.node, src.t_ds, g.fwd_indptr, g.fwd_head,
-                                            g.edge_tail, self._edge_time, targets, target_t,
-                                            self._dist, self._parent, self._hkey, self._hnode,
-                                            self._hpos, self._touched, self._path)
+            src_seed = self._source(slot, c)
+            t, ti, n_path = K.dijkstra_path(src_seed.node, src_seed.t_ds, g.fwd_indptr,
+                                            g.fwd_head, g.edge_tail, self._edge_time, targets,
+                                            target_t, self._dist, ws["parent"], self._hkey,
+                                            self._hnode, self._hpos, self._touched, ws["edges"])
             if ti >= 0 and t < best[0]:
-                edges = self._path[:n_path].tolist()
-                length = src.length_m + float(g.edge_length_m[edges].sum()) + seeds[ti].length_m
-                best = (float(t), length, edges, src, seeds[ti])
+                edges = ws["edges"][:n_path].tolist()
+                length = (src_seed.length_m + float(g.edge_length_m[edges].sum())
+                          + seeds[ti].length_m)
+                best = (float(t), length, edges, src_seed, seeds[ti])
         return best
+
+    def _source(self, slot: int, c: int) -> Seed:
+        return Seed(int(self.u_src[slot, c]), float(self.u_src_t[slot, c]),
+                    float(self.u_src_l[slot, c]), int(self.u_edge[slot, c]),
+                    float(self.u_frac[slot, c]))
+
+    def _route_ws(self) -> dict[str, np.ndarray]:
+        """Workspaces of route queries, made by the first one (most workers never draw a
+        route, and the arrays are a few MB on a city graph)."""
+        if self._path_ws is None:
+            n = self.graph.n_nodes
+            ws: dict[str, np.ndarray] = {
+                "dist_b": np.full(n, np.inf), "touched_b": np.empty(n, np.int32),
+                "par_f": np.empty(n, np.int32), "par_b": np.empty(n, np.int32),
+                "stack": np.empty((n + 2, 2), np.int32), "nodes": np.empty(n, np.int32),
+                "edges": np.empty(n, np.int64),
+                "parent": np.full(n, -1, np.int64), "ch_node": np.empty(n, np.int32),
+            }
+            h = self.graph.hierarchy
+            if h is not None:
+                ws["ch_node"][h.rank] = np.arange(n, dtype=np.int32)
+            self._path_ws = ws
+        return self._path_ws

@@ -17,6 +17,10 @@ incident and, at each settled x with d(x->incident) = D, scans bucket(x):
 ETA = o + d(v->x) + D. Every bucket entry at x has ETA >= D, so the search stops
 once the queue minimum exceeds the current K-th best ETA.
 """
+# mypy: disallow-untyped-defs=False
+# (numba kernels: numba infers their types from the arguments at the first call, so
+# annotations would restate what it checks and could not name the array layouts it
+# specialises on; the Python callers in routing.index / routing.ch are fully typed)
 
 from __future__ import annotations
 
@@ -27,6 +31,10 @@ from routing.heap import heap_pop, heap_push_or_decrease
 
 INF = np.inf
 SMALL_BUCKET = 16  # buckets up to this length close a removed entry's gap at once
+# Large buckets: an insertion with no tombstone within SPREAD_REACH entries first spreads
+# the bucket out with a tombstone after every SPREAD_EVERY live entries.
+SPREAD_EVERY = 8
+SPREAD_REACH = 24
 
 
 # ------------------------------------------------------------------ upward search
@@ -81,46 +89,125 @@ def upward_search(src, off_t, off_l, n_src, indptr, head, w, lenm, st_indptr, st
 # ----------------------------------------------------------------------- buckets
 @njit(cache=True)
 def _bucket_append(x, slot, t, length, j, b_start, b_len, b_cap, pool_sj, pool_t, pool_l, scal):
-    # keep the bucket sorted by distance so that queries stop scanning at their bound.
-    # q = first entry farther than t (binary search; tombstones keep their distance, so
-    # they are sorted like live entries)
+    for _attempt in range(2):  # a second pass only after a re-spread
+        # keep the bucket sorted by distance so that queries stop scanning at their bound.
+        # q = first entry farther than t (binary search; tombstones keep their distance, so
+        # they are sorted like live entries)
+        lo = b_start[x]
+        end = lo + b_len[x]
+        q = lo
+        hi = end
+        while q < hi:
+            mid = (q + hi) >> 1
+            if pool_t[mid] > t:
+                hi = mid
+            else:
+                q = mid + 1
+        if q == end and b_len[x] < b_cap[x]:
+            b_len[x] += 1  # farthest so far, and room at the end: nothing moves
+            _bucket_put(q, slot, j, t, length, pool_sj, pool_t, pool_l)
+            return pool_sj, pool_t, pool_l
+        if b_len[x] > SMALL_BUCKET:
+            # reuse the tombstone nearest to q: only the entries between the two move. When
+            # none is within SPREAD_REACH, first spread the bucket out with a tombstone every
+            # SPREAD_EVERY entries (a packed-memory-array idea): moves then shift a handful
+            # of entries instead of a third of a 500-entry bucket at the top of the hierarchy.
+            left = q - 1
+            right = q
+            if (q - lo > SPREAD_REACH and end - q > SPREAD_REACH
+                    and not _tombstone_near(pool_sj, q, lo, end)):
+                pool_sj, pool_t, pool_l = _respread(x, b_start, b_len, b_cap, pool_sj, pool_t,
+                                                    pool_l, scal)
+                continue
+            while left >= lo or right < end:
+                if left >= lo:
+                    if pool_sj[left, 0] < 0:
+                        for i in range(left, q - 1):
+                            pool_sj[i, 0] = pool_sj[i + 1, 0]
+                            pool_sj[i, 1] = pool_sj[i + 1, 1]
+                            pool_t[i] = pool_t[i + 1]
+                            pool_l[i] = pool_l[i + 1]
+                        _bucket_put(q - 1, slot, j, t, length, pool_sj, pool_t, pool_l)
+                        return pool_sj, pool_t, pool_l
+                    left -= 1
+                if right < end:
+                    if pool_sj[right, 0] < 0:
+                        for i in range(right, q, -1):
+                            pool_sj[i, 0] = pool_sj[i - 1, 0]
+                            pool_sj[i, 1] = pool_sj[i - 1, 1]
+                            pool_t[i] = pool_t[i - 1]
+                            pool_l[i] = pool_l[i - 1]
+                        _bucket_put(q, slot, j, t, length, pool_sj, pool_t, pool_l)
+                        return pool_sj, pool_t, pool_l
+                    right += 1
+        if b_len[x] == b_cap[x]:
+            newcap = max(4, 2 * b_cap[x])
+            pe = scal[0]
+            if pe + newcap > pool_sj.shape[0]:
+                size = max(2 * pool_sj.shape[0], pe + newcap)
+                sj2 = np.empty((size, 2), np.int32)
+                t2 = np.empty(size, np.float64)
+                l2 = np.empty(size, np.float64)
+                sj2[:pe] = pool_sj[:pe]
+                t2[:pe] = pool_t[:pe]
+                l2[:pe] = pool_l[:pe]
+                pool_sj, pool_t, pool_l = sj2, t2, l2
+            s = b_start[x]
+            for i in range(b_len[x]):
+                p = pe + i
+                pool_sj[p, 0] = pool_sj[s + i, 0]
+                pool_sj[p, 1] = pool_sj[s + i, 1]
+                pool_t[p] = pool_t[s + i]
+                pool_l[p] = pool_l[s + i]
+            b_start[x] = pe
+            b_cap[x] = newcap
+            scal[0] = pe + newcap
+            q += pe - lo
+            lo = pe
+            end = pe + b_len[x]
+        for i in range(end, q, -1):
+            pool_sj[i, 0] = pool_sj[i - 1, 0]
+            pool_sj[i, 1] = pool_sj[i - 1, 1]
+            pool_t[i] = pool_t[i - 1]
+            pool_l[i] = pool_l[i - 1]
+        b_len[x] += 1
+        _bucket_put(q, slot, j, t, length, pool_sj, pool_t, pool_l)
+        return pool_sj, pool_t, pool_l
+    return pool_sj, pool_t, pool_l
+
+
+@njit(cache=True)
+def _tombstone_near(pool_sj, q, lo, end):
+    for i in range(max(lo, q - SPREAD_REACH), min(end, q + SPREAD_REACH)):
+        if pool_sj[i, 0] < 0:
+            return True
+    return False
+
+
+@njit(cache=True)
+def _respread(x, b_start, b_len, b_cap, pool_sj, pool_t, pool_l, scal):
+    """Rewrite bucket x with its live entries and a tombstone (slot -1, the distance of
+    the entry before it, so the bucket stays sorted) after every SPREAD_EVERY of them;
+    moves the bucket to the end of the pool when it needs more room."""
     lo = b_start[x]
-    end = lo + b_len[x]
-    q = lo
-    hi = end
-    while q < hi:
-        mid = (q + hi) >> 1
-        if pool_t[mid] > t:
-            hi = mid
-        else:
-            q = mid + 1
-    if b_len[x] > SMALL_BUCKET:
-        # reuse the tombstone nearest to q: only the entries between the two move
-        left = q - 1
-        right = q
-        while left >= lo or right < end:
-            if left >= lo:
-                if pool_sj[left, 0] < 0:
-                    for i in range(left, q - 1):
-                        pool_sj[i, 0] = pool_sj[i + 1, 0]
-                        pool_sj[i, 1] = pool_sj[i + 1, 1]
-                        pool_t[i] = pool_t[i + 1]
-                        pool_l[i] = pool_l[i + 1]
-                    _bucket_put(q - 1, slot, j, t, length, pool_sj, pool_t, pool_l)
-                    return pool_sj, pool_t, pool_l
-                left -= 1
-            if right < end:
-                if pool_sj[right, 0] < 0:
-                    for i in range(right, q, -1):
-                        pool_sj[i, 0] = pool_sj[i - 1, 0]
-                        pool_sj[i, 1] = pool_sj[i - 1, 1]
-                        pool_t[i] = pool_t[i - 1]
-                        pool_l[i] = pool_l[i - 1]
-                    _bucket_put(q, slot, j, t, length, pool_sj, pool_t, pool_l)
-                    return pool_sj, pool_t, pool_l
-                right += 1
-    if b_len[x] == b_cap[x]:
-        newcap = max(4, 2 * b_cap[x])
+    live = 0
+    for p in range(lo, lo + b_len[x]):
+        if pool_sj[p, 0] >= 0:
+            live += 1
+    sj = np.empty((live, 2), np.int32)
+    tt = np.empty(live, np.float64)
+    ll = np.empty(live, np.float64)
+    i = 0
+    for p in range(lo, lo + b_len[x]):
+        if pool_sj[p, 0] >= 0:
+            sj[i, 0] = pool_sj[p, 0]
+            sj[i, 1] = pool_sj[p, 1]
+            tt[i] = pool_t[p]
+            ll[i] = pool_l[p]
+            i += 1
+    need = live + (live - 1) // SPREAD_EVERY + 1
+    if need > b_cap[x]:
+        newcap = 2 * need
         pe = scal[0]
         if pe + newcap > pool_sj.shape[0]:
             size = max(2 * pool_sj.shape[0], pe + newcap)
@@ -131,26 +218,24 @@ def _bucket_append(x, slot, t, length, j, b_start, b_len, b_cap, pool_sj, pool_t
             t2[:pe] = pool_t[:pe]
             l2[:pe] = pool_l[:pe]
             pool_sj, pool_t, pool_l = sj2, t2, l2
-        s = b_start[x]
-        for i in range(b_len[x]):
-            p = pe + i
-            pool_sj[p, 0] = pool_sj[s + i, 0]
-            pool_sj[p, 1] = pool_sj[s + i, 1]
-            pool_t[p] = pool_t[s + i]
-            pool_l[p] = pool_l[s + i]
         b_start[x] = pe
         b_cap[x] = newcap
         scal[0] = pe + newcap
-        q += pe - lo
         lo = pe
-        end = pe + b_len[x]
-    for i in range(end, q, -1):
-        pool_sj[i, 0] = pool_sj[i - 1, 0]
-        pool_sj[i, 1] = pool_sj[i - 1, 1]
-        pool_t[i] = pool_t[i - 1]
-        pool_l[i] = pool_l[i - 1]
-    b_len[x] += 1
-    _bucket_put(q, slot, j, t, length, pool_sj, pool_t, pool_l)
+    p = lo
+    for i in range(live):
+        if i > 0 and i % SPREAD_EVERY == 0:
+            pool_sj[p, 0] = -1
+            pool_sj[p, 1] = -1
+            pool_t[p] = tt[i - 1]
+            pool_l[p] = 0.0
+            p += 1
+        pool_sj[p, 0] = sj[i, 0]
+        pool_sj[p, 1] = sj[i, 1]
+        pool_t[p] = tt[i]
+        pool_l[p] = ll[i]
+        p += 1
+    b_len[x] = p - lo
     return pool_sj, pool_t, pool_l
 
 
@@ -165,7 +250,7 @@ def _bucket_put(p, slot, j, t, length, pool_sj, pool_t, pool_l):
 @njit(cache=True)
 def bucket_insert(slot, src_rank, src_t, src_l, n_src, uf_indptr, uf_head, uf_w, uf_l,
                   ub_indptr, ub_head, ub_w, b_start, b_len, b_cap, pool_sj, pool_t, pool_l, scal,
-                  u_cnt, u_nodes, dist, dlen, hkey, hnode, hpos, touched,
+                  u_cnt, u_nodes, u_dist, dist, dlen, hkey, hnode, hpos, touched,
                   tmp_node, tmp_t, tmp_l):
     """Add the unit's forward upward search space to the buckets, the unit's offsets
     (time and length to reach each source) folded into the entries. Returns the pool
@@ -179,6 +264,7 @@ def bucket_insert(slot, src_rank, src_t, src_l, n_src, uf_indptr, uf_head, uf_w,
     for j in range(cnt):
         x = tmp_node[j]
         u_nodes[slot, j] = x
+        u_dist[slot, j] = tmp_t[j]
         pool_sj, pool_t, pool_l = _bucket_append(
             x, slot, tmp_t[j], tmp_l[j], j, b_start, b_len, b_cap, pool_sj, pool_t, pool_l, scal)
     u_cnt[slot] = cnt
@@ -186,22 +272,38 @@ def bucket_insert(slot, src_rank, src_t, src_l, n_src, uf_indptr, uf_head, uf_w,
 
 
 @njit(cache=True)
-def bucket_remove(slot, b_start, b_len, pool_sj, pool_t, pool_l, u_cnt, u_nodes):
-    """Remove all of a unit's entries. The entry is found by a sequential scan of the
-    bucket (cheaper than keeping back-pointers up to date on every shift). In a small
-    bucket the gap is closed at once; in a large one (the top of the hierarchy, where
-    nearly every unit has an entry) the entry becomes a *tombstone* (slot -1, its
-    distance kept, so the bucket stays sorted) that the next insertion nearby reuses:
-    a move then shifts only the entries between its old and new place instead of
-    half the bucket twice. Queries skip tombstones; trailing ones are dropped."""
+def bucket_remove(slot, b_start, b_len, pool_sj, pool_t, pool_l, u_cnt, u_nodes, u_dist):
+    """Remove all of a unit's entries. Each is found by binary search on its distance
+    (kept per unit in u_dist; buckets are sorted by distance), then a scan of the
+    entries at that same distance. In a small bucket the gap is closed at once; in a
+    large one (the top of the hierarchy, where nearly every unit has an entry) the
+    entry becomes a *tombstone* (slot -1, its distance kept, so the bucket stays
+    sorted) that the next insertion nearby reuses: a move then shifts only the entries
+    between its old and new place instead of half the bucket twice. Queries skip
+    tombstones; trailing ones are dropped."""
     for j in range(u_cnt[slot]):
         x = u_nodes[slot, j]
-        p = b_start[x]
-        last = p + b_len[x] - 1
-        while p <= last and pool_sj[p, 0] != slot:
+        t = u_dist[slot, j]
+        first = b_start[x]
+        last = first + b_len[x] - 1
+        lo = first
+        hi = last + 1
+        while lo < hi:  # first entry not nearer than t
+            mid = (lo + hi) >> 1
+            if pool_t[mid] < t:
+                lo = mid + 1
+            else:
+                hi = mid
+        p = lo
+        while p <= last and pool_sj[p, 0] != slot and pool_t[p] == t:
             p += 1
-        if p > last:
-            continue
+        if p > last or pool_sj[p, 0] != slot:
+            # not where its distance says (never expected): fall back to a scan
+            p = first
+            while p <= last and pool_sj[p, 0] != slot:
+                p += 1
+            if p > last:
+                continue
         if p == last or b_len[x] <= SMALL_BUCKET:
             while p < last:
                 pool_sj[p, 0] = pool_sj[p + 1, 0]
@@ -210,7 +312,6 @@ def bucket_remove(slot, b_start, b_len, pool_sj, pool_t, pool_l, u_cnt, u_nodes)
                 pool_l[p] = pool_l[p + 1]
                 p += 1
             b_len[x] -= 1
-            first = b_start[x]
             while b_len[x] > 0 and pool_sj[first + b_len[x] - 1, 0] < 0:
                 b_len[x] -= 1
         else:
@@ -277,11 +378,12 @@ def _eligible(s, need_avail, u_avail, u_type, u_caps, type_mask, caps_req):
 
 
 @njit(cache=True)
-def _same_edge(seed_edge, seed_frac, n_seeds, u_edge, u_frac, n_slots, edge_time, edge_len,
+def _same_edge(seed_edge, seed_frac, n_seeds, u_edge, u_frac, n_slots, seed_et, seed_el,
                need_avail, u_avail, u_type, u_caps, type_mask, caps_req,
                best, best_touched, nbt, u_tie, out_slot, out_t, out_l, cnt, k):
     """Units behind the incident on its own edge drive straight to it (the search
-    through the edge's head would send them around the block)."""
+    through the edge's head would send them around the block). seed_et/seed_el: time
+    and length of each seed's whole edge."""
     for i in range(n_seeds):
         e = seed_edge[i]
         if e < 0:
@@ -291,7 +393,7 @@ def _same_edge(seed_edge, seed_frac, n_seeds, u_edge, u_frac, n_slots, edge_time
                 if u_edge[s, c] == e and u_frac[s, c] <= seed_frac[i] and _eligible(
                         s, need_avail, u_avail, u_type, u_caps, type_mask, caps_req):
                     f = seed_frac[i] - u_frac[s, c]
-                    cnt, nbt = _offer(s, f * edge_time[e], f * edge_len[e], best, best_touched,
+                    cnt, nbt = _offer(s, f * seed_et[i], f * seed_el[i], best, best_touched,
                                       nbt, u_tie, out_slot, out_t, out_l, cnt, k)
     return cnt, nbt
 
@@ -329,15 +431,16 @@ def _seed_heap(seeds, seed_t, seed_l, n_seeds, dist, dlen, touched, hkey, hnode,
 def ch_nearest_k(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w,
                  b_start, b_len, pool_sj, pool_t, pool_l,
                  u_avail, u_type, u_caps, u_tie, u_edge, u_frac, n_slots,
-                 seed_rank, seed_t, seed_l, seed_edge, seed_frac, n_seeds, edge_time, edge_len,
+                 seed_rank, seed_t, seed_l, seed_edge, seed_frac, n_seeds, seed_et, seed_el,
                  need_avail, type_mask, caps_req, k,
                  dist, dlen, hkey, hnode, hpos, touched, best, best_touched,
                  out_slot, out_t, out_l):
-    """K best eligible units by ETA (deciseconds). Returns how many were found."""
+    """K best eligible units by ETA (deciseconds). Returns how many were found.
+    seed_et/seed_el: time and length of each seed's whole edge (same-edge check)."""
     cnt = 0
     nbt = 0
-    cnt, nbt = _same_edge(seed_edge, seed_frac, n_seeds, u_edge, u_frac, n_slots, edge_time,
-                          edge_len, need_avail, u_avail, u_type, u_caps, type_mask, caps_req,
+    cnt, nbt = _same_edge(seed_edge, seed_frac, n_seeds, u_edge, u_frac, n_slots, seed_et,
+                          seed_el, need_avail, u_avail, u_type, u_caps, type_mask, caps_req,
                           best, best_touched, nbt, u_tie, out_slot, out_t, out_l, cnt, k)
     nt, size = _seed_heap(seed_rank, seed_t, seed_l, n_seeds, dist, dlen, touched,
                           hkey, hnode, hpos)
@@ -449,7 +552,7 @@ def ch_table(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w,
 def dijkstra_nearest_k(bwd_indptr, bwd_tail, bwd_edge, edge_time, edge_len,
                        u_src, u_src_t, u_src_l, u_nsrc, u_avail, u_type, u_caps, u_tie, u_edge,
                        u_frac, n_slots, seed_node, seed_t, seed_l, seed_edge, seed_frac, n_seeds,
-                       need_avail, type_mask, caps_req, k,
+                       seed_et, seed_el, need_avail, type_mask, caps_req, k,
                        dist, dlen, hkey, hnode, hpos, touched, best, best_touched,
                        node_first, entry_next, out_slot, out_t, out_l):
     """Same answer as ch_nearest_k without preprocessing: a backward Dijkstra on the
@@ -461,8 +564,8 @@ def dijkstra_nearest_k(bwd_indptr, bwd_tail, bwd_edge, edge_time, edge_len,
             node_first[u_src[s, c]] = 2 * s + c
     cnt = 0
     nbt = 0
-    cnt, nbt = _same_edge(seed_edge, seed_frac, n_seeds, u_edge, u_frac, n_slots, edge_time,
-                          edge_len, need_avail, u_avail, u_type, u_caps, type_mask, caps_req,
+    cnt, nbt = _same_edge(seed_edge, seed_frac, n_seeds, u_edge, u_frac, n_slots, seed_et,
+                          seed_el, need_avail, u_avail, u_type, u_caps, type_mask, caps_req,
                           best, best_touched, nbt, u_tie, out_slot, out_t, out_l, cnt, k)
     nt, size = _seed_heap(seed_node, seed_t, seed_l, n_seeds, dist, dlen, touched,
                           hkey, hnode, hpos)
@@ -556,28 +659,30 @@ def dijkstra_path(src, off_t, indptr, head, edge_tail, edge_time, targets, targe
 # same rows), and seeds and scalar parameters as small reusable arrays.
 #   ws_f  float64 (5, n): dist, dlen, hkey, tmp_t, tmp_l
 #   ws_i  int32   (4, n): hnode, hpos, touched, tmp_node
-#   bk    int64   (n, 3): bucket start, length, capacity of each node side by side (one
+#   bk    int32   (n, 3): bucket start, length, capacity of each node side by side (one
 #         cache line per node instead of three; the kernels get strided column views)
 #   u_i64 int64   (4, capacity): available, type bits, capability bits, tie key
-#   seed_i int32 (2, 2): rank, edge of up to two seeds;  seed_f float64 (3, 2): t, length, frac
+#   seed_i int32 (2, 2): rank, edge of up to two seeds;  seed_f float64 (5, 2): t, length,
+#         frac, and the time and length of the seed's whole edge (for the same-edge check,
+#         so the per-edge arrays are not arguments)
 #   params int64: n_slots, n_seeds, need_avail, type_mask, caps_req, k
 #   out_f float64 (2, k_cap): eta, length (slots in out_slot)
 @njit(cache=True)
 def ch_nearest_k_packed(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w, bk,
                         pool_sj, pool_t, pool_l, u_i64, u_edge, u_frac, seed_i, seed_f, params,
-                        edge_time, edge_len, ws_f, ws_i, best, best_touched, out_slot, out_f):
+                        ws_f, ws_i, best, best_touched, out_slot, out_f):
     return ch_nearest_k(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w,
                         bk[:, 0], bk[:, 1], pool_sj, pool_t, pool_l,
                         u_i64[0], u_i64[1], u_i64[2], u_i64[3], u_edge, u_frac, params[0],
                         seed_i[0], seed_f[0], seed_f[1], seed_i[1], seed_f[2], params[1],
-                        edge_time, edge_len, params[2] != 0, params[3], params[4], params[5],
+                        seed_f[3], seed_f[4], params[2] != 0, params[3], params[4], params[5],
                         ws_f[0], ws_f[1], ws_f[2], ws_i[0], ws_i[1], ws_i[2], best, best_touched,
                         out_slot, out_f[0], out_f[1])
 
 
 @njit(cache=True)
 def bucket_move_packed(slot, rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub_head, ub_w,
-                       bk, pool_sj, pool_t, pool_l, scal, u_cnt, u_nodes, u_src, u_src_t,
+                       bk, pool_sj, pool_t, pool_l, scal, u_cnt, u_nodes, u_dist, u_src, u_src_t,
                        u_src_l, u_nsrc, u_edge, u_frac, mv_i, mv_f, ns, seed_i, ws_f, ws_i):
     """Place a unit at the sources in mv_i (node, edge per source) and mv_f (t, length,
     frac per source), ``ns`` of them: writes the unit's position fields, drops its old
@@ -607,11 +712,193 @@ def bucket_move_packed(slot, rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub
     if same:
         return pool_sj, pool_t, pool_l, u_cnt[slot]
     if u_cnt[slot] > 0:
-        bucket_remove(slot, bk[:, 0], bk[:, 1], pool_sj, pool_t, pool_l, u_cnt, u_nodes)
+        bucket_remove(slot, bk[:, 0], bk[:, 1], pool_sj, pool_t, pool_l, u_cnt, u_nodes, u_dist)
     src_rank = seed_i[0]
     for c in range(ns):
         src_rank[c] = rank[u_src[slot, c]]
     return bucket_insert(slot, src_rank, u_src_t[slot], u_src_l[slot], ns, uf_indptr, uf_head,
                          uf_w, uf_l, ub_indptr, ub_head, ub_w, bk[:, 0], bk[:, 1], bk[:, 2], pool_sj,
-                         pool_t, pool_l, scal, u_cnt, u_nodes, ws_f[0], ws_f[1], ws_f[2],
+                         pool_t, pool_l, scal, u_cnt, u_nodes, u_dist, ws_f[0], ws_f[1], ws_f[2],
                          ws_i[0], ws_i[1], ws_i[2], ws_i[3], ws_f[3], ws_f[4])
+
+
+# ------------------------------------------------------------- CH routes
+@njit(cache=True)
+def _up_search_parents(src, src_t, n_src, indptr, head, w, st_indptr, st_head, st_w, bound_dist,
+                       dist, hkey, hnode, hpos, touched, parent, best_meet):
+    """Upward Dijkstra with stall-on-demand from seeded sources, recording each node's
+    parent (-1 at a source; written whenever a distance is, so the parent array needs
+    no reset). With ``bound_dist`` (the other direction's finished distances) it keeps
+    the best meeting node in best_meet = [eta, node] and stops once the queue minimum
+    reaches that eta. Returns the touched count; the caller resets dist through touched."""
+    nt = 0
+    size = 0
+    for i in range(n_src):
+        r = src[i]
+        if src_t[i] < dist[r]:
+            if dist[r] == INF:
+                touched[nt] = r
+                nt += 1
+            dist[r] = src_t[i]
+            parent[r] = -1
+            size = heap_push_or_decrease(hkey, hnode, hpos, size, r, src_t[i])
+    while size > 0:
+        d = hkey[0]
+        x = hnode[0]
+        if d >= best_meet[0]:
+            break
+        size = heap_pop(hkey, hnode, hpos, size)
+        if bound_dist[x] < INF and d + bound_dist[x] < best_meet[0]:
+            best_meet[0] = d + bound_dist[x]
+            best_meet[1] = x
+        stalled = False
+        for a in range(st_indptr[x], st_indptr[x + 1]):
+            if dist[st_head[a]] + st_w[a] < d:
+                stalled = True
+                break
+        if stalled:
+            continue
+        for a in range(indptr[x], indptr[x + 1]):
+            y = head[a]
+            nd = d + w[a]
+            if nd < dist[y]:
+                if dist[y] == INF:
+                    touched[nt] = y
+                    nt += 1
+                dist[y] = nd
+                parent[y] = x
+                size = heap_push_or_decrease(hkey, hnode, hpos, size, y, nd)
+    for i in range(size):
+        hpos[hnode[i]] = -1
+    return nt
+
+
+@njit(cache=True, inline="always")
+def _find_arc(indptr, head, x, y):
+    """Arc x->y by binary search: each CSR row is sorted by head (routing.ch._to_csr);
+    rows at the top of the hierarchy hold hundreds of arcs."""
+    lo = indptr[x]
+    hi = indptr[x + 1]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if head[mid] < y:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo < indptr[x + 1] and head[lo] == y:
+        return lo
+    return -1
+
+
+@njit(cache=True)
+def _unpack(p, q, uf_indptr, uf_head, uf_mid, ub_indptr, ub_head, ub_mid, ch_node, fwd_indptr,
+            fwd_head, stack, out, n_out):
+    """Append the road edges of the path that the hierarchy arc p->q (original
+    direction) stands for. An original arc carries its edge id (mid = -2 - edge), so
+    unpacking touches only the hierarchy's arcs; mid = -1 (an older file) looks the edge
+    up in the road graph. Returns the new count, or -1 if an arc is missing."""
+    stack[0, 0] = p
+    stack[0, 1] = q
+    sp = 1
+    while sp > 0:
+        sp -= 1
+        a_ = stack[sp, 0]
+        b_ = stack[sp, 1]
+        arc = _find_arc(uf_indptr, uf_head, a_, b_)  # a_ contracted first: stored at a_
+        if arc >= 0:
+            m = uf_mid[arc]
+        else:
+            arc = _find_arc(ub_indptr, ub_head, b_, a_)  # b_ first: stored at b_
+            if arc < 0:
+                return -1
+            m = ub_mid[arc]
+        if m <= -2:
+            out[n_out] = -2 - m
+            n_out += 1
+        elif m == -1:
+            u = ch_node[a_]
+            v = ch_node[b_]
+            e = -1
+            for f in range(fwd_indptr[u], fwd_indptr[u + 1]):
+                if fwd_head[f] == v:
+                    e = f
+                    break
+            if e < 0:
+                return -1
+            out[n_out] = e
+            n_out += 1
+        else:
+            stack[sp, 0] = m  # second half, done after the first
+            stack[sp, 1] = b_
+            stack[sp + 1, 0] = a_
+            stack[sp + 1, 1] = m
+            sp += 2
+    return n_out
+
+
+@njit(cache=True)
+def ch_path(src, src_t, n_src, seeds, seed_t, n_seeds,
+            uf_indptr, uf_head, uf_w, uf_mid, ub_indptr, ub_head, ub_w, ub_mid,
+            ch_node, fwd_indptr, fwd_head,
+            dist, hkey, hnode, hpos, touched, dist_b, touched_b, par_f, par_b,
+            stack, nodes, out_edges):
+    """Fastest path from up to two unit sources (hierarchy ids, offsets) to up to two
+    incident seeds, through the hierarchy: forward upward search from the sources,
+    backward upward search from the seeds, best meeting node, then every shortcut
+    expanded through its middle node. Writes the road edge ids in driving order to
+    out_edges and returns (eta ds from the sources' offsets to the seeds' offsets,
+    source index, seed index, number of edges); source index -1 when unreachable,
+    -2 when the hierarchy cannot be unpacked. Workspaces are left clean."""
+    # forward: the unit's whole upward space (a few dozen nodes); backward: stops once
+    # its queue minimum reaches the best meeting found (stalled nodes keep upper bounds,
+    # real path lengths, so every candidate is a real path and the least is exact)
+    best_meet = np.empty(2)
+    best_meet[0] = INF
+    best_meet[1] = -1.0
+    nt_f = _up_search_parents(src, src_t, n_src, uf_indptr, uf_head, uf_w, ub_indptr, ub_head,
+                              ub_w, dist_b, dist, hkey, hnode, hpos, touched, par_f, best_meet)
+    best_meet[0] = INF
+    nt_b = _up_search_parents(seeds, seed_t, n_seeds, ub_indptr, ub_head, ub_w, uf_indptr,
+                              uf_head, uf_w, dist, dist_b, hkey, hnode, hpos, touched_b, par_b,
+                              best_meet)
+    best = best_meet[0]
+    meet = int(best_meet[1])
+    si = -1
+    qi = -1
+    n_e = 0
+    if meet >= 0:
+        # forward chain source .. meet (collected backwards, then reversed)
+        nn = 0
+        x = meet
+        while x >= 0:
+            nodes[nn] = x
+            nn += 1
+            x = par_f[x]
+        for i in range(nn // 2):
+            nodes[i], nodes[nn - 1 - i] = nodes[nn - 1 - i], nodes[i]
+        root = nodes[0]
+        for i in range(n_src):
+            if src[i] == root:
+                si = i
+        x = par_b[meet]
+        while x >= 0:
+            nodes[nn] = x
+            nn += 1
+            x = par_b[x]
+        root_b = nodes[nn - 1]
+        for i in range(n_seeds):
+            if seeds[i] == root_b:
+                qi = i
+        # expand each hierarchy arc of the chain into road edges
+        for i in range(1, nn):
+            n_e = _unpack(nodes[i - 1], nodes[i], uf_indptr, uf_head, uf_mid, ub_indptr,
+                          ub_head, ub_mid, ch_node, fwd_indptr, fwd_head, stack, out_edges, n_e)
+            if n_e < 0:
+                si = -2
+                n_e = 0
+                break
+    for i in range(nt_f):
+        dist[touched[i]] = INF
+    for i in range(nt_b):
+        dist_b[touched_b[i]] = INF
+    return best, si, qi, n_e

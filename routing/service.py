@@ -122,6 +122,7 @@ class _State:
         self.snapper = Snapper(graph, limit_m=snap_limit_m)
         self.index = UnitIndex(graph, capacity=capacity)
         self.lock = threading.Lock()
+        self.snap_lock = threading.Lock()  # snap_one's buffers
         self.slot_ids: dict[int, Hashable] = {}  # index slot -> unit id, kept with the index
 
     def place(self, loc: Location) -> Placement:
@@ -134,9 +135,13 @@ class _State:
             if not 0 <= e < g.n_edges:
                 raise RoutingError(f"edge {e} not in graph")
             return Placement(-1, e, float(loc.frac), int(g.edge_twin[e]), 0.0, False)
-        s = self.snapper.snap(np.array([loc.lat]), np.array([loc.lon]))
-        return Placement(-1, int(s.edge[0]), float(s.frac[0]), int(s.twin[0]),
-                         float(s.distance_m[0]), bool(s.beyond_limit[0]))
+        assert loc.lat is not None and loc.lon is not None
+        try:
+            with self.snap_lock:
+                e, f, tw, d, beyond = self.snapper.snap_one(float(loc.lat), float(loc.lon))
+        except ValueError as exc:
+            raise RoutingError(str(exc)) from exc
+        return Placement(-1, e, f, tw, d, beyond)
 
     def unit_seeds(self, p: Placement) -> list[Seed]:
         if p.edge < 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -43,7 +44,8 @@ class SnapResult:
 
 
 @njit(cache=True)
-def _build_grid(x0, y0, x1, y1, nx, ny, cell, n_seg):
+def _build_grid(x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray, nx: int, ny: int,
+                cell: float, n_seg: int) -> tuple[np.ndarray, np.ndarray]:
     counts = np.zeros(nx * ny + 1, np.int64)
     for pas in range(2):
         if pas == 1:
@@ -68,7 +70,8 @@ def _build_grid(x0, y0, x1, y1, nx, ny, cell, n_seg):
 
 
 @njit(cache=True, inline="always")
-def _seg_dist2(px, py, ax, ay, bx, by):
+def _seg_dist2(px: float, py: float, ax: float, ay: float, bx: float, by: float
+               ) -> tuple[float, float]:
     dx = bx - ax
     dy = by - ay
     L2 = dx * dx + dy * dy
@@ -82,8 +85,10 @@ def _seg_dist2(px, py, ax, ay, bx, by):
 
 
 @njit(cache=True)
-def _snap_points(px, py, x0, y0, x1, y1, cell_start, cell_items, nx, ny, cell, out_seg, out_t,
-                 out_d):
+def _snap_points(px: np.ndarray, py: np.ndarray, x0: np.ndarray, y0: np.ndarray,
+                 x1: np.ndarray, y1: np.ndarray, cell_start: np.ndarray, cell_items: np.ndarray,
+                 nx: int, ny: int, cell: float, out_seg: np.ndarray, out_t: np.ndarray,
+                 out_d: np.ndarray) -> None:
     n_seg = x0.shape[0]
     for i in range(px.shape[0]):
         best = np.inf
@@ -131,6 +136,36 @@ def _snap_points(px, py, x0, y0, x1, y1, cell_start, cell_items, nx, ny, cell, o
         out_d[i] = math.sqrt(best)
 
 
+SNAP_INDEX_ARRAYS = ("seg_edge", "x0", "y0", "x1", "y1", "cell_start", "cell_items")
+SNAP_INDEX_PARAMS = ("cell_m", "kx", "ky", "lon0", "lat0", "nx", "ny")
+
+
+def build_snap_index(graph: RoadGraph, *, cell_m: float = CELL_M) -> dict[str, Any]:
+    """The snapping grid of a graph: arrays (SNAP_INDEX_ARRAYS) and parameters
+    (SNAP_INDEX_PARAMS). ``RoadGraph.with_snap_index`` stores it in the graph file, so
+    workers map it instead of each building a private copy (about 40 MB on NY)."""
+    lat0 = float(np.mean(graph.node_lat)) if graph.n_nodes else 0.0
+    kx = math.radians(1.0) * EARTH_RADIUS_M * math.cos(math.radians(lat0))
+    ky = math.radians(1.0) * EARTH_RADIUS_M
+    lon_min = float(graph.node_lon.min()) if graph.n_nodes else 0.0
+    lat_min = float(graph.node_lat.min()) if graph.n_nodes else 0.0
+    nx_ = (np.asarray(graph.node_lon, dtype=np.float64) - lon_min) * kx
+    ny_ = (np.asarray(graph.node_lat, dtype=np.float64) - lat_min) * ky
+    twin = graph.edge_twin
+    eid = np.arange(graph.n_edges)
+    # one segment per road piece: the one-way arc, or the lower id of a two-way pair
+    seg_edge = eid[(twin < 0) | (eid < twin)].astype(np.int32)
+    tail = graph.edge_tail[seg_edge]
+    head = graph.fwd_head[seg_edge]
+    x0, y0, x1, y1 = nx_[tail], ny_[tail], nx_[head], ny_[head]
+    n_x = max(1, math.ceil((nx_.max() if nx_.size else 0) / cell_m) + 1)
+    n_y = max(1, math.ceil((ny_.max() if ny_.size else 0) / cell_m) + 1)
+    cell_start, cell_items = _build_grid(x0, y0, x1, y1, n_x, n_y, float(cell_m), seg_edge.size)
+    return {"seg_edge": seg_edge, "x0": x0, "y0": y0, "x1": x1, "y1": y1,
+            "cell_start": cell_start, "cell_items": cell_items, "cell_m": float(cell_m),
+            "kx": kx, "ky": ky, "lon0": lon_min, "lat0": lat_min, "nx": n_x, "ny": n_y}
+
+
 class Snapper:
     """Spatial index over a graph's segments. Build once per graph (tens of ms)."""
 
@@ -138,30 +173,43 @@ class Snapper:
         self.graph = graph
         self.limit_m = float(limit_m)
         self.cell_m = float(cell_m)
-        lat0 = float(np.mean(graph.node_lat)) if graph.n_nodes else 0.0
-        self._kx = math.radians(1.0) * EARTH_RADIUS_M * math.cos(math.radians(lat0))
-        self._ky = math.radians(1.0) * EARTH_RADIUS_M
-        self._lon0 = float(graph.node_lon.min()) if graph.n_nodes else 0.0
-        self._lat0 = float(graph.node_lat.min()) if graph.n_nodes else 0.0
-        nx_, ny_ = self._project(graph.node_lat, graph.node_lon)
-        twin = graph.edge_twin
-        eid = np.arange(graph.n_edges)
-        # one segment per road piece: the one-way arc, or the lower id of a two-way pair
-        self._seg_edge = eid[(twin < 0) | (eid < twin)].astype(np.int32)
-        tail = graph.edge_tail[self._seg_edge]
-        head = graph.fwd_head[self._seg_edge]
-        self._x0, self._y0 = nx_[tail], ny_[tail]
-        self._x1, self._y1 = nx_[head], ny_[head]
-        self._nx = max(1, math.ceil((nx_.max() if nx_.size else 0) / cell_m) + 1)
-        self._ny = max(1, math.ceil((ny_.max() if ny_.size else 0) / cell_m) + 1)
-        self._cell_start, self._cell_items = _build_grid(
-            self._x0, self._y0, self._x1, self._y1, self._nx, self._ny, self.cell_m,
-            self._seg_edge.size)
+        pre = graph.snap_index
+        if pre is None or pre.get("cell_m") != self.cell_m:
+            pre = build_snap_index(graph, cell_m=self.cell_m)
+        # a graph file carries the index (memory-mapped, shared by the workers); otherwise
+        # it is built here, in private memory
+        self._kx, self._ky = float(pre["kx"]), float(pre["ky"])
+        self._lon0, self._lat0 = float(pre["lon0"]), float(pre["lat0"])
+        self._nx, self._ny = int(pre["nx"]), int(pre["ny"])
+        self._seg_edge = pre["seg_edge"]
+        self._x0, self._y0, self._x1, self._y1 = pre["x0"], pre["y0"], pre["x1"], pre["y1"]
+        self._cell_start, self._cell_items = pre["cell_start"], pre["cell_items"]
+        # buffers of snap_one (one point per AVL fix: numpy's per-call overhead on tiny
+        # arrays would be most of the cost). Not thread-safe: the service holds a lock.
+        self._one_p = np.empty(2, np.float64)
+        self._one_seg = np.empty(1, np.int64)
+        self._one_t = np.empty(1, np.float64)
+        self._one_d = np.empty(1, np.float64)
 
     def _project(self, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = (np.asarray(lon, dtype=np.float64) - self._lon0) * self._kx
         y = (np.asarray(lat, dtype=np.float64) - self._lat0) * self._ky
         return x, y
+
+    def snap_one(self, lat: float, lon: float) -> tuple[int, float, int, float, bool]:
+        """One point: (edge, frac, twin, distance_m, beyond_limit), as snap() gives."""
+        if not (math.isfinite(lat) and math.isfinite(lon)):
+            raise ValueError("lat/lon must be finite")
+        p = self._one_p
+        p[0] = (lon - self._lon0) * self._kx
+        p[1] = (lat - self._lat0) * self._ky
+        _snap_points(p[0:1], p[1:2], self._x0, self._y0, self._x1, self._y1, self._cell_start,
+                     self._cell_items, self._nx, self._ny, self.cell_m, self._one_seg,
+                     self._one_t, self._one_d)
+        edge = int(self._seg_edge[self._one_seg[0]])
+        d = float(self._one_d[0])
+        return (edge, float(self._one_t[0]), int(self.graph.edge_twin[edge]), d,
+                d > self.limit_m)
 
     def snap(self, lat: np.ndarray | float, lon: np.ndarray | float) -> SnapResult:
         lat_a = np.atleast_1d(np.asarray(lat, dtype=np.float64))

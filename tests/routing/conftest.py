@@ -17,10 +17,12 @@ from routing.testdata import require_road_file
 
 
 def make_graph(arcs: list[tuple[int, int, float]], *, n_coords: int | None = None,
-               largest_scc: bool = False, with_ch: bool = True) -> RoadGraph:
+               largest_scc: bool = False, with_ch: bool = True,
+               layout: str = "level-hilbert") -> RoadGraph:
     """Graph from (tail, head, time_ds) arcs on nodes laid out on a 100 m grid.
 
-    Lengths are 10 m per decisecond, so route distances are easy to check by hand."""
+    Lengths are 10 m per decisecond, so route distances are easy to check by hand.
+    ``layout`` is the hierarchy's node numbering (routing.ch.build_hierarchy)."""
     nodes = sorted({a for a, _, _ in arcs} | {b for _, b, _ in arcs}) if n_coords is None \
         else list(range(n_coords))
     ids = np.array(nodes, dtype=np.int64)
@@ -32,7 +34,7 @@ def make_graph(arcs: list[tuple[int, int, float]], *, n_coords: int | None = Non
         time_ds=t, length_m=t * 10.0, road_class=np.zeros(len(arcs)),
         way_id=np.arange(len(arcs)), node_ext_id=ids, node_lat=lat, node_lon=lon,
         class_names=["test"], largest_scc=largest_scc)
-    return g.with_hierarchy(build_hierarchy(g)) if with_ch else g
+    return g.with_hierarchy(build_hierarchy(g, layout=layout)) if with_ch else g
 
 
 def nx_graph(g: RoadGraph) -> nx.DiGraph:

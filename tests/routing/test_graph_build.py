@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from routing.build import build_graph, travel_time_ds
-from routing.graph import RoadGraph
+from routing.graph import RoadGraph, is_graph_file
 from routing.loaders import _oneway_code, load_dimacs, load_osm_xml
 from routing.speeds import OSM_SPEEDS_KMH, parse_maxspeed_kmh, parse_speed_overrides
 from tests.routing.conftest import make_graph
@@ -240,7 +240,7 @@ def test_names_roundtrip_and_old_files_load_unnamed(tmp_path):
         h.edge_name[0] = 1
     # A file written before names existed: no edge_name member, no street_names in meta.
     old = tmp_path / "old.cadgraph"
-    with np.load(tmp_path / "g.cadgraph") as z:
+    with np.load(g.save(tmp_path / "g1.cadgraph", mmap_format=False)) as z:
         members = {k: z[k] for k in z.files if k not in ("edge_name",)}
     meta = json.loads(bytes(members["meta_json"]).decode())
     del meta["street_names"]
@@ -250,6 +250,47 @@ def test_names_roundtrip_and_old_files_load_unnamed(tmp_path):
     o = RoadGraph.load(old)
     assert o.street_names == () and o.edge_name.shape == (o.n_edges,) and (o.edge_name == -1).all()
     np.testing.assert_array_equal(o.fwd_head, g.fwd_head)
+
+
+def test_graph_file_is_memory_mapped_and_shared(tmp_path):
+    """Version-2 files are mapped read-only: arrays are views of the file's pages (shared
+    between workers), nothing is copied, and the external-id index comes from the file."""
+    import mmap
+
+    g = make_graph([(0, 1, 5), (1, 2, 7), (2, 0, 4), (1, 0, 5)])
+    path = g.save(tmp_path / "g.cadgraph")
+    assert is_graph_file(path)
+    h = RoadGraph.load(path)
+    for a in (h.fwd_head, h.node_lat, h.hierarchy.up_f_head, h.hierarchy.up_b_mid,
+              h._sorted_ext):
+        base = a
+        while getattr(base, "base", None) is not None:
+            base = base.base
+        if isinstance(base, memoryview):
+            base = base.obj
+        assert isinstance(base, mmap.mmap)
+        assert not a.flags.writeable
+    np.testing.assert_array_equal(h.hierarchy.up_f_mid, g.hierarchy.up_f_mid)
+    assert h.node_id(2) == g.node_id(2)
+    old = RoadGraph.load(g.save(tmp_path / "v1.cadgraph", mmap_format=False))
+    np.testing.assert_array_equal(old.hierarchy.up_b_head, g.hierarchy.up_b_head)
+
+
+def test_snap_index_travels_in_the_file(tmp_path):
+    """A graph saved with its snapping grid maps it back, and snaps exactly as a grid
+    built afresh."""
+    from routing.snap import Snapper, build_snap_index
+
+    g = make_graph([(0, 1, 5), (1, 2, 7), (2, 0, 4), (1, 0, 5), (2, 13, 3), (13, 2, 3)])
+    h = RoadGraph.load(g.with_snap_index(build_snap_index(g)).save(tmp_path / "g.cadgraph"))
+    assert h.snap_index is not None and not h.snap_index["x0"].flags.writeable
+    rng = np.random.default_rng(3)
+    lat = 40.0 + rng.random(50) * 0.003
+    lon = -74.0 + rng.random(50) * 0.004
+    a, b = Snapper(h).snap(lat, lon), Snapper(g).snap(lat, lon)
+    np.testing.assert_array_equal(a.edge, b.edge)
+    np.testing.assert_array_equal(a.frac, b.frac)
+    np.testing.assert_array_equal(a.distance_m, b.distance_m)
 
 
 def test_names_must_index_the_table():

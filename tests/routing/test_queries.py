@@ -35,7 +35,8 @@ def random_case(draw):
     incidents = [(draw(st.integers(0, 10**6)), draw(st.sampled_from([0.0, 0.3, 0.5, 0.99])))
                  for _ in range(3)]
     k = draw(st.integers(1, 6))
-    return arcs, units, incidents, k
+    layout = draw(st.sampled_from(["level-hilbert", "rank"]))  # hierarchy node numbering
+    return arcs, units, incidents, k, layout
 
 
 def _place_units(g, units, same_edge_as=None):
@@ -62,8 +63,8 @@ def _place_units(g, units, same_edge_as=None):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(random_case())
 def test_nearest_k_matches_networkx(case):
-    arcs, units, incidents, k = case
-    g = make_graph(arcs)
+    arcs, units, incidents, k, layout = case
+    g = make_graph(arcs, layout=layout)
     G = nx_graph(g)
     for e_raw, g_frac in incidents:
         e_inc = e_raw % g.n_edges
@@ -93,8 +94,8 @@ def test_nearest_k_matches_networkx(case):
 @settings(max_examples=60, deadline=None)
 @given(random_case())
 def test_table_matches_networkx(case):
-    arcs, units, incidents, _ = case
-    g = make_graph(arcs)
+    arcs, units, incidents, _, layout = case
+    g = make_graph(arcs, layout=layout)
     G = nx_graph(g)
     idx_ch, _, placed = _place_units(g, units)
     seeds = [incident_seeds(g, e % g.n_edges, f) for e, f in incidents]
@@ -158,6 +159,41 @@ def test_moves_and_availability_apply_immediately():
     assert idx.nearest(inc, k=1)[0].size == 0
     assert idx.bucket_entries() == 0
 
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_case())
+def test_ch_routes_match_networkx_and_dijkstra(case):
+    """Routes by unpacking the hierarchy's shortcuts: the ETA equals networkx's, the
+    edges are a connected drive from the unit's source to the incident's seed, and
+    their times add up to the ETA."""
+    arcs, units, incidents, _, layout = case
+    g = make_graph(arcs, layout=layout)
+    assert g.hierarchy is not None and g.hierarchy.can_unpack
+    G = nx_graph(g)
+    idx_ch, idx_dj, placed = _place_units(g, units)
+    cache: dict = {}
+    for e_raw, g_frac in incidents:
+        seeds = incident_seeds(g, e_raw % g.n_edges, g_frac)
+        for i, (src, *_rest) in enumerate(placed):
+            want = oracle_eta_ds(G, g, src, seeds, cache)
+            t, length, edges, s_src, s_seed = idx_ch.path(i, seeds)
+            t_dj, length_dj, _e, _s, _q = idx_dj.path(i, seeds)
+            if not np.isfinite(want):
+                assert np.isinf(t)
+                continue
+            assert t == pytest.approx(want, rel=REL)
+            assert t == pytest.approx(t_dj, rel=REL)
+            if s_src is None:  # straight along the shared edge
+                continue
+            node = s_src.node
+            for e in edges:
+                assert int(g.edge_tail[e]) == node
+                node = int(g.fwd_head[e])
+            assert node == s_seed.node
+            total = s_src.t_ds + float(g.edge_time_ds[edges].sum()) + s_seed.t_ds
+            assert total == pytest.approx(t, rel=REL)
+            want_len = s_src.length_m + float(g.edge_length_m[edges].sum()) + s_seed.length_m
+            assert length == pytest.approx(want_len, rel=REL)
+
 
 def test_path_eta_equals_nearest_eta(real_graph):
     g = real_graph("helsinki.osm.pbf")
@@ -167,12 +203,20 @@ def test_path_eta_equals_nearest_eta(real_graph):
         s = idx.new_slot()
         idx.set_unit(s, unit_sources(g, int(rng.integers(g.n_edges)), float(rng.random())),
                      available=True, type_bits=1, cap_bits=0, tie_key=s)
+    dij = UnitIndex(g, use_ch=False)  # routes by plain Dijkstra, for comparison
+    for s in range(idx.n_slots):
+        dij.new_slot()
+        ns = int(idx.u_nsrc[s])
+        dij.set_unit(s, [idx._source(s, c) for c in range(ns)], available=True, type_bits=1,
+                     cap_bits=0, tie_key=s)
+    assert g.hierarchy is not None and g.hierarchy.can_unpack
     for _ in range(20):
         seeds = incident_seeds(g, int(rng.integers(g.n_edges)), float(rng.random()))
         slots, eta, length = idx.nearest(seeds, k=3)
         for s, t, ln in zip(slots, eta, length):
             pt, _plen, edges, _src, _seed = idx.path(int(s), seeds)
             assert pt == pytest.approx(t, rel=REL)
+            assert pt == pytest.approx(dij.path(int(s), seeds)[0], rel=REL)
             # the path's own time adds up
             if _src is not None:
                 tot = _src.t_ds + g.edge_time_ds[edges].sum() + _seed.t_ds

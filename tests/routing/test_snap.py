@@ -87,3 +87,20 @@ def test_snap_throughput_over_10k_points_per_second(real_graph):
     rate = lat.size / (time.perf_counter() - t0)
     assert len(r) == 20_000
     assert rate > 10_000, f"{rate:.0f} points/s"
+
+
+def test_snap_one_equals_snap(real_graph):
+    """The single-point path (every AVL fix) answers exactly as the vectorised one."""
+    g = real_graph("liechtenstein.osm.pbf")
+    s = Snapper(g)
+    rng = np.random.default_rng(9)
+    lat = rng.uniform(g.node_lat.min() - 0.01, g.node_lat.max() + 0.01, 300)
+    lon = rng.uniform(g.node_lon.min() - 0.01, g.node_lon.max() + 0.01, 300)
+    many = s.snap(lat, lon)
+    for i in range(lat.size):
+        e, f, tw, d, beyond = s.snap_one(float(lat[i]), float(lon[i]))
+        assert (e, f, tw, d, beyond) == (int(many.edge[i]), float(many.frac[i]),
+                                         int(many.twin[i]), float(many.distance_m[i]),
+                                         bool(many.beyond_limit[i]))
+    with pytest.raises(ValueError):
+        s.snap_one(float("nan"), 9.5)

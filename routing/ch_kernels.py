@@ -1,0 +1,409 @@
+"""Numba kernels of the contraction-hierarchy preprocessing (see routing.ch for the
+algorithm and the Python entry points).
+
+Exempt from mypy's disallow_untyped_defs (inline option below): numba infers these
+functions' types from their arguments at the first call, so annotations would restate
+what numba checks anyway and could not say the array dtypes and layouts it specialises on.
+"""
+# mypy: disallow-untyped-defs=False
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from routing.heap import heap_pop, heap_push_or_decrease, heap_set
+
+INF32 = np.int32(2**31 - 1)
+INF64 = np.int64(2**62)
+
+# Witness-search settle limits, tuned on DIMACS NY (264k nodes): higher limits gave
+# the same query search spaces and slower preprocessing.
+WITNESS_LIMIT_SIMULATE = 60
+WITNESS_LIMIT_CONTRACT = 400
+
+# indices into the scalar state vector
+_POOL_END, _PQ_SIZE, _NEXT_RANK, _N_UF, _N_UB, _STAMP = 0, 1, 2, 3, 4, 5
+_N_SEARCHES, _N_REQUEUED = 6, 7  # statistics: witness searches (at most), lazy re-queues
+_NCOL = 7  # columns of the dynamic graph's rows (see routing.ch's docstring)
+
+
+@njit(cache=True)
+def _entry(A, astart, alen, x, y):
+    s = astart[x]
+    for i in range(s, s + alen[x]):
+        if A[i, 0] == y:
+            return i
+    return -1
+
+
+@njit(cache=True)
+def _append(A, L, astart, alen, acap, scal, x, y):
+    """Append a blank row for neighbour y to x's slice; may reallocate the pool."""
+    if alen[x] == acap[x]:
+        newcap = max(4, 2 * acap[x])
+        pe = scal[_POOL_END]
+        if pe + newcap > A.shape[0]:
+            size = max(2 * A.shape[0], pe + newcap)
+            A2 = np.empty((size, _NCOL), np.int32)
+            L2 = np.empty((size, 2), np.float64)
+            A2[:pe] = A[:pe]
+            L2[:pe] = L[:pe]
+            A, L = A2, L2
+        s = astart[x]
+        for i in range(alen[x]):
+            for c in range(_NCOL):
+                A[pe + i, c] = A[s + i, c]
+            L[pe + i, 0] = L[s + i, 0]
+            L[pe + i, 1] = L[s + i, 1]
+        astart[x] = pe
+        acap[x] = newcap
+        scal[_POOL_END] = pe + newcap
+    i = astart[x] + alen[x]
+    alen[x] += 1
+    A[i, 0] = y
+    A[i, 1] = INF32
+    A[i, 2] = INF32
+    A[i, 3] = 0
+    A[i, 4] = 0
+    A[i, 5] = -1
+    A[i, 6] = -1
+    L[i, 0] = 0.0
+    L[i, 1] = 0.0
+    return A, L, i
+
+
+@njit(cache=True)
+def _add_arc(A, L, astart, alen, acap, scal, x, y, w, length, hops, mid):
+    """Arc x->y (keeps the minimum weight if it exists already; the middle node
+    follows the weight, so unpacking a shortcut always reproduces its weight)."""
+    i = _entry(A, astart, alen, x, y)
+    if i < 0:
+        A, L, i = _append(A, L, astart, alen, acap, scal, x, y)
+    if w < A[i, 1]:
+        A[i, 1] = w
+        L[i, 0] = length
+        A[i, 3] = hops
+        A[i, 5] = mid
+    j = _entry(A, astart, alen, y, x)
+    if j < 0:
+        A, L, j = _append(A, L, astart, alen, acap, scal, y, x)
+    if w < A[j, 2]:
+        A[j, 2] = w
+        L[j, 1] = length
+        A[j, 4] = hops
+        A[j, 6] = mid
+    return A, L
+
+
+@njit(cache=True)
+def _witness(src, skip, maxd, limit, A, astart, alen, dist, hkey, hnode, hpos, touched,
+             tmark, stamp, n_targets):
+    """Bounded Dijkstra from src avoiding skip; leaves tentative distances in dist.
+    Stops early once the n_targets nodes marked ``tmark == stamp`` are settled: their
+    distances are final then, so the witness decisions are the same as without."""
+    nt = 0
+    dist[src] = 0
+    touched[nt] = src
+    nt += 1
+    size = heap_push_or_decrease(hkey, hnode, hpos, 0, src, np.int64(0))
+    settled = 0
+    left = n_targets
+    while size > 0:
+        d = hkey[0]
+        x = hnode[0]
+        size = heap_pop(hkey, hnode, hpos, size)
+        if d > maxd:
+            break
+        if tmark[x] == stamp:
+            left -= 1
+            if left == 0:
+                break
+        settled += 1
+        if settled > limit:
+            break
+        s = astart[x]
+        for i in range(s, s + alen[x]):
+            wo = A[i, 1]
+            if wo == INF32:
+                continue
+            y = A[i, 0]
+            if y == skip:
+                continue
+            nd = d + wo
+            if nd < dist[y]:
+                if dist[y] == INF64:
+                    touched[nt] = y
+                    nt += 1
+                dist[y] = nd
+                size = heap_push_or_decrease(hkey, hnode, hpos, size, y, nd)
+    for i in range(size):
+        hpos[hnode[i]] = -1
+    return nt
+
+
+@njit(cache=True)
+def _process(v, do_contract, limit, A, L, astart, alen, acap, scal, dist, hkey, hnode, hpos, touched, tmark):
+    """Simulate (or perform) the contraction of v. Returns (A, L, priority terms)."""
+    deg = alen[v]
+    s = astart[v]
+    scal[_N_SEARCHES] += deg
+    nbr = np.empty(deg, np.int32)
+    wo = np.empty(deg, np.int64)
+    wi = np.empty(deg, np.int64)
+    ho = np.empty(deg, np.int64)
+    hi = np.empty(deg, np.int64)
+    lo = np.empty(deg, np.float64)
+    li = np.empty(deg, np.float64)
+    removed = 0
+    removed_hops = 0
+    for k in range(deg):
+        nbr[k] = A[s + k, 0]
+        wo[k] = A[s + k, 1]
+        wi[k] = A[s + k, 2]
+        ho[k] = A[s + k, 3]
+        hi[k] = A[s + k, 4]
+        lo[k] = L[s + k, 0]
+        li[k] = L[s + k, 1]
+        if wo[k] != INF32:
+            removed += 1
+            removed_hops += ho[k]
+        if wi[k] != INF32:
+            removed += 1
+            removed_hops += hi[k]
+    added = 0
+    added_hops = 0
+    for a in range(deg):
+        if wi[a] == INF32:
+            continue
+        u = nbr[a]
+        maxw = np.int64(-1)
+        for b in range(deg):
+            if b != a and wo[b] != INF32 and wo[b] > maxw:
+                maxw = wo[b]
+        if maxw < 0:
+            continue
+        scal[_STAMP] += 1
+        stamp = scal[_STAMP]
+        n_targets = 0
+        for b in range(deg):
+            if b != a and wo[b] != INF32:
+                tmark[nbr[b]] = stamp
+                n_targets += 1
+        nt = _witness(u, v, wi[a] + maxw, limit, A, astart, alen, dist, hkey, hnode, hpos,
+                      touched, tmark, stamp, n_targets)
+        for b in range(deg):
+            if b == a or wo[b] == INF32:
+                continue
+            need = wi[a] + wo[b]
+            w = nbr[b]
+            if dist[w] > need:
+                added += 1
+                added_hops += hi[a] + ho[b]
+                if do_contract:
+                    A, L = _add_arc(A, L, astart, alen, acap, scal, u, w, need, li[a] + lo[b],
+                                    hi[a] + ho[b], v)
+        for t in range(nt):
+            dist[touched[t]] = INF64
+    return A, L, added, added_hops, removed, removed_hops
+
+
+@njit(cache=True)
+def _priority(level, added, added_hops, removed, removed_hops):
+    return level + added / max(removed, 1) + added_hops / max(removed_hops, 1)
+
+
+@njit(cache=True)
+def _ch_init(n, indptr, head, w, lenm, limit_sim):
+    deg = np.zeros(n, np.int64)
+    for u in range(n):
+        for e in range(indptr[u], indptr[u + 1]):
+            deg[u] += 1
+            deg[head[e]] += 1
+    acap = deg + 2
+    astart = np.zeros(n, np.int64)
+    total = 0
+    for u in range(n):
+        astart[u] = total
+        total += acap[u]
+    size = 2 * total + 1024
+    A = np.empty((size, _NCOL), np.int32)
+    L = np.empty((size, 2), np.float64)
+    alen = np.zeros(n, np.int64)
+    scal = np.zeros(8, np.int64)
+    scal[_POOL_END] = total
+    for u in range(n):
+        for e in range(indptr[u], indptr[u + 1]):
+            A, L = _add_arc(A, L, astart, alen, acap, scal, u, head[e], np.int64(w[e]), lenm[e], 1,
+                            -2 - e)  # an original arc: its edge id, coded below -1
+    level = np.zeros(n, np.int64)
+    rank = np.full(n, -1, np.int32)
+    dist = np.full(n, INF64, np.int64)
+    hkey = np.empty(n, np.int64)
+    hnode = np.empty(n, np.int32)
+    hpos = np.full(n, -1, np.int32)
+    touched = np.empty(n, np.int32)
+    tmark = np.zeros(n, np.int64)
+    pq_key = np.empty(n, np.float64)
+    pq_node = np.empty(n, np.int32)
+    pq_pos = np.full(n, -1, np.int32)
+    size_pq = 0
+    for v in range(n):
+        A, L, ad, adh, rm, rmh = _process(v, False, limit_sim, A, L, astart, alen, acap, scal,
+                                          dist, hkey, hnode, hpos, touched, tmark)
+        size_pq = heap_push_or_decrease(pq_key, pq_node, pq_pos, size_pq, v,
+                                        _priority(level[v], ad, adh, rm, rmh))
+    scal[_PQ_SIZE] = size_pq
+    cap_up = 2 * indptr[n] + 16
+    UF = np.empty((cap_up, 4), np.int64)
+    UFL = np.empty(cap_up, np.float64)
+    UB = np.empty((cap_up, 4), np.int64)
+    UBL = np.empty(cap_up, np.float64)
+    return (A, L, astart, alen, acap, scal, level, rank, dist, hkey, hnode, hpos, touched, tmark,
+            pq_key, pq_node, pq_pos, UF, UFL, UB, UBL)
+
+
+@njit(cache=True)
+def _grow_up(U, UL, need):
+    if need <= U.shape[0]:
+        return U, UL
+    size = max(2 * U.shape[0], need)
+    U2 = np.empty((size, 4), np.int64)
+    UL2 = np.empty(size, np.float64)
+    U2[: U.shape[0]] = U
+    UL2[: U.shape[0]] = UL
+    return U2, UL2
+
+
+@njit(cache=True)
+def _ch_step(A, L, astart, alen, acap, scal, level, rank, dist, hkey, hnode, hpos, touched, tmark,
+             pq_key, pq_node, pq_pos, UF, UFL, UB, UBL, limit_sim, limit_contract, max_contract):
+    done = 0
+    while scal[_PQ_SIZE] > 0 and done < max_contract:
+        v = pq_node[0]
+        A, L, ad, adh, rm, rmh = _process(v, False, limit_sim, A, L, astart, alen, acap, scal,
+                                          dist, hkey, hnode, hpos, touched, tmark)
+        p = _priority(level[v], ad, adh, rm, rmh)
+        heap_set(pq_key, pq_node, pq_pos, scal[_PQ_SIZE], v, p)
+        if pq_node[0] != v:
+            scal[_N_REQUEUED] += 1
+            continue  # lazy update: someone else is cheaper now
+        scal[_PQ_SIZE] = heap_pop(pq_key, pq_node, pq_pos, scal[_PQ_SIZE])
+        # record v's upward arcs (all remaining neighbours rank above v)
+        s = astart[v]
+        deg = alen[v]
+        UF, UFL = _grow_up(UF, UFL, scal[_N_UF] + deg)
+        UB, UBL = _grow_up(UB, UBL, scal[_N_UB] + deg)
+        for k in range(s, s + deg):
+            x = A[k, 0]
+            if A[k, 1] != INF32:
+                i = scal[_N_UF]
+                UF[i, 0] = v
+                UF[i, 1] = x
+                UF[i, 2] = A[k, 1]
+                UF[i, 3] = A[k, 5]
+                UFL[i] = L[k, 0]
+                scal[_N_UF] = i + 1
+            if A[k, 2] != INF32:
+                i = scal[_N_UB]
+                UB[i, 0] = v
+                UB[i, 1] = x
+                UB[i, 2] = A[k, 2]
+                UB[i, 3] = A[k, 6]
+                UBL[i] = L[k, 1]
+                scal[_N_UB] = i + 1
+        A, L, ad, adh, rm, rmh = _process(v, True, limit_contract, A, L, astart, alen, acap, scal,
+                                          dist, hkey, hnode, hpos, touched, tmark)
+        rank[v] = scal[_NEXT_RANK]
+        scal[_NEXT_RANK] += 1
+        done += 1
+        # detach v from its neighbours, then re-prioritise them
+        s = astart[v]
+        deg = alen[v]
+        nbrs = np.empty(deg, np.int32)
+        for k in range(deg):
+            nbrs[k] = A[s + k, 0]
+        alen[v] = 0
+        for k in range(deg):
+            x = nbrs[k]
+            j = _entry(A, astart, alen, x, v)
+            last = astart[x] + alen[x] - 1
+            if j != last:
+                for c in range(_NCOL):
+                    A[j, c] = A[last, c]
+                L[j, 0] = L[last, 0]
+                L[j, 1] = L[last, 1]
+            alen[x] -= 1
+            level[x] = max(level[x], level[v] + 1)
+        for k in range(deg):
+            x = nbrs[k]
+            A, L, ad, adh, rm, rmh = _process(x, False, limit_sim, A, L, astart, alen, acap, scal,
+                                              dist, hkey, hnode, hpos, touched, tmark)
+            heap_set(pq_key, pq_node, pq_pos, scal[_PQ_SIZE], x,
+                     _priority(level[x], ad, adh, rm, rmh))
+    return (A, L, astart, alen, acap, scal, level, rank, dist, hkey, hnode, hpos, touched, tmark,
+            pq_key, pq_node, pq_pos, UF, UFL, UB, UBL)
+
+
+@njit(cache=True)
+def _levels(n, rank, uf, nf, ub, nb):
+    """Level of every node: 0 for nodes with no arc from below, else one above the
+    highest node below it (arcs of U go from the contracted node to higher ones)."""
+    order = np.empty(n, np.int64)
+    for v in range(n):
+        order[rank[v]] = v
+    first_f = np.full(n + 1, 0, np.int64)
+    first_b = np.full(n + 1, 0, np.int64)
+    for i in range(nf):
+        first_f[rank[uf[i, 0]] + 1] += 1
+    for i in range(nb):
+        first_b[rank[ub[i, 0]] + 1] += 1
+    for r in range(n):
+        first_f[r + 1] += first_f[r]
+        first_b[r + 1] += first_b[r]
+    head_f = np.empty(nf, np.int64)
+    head_b = np.empty(nb, np.int64)
+    fill_f = first_f[:n].copy()
+    fill_b = first_b[:n].copy()
+    for i in range(nf):
+        r = rank[uf[i, 0]]
+        head_f[fill_f[r]] = uf[i, 1]
+        fill_f[r] += 1
+    for i in range(nb):
+        r = rank[ub[i, 0]]
+        head_b[fill_b[r]] = ub[i, 1]
+        fill_b[r] += 1
+    level = np.zeros(n, np.int64)
+    for r in range(n):
+        v = order[r]
+        for a in range(first_f[r], first_f[r + 1]):
+            y = head_f[a]
+            level[y] = max(level[y], level[v] + 1)
+        for a in range(first_b[r], first_b[r + 1]):
+            y = head_b[a]
+            level[y] = max(level[y], level[v] + 1)
+    return level
+
+
+@njit(cache=True)
+def _hilbert(x, y, bits):
+    """Distance of integer point (x, y) along a Hilbert curve of side 2**bits."""
+    d = np.empty(x.size, np.int64)
+    side = np.int64(1) << bits
+    for i in range(x.size):
+        xi = np.int64(x[i])
+        yi = np.int64(y[i])
+        h = np.int64(0)
+        s = side >> 1
+        while s > 0:
+            rx = 1 if (xi & s) > 0 else 0
+            ry = 1 if (yi & s) > 0 else 0
+            h += s * s * ((3 * rx) ^ ry)
+            if ry == 0:
+                if rx == 1:
+                    xi = side - 1 - xi
+                    yi = side - 1 - yi
+                xi, yi = yi, xi
+            s >>= 1
+        d[i] = h
+    return d
