@@ -18,6 +18,7 @@ from cad.middleware import RequestContextMiddleware
 from cad.security import lifecycle as security
 from cad.security.policy import Rule
 from cad.settings import Settings
+from cad.warmup import start_loop_lag_monitor, warm_routing_kernels
 from incidents import lifecycle as dispatch_services
 from incidents.api import router as incidents_router
 from units.api import router as units_router
@@ -39,6 +40,10 @@ def create_app(settings: Settings | None = None, *,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Before anything else, so the server listens only when no request can compile a
+        # kernel: the routing kernels, compiled or loaded off the event loop (cad/warmup.py).
+        start_loop_lag_monitor(settings)
+        await warm_routing_kernels(settings)
         embedded: EmbeddedPostgres | None = None
         url = settings.database_url
         if url is None:

@@ -1,0 +1,75 @@
+"""Start-up readiness of one worker: routing kernels compiled before it serves, and an
+optional probe of the event loop's stalls.
+
+``warm_routing_kernels`` is awaited in the app's lifespan, so uvicorn opens the socket only
+once every kernel is loaded (routing/warmup.py: compiled in a child process when numba's
+cache is cold, loaded in a worker thread here). Before the socket, not behind a 503 from
+``/readyz``: a request that reached the app mid-warm-up (a recommendation, an AVL fix) would
+compile on its own, holding the GIL for seconds; with no socket there is no such request,
+and `cad serve` already opens it only after the database is up and migrated. The cost is
+that ``/healthz`` does not answer during a cold start either (about 30 s on two cores, once
+per data directory): give an orchestrator's probes a start-up grace period of that order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from cad.settings import Settings, configure_numba_cache
+
+log = structlog.get_logger("cad.warmup")
+
+LOOP_LAG_TICK_S = 0.01
+_probes: set[asyncio.Task[None]] = set()
+
+
+async def warm_routing_kernels(settings: Settings) -> None:
+    """Every routing kernel compiled or loaded from numba's cache, off the event loop; logs
+    ``routing_kernels_ready``. Runs also without a graph (straight-line ETAs): a graph can
+    be swapped in later, and the cost is paid once per data directory."""
+    configure_numba_cache(settings.data_dir)  # no-op when routing is already imported
+    from routing.warmup import warm_routing_kernels as warm
+
+    report = await warm(graph_path=settings.graph_path)
+    fields = {"seconds": round(report.seconds, 3), "from_cache": report.from_cache,
+              "child_compile_s": round(report.child_compile_s, 1),
+              "compiled_in_process": report.compiled_in_process, "kernels": report.kernels,
+              "children": [f"{part} {secs} s" for part, secs in report.children],
+              "numba_cache_dir": report.cache_dir or "beside the sources"}
+    if report.already_warm:
+        log.debug("routing_kernels_ready", already_warm=True, **fields)
+    elif report.error or report.compiled_in_process:
+        log.warning("routing_kernels_ready", error=report.error, **fields)
+    else:
+        log.info("routing_kernels_ready", **fields)
+
+
+def start_loop_lag_monitor(settings: Settings) -> None:
+    """With ``CAD_LOOP_LAG_MONITOR=1``: a task that wakes every 10 ms and logs
+    ``event_loop_lag_max`` each time a wake-up comes later than ever before (how long the
+    loop could not run anything), and ``event_loop_lag`` with the maximum when the loop
+    shuts down. The honest measure of a stall: it sees the loop itself, also before the
+    socket is open, where polling ``/healthz`` from outside would see only refusals."""
+    if not settings.loop_lag_monitor:
+        return
+    task = asyncio.get_running_loop().create_task(_watch_loop_lag(), name="loop-lag-monitor")
+    _probes.add(task)
+    task.add_done_callback(_probes.discard)
+
+
+async def _watch_loop_lag() -> None:
+    loop = asyncio.get_running_loop()
+    worst, ticks = 0.0, 0
+    try:
+        while True:
+            due = loop.time() + LOOP_LAG_TICK_S
+            await asyncio.sleep(LOOP_LAG_TICK_S)
+            lag = loop.time() - due
+            ticks += 1
+            if lag > worst:
+                worst = lag
+                log.info("event_loop_lag_max", lag_ms=round(lag * 1000, 1), ticks=ticks)
+    finally:
+        log.info("event_loop_lag", max_ms=round(worst * 1000, 1), ticks=ticks)
