@@ -97,9 +97,12 @@ class Settings(BaseSettings):
         default="auto", description="auto: console on a TTY, JSON lines otherwise."
     )
 
+    routing_warmup: bool = Field(
+        default=True, description="Compile (or load) every routing kernel before serving. "
+        "Off: each compiles on first use, stalling the server for seconds (benchmark baseline).")
     loop_lag_monitor: bool = Field(
-        default=False, description="Log the event loop's growing longest stall "
-        "(`event_loop_lag_max` lines) from start-up on: for benchmarks (coldstart_bench).")
+        default=False, description="Log every event-loop stall over 10 ms (`event_loop_stall`) "
+        "from start-up on, and the longest at shut-down: for benchmarks (coldstart_bench).")
 
     # --- fan-out --------------------------------------------------------------
     redis_url: str | None = Field(

@@ -14,6 +14,7 @@ per data directory): give an orchestrator's probes a start-up grace period of th
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import structlog
 
@@ -22,6 +23,7 @@ from cad.settings import Settings, configure_numba_cache
 log = structlog.get_logger("cad.warmup")
 
 LOOP_LAG_TICK_S = 0.01
+STALL_LOG_S = 0.01
 _probes: set[asyncio.Task[None]] = set()
 
 
@@ -29,6 +31,9 @@ async def warm_routing_kernels(settings: Settings) -> None:
     """Every routing kernel compiled or loaded from numba's cache, off the event loop; logs
     ``routing_kernels_ready``. Runs also without a graph (straight-line ETAs): a graph can
     be swapped in later, and the cost is paid once per data directory."""
+    if not settings.routing_warmup:
+        log.info("routing_kernels_not_warmed", reason="CAD_ROUTING_WARMUP=0")
+        return
     configure_numba_cache(settings.data_dir)  # no-op when routing is already imported
     from routing.warmup import warm_routing_kernels as warm
 
@@ -36,7 +41,7 @@ async def warm_routing_kernels(settings: Settings) -> None:
     fields = {"seconds": round(report.seconds, 3), "from_cache": report.from_cache,
               "child_compile_s": round(report.child_compile_s, 1),
               "compiled_in_process": report.compiled_in_process, "kernels": report.kernels,
-              "children": [f"{part} {secs} s" for part, secs in report.children],
+              "children": [f"{part} {wall} s ({cpu} s CPU)" for part, wall, cpu in report.children],
               "numba_cache_dir": report.cache_dir or "beside the sources"}
     if report.already_warm:
         log.debug("routing_kernels_ready", already_warm=True, **fields)
@@ -46,30 +51,42 @@ async def warm_routing_kernels(settings: Settings) -> None:
         log.info("routing_kernels_ready", **fields)
 
 
-def start_loop_lag_monitor(settings: Settings) -> None:
+@dataclass
+class LoopLag:
+    """What the lag probe saw so far."""
+
+    worst_s: float = 0.0
+    stalls: int = 0  # wake-ups STALL_LOG_S or more late
+    ticks: int = 0
+
+
+def start_loop_lag_monitor(settings: Settings) -> LoopLag | None:
     """With ``CAD_LOOP_LAG_MONITOR=1``: a task that wakes every 10 ms and logs
-    ``event_loop_lag_max`` each time a wake-up comes later than ever before (how long the
-    loop could not run anything), and ``event_loop_lag`` with the maximum when the loop
+    ``event_loop_stall`` (``lag_ms``) whenever a wake-up comes 10 ms or more late (the loop
+    could not run anything meanwhile), and ``event_loop_lag`` with the longest when the loop
     shuts down. The honest measure of a stall: it sees the loop itself, also before the
-    socket is open, where polling ``/healthz`` from outside would see only refusals."""
+    socket is open, where polling ``/healthz`` from outside sees only refusals."""
     if not settings.loop_lag_monitor:
-        return
-    task = asyncio.get_running_loop().create_task(_watch_loop_lag(), name="loop-lag-monitor")
+        return None
+    lag = LoopLag()
+    task = asyncio.get_running_loop().create_task(_watch_loop_lag(lag), name="loop-lag-monitor")
     _probes.add(task)
     task.add_done_callback(_probes.discard)
+    return lag
 
 
-async def _watch_loop_lag() -> None:
+async def _watch_loop_lag(seen: LoopLag) -> None:
     loop = asyncio.get_running_loop()
-    worst, ticks = 0.0, 0
     try:
         while True:
             due = loop.time() + LOOP_LAG_TICK_S
             await asyncio.sleep(LOOP_LAG_TICK_S)
             lag = loop.time() - due
-            ticks += 1
-            if lag > worst:
-                worst = lag
-                log.info("event_loop_lag_max", lag_ms=round(lag * 1000, 1), ticks=ticks)
+            seen.ticks += 1
+            seen.worst_s = max(seen.worst_s, lag)
+            if lag >= STALL_LOG_S:
+                seen.stalls += 1
+                log.info("event_loop_stall", lag_ms=round(lag * 1000, 1))
     finally:
-        log.info("event_loop_lag", max_ms=round(worst * 1000, 1), ticks=ticks)
+        log.info("event_loop_lag", max_ms=round(seen.worst_s * 1000, 1), stalls=seen.stalls,
+                 ticks=seen.ticks)

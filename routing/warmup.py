@@ -63,7 +63,9 @@ class WarmupReport:
     cache_dir: str            # numba's cache directory ("" = beside the sources)
     already_warm: bool = False  # this process had warmed up before (nothing done now)
     error: str = ""           # why a child failed, when one did
-    children: tuple[tuple[str, float], ...] = ()  # (part, seconds) of each compiling child
+    # (part, wall seconds, CPU seconds) of each compiling child: the wall time depends on
+    # what else the machine runs, the CPU time hardly
+    children: tuple[tuple[str, float, float], ...] = ()
 
 
 class _CacheMiss(Exception):
@@ -240,16 +242,17 @@ def _child_env() -> dict[str, str]:
 
 
 async def _compile_in_child(part: str = "all", graph_path: Path | None = None,
-                            timings: list[tuple[str, float]] | None = None) -> str:
+                            timings: list[tuple[str, float, float]] | None = None) -> str:
     """``python -m routing.warmup``; returns "" or why it failed."""
     t0 = time.perf_counter()
     args = ["--part", part] + (["--graph", str(graph_path)] if graph_path is not None else [])
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "routing.warmup", *args, env=_child_env(),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err, cpu_s = b"", b"", float("nan")
     try:
         async with asyncio.timeout(CHILD_TIMEOUT_S):
-            _, err = await proc.communicate()
+            out, err = await proc.communicate()
     except TimeoutError:
         return f"{part}: still compiling after {CHILD_TIMEOUT_S:.0f} s"
     finally:
@@ -257,8 +260,10 @@ async def _compile_in_child(part: str = "all", graph_path: Path | None = None,
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await asyncio.shield(proc.wait())
+        with contextlib.suppress(ValueError, IndexError):
+            cpu_s = float(out.decode().split("cpu_s=")[1].split()[0])
         if timings is not None:
-            timings.append((part, round(time.perf_counter() - t0, 1)))
+            timings.append((part, round(time.perf_counter() - t0, 1), round(cpu_s, 1)))
     if proc.returncode != 0:
         tail = err.decode(errors="replace").strip().splitlines()[-2:]
         return f"{part}: exited {proc.returncode}: {' | '.join(tail)}"
@@ -297,7 +302,7 @@ async def warm_routing_kernels(*, graph_path: Path | None = None,
     t0 = time.perf_counter()
     child_s, compiled = 0.0, 0
     errors: list[str] = []
-    timings: list[tuple[str, float]] = []
+    timings: list[tuple[str, float, float]] = []
     from_cache, error = await _probe()
     if error:
         errors.append(error)
@@ -340,7 +345,8 @@ def _main(argv: list[str]) -> int:
         _lock(lock)
         compiled = _run_exercise(refuse_compile=False, part=args.part, graph_path=args.graph)
     print(f"routing kernels ({args.part}): {compiled} compiled in "
-          f"{time.perf_counter() - t0:.1f} s (cache: {_numba_cache_dir() or 'beside the sources'})")
+          f"{time.perf_counter() - t0:.1f} s cpu_s={time.process_time():.2f} "
+          f"(cache: {_numba_cache_dir() or 'beside the sources'})")
     return 0
 
 
