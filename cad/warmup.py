@@ -41,7 +41,7 @@ async def warm_routing_kernels(settings: Settings) -> None:
     fields = {"seconds": round(report.seconds, 3), "from_cache": report.from_cache,
               "child_compile_s": round(report.child_compile_s, 1),
               "compiled_in_process": report.compiled_in_process, "kernels": report.kernels,
-              "children": [f"{part} {wall} s ({cpu} s CPU)" for part, wall, cpu in report.children],
+              "child_cpu_s": round(report.child_cpu_s, 1),
               "numba_cache_dir": report.cache_dir or "beside the sources"}
     if report.already_warm:
         log.debug("routing_kernels_ready", already_warm=True, **fields)

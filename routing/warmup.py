@@ -14,9 +14,9 @@ instead, and the server then only loads from the cache. :func:`warm_routing_kern
    same source files and same cache directory), which compiles and fills the cache;
 3. runs the workload again in the thread, now loading from the cache.
 
-The workload goes only through the public API (build a small graph, save and load it as
-the server does, a :class:`RoutingService` with and without a contraction hierarchy;
-units placed, moved, made unavailable, removed; nearest units, routes, ETA tables,
+The workload goes only through the public API (a small graph built, its hierarchy built,
+saved and loaded as the server does, or the server's own graph; a :class:`RoutingService`
+with units placed, moved, made unavailable, removed; nearest units, routes, ETA tables,
 snapping, a graph swap), so it covers whatever kernels the routing internals use.
 The cache directory is numba's: ``NUMBA_CACHE_DIR`` when set (``cad`` sets it under its
 data directory, see ``cad.settings.configure_numba_cache``), else next to the sources or
@@ -45,8 +45,9 @@ from routing.build import build_graph
 from routing.graph import RoadGraph
 from routing.service import Location, RoutingService
 
-# A cold compile of every kernel took 40-70 s on two shared cores; a child still
-# compiling after this long is stuck, and the server compiles in-process instead.
+# Compiling every kernel takes about 60 CPU seconds (170 s of wall time measured on two
+# cores shared with five other busy processes); a child still compiling after this long is
+# stuck, and the server compiles in-process instead.
 CHILD_TIMEOUT_S = 600.0
 
 _warmed_lock = threading.Lock()
@@ -57,15 +58,15 @@ _warmed: WarmupReport | None = None
 class WarmupReport:
     seconds: float            # wall time of the whole warm-up
     from_cache: bool          # everything was loaded from numba's cache in this process
-    child_compile_s: float    # time the child process spent compiling (0 when warm)
+    child_compile_s: float    # wall time of the compiling child (0 when warm)
     compiled_in_process: int  # kernels compiled in this process (0 unless the cache failed)
     kernels: int              # kernel signatures now loaded in this process
     cache_dir: str            # numba's cache directory ("" = beside the sources)
     already_warm: bool = False  # this process had warmed up before (nothing done now)
-    error: str = ""           # why a child failed, when one did
-    # (part, wall seconds, CPU seconds) of each compiling child: the wall time depends on
-    # what else the machine runs, the CPU time hardly
-    children: tuple[tuple[str, float, float], ...] = ()
+    error: str = ""           # why the child failed, when it did
+    # CPU time of the compiling child: its wall time depends on what else the machine
+    # runs, this hardly
+    child_cpu_s: float = 0.0
 
 
 class _CacheMiss(Exception):
@@ -170,39 +171,39 @@ def _exercise(service: RoutingService, graph_file: Path) -> None:
     service.nearest_units(location=where, k=5)
 
 
-def exercise_kernels(workdir: Path, *, part: str = "all", graph_path: Path | None = None) -> None:
-    """Run every routing kernel the server uses once, on a tiny graph, through the public
-    API. Graphs go through a file as in the server (loaded arrays are read-only, and numba
-    compiles separately for read-only arrays).
+def exercise_kernels(workdir: Path, *, graph_path: Path | None = None) -> None:
+    """Run once every routing kernel a server uses, through the public API. Graphs go
+    through a file as in the server (loaded arrays are read-only, and numba compiles
+    separately for read-only arrays).
 
-    ``part`` splits the work for two compiling processes: ``hierarchy`` (contraction, the
-    Dijkstra fallback, snapping) and ``queries`` (the hierarchy's query kernels, on
-    ``graph_path``: a graph that already has its hierarchy, such as the server's)."""
-    if part not in ("all", "hierarchy", "queries"):
-        raise ValueError(f"unknown warm-up part {part!r}")
-    if part == "queries":
-        if graph_path is None:
-            raise ValueError("the queries part needs a graph file with a hierarchy")
-        service = RoutingService.from_file(graph_path, build_hierarchy_if_missing=False)
-        _exercise(service, graph_path)
+    Without ``graph_path``: all of them, on a tiny grid (building a contraction hierarchy,
+    its queries, the Dijkstra fallback of graphs built with ``--no-ch``, snapping). With
+    the server's graph: what that server will run. A graph with its hierarchy needs only
+    the queries (on that graph: a second or two of compiling less than all, which is what
+    brings a cold start under 30 s on two cores); one without gets its hierarchy built at
+    start-up, so that construction is compiled too (on the grid: same kernels, far faster)."""
+    graph = RoadGraph.load(graph_path) if graph_path is not None else None
+    if graph is not None and graph.hierarchy is not None:
+        assert graph_path is not None
+        _exercise(RoutingService(graph, build_hierarchy_if_missing=False), graph_path)
         return
     built = _grid_graph()
     with_ch = RoutingService(built).graph  # builds the contraction hierarchy
     ch_file = with_ch.save(workdir / "warmup-ch.cadgraph")
-    plain_file = built.with_hierarchy(None).save(workdir / "warmup-plain.cadgraph")
-    # Graphs built with --no-ch: the Dijkstra fallback kernels.
-    _exercise(RoutingService.from_file(plain_file, build_hierarchy_if_missing=False), plain_file)
-    if part == "all":
-        _exercise(RoutingService.from_file(ch_file), ch_file)
+    _exercise(RoutingService.from_file(ch_file), ch_file)
+    if graph is None:
+        # Graphs built with --no-ch, served by other programs: the Dijkstra fallback kernels.
+        plain_file = built.save(workdir / "warmup-plain.cadgraph")
+        _exercise(RoutingService.from_file(plain_file, build_hierarchy_if_missing=False),
+                  plain_file)
 
 
-def _run_exercise(*, refuse_compile: bool, part: str = "all",
-                  graph_path: Path | None = None) -> int:
+def _run_exercise(*, refuse_compile: bool, graph_path: Path | None = None) -> int:
     """The workload in the calling thread; returns how many kernels were compiled (raises
     :class:`_CacheMiss` on the first one when ``refuse_compile``)."""
     with tempfile.TemporaryDirectory(prefix="cad-warmup-") as tmp:
         with _listening(_Recorder(refuse=refuse_compile)) as recorder:
-            exercise_kernels(Path(tmp), part=part, graph_path=graph_path)
+            exercise_kernels(Path(tmp), graph_path=graph_path)
         return recorder.compiled
 
 
@@ -241,39 +242,37 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-async def _compile_in_child(part: str = "all", graph_path: Path | None = None,
-                            timings: list[tuple[str, float, float]] | None = None) -> str:
-    """``python -m routing.warmup``; returns "" or why it failed."""
+async def _compile_in_child(graph_path: Path | None) -> tuple[str, float, float]:
+    """``python -m routing.warmup [--graph PATH]``: (why it failed or "", wall s, CPU s)."""
     t0 = time.perf_counter()
-    args = ["--part", part] + (["--graph", str(graph_path)] if graph_path is not None else [])
+    args = ["--graph", str(graph_path)] if graph_path is not None else []
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "routing.warmup", *args, env=_child_env(),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err, cpu_s = b"", b"", float("nan")
+    out, err, error = b"", b"", ""
     try:
         async with asyncio.timeout(CHILD_TIMEOUT_S):
             out, err = await proc.communicate()
     except TimeoutError:
-        return f"{part}: still compiling after {CHILD_TIMEOUT_S:.0f} s"
+        error = f"still compiling after {CHILD_TIMEOUT_S:.0f} s"
     finally:
         if proc.returncode is None:  # timed out or cancelled: never leave a compiler behind
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await asyncio.shield(proc.wait())
-        with contextlib.suppress(ValueError, IndexError):
-            cpu_s = float(out.decode().split("cpu_s=")[1].split()[0])
-        if timings is not None:
-            timings.append((part, round(time.perf_counter() - t0, 1), round(cpu_s, 1)))
-    if proc.returncode != 0:
+    if not error and proc.returncode != 0:
         tail = err.decode(errors="replace").strip().splitlines()[-2:]
-        return f"{part}: exited {proc.returncode}: {' | '.join(tail)}"
-    return ""
+        error = f"exited {proc.returncode}: {' | '.join(tail)}"
+    cpu_s = float("nan")
+    with contextlib.suppress(ValueError, IndexError):
+        cpu_s = float(out.decode().split("cpu_s=")[1].split()[0])
+    return error, time.perf_counter() - t0, cpu_s
 
 
-async def _probe() -> tuple[bool, str]:
+async def _probe(graph_path: Path | None) -> tuple[bool, str]:
     """(every kernel loaded from the cache, error). Refuses to compile: never stalls."""
     try:
-        await asyncio.to_thread(_run_exercise, refuse_compile=True)
+        await asyncio.to_thread(_run_exercise, refuse_compile=True, graph_path=graph_path)
     except _CacheMiss:
         return False, ""
     except Exception as exc:  # noqa: BLE001 - a broken kernel surfaces in the final run
@@ -283,15 +282,12 @@ async def _probe() -> tuple[bool, str]:
 
 async def warm_routing_kernels(*, graph_path: Path | None = None,
                                force: bool = False) -> WarmupReport:
-    """Make every routing kernel callable without compiling, off the event loop.
-
-    ``graph_path`` (the server's graph, with its hierarchy) lets a cold start compile in
-    two processes at once: the hierarchy's construction in one, its queries on that graph
-    in the other (on two cores a cold start took 50 s in one process, about 30 s in two).
+    """Make every routing kernel the server will run callable without compiling, off the
+    event loop. ``graph_path``: the server's graph (see :func:`exercise_kernels`).
 
     Done once per process (later calls return at once with ``already_warm``) unless
-    ``force``. Never raises for a cache problem: when the children cannot fill the cache
-    the kernels are compiled in this process, which works but holds the GIL (reported as
+    ``force``. Never raises for a cache problem: when the child cannot fill the cache the
+    kernels are compiled in this process, which works but holds the GIL (reported as
     ``compiled_in_process``)."""
     global _warmed
     with _warmed_lock:
@@ -300,52 +296,41 @@ async def warm_routing_kernels(*, graph_path: Path | None = None,
         return WarmupReport(0.0, done.from_cache, 0.0, 0, loaded_kernel_signatures(),
                             done.cache_dir, already_warm=True)
     t0 = time.perf_counter()
-    child_s, compiled = 0.0, 0
-    errors: list[str] = []
-    timings: list[tuple[str, float, float]] = []
-    from_cache, error = await _probe()
-    if error:
-        errors.append(error)
+    if graph_path is not None and not Path(graph_path).is_file():
+        graph_path = None  # the server reports the missing graph itself
+    child_s, cpu_s, compiled = 0.0, 0.0, 0
+    from_cache, error = await _probe(graph_path)
     if not from_cache:
-        t_child = time.perf_counter()
-        if graph_path is not None and Path(graph_path).is_file():
-            parts = [("hierarchy", None), ("queries", Path(graph_path))]
-        else:
-            parts = [("all", None)]
-        errors += await asyncio.gather(*(_compile_in_child(p, g, timings) for p, g in parts))
-        complete, _ = await _probe()
-        if not complete and len(parts) > 1:  # e.g. a graph without a hierarchy
-            errors.append(await _compile_in_child("all", None, timings))
-        child_s = time.perf_counter() - t_child
-        compiled = await asyncio.to_thread(_run_exercise, refuse_compile=False)
+        child_error, child_s, cpu_s = await _compile_in_child(graph_path)
+        error = "; ".join(e for e in (error, child_error) if e)
+        compiled = await asyncio.to_thread(_run_exercise, refuse_compile=False,
+                                           graph_path=graph_path)
     report = WarmupReport(
         seconds=time.perf_counter() - t0, from_cache=from_cache, child_compile_s=child_s,
-        compiled_in_process=compiled, kernels=loaded_kernel_signatures(),
-        cache_dir=_numba_cache_dir(), error="; ".join(e for e in errors if e),
-        children=tuple(timings))
+        child_cpu_s=cpu_s, compiled_in_process=compiled, kernels=loaded_kernel_signatures(),
+        cache_dir=_numba_cache_dir(), error=error)
     with _warmed_lock:
         _warmed = report
     return report
 
 
 def _main(argv: list[str]) -> int:
-    """The child: compile kernels into numba's cache. One process per part and cache at a
-    time: a second server starting meanwhile waits here, then only loads."""
+    """The child: compile the kernels into numba's cache. One at a time per cache: a second
+    server starting meanwhile waits here, then only loads."""
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m routing.warmup",
                                  description="Compile the routing kernels into numba's cache.")
-    ap.add_argument("--part", choices=["all", "hierarchy", "queries"], default="all")
-    ap.add_argument("--graph", type=Path, help="graph file with a hierarchy (part queries)")
+    ap.add_argument("--graph", type=Path, help="the server's graph file (default: all kernels)")
     args = ap.parse_args(argv)
     lock_dir = Path(_numba_cache_dir() or tempfile.gettempdir())
     lock_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    with open(lock_dir / f"cad-routing-warmup-{args.part}-{os.getuid()}.lock", "a") as lock:
+    with open(lock_dir / f"cad-routing-warmup-{os.getuid()}.lock", "a") as lock:
         _lock(lock)
-        compiled = _run_exercise(refuse_compile=False, part=args.part, graph_path=args.graph)
-    print(f"routing kernels ({args.part}): {compiled} compiled in "
-          f"{time.perf_counter() - t0:.1f} s cpu_s={time.process_time():.2f} "
+        compiled = _run_exercise(refuse_compile=False, graph_path=args.graph)
+    print(f"routing kernels: {compiled} compiled in {time.perf_counter() - t0:.1f} s "
+          f"cpu_s={time.process_time():.2f} "
           f"(cache: {_numba_cache_dir() or 'beside the sources'})")
     return 0
 

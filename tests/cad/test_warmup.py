@@ -93,12 +93,12 @@ def test_warm_cache_loads_every_kernel_without_a_child() -> None:
     """A second server start: everything from the cache (the suite's, filled by conftest)."""
     code = ("import asyncio, dataclasses, json; from routing.warmup import warm_routing_kernels;"
             "print(json.dumps(dataclasses.asdict(asyncio.run(warm_routing_kernels()))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert out.returncode == 0, out.stderr[-2000:]
     report = json.loads(out.stdout.splitlines()[-1])
     assert report["from_cache"] is True
-    assert report["children"] == [] and report["compiled_in_process"] == 0
+    assert report["child_compile_s"] == 0 and report["compiled_in_process"] == 0
     assert report["kernels"] > 0
     assert report["cache_dir"] == os.environ["NUMBA_CACHE_DIR"]
 
@@ -134,7 +134,7 @@ async def test_loop_lag_probe_sees_a_blocked_loop(tmp_path: Path) -> None:
     try:
         await asyncio.sleep(0.1)
         assert seen.ticks >= 3
-        time.sleep(0.25)  # what a kernel compiling on the loop would do, shorter
+        time.sleep(0.25)  # noqa: ASYNC251 - the stall under test (a compile on the loop)
         await asyncio.sleep(0.05)
         assert seen.worst_s >= 0.2 and seen.stalls >= 1
     finally:
