@@ -14,11 +14,16 @@ per data directory): give an orchestrator's probes a start-up grace period of th
 from __future__ import annotations
 
 import asyncio
+import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 
 from cad.settings import Settings, configure_numba_cache
+
+if TYPE_CHECKING:  # imported at run time only after configure_numba_cache
+    from routing.warmup import WarmupReport
 
 log = structlog.get_logger("cad.warmup")
 
@@ -35,9 +40,10 @@ async def warm_routing_kernels(settings: Settings) -> None:
         log.info("routing_kernels_not_warmed", reason="CAD_ROUTING_WARMUP=0")
         return
     configure_numba_cache(settings.data_dir)  # no-op when routing is already imported
-    from routing.warmup import warm_routing_kernels as warm
-
-    report = await warm(graph_path=settings.graph_path)
+    # Importing numba and routing takes 0.5-1 s: in a thread, as under a bare ASGI server
+    # (`cad serve` has imported them before the loop started).
+    module = await asyncio.to_thread(importlib.import_module, "routing.warmup")
+    report: WarmupReport = await module.warm_routing_kernels(graph_path=settings.graph_path)
     fields = {"seconds": round(report.seconds, 3), "from_cache": report.from_cache,
               "child_compile_s": round(report.child_compile_s, 1),
               "compiled_in_process": report.compiled_in_process, "kernels": report.kernels,
