@@ -7,8 +7,9 @@ cache is cold, loaded in a worker thread here). Before the socket, not behind a 
 ``/readyz``: a request that reached the app mid-warm-up (a recommendation, an AVL fix) would
 compile on its own, holding the GIL for seconds; with no socket there is no such request,
 and `cad serve` already opens it only after the database is up and migrated. The cost is
-that ``/healthz`` does not answer during a cold start either (about 30 s on two cores, once
-per data directory): give an orchestrator's probes a start-up grace period of that order.
+that ``/healthz`` does not answer during a cold start either (about 30 s of CPU with the San
+Francisco graph, once per data directory; benchmarks/coldstart_bench.py): give an
+orchestrator's probes a start-up grace period of that order.
 """
 
 from __future__ import annotations
