@@ -145,6 +145,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                "CAD_PORT": str(port), "CAD_LOG_LEVEL": "warning", "CAD_LOG_FORMAT": "json",
                "CAD_DATA_DIR": str(work), "CAD_BOOTSTRAP_ADMIN_USERNAME": "bench-admin",
                "CAD_BOOTSTRAP_ADMIN_PASSWORD": admin_pw, "CAD_DB_POOL_MAX": "20",
+               # numba's default cache (beside the sources) outlives this temporary data dir:
+               # the server starts warm, not compiling the kernels again every run
+               "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR", ""),
                "CAD_WORKERS": str(args.workers)}
         if args.workers > 1 and args.redis_url:
             env["CAD_REDIS_URL"] = args.redis_url

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from cad.settings import Settings, configure_numba_cache
+from cad.settings import Settings
 
-if TYPE_CHECKING:  # imported at run time only after configure_numba_cache
+if TYPE_CHECKING:  # imported at run time, in a thread
     from routing.warmup import WarmupReport
 
 log = structlog.get_logger("cad.warmup")
@@ -36,11 +36,16 @@ _probes: set[asyncio.Task[None]] = set()
 async def warm_routing_kernels(settings: Settings) -> None:
     """Every routing kernel compiled or loaded from numba's cache, off the event loop; logs
     ``routing_kernels_ready``. Runs also without a graph (straight-line ETAs): a graph can
-    be swapped in later, and the cost is paid once per data directory."""
+    be configured later, and the cost is paid once per cache.
+
+    The cache is wherever numba's ``NUMBA_CACHE_DIR`` says: the ``cad`` command points it
+    under the data directory (``cad.settings.configure_numba_cache``) before anything imports
+    numba. The app factory leaves the process environment alone: under a bare ASGI server
+    (``uvicorn cad.app:create_app --factory``) numba's default applies unless the variable
+    is set there, beside the sources or in ``~/.cache/numba``."""
     if not settings.routing_warmup:
         log.info("routing_kernels_not_warmed", reason="CAD_ROUTING_WARMUP=0")
         return
-    configure_numba_cache(settings.data_dir)  # no-op when routing is already imported
     # Importing numba and routing takes 0.5-1 s: in a thread, as under a bare ASGI server
     # (`cad serve` has imported them before the loop started).
     module = await asyncio.to_thread(importlib.import_module, "routing.warmup")
