@@ -17,7 +17,9 @@ instead, and the server then only loads from the cache. :func:`warm_routing_kern
 The workload goes only through the public API (a small graph built, its hierarchy built,
 saved and loaded as the server does, or the server's own graph; a :class:`RoutingService`
 with units placed, moved, made unavailable, removed; nearest units, routes, ETA tables,
-snapping, a graph swap), so it covers whatever kernels the routing internals use.
+snapping, a graph swap), so it covers whatever kernels the routing internals use; with
+the server's graph it is limited to what that server runs (:func:`exercise_kernels`).
+``tests/cad/test_warmup.py`` checks that nothing compiles afterwards.
 The cache directory is numba's: ``NUMBA_CACHE_DIR`` when set (``cad`` sets it under its
 data directory, see ``cad.settings.configure_numba_cache``), else next to the sources or
 in the user's cache directory.
@@ -179,9 +181,10 @@ def exercise_kernels(workdir: Path, *, graph_path: Path | None = None) -> None:
     Without ``graph_path``: all of them, on a tiny grid (building a contraction hierarchy,
     its queries, the Dijkstra fallback of graphs built with ``--no-ch``, snapping). With
     the server's graph: what that server will run. A graph with its hierarchy needs only
-    the queries (on that graph: a second or two of compiling less than all, which is what
-    brings a cold start under 30 s on two cores); one without gets its hierarchy built at
-    start-up, so that construction is compiled too (on the grid: same kernels, far faster)."""
+    the queries, run on that graph (25-30 CPU seconds of compiling instead of 60 for all:
+    what brings a cold start to about 30 s on two cores); one without gets its hierarchy
+    built at start-up, so that construction is compiled too (on the grid: same kernels,
+    far faster)."""
     graph = RoadGraph.load(graph_path) if graph_path is not None else None
     if graph is not None and graph.hierarchy is not None:
         assert graph_path is not None
