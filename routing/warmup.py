@@ -210,20 +210,24 @@ def _run_exercise(*, refuse_compile: bool, graph_path: Path | None = None) -> in
         return recorder.compiled
 
 
-def loaded_kernel_signatures() -> int:
-    """Kernel signatures compiled or loaded in this process, over every routing module."""
+def loaded_kernels() -> set[str]:
+    """``module.kernel(signature)`` of every kernel compiled or loaded in this process, over
+    every routing module."""
     from numba.core.registry import CPUDispatcher
 
-    seen: set[int] = set()
-    total = 0
+    found: set[str] = set()
     for name, module in list(sys.modules.items()):
         if module is None or not (name == "routing" or name.startswith("routing.")):
             continue
         for obj in list(vars(module).values()):
-            if isinstance(obj, CPUDispatcher) and id(obj) not in seen:
-                seen.add(id(obj))
-                total += len(obj.signatures)
-    return total
+            if isinstance(obj, CPUDispatcher):
+                fn = obj.py_func
+                found.update(f"{fn.__module__}.{fn.__qualname__}{sig}" for sig in obj.signatures)
+    return found
+
+
+def loaded_kernel_signatures() -> int:
+    return len(loaded_kernels())
 
 
 def _numba_cache_dir() -> str:

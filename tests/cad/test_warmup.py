@@ -79,6 +79,37 @@ def test_no_kernel_compiles_after_the_warm_up(tmp_path: Path, with_ch: bool) -> 
     assert compiled.compiled == 0
 
 
+def test_warm_up_for_a_graph_loads_all_that_server_runs(tmp_path: Path) -> None:
+    """With the server's graph the warm-up loads only what that server runs: check, in a
+    fresh process, that serving it afterwards (as incidents/lifecycle and the unit locator
+    do) needs no kernel, compiled or loaded, that the warm-up did not load."""
+    path = _other_graph(tmp_path, with_ch=True)
+    code = f"""
+import asyncio, json
+from pathlib import Path
+from routing.service import RoutingService
+from routing.warmup import loaded_kernels, warm_routing_kernels
+report = asyncio.run(warm_routing_kernels(graph_path=Path({str(path)!r})))
+warm = loaded_kernels()
+svc = RoutingService.from_file({str(path)!r}, snap_limit_m=200.0)
+for i in range(100):
+    svc.upsert_unit(f"U{{i}}", lat=40.7 + (i % 8) * 0.001, lon=-74.0 + (i % 11) * 0.0013,
+                    available=i % 4 != 0, unit_type=["engine", "medic"][i % 2],
+                    capabilities=["als"] if i % 3 else [])
+for i in range(30):
+    svc.move_unit(f"U{{i}}", lat=40.7012 + (i % 5) * 0.001, lon=-73.9987)
+    svc.nearest_units(lat=40.703, lon=-73.993, k=5, unit_types=["medic", "engine"],
+                      capabilities=["als"])
+svc.remove_unit("U7")
+print(json.dumps({{"from_cache": report.from_cache, "missing": sorted(loaded_kernels() - warm)}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True,
+                         text=True, timeout=240, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.splitlines()[-1])
+    assert result["missing"] == []
+
+
 def test_a_cache_miss_is_refused_not_compiled() -> None:
     @njit
     def never_compiled(x: int) -> int:
