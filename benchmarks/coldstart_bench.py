@@ -261,7 +261,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 check=True, capture_output=True,
                 env={**os.environ, "NUMBA_CACHE_DIR": str(work / "numba-build")})
         cache = work / "numba-cache"
-        out = {"load_before": os.getloadavg()[0]}
+        out: dict[str, Any] = {"load_before": os.getloadavg()[0]}
         print("cold start (empty numba cache) ...", file=sys.stderr)
         out["cold"] = await one_start("cold", server_url=server_url, graph=graph,
                                       numba_cache=cache, work=work, warmup=True)
