@@ -145,6 +145,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                "CAD_PORT": str(port), "CAD_LOG_LEVEL": "warning", "CAD_LOG_FORMAT": "json",
                "CAD_DATA_DIR": str(work), "CAD_BOOTSTRAP_ADMIN_USERNAME": "bench-admin",
                "CAD_BOOTSTRAP_ADMIN_PASSWORD": admin_pw, "CAD_DB_POOL_MAX": "20",
+               # numba's default cache (beside the sources) outlives this temporary data dir:
+               # the server starts warm, not compiling the kernels again every run
+               "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR", ""),
                "CAD_WORKERS": str(args.workers)}
         if args.workers > 1 and args.redis_url:
             env["CAD_REDIS_URL"] = args.redis_url
@@ -237,7 +240,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             cpu_per_op_ms = {k: (cpu1[k] - cpu0[k]) / len(serial) * 1000 for k in cpu0}
 
             async def open_loop(batch: list[tuple[float, float, str]], rec_starts: list[float] | None,
-                                rec_late: list[float] | None) -> tuple[list[tuple[float, float, float]], float]:
+                                rec_late: list[float] | None
+                                ) -> tuple[list[tuple[float, float, float]], float]:
                 tasks = []
                 t_start = time.perf_counter()
                 for i, (lat, lon, itype) in enumerate(batch):
@@ -311,7 +315,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     ap.add_argument("--redis-url", default=os.environ.get("CAD_REDIS_URL"),
                     help="fan-out between workers (used when --workers > 1)")
-    ap.add_argument("--server-prefix", help="run the server under this wrapper (e.g. 'taskset -c 1'); to profile, attach "
+    ap.add_argument("--server-prefix", help="run the server under this wrapper "
+                    "(e.g. 'taskset -c 1'); to profile, attach "
                          "'py-spy record --pid' to the running server instead")
     args = ap.parse_args()
     if args.workers > 1 and not args.redis_url:

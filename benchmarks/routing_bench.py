@@ -520,7 +520,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     base: dict[str, Stat] = {}
     base_agree: dict[str, float] = {}
 
-    def check(name: str, etas: list[list[float]]) -> None:
+    def check(name: str, etas: Sequence[Sequence[float]]) -> None:
         ok = sum(1 for q, e in enumerate(etas)
                  if np.array_equal(np.asarray(e, float), ref_eta[q, :len(e)])
                  and len(e) == np.isfinite(ref_eta[q]).sum())

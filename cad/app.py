@@ -19,6 +19,7 @@ from cad.middleware import RequestContextMiddleware
 from cad.security import lifecycle as security
 from cad.security.policy import Rule
 from cad.settings import Settings
+from cad.warmup import start_loop_lag_monitor, warm_routing_kernels
 from cad.wiring import Runtime
 from incidents.api import router as incidents_router
 from incidents.dispatch.api import router as dispatch_router
@@ -40,6 +41,10 @@ def create_app(settings: Settings | None = None, *,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Before anything else, so the server listens only when no request can compile a
+        # kernel: the routing kernels, compiled or loaded off the event loop (cad/warmup.py).
+        start_loop_lag_monitor(settings)
+        await warm_routing_kernels(settings)
         embedded: EmbeddedPostgres | None = None
         runtime: Runtime | None = None
         url = settings.database_url

@@ -7,7 +7,8 @@ import hashlib
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from typing import TypeVar
 
 import asyncpg
@@ -41,17 +42,26 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
-def load_migrations(directory: Path) -> list[Migration]:
-    if not directory.is_dir():
-        raise MigrationError(f"migrations directory {directory} does not exist")
+def shipped_migrations() -> Traversable:
+    """The migrations shipped as package data of ``cad`` (``cad/migrations``, in a checkout a
+    symlink to the top-level ``migrations/``): found the same way from a source tree, an
+    editable install and an installed wheel, whatever the working directory."""
+    return files("cad").joinpath("migrations")
+
+
+def load_migrations(directory: Traversable | None = None) -> list[Migration]:
+    """``directory``: a folder (``Path``) or package resource; None = the shipped ones."""
+    source = shipped_migrations() if directory is None else directory
+    if not source.is_dir():
+        raise MigrationError(f"migrations directory {source} does not exist")
     found: list[Migration] = []
-    for path in sorted(directory.iterdir()):
-        if path.suffix != ".sql":
+    for entry in sorted(source.iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".sql"):
             continue
-        m = _MIGRATION_NAME.match(path.name)
+        m = _MIGRATION_NAME.match(entry.name)
         if not m:
-            raise MigrationError(f"migration file {path.name} must be named NNNN_lowercase_name.sql")
-        found.append(Migration(int(m.group(1)), path.name, path.read_text()))
+            raise MigrationError(f"migration file {entry.name} must be named NNNN_lowercase_name.sql")
+        found.append(Migration(int(m.group(1)), entry.name, entry.read_text(encoding="utf-8")))
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
         raise MigrationError("two migration files share a version number")
@@ -130,7 +140,7 @@ def check_history(available: list[Migration], applied: dict[int, tuple[str, str]
     return [m for m in available if m.version not in applied]
 
 
-async def migrate(conn: asyncpg.Connection, directory: Path) -> list[str]:
+async def migrate(conn: asyncpg.Connection, directory: Traversable | None = None) -> list[str]:
     """Apply pending migrations, each in its own transaction. Returns the names applied."""
     available = load_migrations(directory)
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
@@ -152,7 +162,8 @@ async def migrate(conn: asyncpg.Connection, directory: Path) -> list[str]:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
 
 
-async def pending_migrations(conn: asyncpg.Connection, directory: Path) -> list[str]:
+async def pending_migrations(conn: asyncpg.Connection,
+                             directory: Traversable | None = None) -> list[str]:
     return [m.name for m in check_history(load_migrations(directory), await applied_migrations(conn))]
 
 

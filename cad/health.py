@@ -25,7 +25,7 @@ READY_CHECK_TIMEOUT_S = 2.0
 @dataclass(frozen=True)
 class HealthDeps:
     pool: asyncpg.Pool
-    migrations_dir: Path
+    migrations_dir: Path | None   # None: the migrations shipped in the package
 
 
 health_deps: Callable[[], Awaitable[HealthDeps]] = wired("health")

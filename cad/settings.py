@@ -1,8 +1,10 @@
-"""Runtime configuration: one pydantic-settings object, built by the app factory or the CLI, never at import."""
+"""Runtime configuration: one pydantic-settings object, built by the app factory or the CLI,
+never at import."""
 
 from __future__ import annotations
 
 import os
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -10,6 +12,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The checkout's root, for tests and benchmarks run from a source tree. The installed package
+# never reads through it: migrations are package data (cad.db.shipped_migrations).
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -24,6 +28,39 @@ def default_data_dir() -> Path:
     xdg = os.environ.get("XDG_DATA_HOME")
     base = Path(xdg) if xdg else Path.home() / ".local" / "share"
     return base / "cad"
+
+
+def data_dir_from_env() -> Path:
+    """``CAD_DATA_DIR`` or the default, without building (and validating) all of Settings."""
+    env = os.environ.get("CAD_DATA_DIR")
+    return Path(env) if env else default_data_dir()
+
+
+NUMBA_CACHE_SUBDIR = "numba-cache"
+
+
+def configure_numba_cache(data_dir: Path | None = None) -> str | None:
+    """Point numba's kernel cache (``NUMBA_CACHE_DIR``) at ``<data dir>/numba-cache``, unless
+    the variable is set (an empty value keeps numba's own default). Returns the directory
+    set, or None when nothing was changed.
+
+    Why there: numba's default is beside the sources (``__pycache__`` in site-packages:
+    read-only for a non-root install, thrown away with a container's image layer), else
+    ``~/.cache/numba`` (absent for many service accounts, ephemeral in containers). The data
+    directory is writable by the server by definition and is what operators keep across
+    restarts, so the routing kernels compile once per data directory, not once per start
+    (routing/warmup.py). Each ``@njit(cache=True)`` kernel picks its cache directory when
+    its module is imported, so this must run before anything imports ``routing``: the ``cad``
+    command does it first thing; once routing is imported it changes nothing."""
+    if "NUMBA_CACHE_DIR" in os.environ or "routing" in sys.modules:
+        return None
+    cache_dir = str((data_dir or data_dir_from_env()) / NUMBA_CACHE_SUBDIR)
+    os.environ["NUMBA_CACHE_DIR"] = cache_dir
+    if "numba" in sys.modules:  # imported, but no kernel decorated yet: re-read the variable
+        from numba.core import config as numba_config
+
+        numba_config.reload_config()
+    return cache_dir
 
 
 class Settings(BaseSettings):
@@ -43,7 +80,9 @@ class Settings(BaseSettings):
     db_pool_min: int = Field(default=8, ge=1)
     db_pool_max: int = Field(default=20, ge=1)
     db_command_timeout_s: float = Field(default=30.0, gt=0)
-    migrations_dir: Path = Field(default=REPO_ROOT / "migrations")
+    migrations_dir: Path | None = Field(
+        default=None, description="Folder of NNNN_name.sql migrations; unset = the ones shipped "
+        "in the package (cad/migrations).")
     migrate_on_start: bool = True
 
     # --- HTTP -----------------------------------------------------------------
@@ -59,6 +98,13 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto", description="auto: console on a TTY, JSON lines otherwise."
     )
+
+    routing_warmup: bool = Field(
+        default=True, description="Compile (or load) every routing kernel before serving. "
+        "Off: each compiles on first use, stalling the server for seconds (benchmark baseline).")
+    loop_lag_monitor: bool = Field(
+        default=False, description="Log every event-loop stall over 10 ms (`event_loop_stall`) "
+        "from start-up on, and the longest at shut-down: for benchmarks (coldstart_bench).")
 
     # --- fan-out --------------------------------------------------------------
     redis_url: str | None = Field(

@@ -145,7 +145,8 @@ async def _start_domain(app: FastAPI, settings: Settings, pool: asyncpg.Pool,
     if settings.graph_path is not None:
         routing = await asyncio.to_thread(load_routing, settings)
         log.info("road_graph_loaded", path=str(settings.graph_path))
-    geocoder = StreetIndex.from_graph(routing.graph) if routing is not None else None
+    geocoder = (await asyncio.to_thread(StreetIndex.from_graph, routing.graph)
+                if routing is not None else None)
     plausible = plausibility(settings, routing)
     locator = UnitLocator(routing, pool=pool, stale_after_s=settings.unit_position_stale_s)
     async with pool.acquire() as conn:

@@ -9,7 +9,8 @@ witness only adds a superfluous shortcut, never a wrong distance.
 
 The dynamic graph lives in one pool of rows
 ``[nbr, w_out, w_in, hops_out, hops_in, mid_out, mid_in]`` (int32; ``mid`` is the
-contracted node a shortcut bypasses, -1 for an original arc) plus ``[len_out, len_in]`` (float64), one growable slice per node; both
+contracted node a shortcut bypasses, -1 for an original arc) plus ``[len_out, len_in]``
+(float64), one growable slice per node; both
 directions of a neighbour pair share a row, so in- and out-neighbours come from one scan.
 
 The result is the set of upward arcs, stored in rank space (see graph.Hierarchy).

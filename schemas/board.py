@@ -2,7 +2,8 @@
 event payloads alike (one serialiser per entity, so a board can be rebuilt from events).
 
 The domain packages build these as plain dicts (``incidents/board.py``); these models are
-their published schema (``/asyncapi.json``). Times are ISO 8601 strings with an offset, passed through as the views write them.
+their published schema (``/asyncapi.json``). Times are ISO 8601 strings with an offset,
+passed through as the views write them.
 """
 
 from __future__ import annotations

@@ -70,7 +70,8 @@ async def session_headers(running: RunningApp, username: str) -> dict[str, str]:
     session_id = str(uuid.uuid4())
     await pool.execute(
         "INSERT INTO sessions (id, user_id, refresh_hash, created_at, last_seen_at, expires_at) "
-        "VALUES ($1::uuid, $2::uuid, $3, $4::timestamptz, $4::timestamptz, $4::timestamptz + make_interval(secs => $5))",
+        "VALUES ($1::uuid, $2::uuid, $3, $4::timestamptz, $4::timestamptz, "
+        "$4::timestamptz + make_interval(secs => $5))",
         session_id, user["id"], token_hash(new_refresh_token(session_id)), now,
         float(rt.settings.refresh_token_ttl_s))
     token = issue_access_token(rt.secret, user_id=user["id"], session_id=session_id,

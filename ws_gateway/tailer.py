@@ -1,10 +1,10 @@
 """One tailer per worker: the only reader of new events.
 
 It listens on ``cad_events`` through the worker's :class:`~ws_gateway.listen.PgListener` (a
-NOTIFY is sent at every commit that appended events) and reads ``id > cursor`` in id order. Ids are commit-ordered (migrations/0001), so this read
-never skips an event that commits later. Wake-ups from the hub and a periodic poll are a
-safety net for a lost NOTIFY or a dropped LISTEN connection; every wake-up is only a hint,
-the read is what counts.
+NOTIFY is sent at every commit that appended events) and reads ``id > cursor`` in id order.
+Ids are commit-ordered (migrations/0001), so this read never skips an event that commits
+later. Wake-ups from the hub and a periodic poll are a safety net for a lost NOTIFY or a
+dropped LISTEN connection; every wake-up is only a hint, the read is what counts.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-import numpy as np
 
 from cad.errors import Conflict, NotFound
 from cad.uow import RequestContext, retry_transient, unit_of_work
@@ -128,8 +127,7 @@ class _Finder:
             pos = self.deps.locator.position(r, now=self.now)
             if pos is None:
                 continue
-            d = float(haversine_m(np.asarray(pos.lat), np.asarray(pos.lon),
-                                  np.asarray(self.lat), np.asarray(self.lon)))
+            d = float(haversine_m(pos.lat, pos.lon, self.lat, self.lon))
             out.append(Candidate(r["id"], r["unit_type"], d / speed_ms * self.factor, d, pos))
         out.sort(key=lambda c: (c.eta_s, c.unit_id))
         return out

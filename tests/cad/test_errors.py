@@ -148,8 +148,10 @@ async def test_request_id_is_returned_and_honoured(probe_app: RunningApp) -> Non
 @hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=st.one_of(
     st.binary(max_size=300),
-    st.recursive(st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=20),
-                 lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    st.recursive(st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers()
+                 | st.text(max_size=20),
+                 lambda inner: st.lists(inner, max_size=4)
+                 | st.dictionaries(st.text(max_size=10), inner, max_size=4),
                  max_leaves=12).map(lambda v: json.dumps(v).encode()),
 ))
 async def test_fuzzed_bodies_never_500(probe_app: RunningApp, body: bytes) -> None:

@@ -82,7 +82,8 @@ async def test_schema_generated_security_and_realtime_requests_never_get_a_serve
     async with httpx.AsyncClient(base_url=api.running.base_url) as c:
         spec = (await c.get("/openapi.json")).json()
     ops = _operations(spec, OTHER_PREFIXES)
-    covered = {op.path for op in ops} | {op.path for op in _operations(spec, PREFIXES, ("/positions", "/track"))}
+    covered = {op.path for op in ops} | {
+        op.path for op in _operations(spec, PREFIXES, ("/positions", "/track"))}
     assert covered == set(spec["paths"]), f"not fuzzed: {sorted(set(spec['paths']) - covered)}"
     headers = [await api.auth("admin", fresh=True) for _ in ops]
     problems = await asyncio.to_thread(_fuzz, ops, api.running.base_url, headers)

@@ -87,7 +87,8 @@ async def test_narrative_is_append_only_and_ordered(api: Api) -> None:
     disp = await api.as_("dispatcher")
     inc = await create_incident(disp, 37.77, -122.42)
     for text in ("one", "two", "three"):
-        assert (await disp.post(f"/api/v1/incidents/{inc['id']}/narrative", json={"text": text})).status_code == 201
+        r = await disp.post(f"/api/v1/incidents/{inc['id']}/narrative", json={"text": text})
+        assert r.status_code == 201
     full = (await disp.get(f"/api/v1/incidents/{inc['id']}")).json()
     assert [n["text"] for n in full["narrative"]] == ["one", "two", "three"]
     assert full["version"] == inc["version"] + 3

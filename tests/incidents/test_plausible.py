@@ -170,7 +170,8 @@ async def test_the_migration_repairs_existing_rows_and_applies_cleanly(
             "location_source, received_at, answered_at) VALUES "
             "('A-1', 'A', 'MED', 2, 37.7, -122.4, 'latlon', '-infinity', 'infinity'), "
             "('A-2', 'A', 'MED', 2, 37.7, -122.4, 'latlon', 'infinity', 'infinity'), "
-            "('A-3', 'A', 'MED', 2, 37.7, -122.4, 'latlon', '2026-01-01 00:00:00+00', '2026-01-01 00:00:00+00')")
+            "('A-3', 'A', 'MED', 2, 37.7, -122.4, 'latlon', '2026-01-01 00:00:00+00', "
+            "'2026-01-01 00:00:00+00')")
         applied = await db.migrate(conn, REPO_ROOT / "migrations")
         assert "0005_finite_times.sql" in applied
         rows = {r["number"]: r for r in await conn.fetch(

@@ -176,7 +176,7 @@ def test_ch_routes_match_networkx_and_dijkstra(case):
         for i, (src, *_rest) in enumerate(placed):
             want = oracle_eta_ds(G, g, src, seeds, cache)
             t, length, edges, s_src, s_seed = idx_ch.path(i, seeds)
-            t_dj, length_dj, _e, _s, _q = idx_dj.path(i, seeds)
+            t_dj, _length_dj, _e, _s, _q = idx_dj.path(i, seeds)
             if not np.isfinite(want):
                 assert np.isinf(t)
                 continue

@@ -21,8 +21,9 @@ def N(i: int) -> int:
     return 10 * (i // 3) + i % 3
 
 
-GRID: list[tuple[int, int, float]] = [(N(a), N(b), 100.0) for a, b in [(0, 1), (1, 2), (3, 4), (4, 5), (6, 7), (7, 8),
-                                  (0, 3), (3, 6), (1, 4), (4, 7), (2, 5), (5, 8)]]
+GRID: list[tuple[int, int, float]] = [(N(a), N(b), 100.0) for a, b in [
+    (0, 1), (1, 2), (3, 4), (4, 5), (6, 7), (7, 8),
+    (0, 3), (3, 6), (1, 4), (4, 7), (2, 5), (5, 8)]]
 GRID = GRID + [(b, a, w) for a, b, w in GRID]
 
 

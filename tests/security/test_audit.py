@@ -57,7 +57,8 @@ async def test_entries_are_chained_and_verify(pool: asyncpg.Pool) -> None:
 async def test_python_and_sql_hashes_agree_on_awkward_values(pool: asyncpg.Pool) -> None:
     awkward = RequestContext(actor="o'brien ☃", request_id=None, client_addr=None)
     await audit_now(pool, awkward, "a.b", target=None,
-                    details={"z": [1, 2.25, None, True], "a": {"nested": "\t\u0001"}, "big": 2**53, "neg": -0.0, "e": 1e-7})
+                    details={"z": [1, 2.25, None, True], "a": {"nested": "\t\u0001"},
+                             "big": 2**53, "neg": -0.0, "e": 1e-7})
     assert (await _verify(pool)).ok
 
 

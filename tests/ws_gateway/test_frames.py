@@ -4,6 +4,7 @@ checks the same against the published document; this one needs no server)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import pytest
@@ -24,7 +25,7 @@ from ws_gateway import frames
 from ws_gateway.avl import Fix, fix_wire
 from ws_gateway.events import Event
 
-UNIT = {"id": "E1", "agency": "A", "discipline": "fire", "unit_type": "engine",
+UNIT: dict[str, Any] = {"id": "E1", "agency": "A", "discipline": "fire", "unit_type": "engine",
         "capabilities": [], "home_station": None, "staffing": 0, "status": "off_duty",
         "apco_code": "OFD", "status_changed_at": None, "last_checkin_at": None,
         "incident_id": None, "active": True, "version": 1}

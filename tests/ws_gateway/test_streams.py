@@ -101,11 +101,13 @@ async def test_mdt_of_another_unit_or_wrong_role_is_refused(live: RunningApp) ->
         ("/ws/board", await board_token(pool, app_secret(live), role="analyst"), 4403),
         ("/ws/board?last_event_id=abc", await board_token(pool, app_secret(live)), 4400),
     ]:
-        ws = await websockets.connect(live.ws_url + url, additional_headers={"Authorization": f"Bearer {token}"})
+        ws = await websockets.connect(live.ws_url + url,
+                                      additional_headers={"Authorization": f"Bearer {token}"})
         with pytest.raises(websockets.ConnectionClosed):
             while True:
                 await asyncio.wait_for(ws.recv(), 5)
-        assert ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code == code, (url, ws.protocol.close_rcvd)
+        close = ws.protocol.close_rcvd
+        assert close is not None and close.code == code, (url, close)
 
 
 async def test_reconnect_replays_exactly_what_was_missed(live: RunningApp) -> None:

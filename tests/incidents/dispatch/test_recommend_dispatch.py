@@ -13,7 +13,8 @@ from tests.dispatch_fixtures import Api, create_incident, create_unit, stations_
 DOWNTOWN = (37.7837, -122.4075)
 
 
-async def _seed(sf_api: Api, stations: list[dict[str, Any]], units: list[tuple[str, str, str]]) -> httpx.AsyncClient:
+async def _seed(sf_api: Api, stations: list[dict[str, Any]],
+                units: list[tuple[str, str, str]]) -> httpx.AsyncClient:
     sup = await sf_api.as_("supervisor")
     r = await sup.post("/api/v1/stations/import?agency=SFFD", content=stations_csv(stations),
                        headers={"content-type": "text/csv"})
@@ -38,6 +39,7 @@ async def test_recommendation_is_nearest_by_road_eta_and_explained(sf_api: Api, 
     assert rec["shortfalls"] == []
     # The engine pick is the routing core's own nearest engine, with the same ETA.
     routing = sf_api.running.runtime.routing
+    assert routing is not None
     best = routing.nearest_units(lat=DOWNTOWN[0], lon=DOWNTOWN[1], k=3, unit_types=["engine"])
     engine = next(p for p in rec["picks"] if p["slot_type"] == "engine")
     assert engine["unit_id"] == best.units[0].unit_id
@@ -61,6 +63,7 @@ async def test_unavailable_units_are_never_recommended(sf_api: Api, sffd_station
     # Even when this worker's routing index has not heard of the change (another worker
     # made it), the database check keeps the busy unit out.
     routing = sf_api.running.runtime.routing
+    assert routing is not None
     other = second["picks"][0]["unit_id"]
     await sf_api.running.pool.execute(
         "UPDATE units SET status = 'on_scene' WHERE id = $1", other)

@@ -102,7 +102,8 @@ async def test_board_rebuilt_from_events_equals_a_fresh_snapshot(api: Api) -> No
         await disp.post("/api/v1/units/E01/status", json={"status": "available_in_quarters"})
         await mdt.post("/api/v1/units/M85/status", json={"status": "at_hospital"})
         await mdt.post("/api/v1/units/M85/status", json={"status": "available_on_radio"})
-        r = await disp.post(f"/api/v1/incidents/{state['a']['id']}/close", json={"disposition": "TRANSPORTED"})
+        r = await disp.post(f"/api/v1/incidents/{state['a']['id']}/close",
+                            json={"disposition": "TRANSPORTED"})
         assert r.status_code == 200
 
     async def merge_and_edit() -> None:
