@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from cad.errors import Conflict, Invalid, NotFound
+from cad.security.scope import Scope
 from cad.uow import RequestContext, UnitOfWork, audit_now, retry_transient, unit_of_work
 from incidents import repository as repo
 from incidents.deps import IncidentsDeps
@@ -59,8 +60,9 @@ async def _number_sequence(deps: IncidentsDeps, agency: str, year: int) -> str:
 
 
 @retry_transient
-async def create_incident(*, deps: IncidentsDeps, ctx: RequestContext,
+async def create_incident(*, deps: IncidentsDeps, ctx: RequestContext, scope: Scope,
                           body: IncidentCreate) -> dict[str, Any]:
+    scope.require(body.agency, field="body.agency")  # before anything is made for it
     lat, lon, text, source = resolve_location(deps=deps, loc=body.location)
     s = deps.settings
     dlat = s.duplicate_radius_m / 111_000.0
@@ -109,22 +111,33 @@ async def create_incident(*, deps: IncidentsDeps, ctx: RequestContext,
     return {**view, "possible_duplicates": dups, "zones": [z["id"] for z in zones]}
 
 
-async def get_incident(*, deps: IncidentsDeps, incident_id: int) -> dict[str, Any]:
+async def get_incident(*, deps: IncidentsDeps, ctx: RequestContext, scope: Scope,
+                       incident_id: int) -> dict[str, Any]:
+    """The incident, its narrative and links. A field unit (only its assignments) gets its
+    callers too when CAD_FIELD_UNIT_CALLER_DATA grants it, audited like any caller read."""
     async with deps.pool.acquire() as conn:
+        if await repo.visible_incident(conn, incident_id, scope=scope) is None:
+            raise NotFound(f"incident {incident_id} does not exist")
         view = await load_incident_view(conn, incident_id)
         if view is None:
             raise NotFound(f"incident {incident_id} does not exist")
         narrative = await repo.narrative(conn, incident_id)
         links = await repo.links(conn, incident_id)
+        if scope.unit_id is not None and scope.caller_data:
+            rows = await repo.callers(conn, incident_id)
+            await audit_now(conn, ctx, "incident.caller.read", target=f"incident:{incident_id}",
+                            details={"records": len(rows), "unit_id": scope.unit_id})
+            view["callers"] = [_caller_view(r) for r in rows]
     view["narrative"] = [narrative_view(n) for n in narrative]
     view["links"] = [{"incident_id": r["other_id"], "kind": r["kind"]} for r in links]
     return view
 
 
-async def list_incidents(*, deps: IncidentsDeps, open_only: bool, agency: str | None,
-                         limit: int) -> list[dict[str, Any]]:
+async def list_incidents(*, deps: IncidentsDeps, scope: Scope, open_only: bool,
+                         agency: str | None, limit: int) -> list[dict[str, Any]]:
     async with deps.pool.acquire() as conn:
-        ids = await repo.list_incident_ids(conn, open_only=open_only, agency=agency, limit=limit)
+        ids = await repo.list_incident_ids(conn, open_only=open_only, agency=agency, limit=limit,
+                                           scope=scope)
         out = []
         for iid in ids:
             v = await load_incident_view(conn, iid)
@@ -133,18 +146,21 @@ async def list_incidents(*, deps: IncidentsDeps, open_only: bool, agency: str | 
     return out
 
 
-async def lock_incident(conn: asyncpg.Connection, *, incident_id: int) -> asyncpg.Record:
-    """Lock the incident or answer 404 (incidents are locked before units: one global order)."""
-    row = await repo.lock_incident(conn, incident_id)
+async def lock_incident(conn: asyncpg.Connection, *, incident_id: int,
+                        scope: Scope) -> asyncpg.Record:
+    """Lock the incident or answer 404, also when ``scope`` may not see it (incidents are
+    locked before units: one global order)."""
+    row = await repo.lock_incident(conn, incident_id, scope=scope)
     if row is None:
         raise NotFound(f"incident {incident_id} does not exist")
     return row
 
 
-async def _lock_pair(conn: asyncpg.Connection, a: int, b: int) -> dict[int, asyncpg.Record]:
+async def _lock_pair(conn: asyncpg.Connection, a: int, b: int,
+                     scope: Scope) -> dict[int, asyncpg.Record]:
     """Lock two incidents in id order (two dispatchers linking the same pair the other way
     round must queue, not deadlock)."""
-    return {i: await lock_incident(conn, incident_id=i) for i in sorted((a, b))}
+    return {i: await lock_incident(conn, incident_id=i, scope=scope) for i in sorted((a, b))}
 
 
 async def emit_incident(uow: UnitOfWork, *, incident_id: int, type_: str,
@@ -159,8 +175,8 @@ async def emit_incident(uow: UnitOfWork, *, incident_id: int, type_: str,
 
 
 @retry_transient
-async def update_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_id: int,
-                          body: IncidentPatch) -> dict[str, Any]:
+async def update_incident(*, deps: IncidentsDeps, ctx: RequestContext, scope: Scope,
+                          incident_id: int, body: IncidentPatch) -> dict[str, Any]:
     changes = body.model_dump(exclude_unset=True)
     expected = changes.pop("version", None)
     if not changes:
@@ -169,7 +185,7 @@ async def update_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_
            else None)
     async with unit_of_work(deps.pool, ctx) as uow:
         uow.audit("incident.update", target=f"incident:{incident_id}", details={"fields": sorted(changes)})
-        row = await lock_incident(uow.conn, incident_id=incident_id)
+        row = await lock_incident(uow.conn, incident_id=incident_id, scope=scope)
         if row["status"] == "closed":
             raise Conflict(f"incident {incident_id} is closed")
         if expected is not None and row["version"] != expected:
@@ -192,11 +208,12 @@ async def update_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_
 
 
 @retry_transient
-async def add_narrative(*, deps: IncidentsDeps, ctx: RequestContext, incident_id: int,
-                        body: NarrativeIn) -> dict[str, Any]:
+async def add_narrative(*, deps: IncidentsDeps, ctx: RequestContext, scope: Scope,
+                        incident_id: int, body: NarrativeIn) -> dict[str, Any]:
+    """A field unit writes only to incidents of its own assignments (its scope)."""
     async with unit_of_work(deps.pool, ctx) as uow:
         uow.audit("incident.narrative.add", target=f"incident:{incident_id}")
-        await lock_incident(uow.conn, incident_id=incident_id)
+        await lock_incident(uow.conn, incident_id=incident_id, scope=scope)
         n = await repo.add_narrative(uow.conn, incident_id=incident_id, author=ctx.actor,
                                      text=body.text)
         await repo.bump_version(uow.conn, [incident_id])
@@ -206,29 +223,34 @@ async def add_narrative(*, deps: IncidentsDeps, ctx: RequestContext, incident_id
     return entry
 
 
-async def get_caller(*, deps: IncidentsDeps, ctx: RequestContext,
+def _caller_view(r: asyncpg.Record) -> dict[str, Any]:
+    return {"name": r["name"], "callback_number": r["callback_number"],
+            "recorded_at": r["created_at"].isoformat()}
+
+
+async def get_caller(*, deps: IncidentsDeps, ctx: RequestContext, scope: Scope,
                      incident_id: int) -> dict[str, Any]:
-    """The caller's personal data. Every read is audited, found or not."""
+    """The caller's personal data. Every read is audited, found or not (out of scope is
+    not found, and audited as a failure)."""
     async with deps.pool.acquire() as conn:
-        exists = await repo.incident_exists(conn, incident_id)
-        rows = await repo.callers(conn, incident_id)
+        exists = (await repo.visible_incident(conn, incident_id, scope=scope) is not None
+                  and (scope.unit_id is None or scope.caller_data))
+        rows = await repo.callers(conn, incident_id) if exists else []
         await audit_now(conn, ctx, "incident.caller.read", target=f"incident:{incident_id}",
                         outcome="success" if exists else "failure",
                         details={"records": len(rows)})
     if not exists:
         raise NotFound(f"incident {incident_id} does not exist")
-    return {"incident_id": incident_id, "callers": [
-        {"name": r["name"], "callback_number": r["callback_number"],
-         "recorded_at": r["created_at"].isoformat()} for r in rows]}
+    return {"incident_id": incident_id, "callers": [_caller_view(r) for r in rows]}
 
 
 @retry_transient
-async def close_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_id: int,
-                         body: CloseIn) -> dict[str, Any]:
+async def close_incident(*, deps: IncidentsDeps, ctx: RequestContext, scope: Scope,
+                         incident_id: int, body: CloseIn) -> dict[str, Any]:
     async with unit_of_work(deps.pool, ctx) as uow:
         uow.audit("incident.close", target=f"incident:{incident_id}",
                   details={"disposition": body.disposition})
-        row = await lock_incident(uow.conn, incident_id=incident_id)
+        row = await lock_incident(uow.conn, incident_id=incident_id, scope=scope)
         if row["status"] == "closed":
             raise Conflict(f"incident {incident_id} is already closed")
         active = await repo.active_assignments(uow.conn, incident_id)
@@ -244,13 +266,13 @@ async def close_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_i
 
 
 @retry_transient
-async def link_incidents(*, deps: IncidentsDeps, ctx: RequestContext, incident_id: int,
-                         body: LinkIn) -> dict[str, Any]:
+async def link_incidents(*, deps: IncidentsDeps, ctx: RequestContext, scope: Scope,
+                         incident_id: int, body: LinkIn) -> dict[str, Any]:
     if body.other_id == incident_id:
         raise Invalid("an incident cannot be linked to itself", field="body.other_id")
     async with unit_of_work(deps.pool, ctx) as uow:
         uow.audit("incident.link", target=f"incident:{incident_id}", details={"other": body.other_id})
-        await _lock_pair(uow.conn, incident_id, body.other_id)
+        await _lock_pair(uow.conn, incident_id, body.other_id, scope)
         first, second = sorted((incident_id, body.other_id))
         await repo.link(uow.conn, first=first, second=second, kind=body.kind, created_by=ctx.actor)
         await repo.bump_version(uow.conn, [first, second])
@@ -262,14 +284,14 @@ async def link_incidents(*, deps: IncidentsDeps, ctx: RequestContext, incident_i
 
 
 @retry_transient
-async def merge_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_id: int,
-                         body: MergeIn) -> dict[str, Any]:
+async def merge_incident(*, deps: IncidentsDeps, ctx: RequestContext, scope: Scope,
+                         incident_id: int, body: MergeIn) -> dict[str, Any]:
     """Close this incident as a duplicate of ``into_id``: callers and narrative move over."""
     if body.into_id == incident_id:
         raise Invalid("an incident cannot be merged into itself", field="body.into_id")
     async with unit_of_work(deps.pool, ctx) as uow:
         uow.audit("incident.merge", target=f"incident:{incident_id}", details={"into": body.into_id})
-        rows = await _lock_pair(uow.conn, incident_id, body.into_id)
+        rows = await _lock_pair(uow.conn, incident_id, body.into_id, scope)
         first, second = sorted(rows)
         src, dst = rows[incident_id], rows[body.into_id]
         if src["status"] == "closed" or dst["status"] == "closed":

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from cad.errors import Conflict, NotFound
+from cad.security.scope import Scope
 from cad.uow import RequestContext, retry_transient, unit_of_work
 from incidents.dispatch import repository as repo
 from incidents.dispatch.deps import DispatchDeps
@@ -74,8 +75,10 @@ class _Finder:
     """Candidate units for a set of unit types, nearest first, availability re-checked in the
     database (the per-worker routing index may lag another worker's commit)."""
 
-    def __init__(self, deps: DispatchDeps, conn: asyncpg.Connection, lat: float, lon: float) -> None:
+    def __init__(self, deps: DispatchDeps, conn: asyncpg.Connection, lat: float, lon: float,
+                 agencies: frozenset[str]) -> None:
         self.deps = deps
+        self.agencies = agencies  # whose units may serve the incident (own + mutual aid)
         self.conn = conn
         self.lat, self.lon = lat, lon
         self.now = utcnow()
@@ -103,6 +106,8 @@ class _Finder:
                 out[g] = []
                 for u in units:
                     r = rows.get(str(u.unit_id))
+                    if r is not None and r["agency"] not in self.agencies:
+                        continue  # another agency's unit, and no mutual aid with it
                     if r is None or not r["active"] or UnitStatus(r["status"]) not in AVAILABLE:
                         stale_index.add(str(u.unit_id))
                         continue
@@ -124,6 +129,8 @@ class _Finder:
         speed_ms = self.deps.settings.fallback_speed_kmh / 3.6
         out = []
         for r in rows:
+            if r["agency"] not in self.agencies:
+                continue
             pos = self.deps.locator.position(r, now=self.now)
             if pos is None:
                 continue
@@ -134,8 +141,9 @@ class _Finder:
 
 
 async def _explain_shortfall(conn: asyncpg.Connection, slot: Slot, types: list[str],
-                             picked: set[str]) -> str:
-    rows = await unit_repo.roster_of_types(conn, unit_types=types, capabilities=slot.capabilities)
+                             picked: set[str], agencies: frozenset[str]) -> str:
+    rows = await unit_repo.roster_of_types(conn, unit_types=types, capabilities=slot.capabilities,
+                                           agencies=sorted(agencies))
     kinds = " or ".join(types)
     need = f" with {', '.join(slot.capabilities)}" if slot.capabilities else ""
     if not rows:
@@ -155,11 +163,14 @@ async def _explain_shortfall(conn: asyncpg.Connection, slot: Slot, types: list[s
 
 
 @retry_transient
-async def recommend(*, deps: DispatchDeps, ctx: RequestContext, incident_id: int) -> dict[str, Any]:
+async def recommend(*, deps: DispatchDeps, ctx: RequestContext, scope: Scope,
+                    incident_id: int) -> dict[str, Any]:
+    """Candidates are units of the incident's agency and of those the caller may call on for
+    mutual aid (``scope.unit_agencies_for``)."""
     async with unit_of_work(deps.pool, ctx) as uow:
         conn = uow.conn
         uow.audit("incident.recommend", target=f"incident:{incident_id}")
-        ctx_row = await repo.recommend_context(conn, incident_id)
+        ctx_row = await repo.recommend_context(conn, incident_id, scope=scope)
         if ctx_row is None:
             raise NotFound(f"incident {incident_id} does not exist")
         inc = ctx_row
@@ -180,7 +191,8 @@ async def recommend(*, deps: DispatchDeps, ctx: RequestContext, incident_id: int
                     already.append({"slot_type": slot.unit_type, "unit_id": a["id"]})
                     break
 
-        finder = _Finder(deps, conn, inc["lat"], inc["lon"])
+        serving = scope.unit_agencies_for(inc["agency"])
+        finder = _Finder(deps, conn, inc["lat"], inc["lon"], serving)
         by_type: dict[tuple[str, tuple[str, ...]], list[Slot]] = defaultdict(list)
         for slot in open_slots:
             by_type[(slot.unit_type, tuple(slot.capabilities))].append(slot)
@@ -220,7 +232,8 @@ async def recommend(*, deps: DispatchDeps, ctx: RequestContext, incident_id: int
                 types = [stype, *subs.get(stype, [])]
                 shortfalls.append({"slot_type": stype, "capabilities": list(caps), "needed": len(slots),
                                    "filled": len(slots) - unfilled,
-                                   "reason": await _explain_shortfall(conn, slots[0], types, picked)})
+                                   "reason": await _explain_shortfall(conn, slots[0], types, picked,
+                                                                      serving)})
         picks.sort(key=lambda p: (p["eta_s"] if math.isfinite(p["eta_s"]) else 1e18, p["unit_id"]))
         rec_id = await repo.insert_recommendation(
             conn, incident_id=incident_id, created_by=ctx.actor, plan_id=plan.id,
