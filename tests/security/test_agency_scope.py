@@ -53,7 +53,7 @@ async def _world(app: RunningApp, api: Api) -> World:
             "id": uid, "agency": agency, "discipline": "fire" if agency == "SFFD" else "police",
             "unit_type": "engine", "home_station": station, "status": "available_in_quarters"})
         assert r.status_code == 201, r.text
-    made = []
+    made: list[int] = []
     for agency in ("SFFD", "SFFD", "SFPD"):
         r = await admin.post(f"{API}/incidents", json={
             "agency": agency, "incident_type": "MED", "priority": 2,
@@ -437,10 +437,11 @@ async def test_field_unit_window_and_caller_data_settings(mdt_app: RunningApp) -
 async def test_field_unit_users_bind_only_to_existing_units_of_their_agency(
         plain_app: RunningApp, api: Api) -> None:
     w = await _world(plain_app, api)
-    for body in ({"unit_id": "NOPE"}, {"unit_id": "P01", "agency": "SFFD"},
-                 {"unit_id": "E07", "agencies": ["SFPD"]}):
+    bad: list[dict[str, Any]] = [{"unit_id": "NOPE"}, {"unit_id": "P01", "agency": "SFFD"},
+                                 {"unit_id": "E07", "agencies": ["SFPD"]}]
+    for body in bad:
         r = await w.admin.post(f"{API}/users", json={
-            "username": f"u-{body['unit_id'].lower()}", "password": PASSWORD,
+            "username": f"u-{str(body['unit_id']).lower()}", "password": PASSWORD,
             "role": "field_unit", **body})
         assert r.status_code == 422 and "unit" in r.text, (body, r.text)
     r = await w.admin.patch(f"{API}/users/{w.sffd_field_user}", json={"unit_id": "P01"})
