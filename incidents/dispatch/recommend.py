@@ -94,20 +94,26 @@ class _Finder:
         locator = self.deps.locator
         await locator.settle()  # changes seen in the event log are in the index first
         out: list[list[Candidate]] = [[] for _ in groups]
+        # The index knows no agencies: when other agencies' units crowd out the nearest K,
+        # ask again for more.
+        ks = [want for _, _, want in groups]
         for _ in range(MAX_REFRESH_ROUNDS):
-            found = [routing.nearest_units(lat=self.lat, lon=self.lon, k=want,
+            found = [routing.nearest_units(lat=self.lat, lon=self.lon, k=k,
                                                   unit_types=types, capabilities=caps).units
-                     for types, caps, want in groups]
+                     for (types, caps, _), k in zip(groups, ks, strict=True)]
             ids = sorted({str(u.unit_id) for units in found for u in units})
             rows = {r["id"]: r for r in await unit_repo.units_with_stations(self.conn, ids)
                     } if ids else {}
             stale_index: set[str] = set()
+            widen = False
             for g, units in enumerate(found):
                 out[g] = []
+                foreign = 0
                 for u in units:
                     r = rows.get(str(u.unit_id))
                     if r is not None and r["agency"] not in self.agencies:
-                        continue  # another agency's unit, and no mutual aid with it
+                        foreign += 1  # another agency's unit, and no mutual aid with it
+                        continue
                     if r is None or not r["active"] or UnitStatus(r["status"]) not in AVAILABLE:
                         stale_index.add(str(u.unit_id))
                         continue
@@ -118,9 +124,13 @@ class _Finder:
                         continue
                     out[g].append(Candidate(r["id"], r["unit_type"], u.eta_s * self.factor,
                                             u.distance_m, pos))
-            if not stale_index:
+                if foreign and len(units) == ks[g] and len(out[g]) < groups[g][2]:
+                    ks[g] *= 4
+                    widen = True
+            if not stale_index and not widen:
                 break
-            await locator.refresh(self.conn, sorted(stale_index))
+            if stale_index:
+                await locator.refresh(self.conn, sorted(stale_index))
         return out
 
     async def _straight_line(self, types: list[str], caps: list[str]) -> list[Candidate]:

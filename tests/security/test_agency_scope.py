@@ -453,3 +453,25 @@ async def test_field_unit_users_bind_only_to_existing_units_of_their_agency(
     uid = await plain_app.pool.fetchval("SELECT id::text FROM users WHERE username = $1", name)
     r = await w.admin.post(f"{API}/devices", json={"user_id": uid, "label": "ghost"})
     assert r.status_code == 422, r.text
+
+
+async def test_recommendation_never_offers_another_agencys_units(plain_app: RunningApp,
+                                                                 api: Api) -> None:
+    """SFPD's medic stands nearer to the SFFD incident than SFFD's own: without mutual aid
+    it is neither picked nor named in a shortfall."""
+    w = await _world(plain_app, api)
+    for uid, agency, station in (("M07", "SFFD", "S07"), ("MP1", "SFPD", "P03")):
+        r = await w.admin.post(f"{API}/units", json={
+            "id": uid, "agency": agency, "discipline": "ems", "unit_type": "medic_als",
+            "home_station": station, "status": "available_in_quarters"})
+        assert r.status_code == 201, r.text
+    sffd = await api.as_("dispatcher", agency="SFFD")
+    rec = (await sffd.post(f"{API}/incidents/{w.sffd_incident}/recommendation")).json()
+    assert [p["unit_id"] for p in rec["picks"]] == ["M07"], rec["shortfalls"]
+    await w.admin.post(f"{API}/units/M07/status", json={"status": "out_of_service"})
+    rec = (await sffd.post(f"{API}/incidents/{w.sffd_incident}/recommendation")).json()
+    assert rec["picks"] == [] and "MP1" not in str(rec["shortfalls"])
+    assert "M07" in str(rec["shortfalls"])
+    sfpd = await api.as_("dispatcher", agency="SFPD")
+    rec = (await sfpd.post(f"{API}/incidents/{w.sfpd_incident}/recommendation")).json()
+    assert [p["unit_id"] for p in rec["picks"]] == ["MP1"]
