@@ -378,12 +378,14 @@ async def upsert_zone(conn: asyncpg.Connection, z: dict[str, Any]) -> None:
         z["min_lat"], z["min_lon"], z["max_lat"], z["max_lon"])
 
 
-async def delete_zones_not_in(conn: asyncpg.Connection, *, kind: str,
-                              keep: Sequence[str]) -> list[str]:
-    """Zones of ``kind`` not in ``keep`` and not referenced by an incident or a plan."""
+async def delete_zones_not_in(conn: asyncpg.Connection, *, kind: str, keep: Sequence[str],
+                              agencies: Sequence[str] | None) -> list[str]:
+    """Zones of ``kind`` (of ``agencies``; all when None) not in ``keep`` and not referenced
+    by an incident or a plan."""
     rows = await conn.fetch(
         "DELETE FROM zones WHERE kind = $1 AND NOT (id = ANY($2)) "
+        "AND ($3::text[] IS NULL OR agency = ANY($3)) "
         "AND id NOT IN (SELECT zone_id FROM incidents WHERE zone_id IS NOT NULL) "
         "AND id NOT IN (SELECT zone_id FROM response_plans WHERE zone_id IS NOT NULL) "
-        "RETURNING id", kind, list(keep))
+        "RETURNING id", kind, list(keep), agencies)
     return [r["id"] for r in rows]

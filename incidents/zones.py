@@ -9,7 +9,7 @@ import asyncpg
 import shapely
 from shapely.geometry import Point, shape
 
-from cad.errors import Forbidden, Invalid
+from cad.errors import Invalid
 from cad.security.scope import Scope
 from cad.uow import RequestContext, retry_transient, unit_of_work
 from incidents import repository as repo
@@ -55,16 +55,14 @@ def parse_feature(i: int, feature: dict[str, Any]) -> dict[str, Any]:
 @retry_transient
 async def import_zones(*, deps: IncidentsDeps, ctx: RequestContext, scope: Scope,
                        features: list[dict[str, Any]], replace_kind: str | None) -> dict[str, Any]:
-    """Zones are per agency: a caller imports only its agencies' zones, and replacing a kind
-    needs global scope (it removes every agency's zones of that kind)."""
+    """Zones are per agency: a caller imports only its agencies' zones, and ``replace_kind``
+    removes only its agencies' zones of that kind."""
     zones = [parse_feature(i, f) for i, f in enumerate(features)]
     ids = [z["id"] for z in zones]
     if len(set(ids)) != len(ids):
         raise Invalid("zone ids must be unique", field="body.features")
     for i, z in enumerate(zones):
         scope.require(z["agency"], field=f"body.features[{i}].properties.agency")
-    if replace_kind is not None and scope.agencies is not None:
-        raise Forbidden("replace_kind removes every agency's zones of that kind: admins only")
     async with unit_of_work(deps.pool, ctx) as uow:
         uow.audit("zone.import", details={"count": len(zones), "replace_kind": replace_kind})
         existing = await repo.zone_agencies(uow.conn, ids)
@@ -80,7 +78,8 @@ async def import_zones(*, deps: IncidentsDeps, ctx: RequestContext, scope: Scope
             await repo.upsert_zone(uow.conn, z)
         removed: list[str] = []
         if replace_kind is not None:
-            removed = await repo.delete_zones_not_in(uow.conn, kind=replace_kind, keep=ids)
+            removed = await repo.delete_zones_not_in(uow.conn, kind=replace_kind, keep=ids,
+                                                     agencies=scope.agency_list)
         uow.emit("zone.imported", aggregate=("zone", "*"), data={"zone_ids": ids, "removed": removed})
     return {"imported": len(zones), "removed": removed}
 

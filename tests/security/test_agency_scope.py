@@ -475,3 +475,30 @@ async def test_recommendation_never_offers_another_agencys_units(plain_app: Runn
     sfpd = await api.as_("dispatcher", agency="SFPD")
     rec = (await sfpd.post(f"{API}/incidents/{w.sfpd_incident}/recommendation")).json()
     assert [p["unit_id"] for p in rec["picks"]] == ["MP1"]
+
+
+def _zone(zid: str, agency: str) -> dict[str, Any]:
+    ring = [[-122.43, 37.76], [-122.41, 37.76], [-122.41, 37.78], [-122.43, 37.78],
+            [-122.43, 37.76]]
+    return {"type": "Feature", "properties": {"id": zid, "agency": agency, "kind": "beat"},
+            "geometry": {"type": "Polygon", "coordinates": [ring]}}
+
+
+async def test_zones_are_per_agency(plain_app: RunningApp, api: Api) -> None:
+    admin = await api.as_("admin")
+    r = await admin.post(f"{API}/zones/import", json={"type": "FeatureCollection", "features": [_zone("F1", "SFFD"),
+                                                                    _zone("P1", "SFPD")]})
+    assert r.status_code == 200, r.text
+    sfpd = await api.as_("supervisor", agency="SFPD")
+    assert [z["id"] for z in (await sfpd.get(f"{API}/zones")).json()] == ["P1"]
+    hits = (await sfpd.get(f"{API}/zones/lookup", params={"lat": 37.77, "lon": -122.42})).json()
+    assert [z["id"] for z in hits] == ["P1"]
+    r = await sfpd.post(f"{API}/zones/import", json={"type": "FeatureCollection", "features": [_zone("F2", "SFFD")]})
+    assert r.status_code == 403
+    r = await sfpd.post(f"{API}/zones/import", json={"type": "FeatureCollection", "features": [_zone("F1", "SFPD")]})
+    assert r.status_code == 422  # SFFD's zone id is taken: not overwritten
+    # Replacing its beats removes SFPD's own beats only.
+    r = await sfpd.post(f"{API}/zones/import", json={"type": "FeatureCollection", "features": [_zone("P2", "SFPD")],
+                                                     "replace_kind": "beat"})
+    assert r.status_code == 200 and r.json()["removed"] == ["P1"], r.text
+    assert [z["id"] for z in (await admin.get(f"{API}/zones")).json()] == ["F1", "P2"]
