@@ -278,8 +278,8 @@ async def insert_assignment(conn: asyncpg.Connection, *, incident_id: int, unit_
                             dispatched_at: datetime, recommendation_id: int | None,
                             mutual_aid: bool = False) -> None:
     await conn.execute(
-        "INSERT INTO incident_units (incident_id, unit_id, status, dispatched_at, recommendation_id, "
-        "mutual_aid) VALUES ($1, $2, 'dispatched', $3, $4, $5)", incident_id, unit_id,
+        "INSERT INTO incident_units (incident_id, unit_id, status, dispatched_at, "
+        "recommendation_id, mutual_aid) VALUES ($1, $2, 'dispatched', $3, $4, $5)", incident_id, unit_id,
         dispatched_at, recommendation_id, mutual_aid)
 
 

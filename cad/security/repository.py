@@ -9,7 +9,8 @@ import asyncpg
 
 from cad.security.scope import Scope
 
-USER_COLUMNS = ("id::text AS id, username, display_name, role, unit_id, agency, agencies, disabled, "
+USER_COLUMNS = ("id::text AS id, username, display_name, role, unit_id, agency, agencies, "
+                "disabled, "
                 "failed_logins, locked_until, created_at, updated_at")
 
 
@@ -193,7 +194,8 @@ async def device_with_user(conn: asyncpg.Connection | asyncpg.Pool, token_hash: 
                            ) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT d.id::text AS device_id, d.unit_id AS device_unit, d.expires_at, d.revoked_at, "
-        "d.last_used_at, u.id::text AS user_id, u.username, u.role, u.unit_id, u.agency, u.agencies, "
+        "d.last_used_at, u.id::text AS user_id, u.username, u.role, u.unit_id, u.agency, "
+        "u.agencies, "
         "u.disabled FROM device_tokens d JOIN users u ON u.id = d.user_id "
         "WHERE d.token_hash = $1", token_hash)
 

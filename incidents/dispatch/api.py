@@ -62,8 +62,8 @@ async def change_status(unit_id: str, body: StatusChange, deps: DispatchDep, ctx
                         idempotency_key: IdempotencyKey) -> dict[str, Any]:
     acting = principal.unit_id if principal.role == "field_unit" else None
     code, result = await service.change_unit_status(
-        deps=deps, ctx=ctx, scope=scope, unit_id=unit_id, body=body, idempotency_key=idempotency_key,
-        acting_unit=acting)
+        deps=deps, ctx=ctx, scope=scope, unit_id=unit_id, body=body,
+        idempotency_key=idempotency_key, acting_unit=acting)
     response.status_code = code
     return result
 

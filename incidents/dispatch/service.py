@@ -118,8 +118,8 @@ async def dispatch_units(*, deps: DispatchDeps, ctx: RequestContext, scope: Scop
         assert view is not None
         units_after = [unit_view(r) for r in sorted(rows, key=lambda r: r["id"])]
         result = {"incident": view, "dispatched": unit_ids, "units": units_after,
-                  "recommendation_id": body.recommendation_id, "recommendation_outcome": rec_outcome,
-                  "mutual_aid": mutual_aid}
+                  "recommendation_id": body.recommendation_id,
+                  "recommendation_outcome": rec_outcome, "mutual_aid": mutual_aid}
         uow.emit("incident.units_dispatched", aggregate=("incident", incident_id), agency=inc["agency"],
                  data={"incident": view, "units_after": units_after, "dispatched": unit_ids,
                        "unit_ids": await incident_repo.assigned_unit_ids(conn, incident_id),

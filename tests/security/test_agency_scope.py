@@ -84,7 +84,8 @@ async def _sffd_state(app: RunningApp, w: World) -> dict[str, Any]:
     pool = app.pool
     return {
         "incidents": [dict(r) for r in await pool.fetch(
-            "SELECT id, status, priority, version FROM incidents WHERE agency = 'SFFD' ORDER BY id")],
+            "SELECT id, status, priority, version FROM incidents WHERE agency = 'SFFD' "
+            "ORDER BY id")],
         "narrative": await pool.fetchval("SELECT count(*) FROM incident_narrative"),
         "units": [dict(r) for r in await pool.fetch(
             "SELECT id, status, staffing, active, version, last_checkin_at FROM units "
@@ -297,7 +298,8 @@ async def test_sffd_supervisor_cannot_issue_devices_or_edit_units_of_sfpd(
     r = await sffd.put(f"{API}/stations/P03", json={"id": "P03", "agency": "SFFD", "name": "x",
                                                     "lat": 37.7, "lon": -122.4})
     assert r.status_code == 409
-    row = await plain_app.pool.fetchrow("SELECT agency, staffing, active FROM units WHERE id = 'P01'")
+    row = await plain_app.pool.fetchrow(
+        "SELECT agency, staffing, active FROM units WHERE id = 'P01'")
     assert (row["agency"], row["active"]) == ("SFPD", True)
     assert await plain_app.pool.fetchval(
         "SELECT count(*) FROM device_tokens WHERE user_id = $1::uuid AND revoked_at IS NULL",
@@ -484,21 +486,25 @@ def _zone(zid: str, agency: str) -> dict[str, Any]:
             "geometry": {"type": "Polygon", "coordinates": [ring]}}
 
 
+def _zones(*features: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "FeatureCollection", "features": list(features)}
+
+
 async def test_zones_are_per_agency(plain_app: RunningApp, api: Api) -> None:
     admin = await api.as_("admin")
-    r = await admin.post(f"{API}/zones/import", json={"type": "FeatureCollection", "features": [_zone("F1", "SFFD"),
-                                                                    _zone("P1", "SFPD")]})
+    r = await admin.post(f"{API}/zones/import",
+                         json=_zones(_zone("F1", "SFFD"), _zone("P1", "SFPD")))
     assert r.status_code == 200, r.text
     sfpd = await api.as_("supervisor", agency="SFPD")
     assert [z["id"] for z in (await sfpd.get(f"{API}/zones")).json()] == ["P1"]
     hits = (await sfpd.get(f"{API}/zones/lookup", params={"lat": 37.77, "lon": -122.42})).json()
     assert [z["id"] for z in hits] == ["P1"]
-    r = await sfpd.post(f"{API}/zones/import", json={"type": "FeatureCollection", "features": [_zone("F2", "SFFD")]})
+    r = await sfpd.post(f"{API}/zones/import", json=_zones(_zone("F2", "SFFD")))
     assert r.status_code == 403
-    r = await sfpd.post(f"{API}/zones/import", json={"type": "FeatureCollection", "features": [_zone("F1", "SFPD")]})
+    r = await sfpd.post(f"{API}/zones/import", json=_zones(_zone("F1", "SFPD")))
     assert r.status_code == 422  # SFFD's zone id is taken: not overwritten
     # Replacing its beats removes SFPD's own beats only.
-    r = await sfpd.post(f"{API}/zones/import", json={"type": "FeatureCollection", "features": [_zone("P2", "SFPD")],
-                                                     "replace_kind": "beat"})
+    r = await sfpd.post(f"{API}/zones/import",
+                        json={**_zones(_zone("P2", "SFPD")), "replace_kind": "beat"})
     assert r.status_code == 200 and r.json()["removed"] == ["P1"], r.text
     assert [z["id"] for z in (await admin.get(f"{API}/zones")).json()] == ["F1", "P2"]
