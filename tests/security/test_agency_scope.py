@@ -508,3 +508,32 @@ async def test_zones_are_per_agency(plain_app: RunningApp, api: Api) -> None:
                         json={**_zones(_zone("P2", "SFPD")), "replace_kind": "beat"})
     assert r.status_code == 200 and r.json()["removed"] == ["P1"], r.text
     assert [z["id"] for z in (await admin.get(f"{API}/zones")).json()] == ["F1", "P2"]
+
+
+def test_scope_of_each_role() -> None:
+    """The one derivation: admins global, others their named agencies (none = nothing),
+    field units their assignments, mutual aid only for the configured roles."""
+    from cad.security import Principal, scope_of
+    from cad.settings import Settings
+
+    settings = Settings(mutual_aid={"SFFD": ["DCFD"], "SFPD": ["SFSO"]},
+                        mutual_aid_roles=["supervisor"], field_unit_assignment_window_s=60)
+
+    def principal(role: str, *agencies: str, unit: str | None = None) -> Principal:
+        return Principal(user_id="u", username="u", role=role, unit_id=unit,
+                         agency=agencies[0] if agencies else None, session_id=None,
+                         agencies=agencies)
+
+    admin = scope_of(principal("admin", "SFFD"), settings)
+    assert admin.agencies is None and admin.covers("ANY") and admin.agency_list is None
+    assert admin.incident_filter() == (None, None, 0.0)
+    nobody = scope_of(principal("supervisor"), settings)
+    assert nobody.agency_list == [] and not nobody.covers("SFFD")
+    sup = scope_of(principal("supervisor", "SFFD", "SFPD"), settings)
+    assert sup.unit_agencies_for("SFFD") == {"SFFD", "DCFD"}
+    assert sup.narrowed(["SFPD", "SFSO"]) == ["SFPD"] and sup.narrowed(None) == ["SFFD", "SFPD"]
+    disp = scope_of(principal("dispatcher", "SFFD"), settings)
+    assert disp.unit_agencies_for("SFFD") == {"SFFD"}  # not a mutual-aid role here
+    mdt = scope_of(principal("field_unit", "SFFD", unit="E07"), settings)
+    assert mdt.incident_filter() == (None, "E07", 60.0) and not mdt.caller_data
+    assert mdt.agency_list == ["SFFD"]
