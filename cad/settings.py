@@ -245,3 +245,21 @@ class Settings(BaseSettings):
         default=200_000, ge=100, description="Breadcrumbs held while the database is unreachable.",
     )
     hub_channel_prefix: str = Field(default="cad", description="Redis channel namespace.")
+
+    # --- agency and assignment scope (cad/security/scope.py) ----------------------------------
+    mutual_aid: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Mutual aid: incident agency -> other agencies whose units may be dispatched "
+        "to it, e.g. CAD_MUTUAL_AID='{\"SFFD\": [\"DCFD\"]}'. Default: none (a unit serves "
+        "only its own agency's incidents).")
+    mutual_aid_roles: list[str] = Field(
+        default_factory=lambda: ["dispatcher", "supervisor", "admin"],
+        description="Roles that may dispatch mutual aid where CAD_MUTUAL_AID allows it.")
+    field_unit_assignment_window_s: float = Field(
+        default=43_200.0, ge=0,
+        description="A field unit reads an incident it was assigned to for this long after its "
+        "assignment cleared (12 h: a shift, for reports).")
+    field_unit_caller_data: bool = Field(
+        default=False,
+        description="Field units also receive callers' name and callback number with their "
+        "assigned incidents (every such read is audited). Default: never.")

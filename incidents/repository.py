@@ -14,6 +14,8 @@ from typing import Any
 
 import asyncpg
 
+from cad.security.scope import Scope
+
 EARTH_RADIUS_M = 6_371_008.8
 
 # Great-circle distance from ($2, $3) to incident i, in metres.
@@ -93,18 +95,37 @@ async def insert_incident(conn: asyncpg.Connection, *, agency: str, year: int, i
         callback_number, author, narrative, sequence)
 
 
+# --- scope -----------------------------------------------------------------------------------
+def _visible(alias: str, n: int) -> str:
+    """The scope predicate (cad.security.scope) on incident ``alias``, with parameters $n
+    (agencies, NULL = all), $n+1 (a field unit's id: only its assignments) and $n+2 (how long
+    after clearing its assignment it still sees the incident, s)."""
+    return (f"(${n}::text[] IS NULL OR {alias}.agency = ANY(${n}::text[])) AND "
+            f"(${n + 1}::text IS NULL OR EXISTS (SELECT 1 FROM incident_units sa "
+            f"WHERE sa.incident_id = {alias}.id AND sa.unit_id = ${n + 1}::text "
+            f"AND (sa.cleared_at IS NULL "
+            f"OR sa.cleared_at > clock_timestamp() - make_interval(secs => ${n + 2}::float8))))")
+
+
 # --- reads -----------------------------------------------------------------------------------
+async def visible_incident(conn: asyncpg.Connection, incident_id: int, *,
+                           scope: Scope) -> asyncpg.Record | None:
+    """The incident if ``scope`` may see it, else None (another agency's is not found)."""
+    return await conn.fetchrow(f"SELECT * FROM incidents i WHERE i.id = $1 AND {_visible('i', 2)}",
+                               incident_id, *scope.incident_filter())
+
+
 async def get_incident(conn: asyncpg.Connection, incident_id: int) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM incidents WHERE id = $1", incident_id)
 
 
-async def lock_incident(conn: asyncpg.Connection, incident_id: int) -> asyncpg.Record | None:
-    """Lock one incident (the global lock order: incidents by id first, then units by id)."""
-    return await conn.fetchrow("SELECT * FROM incidents WHERE id = $1 FOR UPDATE", incident_id)
-
-
-async def incident_exists(conn: asyncpg.Connection, incident_id: int) -> bool:
-    return bool(await conn.fetchval("SELECT 1 FROM incidents WHERE id = $1", incident_id))
+async def lock_incident(conn: asyncpg.Connection, incident_id: int, *,
+                        scope: Scope) -> asyncpg.Record | None:
+    """Lock one incident (the global lock order: incidents by id first, then units by id);
+    None when it does not exist or ``scope`` may not see it."""
+    return await conn.fetchrow(
+        f"SELECT * FROM incidents i WHERE i.id = $1 AND {_visible('i', 2)} FOR UPDATE",
+        incident_id, *scope.incident_filter())
 
 
 async def assignments(conn: asyncpg.Connection, incident_id: int) -> list[asyncpg.Record]:
@@ -137,11 +158,12 @@ async def open_incidents(conn: asyncpg.Connection, *,
 
 
 async def list_incident_ids(conn: asyncpg.Connection, *, open_only: bool, agency: str | None,
-                            limit: int) -> list[int]:
+                            limit: int, scope: Scope) -> list[int]:
     rows = await conn.fetch(
-        "SELECT id FROM incidents WHERE (NOT $1 OR status <> 'closed') "
-        "AND ($2::text IS NULL OR agency = $2) ORDER BY received_at DESC, id DESC LIMIT $3",
-        open_only, agency, limit)
+        "SELECT id FROM incidents i WHERE (NOT $1 OR status <> 'closed') "
+        f"AND ($2::text IS NULL OR agency = $2) AND {_visible('i', 4)} "
+        "ORDER BY received_at DESC, id DESC LIMIT $3",
+        open_only, agency, limit, *scope.incident_filter())
     return [r["id"] for r in rows]
 
 
@@ -164,19 +186,21 @@ async def callers(conn: asyncpg.Connection, incident_id: int) -> list[asyncpg.Re
         "ORDER BY id", incident_id)
 
 
-async def pending_overdue(conn: asyncpg.Connection, *, thresholds_s: dict[int, float]
-                          ) -> list[asyncpg.Record]:
-    """Pending incidents older than their priority's threshold (only those come back). A row
-    whose received_at no arithmetic survives (infinite) is left out: see ``pending_unevaluable``."""
+async def pending_overdue(conn: asyncpg.Connection, *, thresholds_s: dict[int, float],
+                          agencies: Sequence[str] | None = None) -> list[asyncpg.Record]:
+    """Pending incidents (of ``agencies``, or all when None) older than their priority's
+    threshold (only those come back). A row whose received_at no arithmetic survives
+    (infinite) is left out: see ``pending_unevaluable``."""
     prios = sorted(thresholds_s)
     return await conn.fetch(
         "SELECT i.id, i.number, i.agency, i.priority, t.threshold_s, "
         "extract(epoch FROM clock_timestamp() - i.received_at) AS age_s "
         "FROM incidents i JOIN unnest($1::int[], $2::float8[]) AS t(priority, threshold_s) "
         "ON t.priority = i.priority WHERE i.status = 'pending' AND isfinite(i.received_at) "
+        "AND ($3::text[] IS NULL OR i.agency = ANY($3)) "
         "AND i.received_at <= clock_timestamp() - make_interval(secs => t.threshold_s) "
         "ORDER BY i.received_at",
-        prios, [thresholds_s[p] for p in prios])
+        prios, [thresholds_s[p] for p in prios], agencies)
 
 
 async def pending_unevaluable(conn: asyncpg.Connection) -> list[int]:
@@ -261,11 +285,12 @@ async def upsert_incident_type(conn: asyncpg.Connection, code: str,
 
 # --- assignments (incident_units) --------------------------------------------------------------
 async def insert_assignment(conn: asyncpg.Connection, *, incident_id: int, unit_id: str,
-                            dispatched_at: datetime, recommendation_id: int | None) -> None:
+                            dispatched_at: datetime, recommendation_id: int | None,
+                            mutual_aid: bool = False) -> None:
     await conn.execute(
-        "INSERT INTO incident_units (incident_id, unit_id, status, dispatched_at, recommendation_id) "
-        "VALUES ($1, $2, 'dispatched', $3, $4)", incident_id, unit_id, dispatched_at,
-        recommendation_id)
+        "INSERT INTO incident_units (incident_id, unit_id, status, dispatched_at, "
+        "recommendation_id, mutual_aid) VALUES ($1, $2, 'dispatched', $3, $4, $5)", incident_id, unit_id,
+        dispatched_at, recommendation_id, mutual_aid)
 
 
 async def set_first_dispatched(conn: asyncpg.Connection, incident_id: int, at: datetime) -> None:
@@ -331,9 +356,16 @@ async def zone_candidates(conn: asyncpg.Connection, lat: float, lon: float) -> l
     return await conn.fetch(ZONE_BBOX_CANDIDATES, lat, lon)
 
 
-async def list_zones(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+async def list_zones(conn: asyncpg.Connection, *,
+                     agencies: Sequence[str] | None = None) -> list[asyncpg.Record]:
     return await conn.fetch(
-        "SELECT id, agency, kind, name, first_due_station, geometry FROM zones ORDER BY id")
+        "SELECT id, agency, kind, name, first_due_station, geometry FROM zones "
+        "WHERE ($1::text[] IS NULL OR agency = ANY($1)) ORDER BY id", agencies)
+
+
+async def zone_agencies(conn: asyncpg.Connection, zone_ids: Sequence[str]) -> dict[str, str]:
+    rows = await conn.fetch("SELECT id, agency FROM zones WHERE id = ANY($1)", list(zone_ids))
+    return {r["id"]: r["agency"] for r in rows}
 
 
 async def zone_exists(conn: asyncpg.Connection, zone_id: str) -> bool:
@@ -356,12 +388,14 @@ async def upsert_zone(conn: asyncpg.Connection, z: dict[str, Any]) -> None:
         z["min_lat"], z["min_lon"], z["max_lat"], z["max_lon"])
 
 
-async def delete_zones_not_in(conn: asyncpg.Connection, *, kind: str,
-                              keep: Sequence[str]) -> list[str]:
-    """Zones of ``kind`` not in ``keep`` and not referenced by an incident or a plan."""
+async def delete_zones_not_in(conn: asyncpg.Connection, *, kind: str, keep: Sequence[str],
+                              agencies: Sequence[str] | None) -> list[str]:
+    """Zones of ``kind`` (of ``agencies``; all when None) not in ``keep`` and not referenced
+    by an incident or a plan."""
     rows = await conn.fetch(
         "DELETE FROM zones WHERE kind = $1 AND NOT (id = ANY($2)) "
+        "AND ($3::text[] IS NULL OR agency = ANY($3)) "
         "AND id NOT IN (SELECT zone_id FROM incidents WHERE zone_id IS NOT NULL) "
         "AND id NOT IN (SELECT zone_id FROM response_plans WHERE zone_id IS NOT NULL) "
-        "RETURNING id", kind, list(keep))
+        "RETURNING id", kind, list(keep), agencies)
     return [r["id"] for r in rows]

@@ -144,15 +144,18 @@ class LinkedIncident(Out):
     kind: Literal["related", "duplicate"]
 
 
-class IncidentDetail(IncidentView):
-    narrative: list[NarrativeEntry]
-    links: list[LinkedIncident]
-
-
 class CallerRecord(Out):
     name: str | None
     callback_number: str | None
     recorded_at: IsoTime
+
+
+class IncidentDetail(IncidentView):
+    narrative: list[NarrativeEntry]
+    links: list[LinkedIncident]
+    callers: list[CallerRecord] | None = Field(
+        default=None, description="Only for field units, and only when CAD_FIELD_UNIT_CALLER_DATA "
+        "grants it; consoles read callers through GET /incidents/{id}/caller.")
 
 
 class CallerData(Out):

@@ -12,6 +12,7 @@ import asyncpg
 
 from cad import idempotency
 from cad.errors import Conflict, Invalid, NotFound
+from cad.security.scope import Scope
 from cad.uow import RequestContext, UnitOfWork, audit_now, retry_transient, unit_of_work
 from incidents import repository as repo
 from incidents.deps import IncidentsDeps
@@ -88,10 +89,12 @@ async def _record(uow: UnitOfWork, *, key: str | None, scope: str, status_code: 
 
 
 @retry_transient
-async def create_incident(*, deps: IncidentsDeps, ctx: RequestContext, body: IncidentCreate,
-                          idempotency_key: str | None = None) -> tuple[int, dict[str, Any]]:
+async def create_incident(*, deps: IncidentsDeps, ctx: RequestContext, scope: Scope,
+                          body: IncidentCreate, idempotency_key: str | None = None
+                          ) -> tuple[int, dict[str, Any]]:
     """Call intake. Returns (HTTP status, body): 201, or a replayed answer. Every check on the
     request runs before anything is made (the number sequence included)."""
+    scope.require(body.agency, field="body.agency")  # before anything is made for it
     check = deps.plausible
     check.check_time(body.received_at, field="body.received_at")
     check.check_time(body.answered_at, field="body.answered_at")
@@ -103,11 +106,11 @@ async def create_incident(*, deps: IncidentsDeps, ctx: RequestContext, body: Inc
     year = (body.received_at or datetime.now(UTC)).astimezone(UTC).year
     sequence = await _number_sequence(deps, agency=body.agency, year=year,
                                       incident_type=body.incident_type)
-    scope = f"incident.create:{ctx.actor}"
+    key_scope = f"incident.create:{ctx.actor}"
     async with unit_of_work(deps.pool, ctx) as uow:
         conn = uow.conn
         record = uow.audit("incident.create", target=None, details={"agency": body.agency})
-        stored = await _claim(uow, key=idempotency_key, scope=scope,
+        stored = await _claim(uow, key=idempotency_key, scope=key_scope,
                               payload=body.model_dump(mode="json"))
         if stored is not None:
             record.details["replayed"] = True
@@ -144,26 +147,37 @@ async def create_incident(*, deps: IncidentsDeps, ctx: RequestContext, body: Inc
             uow.emit("incident.duplicate_flagged", aggregate=("incident", iid), agency=body.agency,
                      data={"incident": view, "candidates": dups, "unit_ids": []})
         result = {**view, "possible_duplicates": dups, "zones": [z["id"] for z in zones]}
-        await _record(uow, key=idempotency_key, scope=scope, status_code=201, body=result)
+        await _record(uow, key=idempotency_key, scope=key_scope, status_code=201, body=result)
     return 201, result
 
 
-async def get_incident(*, deps: IncidentsDeps, incident_id: int) -> dict[str, Any]:
+async def get_incident(*, deps: IncidentsDeps, ctx: RequestContext, scope: Scope,
+                       incident_id: int) -> dict[str, Any]:
+    """The incident, its narrative and links. A field unit (only its assignments) gets its
+    callers too when CAD_FIELD_UNIT_CALLER_DATA grants it, audited like any caller read."""
     async with deps.pool.acquire() as conn:
+        if await repo.visible_incident(conn, incident_id, scope=scope) is None:
+            raise NotFound(f"incident {incident_id} does not exist")
         view = await load_incident_view(conn, incident_id)
         if view is None:
             raise NotFound(f"incident {incident_id} does not exist")
         narrative = await repo.narrative(conn, incident_id)
         links = await repo.links(conn, incident_id)
+        if scope.unit_id is not None and scope.caller_data:
+            rows = await repo.callers(conn, incident_id)
+            await audit_now(conn, ctx, "incident.caller.read", target=f"incident:{incident_id}",
+                            details={"records": len(rows), "unit_id": scope.unit_id})
+            view["callers"] = [_caller_view(r) for r in rows]
     view["narrative"] = [narrative_view(n) for n in narrative]
     view["links"] = [{"incident_id": r["other_id"], "kind": r["kind"]} for r in links]
     return view
 
 
-async def list_incidents(*, deps: IncidentsDeps, open_only: bool, agency: str | None,
-                         limit: int) -> list[dict[str, Any]]:
+async def list_incidents(*, deps: IncidentsDeps, scope: Scope, open_only: bool,
+                         agency: str | None, limit: int) -> list[dict[str, Any]]:
     async with deps.pool.acquire() as conn:
-        ids = await repo.list_incident_ids(conn, open_only=open_only, agency=agency, limit=limit)
+        ids = await repo.list_incident_ids(conn, open_only=open_only, agency=agency, limit=limit,
+                                           scope=scope)
         out = []
         for iid in ids:
             v = await load_incident_view(conn, iid)
@@ -172,18 +186,21 @@ async def list_incidents(*, deps: IncidentsDeps, open_only: bool, agency: str | 
     return out
 
 
-async def lock_incident(conn: asyncpg.Connection, *, incident_id: int) -> asyncpg.Record:
-    """Lock the incident or answer 404 (incidents are locked before units: one global order)."""
-    row = await repo.lock_incident(conn, incident_id)
+async def lock_incident(conn: asyncpg.Connection, *, incident_id: int,
+                        scope: Scope) -> asyncpg.Record:
+    """Lock the incident or answer 404, also when ``scope`` may not see it (incidents are
+    locked before units: one global order)."""
+    row = await repo.lock_incident(conn, incident_id, scope=scope)
     if row is None:
         raise NotFound(f"incident {incident_id} does not exist")
     return row
 
 
-async def _lock_pair(conn: asyncpg.Connection, a: int, b: int) -> dict[int, asyncpg.Record]:
+async def _lock_pair(conn: asyncpg.Connection, a: int, b: int,
+                     scope: Scope) -> dict[int, asyncpg.Record]:
     """Lock two incidents in id order (two dispatchers linking the same pair the other way
     round must queue, not deadlock)."""
-    return {i: await lock_incident(conn, incident_id=i) for i in sorted((a, b))}
+    return {i: await lock_incident(conn, incident_id=i, scope=scope) for i in sorted((a, b))}
 
 
 async def emit_incident(uow: UnitOfWork, *, incident_id: int, type_: str,
@@ -198,8 +215,8 @@ async def emit_incident(uow: UnitOfWork, *, incident_id: int, type_: str,
 
 
 @retry_transient
-async def update_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_id: int,
-                          body: IncidentPatch) -> dict[str, Any]:
+async def update_incident(*, deps: IncidentsDeps, ctx: RequestContext, scope: Scope,
+                          incident_id: int, body: IncidentPatch) -> dict[str, Any]:
     changes = body.model_dump(exclude_unset=True)
     expected = changes.pop("version", None)
     if not changes:
@@ -208,7 +225,7 @@ async def update_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_
            else None)
     async with unit_of_work(deps.pool, ctx) as uow:
         uow.audit("incident.update", target=f"incident:{incident_id}", details={"fields": sorted(changes)})
-        row = await lock_incident(uow.conn, incident_id=incident_id)
+        row = await lock_incident(uow.conn, incident_id=incident_id, scope=scope)
         if row["status"] == "closed":
             raise Conflict(f"incident {incident_id} is closed")
         if expected is not None and row["version"] != expected:
@@ -234,60 +251,66 @@ async def update_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_
 
 
 @retry_transient
-async def add_narrative(*, deps: IncidentsDeps, ctx: RequestContext, incident_id: int,
-                        body: NarrativeIn, idempotency_key: str | None = None
+async def add_narrative(*, deps: IncidentsDeps, ctx: RequestContext, scope: Scope,
+                        incident_id: int, body: NarrativeIn, idempotency_key: str | None = None
                         ) -> tuple[int, dict[str, Any]]:
-    """Returns (HTTP status, body): 201, or a replayed answer."""
-    scope = f"incident.narrative:{ctx.actor}:{incident_id}"
+    """Returns (HTTP status, body): 201, or a replayed answer. A field unit writes only to
+    incidents of its own assignments (its scope)."""
+    key_scope = f"incident.narrative:{ctx.actor}:{incident_id}"
     async with unit_of_work(deps.pool, ctx) as uow:
         record = uow.audit("incident.narrative.add", target=f"incident:{incident_id}")
-        stored = await _claim(uow, key=idempotency_key, scope=scope,
+        stored = await _claim(uow, key=idempotency_key, scope=key_scope,
                               payload=body.model_dump(mode="json"))
         if stored is not None:
             record.details["replayed"] = True
             return stored.status_code, stored.body
-        await lock_incident(uow.conn, incident_id=incident_id)
+        await lock_incident(uow.conn, incident_id=incident_id, scope=scope)
         n = await repo.add_narrative(uow.conn, incident_id=incident_id, author=ctx.actor,
                                      text=body.text)
         await repo.bump_version(uow.conn, [incident_id])
         entry = narrative_view(n)
         await emit_incident(uow, incident_id=incident_id, type_="incident.narrative_added",
                             extra={"entry": entry})
-        await _record(uow, key=idempotency_key, scope=scope, status_code=201, body=entry)
+        await _record(uow, key=idempotency_key, scope=key_scope, status_code=201, body=entry)
     return 201, entry
 
 
-async def get_caller(*, deps: IncidentsDeps, ctx: RequestContext,
+def _caller_view(r: asyncpg.Record) -> dict[str, Any]:
+    return {"name": r["name"], "callback_number": r["callback_number"],
+            "recorded_at": r["created_at"].isoformat()}
+
+
+async def get_caller(*, deps: IncidentsDeps, ctx: RequestContext, scope: Scope,
                      incident_id: int) -> dict[str, Any]:
-    """The caller's personal data. Every read is audited, found or not."""
+    """The caller's personal data. Every read is audited, found or not (out of scope is
+    not found, and audited as a failure)."""
     async with deps.pool.acquire() as conn:
-        exists = await repo.incident_exists(conn, incident_id)
-        rows = await repo.callers(conn, incident_id)
+        exists = (await repo.visible_incident(conn, incident_id, scope=scope) is not None
+                  and (scope.unit_id is None or scope.caller_data))
+        rows = await repo.callers(conn, incident_id) if exists else []
         await audit_now(conn, ctx, "incident.caller.read", target=f"incident:{incident_id}",
                         outcome="success" if exists else "failure",
                         details={"records": len(rows)})
     if not exists:
         raise NotFound(f"incident {incident_id} does not exist")
-    return {"incident_id": incident_id, "callers": [
-        {"name": r["name"], "callback_number": r["callback_number"],
-         "recorded_at": r["created_at"].isoformat()} for r in rows]}
+    return {"incident_id": incident_id, "callers": [_caller_view(r) for r in rows]}
 
 
 @retry_transient
-async def close_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_id: int,
-                         body: CloseIn, idempotency_key: str | None = None
+async def close_incident(*, deps: IncidentsDeps, ctx: RequestContext, scope: Scope,
+                         incident_id: int, body: CloseIn, idempotency_key: str | None = None
                          ) -> tuple[int, dict[str, Any]]:
     """Returns (HTTP status, body): 200, or a replayed answer."""
-    scope = f"incident.close:{ctx.actor}:{incident_id}"
+    key_scope = f"incident.close:{ctx.actor}:{incident_id}"
     async with unit_of_work(deps.pool, ctx) as uow:
         record = uow.audit("incident.close", target=f"incident:{incident_id}",
                            details={"disposition": body.disposition})
-        stored = await _claim(uow, key=idempotency_key, scope=scope,
+        stored = await _claim(uow, key=idempotency_key, scope=key_scope,
                               payload=body.model_dump(mode="json"))
         if stored is not None:
             record.details["replayed"] = True
             return stored.status_code, stored.body
-        row = await lock_incident(uow.conn, incident_id=incident_id)
+        row = await lock_incident(uow.conn, incident_id=incident_id, scope=scope)
         if row["status"] == "closed":
             raise Conflict(f"incident {incident_id} is already closed")
         active = await repo.active_assignments(uow.conn, incident_id)
@@ -299,27 +322,27 @@ async def close_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_i
         await repo.close(uow.conn, incident_id, disposition=body.disposition)
         view = await emit_incident(uow, incident_id=incident_id, type_="incident.closed",
                                    extra={"disposition": body.disposition})
-        await _record(uow, key=idempotency_key, scope=scope, status_code=200, body=view)
+        await _record(uow, key=idempotency_key, scope=key_scope, status_code=200, body=view)
     return 200, view
 
 
 @retry_transient
-async def link_incidents(*, deps: IncidentsDeps, ctx: RequestContext, incident_id: int,
-                         body: LinkIn, idempotency_key: str | None = None
+async def link_incidents(*, deps: IncidentsDeps, ctx: RequestContext, scope: Scope,
+                         incident_id: int, body: LinkIn, idempotency_key: str | None = None
                          ) -> tuple[int, dict[str, Any]]:
     """Returns (HTTP status, body): 200, or a replayed answer."""
     if body.other_id == incident_id:
         raise Invalid("an incident cannot be linked to itself", field="body.other_id")
-    scope = f"incident.link:{ctx.actor}:{incident_id}"
+    key_scope = f"incident.link:{ctx.actor}:{incident_id}"
     async with unit_of_work(deps.pool, ctx) as uow:
         record = uow.audit("incident.link", target=f"incident:{incident_id}",
                            details={"other": body.other_id})
-        stored = await _claim(uow, key=idempotency_key, scope=scope,
+        stored = await _claim(uow, key=idempotency_key, scope=key_scope,
                               payload=body.model_dump(mode="json"))
         if stored is not None:
             record.details["replayed"] = True
             return stored.status_code, stored.body
-        await _lock_pair(uow.conn, incident_id, body.other_id)
+        await _lock_pair(uow.conn, incident_id, body.other_id, scope)
         first, second = sorted((incident_id, body.other_id))
         await repo.link(uow.conn, first=first, second=second, kind=body.kind, created_by=ctx.actor)
         await repo.bump_version(uow.conn, [first, second])
@@ -328,28 +351,28 @@ async def link_incidents(*, deps: IncidentsDeps, ctx: RequestContext, incident_i
         await emit_incident(uow, incident_id=body.other_id, type_="incident.linked",
                             extra={"other_id": incident_id, "kind": body.kind})
         result = {"incident_id": incident_id, "other_id": body.other_id, "kind": body.kind}
-        await _record(uow, key=idempotency_key, scope=scope, status_code=200, body=result)
+        await _record(uow, key=idempotency_key, scope=key_scope, status_code=200, body=result)
     return 200, result
 
 
 @retry_transient
-async def merge_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_id: int,
-                         body: MergeIn, idempotency_key: str | None = None
+async def merge_incident(*, deps: IncidentsDeps, ctx: RequestContext, scope: Scope,
+                         incident_id: int, body: MergeIn, idempotency_key: str | None = None
                          ) -> tuple[int, dict[str, Any]]:
     """Close this incident as a duplicate of ``into_id``: callers and narrative move over.
     Returns (HTTP status, body): 200, or a replayed answer."""
     if body.into_id == incident_id:
         raise Invalid("an incident cannot be merged into itself", field="body.into_id")
-    scope = f"incident.merge:{ctx.actor}:{incident_id}"
+    key_scope = f"incident.merge:{ctx.actor}:{incident_id}"
     async with unit_of_work(deps.pool, ctx) as uow:
         record = uow.audit("incident.merge", target=f"incident:{incident_id}",
                            details={"into": body.into_id})
-        stored = await _claim(uow, key=idempotency_key, scope=scope,
+        stored = await _claim(uow, key=idempotency_key, scope=key_scope,
                               payload=body.model_dump(mode="json"))
         if stored is not None:
             record.details["replayed"] = True
             return stored.status_code, stored.body
-        rows = await _lock_pair(uow.conn, incident_id, body.into_id)
+        rows = await _lock_pair(uow.conn, incident_id, body.into_id, scope)
         first, second = sorted(rows)
         src, dst = rows[incident_id], rows[body.into_id]
         if src["status"] == "closed" or dst["status"] == "closed":
@@ -366,7 +389,7 @@ async def merge_incident(*, deps: IncidentsDeps, ctx: RequestContext, incident_i
                             extra={"into_id": body.into_id})
         view = await emit_incident(uow, incident_id=body.into_id, type_="incident.merge_received",
                                    extra={"from_id": incident_id})
-        await _record(uow, key=idempotency_key, scope=scope, status_code=200, body=view)
+        await _record(uow, key=idempotency_key, scope=key_scope, status_code=200, body=view)
     return 200, view
 
 

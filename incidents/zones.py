@@ -10,6 +10,7 @@ import shapely
 from shapely.geometry import Point, shape
 
 from cad.errors import Invalid
+from cad.security.scope import Scope
 from cad.uow import RequestContext, retry_transient, unit_of_work
 from incidents import repository as repo
 from incidents.deps import IncidentsDeps
@@ -52,14 +53,23 @@ def parse_feature(i: int, feature: dict[str, Any]) -> dict[str, Any]:
 
 
 @retry_transient
-async def import_zones(*, deps: IncidentsDeps, ctx: RequestContext,
+async def import_zones(*, deps: IncidentsDeps, ctx: RequestContext, scope: Scope,
                        features: list[dict[str, Any]], replace_kind: str | None) -> dict[str, Any]:
+    """Zones are per agency: a caller imports only its agencies' zones, and ``replace_kind``
+    removes only its agencies' zones of that kind."""
     zones = [parse_feature(i, f) for i, f in enumerate(features)]
     ids = [z["id"] for z in zones]
     if len(set(ids)) != len(ids):
         raise Invalid("zone ids must be unique", field="body.features")
+    for i, z in enumerate(zones):
+        scope.require(z["agency"], field=f"body.features[{i}].properties.agency")
     async with unit_of_work(deps.pool, ctx) as uow:
         uow.audit("zone.import", details={"count": len(zones), "replace_kind": replace_kind})
+        existing = await repo.zone_agencies(uow.conn, ids)
+        for i, z in enumerate(zones):
+            if z["id"] in existing and not scope.covers(existing[z["id"]]):
+                raise Invalid(f"zone id {z['id']} is taken",
+                              field=f"body.features[{i}].properties.id")
         stations = await repo.known_station_ids(uow.conn)
         for i, z in enumerate(zones):
             if z["first_due_station"] is not None and z["first_due_station"] not in stations:
@@ -68,7 +78,8 @@ async def import_zones(*, deps: IncidentsDeps, ctx: RequestContext,
             await repo.upsert_zone(uow.conn, z)
         removed: list[str] = []
         if replace_kind is not None:
-            removed = await repo.delete_zones_not_in(uow.conn, kind=replace_kind, keep=ids)
+            removed = await repo.delete_zones_not_in(uow.conn, kind=replace_kind, keep=ids,
+                                                     agencies=scope.agency_list)
         uow.emit("zone.imported", aggregate=("zone", "*"), data={"zone_ids": ids, "removed": removed})
     return {"imported": len(zones), "removed": removed}
 
@@ -95,11 +106,12 @@ async def zones_at(conn: asyncpg.Connection, *, lat: float, lon: float) -> list[
     return containing(await repo.zone_candidates(conn, lat, lon), lat, lon)
 
 
-async def list_zones(*, deps: IncidentsDeps) -> list[dict[str, Any]]:
+async def list_zones(*, deps: IncidentsDeps, scope: Scope) -> list[dict[str, Any]]:
     async with deps.pool.acquire() as conn:
-        return [dict(r) for r in await repo.list_zones(conn)]
+        return [dict(r) for r in await repo.list_zones(conn, agencies=scope.agency_list)]
 
 
-async def lookup_zones(*, deps: IncidentsDeps, lat: float, lon: float) -> list[dict[str, Any]]:
+async def lookup_zones(*, deps: IncidentsDeps, scope: Scope, lat: float,
+                       lon: float) -> list[dict[str, Any]]:
     async with deps.pool.acquire() as conn:
-        return await zones_at(conn, lat=lat, lon=lon)
+        return [z for z in await zones_at(conn, lat=lat, lon=lon) if scope.covers(z["agency"])]

@@ -16,11 +16,18 @@ from tests.support import RunningApp
 _TEST_HASHER_PARAMS: dict[str, Any] = {"time_cost": 1, "memory_cost": 8192, "parallelism": 1}
 
 
+# The agency the tests' data belongs to (tests/dispatch_fixtures.py): a test user acts for it
+# unless the test names others. Admins are global.
+TEST_AGENCY = "SFFD"
+
+
 async def make_user(pool: Any, role: str, *, unit_id: str | None = None,
                     agency: str | None = None, username: str | None = None,
-                    password: str | None = None) -> tuple[str, str]:
+                    password: str | None = None,
+                    agencies: list[str] | None = None) -> tuple[str, str]:
     """Insert a user straight into the database; returns (username, password). A field_unit
-    user without ``unit_id`` gets a made-up one."""
+    user without ``unit_id`` gets a made-up one. The user acts for ``agencies``, else
+    ``agency``, else TEST_AGENCY."""
     import secrets
     import uuid
 
@@ -31,10 +38,21 @@ async def make_user(pool: Any, role: str, *, unit_id: str | None = None,
     if role == "field_unit" and unit_id is None:
         unit_id = f"TEST-{uuid.uuid4().hex[:6].upper()}"
     password_hash = PasswordHasher(**_TEST_HASHER_PARAMS).hash(password)
+    if agencies is None:
+        agencies = [agency] if agency is not None else [TEST_AGENCY]
     await pool.execute(
-        "INSERT INTO users (username, password_hash, role, unit_id, agency) "
-        "VALUES ($1, $2, $3, $4, $5)", username, password_hash, role, unit_id, agency)
+        "INSERT INTO users (username, password_hash, role, unit_id, agency, agencies) "
+        "VALUES ($1, $2, $3, $4, $5, $6)", username, password_hash, role, unit_id, agency,
+        agencies)
     return username, password
+
+
+async def ensure_unit(pool: Any, unit_id: str, agency: str = TEST_AGENCY) -> None:
+    """A roster unit to bind a field-unit user to (bindings need an existing unit of the
+    user's agency)."""
+    await pool.execute(
+        "INSERT INTO units (id, agency, discipline, unit_type) VALUES ($1, $2, 'fire', 'engine') "
+        "ON CONFLICT (id) DO NOTHING", unit_id, agency)
 
 
 async def login_tokens(base_url: str, username: str, password: str) -> dict[str, Any]:
@@ -97,15 +115,17 @@ class AuthHeaders:
     def __init__(self, running: RunningApp) -> None:
         self.running = running
         self.users: list[AuthUser] = []
-        self._cache: dict[tuple[str, str | None, str | None], AuthUser] = {}
+        self._cache: dict[tuple[str, str | None, str | None, tuple[str, ...] | None],
+                          AuthUser] = {}
 
     async def user(self, role: str, *, unit_id: str | None = None, agency: str | None = None,
-                   fresh: bool = False) -> AuthUser:
-        key = (role, unit_id, agency)
+                   fresh: bool = False, agencies: list[str] | None = None) -> AuthUser:
+        key = (role, unit_id, agency, tuple(agencies) if agencies is not None else None)
         if not fresh and key in self._cache:
             return self._cache[key]
         pool = self.running.pool
-        username, password = await make_user(pool, role, unit_id=unit_id, agency=agency)
+        username, password = await make_user(pool, role, unit_id=unit_id, agency=agency,
+                                             agencies=agencies)
         unit = await pool.fetchval("SELECT unit_id FROM users WHERE username = $1", username)
         headers = await session_headers(self.running, username)
         made = AuthUser(username, password, role, unit, agency, headers)
@@ -114,8 +134,9 @@ class AuthHeaders:
         return made
 
     async def __call__(self, role: str, *, unit_id: str | None = None, agency: str | None = None,
-                       fresh: bool = False) -> dict[str, str]:
-        return (await self.user(role, unit_id=unit_id, agency=agency, fresh=fresh)).headers
+                       fresh: bool = False, agencies: list[str] | None = None) -> dict[str, str]:
+        return (await self.user(role, unit_id=unit_id, agency=agency, fresh=fresh,
+                                agencies=agencies)).headers
 
 
 class Api:

@@ -7,6 +7,7 @@ from typing import Any, cast
 
 import asyncpg
 
+from cad.security.scope import Scope
 from cad.settings import Settings
 from cad.uow import RequestContext
 from cad.wiring import plausibility
@@ -16,6 +17,8 @@ from units.deps import UnitsDeps
 from units.locator import UnitLocator
 
 CONSOLE = RequestContext(actor="fast-tier", source="console")
+# What a console of the agency the tests' data belongs to may see (cad.security.scope).
+SFFD = Scope(agencies=frozenset({"SFFD"}))
 
 
 def deps(tx_pool: Any, tmp_path: Path) -> tuple[UnitsDeps, IncidentsDeps, DispatchDeps]:

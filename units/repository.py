@@ -9,6 +9,8 @@ from typing import Any
 
 import asyncpg
 
+from cad.security.scope import Scope
+
 # A unit with its home station's position: what the routing index and the straight-line
 # fallback place it by.
 UNITS_WITH_STATIONS = """
@@ -20,18 +22,26 @@ _UNIT_COLUMNS = "id, agency, discipline, unit_type, capabilities, home_station, 
 
 
 # --- reads -----------------------------------------------------------------------------------
-async def get_unit(conn: asyncpg.Connection, unit_id: str, *,
+async def get_unit(conn: asyncpg.Connection, unit_id: str, *, scope: Scope,
                    for_update: bool = False) -> asyncpg.Record | None:
-    sql = "SELECT * FROM units WHERE id = $1" + (" FOR UPDATE" if for_update else "")
-    return await conn.fetchrow(sql, unit_id)
+    """The unit, or None when it does not exist or is of an agency outside ``scope``."""
+    sql = ("SELECT * FROM units WHERE id = $1 AND ($2::text[] IS NULL OR agency = ANY($2))"
+           + (" FOR UPDATE" if for_update else ""))
+    return await conn.fetchrow(sql, unit_id, scope.agency_list)
 
 
-async def list_units(conn: asyncpg.Connection, *, agency: str | None, status: str | None,
-                     include_inactive: bool) -> list[asyncpg.Record]:
+async def unit_ids_taken(conn: asyncpg.Connection, unit_ids: Sequence[str]) -> dict[str, str]:
+    """Unit id -> agency for those of ``unit_ids`` that exist (ids are unique across agencies)."""
+    rows = await conn.fetch("SELECT id, agency FROM units WHERE id = ANY($1)", list(unit_ids))
+    return {r["id"]: r["agency"] for r in rows}
+
+
+async def list_units(conn: asyncpg.Connection, *, agencies: Sequence[str] | None,
+                     status: str | None, include_inactive: bool) -> list[asyncpg.Record]:
     return await conn.fetch(
-        "SELECT * FROM units WHERE ($1::text IS NULL OR agency = $1) "
+        "SELECT * FROM units WHERE ($1::text[] IS NULL OR agency = ANY($1)) "
         "AND ($2::text IS NULL OR status = $2) AND ($3 OR active) ORDER BY id",
-        agency, status, include_inactive)
+        agencies, status, include_inactive)
 
 
 async def active_units(conn: asyncpg.Connection, *,
@@ -58,26 +68,31 @@ async def available_with_stations(conn: asyncpg.Connection, *, statuses: Sequenc
 
 
 async def roster_of_types(conn: asyncpg.Connection, *, unit_types: Sequence[str],
-                          capabilities: Sequence[str]) -> list[asyncpg.Record]:
-    """Active units of these types with these capabilities, whatever their status."""
+                          capabilities: Sequence[str],
+                          agencies: Sequence[str] | None) -> list[asyncpg.Record]:
+    """Active units (of ``agencies``; all when None) of these types with these capabilities,
+    whatever their status."""
     return await conn.fetch(
         "SELECT id, status, current_incident FROM units WHERE active AND unit_type = ANY($1) "
-        "AND capabilities @> $2 ORDER BY id", list(unit_types), list(capabilities))
+        "AND capabilities @> $2 AND ($3::text[] IS NULL OR agency = ANY($3)) ORDER BY id",
+        list(unit_types), list(capabilities), agencies)
 
 
-async def lock_units(conn: asyncpg.Connection, unit_ids: Sequence[str]) -> list[asyncpg.Record]:
+async def lock_units(conn: asyncpg.Connection, unit_ids: Sequence[str], *,
+                     agencies: Sequence[str] | None) -> list[asyncpg.Record]:
     """Lock these units in id order (the global lock order: incidents first, then units by
-    id; docs/architecture.md)."""
-    return await conn.fetch("SELECT * FROM units WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-                            list(unit_ids))
+    id; docs/architecture.md); only those of ``agencies`` (all when None) are returned."""
+    return await conn.fetch(
+        "SELECT * FROM units WHERE id = ANY($1) AND ($2::text[] IS NULL OR agency = ANY($2)) "
+        "ORDER BY id FOR UPDATE", list(unit_ids), agencies)
 
 
 async def unit_agency(conn: asyncpg.Connection, unit_id: str) -> str | None:
     return await conn.fetchval("SELECT agency FROM units WHERE id = $1", unit_id)
 
 
-async def overdue_units(conn: asyncpg.Connection, *, thresholds_s: dict[str, float]
-                        ) -> list[asyncpg.Record]:
+async def overdue_units(conn: asyncpg.Connection, *, thresholds_s: dict[str, float],
+                        agencies: Sequence[str] | None = None) -> list[asyncpg.Record]:
     """Active units longer in their status (since the later of the change and the last
     check-in) than its threshold; the thresholds go into the query, only overdue rows return.
     A unit whose status start is infinite is left out: see ``unevaluable_units``."""
@@ -87,11 +102,11 @@ async def overdue_units(conn: asyncpg.Connection, *, thresholds_s: dict[str, flo
         "extract(epoch FROM clock_timestamp() - greatest(u.status_changed_at, u.last_checkin_at))"
         " AS age_s "
         "FROM units u JOIN unnest($1::text[], $2::float8[]) AS t(status, threshold_s) "
-        "ON t.status = u.status WHERE u.active "
+        "ON t.status = u.status WHERE u.active AND ($3::text[] IS NULL OR u.agency = ANY($3)) "
         "AND isfinite(greatest(u.status_changed_at, u.last_checkin_at)) "
         "AND greatest(u.status_changed_at, u.last_checkin_at) "
         "    <= clock_timestamp() - make_interval(secs => t.threshold_s) ORDER BY u.id",
-        statuses, [thresholds_s[x] for x in statuses])
+        statuses, [thresholds_s[x] for x in statuses], agencies)
 
 
 async def unevaluable_units(conn: asyncpg.Connection) -> list[str]:
@@ -161,10 +176,12 @@ async def mark_dispatched(conn: asyncpg.Connection, unit_ids: Sequence[str], *, 
         list(unit_ids), incident_id, list(from_statuses))
 
 
-async def check_in(conn: asyncpg.Connection, unit_id: str) -> asyncpg.Record | None:
+async def check_in(conn: asyncpg.Connection, unit_id: str, *,
+                   scope: Scope) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "UPDATE units SET last_checkin_at = clock_timestamp(), version = version + 1 "
-        "WHERE id = $1 AND active RETURNING *", unit_id)
+        "WHERE id = $1 AND active AND ($2::text[] IS NULL OR agency = ANY($2)) RETURNING *",
+        unit_id, scope.agency_list)
 
 
 _STORE_LAST_FIXES = """
@@ -201,8 +218,17 @@ async def log_status(conn: asyncpg.Connection, *, unit_id: str, from_status: str
 
 
 # --- stations --------------------------------------------------------------------------------
-async def get_station(conn: asyncpg.Connection, station_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM stations WHERE id = $1", station_id)
+async def get_station(conn: asyncpg.Connection, station_id: str, *,
+                      scope: Scope) -> asyncpg.Record | None:
+    """The station, or None when it does not exist or is of an agency outside ``scope``."""
+    return await conn.fetchrow(
+        "SELECT * FROM stations WHERE id = $1 AND ($2::text[] IS NULL OR agency = ANY($2))",
+        station_id, scope.agency_list)
+
+
+async def station_agencies(conn: asyncpg.Connection, station_ids: Sequence[str]) -> dict[str, str]:
+    rows = await conn.fetch("SELECT id, agency FROM stations WHERE id = ANY($1)", list(station_ids))
+    return {r["id"]: r["agency"] for r in rows}
 
 
 async def upsert_station(conn: asyncpg.Connection, s: dict[str, Any]) -> asyncpg.Record:
@@ -213,5 +239,7 @@ async def upsert_station(conn: asyncpg.Connection, s: dict[str, Any]) -> asyncpg
         s["id"], s["agency"], s["name"], s.get("address"), s["lat"], s["lon"])
 
 
-async def list_stations(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    return await conn.fetch("SELECT * FROM stations ORDER BY id")
+async def list_stations(conn: asyncpg.Connection, *, scope: Scope) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM stations WHERE ($1::text[] IS NULL OR agency = ANY($1)) ORDER BY id",
+        scope.agency_list)

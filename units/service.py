@@ -12,6 +12,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from cad.errors import Conflict, Forbidden, Invalid, NotFound
+from cad.security.scope import Scope
 from cad.uow import RequestContext, retry_transient, unit_of_work
 from units import repository as repo
 from units.deps import UnitsDeps
@@ -22,12 +23,14 @@ from units.views import status_log_view, unit_view
 
 # --- stations ------------------------------------------------------------------------------
 @retry_transient
-async def upsert_station(*, deps: UnitsDeps, ctx: RequestContext,
+async def upsert_station(*, deps: UnitsDeps, ctx: RequestContext, scope: Scope,
                          station: StationIn) -> dict[str, Any]:
+    scope.require(station.agency, field="body.agency")
     deps.plausible.check_place(agency=station.agency, lat=station.lat, lon=station.lon,
                                fields=["body.lat", "body.lon"])
     async with unit_of_work(deps.pool, ctx) as uow:
         uow.audit("station.upsert", target=f"station:{station.id}")
+        await _check_stations_in_scope(uow.conn, [station.id], scope)
         row = await repo.upsert_station(uow.conn, station.model_dump())
         data = {k: row[k] for k in ("id", "agency", "name", "address", "lat", "lon")}
         uow.emit("station.upserted", aggregate=("station", station.id), data={"station": data},
@@ -36,7 +39,7 @@ async def upsert_station(*, deps: UnitsDeps, ctx: RequestContext,
 
 
 @retry_transient
-async def import_stations_csv(*, deps: UnitsDeps, ctx: RequestContext, text: str,
+async def import_stations_csv(*, deps: UnitsDeps, ctx: RequestContext, scope: Scope, text: str,
                               agency: str) -> dict[str, Any]:
     """CSV with columns station|id, name (optional), address, lat, lon."""
     _, rows = _read_csv(text)
@@ -55,13 +58,33 @@ async def import_stations_csv(*, deps: UnitsDeps, ctx: RequestContext, text: str
         reason = deps.plausible.area.refusal(agency=s.agency, lat=s.lat, lon=s.lon)
         if reason is not None:
             raise Invalid(f"line {lineno}: {reason}", field=f"body.line[{lineno}]")
+    scope.require(agency, field="query.agency")
+    for lineno, s in zip((n for n, _ in rows), stations, strict=True):
+        scope.require(s.agency, field=f"body.line[{lineno}]")
     async with unit_of_work(deps.pool, ctx) as uow:
         uow.audit("station.import", details={"count": len(stations)})
+        await _check_stations_in_scope(uow.conn, [s.id for s in stations], scope)
         for s in stations:
             await repo.upsert_station(uow.conn, s.model_dump())
         uow.emit("station.imported", aggregate=("station", "*"),
                  data={"station_ids": [s.id for s in stations]}, agency=agency)
     return {"imported": len(stations)}
+
+
+async def _check_stations_in_scope(conn: asyncpg.Connection, station_ids: list[str],
+                                   scope: Scope) -> None:
+    """Overwriting another agency's station (ids are unique across agencies) is refused, and
+    says no more than that the id is taken."""
+    for sid, agency in (await repo.station_agencies(conn, station_ids)).items():
+        if not scope.covers(agency):
+            raise Conflict(f"station id {sid} is taken")
+
+
+async def _check_units_in_scope(conn: asyncpg.Connection, unit_ids: list[str],
+                                scope: Scope) -> None:
+    for uid, agency in (await repo.unit_ids_taken(conn, unit_ids)).items():
+        if not scope.covers(agency):
+            raise Conflict(f"unit id {uid} is taken")
 
 
 def log_source(ctx: RequestContext) -> str:
@@ -95,12 +118,14 @@ def _first_error(exc: Exception) -> str:
 
 # --- roster ------------------------------------------------------------------------------
 @retry_transient
-async def create_unit(*, deps: UnitsDeps, ctx: RequestContext, body: UnitCreate) -> dict[str, Any]:
+async def create_unit(*, deps: UnitsDeps, ctx: RequestContext, scope: Scope,
+                      body: UnitCreate) -> dict[str, Any]:
+    scope.require(body.agency, field="body.agency")
     async with unit_of_work(deps.pool, ctx) as uow:
         uow.audit("unit.create", target=f"unit:{body.id}")
-        if await repo.get_unit(uow.conn, body.id) is not None:
+        if await repo.unit_ids_taken(uow.conn, [body.id]):
             raise Conflict(f"unit {body.id} already exists")
-        await _check_station(uow.conn, body.home_station)
+        await _check_station(uow.conn, body.home_station, scope)
         row = await repo.insert_unit(uow.conn, body.model_dump())
         await repo.log_status(uow.conn, unit_id=body.id, from_status=None, to_status=row["status"],
                               at=row["status_changed_at"], reported_at=None, incident_id=None,
@@ -112,13 +137,14 @@ async def create_unit(*, deps: UnitsDeps, ctx: RequestContext, body: UnitCreate)
     return view
 
 
-async def _check_station(conn: asyncpg.Connection, station_id: str | None) -> None:
-    if station_id is not None and await repo.get_station(conn, station_id) is None:
+async def _check_station(conn: asyncpg.Connection, station_id: str | None,
+                         scope: Scope) -> None:
+    if station_id is not None and await repo.get_station(conn, station_id, scope=scope) is None:
         raise Invalid(f"station {station_id} does not exist", field="body.home_station")
 
 
 @retry_transient
-async def update_unit(*, deps: UnitsDeps, ctx: RequestContext, unit_id: str,
+async def update_unit(*, deps: UnitsDeps, ctx: RequestContext, scope: Scope, unit_id: str,
                       body: UnitPatch) -> dict[str, Any]:
     changes = body.model_dump(exclude_unset=True)
     expected_version = changes.pop("version", None)
@@ -126,14 +152,16 @@ async def update_unit(*, deps: UnitsDeps, ctx: RequestContext, unit_id: str,
         raise Invalid("nothing to change", field="body")
     async with unit_of_work(deps.pool, ctx) as uow:
         uow.audit("unit.update", target=f"unit:{unit_id}", details={"fields": sorted(changes)})
-        current = await repo.get_unit(uow.conn, unit_id, for_update=True)
+        current = await repo.get_unit(uow.conn, unit_id, scope=scope, for_update=True)
         if current is None:
             raise NotFound(f"unit {unit_id} does not exist")
+        if changes.get("agency") is not None:
+            scope.require(changes["agency"], field="body.agency")
         if expected_version is not None and current["version"] != expected_version:
             raise Conflict(f"unit {unit_id} is at version {current['version']}, not {expected_version}",
                            extra={"current": unit_view(current)})
         if "home_station" in changes:
-            await _check_station(uow.conn, changes["home_station"])
+            await _check_station(uow.conn, changes["home_station"], scope)
         row = await repo.update_unit_fields(uow.conn, unit_id, changes)
         view = unit_view(row)
         uow.emit("unit.updated", aggregate=("unit", unit_id), data={"unit": view}, agency=row["agency"])
@@ -142,10 +170,11 @@ async def update_unit(*, deps: UnitsDeps, ctx: RequestContext, unit_id: str,
 
 
 @retry_transient
-async def deactivate_unit(*, deps: UnitsDeps, ctx: RequestContext, unit_id: str) -> dict[str, Any]:
+async def deactivate_unit(*, deps: UnitsDeps, ctx: RequestContext, scope: Scope,
+                          unit_id: str) -> dict[str, Any]:
     async with unit_of_work(deps.pool, ctx) as uow:
         uow.audit("unit.deactivate", target=f"unit:{unit_id}")
-        current = await repo.get_unit(uow.conn, unit_id, for_update=True)
+        current = await repo.get_unit(uow.conn, unit_id, scope=scope, for_update=True)
         if current is None:
             raise NotFound(f"unit {unit_id} does not exist")
         if UnitStatus(current["status"]) in ASSIGNED:
@@ -163,7 +192,8 @@ CSV_COLUMNS = ("id", "agency", "discipline", "unit_type", "capabilities", "home_
 
 
 @retry_transient
-async def import_units_csv(*, deps: UnitsDeps, ctx: RequestContext, text: str) -> dict[str, Any]:
+async def import_units_csv(*, deps: UnitsDeps, ctx: RequestContext, scope: Scope,
+                           text: str) -> dict[str, Any]:
     """Create or update units from CSV (header: id, agency, discipline, unit_type,
     capabilities separated by ';', home_station, staffing). All or nothing."""
     header, rows = _read_csv(text)
@@ -185,11 +215,14 @@ async def import_units_csv(*, deps: UnitsDeps, ctx: RequestContext, text: str) -
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})
         raise Invalid(f"unit ids appear twice: {', '.join(dup)}", field="body.id")
+    for lineno, u in zip((n for n, _ in rows), units, strict=True):
+        scope.require(u.agency, field=f"body.line[{lineno}]")
     created = updated = 0
     async with unit_of_work(deps.pool, ctx) as uow:
         uow.audit("unit.import", details={"count": len(units)})
+        await _check_units_in_scope(uow.conn, ids, scope)
         for u in units:
-            await _check_station(uow.conn, u.home_station)
+            await _check_station(uow.conn, u.home_station, scope)
             row, inserted = await repo.upsert_unit(uow.conn, u.model_dump())
             if inserted:
                 created += 1
@@ -206,14 +239,14 @@ async def import_units_csv(*, deps: UnitsDeps, ctx: RequestContext, text: str) -
 
 
 @retry_transient
-async def check_in(*, deps: UnitsDeps, ctx: RequestContext, unit_id: str,
+async def check_in(*, deps: UnitsDeps, ctx: RequestContext, scope: Scope, unit_id: str,
                    acting_unit: str | None = None) -> dict[str, Any]:
     """A unit confirms it is fine (resets its status timer)."""
     if acting_unit is not None and acting_unit != unit_id:
         raise Forbidden(f"this device is bound to unit {acting_unit}, not {unit_id}")
     async with unit_of_work(deps.pool, ctx) as uow:
         uow.audit("unit.checkin", target=f"unit:{unit_id}")
-        row = await repo.check_in(uow.conn, unit_id)
+        row = await repo.check_in(uow.conn, unit_id, scope=scope)
         if row is None:
             raise NotFound(f"unit {unit_id} does not exist")
         view = unit_view(row)
@@ -222,30 +255,33 @@ async def check_in(*, deps: UnitsDeps, ctx: RequestContext, unit_id: str,
     return view
 
 
-async def get_unit(*, deps: UnitsDeps, unit_id: str) -> dict[str, Any]:
+async def get_unit(*, deps: UnitsDeps, scope: Scope, unit_id: str) -> dict[str, Any]:
     async with deps.pool.acquire() as conn:
-        row = await repo.get_unit(conn, unit_id)
+        row = await repo.get_unit(conn, unit_id, scope=scope)
     if row is None:
         raise NotFound(f"unit {unit_id} does not exist")
     return unit_view(row)
 
 
-async def list_units(*, deps: UnitsDeps, agency: str | None, status: UnitStatus | None,
-                     include_inactive: bool) -> list[dict[str, Any]]:
+async def list_units(*, deps: UnitsDeps, scope: Scope, agency: str | None,
+                     status: UnitStatus | None, include_inactive: bool) -> list[dict[str, Any]]:
     async with deps.pool.acquire() as conn:
-        rows = await repo.list_units(conn, agency=agency, status=status.value if status else None,
+        rows = await repo.list_units(conn, agencies=scope.narrowed(None if agency is None
+                                                                   else [agency]),
+                                     status=status.value if status else None,
                                      include_inactive=include_inactive)
     return [unit_view(r) for r in rows]
 
 
-async def status_history(*, deps: UnitsDeps, unit_id: str, limit: int) -> list[dict[str, Any]]:
+async def status_history(*, deps: UnitsDeps, scope: Scope, unit_id: str,
+                         limit: int) -> list[dict[str, Any]]:
     async with deps.pool.acquire() as conn:
-        if await repo.get_unit(conn, unit_id) is None:
+        if await repo.get_unit(conn, unit_id, scope=scope) is None:
             raise NotFound(f"unit {unit_id} does not exist")
         rows = await repo.status_history(conn, unit_id, limit)
     return [status_log_view(r) for r in rows]
 
 
-async def list_stations(*, deps: UnitsDeps) -> list[dict[str, Any]]:
+async def list_stations(*, deps: UnitsDeps, scope: Scope) -> list[dict[str, Any]]:
     async with deps.pool.acquire() as conn:
-        return [dict(r) for r in await repo.list_stations(conn)]
+        return [dict(r) for r in await repo.list_stations(conn, scope=scope)]

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request, Response
 from cad.errors import NotFound
 from cad.security import audit as audit_mod
 from cad.security import service, witness
-from cad.security.deps import Context, CurrentPrincipal
+from cad.security.deps import Context, CurrentPrincipal, CurrentScope
 from cad.security.schemas import (
     AuditPageOut,
     AuditVerifyOut,
@@ -90,36 +90,42 @@ async def change_password(sec: SecurityDep, body: PasswordChangeIn, principal: C
 # --- users -------------------------------------------------------------------------------------
 
 @router.get("/users", tags=["users"], response_model=list[UserOut])
-async def list_users(sec: SecurityDep, ctx: Context, role: Role | None = None,
+async def list_users(sec: SecurityDep, ctx: Context, scope: CurrentScope,
+                     role: Role | None = None,
                      include_disabled: bool = False,
                      limit: Annotated[int, Query(ge=1, le=1000)] = 200,
                      offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
-    return await service.list_users(sec.pool, ctx=ctx, role=role,
+    return await service.list_users(sec.pool, ctx=ctx, scope=scope, role=role,
                                     include_disabled=include_disabled, limit=limit, offset=offset)
 
 
 @router.post("/users", tags=["users"], response_model=UserOut, status_code=201)
-async def create_user(sec: SecurityDep, body: UserCreateIn, ctx: Context) -> dict[str, Any]:
-    return await service.create_user(sec.runtime, sec.pool, ctx=ctx, **body.model_dump())
+async def create_user(sec: SecurityDep, body: UserCreateIn, ctx: Context,
+                      scope: CurrentScope) -> dict[str, Any]:
+    return await service.create_user(sec.runtime, sec.pool, ctx=ctx, scope=scope,
+                                     **body.model_dump())
 
 
 @router.get("/users/{user_id}", tags=["users"], response_model=UserDetailOut)
-async def get_user(sec: SecurityDep, user_id: str, ctx: Context) -> dict[str, Any]:
-    return await service.get_user(sec.pool, ctx=ctx, user_id=_uuid(user_id, "user"))
+async def get_user(sec: SecurityDep, user_id: str, ctx: Context,
+                   scope: CurrentScope) -> dict[str, Any]:
+    return await service.get_user(sec.pool, ctx=ctx, scope=scope, user_id=_uuid(user_id, "user"))
 
 
 @router.patch("/users/{user_id}", tags=["users"], response_model=UserOut)
-async def update_user(sec: SecurityDep, user_id: str, body: UserPatchIn, ctx: Context) -> dict[str, Any]:
+async def update_user(sec: SecurityDep, user_id: str, body: UserPatchIn, ctx: Context,
+                      scope: CurrentScope) -> dict[str, Any]:
     changes = body.model_dump(exclude_unset=True)
-    return await service.update_user(sec.runtime, sec.pool, ctx=ctx,
+    return await service.update_user(sec.runtime, sec.pool, ctx=ctx, scope=scope,
                                      user_id=_uuid(user_id, "user"), changes=changes)
 
 
 @router.delete("/users/{user_id}", tags=["users"], status_code=204,
                description="Disables the user and revokes their sessions and device tokens; "
                            "the row stays, because the audit trail refers to it.")
-async def delete_user(sec: SecurityDep, user_id: str, ctx: Context) -> Response:
-    await service.disable_user(sec.runtime, sec.pool, ctx=ctx,
+async def delete_user(sec: SecurityDep, user_id: str, ctx: Context,
+                      scope: CurrentScope) -> Response:
+    await service.disable_user(sec.runtime, sec.pool, ctx=ctx, scope=scope,
                                user_id=_uuid(user_id, "user"))
     return Response(status_code=204)
 
@@ -127,26 +133,30 @@ async def delete_user(sec: SecurityDep, user_id: str, ctx: Context) -> Response:
 # --- devices -----------------------------------------------------------------------------------
 
 @router.get("/devices", tags=["devices"], response_model=list[DeviceOut])
-async def list_devices(sec: SecurityDep, user_id: str | None = None, unit_id: str | None = None,
+async def list_devices(sec: SecurityDep, scope: CurrentScope, user_id: str | None = None,
+                       unit_id: str | None = None,
                        include_revoked: bool = False) -> list[dict[str, Any]]:
     async with sec.pool.acquire() as conn:
         from cad.security import repository as repo
         rows = await repo.list_devices(conn, user_id=_uuid(user_id, "user") if user_id else None,
-                                       unit_id=unit_id, include_revoked=include_revoked)
+                                       unit_id=unit_id, include_revoked=include_revoked,
+                                       scope=scope)
     return [dict(r) for r in rows]
 
 
 @router.post("/devices", tags=["devices"], response_model=DeviceIssuedOut, status_code=201)
-async def issue_device(sec: SecurityDep, body: DeviceIssueIn, ctx: Context) -> dict[str, Any]:
+async def issue_device(sec: SecurityDep, body: DeviceIssueIn, ctx: Context,
+                       scope: CurrentScope) -> dict[str, Any]:
     token, row = await service.issue_device(
-        sec.runtime, sec.pool, ctx=ctx, user_id=_uuid(body.user_id, "user"),
+        sec.runtime, sec.pool, ctx=ctx, scope=scope, user_id=_uuid(body.user_id, "user"),
         label=body.label, expires_in_days=body.expires_in_days)
     return {**row, "token": token}
 
 
 @router.delete("/devices/{device_id}", tags=["devices"], status_code=204)
-async def revoke_device(sec: SecurityDep, device_id: str, ctx: Context) -> Response:
-    await service.revoke_device(sec.runtime, sec.pool, ctx=ctx,
+async def revoke_device(sec: SecurityDep, device_id: str, ctx: Context,
+                        scope: CurrentScope) -> Response:
+    await service.revoke_device(sec.runtime, sec.pool, ctx=ctx, scope=scope,
                                 device_id=_uuid(device_id, "device token"))
     return Response(status_code=204)
 
@@ -157,6 +167,7 @@ async def revoke_device(sec: SecurityDep, device_id: str, ctx: Context) -> Respo
             description="Query the audit trail. The query itself is recorded in it.")
 async def query_audit(sec: SecurityDep,
     ctx: Context,
+    scope: CurrentScope,
     actor: Annotated[str | None, Query(max_length=128)] = None,
     action: Annotated[str | None, Query(max_length=128,
                                         description="exact, or a prefix: 'auth' matches "
@@ -177,7 +188,8 @@ async def query_audit(sec: SecurityDep,
                         details={k: v for k, v in filters.items() if v is not None})
         entries = await audit_mod.query(conn, actor=actor, action=action, target=target,
                                         outcome=outcome, since=since, until=until,
-                                        after_seq=after_seq, limit=limit)
+                                        after_seq=after_seq, limit=limit,
+                                        agencies=scope.agency_list)
     return {"entries": entries,
             "next_after_seq": entries[-1]["seq"] if len(entries) == limit else None}
 

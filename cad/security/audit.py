@@ -296,7 +296,11 @@ AUDIT_CHAIN_LOCK_KEY = 0x43AD_0003
 
 async def query(conn: asyncpg.Connection, *, actor: str | None, action: str | None,
                 target: str | None, outcome: str | None, since: datetime | None,
-                until: datetime | None, after_seq: int, limit: int) -> list[dict[str, Any]]:
+                until: datetime | None, after_seq: int, limit: int,
+                agencies: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Entries matching the filters. ``agencies`` (a caller's scope; None = every entry):
+    only entries whose actor is a user acting for one of them; the system's own entries and
+    those of other agencies' users are not shown."""
     rows = await conn.fetch(
         "SELECT id, seq, at, actor, action, target, outcome, request_id, client_addr, details, "
         "prev_hash, hash FROM audit_log "
@@ -304,6 +308,7 @@ async def query(conn: asyncpg.Connection, *, actor: str | None, action: str | No
         "AND ($3::text IS NULL OR action = $3 OR action LIKE $3 || '.%') "
         "AND ($4::text IS NULL OR target = $4) AND ($5::text IS NULL OR outcome = $5) "
         "AND ($6::timestamptz IS NULL OR at >= $6) AND ($7::timestamptz IS NULL OR at < $7) "
+        "AND ($9::text[] IS NULL OR actor IN (SELECT username FROM users WHERE agencies && $9)) "
         "ORDER BY seq LIMIT $8",
-        after_seq, actor, action, target, outcome, since, until, limit)
+        after_seq, actor, action, target, outcome, since, until, limit, agencies)
     return [entry_dict(r) for r in rows]

@@ -44,7 +44,9 @@ def users_create(
     username: str = typer.Argument(..., help="Login name (a-z, 0-9, . _ @ -)."),
     role: str = typer.Option(..., "--role", help="dispatcher | supervisor | field_unit | analyst | admin"),
     unit: str | None = typer.Option(None, "--unit", help="The unit a field_unit user is bound to."),
-    agency: str | None = typer.Option(None, "--agency"),
+    agency: list[str] | None = typer.Option(  # noqa: B008 - a list option, as typer declares it
+        None, "--agency", help="An agency the user acts for; repeat for several. A field_unit "
+        "user without one takes its unit's."),
     display_name: str | None = typer.Option(None, "--name"),
     password_stdin: bool = typer.Option(False, "--password-stdin",
                                         help="Read the password from the first line of stdin."),
@@ -54,6 +56,7 @@ def users_create(
     from cad.errors import CADError
     from cad.security import service
     from cad.security.runtime import SecurityRuntime
+    from cad.security.scope import Scope
     from cad.uow import RequestContext
 
     password = _read_password(password_stdin)
@@ -64,8 +67,8 @@ def users_create(
         actor = os.environ.get("SUDO_USER") or os.environ.get("USER") or "cli"
         ctx = RequestContext(actor=f"cli:{actor}", source="system")
         return await service.create_user(rt, pool, ctx=ctx, username=username, password=password,
-                                         role=role, unit_id=unit, agency=agency,
-                                         display_name=display_name)
+                                         role=role, unit_id=unit, agencies=agency or None,
+                                         display_name=display_name, scope=Scope.ALL)
 
     try:
         user = run_with_pool(go, apply_migrations=True)

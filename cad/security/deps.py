@@ -10,6 +10,9 @@ from starlette.requests import HTTPConnection
 from cad.errors import Unauthorized
 from cad.security.middleware import client_addr
 from cad.security.principal import Principal
+from cad.security.scope import Scope, scope_for
+from cad.security.state import SecurityDep
+from cad.settings import Settings
 from cad.uow import RequestContext
 
 
@@ -43,5 +46,20 @@ async def _request_context_dep(conn: HTTPConnection) -> RequestContext:
     return request_context(conn)
 
 
+def scope_of(principal: Principal, settings: Settings) -> Scope:
+    """The one place a principal becomes what it may see and touch (cad.security.scope)."""
+    return scope_for(role=principal.role, agencies=principal.agencies, unit_id=principal.unit_id,
+                     assignment_window_s=settings.field_unit_assignment_window_s,
+                     caller_data_for_units=settings.field_unit_caller_data,
+                     mutual_aid=settings.mutual_aid, mutual_aid_roles=settings.mutual_aid_roles)
+
+
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 Context = Annotated[RequestContext, Depends(_request_context_dep)]
+
+
+async def _scope_dep(principal: CurrentPrincipal, sec: SecurityDep) -> Scope:
+    return scope_of(principal, sec.settings)
+
+
+CurrentScope = Annotated[Scope, Depends(_scope_dep)]

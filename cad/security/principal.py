@@ -18,3 +18,6 @@ class Principal:
     unit_id: str | None
     agency: str | None
     session_id: str | None
+    # Every agency the principal acts for (``agency``, its home agency, is one of them);
+    # cad.security.scope turns this into what it may see.
+    agencies: tuple[str, ...] = ()

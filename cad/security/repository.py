@@ -7,7 +7,10 @@ from typing import Any
 
 import asyncpg
 
-USER_COLUMNS = ("id::text AS id, username, display_name, role, unit_id, agency, disabled, "
+from cad.security.scope import Scope
+
+USER_COLUMNS = ("id::text AS id, username, display_name, role, unit_id, agency, agencies, "
+                "disabled, "
                 "failed_logins, locked_until, created_at, updated_at")
 
 
@@ -25,26 +28,43 @@ async def user_by_id(conn: asyncpg.Connection, user_id: str, *,
         f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE id = $1::uuid{lock}", user_id)
 
 
+async def visible_user(conn: asyncpg.Connection, user_id: str, *, scope: Scope,
+                       for_update: bool = False) -> asyncpg.Record | None:
+    """The user, or None when it does not exist or acts for no agency of ``scope``."""
+    lock = " FOR UPDATE" if for_update else ""
+    return await conn.fetchrow(
+        f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE id = $1::uuid "
+        f"AND ($2::text[] IS NULL OR agencies && $2){lock}", user_id, scope.agency_list)
+
+
 async def list_users(conn: asyncpg.Connection, *, role: str | None, include_disabled: bool,
-                     limit: int, offset: int) -> list[asyncpg.Record]:
+                     limit: int, offset: int, scope: Scope) -> list[asyncpg.Record]:
     return await conn.fetch(
         f"SELECT {USER_COLUMNS} FROM users WHERE ($1::text IS NULL OR role = $1) "
-        f"AND ($2 OR NOT disabled) ORDER BY username LIMIT $3 OFFSET $4",
-        role, include_disabled, limit, offset)
+        f"AND ($2 OR NOT disabled) AND ($5::text[] IS NULL OR agencies && $5) "
+        f"ORDER BY username LIMIT $3 OFFSET $4",
+        role, include_disabled, limit, offset, scope.agency_list)
 
 
 async def insert_user(conn: asyncpg.Connection, *, username: str, password_hash: str, role: str,
-                      unit_id: str | None, agency: str | None, display_name: str | None
-                      ) -> asyncpg.Record:
+                      unit_id: str | None, agency: str | None, display_name: str | None,
+                      agencies: list[str] | None = None) -> asyncpg.Record:
     return await conn.fetchrow(
-        f"INSERT INTO users (username, password_hash, role, unit_id, agency, display_name) "
-        f"VALUES ($1, $2, $3, $4, $5, $6) RETURNING {USER_COLUMNS}",
-        username, password_hash, role, unit_id, agency, display_name)
+        f"INSERT INTO users (username, password_hash, role, unit_id, agency, display_name, "
+        f"agencies) VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, '{{}}'::text[])) "
+        f"RETURNING {USER_COLUMNS}",
+        username, password_hash, role, unit_id, agency, display_name, agencies)
+
+
+async def unit_agency(conn: asyncpg.Connection, unit_id: str) -> str | None:
+    """The agency of a unit (None: no such unit), to bind field-unit users to existing units
+    of their agency. The one read of the ``units`` table here; it only reads."""
+    return await conn.fetchval("SELECT agency FROM units WHERE id = $1", unit_id)
 
 
 async def update_user(conn: asyncpg.Connection, user_id: str, changes: dict[str, Any]
                       ) -> asyncpg.Record | None:
-    allowed = {"display_name", "role", "unit_id", "agency", "disabled", "password_hash",
+    allowed = {"display_name", "role", "unit_id", "agency", "agencies", "disabled", "password_hash",
                "failed_logins", "locked_until", "password_changed_at"}
     cols = [c for c in changes if c in allowed]
     if not cols:
@@ -90,7 +110,7 @@ async def insert_session(conn: asyncpg.Connection, *, session_id: str, user_id: 
 
 _SESSION_PRINCIPAL = """
 SELECT s.id::text AS session_id, s.refresh_hash, s.last_seen_at, s.expires_at, s.revoked_at,
-       u.id::text AS user_id, u.username, u.role, u.unit_id, u.agency, u.disabled
+       u.id::text AS user_id, u.username, u.role, u.unit_id, u.agency, u.agencies, u.disabled
 FROM sessions s JOIN users u ON u.id = s.user_id
 WHERE s.id = $1::uuid
 """
@@ -149,20 +169,25 @@ async def insert_device(conn: asyncpg.Connection, *, user_id: str, unit_id: str,
 
 
 async def list_devices(conn: asyncpg.Connection, *, user_id: str | None, unit_id: str | None,
-                       include_revoked: bool) -> list[asyncpg.Record]:
+                       include_revoked: bool, scope: Scope) -> list[asyncpg.Record]:
+    """Device tokens of users acting for an agency of ``scope``."""
     return await conn.fetch(
-        f"SELECT {DEVICE_COLUMNS} FROM device_tokens d "
+        f"SELECT {DEVICE_COLUMNS} FROM device_tokens d JOIN users u ON u.id = d.user_id "
         f"WHERE ($1::uuid IS NULL OR d.user_id = $1::uuid) AND ($2::text IS NULL OR d.unit_id = $2) "
-        f"AND ($3 OR d.revoked_at IS NULL) ORDER BY d.created_at DESC LIMIT 1000",
-        user_id, unit_id, include_revoked)
+        f"AND ($3 OR d.revoked_at IS NULL) AND ($4::text[] IS NULL OR u.agencies && $4) "
+        f"ORDER BY d.created_at DESC LIMIT 1000",
+        user_id, unit_id, include_revoked, scope.agency_list)
 
 
 async def revoke_device(conn: asyncpg.Connection, device_id: str, *, now: datetime,
-                        by: str) -> asyncpg.Record | None:
+                        by: str, scope: Scope) -> asyncpg.Record | None:
+    """None when there is no such token or its user acts for no agency of ``scope``."""
     return await conn.fetchrow(
         f"UPDATE device_tokens d SET revoked_at = coalesce(d.revoked_at, $2), "
-        f"revoked_by = coalesce(d.revoked_by, $3) WHERE d.id = $1::uuid RETURNING {DEVICE_COLUMNS}",
-        device_id, now, by)
+        f"revoked_by = coalesce(d.revoked_by, $3) FROM users u WHERE d.id = $1::uuid "
+        f"AND u.id = d.user_id AND ($4::text[] IS NULL OR u.agencies && $4) "
+        f"RETURNING {DEVICE_COLUMNS}",
+        device_id, now, by, scope.agency_list)
 
 
 async def device_with_user(conn: asyncpg.Connection | asyncpg.Pool, token_hash: str
@@ -170,6 +195,7 @@ async def device_with_user(conn: asyncpg.Connection | asyncpg.Pool, token_hash: 
     return await conn.fetchrow(
         "SELECT d.id::text AS device_id, d.unit_id AS device_unit, d.expires_at, d.revoked_at, "
         "d.last_used_at, u.id::text AS user_id, u.username, u.role, u.unit_id, u.agency, "
+        "u.agencies, "
         "u.disabled FROM device_tokens d JOIN users u ON u.id = d.user_id "
         "WHERE d.token_hash = $1", token_hash)
 

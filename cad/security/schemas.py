@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Role = Literal["dispatcher", "supervisor", "field_unit", "analyst", "admin"]
+Agency = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class _In(BaseModel):
@@ -35,6 +36,8 @@ class UserOut(BaseModel):
     role: Role
     unit_id: str | None = None
     agency: str | None = None
+    agencies: list[str] = Field(default_factory=list,
+                                description="every agency the user acts for (agency among them)")
     disabled: bool = False
 
 
@@ -61,6 +64,7 @@ class MeOut(BaseModel):
     unit_id: str | None
     agency: str | None
     session_id: str | None
+    agencies: list[str] = Field(default_factory=list)
 
 
 class UserCreateIn(_In):
@@ -68,7 +72,11 @@ class UserCreateIn(_In):
     password: str = Field(min_length=1, max_length=1024)
     role: Role
     unit_id: str | None = Field(default=None, min_length=1, max_length=64)
-    agency: str | None = Field(default=None, min_length=1, max_length=64)
+    agency: str | None = Field(default=None, min_length=1, max_length=64,
+                               description="home agency (added to agencies)")
+    agencies: list[Agency] | None = Field(
+        default=None, max_length=32, description="every agency the user acts for; a field_unit "
+        "user's unit must be of one of them (without any, it takes its unit's)")
     display_name: str | None = Field(default=None, max_length=128)
 
 
@@ -77,6 +85,7 @@ class UserPatchIn(_In):
     role: Role | None = None
     unit_id: str | None = Field(default=None, min_length=1, max_length=64)
     agency: str | None = Field(default=None, min_length=1, max_length=64)
+    agencies: list[Agency] | None = Field(default=None, max_length=32)
     display_name: str | None = Field(default=None, max_length=128)
     disabled: bool | None = None
     unlock: bool | None = Field(default=None, description="clear a login lockout")

@@ -15,6 +15,7 @@ from cad.errors import Conflict, Invalid, NotFound, Unauthorized
 from cad.security import repository as repo
 from cad.security.principal import ROLES, Principal
 from cad.security.runtime import SecurityRuntime
+from cad.security.scope import Scope
 from cad.security.state import SecurityState
 from cad.security.tokens import (
     decode_access_token,
@@ -75,7 +76,8 @@ async def principal_from_token(state: SecurityState, token: str, *, touch: bool 
         if (now - row["last_seen_at"]).total_seconds() >= interval:
             await repo.touch_session(pool, row["session_id"], now)
     return Principal(user_id=row["user_id"], username=row["username"], role=row["role"],
-                     unit_id=row["unit_id"], agency=row["agency"], session_id=row["session_id"])
+                     unit_id=row["unit_id"], agency=row["agency"], session_id=row["session_id"],
+                     agencies=tuple(row["agencies"]))
 
 
 def _idle(rt: SecurityRuntime, row: asyncpg.Record, now: datetime) -> bool:
@@ -98,7 +100,8 @@ async def _device_principal(rt: SecurityRuntime, pool: asyncpg.Pool, token: str,
     if last is None or (now - last).total_seconds() >= TOUCH_INTERVAL_MAX_S:
         await repo.touch_device(pool, row["device_id"], now)
     return Principal(user_id=row["user_id"], username=row["username"], role=row["role"],
-                     unit_id=row["unit_id"], agency=row["agency"], session_id=row["device_id"])
+                     unit_id=row["unit_id"], agency=row["agency"], session_id=row["device_id"],
+                     agencies=tuple(row["agencies"]))
 
 
 # --- login / refresh / logout -----------------------------------------------------------------
@@ -114,8 +117,9 @@ class IssuedTokens:
 
 
 def user_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
-    return {k: row[k] for k in ("id", "username", "display_name", "role", "unit_id", "agency",
+    view = {k: row[k] for k in ("id", "username", "display_name", "role", "unit_id", "agency",
                                 "disabled")}
+    return {**view, "agencies": list(row["agencies"] or [])}
 
 
 async def login(rt: SecurityRuntime, pool: asyncpg.Pool, *, username: str, password: str,
@@ -283,21 +287,55 @@ def _check_binding(role: str, unit_id: str | None) -> None:
         raise Invalid("only field_unit users are bound to a unit", field="body.unit_id")
 
 
+def _agencies_of(agency: str | None, agencies: list[str] | None) -> tuple[str | None, list[str]]:
+    """(home agency, every agency): ``agency`` alone still works; a list names its first
+    entry as home unless ``agency`` says otherwise."""
+    listed = list(dict.fromkeys(agencies or []))
+    if agency is not None and agency not in listed:
+        listed.insert(0, agency)
+    return (agency if agency is not None else (listed[0] if listed else None)), listed
+
+
+async def _check_unit_binding(conn: asyncpg.Connection, *, role: str, unit_id: str | None,
+                              agencies: list[str]) -> list[str]:
+    """A field-unit user is bound to an existing unit of its agency; without an agency it
+    takes the unit's. Returns the user's agencies."""
+    if role != "field_unit" or unit_id is None:
+        return agencies
+    unit_agency = await repo.unit_agency(conn, unit_id)
+    if unit_agency is None:
+        raise Invalid(f"unit {unit_id} does not exist", field="body.unit_id")
+    if not agencies:
+        return [unit_agency]
+    if unit_agency not in agencies:
+        raise Invalid(f"unit {unit_id} is not of the user's agency", field="body.unit_id")
+    return agencies
+
+
 async def create_user(rt: SecurityRuntime, pool: asyncpg.Pool, *, ctx: RequestContext,
-                      username: str, password: str, role: str, unit_id: str | None = None,
-                      agency: str | None = None, display_name: str | None = None,
+                      scope: Scope, username: str, password: str, role: str,
+                      unit_id: str | None = None, agency: str | None = None,
+                      agencies: list[str] | None = None, display_name: str | None = None,
                       action: str = "user.create") -> dict[str, Any]:
     name = normalize_username(username)
     _check_binding(role, unit_id)
+    home, listed = _agencies_of(agency, agencies)
+    for a in listed:
+        scope.require(a, field="body.agencies")
     check_password_policy(rt, password)
     password_hash = await rt.passwords.hash(password)
     try:
         async with unit_of_work(pool, ctx) as uow:
+            listed = await _check_unit_binding(uow.conn, role=role, unit_id=unit_id,
+                                               agencies=listed)
+            if home is None and listed:
+                home = listed[0]
             row = await repo.insert_user(uow.conn, username=name, password_hash=password_hash,
-                                         role=role, unit_id=unit_id, agency=agency,
-                                         display_name=display_name)
+                                         role=role, unit_id=unit_id, agency=home,
+                                         agencies=listed, display_name=display_name)
             uow.audit(action, target=f"user:{row['id']}",
-                      details={"username": name, "role": role, "unit_id": unit_id})
+                      details={"username": name, "role": role, "unit_id": unit_id,
+                               "agencies": listed})
     except asyncpg.UniqueViolationError:
         raise Conflict(f"username {name!r} is taken") from None
     except asyncpg.CheckViolationError:
@@ -306,9 +344,10 @@ async def create_user(rt: SecurityRuntime, pool: asyncpg.Pool, *, ctx: RequestCo
     return user_view(row)
 
 
-async def get_user(pool: asyncpg.Pool, *, ctx: RequestContext, user_id: str) -> dict[str, Any]:
+async def get_user(pool: asyncpg.Pool, *, ctx: RequestContext, scope: Scope,
+                   user_id: str) -> dict[str, Any]:
     async with pool.acquire() as conn:
-        row = await repo.user_by_id(conn, user_id)
+        row = await repo.visible_user(conn, user_id, scope=scope)
         if row is None:
             raise NotFound(f"no user {user_id}")
         await audit_now(conn, ctx, "user.read", target=f"user:{user_id}")
@@ -316,17 +355,17 @@ async def get_user(pool: asyncpg.Pool, *, ctx: RequestContext, user_id: str) -> 
             "created_at": row["created_at"], "updated_at": row["updated_at"]}
 
 
-async def list_users(pool: asyncpg.Pool, *, ctx: RequestContext, role: str | None,
+async def list_users(pool: asyncpg.Pool, *, ctx: RequestContext, scope: Scope, role: str | None,
                      include_disabled: bool, limit: int, offset: int) -> list[dict[str, Any]]:
     async with pool.acquire() as conn:
         rows = await repo.list_users(conn, role=role, include_disabled=include_disabled,
-                                     limit=limit, offset=offset)
+                                     limit=limit, offset=offset, scope=scope)
         await audit_now(conn, ctx, "user.list", details={"role": role, "count": len(rows)})
     return [user_view(r) for r in rows]
 
 
 async def update_user(rt: SecurityRuntime, pool: asyncpg.Pool, *, ctx: RequestContext,
-                      user_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+                      scope: Scope, user_id: str, changes: dict[str, Any]) -> dict[str, Any]:
     now = rt.clock()
     if "password" in changes:
         password = changes.pop("password")
@@ -337,7 +376,7 @@ async def update_user(rt: SecurityRuntime, pool: asyncpg.Pool, *, ctx: RequestCo
         changes["failed_logins"] = 0
         changes["locked_until"] = None
     async with unit_of_work(pool, ctx) as uow:
-        current = await repo.user_by_id(uow.conn, user_id, for_update=True)
+        current = await repo.visible_user(uow.conn, user_id, scope=scope, for_update=True)
         if current is None:
             raise NotFound(f"no user {user_id}")
         role = changes.get("role", current["role"])
@@ -345,6 +384,18 @@ async def update_user(rt: SecurityRuntime, pool: asyncpg.Pool, *, ctx: RequestCo
         if role != "field_unit" and "role" in changes and "unit_id" not in changes:
             unit_id = changes["unit_id"] = None
         _check_binding(role, unit_id)
+        if "agency" in changes or "agencies" in changes:
+            home, listed = _agencies_of(changes.get("agency"), changes.get("agencies"))
+            for a in listed:
+                scope.require(a, field="body.agencies")
+            changes["agency"], changes["agencies"] = home, listed
+        if {"agency", "agencies", "unit_id", "role"} & set(changes):
+            listed = await _check_unit_binding(
+                uow.conn, role=role, unit_id=unit_id,
+                agencies=changes.get("agencies", list(current["agencies"] or [])))
+            if role == "field_unit" and listed != list(current["agencies"] or []):
+                changes["agencies"] = listed
+                changes.setdefault("agency", listed[0])
         disabling = changes.get("disabled") is True and not current["disabled"]
         if (current["role"] == "admin" and (disabling or role != "admin")
                 and await repo.count_enabled_admins(uow.conn, excluding=user_id) == 0):
@@ -366,25 +417,32 @@ async def update_user(rt: SecurityRuntime, pool: asyncpg.Pool, *, ctx: RequestCo
 
 
 async def disable_user(rt: SecurityRuntime, pool: asyncpg.Pool, *, ctx: RequestContext,
-                       user_id: str) -> None:
-    await update_user(rt, pool, ctx=ctx, user_id=user_id, changes={"disabled": True})
+                       scope: Scope, user_id: str) -> None:
+    await update_user(rt, pool, ctx=ctx, scope=scope, user_id=user_id,
+                      changes={"disabled": True})
 
 
 # --- MDT device tokens ------------------------------------------------------------------------
 
 async def issue_device(rt: SecurityRuntime, pool: asyncpg.Pool, *, ctx: RequestContext,
-                       user_id: str, label: str, expires_in_days: int | None
+                       scope: Scope, user_id: str, label: str, expires_in_days: int | None
                        ) -> tuple[str, dict[str, Any]]:
+    """For a field-unit user of the caller's agencies (others are not found), bound to an
+    existing unit of the user's agency."""
     now = rt.clock()
     days = expires_in_days or rt.settings.device_token_ttl_days
     token = new_device_token()
     async with unit_of_work(pool, ctx) as uow:
-        user = await repo.user_by_id(uow.conn, user_id)
+        user = await repo.visible_user(uow.conn, user_id, scope=scope)
         if user is None:
             raise NotFound(f"no user {user_id}")
         if user["role"] != "field_unit" or user["disabled"]:
             raise Invalid("device tokens are issued to enabled field_unit users",
                           field="body.user_id")
+        unit_agency = await repo.unit_agency(uow.conn, user["unit_id"])
+        if unit_agency is None or unit_agency not in (user["agencies"] or []):
+            raise Invalid(f"the user is bound to unit {user['unit_id']}, which is not a unit of "
+                          "its agency: bind it to one first", field="body.user_id")
         row = await repo.insert_device(uow.conn, user_id=user_id, unit_id=user["unit_id"],
                                        label=label, token_hash=token_hash(token), now=now,
                                        created_by=ctx.actor,
@@ -395,9 +453,10 @@ async def issue_device(rt: SecurityRuntime, pool: asyncpg.Pool, *, ctx: RequestC
 
 
 async def revoke_device(rt: SecurityRuntime, pool: asyncpg.Pool, *, ctx: RequestContext,
-                        device_id: str) -> None:
+                        scope: Scope, device_id: str) -> None:
     async with unit_of_work(pool, ctx) as uow:
-        row = await repo.revoke_device(uow.conn, device_id, now=rt.clock(), by=ctx.actor)
+        row = await repo.revoke_device(uow.conn, device_id, now=rt.clock(), by=ctx.actor,
+                                       scope=scope)
         if row is None:
             raise NotFound(f"no device token {device_id}")
         uow.audit("device.revoke", target=f"device:{device_id}",
@@ -416,7 +475,7 @@ async def bootstrap_admin(rt: SecurityRuntime, pool: asyncpg.Pool, *, username: 
         exists = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE role = 'admin')")
         if exists:
             return False
-        await create_user(rt, pool, ctx=ctx, username=username, password=password,
-                          role="admin", action="user.bootstrap")
+        await create_user(rt, pool, ctx=ctx, scope=Scope.ALL, username=username,
+                          password=password, role="admin", action="user.bootstrap")
     log.info("admin_bootstrapped", username=normalize_username(username))
     return True

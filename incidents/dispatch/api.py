@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response
 
 from cad.deps import IdempotencyKey
-from cad.security import Context, CurrentPrincipal
+from cad.security import Context, CurrentPrincipal, CurrentScope
 from incidents.dispatch import plans, recommend, service, timers
 from incidents.dispatch.board import board_at_head
 from incidents.dispatch.deps import DispatchDep
@@ -36,18 +36,19 @@ router = APIRouter(prefix="/api/v1", tags=["dispatch"])
              summary="Recommend units to fill the response plan, nearest by road ETA",
              response_model=RecommendationOut)
 async def make_recommendation(incident_id: IncidentId, deps: DispatchDep,
-                              ctx: Context) -> dict[str, Any]:
-    return await recommend.recommend(deps=deps, ctx=ctx, incident_id=incident_id)
+                              ctx: Context, scope: CurrentScope) -> dict[str, Any]:
+    return await recommend.recommend(deps=deps, ctx=ctx, scope=scope, incident_id=incident_id)
 
 
 @router.post("/incidents/{incident_id}/dispatch", response_model=DispatchOut,
              summary="Assign units (atomic; only available units)",
              responses={409: {"description": "A unit is no longer available; the body has its state"}})
 async def dispatch_units(incident_id: IncidentId, body: DispatchIn, deps: DispatchDep,
-                         ctx: Context, response: Response,
+                         ctx: Context, scope: CurrentScope, response: Response,
                          idempotency_key: IdempotencyKey) -> dict[str, Any]:
-    code, result = await service.dispatch_units(deps=deps, ctx=ctx, incident_id=incident_id,
-                                                body=body, idempotency_key=idempotency_key)
+    code, result = await service.dispatch_units(deps=deps, ctx=ctx, scope=scope,
+                                                incident_id=incident_id, body=body,
+                                                idempotency_key=idempotency_key)
     response.status_code = code
     return result
 
@@ -57,12 +58,12 @@ async def dispatch_units(incident_id: IncidentId, body: DispatchIn, deps: Dispat
              responses={409: {"description": "Not allowed from the current status; the body "
                                              "lists allowed_next"}})
 async def change_status(unit_id: str, body: StatusChange, deps: DispatchDep, ctx: Context,
-                        principal: CurrentPrincipal, response: Response,
+                        principal: CurrentPrincipal, scope: CurrentScope, response: Response,
                         idempotency_key: IdempotencyKey) -> dict[str, Any]:
     acting = principal.unit_id if principal.role == "field_unit" else None
     code, result = await service.change_unit_status(
-        deps=deps, ctx=ctx, unit_id=unit_id, body=body, idempotency_key=idempotency_key,
-        acting_unit=acting)
+        deps=deps, ctx=ctx, scope=scope, unit_id=unit_id, body=body,
+        idempotency_key=idempotency_key, acting_unit=acting)
     response.status_code = code
     return result
 
@@ -99,13 +100,14 @@ async def add_substitution(body: SubstitutionIn, deps: DispatchDep, ctx: Context
 # --- supervisor views ------------------------------------------------------------------------
 @router.get("/timers", summary="What is overdue now: pending incidents and unit status timers",
             response_model=TimersOut)
-async def get_timers(deps: DispatchDep) -> dict[str, Any]:
-    return await timers.overdue(deps=deps)
+async def get_timers(deps: DispatchDep, scope: CurrentScope) -> dict[str, Any]:
+    return await timers.overdue(deps=deps, scope=scope)
 
 
 @router.get("/board", response_model=BoardOut,
             summary="Board snapshot (open incidents, active units) with its event position")
-async def get_board(deps: DispatchDep, principal: CurrentPrincipal,
+async def get_board(deps: DispatchDep, scope: CurrentScope,
                     agency: Annotated[list[AgencyQuery] | None, Query(max_length=50)] = None
                     ) -> dict[str, Any]:
-    return await board_at_head(deps.pool, agencies=agency)
+    """The caller's agencies (``agency`` narrows them; it never widens them)."""
+    return await board_at_head(deps.pool, agencies=scope.narrowed(agency))

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from cad.security.scope import Scope
 from cad.uow import event_log_head
 from incidents import repository as incident_repo
 from incidents.views import iso, load_incident_view, open_incident_views
@@ -37,7 +38,7 @@ async def board_at_head(pool: asyncpg.Pool, *, agencies: Sequence[str] | None) -
 
 async def unit_snapshot(conn: asyncpg.Connection, unit_id: str) -> dict[str, Any] | None:
     """What an MDT shows: its unit and, when assigned, the incident (no caller data)."""
-    unit = await unit_repo.get_unit(conn, unit_id)
+    unit = await unit_repo.get_unit(conn, unit_id, scope=Scope.ALL)
     if unit is None:
         return None
     incident = None

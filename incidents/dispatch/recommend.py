@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from cad.errors import Conflict, NotFound
+from cad.security.scope import Scope
 from cad.uow import RequestContext, retry_transient, unit_of_work
 from incidents.dispatch import repository as repo
 from incidents.dispatch.deps import DispatchDeps
@@ -74,8 +75,10 @@ class _Finder:
     """Candidate units for a set of unit types, nearest first, availability re-checked in the
     database (the per-worker routing index may lag another worker's commit)."""
 
-    def __init__(self, deps: DispatchDeps, conn: asyncpg.Connection, lat: float, lon: float) -> None:
+    def __init__(self, deps: DispatchDeps, conn: asyncpg.Connection, lat: float, lon: float,
+                 agencies: frozenset[str]) -> None:
         self.deps = deps
+        self.agencies = agencies  # whose units may serve the incident (own + mutual aid)
         self.conn = conn
         self.lat, self.lon = lat, lon
         self.now = utcnow()
@@ -91,18 +94,26 @@ class _Finder:
         locator = self.deps.locator
         await locator.settle()  # changes seen in the event log are in the index first
         out: list[list[Candidate]] = [[] for _ in groups]
+        # The index knows no agencies: when other agencies' units crowd out the nearest K,
+        # ask again for more.
+        ks = [want for _, _, want in groups]
         for _ in range(MAX_REFRESH_ROUNDS):
-            found = [routing.nearest_units(lat=self.lat, lon=self.lon, k=want,
+            found = [routing.nearest_units(lat=self.lat, lon=self.lon, k=k,
                                                   unit_types=types, capabilities=caps).units
-                     for types, caps, want in groups]
+                     for (types, caps, _), k in zip(groups, ks, strict=True)]
             ids = sorted({str(u.unit_id) for units in found for u in units})
             rows = {r["id"]: r for r in await unit_repo.units_with_stations(self.conn, ids)
                     } if ids else {}
             stale_index: set[str] = set()
+            widen = False
             for g, units in enumerate(found):
                 out[g] = []
+                foreign = 0
                 for u in units:
                     r = rows.get(str(u.unit_id))
+                    if r is not None and r["agency"] not in self.agencies:
+                        foreign += 1  # another agency's unit, and no mutual aid with it
+                        continue
                     if r is None or not r["active"] or UnitStatus(r["status"]) not in AVAILABLE:
                         stale_index.add(str(u.unit_id))
                         continue
@@ -113,9 +124,13 @@ class _Finder:
                         continue
                     out[g].append(Candidate(r["id"], r["unit_type"], u.eta_s * self.factor,
                                             u.distance_m, pos))
-            if not stale_index:
+                if foreign and len(units) == ks[g] and len(out[g]) < groups[g][2]:
+                    ks[g] *= 4
+                    widen = True
+            if not stale_index and not widen:
                 break
-            await locator.refresh(self.conn, sorted(stale_index))
+            if stale_index:
+                await locator.refresh(self.conn, sorted(stale_index))
         return out
 
     async def _straight_line(self, types: list[str], caps: list[str]) -> list[Candidate]:
@@ -124,6 +139,8 @@ class _Finder:
         speed_ms = self.deps.settings.fallback_speed_kmh / 3.6
         out = []
         for r in rows:
+            if r["agency"] not in self.agencies:
+                continue
             pos = self.deps.locator.position(r, now=self.now)
             if pos is None:
                 continue
@@ -134,8 +151,9 @@ class _Finder:
 
 
 async def _explain_shortfall(conn: asyncpg.Connection, slot: Slot, types: list[str],
-                             picked: set[str]) -> str:
-    rows = await unit_repo.roster_of_types(conn, unit_types=types, capabilities=slot.capabilities)
+                             picked: set[str], agencies: frozenset[str]) -> str:
+    rows = await unit_repo.roster_of_types(conn, unit_types=types, capabilities=slot.capabilities,
+                                           agencies=sorted(agencies))
     kinds = " or ".join(types)
     need = f" with {', '.join(slot.capabilities)}" if slot.capabilities else ""
     if not rows:
@@ -155,11 +173,14 @@ async def _explain_shortfall(conn: asyncpg.Connection, slot: Slot, types: list[s
 
 
 @retry_transient
-async def recommend(*, deps: DispatchDeps, ctx: RequestContext, incident_id: int) -> dict[str, Any]:
+async def recommend(*, deps: DispatchDeps, ctx: RequestContext, scope: Scope,
+                    incident_id: int) -> dict[str, Any]:
+    """Candidates are units of the incident's agency and of those the caller may call on for
+    mutual aid (``scope.unit_agencies_for``)."""
     async with unit_of_work(deps.pool, ctx) as uow:
         conn = uow.conn
         uow.audit("incident.recommend", target=f"incident:{incident_id}")
-        ctx_row = await repo.recommend_context(conn, incident_id)
+        ctx_row = await repo.recommend_context(conn, incident_id, scope=scope)
         if ctx_row is None:
             raise NotFound(f"incident {incident_id} does not exist")
         inc = ctx_row
@@ -180,7 +201,8 @@ async def recommend(*, deps: DispatchDeps, ctx: RequestContext, incident_id: int
                     already.append({"slot_type": slot.unit_type, "unit_id": a["id"]})
                     break
 
-        finder = _Finder(deps, conn, inc["lat"], inc["lon"])
+        serving = scope.unit_agencies_for(inc["agency"])
+        finder = _Finder(deps, conn, inc["lat"], inc["lon"], serving)
         by_type: dict[tuple[str, tuple[str, ...]], list[Slot]] = defaultdict(list)
         for slot in open_slots:
             by_type[(slot.unit_type, tuple(slot.capabilities))].append(slot)
@@ -220,7 +242,8 @@ async def recommend(*, deps: DispatchDeps, ctx: RequestContext, incident_id: int
                 types = [stype, *subs.get(stype, [])]
                 shortfalls.append({"slot_type": stype, "capabilities": list(caps), "needed": len(slots),
                                    "filled": len(slots) - unfilled,
-                                   "reason": await _explain_shortfall(conn, slots[0], types, picked)})
+                                   "reason": await _explain_shortfall(conn, slots[0], types, picked,
+                                                                      serving)})
         picks.sort(key=lambda p: (p["eta_s"] if math.isfinite(p["eta_s"]) else 1e18, p["unit_id"]))
         rec_id = await repo.insert_recommendation(
             conn, incident_id=incident_id, created_by=ctx.actor, plan_id=plan.id,

@@ -14,6 +14,8 @@ from typing import Any
 
 import asyncpg
 
+from cad.security.scope import Scope
+
 _RECOMMEND_CONTEXT = """
 SELECT i.*,
   (SELECT row_to_json(p) FROM (
@@ -28,15 +30,17 @@ SELECT i.*,
                             ORDER BY a.dispatched_at, u.id), '[]')
      FROM incident_units a JOIN units u ON u.id = a.unit_id
     WHERE a.incident_id = i.id AND a.cleared_at IS NULL) AS assigned
-FROM incidents i WHERE i.id = $1
+FROM incidents i WHERE i.id = $1 AND ($2::text[] IS NULL OR i.agency = ANY($2))
 """
 
 
 # --- recommendations ---------------------------------------------------------------------------
-async def recommend_context(conn: asyncpg.Connection, incident_id: int) -> asyncpg.Record | None:
+async def recommend_context(conn: asyncpg.Connection, incident_id: int, *,
+                            scope: Scope) -> asyncpg.Record | None:
     """The incident with ``plan`` (the most specific: zone beats type beats priority),
-    ``substitutions`` and ``assigned`` (its units not yet cleared)."""
-    return await conn.fetchrow(_RECOMMEND_CONTEXT, incident_id)
+    ``substitutions`` and ``assigned`` (its units not yet cleared); None when it does not
+    exist or is of an agency outside ``scope`` (field units do not recommend)."""
+    return await conn.fetchrow(_RECOMMEND_CONTEXT, incident_id, scope.agency_list)
 
 
 async def insert_recommendation(conn: asyncpg.Connection, *, incident_id: int, created_by: str,

@@ -97,6 +97,9 @@ class DispatchOut(Out):
     units: list[UnitView]
     recommendation_id: int | None
     recommendation_outcome: Literal["accepted", "overridden"] | None
+    mutual_aid: list[str] = Field(
+        default_factory=list, description="Units dispatched to another agency's incident "
+        "(CAD_MUTUAL_AID); flagged on the assignment, in the event and in the audit record.")
 
 
 class StatusChangeOut(Out):

@@ -14,6 +14,7 @@ import asyncpg
 
 from cad import idempotency
 from cad.errors import Conflict, Forbidden, Invalid, NotFound
+from cad.security.scope import Scope
 from cad.uow import RequestContext, retry_transient, unit_of_work
 from incidents import repository as incident_repo
 from incidents import service as incidents
@@ -39,25 +40,31 @@ _FIRST = {UnitStatus.EN_ROUTE: "first_en_route_at", UnitStatus.ON_SCENE: "first_
 
 
 @retry_transient
-async def dispatch_units(*, deps: DispatchDeps, ctx: RequestContext, incident_id: int,
-                         body: DispatchIn, idempotency_key: str | None = None
+async def dispatch_units(*, deps: DispatchDeps, ctx: RequestContext, scope: Scope,
+                         incident_id: int, body: DispatchIn, idempotency_key: str | None = None
                          ) -> tuple[int, dict[str, Any]]:
     """Assign units to an incident, only while they are still available. Returns (HTTP
-    status, body)."""
-    scope = f"incident.dispatch:{ctx.actor}:{incident_id}"
+    status, body). The incident must be in ``scope``; its units of its own agency, or of an
+    agency the caller may call on for mutual aid (``scope.unit_agencies_for``): those are
+    flagged on the assignment, in the event and in the audit record. Any other unit is
+    unknown (422), as if it did not exist."""
+    key_scope = f"incident.dispatch:{ctx.actor}:{incident_id}"
     req_hash = idempotency.request_hash(body.model_dump(mode="json"))
     unit_ids = sorted(body.unit_ids)
     async with unit_of_work(deps.pool, ctx) as uow:
         conn = uow.conn
-        uow.audit("incident.dispatch", target=f"incident:{incident_id}", details={"units": unit_ids})
+        record = uow.audit("incident.dispatch", target=f"incident:{incident_id}",
+                           details={"units": unit_ids})
         if idempotency_key is not None:
-            stored = await idempotency.claim(conn, scope=scope, key=idempotency_key, req_hash=req_hash)
+            stored = await idempotency.claim(conn, scope=key_scope, key=idempotency_key,
+                                             req_hash=req_hash)
             if stored is not None:
                 return stored.status_code, stored.body
-        inc = await incidents.lock_incident(conn, incident_id=incident_id)
+        inc = await incidents.lock_incident(conn, incident_id=incident_id, scope=scope)
         if inc["status"] == "closed":
             raise Conflict(f"incident {incident_id} is closed")
-        locked = await unit_repo.lock_units(conn, unit_ids)
+        locked = await unit_repo.lock_units(
+            conn, unit_ids, agencies=sorted(scope.unit_agencies_for(inc["agency"])))
         found = {r["id"]: r for r in locked}
         unknown = [u for u in unit_ids if u not in found]
         if unknown:
@@ -88,6 +95,9 @@ async def dispatch_units(*, deps: DispatchDeps, ctx: RequestContext, incident_id
                                           reason=body.override_reason, by=ctx.actor,
                                           unit_ids=unit_ids)
 
+        mutual_aid = sorted(r["id"] for r in locked if r["agency"] != inc["agency"])
+        if mutual_aid:
+            record.details["mutual_aid"] = {u: found[u]["agency"] for u in mutual_aid}
         rows = await unit_repo.mark_dispatched(conn, unit_ids, incident_id=incident_id,
                                                from_statuses=_AVAILABLE)
         assert len(rows) == len(unit_ids)  # rows are locked and were checked above
@@ -95,7 +105,7 @@ async def dispatch_units(*, deps: DispatchDeps, ctx: RequestContext, incident_id
         for r in rows:
             await incident_repo.insert_assignment(
                 conn, incident_id=incident_id, unit_id=r["id"], dispatched_at=r["status_changed_at"],
-                recommendation_id=body.recommendation_id)
+                recommendation_id=body.recommendation_id, mutual_aid=r["id"] in mutual_aid)
             await unit_repo.log_status(conn, unit_id=r["id"], from_status=found[r["id"]]["status"],
                                        to_status="dispatched", at=r["status_changed_at"],
                                        reported_at=None, incident_id=incident_id, actor=ctx.actor,
@@ -108,24 +118,28 @@ async def dispatch_units(*, deps: DispatchDeps, ctx: RequestContext, incident_id
         assert view is not None
         units_after = [unit_view(r) for r in sorted(rows, key=lambda r: r["id"])]
         result = {"incident": view, "dispatched": unit_ids, "units": units_after,
-                  "recommendation_id": body.recommendation_id, "recommendation_outcome": rec_outcome}
+                  "recommendation_id": body.recommendation_id,
+                  "recommendation_outcome": rec_outcome, "mutual_aid": mutual_aid}
         uow.emit("incident.units_dispatched", aggregate=("incident", incident_id), agency=inc["agency"],
                  data={"incident": view, "units_after": units_after, "dispatched": unit_ids,
                        "unit_ids": await incident_repo.assigned_unit_ids(conn, incident_id),
                        "recommendation_id": body.recommendation_id,
                        "recommendation_outcome": rec_outcome,
-                       "override_reason": body.override_reason})
+                       "override_reason": body.override_reason, "mutual_aid": mutual_aid})
         if idempotency_key is not None:
-            await idempotency.record(conn, scope=scope, key=idempotency_key, status_code=200, body=result)
+            await idempotency.record(conn, scope=key_scope, key=idempotency_key, status_code=200,
+                                     body=result)
         deps.locator.refresh_after_commit(uow, unit_ids)
     return 200, result
 
 
 @retry_transient
-async def change_unit_status(*, deps: DispatchDeps, ctx: RequestContext, unit_id: str,
-                             body: StatusChange, idempotency_key: str | None = None,
+async def change_unit_status(*, deps: DispatchDeps, ctx: RequestContext, scope: Scope,
+                             unit_id: str, body: StatusChange, idempotency_key: str | None = None,
                              acting_unit: str | None = None) -> tuple[int, dict[str, Any]]:
-    """Returns (HTTP status, body). ``acting_unit``: the caller is an MDT bound to this unit."""
+    """Returns (HTTP status, body). ``acting_unit``: the caller is an MDT bound to this unit.
+    A console changes the status of its agencies' units, and of any unit on one of its
+    agencies' incidents (mutual aid); any other unit is not found."""
     if acting_unit is not None and acting_unit != unit_id:
         raise Forbidden(f"this device is bound to unit {acting_unit}, not {unit_id}")
     deps.plausible.check_time(body.reported_at, field="body.reported_at")
@@ -134,16 +148,17 @@ async def change_unit_status(*, deps: DispatchDeps, ctx: RequestContext, unit_id
         raise Conflict("units become dispatched only through POST /api/v1/incidents/{id}/dispatch",
                        extra={"allowed_next": []})
     source = body.source or ("mdt" if ctx.source == "mdt" else "console")
-    scope = f"unit.status:{ctx.actor}:{unit_id}"
+    key_scope = f"unit.status:{ctx.actor}:{unit_id}"
     req_hash = idempotency.request_hash(body.model_dump(mode="json"))
     async with unit_of_work(deps.pool, ctx) as uow:
         uow.audit("unit.status.change", target=f"unit:{unit_id}", details={"to": new.value})
         if idempotency_key is not None:
-            stored = await idempotency.claim(uow.conn, scope=scope, key=idempotency_key,
+            stored = await idempotency.claim(uow.conn, scope=key_scope, key=idempotency_key,
                                              req_hash=req_hash)
             if stored is not None:
                 return stored.status_code, stored.body
-        unit = await _lock_unit_and_incident(uow.conn, unit_id)
+        unit = await _lock_unit_and_incident(uow.conn, unit_id, scope=scope,
+                                             own_unit=acting_unit is not None)
         if not unit["active"]:
             raise Conflict(f"unit {unit_id} is deactivated")
         current = UnitStatus(unit["status"])
@@ -187,8 +202,8 @@ async def change_unit_status(*, deps: DispatchDeps, ctx: RequestContext, unit_id
                          "unit_ids": await incident_repo.assigned_unit_ids(uow.conn, incident_id),
                          "all_units_cleared": progress["all_cleared"]})
         if idempotency_key is not None:
-            await idempotency.record(uow.conn, scope=scope, key=idempotency_key, status_code=200,
-                                     body=result)
+            await idempotency.record(uow.conn, scope=key_scope, key=idempotency_key,
+                                     status_code=200, body=result)
         deps.locator.refresh_after_commit(uow, [unit_id])
     return 200, result
 
@@ -211,7 +226,8 @@ class _MovedOn(Exception):
     """The unit changed incident between the peek and its lock."""
 
 
-async def _lock_unit_and_incident(conn: asyncpg.Connection, unit_id: str) -> asyncpg.Record:
+async def _lock_unit_and_incident(conn: asyncpg.Connection, unit_id: str, *, scope: Scope,
+                                  own_unit: bool) -> asyncpg.Record:
     """Lock the unit's incident, then the unit: the global order, so this and dispatch never
     deadlock. When the unit changed incident in between, the attempt's savepoint is rolled
     back, which releases both locks (PostgreSQL releases locks taken after a savepoint when it
@@ -220,12 +236,19 @@ async def _lock_unit_and_incident(conn: asyncpg.Connection, unit_id: str) -> asy
     for _ in range(5):
         try:
             async with conn.transaction():  # a savepoint inside the action's transaction
-                peek = await unit_repo.get_unit(conn, unit_id)
+                peek = await unit_repo.get_unit(conn, unit_id, scope=Scope.ALL)
                 if peek is None:
                     raise NotFound(f"unit {unit_id} does not exist")
+                incident = None
                 if peek["current_incident"] is not None:
-                    await incident_repo.lock_incident(conn, peek["current_incident"])
-                unit = await unit_repo.get_unit(conn, unit_id, for_update=True)
+                    incident = await incident_repo.lock_incident(
+                        conn, peek["current_incident"], scope=Scope.ALL)
+                # Visible: the MDT's own unit, a unit of the caller's agencies, or one on an
+                # incident of the caller's agencies (mutual aid it brought in).
+                if not (own_unit or scope.covers(peek["agency"])
+                        or (incident is not None and scope.covers(incident["agency"]))):
+                    raise NotFound(f"unit {unit_id} does not exist")
+                unit = await unit_repo.get_unit(conn, unit_id, scope=Scope.ALL, for_update=True)
                 assert unit is not None
                 if unit["current_incident"] != peek["current_incident"]:
                     raise _MovedOn

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import structlog
 
+from cad.security.scope import Scope
 from cad.uow import RequestContext, unit_of_work
 from incidents import repository as incident_repo
 from incidents.dispatch import repository as repo
@@ -21,13 +22,16 @@ log = structlog.get_logger("incidents.dispatch.timers")
 SYSTEM = RequestContext.system("timers")
 
 
-async def overdue(*, deps: DispatchDeps) -> dict[str, list[dict[str, Any]]]:
-    """What is overdue now (for the supervisor's board), without emitting anything. The
-    thresholds go into the query: only overdue rows come back, however long the queue."""
+async def overdue(*, deps: DispatchDeps, scope: Scope) -> dict[str, list[dict[str, Any]]]:
+    """What is overdue now (for the supervisor's board: its agencies), without emitting
+    anything. The thresholds go into the query: only overdue rows come back, however long
+    the queue."""
     s = deps.settings
     async with deps.pool.acquire() as conn:
-        pend = await incident_repo.pending_overdue(conn, thresholds_s=s.pending_thresholds_s)
-        units = await unit_repo.overdue_units(conn, thresholds_s=s.unit_status_thresholds_s)
+        pend = await incident_repo.pending_overdue(conn, thresholds_s=s.pending_thresholds_s,
+                                                   agencies=scope.agency_list)
+        units = await unit_repo.overdue_units(conn, thresholds_s=s.unit_status_thresholds_s,
+                                              agencies=scope.agency_list)
     out_p = [{"incident_id": r["id"], "number": r["number"], "agency": r["agency"],
               "priority": r["priority"], "age_s": round(float(r["age_s"]), 1),
               "threshold_s": r["threshold_s"]} for r in pend]
@@ -63,7 +67,7 @@ async def sweep(*, deps: DispatchDeps) -> int:
         for uid in await unit_repo.unevaluable_units(conn):
             _unevaluable(deps, f"unit:{uid}", "status_changed_at or last_checkin_at is not a "
                                               "finite time")
-    now_overdue = await overdue(deps=deps)
+    now_overdue = await overdue(deps=deps, scope=Scope.ALL)
     for p in now_overdue["pending_incidents"]:
         try:
             fired += await _fire_pending(deps, p)
@@ -79,7 +83,7 @@ async def sweep(*, deps: DispatchDeps) -> int:
 
 async def _fire_pending(deps: DispatchDeps, p: dict[str, Any]) -> int:
     async with unit_of_work(deps.pool, SYSTEM) as uow:
-        row = await incident_repo.lock_incident(uow.conn, p["incident_id"])
+        row = await incident_repo.lock_incident(uow.conn, p["incident_id"], scope=Scope.ALL)
         if row is None or row["status"] != "pending":
             return 0
         new = await repo.claim_alert(uow.conn, kind="pending_overdue",

@@ -111,12 +111,17 @@ async def test_no_number_sequence_is_made_for_a_request_validation_refuses(api: 
     disp = await api.as_("dispatcher")
     pool = api.running.pool
     r = await disp.post("/api/v1/incidents", json={
-        "agency": "NEWAGENCY", "incident_type": "NOSUCHTYPE", "location": {"lat": SF[0], "lon": SF[1]}})
+        "agency": "SFFD", "incident_type": "NOSUCHTYPE", "location": {"lat": SF[0], "lon": SF[1]}})
     assert r.status_code == 422 and _fields(r) == ["body.incident_type"], r.text
     assert await _made(pool) == {"incidents": 0, "events": 0, "sequences": 0}
     r = await disp.post("/api/v1/incidents", json={
-        "agency": "OTHER", "incident_type": "MED", "location": {"lat": 0.0, "lon": 0.0}})
+        "agency": "SFFD", "incident_type": "MED", "location": {"lat": 0.0, "lon": 0.0}})
     assert r.status_code == 422, r.text
+    assert await _made(pool) == {"incidents": 0, "events": 0, "sequences": 0}
+    # An agency the dispatcher does not act for is refused first (issue 11, scoping).
+    r = await disp.post("/api/v1/incidents", json={
+        "agency": "NEWAGENCY", "incident_type": "MED", "location": {"lat": SF[0], "lon": SF[1]}})
+    assert r.status_code == 403, r.text
     assert await _made(pool) == {"incidents": 0, "events": 0, "sequences": 0}
 
 
@@ -254,7 +259,7 @@ async def area_api(request: pytest.FixtureRequest, database_url: str,
 
 
 async def test_a_configured_service_area_bounds_each_agency(area_api: Api) -> None:
-    disp = await area_api.as_("dispatcher")
+    disp = await area_api.as_("dispatcher", agencies=["SFFD", "SFPD"])
     sup = await area_api.as_("supervisor")
     await create_incident(disp, *SF)
     for agency, (lat, lon) in (("SFFD", OAKLAND), ("SFFD", (0.0, 0.0)), ("SFPD", SF),

@@ -11,7 +11,7 @@ import websockets
 
 from cad.security import principal_from_token
 from cad.settings import Settings
-from tests.auth import AuthHeaders, login_tokens, make_user
+from tests.auth import AuthHeaders, ensure_unit, login_tokens, make_user
 from tests.support import RunningApp, running_app
 
 API = "/api/v1"
@@ -25,6 +25,8 @@ def _settings(database_url: str, tmp_path, **kw) -> Settings:
 
 async def test_admin_manages_users(app: RunningApp, auth_headers: AuthHeaders) -> None:
     admin = await auth_headers("admin")
+    for unit in ("M12", "M14"):
+        await ensure_unit(app.pool, unit, "SFFD")
     async with httpx.AsyncClient(base_url=app.base_url) as c:
         r = await c.post(f"{API}/users", headers=admin, json={
             "username": "Medic-12", "password": PASSWORD, "role": "field_unit", "unit_id": "M12",
@@ -76,6 +78,7 @@ async def test_last_admin_cannot_be_removed(app: RunningApp, auth_headers: AuthH
 
 async def test_device_tokens_issue_use_revoke(app: RunningApp, auth_headers: AuthHeaders) -> None:
     sup = await auth_headers("supervisor")
+    await ensure_unit(app.pool, "E7")
     unit_user = await auth_headers.user("field_unit", unit_id="E7")
     uid = await app.pool.fetchval("SELECT id::text FROM users WHERE username = $1",
                                             unit_user.username)

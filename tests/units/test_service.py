@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from cad.errors import Conflict, Invalid, NotFound
-from tests.fast_tier import CONSOLE, deps
+from tests.fast_tier import CONSOLE, SFFD, deps
 from units import service
 from units.schemas import StationIn, UnitCreate, UnitPatch
 
@@ -16,9 +16,9 @@ from units.schemas import StationIn, UnitCreate, UnitPatch
 async def test_create_unit_writes_row_status_log_event_and_audit(tx_pool: Any,
                                                                    tmp_path: Path) -> None:
     units, _, _ = deps(tx_pool, tmp_path)
-    await service.upsert_station(deps=units, ctx=CONSOLE, station=StationIn(
+    await service.upsert_station(deps=units, ctx=CONSOLE, scope=SFFD, station=StationIn(
         id="S1", agency="SFFD", name="Station 1", lat=37.78, lon=-122.40))
-    view = await service.create_unit(deps=units, ctx=CONSOLE, body=UnitCreate(
+    view = await service.create_unit(deps=units, ctx=CONSOLE, scope=SFFD, body=UnitCreate(
         id="E01", agency="SFFD", discipline="fire", unit_type="engine", home_station="S1",
         status="available_in_quarters"))
     assert view["status"] == "available_in_quarters" and view["apco_code"] == "AIQ"
@@ -35,29 +35,29 @@ async def test_create_unit_writes_row_status_log_event_and_audit(tx_pool: Any,
 async def test_duplicate_unit_and_unknown_station_are_refused(tx_pool: Any, tmp_path: Path) -> None:
     units, _, _ = deps(tx_pool, tmp_path)
     body = UnitCreate(id="M01", agency="SFFD", discipline="ems", unit_type="medic_als")
-    await service.create_unit(deps=units, ctx=CONSOLE, body=body)
+    await service.create_unit(deps=units, ctx=CONSOLE, scope=SFFD, body=body)
     with pytest.raises(Conflict):
-        await service.create_unit(deps=units, ctx=CONSOLE, body=body)
+        await service.create_unit(deps=units, ctx=CONSOLE, scope=SFFD, body=body)
     with pytest.raises(Invalid) as bad:
-        await service.create_unit(deps=units, ctx=CONSOLE, body=UnitCreate(
+        await service.create_unit(deps=units, ctx=CONSOLE, scope=SFFD, body=UnitCreate(
             id="M02", agency="SFFD", discipline="ems", unit_type="medic_als", home_station="NOPE"))
     assert bad.value.extra["errors"][0]["field"] == "body.home_station"
     with pytest.raises(NotFound):
-        await service.get_unit(deps=units, unit_id="M02")
+        await service.get_unit(deps=units, scope=SFFD, unit_id="M02")
 
 
 async def test_update_checks_the_version(tx_pool: Any, tmp_path: Path) -> None:
     units, _, _ = deps(tx_pool, tmp_path)
-    made = await service.create_unit(deps=units, ctx=CONSOLE, body=UnitCreate(
+    made = await service.create_unit(deps=units, ctx=CONSOLE, scope=SFFD, body=UnitCreate(
         id="T01", agency="SFFD", discipline="fire", unit_type="truck"))
-    changed = await service.update_unit(deps=units, ctx=CONSOLE, unit_id="T01",
+    changed = await service.update_unit(deps=units, ctx=CONSOLE, scope=SFFD, unit_id="T01",
                                         body=UnitPatch(staffing=4, version=made["version"]))
     assert changed["staffing"] == 4 and changed["version"] == made["version"] + 1
     with pytest.raises(Conflict):
-        await service.update_unit(deps=units, ctx=CONSOLE, unit_id="T01",
+        await service.update_unit(deps=units, ctx=CONSOLE, scope=SFFD, unit_id="T01",
                                   body=UnitPatch(staffing=5, version=made["version"]))
     with pytest.raises(Invalid):
-        await service.update_unit(deps=units, ctx=CONSOLE, unit_id="T01", body=UnitPatch())
+        await service.update_unit(deps=units, ctx=CONSOLE, scope=SFFD, unit_id="T01", body=UnitPatch())
 
 
 async def test_csv_import_is_all_or_nothing(tx_pool: Any, tmp_path: Path) -> None:
@@ -66,12 +66,12 @@ async def test_csv_import_is_all_or_nothing(tx_pool: Any, tmp_path: Path) -> Non
                 "E10,SFFD,fire,engine,als;hazmat,,4\n"
                 "E11,SFFD,firefighters,engine,,,4\n")
     with pytest.raises(Invalid) as bad:
-        await service.import_units_csv(deps=units, ctx=CONSOLE, text=csv_text)
+        await service.import_units_csv(deps=units, ctx=CONSOLE, scope=SFFD, text=csv_text)
     assert bad.value.extra["errors"][0]["field"] == "body.line[3]"
-    assert await service.list_units(deps=units, agency="SFFD", status=None,
+    assert await service.list_units(deps=units, scope=SFFD, agency="SFFD", status=None,
                                     include_inactive=True) == []
     ok = csv_text.replace("firefighters", "fire")
-    assert await service.import_units_csv(deps=units, ctx=CONSOLE, text=ok) == {
+    assert await service.import_units_csv(deps=units, ctx=CONSOLE, scope=SFFD, text=ok) == {
         "created": 2, "updated": 0}
-    e10 = await service.get_unit(deps=units, unit_id="E10")
+    e10 = await service.get_unit(deps=units, scope=SFFD, unit_id="E10")
     assert e10["capabilities"] == ["als", "hazmat"]

@@ -138,7 +138,7 @@ async def test_dispatch_records_the_outcome_and_demands_a_reason_to_override(
 async def test_racing_dispatchers_exactly_one_wins(api: Api) -> None:
     sup = await api.as_("supervisor")
     await create_unit(sup, "E01")
-    dispatchers = [await api.as_("dispatcher", agency=f"D{i}") for i in range(4)]
+    dispatchers = [await api.as_("dispatcher", fresh=True) for i in range(4)]  # four consoles
     incidents = [await create_incident(dispatchers[0], 37.77 + i / 1000, -122.42) for i in range(12)]
     attempts = [dispatchers[i % 4].post(f"/api/v1/incidents/{inc['id']}/dispatch",
                                         json={"unit_ids": ["E01"]})

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from cad.security.scope import Scope
 from incidents.dispatch import timers
 from incidents.dispatch.board import apply_event, board_snapshot
 from tests.dispatch_fixtures import Api, create_incident, create_unit, make_settings
@@ -38,7 +39,7 @@ async def test_each_crossing_emits_exactly_one_event(timer_api: Api) -> None:
     disp = await timer_api.as_("dispatcher")
     urgent = await create_incident(disp, 37.77, -122.42, itype="CARDIAC")   # priority 1: 0 s
     routine = await create_incident(disp, 37.78, -122.42, itype="BURG")     # priority 3: 1 h
-    overdue = await timers.overdue(deps=deps)
+    overdue = await timers.overdue(deps=deps, scope=Scope.ALL)
     assert [p["incident_id"] for p in overdue["pending_incidents"]] == [urgent["id"]]
     assert await timers.sweep(deps=deps) == 1
     assert await timers.sweep(deps=deps) == 0  # already announced
