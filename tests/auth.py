@@ -4,9 +4,12 @@ per role."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import httpx
 
 from tests.support import RunningApp
@@ -156,3 +159,42 @@ class Api:
     async def close(self) -> None:
         for c in self._clients:
             await c.aclose()
+
+
+# --- tokens for websocket clients (boards, MDTs) -------------------------------------------------
+async def insert_unit(pool: asyncpg.Pool, unit_id: str, agency: str) -> None:
+    await pool.execute(
+        "INSERT INTO units (id, agency, discipline, unit_type) VALUES ($1, $2, 'fire', 'engine') "
+        "ON CONFLICT (id) DO NOTHING", unit_id, agency)
+
+
+async def board_token(pool: asyncpg.Pool, secret: str, *, role: str = "dispatcher",
+                      agency: str | None = "A") -> str:
+    """A user of ``role`` and a live session; the access token signed with ``secret``."""
+    from cad.security.tokens import issue_access_token, new_refresh_token, token_hash
+
+    username, _ = await make_user(pool, role, agency=agency)
+    user_id = await pool.fetchval("SELECT id::text FROM users WHERE username = $1", username)
+    session_id = str(uuid.uuid4())
+    now = datetime.now(UTC)
+    await pool.execute(
+        "INSERT INTO sessions (id, user_id, refresh_hash, created_at, last_seen_at, expires_at) "
+        "VALUES ($1::uuid, $2::uuid, $3, $4::timestamptz, $4, $4 + interval '12 hours')",
+        session_id, user_id, token_hash(new_refresh_token(session_id)), now)
+    return issue_access_token(secret, user_id=user_id, session_id=session_id, role=role, now=now,
+                              ttl_s=3600)
+
+
+async def device_token(pool: asyncpg.Pool, unit_id: str, *, agency: str = "A") -> str:
+    """A field_unit user bound to ``unit_id`` and an MDT device token for it."""
+    from cad.security.tokens import new_device_token, token_hash
+
+    await insert_unit(pool, unit_id, agency)
+    username, _ = await make_user(pool, "field_unit", unit_id=unit_id, agency=agency)
+    user_id = await pool.fetchval("SELECT id::text FROM users WHERE username = $1", username)
+    token = new_device_token()
+    await pool.execute(
+        "INSERT INTO device_tokens (user_id, unit_id, label, token_hash, created_at, created_by, "
+        "expires_at) VALUES ($1::uuid, $2, 'test', $3, now(), 'tests', now() + interval '1 day')",
+        user_id, unit_id, token_hash(token))
+    return token

@@ -87,7 +87,7 @@ async def board_socket(ws: WebSocket, gw: RunningGateway) -> None:
     if not ok:
         await close_ws(ws, CLOSE_BAD_REQUEST, "last_event_id must be a non-negative integer")
         return
-    agencies = auth.principal_agencies(principal)
+    agencies = auth.principal_agencies(principal, gw.settings)
     s = gw.settings
     client = Client(ws, kind="board", principal=principal, token=token,
                     filter=BoardFilter(agencies), queue_max=s.ws_client_queue_max,
@@ -183,8 +183,8 @@ async def get_track(
         raise Invalid(f"at most {MAX_TRACK_SPAN.days} days per request", field="query.to")
     async with gw.pool.acquire() as conn:
         agency = await gw.ports.unit_agency(conn, unit_id)
-        allowed = auth.principal_agencies(principal)
-        if agency is not None and allowed is not None and agency not in allowed:
+        allowed = auth.principal_agencies(principal, gw.settings)
+        if agency is None or (allowed is not None and agency not in allowed):
             raise NotFound(f"no unit {unit_id}")  # other agencies' units are not disclosed
         rows = await conn.fetch(
             "SELECT fix_time, received_at, lat, lon, heading_deg, speed_mps, accuracy_m "

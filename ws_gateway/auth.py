@@ -11,9 +11,10 @@ from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
 from cad.errors import Forbidden
-from cad.security.deps import current_principal
+from cad.security.deps import current_principal, scope_of
 from cad.security.middleware import bearer_token
 from cad.security.principal import Principal
+from cad.settings import Settings
 from ws_gateway.ports import ResolvePrincipal
 
 log = structlog.get_logger("ws_gateway.auth")
@@ -42,12 +43,11 @@ def token_from_scope(scope: Scope) -> str | None:
     return bearer_token(scope)
 
 
-def principal_agencies(principal: Principal) -> list[str] | None:
-    """The agencies a board shows. A principal without an agency sees none (fail closed),
-    except that supervisors without an agency see every agency (regional supervisors)."""
-    if principal.agency is None:
-        return None if principal.role == "supervisor" else []
-    return [str(principal.agency)]
+def principal_agencies(principal: Principal, settings: Settings) -> list[str] | None:
+    """The agencies a board shows and whose units' tracks may be read: the principal's scope
+    (cad.security.scope_of, the same derivation HTTP uses), None = every agency (admins).
+    A user without an agency sees none (fail closed)."""
+    return scope_of(principal, settings).agency_list
 
 
 def require(roles: Iterable[str]) -> Callable[[HTTPConnection], Awaitable[Principal]]:

@@ -51,7 +51,7 @@ def _uuid(value: str, what: str) -> str:
                         429: {"description": "too many attempts from this address"}})
 async def login(sec: SecurityDep, body: LoginIn, request: Request) -> TokensOut:
     issued = await service.login(
-        sec.runtime, sec.pool, username=body.username, password=body.password,
+        rt=sec.runtime, pool=sec.pool, username=body.username, password=body.password,
         client_addr=request.client.host if request.client else None,
         user_agent=request.headers.get("user-agent"),
         request_id=getattr(request.state, "request_id", None))
@@ -60,8 +60,7 @@ async def login(sec: SecurityDep, body: LoginIn, request: Request) -> TokensOut:
 
 @router.post("/auth/refresh", tags=["auth"], response_model=TokensOut)
 async def refresh(sec: SecurityDep, body: RefreshIn, request: Request) -> TokensOut:
-    issued = await service.refresh(
-        sec.runtime, sec.pool, refresh_token=body.refresh_token,
+    issued = await service.refresh(rt=sec.runtime, pool=sec.pool, refresh_token=body.refresh_token,
         client_addr=request.client.host if request.client else None,
         request_id=getattr(request.state, "request_id", None))
     return TokensOut(**issued.__dict__)
@@ -69,7 +68,7 @@ async def refresh(sec: SecurityDep, body: RefreshIn, request: Request) -> Tokens
 
 @router.post("/auth/logout", tags=["auth"], status_code=204)
 async def logout(sec: SecurityDep, principal: CurrentPrincipal, ctx: Context) -> Response:
-    await service.logout(sec.runtime, sec.pool, principal=principal, ctx=ctx)
+    await service.logout(rt=sec.runtime, pool=sec.pool, principal=principal, ctx=ctx)
     return Response(status_code=204)
 
 
@@ -81,7 +80,7 @@ async def me(principal: CurrentPrincipal) -> MeOut:
 @router.post("/auth/password", tags=["auth"], status_code=204)
 async def change_password(sec: SecurityDep, body: PasswordChangeIn, principal: CurrentPrincipal,
                           ctx: Context) -> Response:
-    await service.change_password(sec.runtime, sec.pool, principal=principal, ctx=ctx,
+    await service.change_password(rt=sec.runtime, pool=sec.pool, principal=principal, ctx=ctx,
                                   current_password=body.current_password,
                                   new_password=body.new_password)
     return Response(status_code=204)
@@ -95,28 +94,28 @@ async def list_users(sec: SecurityDep, ctx: Context, scope: CurrentScope,
                      include_disabled: bool = False,
                      limit: Annotated[int, Query(ge=1, le=1000)] = 200,
                      offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
-    return await service.list_users(sec.pool, ctx=ctx, scope=scope, role=role,
+    return await service.list_users(pool=sec.pool, ctx=ctx, scope=scope, role=role,
                                     include_disabled=include_disabled, limit=limit, offset=offset)
 
 
 @router.post("/users", tags=["users"], response_model=UserOut, status_code=201)
 async def create_user(sec: SecurityDep, body: UserCreateIn, ctx: Context,
                       scope: CurrentScope) -> dict[str, Any]:
-    return await service.create_user(sec.runtime, sec.pool, ctx=ctx, scope=scope,
+    return await service.create_user(rt=sec.runtime, pool=sec.pool, ctx=ctx, scope=scope,
                                      **body.model_dump())
 
 
 @router.get("/users/{user_id}", tags=["users"], response_model=UserDetailOut)
 async def get_user(sec: SecurityDep, user_id: str, ctx: Context,
                    scope: CurrentScope) -> dict[str, Any]:
-    return await service.get_user(sec.pool, ctx=ctx, scope=scope, user_id=_uuid(user_id, "user"))
+    return await service.get_user(pool=sec.pool, ctx=ctx, scope=scope, user_id=_uuid(user_id, "user"))
 
 
 @router.patch("/users/{user_id}", tags=["users"], response_model=UserOut)
 async def update_user(sec: SecurityDep, user_id: str, body: UserPatchIn, ctx: Context,
                       scope: CurrentScope) -> dict[str, Any]:
     changes = body.model_dump(exclude_unset=True)
-    return await service.update_user(sec.runtime, sec.pool, ctx=ctx, scope=scope,
+    return await service.update_user(rt=sec.runtime, pool=sec.pool, ctx=ctx, scope=scope,
                                      user_id=_uuid(user_id, "user"), changes=changes)
 
 
@@ -125,7 +124,7 @@ async def update_user(sec: SecurityDep, user_id: str, body: UserPatchIn, ctx: Co
                            "the row stays, because the audit trail refers to it.")
 async def delete_user(sec: SecurityDep, user_id: str, ctx: Context,
                       scope: CurrentScope) -> Response:
-    await service.disable_user(sec.runtime, sec.pool, ctx=ctx, scope=scope,
+    await service.disable_user(rt=sec.runtime, pool=sec.pool, ctx=ctx, scope=scope,
                                user_id=_uuid(user_id, "user"))
     return Response(status_code=204)
 
@@ -148,7 +147,7 @@ async def list_devices(sec: SecurityDep, scope: CurrentScope, user_id: str | Non
 async def issue_device(sec: SecurityDep, body: DeviceIssueIn, ctx: Context,
                        scope: CurrentScope) -> dict[str, Any]:
     token, row = await service.issue_device(
-        sec.runtime, sec.pool, ctx=ctx, scope=scope, user_id=_uuid(body.user_id, "user"),
+        rt=sec.runtime, pool=sec.pool, ctx=ctx, scope=scope, user_id=_uuid(body.user_id, "user"),
         label=body.label, expires_in_days=body.expires_in_days)
     return {**row, "token": token}
 
@@ -156,7 +155,7 @@ async def issue_device(sec: SecurityDep, body: DeviceIssueIn, ctx: Context,
 @router.delete("/devices/{device_id}", tags=["devices"], status_code=204)
 async def revoke_device(sec: SecurityDep, device_id: str, ctx: Context,
                         scope: CurrentScope) -> Response:
-    await service.revoke_device(sec.runtime, sec.pool, ctx=ctx, scope=scope,
+    await service.revoke_device(rt=sec.runtime, pool=sec.pool, ctx=ctx, scope=scope,
                                 device_id=_uuid(device_id, "device token"))
     return Response(status_code=204)
 

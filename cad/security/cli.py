@@ -66,7 +66,7 @@ def users_create(
         rt = SecurityRuntime.build(settings)
         actor = os.environ.get("SUDO_USER") or os.environ.get("USER") or "cli"
         ctx = RequestContext(actor=f"cli:{actor}", source="system")
-        return await service.create_user(rt, pool, ctx=ctx, username=username, password=password,
+        return await service.create_user(rt=rt, pool=pool, ctx=ctx, username=username, password=password,
                                          role=role, unit_id=unit, agencies=agency or None,
                                          display_name=display_name, scope=Scope.ALL)
 

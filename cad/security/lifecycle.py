@@ -57,7 +57,7 @@ async def start(state: SecurityState, *, app: FastAPI, pool: asyncpg.Pool,
         # Refused with 403 at request time; logged loudly so that it is noticed at deploy.
         log.error("routes_without_policy_rule", routes=[f"{m} {p}" for m, p in missing])
     if settings.bootstrap_admin_username and settings.bootstrap_admin_password:
-        await bootstrap_admin(rt, pool, username=settings.bootstrap_admin_username,
+        await bootstrap_admin(rt=rt, pool=pool, username=settings.bootstrap_admin_username,
                               password=settings.bootstrap_admin_password.get_secret_value())
     if settings.audit_prune_interval_s > 0:
         state.tasks.append(asyncio.create_task(_prune_loop(pool, settings), name="audit-prune"))

@@ -122,7 +122,7 @@ def user_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     return {**view, "agencies": list(row["agencies"] or [])}
 
 
-async def login(rt: SecurityRuntime, pool: asyncpg.Pool, *, username: str, password: str,
+async def login(*, rt: SecurityRuntime, pool: asyncpg.Pool, username: str, password: str,
                 client_addr: str | None, user_agent: str | None,
                 request_id: str | None) -> IssuedTokens:
     now = rt.clock()
@@ -198,7 +198,7 @@ def _issue(rt: SecurityRuntime, user: asyncpg.Record, session_id: str, refresh: 
                         session_id=session_id, user=view)
 
 
-async def refresh(rt: SecurityRuntime, pool: asyncpg.Pool, *, refresh_token: str,
+async def refresh(*, rt: SecurityRuntime, pool: asyncpg.Pool, refresh_token: str,
                   client_addr: str | None, request_id: str | None) -> IssuedTokens:
     now = rt.clock()
     sid = refresh_session_id(refresh_token)
@@ -228,7 +228,7 @@ async def refresh(rt: SecurityRuntime, pool: asyncpg.Pool, *, refresh_token: str
     raise Unauthorized("the refresh token is not valid")
 
 
-async def logout(rt: SecurityRuntime, pool: asyncpg.Pool, *, principal: Principal,
+async def logout(*, rt: SecurityRuntime, pool: asyncpg.Pool, principal: Principal,
                  ctx: RequestContext) -> None:
     if principal.role == "field_unit" and principal.session_id is not None:
         async with pool.acquire() as conn:
@@ -245,7 +245,7 @@ async def logout(rt: SecurityRuntime, pool: asyncpg.Pool, *, principal: Principa
                   details={"session_id": principal.session_id})
 
 
-async def change_password(rt: SecurityRuntime, pool: asyncpg.Pool, *, principal: Principal,
+async def change_password(*, rt: SecurityRuntime, pool: asyncpg.Pool, principal: Principal,
                           ctx: RequestContext, current_password: str, new_password: str) -> None:
     check_password_policy(rt, new_password)
     async with pool.acquire() as conn:
@@ -312,7 +312,7 @@ async def _check_unit_binding(conn: asyncpg.Connection, *, role: str, unit_id: s
     return agencies
 
 
-async def create_user(rt: SecurityRuntime, pool: asyncpg.Pool, *, ctx: RequestContext,
+async def create_user(*, rt: SecurityRuntime, pool: asyncpg.Pool, ctx: RequestContext,
                       scope: Scope, username: str, password: str, role: str,
                       unit_id: str | None = None, agency: str | None = None,
                       agencies: list[str] | None = None, display_name: str | None = None,
@@ -344,7 +344,7 @@ async def create_user(rt: SecurityRuntime, pool: asyncpg.Pool, *, ctx: RequestCo
     return user_view(row)
 
 
-async def get_user(pool: asyncpg.Pool, *, ctx: RequestContext, scope: Scope,
+async def get_user(*, pool: asyncpg.Pool, ctx: RequestContext, scope: Scope,
                    user_id: str) -> dict[str, Any]:
     async with pool.acquire() as conn:
         row = await repo.visible_user(conn, user_id, scope=scope)
@@ -355,7 +355,7 @@ async def get_user(pool: asyncpg.Pool, *, ctx: RequestContext, scope: Scope,
             "created_at": row["created_at"], "updated_at": row["updated_at"]}
 
 
-async def list_users(pool: asyncpg.Pool, *, ctx: RequestContext, scope: Scope, role: str | None,
+async def list_users(*, pool: asyncpg.Pool, ctx: RequestContext, scope: Scope, role: str | None,
                      include_disabled: bool, limit: int, offset: int) -> list[dict[str, Any]]:
     async with pool.acquire() as conn:
         rows = await repo.list_users(conn, role=role, include_disabled=include_disabled,
@@ -364,7 +364,7 @@ async def list_users(pool: asyncpg.Pool, *, ctx: RequestContext, scope: Scope, r
     return [user_view(r) for r in rows]
 
 
-async def update_user(rt: SecurityRuntime, pool: asyncpg.Pool, *, ctx: RequestContext,
+async def update_user(*, rt: SecurityRuntime, pool: asyncpg.Pool, ctx: RequestContext,
                       scope: Scope, user_id: str, changes: dict[str, Any]) -> dict[str, Any]:
     now = rt.clock()
     if "password" in changes:
@@ -416,15 +416,15 @@ async def update_user(rt: SecurityRuntime, pool: asyncpg.Pool, *, ctx: RequestCo
     return user_view(row)
 
 
-async def disable_user(rt: SecurityRuntime, pool: asyncpg.Pool, *, ctx: RequestContext,
+async def disable_user(*, rt: SecurityRuntime, pool: asyncpg.Pool, ctx: RequestContext,
                        scope: Scope, user_id: str) -> None:
-    await update_user(rt, pool, ctx=ctx, scope=scope, user_id=user_id,
+    await update_user(rt=rt, pool=pool, ctx=ctx, scope=scope, user_id=user_id,
                       changes={"disabled": True})
 
 
 # --- MDT device tokens ------------------------------------------------------------------------
 
-async def issue_device(rt: SecurityRuntime, pool: asyncpg.Pool, *, ctx: RequestContext,
+async def issue_device(*, rt: SecurityRuntime, pool: asyncpg.Pool, ctx: RequestContext,
                        scope: Scope, user_id: str, label: str, expires_in_days: int | None
                        ) -> tuple[str, dict[str, Any]]:
     """For a field-unit user of the caller's agencies (others are not found), bound to an
@@ -452,7 +452,7 @@ async def issue_device(rt: SecurityRuntime, pool: asyncpg.Pool, *, ctx: RequestC
     return token, dict(row)
 
 
-async def revoke_device(rt: SecurityRuntime, pool: asyncpg.Pool, *, ctx: RequestContext,
+async def revoke_device(*, rt: SecurityRuntime, pool: asyncpg.Pool, ctx: RequestContext,
                         scope: Scope, device_id: str) -> None:
     async with unit_of_work(pool, ctx) as uow:
         row = await repo.revoke_device(uow.conn, device_id, now=rt.clock(), by=ctx.actor,
@@ -465,7 +465,7 @@ async def revoke_device(rt: SecurityRuntime, pool: asyncpg.Pool, *, ctx: Request
 
 # --- bootstrap --------------------------------------------------------------------------------
 
-async def bootstrap_admin(rt: SecurityRuntime, pool: asyncpg.Pool, *, username: str,
+async def bootstrap_admin(*, rt: SecurityRuntime, pool: asyncpg.Pool, username: str,
                           password: str) -> bool:
     """Create ``username`` as admin if no admin exists yet. True if it was created."""
     ctx = RequestContext.system("bootstrap")
@@ -475,7 +475,7 @@ async def bootstrap_admin(rt: SecurityRuntime, pool: asyncpg.Pool, *, username: 
         exists = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE role = 'admin')")
         if exists:
             return False
-        await create_user(rt, pool, ctx=ctx, scope=Scope.ALL, username=username,
+        await create_user(rt=rt, pool=pool, ctx=ctx, scope=Scope.ALL, username=username,
                           password=password, role="admin", action="user.bootstrap")
     log.info("admin_bootstrapped", username=normalize_username(username))
     return True

@@ -11,14 +11,9 @@ import httpx
 import pytest
 
 from cad.settings import Settings
+from tests.auth import board_token, device_token
 from tests.support import RunningApp, running_app
-from tests.ws_gateway.helpers import (
-    StreamClient,
-    app_secret,
-    board_token,
-    device_token,
-    fix,
-)
+from tests.ws_gateway.helpers import StreamClient, app_secret, fix
 from ws_gateway.avl import Coalescer, FixRejected, validate_fix
 
 

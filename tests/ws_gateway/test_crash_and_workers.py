@@ -15,16 +15,8 @@ import httpx
 import pytest
 
 from cad.settings import REPO_ROOT
-from tests.ws_gateway.helpers import (
-    TEST_JWT_SECRET,
-    ServerProcess,
-    StreamClient,
-    board_token,
-    device_token,
-    emit,
-    expected_ids,
-    fix,
-)
+from tests.auth import board_token, device_token
+from tests.ws_gateway.helpers import TEST_JWT_SECRET, ServerProcess, StreamClient, emit, expected_ids, fix
 from tests.ws_gateway.test_hub import private_redis  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.slow

@@ -11,15 +11,9 @@ import pytest
 import websockets
 
 from cad.settings import Settings
+from tests.auth import board_token, device_token
 from tests.support import RunningApp, running_app
-from tests.ws_gateway.helpers import (
-    StreamClient,
-    app_secret,
-    board_token,
-    device_token,
-    emit,
-    expected_ids,
-)
+from tests.ws_gateway.helpers import StreamClient, app_secret, emit, expected_ids
 
 
 @pytest.fixture

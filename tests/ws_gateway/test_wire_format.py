@@ -16,9 +16,9 @@ import websockets
 
 from cad.settings import Settings
 from schemas.events import EVENT_TYPES
-from tests.auth import AuthHeaders
+from tests.auth import AuthHeaders, board_token, device_token
 from tests.support import RunningApp, running_app
-from tests.ws_gateway.helpers import StreamClient, app_secret, board_token, device_token, fix
+from tests.ws_gateway.helpers import StreamClient, app_secret, fix
 
 AGENCY = "SFFD"
 SPOT = (37.7837, -122.4075)
