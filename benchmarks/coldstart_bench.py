@@ -18,7 +18,7 @@ Per start it measures:
 
     python benchmarks/coldstart_bench.py [--graph sf.cadgraph] [--no-baseline]
 
-Targets (issue 10): cold ready <= 30 s, warm ready <= 3 s, first recommendation <= 100 ms,
+Targets: cold ready <= 30 s, warm ready <= 3 s, first recommendation <= 100 ms,
 no stall over 100 ms. Prints a table, then one JSON line.
 """
 

@@ -118,7 +118,7 @@ async def test_no_number_sequence_is_made_for_a_request_validation_refuses(api: 
         "agency": "SFFD", "incident_type": "MED", "location": {"lat": 0.0, "lon": 0.0}})
     assert r.status_code == 422, r.text
     assert await _made(pool) == {"incidents": 0, "events": 0, "sequences": 0}
-    # An agency the dispatcher does not act for is refused first (issue 11, scoping).
+    # An agency the dispatcher does not act for is refused first (agency scope).
     r = await disp.post("/api/v1/incidents", json={
         "agency": "NEWAGENCY", "incident_type": "MED", "location": {"lat": SF[0], "lon": SF[1]}})
     assert r.status_code == 403, r.text
