@@ -12,6 +12,7 @@ import asyncpg
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.requests import HTTPConnection
 
 from cad.db import MigrationError, pending_migrations
 from cad.deps import wired
@@ -28,7 +29,7 @@ class HealthDeps:
     migrations_dir: Path | None   # None: the migrations shipped in the package
 
 
-health_deps: Callable[[], Awaitable[HealthDeps]] = wired("health")
+health_deps: Callable[[HTTPConnection], Awaitable[HealthDeps]] = wired("health")
 
 
 class Alive(BaseModel):

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import asyncpg
 from fastapi import Depends
+from starlette.requests import HTTPConnection
 
 from cad.deps import wired
 from cad.plausible import Plausibility
@@ -25,5 +26,5 @@ class IncidentsDeps:
     known_sequences: set[str] = field(default_factory=set)
 
 
-incidents_deps: Callable[[], Awaitable[IncidentsDeps]] = wired("incidents")
+incidents_deps: Callable[[HTTPConnection], Awaitable[IncidentsDeps]] = wired("incidents")
 IncidentsDep = Annotated[IncidentsDeps, Depends(incidents_deps)]

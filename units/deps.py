@@ -8,6 +8,7 @@ from typing import Annotated
 
 import asyncpg
 from fastapi import Depends
+from starlette.requests import HTTPConnection
 
 from cad.deps import wired
 from cad.plausible import Plausibility
@@ -21,5 +22,5 @@ class UnitsDeps:
     plausible: Plausibility  # the time window and service area every input must fit
 
 
-units_deps: Callable[[], Awaitable[UnitsDeps]] = wired("units")
+units_deps: Callable[[HTTPConnection], Awaitable[UnitsDeps]] = wired("units")
 UnitsDep = Annotated[UnitsDeps, Depends(units_deps)]

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, Query, WebSocket
+from starlette.requests import HTTPConnection
 
 from cad.deps import wired
 from cad.errors import Forbidden, Invalid, NotFound
@@ -45,7 +46,7 @@ MAX_TRACK_SPAN = timedelta(days=31)
 
 
 # This worker's gateway, provided by cad.wiring once it has started.
-gateway_dep: Callable[[], Awaitable[Gateway]] = wired("gateway")
+gateway_dep: Callable[[HTTPConnection], Awaitable[Gateway]] = wired("gateway")
 RunningGateway = Annotated[Gateway, Depends(gateway_dep)]
 
 

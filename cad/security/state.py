@@ -11,6 +11,7 @@ from typing import Annotated
 
 import asyncpg
 from fastapi import Depends
+from starlette.requests import HTTPConnection
 
 from cad.deps import wired
 from cad.security.policy import Policy
@@ -35,5 +36,5 @@ class SecurityDeps:
     settings: Settings
 
 
-security_deps: Callable[[], Awaitable[SecurityDeps]] = wired("security")
+security_deps: Callable[[HTTPConnection], Awaitable[SecurityDeps]] = wired("security")
 SecurityDep = Annotated[SecurityDeps, Depends(security_deps)]

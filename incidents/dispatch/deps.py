@@ -8,6 +8,7 @@ from typing import Annotated
 
 import asyncpg
 from fastapi import Depends
+from starlette.requests import HTTPConnection
 
 from cad.deps import wired
 from cad.plausible import Plausibility
@@ -27,5 +28,5 @@ class DispatchDeps:
     unevaluable_timers: set[str] = field(default_factory=set)
 
 
-dispatch_deps: Callable[[], Awaitable[DispatchDeps]] = wired("dispatch")
+dispatch_deps: Callable[[HTTPConnection], Awaitable[DispatchDeps]] = wired("dispatch")
 DispatchDep = Annotated[DispatchDeps, Depends(dispatch_deps)]
