@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import csv
 import json
 import os
 import shutil
@@ -49,7 +48,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dispatch_bench import free_port, load_calls, roster, shared_data
+from dispatch_bench import free_port, load_calls, roster, seed_stations, shared_data
 
 from cad.embedded_pg import EmbeddedPostgres, with_database
 
@@ -193,25 +192,7 @@ async def one_start(label: str, *, server_url: str, graph: Path, numba_cache: Pa
 async def _operations(c: httpx.AsyncClient, admin_pw: str) -> dict[str, Any]:
     """Set-up like dispatch_bench (stations, 200 units made available), then OPERATIONS
     incidents created and recommended, one at a time."""
-    tok = (await c.post("/api/v1/auth/login", json={"username": "bench-admin",
-                                                   "password": admin_pw})).json()
-    admin = {"Authorization": f"Bearer {tok['access_token']}"}
-    disp_pw = "bench-dispatcher-" + os.urandom(8).hex()
-    r = await c.post("/api/v1/users", headers=admin, json={
-        "username": "bench-dispatcher", "password": disp_pw, "role": "dispatcher",
-        "agency": "SFFD"})
-    assert r.status_code == 201, r.text
-    tok = (await c.post("/api/v1/auth/login", json={"username": "bench-dispatcher",
-                                                   "password": disp_pw})).json()
-    disp = {"Authorization": f"Bearer {tok['access_token']}"}
-    with open(shared_data() / "calls" / "sffd_fire_stations.csv", newline="") as f:  # noqa: ASYNC230
-        stations = list(csv.DictReader(f))
-    lines = ["station,name,address,lat,lon"] + [
-        f"{s['station']},Station {s['station']},\"{s['address']}\",{s['lat']},{s['lon']}"
-        for s in stations]
-    r = await c.post("/api/v1/stations/import?agency=SFFD", content="\n".join(lines) + "\n",
-                     headers={**admin, "content-type": "text/csv"})
-    assert r.status_code == 200, r.text
+    admin, disp, stations = await seed_stations(c, admin_pw)
     t0 = time.perf_counter()
     r = await c.post("/api/v1/units/import", content=roster(stations),
                      headers={**admin, "content-type": "text/csv"})

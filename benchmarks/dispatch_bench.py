@@ -123,6 +123,32 @@ def cpu_seconds(server_pid: int, embedded: EmbeddedPostgres | None) -> dict[str,
             "generator": me.user + me.system}
 
 
+async def seed_stations(c: httpx.AsyncClient, admin_pw: str
+                        ) -> tuple[dict[str, str], dict[str, str], list[dict[str, str]]]:
+    """Log in as the bench admin, make an SFFD dispatcher, import the 45 SFFD stations.
+    Returns (admin headers, dispatcher headers, the stations' rows)."""
+    tok = (await c.post("/api/v1/auth/login", json={"username": "bench-admin",
+                                                   "password": admin_pw})).json()
+    admin = {"Authorization": f"Bearer {tok['access_token']}"}
+    disp_pw = "bench-dispatcher-" + os.urandom(8).hex()
+    r = await c.post("/api/v1/users", headers=admin, json={
+        "username": "bench-dispatcher", "password": disp_pw, "role": "dispatcher",
+        "agency": "SFFD"})
+    assert r.status_code == 201, r.text
+    tok = (await c.post("/api/v1/auth/login", json={"username": "bench-dispatcher",
+                                                   "password": disp_pw})).json()
+    disp = {"Authorization": f"Bearer {tok['access_token']}"}
+    with open(shared_data() / "calls" / "sffd_fire_stations.csv", newline="") as f:  # noqa: ASYNC230
+        stations = list(csv.DictReader(f))
+    lines = ["station,name,address,lat,lon"] + [
+        f"{s['station']},Station {s['station']},\"{s['address']}\",{s['lat']},{s['lon']}"
+        for s in stations]
+    r = await c.post("/api/v1/stations/import?agency=SFFD", content="\n".join(lines) + "\n",
+                     headers={**admin, "content-type": "text/csv"})
+    assert r.status_code == 200, r.text
+    return admin, disp, stations
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="cad-bench-"))
     work.chmod(0o755)
@@ -168,25 +194,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.sleep(0.1)
             else:
                 raise SystemExit(f"server did not start: {(work / 'server.log').read_text()[-2000:]}")
-            tok = (await c.post("/api/v1/auth/login", json={"username": "bench-admin",
-                                                           "password": admin_pw})).json()
-            admin = {"Authorization": f"Bearer {tok['access_token']}"}
-            disp_pw = "bench-dispatcher-" + os.urandom(8).hex()
-            r = await c.post("/api/v1/users", headers=admin, json={
-                "username": "bench-dispatcher", "password": disp_pw, "role": "dispatcher",
-                "agency": "SFFD"})
-            assert r.status_code == 201, r.text
-            tok = (await c.post("/api/v1/auth/login", json={"username": "bench-dispatcher",
-                                                           "password": disp_pw})).json()
-            disp = {"Authorization": f"Bearer {tok['access_token']}"}
-            with open(shared_data() / "calls" / "sffd_fire_stations.csv", newline="") as f:  # noqa: ASYNC230
-                stations = list(csv.DictReader(f))
-            lines = ["station,name,address,lat,lon"] + [
-                f"{s['station']},Station {s['station']},\"{s['address']}\",{s['lat']},{s['lon']}"
-                for s in stations]
-            r = await c.post("/api/v1/stations/import?agency=SFFD", content="\n".join(lines) + "\n",
-                             headers={**admin, "content-type": "text/csv"})
-            assert r.status_code == 200, r.text
+            admin, disp, stations = await seed_stations(c, admin_pw)
             r = await c.post("/api/v1/units/import", content=roster(stations),
                              headers={**admin, "content-type": "text/csv"})
             assert r.status_code == 200 and r.json()["created"] == 200, r.text
