@@ -13,7 +13,7 @@ import asyncpg
 from cad import idempotency
 from cad.errors import Conflict, Invalid, NotFound
 from cad.security.scope import Scope
-from cad.uow import RequestContext, UnitOfWork, audit_now, retry_transient, unit_of_work
+from cad.uow import AuditRecord, RequestContext, UnitOfWork, audit_now, retry_transient, unit_of_work
 from incidents import repository as repo
 from incidents.deps import IncidentsDeps
 from incidents.schemas import (
@@ -71,14 +71,18 @@ async def _number_sequence(deps: IncidentsDeps, *, agency: str, year: int,
     return name
 
 
-async def _claim(uow: UnitOfWork, *, key: str | None, scope: str,
+async def _claim(uow: UnitOfWork, record: AuditRecord, *, key: str | None, scope: str,
                  payload: Any) -> idempotency.StoredAnswer | None:
     """With an Idempotency-Key: claim it in this transaction; the stored answer of an earlier
-    request with the same key and body, or None (this request runs and records its answer)."""
+    request with the same key and body (its audit ``record`` then says it was a replay), or
+    None (this request runs and records its answer)."""
     if key is None:
         return None
-    return await idempotency.claim(uow.conn, scope=scope, key=key,
-                                   req_hash=idempotency.request_hash(payload))
+    stored = await idempotency.claim(uow.conn, scope=scope, key=key,
+                                     req_hash=idempotency.request_hash(payload))
+    if stored is not None:
+        record.details["replayed"] = True
+    return stored
 
 
 async def _record(uow: UnitOfWork, *, key: str | None, scope: str, status_code: int,
@@ -110,10 +114,9 @@ async def create_incident(*, deps: IncidentsDeps, ctx: RequestContext, scope: Sc
     async with unit_of_work(deps.pool, ctx) as uow:
         conn = uow.conn
         record = uow.audit("incident.create", target=None, details={"agency": body.agency})
-        stored = await _claim(uow, key=idempotency_key, scope=key_scope,
+        stored = await _claim(uow, record, key=idempotency_key, scope=key_scope,
                               payload=body.model_dump(mode="json"))
         if stored is not None:
-            record.details["replayed"] = True
             return stored.status_code, stored.body
         info = await repo.intake_context(
             conn, incident_type=body.incident_type, lat=lat, lon=lon, received_at=body.received_at,
@@ -259,10 +262,9 @@ async def add_narrative(*, deps: IncidentsDeps, ctx: RequestContext, scope: Scop
     key_scope = f"incident.narrative:{ctx.actor}:{incident_id}"
     async with unit_of_work(deps.pool, ctx) as uow:
         record = uow.audit("incident.narrative.add", target=f"incident:{incident_id}")
-        stored = await _claim(uow, key=idempotency_key, scope=key_scope,
+        stored = await _claim(uow, record, key=idempotency_key, scope=key_scope,
                               payload=body.model_dump(mode="json"))
         if stored is not None:
-            record.details["replayed"] = True
             return stored.status_code, stored.body
         await lock_incident(uow.conn, incident_id=incident_id, scope=scope)
         n = await repo.add_narrative(uow.conn, incident_id=incident_id, author=ctx.actor,
@@ -305,10 +307,9 @@ async def close_incident(*, deps: IncidentsDeps, ctx: RequestContext, scope: Sco
     async with unit_of_work(deps.pool, ctx) as uow:
         record = uow.audit("incident.close", target=f"incident:{incident_id}",
                            details={"disposition": body.disposition})
-        stored = await _claim(uow, key=idempotency_key, scope=key_scope,
+        stored = await _claim(uow, record, key=idempotency_key, scope=key_scope,
                               payload=body.model_dump(mode="json"))
         if stored is not None:
-            record.details["replayed"] = True
             return stored.status_code, stored.body
         row = await lock_incident(uow.conn, incident_id=incident_id, scope=scope)
         if row["status"] == "closed":
@@ -337,10 +338,9 @@ async def link_incidents(*, deps: IncidentsDeps, ctx: RequestContext, scope: Sco
     async with unit_of_work(deps.pool, ctx) as uow:
         record = uow.audit("incident.link", target=f"incident:{incident_id}",
                            details={"other": body.other_id})
-        stored = await _claim(uow, key=idempotency_key, scope=key_scope,
+        stored = await _claim(uow, record, key=idempotency_key, scope=key_scope,
                               payload=body.model_dump(mode="json"))
         if stored is not None:
-            record.details["replayed"] = True
             return stored.status_code, stored.body
         await _lock_pair(uow.conn, incident_id, body.other_id, scope)
         first, second = sorted((incident_id, body.other_id))
@@ -367,10 +367,9 @@ async def merge_incident(*, deps: IncidentsDeps, ctx: RequestContext, scope: Sco
     async with unit_of_work(deps.pool, ctx) as uow:
         record = uow.audit("incident.merge", target=f"incident:{incident_id}",
                            details={"into": body.into_id})
-        stored = await _claim(uow, key=idempotency_key, scope=key_scope,
+        stored = await _claim(uow, record, key=idempotency_key, scope=key_scope,
                               payload=body.model_dump(mode="json"))
         if stored is not None:
-            record.details["replayed"] = True
             return stored.status_code, stored.body
         rows = await _lock_pair(uow.conn, incident_id, body.into_id, scope)
         first, second = sorted(rows)
