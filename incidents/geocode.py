@@ -3,6 +3,7 @@ intersections ("MARKET ST & 5TH ST") to the node both streets share."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -10,27 +11,13 @@ from typing import Any
 
 import numpy as np
 
-_SUFFIXES = {
-    "STREET": "ST", "AVENUE": "AVE", "AV": "AVE", "BOULEVARD": "BLVD", "ROAD": "RD", "DRIVE": "DR",
-    "LANE": "LN", "COURT": "CT", "PLACE": "PL", "TERRACE": "TER", "HIGHWAY": "HWY", "PARKWAY": "PKWY",
-    "CIRCLE": "CIR", "SQUARE": "SQ", "ALLEY": "ALY", "WAY": "WAY", "EXPRESSWAY": "EXPY",
-    "NORTH": "N", "SOUTH": "S", "EAST": "E", "WEST": "W", "SAINT": "ST",
-}
-_ORDINALS = {"FIRST": "1ST", "SECOND": "2ND", "THIRD": "3RD", "FOURTH": "4TH", "FIFTH": "5TH",
-             "SIXTH": "6TH", "SEVENTH": "7TH", "EIGHTH": "8TH", "NINTH": "9TH", "TENTH": "10TH"}
+from incidents.geocoding.normalize import base_name, normalize_street
+
 _SPLIT = re.compile(r"\s*(?:&|/|\bAND\b|\bAT\b|@)\s*")
 
 
-def normalize_street(name: str) -> str:
-    words = re.sub(r"[^A-Z0-9 ]", " ", name.upper()).split()
-    return " ".join(_ORDINALS.get(w, _SUFFIXES.get(w, w)) for w in words)
-
-
 def _strip_suffix(norm: str) -> str:
-    parts = norm.split()
-    if len(parts) > 1 and parts[-1] in set(_SUFFIXES.values()) - {"N", "S", "E", "W"}:
-        return " ".join(parts[:-1])
-    return norm
+    return base_name(norm)
 
 
 @dataclass(frozen=True)
@@ -75,6 +62,85 @@ class StreetIndex:
         if not names or edge_name is None:
             return None
         return cls(list(names), np.asarray(edge_name), graph)
+
+    # ---- for the address geocoder (incidents.geocoding) ---------------------------------
+    def street_names(self) -> list[str]:
+        return list(self._nodes)
+
+    def label(self, norm: str) -> str:
+        return self._label.get(norm, norm)
+
+    def street_point(self, norm: str) -> tuple[float, float] | None:
+        """The node of the street nearest its nodes' middle (a street-precision answer)."""
+        nodes = self._nodes.get(norm)
+        if not nodes:
+            return None
+        arr = np.fromiter(nodes, np.int64)
+        lat, lon = self.graph.node_lat[arr], self.graph.node_lon[arr]
+        k = int(np.argmin((lat - np.median(lat)) ** 2 + (lon - np.median(lon)) ** 2))
+        return float(lat[k]), float(lon[k])
+
+    def corner(self, a: str, b: str) -> tuple[float, float] | None:
+        common = self._nodes.get(a, set()) & self._nodes.get(b, set()) if a != b else set()
+        if not common:
+            return None
+        node = min(common)
+        return float(self.graph.node_lat[node]), float(self.graph.node_lon[node])
+
+    def _node_streets(self) -> dict[int, list[str]]:
+        cached: dict[int, list[str]] | None = getattr(self, "_by_node", None)
+        if cached is None:
+            cached = defaultdict(list)
+            for norm, nodes in self._nodes.items():
+                for nd in nodes:
+                    cached[nd].append(norm)
+            self._by_node = cached
+        return cached
+
+    def cross_streets(self, norm: str) -> list[str]:
+        """Streets that meet ``norm`` somewhere, sorted."""
+        by_node = self._node_streets()
+        out: set[str] = set()
+        for nd in self._nodes.get(norm, ()):
+            out.update(by_node.get(nd, ()))
+        out.discard(norm)
+        return sorted(out)
+
+    def corners_around(self, norm: str, lat: float, lon: float) -> list[str]:
+        """The cross streets at the nearest corner of ``norm`` on either side of a point."""
+        by_node = self._node_streets()
+        corners = [nd for nd in self._nodes.get(norm, ()) if len(set(by_node[nd]) - {norm})]
+        if not corners:
+            return []
+        arr = np.asarray(corners)
+        kx = math.cos(math.radians(lat))
+        dx = (self.graph.node_lon[arr] - lon) * kx
+        dy = self.graph.node_lat[arr] - lat
+        order = np.argsort(dx * dx + dy * dy)
+        first = int(order[0])
+        picked = [first]
+        for k in order[1:].tolist():
+            if dx[k] * dx[first] + dy[k] * dy[first] < 0:  # on the other side of the point
+                picked.append(int(k))
+                break
+        out: list[str] = []
+        for k in picked:
+            others = sorted(set(by_node[int(arr[k])]) - {norm})
+            if others and others[0] not in out:
+                out.append(others[0])
+        return out
+
+    def nearest_street(self, lat: float, lon: float) -> str | None:
+        by_node = self._node_streets()
+        if not by_node:
+            return None
+        g = self.graph
+        kx = math.cos(math.radians(lat))
+        d = ((g.node_lon - lon) * kx) ** 2 + (g.node_lat - lat) ** 2
+        for nd in np.argsort(d)[:50].tolist():
+            if by_node.get(int(nd)):
+                return sorted(by_node[int(nd)])[0]
+        return None
 
     def _streets(self, text: str) -> list[str]:
         """Candidate streets for a name as typed: the exact normalized name, else every
