@@ -22,6 +22,7 @@ from cad.settings import Settings
 from cad.warmup import start_loop_lag_monitor, warm_routing_kernels
 from cad.wiring import Runtime
 from incidents.api import router as incidents_router
+from incidents.geocoding.api import router as geocoding_router
 from incidents.dispatch.api import router as dispatch_router
 from units.api import router as units_router
 from ws_gateway.api import router as realtime_router
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, *,
     app.include_router(health_router)
     app.include_router(units_router)
     app.include_router(incidents_router)
+    app.include_router(geocoding_router)
     app.include_router(dispatch_router)
     app.include_router(realtime_router)
     for router in extra_routers:

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -17,6 +18,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Computer-aided dispatch backend.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 app.add_typer(db_app, name="db")
+addresses_app = typer.Typer(no_args_is_help=True, help="Address points for the geocoder.")
+app.add_typer(addresses_app, name="addresses")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -158,6 +161,45 @@ def db_prune(batch: int = typer.Option(20_000, min=100, help="Rows per delete tr
             else "none: CAD_AVL_RETENTION_DAYS=0 keeps them")
     out.print(f"pruned {result.unit_positions:,} AVL breadcrumbs ({keep}) and "
               f"{result.idempotency_keys:,} idempotency keys")
+
+
+@addresses_app.command("import")
+def addresses_import(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True,
+                                help="street,number,lat,lon or OpenAddresses CSV (.csv or .csv.gz)."),
+    show_bad: int = typer.Option(20, min=0, help="Bad rows to list (all are counted)."),
+) -> None:
+    """Load address points (idempotent: importing the same file again changes nothing). Bad
+    rows are reported by line and skipped. Running servers pick the points up at their next
+    start."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from cad import db
+    from incidents.geocoding.importer import FormatError
+    from incidents.geocoding.service import ImportResult, import_addresses
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=False) as bar:
+        task = bar.add_task("reading", total=None)
+
+        def progress(phase: str, done: int, total: int) -> None:
+            bar.update(task, description="reading" if phase == "read" else "loading",
+                       completed=done, total=total or None)
+
+        async def go(pool: Any) -> ImportResult:
+            return await import_addresses(pool=pool, path=file, progress=progress)
+
+        try:
+            result = db.run_with_pool(go, apply_migrations=True)
+        except FormatError as exc:
+            err.print(f"cad: {exc}")
+            raise typer.Exit(2) from None
+    for line, reason in result.bad[:show_bad]:
+        err.print(f"line {line}: {reason}")
+    if result.n_bad > show_bad:
+        err.print(f"... and {result.n_bad - show_bad:,} more bad rows")
+    out.print(f"{file.name} ({result.format}): {result.rows_read:,} rows, {result.n_bad:,} bad, "
+              f"{result.changed:,} new or moved; {result.total:,} address points in the database")
 
 
 def main() -> None:

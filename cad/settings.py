@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     eta_calibration_factor: float = Field(
         default=1.0, gt=0, description="Multiplies road ETAs (posted-speed times run short; "
         "SFFD en-route times were about 2x the TIGER posted-speed estimate).")
+    geocode_min_score: float = Field(
+        default=0.9, gt=0, le=1, description="Intake refuses (422, with the candidates) a "
+        "geocoded address, place or corner scoring below this: typos, a missing or wrong "
+        "suffix on an ambiguous name (incidents.geocoding).")
     fallback_speed_kmh: float = Field(default=40.0, gt=0,
                                       description="Straight-line ETA speed when no graph.")
     unit_position_stale_s: float = Field(

@@ -31,6 +31,8 @@ from incidents.dispatch import timers
 from incidents.dispatch.board import board_snapshot, unit_snapshot
 from incidents.dispatch.deps import DispatchDeps, dispatch_deps
 from incidents.geocode import StreetIndex
+from incidents.geocoding.index import GeocoderRef
+from incidents.geocoding.service import load_geocoder
 from routing.service import RoutingService
 from units import repository as unit_repo
 from units.deps import UnitsDeps, units_deps
@@ -51,7 +53,7 @@ class Runtime:
     pool: asyncpg.Pool
     database_url: str
     routing: RoutingService | None
-    geocoder: StreetIndex | None
+    geocoder: GeocoderRef           # address points, places, the graph's street names
     locator: UnitLocator
     plausible: Plausibility   # time window and service area (AVL fixes need them too)
     units: UnitsDeps
@@ -145,8 +147,12 @@ async def _start_domain(app: FastAPI, settings: Settings, pool: asyncpg.Pool,
     if settings.graph_path is not None:
         routing = await asyncio.to_thread(load_routing, settings)
         log.info("road_graph_loaded", path=str(settings.graph_path))
-    geocoder = (await asyncio.to_thread(StreetIndex.from_graph, routing.graph)
-                if routing is not None else None)
+    streets = (await asyncio.to_thread(StreetIndex.from_graph, routing.graph)
+               if routing is not None else None)
+    geocoder = GeocoderRef(await load_geocoder(
+        pool=pool, graph=routing.graph if routing is not None else None, streets=streets))
+    log.info("geocoder_loaded", address_points=geocoder.current.n_points,
+             places=geocoder.current.n_places, street_names=streets is not None)
     plausible = plausibility(settings, routing)
     locator = UnitLocator(routing, pool=pool, stale_after_s=settings.unit_position_stale_s)
     async with pool.acquire() as conn:

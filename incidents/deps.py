@@ -13,14 +13,14 @@ from starlette.requests import HTTPConnection
 from cad.deps import wired
 from cad.plausible import Plausibility
 from cad.settings import Settings
-from incidents.geocode import StreetIndex
+from incidents.geocoding.index import GeocoderRef
 
 
 @dataclass(frozen=True)
 class IncidentsDeps:
     pool: asyncpg.Pool
     settings: Settings
-    geocoder: StreetIndex | None    # street names of the road graph, when one is loaded
+    geocoder: GeocoderRef           # address points, places and the road graph's streets
     plausible: Plausibility         # the time window and service area every input must fit
     # Incident-number sequences this worker knows exist (made on first use).
     known_sequences: set[str] = field(default_factory=set)

@@ -53,9 +53,10 @@ FROM incident_types t WHERE t.code = $1
 _INSERT_INCIDENT = """
 WITH i AS (
     INSERT INTO incidents (number, agency, incident_type, priority, lat, lon, location_text,
-                           location_source, zone_id, received_at, answered_at, duplicate_candidates)
+                           location_source, zone_id, received_at, answered_at, duplicate_candidates,
+                           location_precision, location_unit, access_lat, access_lon)
     SELECT $1 || '-' || $2 || '-' || lpad(nextval($17::regclass)::text, 6, '0'), $1, $3, $4, $5,
-           $6, $7, $8, $9, $10, $11, $12
+           $6, $7, $8, $9, $10, $11, $12, $18, $19, $20, $21
     RETURNING *
 ), c AS (
     INSERT INTO incident_callers (incident_id, name, callback_number)
@@ -84,15 +85,17 @@ async def intake_context(conn: asyncpg.Connection, *, incident_type: str, lat: f
 
 
 async def insert_incident(conn: asyncpg.Connection, *, agency: str, year: int, incident_type: str,
-                          priority: int, lat: float, lon: float, location_text: str | None,
-                          location_source: str, zone_id: str | None, received_at: datetime,
+                          priority: int, location: dict[str, Any], zone_id: str | None,
+                          received_at: datetime,
                           answered_at: datetime | None, duplicate_ids: list[int],
                           caller_name: str | None, callback_number: str | None, author: str,
                           narrative: str | None, sequence: str) -> asyncpg.Record:
     return await conn.fetchrow(
-        _INSERT_INCIDENT, agency, str(year), incident_type, priority, lat, lon, location_text,
-        location_source, zone_id, received_at, answered_at, duplicate_ids, caller_name,
-        callback_number, author, narrative, sequence)
+        _INSERT_INCIDENT, agency, str(year), incident_type, priority, location["lat"],
+        location["lon"], location["location_text"], location["location_source"], zone_id,
+        received_at, answered_at, duplicate_ids, caller_name, callback_number, author, narrative,
+        sequence, location["location_precision"], location["location_unit"],
+        location["access_lat"], location["access_lon"])
 
 
 # --- scope -----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from cad.security.scope import Scope
 from cad.uow import AuditRecord, RequestContext, UnitOfWork, audit_now, retry_transient, unit_of_work
 from incidents import repository as repo
 from incidents.deps import IncidentsDeps
+from incidents.geocoding.index import candidate_json
 from incidents.schemas import (
     CloseIn,
     IncidentCreate,
@@ -30,23 +32,55 @@ from incidents.views import incident_view, load_incident_view, narrative_view
 from incidents.zones import containing, zones_at
 
 
+@dataclass(frozen=True)
+class ResolvedLocation:
+    lat: float
+    lon: float
+    text: str | None
+    source: str                  # latlon | address | intersection
+    precision: str               # coordinates | address_point | interpolated | block | ...
+    unit: str | None = None      # apartment, suite: kept with the incident
+    access_lat: float | None = None   # the routing target on the address's side of its street
+    access_lon: float | None = None
+
+    def columns(self) -> dict[str, Any]:
+        return {"lat": self.lat, "lon": self.lon, "location_text": self.text,
+                "location_source": self.source, "location_precision": self.precision,
+                "location_unit": self.unit, "access_lat": self.access_lat,
+                "access_lon": self.access_lon}
+
+
 def resolve_location(*, deps: IncidentsDeps, loc: LocationIn, field: str = "body.location"
-                     ) -> tuple[float, float, str | None, str]:
-    """(lat, lon, text, source) for a location given as coordinates, address or intersection."""
+                     ) -> ResolvedLocation:
+    """Coordinates as given, or the geocoder's best candidate for an address, place or
+    intersection. Below the confidence threshold, or when two different places are equally
+    likely, intake refuses (422) and lists the candidates for the dispatcher to choose."""
     if loc.lat is not None and loc.lon is not None:
-        return loc.lat, loc.lon, None, "latlon"
-    geocoder = deps.geocoder
+        return ResolvedLocation(loc.lat, loc.lon, None, "latlon", "coordinates")
     text = loc.address or loc.intersection
     kind = "address" if loc.address else "intersection"
-    if geocoder is None:
-        raise Invalid("no street index is loaded (start with CAD_GRAPH_PATH set to a graph with "
-                      "street names), give lat and lon", field=f"{field}.{kind}")
     assert text is not None
-    hit = geocoder.intersection(text) if kind == "intersection" else geocoder.address(text)
-    if hit is None:
-        raise Invalid(f"{text!r} was not found among the road graph's street names",
-                      field=f"{field}.{kind}")
-    return hit.lat, hit.lon, hit.label, kind
+    geocoder = deps.geocoder.current
+    found = geocoder.geocode(text)
+    if kind == "intersection":
+        found = [c for c in found if c.precision == "intersection"]
+    name = f"{field}.{kind}"
+    if not found:
+        what = ("no address points are imported and no road graph is loaded"
+                if geocoder.n_points == 0 and geocoder.street_index is None else
+                "no address, place or street matches it")
+        raise Invalid(f"{text!r} was not found: {what}; give lat and lon", field=name)
+    best = found[0]
+    threshold = deps.settings.geocode_min_score
+    tied = [c for c in found[1:] if c.score >= best.score and c.label != best.label]
+    if best.score < threshold or tied:
+        why = (f"the best match scores {best.score:.2f}, below {threshold:.2f}" if not tied
+               else f"{len(tied) + 1} different matches are equally likely")
+        raise Invalid(f"{text!r} is uncertain ({why}): choose one of the candidates",
+                      field=name, extra={"candidates": [candidate_json(c) for c in found]})
+    label = best.label + (f", #{best.unit}" if best.unit else "")
+    return ResolvedLocation(best.lat, best.lon, label, kind, best.precision, best.unit or None,
+                            best.access_lat, best.access_lon)
 
 
 def location_fields(loc: LocationIn, field: str = "body.location") -> list[str]:
@@ -102,7 +136,8 @@ async def create_incident(*, deps: IncidentsDeps, ctx: RequestContext, scope: Sc
     check = deps.plausible
     check.check_time(body.received_at, field="body.received_at")
     check.check_time(body.answered_at, field="body.answered_at")
-    lat, lon, text, source = resolve_location(deps=deps, loc=body.location)
+    where = resolve_location(deps=deps, loc=body.location)
+    lat, lon = where.lat, where.lon
     check.check_place(agency=body.agency, lat=lat, lon=lon, fields=location_fields(body.location))
     s = deps.settings
     dlat = s.duplicate_radius_m / 111_000.0
@@ -134,8 +169,8 @@ async def create_incident(*, deps: IncidentsDeps, ctx: RequestContext, scope: Sc
         caller = body.caller
         row = await repo.insert_incident(
             conn, agency=body.agency, year=year, incident_type=body.incident_type,
-            priority=body.priority or info["default_priority"], lat=lat, lon=lon,
-            location_text=text, location_source=source, zone_id=zone_id, received_at=received,
+            priority=body.priority or info["default_priority"], location=where.columns(),
+            zone_id=zone_id, received_at=received,
             answered_at=body.answered_at, duplicate_ids=[d["incident_id"] for d in dups],
             caller_name=(caller.name or None) if caller else None,
             callback_number=(caller.callback_number or None) if caller else None,
@@ -242,11 +277,10 @@ async def update_incident(*, deps: IncidentsDeps, ctx: RequestContext, scope: Sc
             sets["priority"] = body.priority
         if loc is not None:
             assert body.location is not None
-            deps.plausible.check_place(agency=row["agency"], lat=loc[0], lon=loc[1],
+            deps.plausible.check_place(agency=row["agency"], lat=loc.lat, lon=loc.lon,
                                        fields=location_fields(body.location))
-            zones = await zones_at(uow.conn, lat=loc[0], lon=loc[1])
-            sets.update(lat=loc[0], lon=loc[1], location_text=loc[2], location_source=loc[3],
-                        zone_id=zones[0]["id"] if zones else None)
+            zones = await zones_at(uow.conn, lat=loc.lat, lon=loc.lon)
+            sets.update(loc.columns(), zone_id=zones[0]["id"] if zones else None)
         await repo.update_fields(uow.conn, incident_id, sets)
         view = await emit_incident(uow, incident_id=incident_id, type_="incident.updated",
                                    extra={"changed": sorted(sets)})

@@ -39,6 +39,8 @@ def incident_view(row: Mapping[str, Any], assignments: Sequence[Mapping[str, Any
         "lon": row["lon"],
         "location_text": row["location_text"],
         "location_source": row["location_source"],
+        "location_precision": row["location_precision"],
+        "location_unit": row["location_unit"],
         "zone_id": row["zone_id"],
         "received_at": iso(row["received_at"]),
         "answered_at": iso(row["answered_at"]),

@@ -54,6 +54,11 @@ class IncidentView(BaseModel):
     lon: float | None
     location_text: str | None
     location_source: str | None
+    location_precision: str | None = Field(
+        default=None, description="How exact the point is: coordinates, address_point, "
+        "interpolated, block, intersection, street or place (incidents.geocoding).")
+    location_unit: str | None = Field(default=None, description="Apartment, suite: kept with "
+                                      "the incident, never moves the point.")
     zone_id: str | None
     received_at: IsoTime | None
     answered_at: IsoTime | None

@@ -106,6 +106,13 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", f"{API}/zones/import"): MANAGERS,
     ("GET", f"{API}/zones"): READERS,
     ("GET", f"{API}/zones/lookup"): READERS,
+    # --- geocoding (incidents.geocoding.api): jurisdiction data, shared by every agency ------
+    ("GET", f"{API}/geocode"): READERS,
+    ("GET", f"{API}/geocode/suggest"): READERS,
+    ("GET", f"{API}/geocode/reverse"): READERS,
+    ("GET", f"{API}/places"): READERS,
+    ("PUT", f"{API}/places/{{place_id}}"): MANAGERS,
+    ("DELETE", f"{API}/places/{{place_id}}"): MANAGERS,
     ("GET", f"{API}/response-plans"): READERS,
     ("POST", f"{API}/response-plans"): MANAGERS,
     ("DELETE", f"{API}/response-plans/{{plan_id}}"): MANAGERS,

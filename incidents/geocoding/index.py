@@ -513,6 +513,14 @@ class Geocoder:
         return Reverse(lat, lon, address, dist, self._label(street) if street else None, cross)
 
 
+class GeocoderRef:
+    """This worker's geocoder; replaced whole (never changed in place) when the places or
+    address tables change, so a request always reads one consistent index."""
+
+    def __init__(self, current: Geocoder) -> None:
+        self.current = current
+
+
 def candidate_json(c: Candidate) -> dict[str, Any]:
     return {"lat": c.lat, "lon": c.lon, "label": c.label, "score": c.score,
             "precision": c.precision, "unit": c.unit or None,

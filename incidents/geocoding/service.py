@@ -1,0 +1,126 @@
+"""Address and place actions: import an address file, manage places, build the geocoder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import numpy as np
+
+from cad.errors import NotFound
+from cad.uow import RequestContext, unit_of_work
+from incidents.geocode import StreetIndex
+from incidents.geocoding import repository as repo
+from incidents.geocoding.importer import ParseResult, parse_file
+from incidents.geocoding.index import AddressPoints, Geocoder, Place, Reverse
+from routing.graph import RoadGraph
+
+COPY_BATCH = 20_000
+# A point farther than this from every known address is described by its street and corners.
+DESCRIBE_WITHIN_M = 60.0
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    format: str
+    rows_read: int
+    changed: int          # inserted or moved: 0 when the same file is imported again
+    total: int            # points in the table afterwards
+    bad: list[tuple[int, str]]
+    n_bad: int
+
+
+async def import_addresses(*, pool: asyncpg.Pool, path: Path,
+                           progress: Callable[[str, int, int], None] | None = None
+                           ) -> ImportResult:
+    """Load ``path`` into ``address_points`` in one transaction: parse, COPY into a staging
+    table, merge. Idempotent (a second run changes nothing); bad rows are reported by line.
+    ``progress(phase, done, total)`` is called as it goes."""
+    def parsed(n: int) -> None:
+        if progress is not None:
+            progress("read", n, 0)
+
+    parsed_file: ParseResult = parse_file(path, progress=parsed)
+    rows = [r.as_tuple() for r in parsed_file.rows]
+    async with pool.acquire() as conn, conn.transaction():
+        await repo.stage(conn)
+        for lo in range(0, len(rows), COPY_BATCH):
+            await repo.copy_rows(conn, rows[lo:lo + COPY_BATCH])
+            if progress is not None:
+                progress("load", min(lo + COPY_BATCH, len(rows)), len(rows))
+        changed = await repo.merge(conn)
+        total = await repo.count(conn)
+    return ImportResult(parsed_file.format, len(rows) + parsed_file.n_bad, changed, total,
+                        parsed_file.bad, parsed_file.n_bad)
+
+
+def place_view(row: Any) -> dict[str, Any]:
+    return {"id": row["id"], "name": row["name"], "aliases": list(row["aliases"]),
+            "lat": row["lat"], "lon": row["lon"], "updated_at": row["updated_at"].isoformat()}
+
+
+def to_place(row: Any) -> Place:
+    return Place(row["id"], row["name"], tuple(row["aliases"]), row["lat"], row["lon"])
+
+
+async def load_geocoder(*, pool: asyncpg.Pool, graph: RoadGraph | None,
+                        streets: StreetIndex | None) -> Geocoder:
+    """Read the address and place tables and build the index in a thread (the build ties
+    every point to its street edge: seconds on a city, not for the event loop)."""
+    import asyncio
+
+    async with pool.acquire() as conn:
+        points = await repo.all_points(conn)
+        places = await repo.all_places(conn)
+    data = AddressPoints(
+        [r["street"] for r in points], [r["street_label"] for r in points],
+        np.fromiter((r["number"] for r in points), np.int64, len(points)),
+        np.fromiter((r["lat"] for r in points), np.float64, len(points)),
+        np.fromiter((r["lon"] for r in points), np.float64, len(points)))
+    return await asyncio.to_thread(Geocoder, data, places=[to_place(p) for p in places],
+                                   graph=graph, streets=streets)
+
+
+async def list_places(*, pool: asyncpg.Pool) -> list[dict[str, Any]]:
+    async with pool.acquire() as conn:
+        return [place_view(r) for r in await repo.all_places(conn)]
+
+
+async def put_place(*, pool: asyncpg.Pool, ctx: RequestContext, place_id: str, name: str,
+                    aliases: list[str], lat: float, lon: float) -> tuple[dict[str, Any], bool,
+                                                                         list[Place]]:
+    """Create or change a place; returns its view, whether it was created, and all places
+    (for the caller to refresh the geocoder)."""
+    async with unit_of_work(pool, ctx) as uow:
+        row, created = await repo.upsert_place(uow.conn, place_id=place_id, name=name,
+                                               aliases=aliases, lat=lat, lon=lon)
+        uow.audit("place.put", target=place_id, details={"name": name, "aliases": aliases})
+        places = [to_place(r) for r in await repo.all_places(uow.conn)]
+    return place_view(row), created, places
+
+
+async def delete_place(*, pool: asyncpg.Pool, ctx: RequestContext, place_id: str) -> list[Place]:
+    async with unit_of_work(pool, ctx) as uow:
+        if not await repo.delete_place(uow.conn, place_id):
+            raise NotFound(f"no place {place_id}")
+        uow.audit("place.delete", target=place_id, details={})
+        places = [to_place(r) for r in await repo.all_places(uow.conn)]
+    return places
+
+
+def describe(r: Reverse) -> str:
+    """'935 FOLSOM ST (between 5TH ST and 6TH ST)', or the street, or the coordinates."""
+    if r.address is not None and r.distance_m is not None and r.distance_m <= DESCRIBE_WITHIN_M:
+        head = r.address
+    elif r.street is not None:
+        head = r.street
+    else:
+        return f"{r.lat:.5f}, {r.lon:.5f}"
+    if len(r.cross_streets) == 2:
+        return f"{head} (between {r.cross_streets[0]} and {r.cross_streets[1]})"
+    if len(r.cross_streets) == 1:
+        return f"{head} (near {r.cross_streets[0]})"
+    return head
