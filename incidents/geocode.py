@@ -48,7 +48,7 @@ class StreetIndex:
                 norm = normalize_street(name)
                 if not norm:
                     continue
-                self._label.setdefault(norm, name.strip())
+                self._label.setdefault(norm, re.sub(r"\b0+(?=\d)", "", name.strip()))
                 self._nodes[norm].update(ends)
         self._loose: dict[str, list[str]] = defaultdict(list)
         for norm in sorted(self._nodes):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from typing import Any
 
 import numpy as np
 from rapidfuzz import fuzz, process
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from incidents.geocode import StreetIndex
@@ -34,11 +37,23 @@ PRECISION_FACTOR = {"address_point": 1.0, "interpolated": 0.98, "block": 0.98,
 # Known numbers farther apart than this are not interpolated between (a street broken by a
 # park or a hill, resumed elsewhere): the nearer number's point answers, at street precision.
 MAX_INTERPOLATION_GAP_M = 400.0
+# The other side of the street stands in for a missing pair on this side only when its known
+# numbers are this close (beyond, the other side may run on a different stretch).
+OTHER_SIDE_SPAN = 20
+# Interpolations on the two sides farther apart than this (a street is rarely 60 m wide)
+# mean one name on two streets: the answer drops to street precision.
+SIDES_AGREE_M = 150.0
 FUZZY_CUTOFF = 72.0          # rapidfuzz ratio below which a name is not offered at all
 FUZZY_FACTOR = 0.9           # a typo's score: ratio x this, so "MARKT ST" (94) -> 0.85
 MISSING_SUFFIX_SCORE = 0.95  # "935 FOLSOM" when FOLSOM ST is the only FOLSOM
 AMBIGUOUS_SCORE = 0.8        # "26TH" is 26TH AVE and 26TH ST; a wrong suffix
-TIE_LIMIT_M = 120.0          # an address point farther from any edge of its street is not tied
+TIE_LIMIT_M = 120.0
+# Points of one street closer than this belong to one stretch (SF blocks are 80-250 m; a
+# missing half of the points leaves gaps of up to a block).
+STRETCH_LINK_M = 300.0
+# A stretch's known numbers stand for their whole hundred-block: a number this close to two
+# stretches' ranges may be on either.
+STRETCH_MARGIN = 100          # an address point farther from any edge of its street is not tied
 EARTH_M_PER_DEG = 111_320.0
 
 
@@ -172,6 +187,13 @@ class _Street:
     # per parity (0 even, 1 odd): sorted numbers and their point indexes
     numbers: tuple[np.ndarray, np.ndarray] = field(default_factory=lambda: (np.zeros(0), np.zeros(0)))
     points: tuple[np.ndarray, np.ndarray] = field(default_factory=lambda: (np.zeros(0), np.zeros(0)))
+    # number ranges of the street's separate stretches, when it has several whose ranges
+    # overlap (one name on two streets): a number inside two of them is not located exactly
+    stretches: list[tuple[int, int]] = field(default_factory=list)
+
+    def ambiguous(self, number: int) -> bool:
+        return sum(1 for lo, hi in self.stretches
+                   if lo - STRETCH_MARGIN <= number <= hi + STRETCH_MARGIN) > 1
 
 
 class Geocoder:
@@ -194,13 +216,15 @@ class Geocoder:
         labels: dict[str, str] = {}
         for i in order:
             groups[self.point_street[i]].append(i)
-            labels.setdefault(self.point_street[i], points.label[i])
+            # "05TH ST" as the city's file writes it reads "5TH ST" to a dispatcher
+            labels.setdefault(self.point_street[i], re.sub(r"\b0+(?=\d)", "", points.label[i]))
         for s, idx in groups.items():
             arr = np.asarray(idx, np.int64)
             nums = self.number[arr]
             par = nums % 2
             self._streets[s] = _Street(
-                labels[s], (nums[par == 0], nums[par == 1]), (arr[par == 0], arr[par == 1]))
+                labels[s], (nums[par == 0], nums[par == 1]), (arr[par == 0], arr[par == 1]),
+                self._stretches(arr))
         # graph streets without any address point still answer at street precision
         self._graph_streets: set[str] = set(streets.street_names()) if streets else set()
         all_names = set(self._streets) | self._graph_streets
@@ -219,6 +243,24 @@ class Geocoder:
         self._kx = EARTH_M_PER_DEG * math.cos(math.radians(lat0))
         self._tree = (cKDTree(np.column_stack([self.lon * self._kx, self.lat * EARTH_M_PER_DEG]))
                       if n else None)
+
+    def _stretches(self, idx: np.ndarray) -> list[tuple[int, int]]:
+        """Number ranges of a street's spatially separate stretches, when some overlap."""
+        if idx.size < 2:
+            return []
+        kx = EARTH_M_PER_DEG * math.cos(math.radians(float(self.lat[idx[0]])))
+        xy = np.column_stack([self.lon[idx] * kx, self.lat[idx] * EARTH_M_PER_DEG])
+        pairs = cKDTree(xy).query_pairs(STRETCH_LINK_M, output_type="ndarray")
+        n = idx.size
+        graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+        k, comp = connected_components(graph, directed=False)
+        if k < 2:
+            return []
+        nums = self.number[idx]
+        ranges = sorted((int(nums[comp == c].min()), int(nums[comp == c].max())) for c in range(k))
+        overlap = any(ranges[a][1] + 2 * STRETCH_MARGIN >= ranges[a + 1][0]
+                      for a in range(len(ranges) - 1))
+        return ranges if overlap else []
 
     @property
     def n_points(self) -> int:
@@ -302,26 +344,35 @@ class Geocoder:
         if st is None:
             return self._street_only(street, score=score, unit=unit, number=number)
         parity = number % 2
-        for par in (parity, 1 - parity):
-            nums, pts = st.numbers[par], st.points[par]
-            if nums.size == 0:
-                continue
-            k = int(np.searchsorted(nums, number))
-            if par == parity and k < nums.size and nums[k] == number:
-                return self._cand(int(pts[k]), label=label, score=score,
-                                  precision="address_point", street=street, number=number,
-                                  unit=unit)
-            if 0 < k < nums.size:
-                i, j = int(pts[k - 1]), int(pts[k])
-                if self._dist_m(i, j) <= MAX_INTERPOLATION_GAP_M:
-                    t = (number - nums[k - 1]) / max(nums[k] - nums[k - 1], 1)
-                    lat = float(self.lat[i] + t * (self.lat[j] - self.lat[i]))
-                    lon = float(self.lon[i] + t * (self.lon[j] - self.lon[i]))
-                    c = self._cand(i if t < 0.5 else j, label=label, score=score,
-                                   precision="interpolated", street=street, number=number,
-                                   unit=unit, lat=lat, lon=lon)
-                    return self._with_access(c, i, j, t)
-        # outside every known range (or across a gap): the nearest known number
+        nums, pts = st.numbers[parity], st.points[parity]
+        k = int(np.searchsorted(nums, number))
+        if k < nums.size and nums[k] == number:
+            return self._cand(int(pts[k]), label=label, score=score, precision="address_point",
+                              street=street, number=number, unit=unit)
+        if st.ambiguous(number):
+            return self._nearest_number(st, street, number, label=label, score=score, unit=unit)
+        same = self._between(st, parity, number, max_span=None)
+        other = self._between(st, 1 - parity, number, max_span=OTHER_SIDE_SPAN)
+        if same is not None and other is not None and self._apart_m(same, other) > SIDES_AGREE_M:
+            # the two sides disagree: one name on two separate streets (MASON ST downtown
+            # and in the Presidio); the point may be on either
+            same = other = None
+        pick = same or other
+        if pick is not None:
+            i, j, t = pick
+            lat = float(self.lat[i] + t * (self.lat[j] - self.lat[i]))
+            lon = float(self.lon[i] + t * (self.lon[j] - self.lon[i]))
+            c = self._cand(i if t < 0.5 else j, label=label, score=score,
+                           precision="interpolated", street=street, number=number, unit=unit,
+                           lat=lat, lon=lon)
+            return self._with_access(c, i, j, t)
+        return self._nearest_number(st, street, number, label=label, score=score, unit=unit)
+
+    def _nearest_number(self, st: _Street, street: str, number: int, *, label: str,
+                        score: float, unit: str) -> Candidate:
+        """Outside every known range, across a gap, or on a name two streets share: the
+        point of the nearest known number, at street precision."""
+        parity = number % 2
         best: tuple[int, int] | None = None
         for par in (parity, 1 - parity):
             nums, pts = st.numbers[par], st.points[par]
@@ -333,6 +384,31 @@ class Geocoder:
         assert best is not None
         return self._cand(best[1], label=label, score=score, precision="street", street=street,
                           number=number, unit=unit)
+
+    def _between(self, st: _Street, parity: int, number: int, *, max_span: int | None
+                 ) -> tuple[int, int, float] | None:
+        """The known points just below and above ``number`` on one side, and the fraction
+        between them; None when there is no such pair, they are too far apart on the ground
+        (a street broken and resumed elsewhere), or their numbers span more than ``max_span``."""
+        nums, pts = st.numbers[parity], st.points[parity]
+        k = int(np.searchsorted(nums, number))
+        if not 0 < k < nums.size:
+            return None
+        lo, hi = int(nums[k - 1]), int(nums[k])
+        if max_span is not None and hi - lo > max_span:
+            return None
+        i, j = int(pts[k - 1]), int(pts[k])
+        if self._dist_m(i, j) > MAX_INTERPOLATION_GAP_M:
+            return None
+        return i, j, (number - lo) / max(hi - lo, 1)
+
+    def _apart_m(self, a: tuple[int, int, float], b: tuple[int, int, float]) -> float:
+        def at(p: tuple[int, int, float]) -> tuple[float, float]:
+            i, j, t = p
+            return (float(self.lat[i] + t * (self.lat[j] - self.lat[i])),
+                    float(self.lon[i] + t * (self.lon[j] - self.lon[i])))
+        (la, lo), (lb, lob) = at(a), at(b)
+        return float(math.hypot((lo - lob) * self._kx, (la - lb) * EARTH_M_PER_DEG))
 
     def _with_access(self, c: Candidate, i: int, j: int, t: float) -> Candidate:
         ties = self.ties
@@ -374,7 +450,9 @@ class Geocoder:
         if idx.size == 0:
             c = self.locate(street, lo + 50, score=score, unit=unit)
             if c is None or c.precision == "street":
-                return c
+                return c if c is None else Candidate(
+                    c.lat, c.lon, label, c.score, c.precision, street, lo, unit, c.access_lat,
+                    c.access_lon, c.side)
             return Candidate(c.lat, c.lon, label, round(score * PRECISION_FACTOR["block"], 4),
                              "block", street, lo, unit, c.access_lat, c.access_lon, None)
         lat, lon = self.lat[idx], self.lon[idx]
