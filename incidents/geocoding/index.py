@@ -43,7 +43,8 @@ OTHER_SIDE_SPAN = 20
 # Interpolations on the two sides farther apart than this (a street is rarely 60 m wide)
 # mean one name on two streets: the answer drops to street precision.
 SIDES_AGREE_M = 150.0
-FUZZY_CUTOFF = 72.0          # rapidfuzz ratio below which a name is not offered at all
+FUZZY_CUTOFF = 80.0          # rapidfuzz ratio (of names without suffix) below which
+                             # a name is not offered at all
 FUZZY_FACTOR = 0.9           # a typo's score: ratio x this, so "MARKT ST" (94) -> 0.85
 MISSING_SUFFIX_SCORE = 0.95  # "935 FOLSOM" when FOLSOM ST is the only FOLSOM
 AMBIGUOUS_SCORE = 0.8        # "26TH" is 26TH AVE and 26TH ST; a wrong suffix
@@ -302,17 +303,21 @@ class Geocoder:
             if base == norm and len(same_base) == 1:
                 return [(same_base[0], MISSING_SUFFIX_SCORE)]
             return [(s, AMBIGUOUS_SCORE) for s in same_base]
+        # A typo is looked for in the name without its suffix ("MARKT" ~ "MARKET"): whole
+        # names would match on a shared " ALY" or " ST" alone. A typed suffix must then agree.
+        suffix = norm[len(base):].strip()
         out: dict[str, float] = {}
-        for name, ratio, _ in process.extract(norm, self._names, scorer=fuzz.ratio,
-                                              score_cutoff=FUZZY_CUTOFF, limit=5):
-            out[name] = max(out.get(name, 0.0), ratio / 100.0 * FUZZY_FACTOR)
-        if base == norm:  # no suffix typed: compare with the names without theirs
-            for b, ratio, _ in process.extract(norm, self._bases, scorer=fuzz.ratio,
-                                               score_cutoff=FUZZY_CUTOFF, limit=5):
-                for s in self._by_base[b]:
-                    sc = ratio / 100.0 * FUZZY_FACTOR * (1.0 if len(self._by_base[b]) == 1
-                                                         else AMBIGUOUS_SCORE)
-                    out[s] = max(out.get(s, 0.0), sc)
+        for b, ratio, _ in process.extract(base, self._bases, scorer=fuzz.ratio,
+                                           score_cutoff=FUZZY_CUTOFF, limit=5):
+            streets = self._by_base[b]
+            for s in streets:
+                own = s[len(b):].strip()
+                if suffix and own != suffix and len(streets) > 1:
+                    continue
+                sc = ratio / 100.0 * FUZZY_FACTOR
+                if (suffix and own != suffix) or (not suffix and len(streets) > 1):
+                    sc *= AMBIGUOUS_SCORE
+                out[s] = max(out.get(s, 0.0), sc)
         return sorted(out.items(), key=lambda kv: -kv[1])
 
     # ---- points -------------------------------------------------------------------------
