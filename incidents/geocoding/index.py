@@ -43,7 +43,7 @@ OTHER_SIDE_SPAN = 20
 # Interpolations on the two sides farther apart than this (a street is rarely 60 m wide)
 # mean one name on two streets: the answer drops to street precision.
 SIDES_AGREE_M = 150.0
-FUZZY_CUTOFF = 80.0          # rapidfuzz ratio (of names without suffix) below which
+FUZZY_CUTOFF = 75.0          # rapidfuzz ratio (of names without suffix) below which
                              # a name is not offered at all
 FUZZY_FACTOR = 0.9           # a typo's score: ratio x this, so "MARKT ST" (94) -> 0.85
 MISSING_SUFFIX_SCORE = 0.95  # "935 FOLSOM" when FOLSOM ST is the only FOLSOM
