@@ -41,6 +41,8 @@ def incident_view(row: Mapping[str, Any], assignments: Sequence[Mapping[str, Any
         "location_source": row["location_source"],
         "location_precision": row["location_precision"],
         "location_unit": row["location_unit"],
+        "access_lat": row["access_lat"],
+        "access_lon": row["access_lon"],
         "zone_id": row["zone_id"],
         "received_at": iso(row["received_at"]),
         "answered_at": iso(row["answered_at"]),

@@ -59,6 +59,10 @@ class IncidentView(BaseModel):
         "interpolated, block, intersection, street or place (incidents.geocoding).")
     location_unit: str | None = Field(default=None, description="Apartment, suite: kept with "
                                       "the incident, never moves the point.")
+    access_lat: float | None = Field(default=None, description="The routing target of a "
+                                     "geocoded address: its access point on its street's edge, "
+                                     "on its side. Null: units are routed to lat/lon.")
+    access_lon: float | None = None
     zone_id: str | None
     received_at: IsoTime | None
     answered_at: IsoTime | None

@@ -202,7 +202,11 @@ async def recommend(*, deps: DispatchDeps, ctx: RequestContext, scope: Scope,
                     break
 
         serving = scope.unit_agencies_for(inc["agency"])
-        finder = _Finder(deps, conn, inc["lat"], inc["lon"], serving)
+        # A geocoded address is reached at its access point: where it meets its street's edge
+        # on its own side (the right carriageway of a divided road), not the nearest node.
+        to_lat, to_lon = ((inc["access_lat"], inc["access_lon"]) if inc["access_lat"] is not None
+                          else (inc["lat"], inc["lon"]))
+        finder = _Finder(deps, conn, to_lat, to_lon, serving)
         by_type: dict[tuple[str, tuple[str, ...]], list[Slot]] = defaultdict(list)
         for slot in open_slots:
             by_type[(slot.unit_type, tuple(slot.capabilities))].append(slot)

@@ -1,0 +1,164 @@
+"""The geocoder in a running app: San Francisco's address file imported into the database,
+the TIGER graph loaded; intake, the geocode endpoints and the places table over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from cad import db
+from incidents.geocoding.normalize import normalize_street
+from incidents.geocoding.service import import_addresses
+from routing.build import haversine_m
+from routing.graph import RoadGraph
+from tests.dispatch_fixtures import Api, make_settings
+from tests.support import RunningApp, require_shared, running_app
+
+STATION_1 = (37.779416, -122.404193)   # 935 Folsom St (sffd_fire_stations.csv)
+
+
+@pytest.fixture
+async def geo_app(database_url: str, tmp_path: Path, sf_graph_path: Path
+                  ) -> AsyncIterator[RunningApp]:
+    """Addresses imported before start: each worker builds its index from the table."""
+    pool = await db.create_pool(database_url, min_size=1, max_size=2)
+    try:
+        result = await import_addresses(
+            pool=pool, path=require_shared("addresses/sf_address_points.csv.gz"))
+        assert result.total == 109_651 and result.n_bad == 0
+    finally:
+        await pool.close()
+    async with running_app(make_settings(database_url, tmp_path, graph_path=sf_graph_path)) as app:
+        yield app
+
+
+@pytest.fixture
+async def geo_api(geo_app: RunningApp) -> AsyncIterator[Api]:
+    a = Api(geo_app)
+    yield a
+    await a.close()
+
+
+async def _intake(client: httpx.AsyncClient, address: str) -> httpx.Response:
+    return await client.post("/api/v1/incidents", json={
+        "agency": "SFFD", "incident_type": "MED", "location": {"address": address}})
+
+
+async def test_intake_by_address(geo_api: Api, sf_graph_path: Path) -> None:
+    disp = await geo_api.as_("dispatcher")
+    r = await _intake(disp, "935 Folsom St, Apt 2")
+    assert r.status_code == 201, r.text
+    inc = r.json()
+    assert (inc["location_source"], inc["location_precision"], inc["location_unit"]) == (
+        "address", "address_point", "2")
+    assert inc["location_text"] == "935 FOLSOM ST, #2"
+    assert haversine_m(inc["lat"], inc["lon"], *STATION_1) < 30
+    # the routing target is on a Folsom St edge of the graph, next to the point
+    assert haversine_m(inc["lat"], inc["lon"], inc["access_lat"], inc["access_lon"]) < 40
+    g = RoadGraph.load(sf_graph_path)
+    folsom = [i for i, n in enumerate(g.street_names)
+              if "FOLSOM ST" in {normalize_street(p) for p in n.split(";")}]
+    on = np.flatnonzero(np.isin(g.edge_name, folsom))
+    mid_lat = (g.node_lat[g.edge_tail[on]] + g.node_lat[g.fwd_head[on]]) / 2
+    mid_lon = (g.node_lon[g.edge_tail[on]] + g.node_lon[g.fwd_head[on]]) / 2
+    assert min(haversine_m(inc["access_lat"], inc["access_lon"], float(a), float(b))
+               for a, b in zip(mid_lat, mid_lon, strict=True)) < 200
+
+    # the precision is shown wherever the incident is: its detail and the list
+    detail = (await disp.get(f"/api/v1/incidents/{inc['id']}")).json()
+    assert detail["location_precision"] == "address_point"
+    listed = (await disp.get("/api/v1/incidents")).json()
+    assert [i["location_precision"] for i in listed if i["id"] == inc["id"]] == ["address_point"]
+
+    # "1200 Market St" (the issue's example: placed 3.4 km off before) is in Civic Center
+    r = await _intake(disp, "1200 Market St")
+    assert r.status_code == 201, r.text
+    assert haversine_m(r.json()["lat"], r.json()["lon"], 37.7786, -122.4153) < 60
+
+    r = await _intake(disp, "0 Block of BALCETA AVE")
+    assert r.status_code == 201 and r.json()["location_precision"] == "block", r.text
+
+
+async def test_uncertain_address_is_refused_with_candidates(geo_api: Api) -> None:
+    disp = await geo_api.as_("dispatcher")
+    r = await _intake(disp, "1200 MARKT ST")
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body = r.json()
+    assert [e["field"] for e in body["errors"]] == ["body.location.address"]
+    assert body["candidates"][0]["label"] == "1200 MARKET ST"
+    assert body["candidates"][0]["score"] < 0.9
+    r = await _intake(disp, "12 NOSUCHPLACEATALL ST")
+    assert r.status_code == 422 and "not found" in r.json()["detail"], r.text
+    # nothing was written by either refusal
+    assert [i["location_text"] for i in (await disp.get("/api/v1/incidents")).json()] == []
+
+
+async def test_geocode_suggest_and_reverse_endpoints(geo_api: Api) -> None:
+    disp = await geo_api.as_("dispatcher")
+    r = await disp.get("/api/v1/geocode", params={"q": "1200 market street"})
+    assert r.status_code == 200, r.text
+    best = r.json()["candidates"][0]
+    assert (best["label"], best["precision"], best["score"]) == ("1200 MARKET ST",
+                                                                 "address_point", 1.0)
+    assert best["side"] in ("left", "right") and best["access_lat"] is not None
+
+    r = await disp.get("/api/v1/geocode", params={"q": "MARKET ST & 5TH ST"})
+    corner = r.json()["candidates"][0]
+    assert corner["precision"] == "intersection"
+    assert haversine_m(corner["lat"], corner["lon"], 37.7837, -122.4075) < 150
+
+    r = await disp.get("/api/v1/geocode/suggest", params={"q": "1200 MARK"})
+    assert "1200 MARKET ST" in [c["label"] for c in r.json()["candidates"]]
+    r = await disp.get("/api/v1/geocode/suggest", params={"q": "MARKET ST & 5"})
+    assert "MARKET ST & 5TH ST" in [c["label"] for c in r.json()["candidates"]]
+
+    r = await disp.get("/api/v1/geocode/reverse", params={"lat": STATION_1[0],
+                                                          "lon": STATION_1[1]})
+    rev = r.json()
+    assert rev["address"] == "935 FOLSOM ST" and rev["distance_m"] < 10
+    assert "5TH ST" in rev["cross_streets"]
+    assert rev["description"].startswith("935 FOLSOM ST (")
+
+    r = await disp.get("/api/v1/geocode/reverse", params={"lat": 91, "lon": 0})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.lat"
+    anon = httpx.AsyncClient(base_url=geo_api.running.base_url)
+    try:
+        assert (await anon.get("/api/v1/geocode", params={"q": "x"})).status_code == 401
+    finally:
+        await anon.aclose()
+
+
+async def test_managed_places(geo_api: Api) -> None:
+    sup = await geo_api.as_("supervisor")
+    disp = await geo_api.as_("dispatcher")
+    place = {"name": "City Hall", "aliases": ["SF CITY HALL", "1 DR CARLTON B GOODLETT PL"],
+             "lat": 37.77927, "lon": -122.41924}
+    assert (await disp.put("/api/v1/places/city-hall", json=place)).status_code == 403
+    r = await sup.put("/api/v1/places/city-hall", json=place)
+    assert r.status_code == 201, r.text
+    assert (await sup.put("/api/v1/places/city-hall", json=place)).status_code == 200
+    r = await sup.put("/api/v1/places/sfo-t2", json={"name": "SFO Terminal 2", "lat": 37.6164,
+                                                     "lon": -122.3840})
+    assert r.status_code == 201
+    bad = await sup.put("/api/v1/places/x", json={**place, "lat": "north"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "body.lat"
+
+    r = await _intake(disp, "city hall")
+    assert r.status_code == 201, r.text
+    inc = r.json()
+    assert (inc["location_precision"], inc["lat"]) == ("place", 37.77927)
+    r = await disp.get("/api/v1/geocode", params={"q": "SFO TERMINAL 2"})
+    assert r.json()["candidates"][0]["precision"] == "place"
+    r = await disp.get("/api/v1/geocode/suggest", params={"q": "SFO"})
+    assert r.json()["candidates"][0]["label"] == "SFO Terminal 2"
+
+    assert (await sup.delete("/api/v1/places/sfo-t2")).status_code == 204
+    assert (await sup.delete("/api/v1/places/sfo-t2")).status_code == 404
+    r = await disp.get("/api/v1/geocode", params={"q": "SFO TERMINAL 2"})
+    assert all(c["precision"] != "place" for c in r.json()["candidates"])
+    assert [p["id"] for p in (await disp.get("/api/v1/places")).json()] == ["city-hall"]
