@@ -22,8 +22,8 @@ from cad.settings import Settings
 from cad.warmup import start_loop_lag_monitor, warm_routing_kernels
 from cad.wiring import Runtime
 from incidents.api import router as incidents_router
-from incidents.geocoding.api import router as geocoding_router
 from incidents.dispatch.api import router as dispatch_router
+from incidents.geocoding.api import router as geocoding_router
 from units.api import router as units_router
 from ws_gateway.api import router as realtime_router
 

@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -165,8 +165,9 @@ def db_prune(batch: int = typer.Option(20_000, min=100, help="Rows per delete tr
 
 @addresses_app.command("import")
 def addresses_import(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True,
-                                help="street,number,lat,lon or OpenAddresses CSV (.csv or .csv.gz)."),
+    file: Annotated[Path, typer.Argument(
+        exists=True, dir_okay=False, readable=True,
+        help="street,number,lat,lon or OpenAddresses CSV (.csv or .csv.gz).")],
     show_bad: int = typer.Option(20, min=0, help="Bad rows to list (all are counted)."),
 ) -> None:
     """Load address points (idempotent: importing the same file again changes nothing). Bad

@@ -139,7 +139,7 @@ class StreetIndex:
         d = ((g.node_lon - lon) * kx) ** 2 + (g.node_lat - lat) ** 2
         for nd in np.argsort(d)[:50].tolist():
             if by_node.get(int(nd)):
-                return sorted(by_node[int(nd)])[0]
+                return min(by_node[int(nd)])
         return None
 
     def _streets(self, text: str) -> list[str]:

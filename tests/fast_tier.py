@@ -13,6 +13,7 @@ from cad.uow import RequestContext
 from cad.wiring import plausibility
 from incidents.deps import IncidentsDeps
 from incidents.dispatch.deps import DispatchDeps
+from incidents.geocoding.index import AddressPoints, Geocoder, GeocoderRef
 from units.deps import UnitsDeps
 from units.locator import UnitLocator
 
@@ -28,6 +29,8 @@ def deps(tx_pool: Any, tmp_path: Path) -> tuple[UnitsDeps, IncidentsDeps, Dispat
     locator = UnitLocator(None, pool=pool, stale_after_s=settings.unit_position_stale_s)
     plausible = plausibility(settings, None)
     return (UnitsDeps(pool=pool, locator=locator, plausible=plausible),
-            IncidentsDeps(pool=pool, settings=settings, geocoder=None, plausible=plausible),
+            IncidentsDeps(pool=pool, settings=settings,
+                          geocoder=GeocoderRef(Geocoder(AddressPoints.empty())),
+                          plausible=plausible),
             DispatchDeps(pool=pool, settings=settings, routing=None, locator=locator,
                          plausible=plausible))

@@ -52,7 +52,7 @@ class FormatError(ValueError):
     """The file is neither format (its header names the columns it lacks)."""
 
 
-_FORMATS = {
+_FORMATS: dict[str, dict[str, str | None]] = {
     "shared": {"street": "street", "number": "number", "lat": "lat", "lon": "lon", "unit": None},
     "openaddresses": {"street": "STREET", "number": "NUMBER", "lat": "LAT", "lon": "LON",
                       "unit": "UNIT"},
@@ -64,7 +64,7 @@ def _open_text(path: Path) -> io.TextIOBase:
         magic = probe.read(2)
     if magic == b"\x1f\x8b":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")  # noqa: SIM115 (closed by the caller)
+    return open(path, encoding="utf-8", newline="")
 
 
 def parse_file(path: Path, *, progress: Callable[[int], None] | None = None) -> ParseResult:

@@ -141,9 +141,9 @@ def tie_to_streets(graph: RoadGraph, streets: Sequence[str], lat: np.ndarray, lo
     names = graph.street_names
     edge_name = np.asarray(graph.edge_name)
     name_norm = [[normalize_street(p) for p in nm.split(";")] for nm in names]
-    for e in np.flatnonzero(edge_name >= 0).tolist():
-        for norm in name_norm[int(edge_name[e])]:
-            by_name[norm].append(e)
+    for arc in np.flatnonzero(edge_name >= 0).tolist():
+        for norm in name_norm[int(edge_name[arc])]:
+            by_name[norm].append(arc)
     groups: dict[str, list[int]] = defaultdict(list)
     for i, s in enumerate(streets):
         groups[s].append(i)
@@ -570,7 +570,7 @@ class Geocoder:
         if not prefix:
             return []
         k = bisect.bisect_left(sorted_names, prefix)
-        out = []
+        out: list[str] = []
         while k < len(sorted_names) and sorted_names[k].startswith(prefix) and len(out) < limit:
             out.append(sorted_names[k])
             k += 1

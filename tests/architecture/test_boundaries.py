@@ -182,6 +182,7 @@ def test_only_the_app_factory_touches_app_state() -> None:
 
 
 SERVICE_MODULES = ("units.service", "incidents.service", "incidents.zones",
+                   "incidents.geocoding.service",
                    "incidents.dispatch.service", "incidents.dispatch.recommend",
                    "incidents.dispatch.plans", "incidents.dispatch.timers",
                    "cad.security.service")
@@ -216,6 +217,8 @@ TABLE_OWNERS = {
     "incident_narrative": "incidents/repository.py", "incident_links": "incidents/repository.py",
     "incident_units": "incidents/repository.py", "incident_types": "incidents/repository.py",
     "zones": "incidents/repository.py",
+    "address_points": "incidents/geocoding/repository.py",
+    "places": "incidents/geocoding/repository.py",
     "recommendations": "incidents/dispatch/repository.py",
     "response_plans": "incidents/dispatch/repository.py",
     "slot_substitutions": "incidents/dispatch/repository.py",

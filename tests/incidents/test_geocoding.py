@@ -5,6 +5,7 @@ reverse geocoding, ties to street edges and sides; the address-file reader and t
 from __future__ import annotations
 
 import gzip
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,8 @@ def _main_st() -> list[tuple[str, int, float, float]]:
     return pts
 
 
-def _geocoder(extra: list[tuple[str, int, float, float]] = (), *, places: list[Place] = (),
+def _geocoder(extra: Sequence[tuple[str, int, float, float]] = (), *,
+              places: Sequence[Place] = (),
               graph: RoadGraph | None = None) -> Geocoder:
     rows = _main_st() + list(extra)
     return Geocoder(AddressPoints([normalize_street(r[0]) for r in rows], [r[0] for r in rows],
@@ -189,6 +191,7 @@ def test_divided_road_access_is_the_carriageway_on_the_address_side() -> None:
     s, n = g.geocode("10 BROAD ST")[0], g.geocode("11 BROAD ST")[0]
     assert s.access_lat == pytest.approx(LAT0 + 0.01)       # the eastbound carriageway
     assert n.access_lat == pytest.approx(LAT0 + 0.01027)    # the westbound one
+    assert s.access_lon is not None and n.access_lat is not None and n.access_lon is not None
     assert haversine_m(s.access_lat, s.access_lon, n.access_lat, n.access_lon) > 25
 
 

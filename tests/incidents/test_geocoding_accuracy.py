@@ -110,7 +110,7 @@ def _block_calls() -> list[tuple[str, float, float]]:
         with gzip.open(require_shared(name), "rt", newline="") as f:
             seen: set[str] = set()
             for row in csv.DictReader(f):
-                if row["Call Number"] in seen or not re.search(r"\bBLOCK\b", row["Address"], re.I):
+                if row["Call Number"] in seen or not re.search(r"\bBLOCK\b", row["Address"], re.IGNORECASE):
                     continue
                 seen.add(row["Call Number"])
                 lat, lon = (float(v) for v in row["Location"].strip("()").split(","))

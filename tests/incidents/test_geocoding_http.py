@@ -62,6 +62,7 @@ async def test_intake_by_address(geo_api: Api, sf_graph_path: Path) -> None:
     g = RoadGraph.load(sf_graph_path)
     folsom = [i for i, n in enumerate(g.street_names)
               if "FOLSOM ST" in {normalize_street(p) for p in n.split(";")}]
+    assert g.edge_name is not None
     on = np.flatnonzero(np.isin(g.edge_name, folsom))
     mid_lat = (g.node_lat[g.edge_tail[on]] + g.node_lat[g.fwd_head[on]]) / 2
     mid_lon = (g.node_lon[g.edge_tail[on]] + g.node_lon[g.fwd_head[on]]) / 2
