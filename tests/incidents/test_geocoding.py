@@ -191,7 +191,8 @@ def test_divided_road_access_is_the_carriageway_on_the_address_side() -> None:
     s, n = g.geocode("10 BROAD ST")[0], g.geocode("11 BROAD ST")[0]
     assert s.access_lat == pytest.approx(LAT0 + 0.01)       # the eastbound carriageway
     assert n.access_lat == pytest.approx(LAT0 + 0.01027)    # the westbound one
-    assert s.access_lon is not None and n.access_lat is not None and n.access_lon is not None
+    assert s.access_lat is not None and s.access_lon is not None
+    assert n.access_lat is not None and n.access_lon is not None
     assert haversine_m(s.access_lat, s.access_lon, n.access_lat, n.access_lon) > 25
 
 
