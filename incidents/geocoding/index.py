@@ -191,6 +191,7 @@ class _Street:
     # number ranges of the street's separate stretches, when it has several whose ranges
     # overlap (one name on two streets): a number inside two of them is not located exactly
     stretches: list[tuple[int, int]] = field(default_factory=list)
+    middle: int = -1      # the point that answers for the street as a whole
 
     def ambiguous(self, number: int) -> bool:
         return sum(1 for lo, hi in self.stretches
@@ -204,6 +205,8 @@ class Geocoder:
                  graph: RoadGraph | None = None, streets: StreetIndex | None = None) -> None:
         self.graph = graph
         self.street_index = streets
+        if streets is not None:
+            streets.prepare()
         self.lat = np.asarray(points.lat, np.float64)
         self.lon = np.asarray(points.lon, np.float64)
         self.number = np.asarray(points.number, np.int64)
@@ -223,9 +226,12 @@ class Geocoder:
             arr = np.asarray(idx, np.int64)
             nums = self.number[arr]
             par = nums % 2
+            lat, lon = self.lat[arr], self.lon[arr]
+            middle = int(arr[int(np.argmin((lat - np.median(lat)) ** 2
+                                           + (lon - np.median(lon)) ** 2))])
             self._streets[s] = _Street(
                 labels[s], (nums[par == 0], nums[par == 1]), (arr[par == 0], arr[par == 1]),
-                self._stretches(arr))
+                self._stretches(arr), middle)
         # graph streets without any address point still answer at street precision
         self._graph_streets: set[str] = set(streets.street_names()) if streets else set()
         all_names = set(self._streets) | self._graph_streets
@@ -430,10 +436,7 @@ class Geocoder:
         label = self._label(street) if number is None else f"{number} {self._label(street)}"
         st = self._streets.get(street)
         if st is not None:
-            idx = np.concatenate(st.points)
-            lat, lon = self.lat[idx], self.lon[idx]
-            k = int(np.argmin((lat - np.median(lat)) ** 2 + (lon - np.median(lon)) ** 2))
-            return self._cand(int(idx[k]), label=label, score=score, precision="street",
+            return self._cand(st.middle, label=label, score=score, precision="street",
                               street=street, number=number, unit=unit)
         if self.street_index is not None:
             hit = self.street_index.street_point(street)
