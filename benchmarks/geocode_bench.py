@@ -36,11 +36,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from incidents.geocode import StreetIndex  # noqa: E402  (after the path line above)
-from incidents.geocoding.importer import parse_file  # noqa: E402
-from incidents.geocoding.index import AddressPoints, Geocoder  # noqa: E402
-from incidents.geocoding.normalize import normalize_street, parse_query  # noqa: E402
-from routing.graph import RoadGraph  # noqa: E402
+from incidents.geocode import StreetIndex
+from incidents.geocoding.importer import parse_file
+from incidents.geocoding.index import AddressPoints, Geocoder
+from incidents.geocoding.normalize import normalize_street, parse_query
+from routing.graph import RoadGraph
 
 
 def shared(relative: str) -> Path:
