@@ -76,6 +76,10 @@ def serve(
                 raise typer.Exit(2) from None
             out.print(f"Data directory: {embedded.pgdata} ({embedded.backend})")
         out.print(f"Database: {mask_url(url)}")
+        if settings.graph_path is None:
+            from cad.wiring import NO_GRAPH_WARNING
+
+            err.print(f"[bold red]WARNING[/]: {NO_GRAPH_WARNING}")
         _run_migrations(url, settings)
         # Workers build their own Settings from the environment: hand them the database.
         os.environ["CAD_DATABASE_URL"] = url

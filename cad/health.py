@@ -6,12 +6,12 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 
 from cad.db import MigrationError, pending_migrations
@@ -27,6 +27,8 @@ READY_CHECK_TIMEOUT_S = 2.0
 class HealthDeps:
     pool: asyncpg.Pool
     migrations_dir: Path | None   # None: the migrations shipped in the package
+    # what this worker serves with (road graph, ETA method, address points), from the wiring
+    details: Callable[[], dict[str, Any]] | None = None
 
 
 health_deps: Callable[[HTTPConnection], Awaitable[HealthDeps]] = wired("health")
@@ -36,8 +38,17 @@ class Alive(BaseModel):
     status: Literal["ok"]
 
 
+class ReadyDetails(BaseModel):
+    road_graph: str | None = Field(description="The loaded graph file; null: none.")
+    eta_method: Literal["road_network", "straight_line_estimate"]
+    address_points: int = Field(description="Address points in this worker's geocoder.")
+    places: int
+    warnings: list[str] = Field(description="What degrades answers, e.g. no road graph.")
+
+
 class Ready(BaseModel):
     status: Literal["ready"]
+    details: ReadyDetails | None = None
 
 
 class NotReady(BaseModel):
@@ -77,4 +88,7 @@ async def readyz(deps: Annotated[HealthDeps, Depends(health_deps)]) -> JSONRespo
     if pending:
         return problem(503, "Not ready", f"migrations pending: {', '.join(pending)}",
                        reason="migrations", pending=pending)
-    return JSONResponse({"status": "ready"})
+    body: dict[str, Any] = {"status": "ready"}
+    if deps.details is not None:
+        body["details"] = deps.details()
+    return JSONResponse(body)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 import structlog
@@ -63,6 +64,24 @@ class Runtime:
     gateway: Gateway | None = None   # set once started (the last part to start)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+NO_GRAPH_WARNING = ("no road graph (CAD_GRAPH_PATH is unset): every ETA is a straight-line "
+                    "estimate, recommendations rank units by distance, and addresses geocode "
+                    "from address points only (no corners); build one with `cad graph build`")
+
+
+def serving_details(rt: Runtime) -> dict[str, Any]:
+    """What this worker answers with, for /readyz: a degraded set-up is visible there."""
+    warnings = [] if rt.routing is not None else [NO_GRAPH_WARNING]
+    geocoder = rt.geocoder.current
+    if geocoder.n_points == 0:
+        warnings.append("no address points (`cad addresses import FILE`): street addresses "
+                        "geocode at street or corner precision only")
+    return {"road_graph": str(rt.settings.graph_path) if rt.routing is not None else None,
+            "eta_method": "road_network" if rt.routing is not None else "straight_line_estimate",
+            "address_points": geocoder.n_points, "places": geocoder.n_places,
+            "warnings": warnings}
 
 
 def load_routing(settings: Settings) -> RoutingService | None:
@@ -153,6 +172,8 @@ async def _start_domain(app: FastAPI, settings: Settings, pool: asyncpg.Pool,
         pool=pool, graph=routing.graph if routing is not None else None, streets=streets))
     log.info("geocoder_loaded", address_points=geocoder.current.n_points,
              places=geocoder.current.n_places, street_names=streets is not None)
+    if routing is None:
+        log.warning("no_road_graph", message=NO_GRAPH_WARNING)
     plausible = plausibility(settings, routing)
     locator = UnitLocator(routing, pool=pool, stale_after_s=settings.unit_position_stale_s)
     async with pool.acquire() as conn:
@@ -167,7 +188,8 @@ async def _start_domain(app: FastAPI, settings: Settings, pool: asyncpg.Pool,
                               plausible=plausible),
         security=security,
     )
-    provide(app, health_deps, HealthDeps(pool=pool, migrations_dir=settings.migrations_dir))
+    provide(app, health_deps, HealthDeps(pool=pool, migrations_dir=settings.migrations_dir,
+                                         details=lambda: serving_details(rt)))
     provide(app, units_deps, rt.units)
     provide(app, incidents_deps, rt.incidents)
     provide(app, dispatch_deps, rt.dispatch)

@@ -17,7 +17,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from routing.speeds import parse_speed_overrides
+from routing.speeds import TIGER_TIME_FACTOR, parse_speed_overrides
 
 graph_app = typer.Typer(help="Road graph: build and inspect the routing graph file.",
                         no_args_is_help=True, pretty_exceptions_enable=False)
@@ -37,7 +37,8 @@ def build(
     speed: Annotated[list[str] | None, typer.Option(
         "--speed", help="Response speed override CLASS=KMH (OSM highway or TIGER MTFCC); repeatable")] = None,
     tiger_time_factor: Annotated[float, typer.Option(
-        help="Multiply TIGER travel times (calibration, e.g. 2.0 for SF)")] = 1.0,
+        min=0.1, help="Multiply TIGER travel times. The default is measured: SFFD units took "
+        "1.8x the posted-speed time (docs/routing.md); 1 = posted speeds")] = TIGER_TIME_FACTOR,
     dimacs_time_unit_s: Annotated[float, typer.Option(
         help="Seconds per DIMACS weight unit")] = 0.1,
     no_ch: Annotated[bool, typer.Option(

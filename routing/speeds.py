@@ -45,6 +45,12 @@ TIGER_SPEEDS_KMH: dict[str, float] = {
     "S1730": 16.1,  # alley
 }
 
+# The default `cad graph build` multiplies TIGER travel times by: SFFD engines and trucks
+# took 1.81x the posted-speed time from en route to on scene (median over 2,447 first-due
+# responses of the shared 2016/17 and 2020 call files predicted at 60 s or more;
+# benchmarks/eta_calibration.py, docs/routing.md "Speed models"). Rounded to 1.8.
+TIGER_TIME_FACTOR = 1.8
+
 MPH_TO_KMH = 1.609344
 _NUMBER = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(mph|km/h|kmh|kph)?\s*$", re.IGNORECASE)
 

@@ -19,7 +19,11 @@ async def test_healthz_and_readyz(app: RunningApp) -> None:
     async with httpx.AsyncClient(base_url=app.base_url) as c:
         assert (await c.get("/healthz")).json() == {"status": "ok"}
         r = await c.get("/readyz")
-    assert r.status_code == 200 and r.json() == {"status": "ready"}
+    assert r.status_code == 200 and r.json()["status"] == "ready"
+    # without a road graph the server says so (and what that degrades) in the details
+    details = r.json()["details"]
+    assert (details["road_graph"], details["eta_method"]) == (None, "straight_line_estimate")
+    assert any("no road graph" in w for w in details["warnings"])
 
 
 async def test_readyz_is_503_when_the_database_stops(tmp_path: Path) -> None:
