@@ -253,3 +253,26 @@ async def test_import_is_idempotent_and_updates_a_moved_point(database_url: str,
         assert await pool.fetchval("SELECT lon FROM address_points WHERE number = 12") == -74.002
     finally:
         await pool.close()
+
+
+def test_access_point_is_on_the_address_own_street_not_the_nearest_road() -> None:
+    """A MAIN ST house by a corner stands nearer CROSS ST's edge than MAIN ST's: snapping the
+    point would route units to CROSS ST; its access point is on MAIN ST."""
+    segs = [(1, 2, 0), (2, 1, 0), (2, 7, 1), (7, 2, 1)]
+    lat = {1: LAT0, 2: LAT0, 7: LAT0 + 0.002}
+    lon = {1: LON0 - 0.001, 2: LON0 + 0.003, 7: LON0 + 0.003}
+    ids = [1, 2, 7]
+    graph = build_graph(
+        tail_ext=np.array([a for a, _, _ in segs]), head_ext=np.array([b for _, b, _ in segs]),
+        time_ds=np.full(4, 100), length_m=np.full(4, 300.0), road_class=np.zeros(4),
+        way_id=np.arange(4), node_ext_id=np.array(ids), node_lat=np.array([lat[i] for i in ids]),
+        node_lon=np.array([lon[i] for i in ids]), class_names=["test"],
+        edge_name=np.array([n for _, _, n in segs]), street_names=["Main St", "Cross St"])
+    corner_house = ("MAIN ST", 298, LAT0 + 0.00018, LON0 + 0.0029)   # 20 m N of Main, 8 m W of Cross
+    c = _geocoder([corner_house], graph=graph).geocode("298 MAIN ST")[0]
+    assert c.precision == "address_point"
+    assert c.access_lat == pytest.approx(LAT0)                  # on MAIN ST
+    assert c.access_lon == pytest.approx(LON0 + 0.0029, abs=1e-7)
+    cross_m = haversine_m(c.lat, c.lon, c.lat, LON0 + 0.003)
+    main_m = haversine_m(c.lat, c.lon, LAT0, c.lon)
+    assert cross_m < main_m                                     # the nearest road is CROSS ST
