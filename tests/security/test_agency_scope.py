@@ -25,8 +25,9 @@ from tests.support import RunningApp, running_app
 API = "/api/v1"
 PASSWORD = "correct horse battery staple"
 ROLES_SCOPED = ("dispatcher", "supervisor", "field_unit", "analyst")  # admins are global
-# Path parameters naming resources every agency shares (documented in docs/security.md).
-SHARED = {"plan_id", "code"}
+# Path parameters naming resources every agency shares (documented in docs/security.md):
+# response plans, incident types, the geocoder's places.
+SHARED = {"plan_id", "code", "place_id"}
 
 
 @dataclass
