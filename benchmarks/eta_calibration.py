@@ -32,7 +32,7 @@ from scipy.spatial import cKDTree
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from routing.graph import RoadGraph  # noqa: E402
+from routing.graph import RoadGraph
 
 CALL_FILES = ("sffd_calls_2016-12-31_to_2017-01-07.csv.gz",
               "sffd_calls_2020-04-07_to_2020-04-20.csv.gz")
