@@ -1,5 +1,6 @@
-"""Street-name geocoding against the loaded road graph: addresses snap to the named street,
-intersections ("MARKET ST & 5TH ST") to the node both streets share."""
+"""The road graph's street names: intersections ("MARKET ST & 5TH ST") at the node both streets
+share, a street's middle, cross streets. House numbers are the address geocoder's
+(incidents.geocoding): the graph carries no number ranges."""
 
 from __future__ import annotations
 
@@ -180,24 +181,3 @@ class StreetIndex:
         g = self.graph
         return GeocodeHit(float(g.node_lat[node]), float(g.node_lon[node]),
                           f"{self._label.get(a, a)} & {self._label.get(b, b)}")
-
-    def address(self, text: str) -> GeocodeHit | None:
-        """'1200 MARKET ST' -> a point on the named street. Without house-number ranges in
-        the graph, the number only orders the street's nodes (a coarse block estimate)."""
-        m = re.match(r"^\s*(\d+)\s+(.+)$", text)
-        number, street_text = (int(m.group(1)), m.group(2)) if m else (None, text)
-        street = self._street(street_text)
-        if street is None:
-            return None
-        nodes = sorted(self._nodes[street])
-        g = self.graph
-        lat, lon = g.node_lat[nodes], g.node_lon[nodes]
-        # Order nodes along the street's main axis and pick by the number's share of a
-        # nominal 100-per-block range; a coarse estimate, labelled as such.
-        axis = lat if np.ptp(lat) > np.ptp(lon) else lon
-        order = np.argsort(axis, kind="stable")
-        pos = 0 if number is None else min(len(order) - 1, (number // 100) % max(len(order), 1))
-        node = nodes[int(order[pos])]
-        return GeocodeHit(float(g.node_lat[node]), float(g.node_lon[node]),
-                          f"{number} {self._label.get(street, street)}" if number else
-                          self._label.get(street, street))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from incidents.geocode import StreetIndex, normalize_street
+from incidents.geocoding.index import AddressPoints, Geocoder
 from routing.build import build_graph, haversine_m
 from routing.graph import RoadGraph
 from tests.dispatch_fixtures import Api
@@ -70,11 +71,13 @@ def test_intersections_on_a_hand_drawn_grid():
     assert idx.intersection("Main St & Nowhere Rd") is None  # name no longer on any edge
     assert idx.intersection("Main St & Pine St") is None
     assert idx.intersection("Main St") is None
-    hit = idx.address("200 Main Street")
-    assert hit is not None and hit.label == "200 Main St"
+    # without address points a numbered address is only located to its street, and says so
+    geo = Geocoder(AddressPoints.empty(), graph=g, streets=idx)
+    [hit] = geo.geocode("200 Main Street")
+    assert (hit.label, hit.precision) == ("200 Main St", "street")
     main_nodes = {g.node_id(x) for x in (0, 1, 2)}
     assert any((hit.lat, hit.lon) == (g.node_lat[n], g.node_lon[n]) for n in main_nodes)
-    assert idx.address("12 Pine St") is None
+    assert geo.geocode("12 Pine St") == []
 
 
 def test_graph_without_names_has_no_street_index():
@@ -113,16 +116,17 @@ def test_sf_other_corners_and_misses(sf_index: StreetIndex):
     assert sf_index.intersection("NOSUCH ST & 5TH ST") is None
 
 
-def test_sf_address_is_on_the_street(sf_index: StreetIndex):
-    hit = sf_index.address("1 MARKET ST")
-    assert hit is not None and "Market St" in hit.label
+def test_sf_address_without_address_points_is_street_precision(sf_index: StreetIndex):
+    geo = Geocoder(AddressPoints.empty(), graph=sf_index.graph, streets=sf_index)
+    hit = geo.geocode("1 MARKET ST")[0]
+    assert "Market St" in hit.label and hit.precision == "street"
     g = sf_index.graph
     market = [i for i, n in enumerate(g.street_names) if "Market St" in n.split(";")]
     on_market = np.isin(g.edge_name, market)
     ends = np.union1d(g.edge_tail[on_market], g.fwd_head[on_market])
     d = min(haversine_m(float(g.node_lat[e]), float(g.node_lon[e]), hit.lat, hit.lon) for e in ends)
     assert d < 1.0
-    assert sf_index.address("1 NOSUCH ST") is None
+    assert geo.geocode("1 NOSUCH ST") == []
 
 
 # ------------------------------------------------------------------------------------ HTTP
