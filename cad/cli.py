@@ -205,6 +205,17 @@ def addresses_import(
         err.print(f"... and {result.n_bad - show_bad:,} more bad rows")
     out.print(f"{file.name} ({result.format}): {result.rows_read:,} rows, {result.n_bad:,} bad, "
               f"{result.changed:,} new or moved; {result.total:,} address points in the database")
+    settings = Settings()
+    if settings.graph_path is not None:
+        from incidents.geocoding.service import tie_report
+        from routing.graph import RoadGraph
+
+        rep = tie_report(path=file, graph=RoadGraph.load(settings.graph_path))
+        out.print(f"road graph {settings.graph_path}: {rep.tied:,} of {rep.points:,} points tied to "
+                  f"an edge of their street (median {rep.median_distance_m:.0f} m away)")
+        if rep.untied_streets:
+            out.print("not tied (street not named in the graph, or farther than 120 m): "
+                      + ", ".join(f"{s} ({n})" for s, n in rep.untied_streets))
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from cad.uow import RequestContext, unit_of_work
 from incidents.geocode import StreetIndex
 from incidents.geocoding import repository as repo
 from incidents.geocoding.importer import ParseResult, parse_file
-from incidents.geocoding.index import AddressPoints, Geocoder, Place, Reverse
+from incidents.geocoding.index import AddressPoints, Geocoder, Place, Reverse, tie_to_streets
 from routing.graph import RoadGraph
 
 COPY_BATCH = 20_000
@@ -55,6 +55,31 @@ async def import_addresses(*, pool: asyncpg.Pool, path: Path,
         total = await repo.count(conn)
     return ImportResult(parsed_file.format, len(rows) + parsed_file.n_bad, changed, total,
                         parsed_file.bad, parsed_file.n_bad)
+
+
+@dataclass(frozen=True)
+class TieReport:
+    points: int
+    tied: int                            # on an edge of the graph carrying their street's name
+    median_distance_m: float
+    untied_streets: list[tuple[str, int]]   # (street, points), most points first
+
+
+def tie_report(*, path: Path, graph: RoadGraph, top: int = 10) -> TieReport:
+    """How the points of an address file tie to the road graph's streets: what the server
+    will route each address to, and which streets of the file the graph does not name."""
+    rows = parse_file(path).rows
+    streets = [r.street for r in rows]
+    ties = tie_to_streets(graph, streets, np.array([r.lat for r in rows]),
+                          np.array([r.lon for r in rows]))
+    ok = ties.edge >= 0
+    missing: dict[str, int] = {}
+    for s, t in zip(streets, ok.tolist(), strict=True):
+        if not t:
+            missing[s] = missing.get(s, 0) + 1
+    worst = sorted(missing.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    return TieReport(len(rows), int(ok.sum()),
+                     float(np.median(ties.distance_m[ok])) if ok.any() else float("nan"), worst)
 
 
 def place_view(row: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from cad import db
 from incidents.geocoding.importer import FormatError, parse_file
 from incidents.geocoding.index import AddressPoints, Geocoder, Place
 from incidents.geocoding.normalize import normalize_street, parse_query
-from incidents.geocoding.service import import_addresses
+from incidents.geocoding.service import import_addresses, tie_report
 from routing.build import build_graph, haversine_m
 from routing.graph import RoadGraph
 
@@ -276,3 +276,15 @@ def test_access_point_is_on_the_address_own_street_not_the_nearest_road() -> Non
     cross_m = haversine_m(c.lat, c.lon, c.lat, LON0 + 0.003)
     main_m = haversine_m(c.lat, c.lon, LAT0, c.lon)
     assert cross_m < main_m                                     # the nearest road is CROSS ST
+
+
+def test_tie_report_names_streets_the_graph_lacks(tmp_path: Path) -> None:
+    f = tmp_path / "points.csv"
+    f.write_text("street,number,lat,lon\n"
+                 f"MAIN ST,110,{NORTH},{LON0}\nMAIN ST,111,{SOUTH},{LON0}\n"
+                 f"ELSEWHERE RD,5,{NORTH},{LON0}\n"
+                 f"MAIN ST,112,{LAT0 + 0.01},{LON0}\n")         # 1.1 km from Main St
+    rep = tie_report(path=f, graph=_road(divided=False))
+    assert (rep.points, rep.tied) == (4, 2)
+    assert rep.median_distance_m == pytest.approx(22.2, abs=0.5)
+    assert rep.untied_streets == [("ELSEWHERE RD", 1), ("MAIN ST", 1)]
