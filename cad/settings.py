@@ -123,6 +123,10 @@ class Settings(BaseSettings):
         default=0.9, gt=0, le=1, description="Intake refuses (422, with the candidates) a "
         "geocoded address, place or corner scoring below this: typos, a missing or wrong "
         "suffix on an ambiguous name (incidents.geocoding).")
+    geocoder_refresh_s: float = Field(
+        default=5.0, ge=0, description="How often a worker checks whether the address or "
+        "places table changed (an import, another worker's place edit) and rebuilds its "
+        "geocoder; 0 = only at start.")
     fallback_speed_kmh: float = Field(default=40.0, gt=0,
                                       description="Straight-line ETA speed when no graph.")
     unit_position_stale_s: float = Field(

@@ -33,7 +33,7 @@ from incidents.dispatch.board import board_snapshot, unit_snapshot
 from incidents.dispatch.deps import DispatchDeps, dispatch_deps
 from incidents.geocode import StreetIndex
 from incidents.geocoding.index import GeocoderRef
-from incidents.geocoding.service import load_geocoder
+from incidents.geocoding.service import load_geocoder, run_refresher
 from routing.service import RoutingService
 from units import repository as unit_repo
 from units.deps import UnitsDeps, units_deps
@@ -168,8 +168,8 @@ async def _start_domain(app: FastAPI, settings: Settings, pool: asyncpg.Pool,
         log.info("road_graph_loaded", path=str(settings.graph_path))
     streets = (await asyncio.to_thread(StreetIndex.from_graph, routing.graph)
                if routing is not None else None)
-    geocoder = GeocoderRef(await load_geocoder(
-        pool=pool, graph=routing.graph if routing is not None else None, streets=streets))
+    geocoder = await load_geocoder(
+        pool=pool, graph=routing.graph if routing is not None else None, streets=streets)
     log.info("geocoder_loaded", address_points=geocoder.current.n_points,
              places=geocoder.current.n_places, street_names=streets is not None)
     if routing is None:
@@ -196,6 +196,10 @@ async def _start_domain(app: FastAPI, settings: Settings, pool: asyncpg.Pool,
     if settings.timer_sweep_interval_s > 0:
         rt.tasks.append(asyncio.create_task(
             timers.run_sweeper(deps=rt.dispatch, stop=rt.stop), name="timer-sweeper"))
+    if settings.geocoder_refresh_s > 0:
+        rt.tasks.append(asyncio.create_task(
+            run_refresher(pool=pool, ref=geocoder, interval_s=settings.geocoder_refresh_s,
+                          stop=rt.stop), name="geocoder-refresher"))
     if settings.retention_sweep_interval_s > 0:
         rt.tasks.append(asyncio.create_task(
             retention.run_sweeper(pool, settings, rt.stop), name="retention-sweeper"))

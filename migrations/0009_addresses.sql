@@ -13,6 +13,8 @@ CREATE TABLE address_points (
     imported_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
     UNIQUE (street, number, number_suffix, unit)
 );
+-- each worker asks every few seconds whether the table changed (max(imported_at))
+CREATE INDEX address_points_imported_idx ON address_points (imported_at);
 
 CREATE TABLE places (
     id         text PRIMARY KEY CHECK (id ~ '^[a-z0-9][a-z0-9_-]{0,63}$'),

@@ -603,8 +603,9 @@ class GeocoderRef:
     """This worker's geocoder; replaced whole (never changed in place) when the places or
     address tables change, so a request always reads one consistent index."""
 
-    def __init__(self, current: Geocoder) -> None:
+    def __init__(self, current: Geocoder, *, stamp: tuple[Any, ...] | None = None) -> None:
         self.current = current
+        self.stamp = stamp    # the tables' state it was built from (incidents.geocoding.service)
 
 
 def candidate_json(c: Candidate) -> dict[str, Any]:

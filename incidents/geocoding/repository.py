@@ -68,3 +68,13 @@ async def upsert_place(conn: asyncpg.Connection, *, place_id: str, name: str,
 
 async def delete_place(conn: asyncpg.Connection, place_id: str) -> bool:
     return await conn.fetchval("DELETE FROM places WHERE id = $1 RETURNING true", place_id) is True
+
+
+async def stamp(conn: asyncpg.Connection) -> tuple[Any, ...]:
+    """Changes whenever either table does: what a worker compares to rebuild its geocoder."""
+    row = await conn.fetchrow(
+        "SELECT (SELECT max(id) FROM address_points) AS points_id, "
+        "(SELECT max(imported_at) FROM address_points) AS points_at, "
+        "(SELECT count(*) FROM places) AS places, (SELECT max(updated_at) FROM places) AS places_at")
+    assert row is not None
+    return tuple(row.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,14 +10,24 @@ from typing import Any
 
 import asyncpg
 import numpy as np
+import structlog
 
 from cad.errors import NotFound
 from cad.uow import RequestContext, unit_of_work
 from incidents.geocode import StreetIndex
 from incidents.geocoding import repository as repo
 from incidents.geocoding.importer import ParseResult, parse_file
-from incidents.geocoding.index import AddressPoints, Geocoder, Place, Reverse, tie_to_streets
+from incidents.geocoding.index import (
+    AddressPoints,
+    Geocoder,
+    GeocoderRef,
+    Place,
+    Reverse,
+    tie_to_streets,
+)
 from routing.graph import RoadGraph
+
+log = structlog.get_logger("incidents.geocoding")
 
 COPY_BATCH = 20_000
 # A point farther than this from every known address is described by its street and corners.
@@ -92,12 +103,12 @@ def to_place(row: Any) -> Place:
 
 
 async def load_geocoder(*, pool: asyncpg.Pool, graph: RoadGraph | None,
-                        streets: StreetIndex | None) -> Geocoder:
+                        streets: StreetIndex | None) -> GeocoderRef:
     """Read the address and place tables and build the index in a thread (the build ties
     every point to its street edge: seconds on a city, not for the event loop)."""
-    import asyncio
-
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
+                                                       readonly=True):
+        stamp = await repo.stamp(conn)
         points = await repo.all_points(conn)
         places = await repo.all_places(conn)
     data = AddressPoints(
@@ -105,8 +116,44 @@ async def load_geocoder(*, pool: asyncpg.Pool, graph: RoadGraph | None,
         np.fromiter((r["number"] for r in points), np.int64, len(points)),
         np.fromiter((r["lat"] for r in points), np.float64, len(points)),
         np.fromiter((r["lon"] for r in points), np.float64, len(points)))
-    return await asyncio.to_thread(Geocoder, data, places=[to_place(p) for p in places],
-                                   graph=graph, streets=streets)
+    built = await asyncio.to_thread(Geocoder, data, places=[to_place(p) for p in places],
+                                    graph=graph, streets=streets)
+    return GeocoderRef(built, stamp=stamp)
+
+
+async def refresh_geocoder(*, pool: asyncpg.Pool, ref: GeocoderRef) -> bool:
+    """Rebuild this worker's geocoder when the tables changed since it was built (an import,
+    or a place edited through another worker); True when it did."""
+    async with pool.acquire() as conn:
+        stamp = await repo.stamp(conn)
+    if stamp == ref.stamp:
+        return False
+    current = ref.current
+    if stamp[:2] == (ref.stamp or (None, None))[:2]:   # only places changed: keep the points
+        async with pool.acquire() as conn:
+            places = [to_place(r) for r in await repo.all_places(conn)]
+        ref.current, ref.stamp = current.with_places(places), stamp
+        return True
+    new = await load_geocoder(pool=pool, graph=current.graph, streets=current.street_index)
+    ref.current, ref.stamp = new.current, new.stamp
+    return True
+
+
+async def run_refresher(*, pool: asyncpg.Pool, ref: GeocoderRef, interval_s: float,
+                        stop: asyncio.Event) -> None:
+    """Every ``interval_s`` until ``stop``: pick up imports and other workers' place edits."""
+    while True:
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval_s)
+            return
+        except TimeoutError:
+            pass
+        try:
+            if await refresh_geocoder(pool=pool, ref=ref):
+                log.info("geocoder_refreshed", address_points=ref.current.n_points,
+                         places=ref.current.n_places)
+        except Exception:  # retried next round; serving goes on with the index it has
+            log.exception("geocoder_refresh_failed")
 
 
 async def list_places(*, pool: asyncpg.Pool) -> list[dict[str, Any]]:

@@ -12,10 +12,16 @@ import numpy as np
 import pytest
 
 from cad import db
+from incidents.geocoding import repository as geo_repo
 from incidents.geocoding.importer import FormatError, parse_file
 from incidents.geocoding.index import AddressPoints, Geocoder, Place
 from incidents.geocoding.normalize import normalize_street, parse_query
-from incidents.geocoding.service import import_addresses, tie_report
+from incidents.geocoding.service import (
+    import_addresses,
+    load_geocoder,
+    refresh_geocoder,
+    tie_report,
+)
 from routing.build import build_graph, haversine_m
 from routing.graph import RoadGraph
 
@@ -288,3 +294,31 @@ def test_tie_report_names_streets_the_graph_lacks(tmp_path: Path) -> None:
     assert (rep.points, rep.tied) == (4, 2)
     assert rep.median_distance_m == pytest.approx(22.2, abs=0.5)
     assert rep.untied_streets == [("ELSEWHERE RD", 1), ("MAIN ST", 1)]
+
+
+async def test_a_worker_picks_up_imports_and_other_workers_places(database_url: str,
+                                                                  tmp_path: Path) -> None:
+    """What the refresher (CAD_GEOCODER_REFRESH_S) does each round, called directly."""
+    f = tmp_path / "points.csv"
+    f.write_text("street,number,lat,lon\nMAIN ST,10,40.0,-74.0\n")
+    pool = await db.create_pool(database_url, min_size=1, max_size=2)
+    try:
+        await import_addresses(pool=pool, path=f)
+        ref = await load_geocoder(pool=pool, graph=None, streets=None)
+        assert (ref.current.n_points, ref.current.n_places) == (1, 0)
+        assert not await refresh_geocoder(pool=pool, ref=ref)          # nothing changed
+        async with pool.acquire() as conn:                              # another worker's edit
+            await geo_repo.upsert_place(conn, place_id="hall", name="City Hall", aliases=[],
+                                        lat=40.01, lon=-74.0)
+        before = ref.current
+        assert await refresh_geocoder(pool=pool, ref=ref)
+        assert ref.current.geocode("CITY HALL")[0].precision == "place"
+        assert ref.current.n_points == 1 and ref.current.lat is before.lat   # points kept
+        f.write_text("street,number,lat,lon\nMAIN ST,10,40.0,-74.0\nMAIN ST,12,40.0,-74.001\n")
+        await import_addresses(pool=pool, path=f)
+        assert await refresh_geocoder(pool=pool, ref=ref)
+        assert ref.current.n_points == 2
+        assert ref.current.geocode("12 MAIN ST")[0].precision == "address_point"
+        assert not await refresh_geocoder(pool=pool, ref=ref)
+    finally:
+        await pool.close()
