@@ -83,6 +83,15 @@ async def test_intake_by_address(geo_api: Api, sf_graph_path: Path) -> None:
     r = await _intake(disp, "0 Block of BALCETA AVE")
     assert r.status_code == 201 and r.json()["location_precision"] == "block", r.text
 
+    # a changed location is geocoded the same way; coordinates say they are coordinates
+    r = await disp.patch(f"/api/v1/incidents/{inc['id']}",
+                         json={"location": {"intersection": "MARKET ST & 5TH ST"}})
+    assert r.status_code == 200, r.text
+    assert (r.json()["location_precision"], r.json()["location_unit"]) == ("intersection", None)
+    r = await disp.patch(f"/api/v1/incidents/{inc['id']}",
+                         json={"location": {"lat": 37.78, "lon": -122.41}})
+    assert r.json()["location_precision"] == "coordinates" and r.json()["access_lat"] is None
+
 
 async def test_uncertain_address_is_refused_with_candidates(geo_api: Api) -> None:
     disp = await geo_api.as_("dispatcher")
