@@ -111,6 +111,9 @@ def info(path: Annotated[Path, typer.Argument(help="Graph file")]) -> None:
     console.print(f"{path}: {g.summary()}; loaded in {dt * 1000:.0f} ms")
     console.print(f"source: {g.meta.get('source')} ({g.meta.get('source_kind')}); "
                   f"classes: {', '.join(g.class_names)}")
+    if "time_factor" in g.meta:
+        console.print(f"time_factor: {g.meta['time_factor']} (travel times x this; TIGER "
+                      f"default {TIGER_TIME_FACTOR}, measured against SFFD travel)")
 
 
 if __name__ == "__main__":
