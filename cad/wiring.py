@@ -185,7 +185,7 @@ async def _start_domain(app: FastAPI, settings: Settings, pool: asyncpg.Pool,
         incidents=IncidentsDeps(pool=pool, settings=settings, geocoder=geocoder,
                                 plausible=plausible),
         dispatch=DispatchDeps(pool=pool, settings=settings, routing=routing, locator=locator,
-                              plausible=plausible),
+                              plausible=plausible, geocoder=geocoder),
         security=security,
     )
     provide(app, health_deps, HealthDeps(pool=pool, migrations_dir=settings.migrations_dir,

@@ -13,6 +13,7 @@ from starlette.requests import HTTPConnection
 from cad.deps import wired
 from cad.plausible import Plausibility
 from cad.settings import Settings
+from incidents.geocoding.index import GeocoderRef
 from routing.service import RoutingService
 from units.locator import UnitLocator
 
@@ -24,6 +25,7 @@ class DispatchDeps:
     routing: RoutingService | None   # None without a road graph: straight-line estimates
     locator: UnitLocator             # this worker's routing index of units
     plausible: Plausibility          # the time window and service area every input must fit
+    geocoder: GeocoderRef | None = None   # describes where each picked unit is
     # Timer rows the sweep could not evaluate, already logged (each is logged once).
     unevaluable_timers: set[str] = field(default_factory=set)
 

@@ -15,6 +15,7 @@ from cad.security.scope import Scope
 from cad.uow import RequestContext, retry_transient, unit_of_work
 from incidents.dispatch import repository as repo
 from incidents.dispatch.deps import DispatchDeps
+from incidents.geocoding.service import describe
 from routing.build import haversine_m
 from units import repository as unit_repo
 from units.locator import Position, utcnow
@@ -172,6 +173,15 @@ async def _explain_shortfall(conn: asyncpg.Connection, slot: Slot, types: list[s
     return f"no available {kinds}{need}: " + "; ".join(parts) + more
 
 
+def _describe(deps: DispatchDeps, pos: Position) -> str | None:
+    """'935 FOLSOM ST (between FALMOUTH ST and 5TH ST)': a unit's position as a dispatcher
+    reads it, or None when the geocoder knows neither addresses nor streets."""
+    ref = deps.geocoder
+    if ref is None or (ref.current.n_points == 0 and ref.current.street_index is None):
+        return None
+    return describe(ref.current.reverse(pos.lat, pos.lon))
+
+
 @retry_transient
 async def recommend(*, deps: DispatchDeps, ctx: RequestContext, scope: Scope,
                     incident_id: int) -> dict[str, Any]:
@@ -240,7 +250,9 @@ async def recommend(*, deps: DispatchDeps, ctx: RequestContext, scope: Scope,
                               "position_source": cand.position.source,
                               "position_age_s": None if cand.position.age_s is None
                               else round(cand.position.age_s, 1),
-                              "stale_position": cand.position.stale, "reason": why})
+                              "stale_position": cand.position.stale,
+                              "position_description": _describe(deps, cand.position),
+                              "reason": why})
             unfilled = len(slots) - min(len(slots), len(free))
             if unfilled:
                 types = [stype, *subs.get(stype, [])]

@@ -59,6 +59,9 @@ class Pick(Out):
     position_source: Literal["avl", "station", "avl_stale"]
     position_age_s: float | None
     stale_position: bool
+    position_description: str | None = Field(
+        default=None, description="Where the unit is, as the nearest address and its cross "
+        "streets (reverse geocoding, docs/geocoding.md); null without address data or graph.")
     reason: str = Field(description="Why this unit, in words a dispatcher reads.")
 
 

@@ -15,7 +15,7 @@ from incidents.geocoding.normalize import normalize_street
 from incidents.geocoding.service import import_addresses
 from routing.build import haversine_m
 from routing.graph import RoadGraph
-from tests.dispatch_fixtures import Api, make_settings
+from tests.dispatch_fixtures import Api, create_unit, make_settings, stations_csv
 from tests.support import RunningApp, require_shared, running_app
 
 STATION_1 = (37.779416, -122.404193)   # 935 Folsom St (sffd_fire_stations.csv)
@@ -172,3 +172,25 @@ async def test_managed_places(geo_api: Api) -> None:
     r = await disp.get("/api/v1/geocode", params={"q": "SFO TERMINAL 2"})
     assert all(c["precision"] != "place" for c in r.json()["candidates"])
     assert [p["id"] for p in (await disp.get("/api/v1/places")).json()] == ["city-hall"]
+
+
+async def test_recommendation_describes_where_each_unit_is(geo_api: Api,
+                                                           sffd_stations: list[dict[str, str]]
+                                                           ) -> None:
+    sup = await geo_api.as_("supervisor")
+    one = [s for s in sffd_stations if s["station"] == "1"]
+    r = await sup.post("/api/v1/stations/import?agency=SFFD", content=stations_csv(one),
+                       headers={"content-type": "text/csv"})
+    assert r.status_code == 200, r.text
+    await create_unit(sup, "E01", "engine", station="1")
+    await create_unit(sup, "M01", "medic_als", station="1")
+    disp = await geo_api.as_("dispatcher")
+    r = await _intake(disp, "1200 Market St")
+    assert r.status_code == 201, r.text
+    rec = (await disp.post(f"/api/v1/incidents/{r.json()['id']}/recommendation")).json()
+    assert rec["picks"], rec
+    pick = rec["picks"][0]
+    # the unit stands at Station 1, 935 Folsom St, between its corners
+    assert pick["position_description"].startswith("935 FOLSOM ST (between ")
+    assert "5TH ST" in pick["position_description"]
+    assert rec["eta_method"] == "road_network"
