@@ -11,6 +11,7 @@ import structlog
 from fastapi import APIRouter, FastAPI
 
 from cad import db, wiring
+from cad.console import api as console
 from cad.embedded_pg import EmbeddedPostgres, mask_url
 from cad.errors import install_error_handlers
 from cad.health import router as health_router
@@ -76,6 +77,8 @@ def create_app(settings: Settings | None = None, *,
         version="0.1.0",
         summary="Computer-aided dispatch for police, fire and EMS.",
         lifespan=lifespan,
+        # Served by cad.console from the app's own files: /docs works with no internet.
+        docs_url=None, redoc_url=None,
     )
     install_error_handlers(app)
     # Before RequestContextMiddleware, so that one is outermost (request id, body limit).
@@ -86,6 +89,7 @@ def create_app(settings: Settings | None = None, *,
     app.include_router(incidents_router)
     app.include_router(dispatch_router)
     app.include_router(realtime_router)
+    console.install(app)
     for router in extra_routers:
         app.include_router(router)
     return app

@@ -111,6 +111,14 @@ class Settings(BaseSettings):
         default=None, description="Redis URL for multi-worker fan-out; unset = in-process hub."
     )
 
+    # --- console (cad/console, docs/console.md) ---------------------------------------------
+    console_tile_url: str | None = Field(
+        default=None, description="External raster tile server for the console's map, as a "
+        "`https://tiles.example/{z}/{x}/{y}.png` template; unset = the base map is drawn from "
+        "the road graph and no request leaves the machine.")
+    console_tile_attribution: str = Field(
+        default="Road graph: agency data", description="Map attribution shown by the console.")
+
     # --- dispatch: routing, recommendation, timers (incidents/, units/) ----------------------
     graph_path: Path | None = Field(
         default=None, description="Road graph file from `cad graph build`; unset = straight-line "
