@@ -154,7 +154,11 @@ function ensureMap(id) {
   if (S.maps[id] || typeof L === "undefined") { if (S.maps[id]) S.maps[id].map.invalidateSize(); return; }
   const map = L.map(id, {preferCanvas: true, keyboard: true, attributionControl: true});
   const b = S.config.bounds;
-  if (b) map.fitBounds([[b[1], b[0]], [b[3], b[2]]]); else map.setView([0, 0], 2);
+  if (b) {
+    map.fitBounds([[b[1], b[0]], [b[3], b[2]]]);
+    // Streets start at zoom 12 (routing.basemap): open on them rather than on freeways only.
+    if (map.getZoom() < 12) map.setView(map.getCenter(), 12);
+  } else map.setView([0, 0], 2);
   const state = {map, base: null, band: null, units: L.layerGroup().addTo(map), incidents: L.layerGroup().addTo(map)};
   S.maps[id] = state;
   if (S.config.tile_url) {
@@ -222,7 +226,10 @@ function drawMarkers() {
 /* ---------------------------------------------------------------- realtime */
 function setConn(state) {
   const c = $("#conn");
+  if (c.dataset.state === state) return;
   c.dataset.state = state; c.textContent = state;
+  // The last few states, for operators' tools and the browser tests (offline -> resyncing -> live).
+  c.dataset.history = ((c.dataset.history || "").split(" ").slice(-19).join(" ") + " " + state).trim();
 }
 
 function connect() {
@@ -238,7 +245,7 @@ function connect() {
   ws.onopen = () => { S.wsAttempt = 0; if (mdt) { flushPositions(); flushQueue(); } };
   ws.onclose = async (ev) => {
     if (S.ws !== ws) return;
-    setConn("offline");
+    setConn(S.wsAttempt === 0 ? "offline" : "resyncing");
     if (ev.code === 4401 && !(await refresh())) return;
     const wait = Math.min(RECONNECT_MAX_MS, 250 * 2 ** S.wsAttempt++);
     setTimeout(connect, wait);
@@ -253,14 +260,19 @@ function onFrame(f, mdt) {
       S.lastEventId = f.last_event_id;
       setConn("live");
       break;
-    case "resume": case "resync_required":
+    case "resume":
+      // Replayed batches follow; live again once the cursor reaches where the server was.
+      S.resumeTarget = f.last_event_id;
+      setConn(S.lastEventId !== null && S.lastEventId >= f.last_event_id ? "live" : "resyncing");
+      break;
+    case "resync_required":   // a fresh snapshot follows at once
       setConn("resyncing");
       break;
     case "batch":
       for (const e of f.events || []) applyEvent(e, mdt);
       for (const p of f.positions || []) S.positions[p.unit_id] = p;
       if (f.last_event_id !== undefined && f.last_event_id !== null) S.lastEventId = Math.max(S.lastEventId ?? 0, f.last_event_id);
-      if (!f.replay) setConn("live");
+      if (!f.replay || (S.resumeTarget != null && S.lastEventId >= S.resumeTarget)) setConn("live");
       break;
     case "heartbeat":
       if (f.last_event_id !== null) S.lastEventId = Math.max(S.lastEventId ?? 0, f.last_event_id);
@@ -330,7 +342,8 @@ function byPriorityAge(a, b) {
 function renderBoard() {
   const units = Object.values(S.units).sort((a, b) => a.id.localeCompare(b.id));
   $("#units tbody").replaceChildren(...units.map((u) => el("tr",
-    {"data-unit": u.id, "data-status": u.status, class: S.overdueUnits.has(u.id) ? "overdue" : ""},
+    {"data-unit": u.id, "data-status": u.status, class: S.overdueUnits.has(u.id) ? "overdue" : "",
+      "data-pos": S.positions[u.id] ? `${S.positions[u.id].lat.toFixed(5)},${S.positions[u.id].lon.toFixed(5)}` : null},
     el("td", {}, u.id), el("td", {}, u.unit_type), el("td", {}, statusBadge(u.status)),
     el("td", {}, age(u.status_changed_at)), el("td", {}, u.incident_id ? incidentNumber(u.incident_id) : ""))));
   const incs = Object.values(S.incidents).sort(byPriorityAge);
