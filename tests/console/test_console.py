@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from cad.console.api import BASEMAP_ZOOM_BANDS
-from routing.basemap import ZOOM_BANDS, basemap_geojson, band_for
+from routing.basemap import ZOOM_BANDS, band_for, basemap_geojson
 from routing.graph import RoadGraph
 from tests.auth import Api
 from tests.dispatch_fixtures import make_settings
