@@ -22,7 +22,7 @@ STATIC_MOUNT = "/console/static"
 SWAGGER = "/console/vendor/swagger-ui"
 # Zooms at which routing.basemap changes detail (kept in step with routing.basemap.ZOOM_BANDS
 # by tests/console/test_console.py, since this package may not import routing).
-BASEMAP_ZOOM_BANDS = [0, 12, 14, 16]
+BASEMAP_ZOOM_BANDS = [0, 11, 12, 14, 16]
 
 router = APIRouter()
 Deps = Annotated[ConsoleDeps, Depends(console_deps)]
