@@ -19,6 +19,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -216,8 +217,18 @@ async def drive_unit(ws_url: str, unit_id: str, token: str, drive: Drive,
             await asyncio.wait({asyncio.create_task(stop.wait())}, timeout=2.0)
 
 
+@dataclass(frozen=True)
+class DemoInfo:
+    base_url: str
+    passwords: dict[str, str]    # role -> password of demo-<role>
+    units: list[str]
+    fleet: list[str]             # units driving with simulated MDTs
+
+
 async def run(settings: Settings, *, database_url: str, shared: Path, fleet: int,
-              seed_only: bool = False) -> None:
+              until: asyncio.Event | None = None,
+              on_ready: Callable[[DemoInfo], None] | None = None) -> DemoInfo:
+    """Serve and drive the fleet until the server stops (Ctrl+C) or ``until`` is set."""
     from cad.app import create_app
 
     password = {role: secrets.token_urlsafe(12) for role in ("admin", "dispatcher", "supervisor")}
@@ -276,10 +287,17 @@ async def run(settings: Settings, *, database_url: str, shared: Path, fleet: int
     stop = asyncio.Event()
     ws_base = base.replace("http://", "ws://", 1)
     fleet_tasks = [asyncio.create_task(drive_unit(ws_base, u, t, d, stop)) for u, t, d in drivers]
+    info = DemoInfo(base_url=base, passwords=password, units=units,
+                    fleet=[u for u, _, _ in drivers])
+    if on_ready is not None:
+        on_ready(info)
     try:
-        if seed_only:
-            return
-        await serving
+        if until is None:
+            await serving
+        else:
+            await asyncio.wait({serving, asyncio.create_task(until.wait())},
+                               return_when=asyncio.FIRST_COMPLETED)
+        return info
     finally:
         stop.set()
         for t in fleet_tasks:
