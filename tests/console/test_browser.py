@@ -60,6 +60,9 @@ async def test_dispatch_board_and_mdt_in_real_browsers(sf_api: Api, sffd_station
     link = CuttableLink(int(running.base_url.rsplit(":", 1)[1]))
     await link.start()
     board_url = f"http://127.0.0.1:{link.port}"
+    mdt_link = CuttableLink(int(running.base_url.rsplit(":", 1)[1]))
+    await mdt_link.start()
+    mdt_url = f"http://127.0.0.1:{mdt_link.port}"
     try:
         with browsers("dispatcher", "board", "mdt") as (disp, board, mdt):
             await board.login(board_url, "board", board_user, board_pw)
@@ -111,10 +114,10 @@ async def test_dispatch_board_and_mdt_in_real_browsers(sf_api: Api, sffd_station
             station = next(s for s in sffd_stations if f"E{int(s['station']):02d}" == unit)
             lat, lon = float(station["lat"]), float(station["lon"])
             await mdt.run(mdt.driver.execute_cdp_cmd, "Browser.grantPermissions",
-                          {"origin": running.base_url, "permissions": ["geolocation"]})
+                          {"origin": mdt_url, "permissions": ["geolocation"]})
             await mdt.run(mdt.driver.execute_cdp_cmd, "Emulation.setGeolocationOverride",
                           {"latitude": lat, "longitude": lon, "accuracy": 10})
-            await mdt.login(running.base_url, "mdt", mdt_user, mdt_pw)
+            await mdt.login(mdt_url, "mdt", mdt_user, mdt_pw)
             await mdt.wait_for("return document.querySelector('#mdt-assignment h3')",
                                what="the assignment on the MDT")
             assignment = await mdt.js("return document.querySelector('#mdt-assignment').textContent")
@@ -149,6 +152,33 @@ async def test_dispatch_board_and_mdt_in_real_browsers(sf_api: Api, sffd_station
                 "SELECT to_status FROM unit_status_log WHERE unit_id = $1 ORDER BY id", unit)]
             assert history[-4:] == ["dispatched", "en_route", "on_scene", "available_on_radio"]
             assert await mdt.js("return document.querySelector('#mdt-queue').textContent") == ""
+
+            # --- the MDT's link drops: the status press and the fixes wait, then go --------
+            mdt_link.cut()
+            await mdt.wait_for("return document.querySelector('#conn').dataset.state !== 'live'",
+                               what="MDT notices the cut")
+            offline_place = (lat - 0.003, lon + 0.001)
+            await mdt.run(mdt.driver.execute_cdp_cmd, "Emulation.setGeolocationOverride",
+                          {"latitude": offline_place[0], "longitude": offline_place[1],
+                           "accuracy": 10})
+            await mdt.click("#mdt-buttons button[data-status='out_of_service']")
+            await mdt.wait_for("return document.querySelector('#mdt-queue').textContent"
+                               ".includes('1 waiting to send: OOS')", what="status queued")
+            assert await pool.fetchval("SELECT status FROM units WHERE id = $1", unit) == \
+                "available_on_radio"
+            await mdt.screenshot("mdt-offline")
+            mdt_link.restore()
+            await _board_row(board, unit, "out_of_service", "queued status sent on reconnect")
+            await board.wait_for(
+                "const r = document.querySelector(`#units tr[data-unit='${arguments[0]}']`);"
+                "return r && r.dataset.pos === arguments[1];", unit,
+                f"{offline_place[0]:.5f},{offline_place[1]:.5f}", timeout_s=BOARD_LAG_S + 5,
+                what="fix taken offline reaches the board")
+            await mdt.wait_for("return document.querySelector('#mdt-queue').textContent === ''",
+                               what="queue empty")
+            assert await pool.fetchval(
+                "SELECT count(*) FROM unit_status_log WHERE unit_id = $1 "
+                "AND to_status = 'out_of_service'", unit) == 1
 
             # --- the board's network is cut and restored: every missed event, in order -----
             before = await pool.fetchval("SELECT max(id) FROM event_log")
@@ -198,9 +228,21 @@ async def test_dispatch_board_and_mdt_in_real_browsers(sf_api: Api, sffd_station
             await disp.wait_for("return document.querySelectorAll('#sv-roster tbody tr').length === 3",
                                 what="supervisor roster")
             await _accessible(disp, "supervisor")
+            others = sorted({"E01", "E08", "E36"} - {unit})
+            for other in others:
+                await disp.click(f"#sv-roster input[value='{other}']")
+            await disp.click("[data-bulk='off_duty']")
+            await disp.wait_for(
+                "return arguments[0].every(u => document.querySelector("
+                "`#sv-roster tr td .st-off_duty`) && [...document.querySelectorAll('#sv-roster tr')]"
+                ".some(r => r.textContent.includes(u) && r.querySelector('.st-off_duty')))", others,
+                what="bulk off duty on the roster")
+            assert {r["status"] for r in await pool.fetch(
+                "SELECT status FROM units WHERE id = ANY($1::text[])", others)} == {"off_duty"}
             await disp.js("location.hash = '#help'; document.querySelector('#help').hidden = false")
             print(f"\ndispatch -> board {dispatch_to_board_s:.3f} s, move -> board "
                   f"{move_to_board_s:.3f} s, MDT status -> board "
                   f"{', '.join(f'{s:.3f}' for s in status_lags)} s")
     finally:
         await link.close()
+        await mdt_link.close()
