@@ -109,6 +109,21 @@ async def test_dispatch_board_and_mdt_in_real_browsers(sf_api: Api, sffd_station
             assert "car burning under the overpass" in detail and f"{unit} dispatched" in detail
             await _accessible(disp, "dispatch-detail")
 
+            # --- a second call at the same corner: the duplicate warning, the pending queue -
+            await disp.run(lambda: disp.driver.find_element("css selector", "#in-type")
+                           .send_keys("VEHFIRE"))
+            await disp.type_into("#in-location", INTERSECTION)
+            await disp.keys("#in-location", "\ue009\ue007")   # Ctrl+Enter
+            await disp.wait_for("return !document.querySelector('#duplicates').hidden",
+                                what="duplicate warning")
+            warning = await disp.js("return document.querySelector('#duplicates').textContent")
+            assert inc["number"] in warning and "VEHFIRE" in warning
+            second = await pool.fetchval("SELECT max(id) FROM incidents")
+            await disp.wait_for(
+                "return document.querySelector(`#pending tr[data-incident='${arguments[0]}']`)",
+                second, what="second call in the pending queue")
+            await _accessible(disp, "dispatch-duplicate")
+
             # --- the MDT: geolocation positions and status buttons -------------------------
             mdt_user, mdt_pw = await make_user(pool, "field_unit", unit_id=unit)
             station = next(s for s in sffd_stations if f"E{int(s['station']):02d}" == unit)
@@ -152,6 +167,8 @@ async def test_dispatch_board_and_mdt_in_real_browsers(sf_api: Api, sffd_station
                 "SELECT to_status FROM unit_status_log WHERE unit_id = $1 ORDER BY id", unit)]
             assert history[-4:] == ["dispatched", "en_route", "on_scene", "available_on_radio"]
             assert await mdt.js("return document.querySelector('#mdt-queue').textContent") == ""
+            assert await mdt.js(
+                "return document.querySelector('#mdt-assignment').textContent") == "No assignment"
 
             # --- the MDT's link drops: the status press and the fixes wait, then go --------
             mdt_link.cut()

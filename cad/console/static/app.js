@@ -211,6 +211,10 @@ function drawMarkers() {
     for (const u of units) {
       const ll = unitLatLon(u);
       if (!ll) continue;
+      if (state.map.getContainer().id === "map-mdt" && !state.centred) {
+        state.centred = true;   // the MDT's map follows its own unit once, then the user
+        state.map.setView(ll, 15);
+      }
       L.marker(ll, {keyboard: false, title: u.id, icon: L.divIcon({className: "", html:
         `<span class="unit-marker st-${u.status}">${u.id}</span>`})}).addTo(state.units);
     }
@@ -633,7 +637,8 @@ function renderMdt() {
   startGeolocation();
   $("#mdt-unit").textContent = u.id;
   $("#mdt-status").replaceChildren(statusBadge(u.status), ` ${u.status.replaceAll("_", " ")} · ${age(u.status_changed_at)}`);
-  const i = S.mdt.incident;
+  // The incident only while the unit is on it (a cleared unit keeps no stale assignment).
+  const i = S.mdt.incident && u.incident_id === S.mdt.incident.id ? S.mdt.incident : null;
   $("#mdt-assignment").replaceChildren(i
     ? el("div", {}, el("h3", {}, `${i.number} · ${i.incident_type} · P${i.priority}`),
       el("p", {class: "loc"}, i.location_text || `${i.lat}, ${i.lon}`),
