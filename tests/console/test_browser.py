@@ -124,6 +124,29 @@ async def test_dispatch_board_and_mdt_in_real_browsers(sf_api: Api, sffd_station
                 second, what="second call in the pending queue")
             await _accessible(disp, "dispatch-duplicate")
 
+            # --- the command line: dispatch another unit with a reason, then its statuses ---
+            await disp.wait_for("return document.querySelector('#picks tbody tr')",
+                                what="recommendation for the second call")
+            pick2 = await disp.js("return document.querySelector('#picks tbody tr').dataset.unit")
+            other = min({"E01", "E08", "E36"} - {unit, pick2})
+            await disp.keys("body", "\ue032")   # F2: the command line
+            assert await disp.js("return document.activeElement.id") == "cmd"
+            await disp.keys("#cmd", f"D {second} {other}\ue007")   # no reason: refused
+            await disp.wait_for("return document.querySelector('#flash').textContent"
+                                ".includes('override reason')", what="reason demanded")
+            assert await pool.fetchval("SELECT status FROM units WHERE id = $1", other) == \
+                "available_in_quarters"
+            await disp.type_into("#cmd", f"D {second} {other} / crew already on that block\ue007")
+            await _board_row(board, other, "dispatched", "command-line dispatch on the board")
+            await disp.keys("#cmd", f"S {other} ER\ue007")
+            await _board_row(board, other, "en_route", "S ... ER on the board")
+            await disp.keys("#cmd", f"S {other} AV\ue007")
+            await _board_row(board, other, "available_on_radio", "S ... AV on the board")
+            outcome = await pool.fetchrow(
+                "SELECT data->>'recommendation_outcome' AS outcome, data->>'override_reason' AS reason "
+                "FROM event_log WHERE type = 'incident.units_dispatched' ORDER BY id DESC LIMIT 1")
+            assert dict(outcome) == {"outcome": "overridden", "reason": "crew already on that block"}
+
             # --- the MDT: geolocation positions and status buttons -------------------------
             mdt_user, mdt_pw = await make_user(pool, "field_unit", unit_id=unit)
             station = next(s for s in sffd_stations if f"E{int(s['station']):02d}" == unit)
@@ -245,6 +268,8 @@ async def test_dispatch_board_and_mdt_in_real_browsers(sf_api: Api, sffd_station
             await disp.wait_for("return document.querySelectorAll('#sv-roster tbody tr').length === 3",
                                 what="supervisor roster")
             await _accessible(disp, "supervisor")
+            overrides = await disp.js("return document.querySelector('#sv-overrides').textContent")
+            assert f"{other} — crew already on that block" in overrides
             others = sorted({"E01", "E08", "E36"} - {unit})
             for other in others:
                 await disp.click(f"#sv-roster input[value='{other}']")
