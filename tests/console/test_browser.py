@@ -45,10 +45,33 @@ async def _board_row(board: Browser, unit: str, status: str, what: str) -> float
     return time.monotonic() - t0
 
 
+async def _local_only(b: Browser) -> None:
+    """Every resource the page loaded came from the app itself (air-gapped centres)."""
+    foreign = await b.js(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+        ".filter(u => !u.startsWith(location.origin + '/') && !u.startsWith('data:')"
+        " && !u.startsWith(location.origin.replace('http', 'ws') + '/'))")
+    assert foreign == [], f"{b.name} loaded {foreign}"
+
+
 async def _accessible(b: Browser, screen: str) -> None:
     await b.screenshot(screen)
+    await _local_only(b)
     problems = await b.serious_accessibility_violations()
     assert not problems, f"{screen}: {problems}"
+
+
+async def test_docs_render_offline_in_a_browser(app) -> None:
+    """Swagger UI, served by the app, renders the OpenAPI document with nothing from outside."""
+    with browsers("docs") as (b,):
+        await b.get(f"{app.base_url}/docs")
+        title = await b.wait_for(
+            "const t = document.querySelector('.swagger-ui .info .title');"
+            "return t && document.querySelectorAll('.opblock').length > 20 && t.textContent;",
+            timeout_s=20, what="Swagger UI rendered the operations")
+        assert title.startswith("CAD backend")
+        await b.screenshot("docs")
+        await _local_only(b)
 
 
 async def test_dispatch_board_and_mdt_in_real_browsers(sf_api: Api, sffd_stations) -> None:
