@@ -165,6 +165,13 @@ async def test_dispatch_board_and_mdt_in_real_browsers(sf_api: Api, sffd_station
             await _board_row(board, other, "en_route", "S ... ER on the board")
             await disp.keys("#cmd", f"S {other} AV\ue007")
             await _board_row(board, other, "available_on_radio", "S ... AV on the board")
+            await disp.keys("#cmd", f"C {second} no_merit\ue007")
+            await board.wait_for(
+                "return !document.querySelector(`#incidents tr[data-incident='${arguments[0]}']`)",
+                second, timeout_s=BOARD_LAG_S, what="closed incident leaves the board")
+            assert await pool.fetchrow(
+                "SELECT status, disposition FROM incidents WHERE id = $1", second) == \
+                ("closed", "NO_MERIT")
             outcome = await pool.fetchrow(
                 "SELECT data->>'recommendation_outcome' AS outcome, data->>'override_reason' AS reason "
                 "FROM event_log WHERE type = 'incident.units_dispatched' ORDER BY id DESC LIMIT 1")

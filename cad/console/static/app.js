@@ -322,7 +322,29 @@ function scheduleRender() {
   requestAnimationFrame(() => { renderPending = false; render(); });
 }
 
-function tick() { render(); }
+// Clock-driven text (time in status, age) is updated in place every second; tables are rebuilt
+// only when their content changes, so the keyboard focus and checkboxes survive.
+const TIMERS_REFRESH_S = 10;
+let ticks = 0;
+function tick() {
+  for (const e of document.querySelectorAll("[data-since]")) e.textContent = age(e.dataset.since);
+  if (++ticks % TIMERS_REFRESH_S === 0 && location.hash === "#supervisor") loadTimers();
+}
+
+function since(iso) { return el("td", {"data-since": iso || ""}, age(iso)); }
+
+function fillTable(tbody, sig, build) {
+  if (tbody.dataset.sig === sig) return;
+  const active = document.activeElement;
+  const row = active && tbody.contains(active) ? active.closest("tr") : null;
+  const key = row ? (row.dataset.incident || row.dataset.unit) : null;
+  tbody.replaceChildren(...build());
+  tbody.dataset.sig = sig;
+  if (key) {
+    const again = [...tbody.querySelectorAll("tr")].find((r) => (r.dataset.incident || r.dataset.unit) === key);
+    if (again) again.focus();
+  }
+}
 
 /* ---------------------------------------------------------------- rendering */
 function statusBadge(status) {
@@ -345,30 +367,34 @@ function byPriorityAge(a, b) {
 
 function renderBoard() {
   const units = Object.values(S.units).sort((a, b) => a.id.localeCompare(b.id));
-  $("#units tbody").replaceChildren(...units.map((u) => el("tr",
+  const pos = (u) => S.positions[u.id] ? `${S.positions[u.id].lat.toFixed(5)},${S.positions[u.id].lon.toFixed(5)}` : "";
+  fillTable($("#units tbody"), JSON.stringify(units.map((u) => [u.id, u.status, u.status_changed_at, u.incident_id,
+    S.overdueUnits.has(u.id), pos(u)])), () => units.map((u) => el("tr",
     {"data-unit": u.id, "data-status": u.status, class: S.overdueUnits.has(u.id) ? "overdue" : "",
       "data-pos": S.positions[u.id] ? `${S.positions[u.id].lat.toFixed(5)},${S.positions[u.id].lon.toFixed(5)}` : null},
     el("td", {}, u.id), el("td", {}, u.unit_type), el("td", {}, statusBadge(u.status)),
-    el("td", {}, age(u.status_changed_at)), el("td", {}, u.incident_id ? incidentNumber(u.incident_id) : ""))));
+    since(u.status_changed_at), el("td", {}, u.incident_id ? incidentNumber(u.incident_id) : ""))));
   const incs = Object.values(S.incidents).sort(byPriorityAge);
-  $("#incidents tbody").replaceChildren(...incs.map((i) => el("tr",
+  fillTable($("#incidents tbody"), JSON.stringify(incs.map((i) => [i.id, i.version, i.status,
+    S.overdueIncidents.has(i.id)])), () => incs.map((i) => el("tr",
     {"data-incident": i.id, tabindex: 0, class: S.overdueIncidents.has(i.id) ? "overdue" : "",
       onkeydown: (ev) => { if (ev.key === "Enter") { location.hash = "#dispatch"; showDetail(i.id); } }},
     el("td", {}, i.priority), el("td", {}, i.number), el("td", {}, i.incident_type), el("td", {}, i.status),
     el("td", {}, i.location_text || ""), el("td", {}, i.units.filter((a) => !a.cleared_at).map((a) => a.unit_id).join(" ")),
-    el("td", {}, age(i.received_at || i.created_at)))));
+    since(i.received_at || i.created_at))));
 }
 
 function incidentNumber(id) { return S.incidents[id] ? S.incidents[id].number : `#${id}`; }
 
 function renderPending_() {
   const pending = Object.values(S.incidents).filter((i) => i.status === "pending").sort(byPriorityAge);
-  $("#pending tbody").replaceChildren(...pending.map((i) => el("tr",
+  fillTable($("#pending tbody"), JSON.stringify(pending.map((i) => [i.id, i.version,
+    S.overdueIncidents.has(i.id)])), () => pending.map((i) => el("tr",
     {tabindex: 0, "data-incident": i.id, class: S.overdueIncidents.has(i.id) ? "overdue" : "",
       onkeydown: (ev) => { if (ev.key === "Enter") { showDetail(i.id); recommend(i.id); } },
       onclick: () => { showDetail(i.id); recommend(i.id); }},
     el("td", {}, i.priority), el("td", {}, i.number), el("td", {}, i.incident_type),
-    el("td", {}, i.location_text || ""), el("td", {}, age(i.received_at || i.created_at)))));
+    el("td", {}, i.location_text || ""), since(i.received_at || i.created_at))));
 }
 
 /* ---------------------------------------------------------------- intake */
@@ -504,6 +530,11 @@ async function showDetail(id) {
       el("ol", {class: "timeline"}, rows.map(([what, at]) => el("li", {}, `${new Date(at).toLocaleTimeString()} ${what}`))),
       el("h3", {}, "Narrative"),
       el("ul", {class: "narrative"}, i.narrative.map((n) => el("li", {}, `${new Date(n.at).toLocaleTimeString()} ${n.author}: ${n.text}`))),
+      el("label", {for: "close-disposition"}, "Disposition"),
+      el("input", {id: "close-disposition", value: "REPORT"}),
+      el("button", {type: "button", id: "close-incident", onclick: () =>
+        closeIncident(id, $("#close-disposition").value).then(() => { panel.hidden = true; }).catch((e) => flash(e.message))},
+      "Close incident"),
       el("label", {for: "narr-add"}, "Add to narrative (Enter)"),
       el("input", {id: "narr-add", onkeydown: async (ev) => {
         if (ev.key !== "Enter" || !ev.target.value.trim()) return;
@@ -511,6 +542,14 @@ async function showDetail(id) {
         catch (e) { flash(e.message); }
       }}));
   } catch (e) { flash(e.message); }
+}
+
+async function closeIncident(id, disposition) {
+  // Disposition codes are upper case (REPORT, NO_MERIT, CANCELLED, TRANSPORTED ...).
+  const out = await api("POST", `incidents/${id}/close`, {disposition: (disposition || "REPORT").toUpperCase()}, {idem: uuid()});
+  delete S.incidents[id];
+  flash(`closed ${out.number || "#" + id}`, false);
+  return out;
 }
 
 /* ---------------------------------------------------------------- command line */
@@ -544,8 +583,7 @@ async function runCommand(line) {
     }
     case "NA": return api("POST", `incidents/${Number(parts[0])}/narrative`, {text: parts.slice(1).join(" ")}, {idem: uuid()})
       .then(() => showDetail(Number(parts[0])));
-    case "C": return api("POST", `incidents/${Number(parts[0])}/close`, {disposition: parts.slice(1).join(" ") || "handled"}, {idem: uuid()})
-      .then(() => flash(`closed #${parts[0]}`, false));
+    case "C": return closeIncident(Number(parts[0]), parts.slice(1).join(" "));
     default: flash(`unknown command ${verb}: type ? for help`);
   }
 }
@@ -636,7 +674,8 @@ function renderMdt() {
   if (!u || !S.user || S.user.role !== "field_unit") return;
   startGeolocation();
   $("#mdt-unit").textContent = u.id;
-  $("#mdt-status").replaceChildren(statusBadge(u.status), ` ${u.status.replaceAll("_", " ")} · ${age(u.status_changed_at)}`);
+  $("#mdt-status").replaceChildren(statusBadge(u.status), ` ${u.status.replaceAll("_", " ")} · `,
+    el("span", {"data-since": u.status_changed_at || ""}, age(u.status_changed_at)));
   // The incident only while the unit is on it (a cleared unit keeps no stale assignment).
   const i = S.mdt.incident && u.incident_id === S.mdt.incident.id ? S.mdt.incident : null;
   $("#mdt-assignment").replaceChildren(i
@@ -670,7 +709,7 @@ function renderSupervisor() {
   $("#sv-overrides").replaceChildren(...S.overrides.map((o) => el("li", {}, `${o.number}: ${o.units.join(" ")} — ${o.reason}`)));
   const checked = new Set([...document.querySelectorAll("#sv-roster input:checked")].map((c) => c.value));
   const units = Object.values(S.units).sort((a, b) => a.id.localeCompare(b.id));
-  $("#sv-roster tbody").replaceChildren(...units.map((u) => el("tr", {},
+  fillTable($("#sv-roster tbody"), JSON.stringify(units.map((u) => [u.id, u.status])), () => units.map((u) => el("tr", {"data-unit": u.id},
     el("td", {}, el("input", {type: "checkbox", value: u.id, "aria-label": `select ${u.id}`, checked: checked.has(u.id) ? "checked" : null})),
     el("td", {}, u.id), el("td", {}, statusBadge(u.status)))));
 }
