@@ -318,3 +318,54 @@ async def test_dispatch_board_and_mdt_in_real_browsers(sf_api: Api, sffd_station
     finally:
         await link.close()
         await mdt_link.close()
+
+
+async def test_a_board_too_far_behind_resyncs_to_what_the_server_holds(
+        database_url: str, tmp_path) -> None:
+    """Past the replay limit the server sends resync_required and a fresh snapshot: the board
+    shows `resyncing`, then exactly the server's units (a unit taken off the roster during the
+    cut disappears, the other shows its newest status)."""
+    from tests.dispatch_fixtures import make_settings
+    from tests.support import running_app
+
+    async with running_app(make_settings(database_url, tmp_path, ws_replay_max_events=2)) as running:
+        api = Api(running)
+        sup = await api.as_("supervisor")
+        for unit_id in ("E01", "E02"):
+            await create_unit(sup, unit_id)
+        board_user, board_pw = await make_user(running.pool, "dispatcher")
+        link = CuttableLink(int(running.base_url.rsplit(":", 1)[1]))
+        await link.start()
+        try:
+            with browsers("board-resync") as (board,):
+                await board.login(f"http://127.0.0.1:{link.port}", "board", board_user, board_pw)
+                await board.wait_for("return document.querySelectorAll('#units tbody tr').length === 2",
+                                     what="two units")
+                link.cut()
+                await board.wait_for(
+                    "return document.querySelector('#conn').dataset.state !== 'live'",
+                    what="board notices the cut")
+                for status in ("out_of_service", "available_in_quarters", "available_on_radio"):
+                    r = await sup.post(f"{API}/units/E01/status", json={"status": status})
+                    assert r.status_code == 200, r.text
+                assert (await sup.delete(f"{API}/units/E02")).status_code == 200
+                link.restore()
+                await board.wait_for(
+                    "return document.querySelector('#conn').dataset.state === 'live' && "
+                    "document.querySelectorAll('#units tbody tr').length === 1",
+                    timeout_s=15, what="board resynced")
+                assert await board.js(
+                    "return document.querySelector(\"#units tr[data-unit='E01']\").dataset.status"
+                ) == "available_on_radio"
+                states = (await board.js(
+                    "return document.querySelector('#conn').dataset.history")).split()
+                assert "resyncing" in states[states.index("offline"):]
+                # The state came from the fresh snapshot, not from a replay of the 4 events.
+                shown = await board.js("return [...document.querySelectorAll('#events li')]"
+                                       ".map(li => Number(li.dataset.eventId))")
+                last4 = [r["id"] for r in await running.pool.fetch(
+                    "SELECT id FROM event_log ORDER BY id DESC LIMIT 4")]
+                assert not set(shown) & set(last4)
+        finally:
+            await link.close()
+            await api.close()
