@@ -20,7 +20,7 @@ from cad.middleware import RequestContextMiddleware
 from cad.security import lifecycle as security
 from cad.security.policy import Rule
 from cad.settings import Settings
-from cad.warmup import start_loop_lag_monitor, warm_routing_kernels
+from cad.warmup import prepare_routing, start_loop_lag_monitor, warm_routing_kernels
 from cad.wiring import Runtime
 from incidents.api import router as incidents_router
 from incidents.dispatch.api import router as dispatch_router
@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None, *,
     mount through ``extra_routers``."""
     settings = settings or Settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
+    prepare_routing(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
