@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Query
@@ -92,9 +92,20 @@ async def basemap(deps: Deps,
                     headers={"cache-control": "private, max-age=300"})
 
 
+class RevalidatedFiles(StaticFiles):
+    """Static files the browser keeps and revalidates (ETag, 304) instead of the API's
+    ``no-store``: an MDT on a cellular link reloads the console without fetching Leaflet
+    again, and an upgrade is still seen at once."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["cache-control"] = "no-cache"
+        return response
+
+
 def install(app: FastAPI) -> None:
     """Mount the console's own files and the vendored libraries, and add the page routes."""
     app.include_router(router)
-    app.mount(STATIC_MOUNT, StaticFiles(directory=STATIC_DIR), name="console-static")
+    app.mount(STATIC_MOUNT, RevalidatedFiles(directory=STATIC_DIR), name="console-static")
     for vendor in vendor_dirs():
-        app.mount(vendor.mount, StaticFiles(directory=vendor.path), name=vendor.mount)
+        app.mount(vendor.mount, RevalidatedFiles(directory=vendor.path), name=vendor.mount)

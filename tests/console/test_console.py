@@ -38,6 +38,12 @@ async def test_the_console_page_and_every_asset_it_names_are_served_locally(
             assert len(r.content) > 100, asset
         js = await c.get("/console/vendor/leaflet/leaflet.js")
         assert b"Leaflet" in js.content[:400]
+        # Kept by the browser and revalidated: a reload costs a 304, not the library again.
+        assert js.headers["cache-control"] == "no-cache"
+        again = await c.get("/console/vendor/leaflet/leaflet.js",
+                            headers={"if-none-match": js.headers["etag"]})
+        assert again.status_code == 304 and again.content == b""
+        assert page.headers["cache-control"] == "no-store"   # the page itself is not kept
 
 
 async def test_docs_work_offline(app: RunningApp) -> None:
