@@ -101,7 +101,7 @@ def _batch_queries(args, q_rank, seed_i, seed_f, params, k, lat_ns, res_t):  # t
 
 
 @njit
-def _batch_moves(margs, slots, nodes, mv_i, mv_f, lat_ns):  # type: ignore[no-untyped-def]  # numba kernel
+def _batch_moves(margs, slots, nodes, offs, mv_i, mv_f, lat_ns):  # type: ignore[no-untyped-def]  # numba kernel
     ts = np.zeros(2, np.int64)
     (rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub_head, ub_w, bk, pool_sj, pool_t,
      pool_l, scal, u_cnt, u_nodes, u_dist, u_src, u_src_t, u_src_l, u_nsrc, u_edge, u_frac,
@@ -109,8 +109,8 @@ def _batch_moves(margs, slots, nodes, mv_i, mv_f, lat_ns):  # type: ignore[no-un
     for i in range(slots.shape[0]):
         mv_i[0, 0] = nodes[i]
         mv_i[1, 0] = -1
-        mv_f[0, 0] = 0.0
-        mv_f[1, 0] = 0.0
+        mv_f[0, 0] = offs[i]
+        mv_f[1, 0] = offs[i]
         mv_f[2, 0] = 0.0
         t0 = _now_ns(ts)
         pool_sj, pool_t, pool_l, cnt = K.bucket_move_packed(
@@ -445,20 +445,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     # ---- unit moves -----------------------------------------------------------------------------
     n_moves = 2000
-    mv = {"kernel": Stat(), "index": Stat(), "service": Stat()}
+    # teleports (a unit to a random node: every move a new search) and drives (the next
+    # fix along the same street, the usual AVL case: the source nodes stay, only the offsets
+    # change)
+    mv = {"kernel": Stat(), "index": Stat(), "service": Stat(), "kernel_drive": Stat(),
+          "service_drive": Stat()}
     ext_ids = gh.node_ext_id
     for _ in range(reps):
         slots = rng.integers(0, n_units, size=n_moves).astype(np.int64)
         nodes = rng.integers(0, n, size=n_moves).astype(np.int32)
         mv_lat = np.empty(n_moves, np.int64)
         res = _batch_moves(idx._move_args(), slots, h.rank[nodes].astype(np.int32),
-                           idx._mv_i, idx._mv_f, mv_lat)
+                           np.zeros(n_moves), idx._mv_i, idx._mv_f, mv_lat)
         idx._pool_sj, idx._pool_t, idx._pool_l = res[0], res[1], res[2]
         assert res[3] == n_moves, "bucket rows too narrow for the batch move benchmark"
         for i in range(n_moves):
             # _batch_moves passes ranks; keep the index's own node ids right
             unit_nodes[slots[i]] = nodes[i]
         mv["kernel"].add(mv_lat / 1000.0)
+        # drives: each unit's own source node again, 0-30 s short of it
+        res = _batch_moves(idx._move_args(), slots, idx.u_src[slots, 0].copy(),
+                           rng.random(n_moves) * 300.0, idx._mv_i, idx._mv_f, mv_lat)
+        idx._pool_sj, idx._pool_t, idx._pool_l = res[0], res[1], res[2]
+        mv["kernel_drive"].add(mv_lat / 1000.0)
         api = []
         for i in range(500):
             s, node = int(slots[i]), int(rng.integers(n))
@@ -476,6 +485,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             svc.move_unit(s, lat=la, lon=lo)
             sv.append((time.perf_counter() - t0) * 1e6)
         mv["service"].add(sv)
+        dr = []
+        for i in range(500):
+            s = int(slots[i]) % n_units
+            e = svc._units[s].placement.edge  # type: ignore[union-attr]  # placed above
+            if e < 0:
+                continue
+            a, b = int(gh.edge_tail[e]), int(gh.fwd_head[e])
+            f = 0.1 + 0.8 * float(rng.random())
+            la = float(lats[a] + f * (lats[b] - lats[a]))
+            lo = float(lons[a] + f * (lons[b] - lons[a]))
+            t0 = time.perf_counter()
+            svc.move_unit(s, lat=la, lon=lo)
+            dr.append((time.perf_counter() - t0) * 1e6)
+        mv["service_drive"].add(dr)
     # batch moves stored node ids as ranks' sources: re-place every unit by node id
     for i in range(n_units):
         move_one(i, int(unit_nodes[i]))

@@ -399,7 +399,9 @@ class RoadGraph:
 
 
 def _crc32(a: np.ndarray) -> int:
-    return zlib.crc32(memoryview(np.ascontiguousarray(a)).cast("B")) if a.nbytes else 0
+    # numpy's stubs do not declare the buffer protocol for ndarray
+    view = memoryview(np.ascontiguousarray(a))  # type: ignore[arg-type]  # see the line above
+    return zlib.crc32(view.cast("B")) if a.nbytes else 0
 
 
 def write_graph_file(path: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:

@@ -17,8 +17,8 @@ from routing import (
     RoutingService,
     UnknownNodeError,
 )
-from tests.routing.test_service import GRID, N, svc  # noqa: F401  # svc: the fixture
 from tests.routing.conftest import make_graph
+from tests.routing.test_service import GRID, N, svc  # noqa: F401  # svc: the fixture
 
 
 def test_unknown_node_ids_are_unknown_node_errors(svc):  # noqa: F811
