@@ -105,7 +105,7 @@ def _batch_moves(margs, slots, nodes, offs, mv_i, mv_f, lat_ns):  # type: ignore
     ts = np.zeros(2, np.int64)
     (rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub_head, ub_w, bk, pool_sj, pool_t,
      pool_l, scal, u_cnt, u_nodes, u_dist, u_src, u_src_t, u_src_l, u_nsrc, u_edge, u_frac,
-     seed_i, ws_f, ws_i) = margs
+     seed_i, ws_f, ws_i, edge_time) = margs
     for i in range(slots.shape[0]):
         mv_i[0, 0] = nodes[i]
         mv_i[1, 0] = -1
@@ -116,7 +116,7 @@ def _batch_moves(margs, slots, nodes, offs, mv_i, mv_f, lat_ns):  # type: ignore
         pool_sj, pool_t, pool_l, cnt = K.bucket_move_packed(
             slots[i], rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub_head, ub_w, bk,
             pool_sj, pool_t, pool_l, scal, u_cnt, u_nodes, u_dist, u_src, u_src_t, u_src_l,
-            u_nsrc, u_edge, u_frac, mv_i, mv_f, 1, seed_i, ws_f, ws_i)
+            u_nsrc, u_edge, u_frac, mv_i, mv_f, 1, seed_i, ws_f, ws_i, edge_time)
         lat_ns[i] = _now_ns(ts) - t0
         if cnt < 0:
             return pool_sj, pool_t, pool_l, i

@@ -80,7 +80,8 @@ class UnitIndex:
         # t_ds, length_m, frac per seed, and its edge's whole time and length
         self._seed_f = np.zeros((5, 2), np.float64)
         self._mv_i = np.full((2, 2), -1, np.int32)  # node, edge per source of a unit move
-        self._mv_f = np.zeros((3, 2), np.float64)  # t_ds, length_m, frac per source
+        # t_ds, length_m, frac per source; row 3: scratch for the kernel (offset bounds)
+        self._mv_f = np.zeros((4, 2), np.float64)
         self._params = np.zeros(6, np.int64)  # n_slots, n_seeds, need_avail, type, caps, k
         self._node_first: np.ndarray | None = None  # Dijkstra fallback only: made on first use
         self._path_ws: dict[str, np.ndarray] | None = None  # allocated by the first route
@@ -209,7 +210,7 @@ class UnitIndex:
                 self._pool_l, self._scal, self.u_cnt, self.u_nodes, self.u_dist, self.u_src,
                 self.u_src_t,
                 self.u_src_l, self.u_nsrc, self.u_edge, self.u_frac, mi, mf, ns, self._seed_i,
-                self._ws_f, self._ws_i)
+                self._ws_f, self._ws_i, self._edge_time)
             if cnt >= 0:
                 return
             width = max(-cnt, 2 * self.u_nodes.shape[1])
@@ -324,7 +325,7 @@ class UnitIndex:
         return (self._rank, *self._hf_args, self._bk, self._pool_sj, self._pool_t,
                 self._pool_l, self._scal, self.u_cnt, self.u_nodes, self.u_dist, self.u_src,
                 self.u_src_t, self.u_src_l, self.u_nsrc, self.u_edge, self.u_frac,
-                self._seed_i, self._ws_f, self._ws_i)
+                self._seed_i, self._ws_f, self._ws_i, self._edge_time)
 
     def nearest_raw(self, seed_rank: np.ndarray, seed_t: np.ndarray, seed_l: np.ndarray,
                     seed_edge: np.ndarray, seed_frac: np.ndarray, k: int,

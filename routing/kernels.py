@@ -254,13 +254,16 @@ def _bucket_put(p, slot, j, t, length, pool_sj, pool_t, pool_l):
 def bucket_insert(slot, src_rank, src_t, src_l, n_src, uf_indptr, uf_head, uf_w, uf_l,
                   ub_indptr, ub_head, ub_w, b_start, b_len, b_cap, pool_sj, pool_t, pool_l, scal,
                   u_cnt, u_nodes, u_dist, dist, dlen, hkey, hnode, hpos, touched,
-                  tmp_node, tmp_t, tmp_l):
+                  tmp_node, tmp_t, tmp_l, src_w):
     """Add the forward upward search space of each of the unit's sources to the buckets:
     entry (slot, c) holds the distance from source c itself; the unit's offset to reach
     the source (src_t/src_l, kept in u_src_t/u_src_l) is added by the queries, so a move
-    along the same edge changes no entry (bucket_move_packed). Returns the pool arrays
-    (reallocated when they grew) and the number of entries, or minus the needed row
-    width when u_nodes is too narrow (nothing is changed then)."""
+    along the same edge changes no entry (bucket_move_packed). ``src_w[c]`` bounds source
+    c's offset for as long as these entries stay (its edge's time; INF: unbounded): with
+    two sources, an entry at x that the other source beats at every such offset
+    (d_other(x) + w_other <= d(x)) is left out. Returns the pool arrays (reallocated when
+    they grew) and the number of entries, or minus the needed row width when u_nodes is
+    too narrow (nothing is changed then)."""
     cap = tmp_node.shape[0]
     cnt = 0
     split = 0
@@ -271,7 +274,11 @@ def bucket_insert(slot, src_rank, src_t, src_l, n_src, uf_indptr, uf_head, uf_w,
                              tmp_node[at:], tmp_t[at:], tmp_l[at:], cap - at)
         if c == 0:
             split = cnt
-    if cnt > u_nodes.shape[1] or cnt > cap:
+    if cnt > cap:
+        return pool_sj, pool_t, pool_l, -cnt
+    if n_src == 2 and src_w[0] < INF and src_w[1] < INF:
+        cnt, split = _drop_dominated(cnt, split, tmp_node, tmp_t, tmp_l, dist, src_w)
+    if cnt > u_nodes.shape[1]:
         return pool_sj, pool_t, pool_l, -cnt
     for j in range(cnt):
         x = tmp_node[j]
@@ -282,6 +289,42 @@ def bucket_insert(slot, src_rank, src_t, src_l, n_src, uf_indptr, uf_head, uf_w,
             pool_t, pool_l, scal)
     u_cnt[slot] = cnt
     return pool_sj, pool_t, pool_l, cnt
+
+
+@njit(cache=True)
+def _drop_dominated(cnt, split, tmp_node, tmp_t, tmp_l, dist, src_w):
+    """Leave out the entries one source beats at every offset: source 0's entries are
+    tmp_*[:split], source 1's tmp_*[split:cnt]. ``dist`` (all INF) is borrowed to look up
+    source 0's distance by node, and left all INF again. Returns (cnt, split)."""
+    for j in range(split):
+        dist[tmp_node[j]] = tmp_t[j]
+    for j in range(split, cnt):
+        x = tmp_node[j]
+        d0 = dist[x]
+        if d0 == INF or d0 < 0:
+            continue
+        if d0 + src_w[0] <= tmp_t[j]:
+            tmp_node[j] = -1  # source 1's entry is never the better one
+        elif tmp_t[j] + src_w[1] <= d0:
+            dist[x] = -1.0  # source 0's entry is never the better one
+    out = 0
+    for j in range(split):
+        x = tmp_node[j]
+        keep = dist[x] >= 0
+        dist[x] = INF
+        if keep:
+            tmp_node[out] = x
+            tmp_t[out] = tmp_t[j]
+            tmp_l[out] = tmp_l[j]
+            out += 1
+    new_split = out
+    for j in range(split, cnt):
+        if tmp_node[j] >= 0:
+            tmp_node[out] = tmp_node[j]
+            tmp_t[out] = tmp_t[j]
+            tmp_l[out] = tmp_l[j]
+            out += 1
+    return out, new_split
 
 
 @njit(cache=True)
@@ -707,7 +750,8 @@ def ch_nearest_k_packed(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w
 @njit(cache=True)
 def bucket_move_packed(slot, rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub_head, ub_w,
                        bk, pool_sj, pool_t, pool_l, scal, u_cnt, u_nodes, u_dist, u_src, u_src_t,
-                       u_src_l, u_nsrc, u_edge, u_frac, mv_i, mv_f, ns, seed_i, ws_f, ws_i):
+                       u_src_l, u_nsrc, u_edge, u_frac, mv_i, mv_f, ns, seed_i, ws_f, ws_i,
+                       edge_time):
     """Place a unit at the sources in mv_i (node, edge per source) and mv_f (t, length,
     frac per source), ``ns`` of them: writes the unit's position fields, drops its old
     bucket entries and inserts those of the new sources, all in one call (one argument
@@ -717,10 +761,13 @@ def bucket_move_packed(slot, rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub
     and queries add the new offsets.
     Returns like bucket_insert; when the row width is too small the old entries are
     gone and nothing is inserted (call again after widening)."""
+    # entries stay when the source nodes and their edges are the same and each offset is
+    # within its edge's time (the bound the entries were pruned with)
     same = u_cnt[slot] > 0 and u_nsrc[slot] == ns
     for c in range(2):
         if c < ns:
-            if same and u_src[slot, c] != mv_i[0, c]:
+            if same and (u_src[slot, c] != mv_i[0, c] or u_edge[slot, c] != mv_i[1, c]
+                         or (mv_i[1, c] >= 0 and mv_f[0, c] > edge_time[mv_i[1, c]])):
                 same = False
             u_src[slot, c] = mv_i[0, c]
             u_src_t[slot, c] = mv_f[0, c]
@@ -739,12 +786,15 @@ def bucket_move_packed(slot, rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub
     if u_cnt[slot] > 0:
         bucket_remove(slot, bk[:, 0], bk[:, 1], pool_sj, pool_t, pool_l, u_cnt, u_nodes, u_dist)
     src_rank = seed_i[0]
+    src_w = mv_f[3]  # each source's offset bound (row 3 of the move buffer is scratch)
     for c in range(ns):
         src_rank[c] = rank[u_src[slot, c]]
+        e = u_edge[slot, c]
+        src_w[c] = edge_time[e] if e >= 0 and u_src_t[slot, c] <= edge_time[e] else INF
     return bucket_insert(slot, src_rank, u_src_t[slot], u_src_l[slot], ns, uf_indptr, uf_head,
                          uf_w, uf_l, ub_indptr, ub_head, ub_w, bk[:, 0], bk[:, 1], bk[:, 2], pool_sj,
                          pool_t, pool_l, scal, u_cnt, u_nodes, u_dist, ws_f[0], ws_f[1], ws_f[2],
-                         ws_i[0], ws_i[1], ws_i[2], ws_i[3], ws_f[3], ws_f[4])
+                         ws_i[0], ws_i[1], ws_i[2], ws_i[3], ws_f[3], ws_f[4], src_w)
 
 
 # ------------------------------------------------------------- CH routes
