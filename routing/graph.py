@@ -382,7 +382,7 @@ class RoadGraph:
             hierarchy = Hierarchy(
                 **{n: raw["ch_" + n] for n in _CH_ARRAYS},
                 **{n: raw["ch_" + n] for n in _CH_OPTIONAL if "ch_" + n in raw},
-                preprocess_s=float(meta.get("ch_preprocess_s", 0.0)),
+                preprocess_s=_number(meta.get("ch_preprocess_s", 0.0)),
             )
         meta = dict(meta)
         snap_index: dict[str, Any] | None = None
@@ -393,9 +393,17 @@ class RoadGraph:
                     snap_index[name[5:]] = a
         class_names = tuple(str(c) for c in meta.pop("class_names"))
         street_names = tuple(str(s) for s in meta.pop("street_names", ()))
-        return cls(**arrays, class_names=class_names, meta=meta, hierarchy=hierarchy,
-                   street_names=street_names, snap_index=snap_index,
-                   _ext_order=raw.get("ext_order"), _sorted_ext=raw.get("sorted_ext"))
+        try:
+            return cls(**arrays, class_names=class_names, meta=meta, hierarchy=hierarchy,
+                       street_names=street_names, snap_index=snap_index,
+                       _ext_order=raw.get("ext_order"), _sorted_ext=raw.get("sorted_ext"))
+        except (TypeError, ValueError) as exc:  # checked above; a last line of defence
+            raise GraphFileError(path, f"inconsistent graph ({exc})") from exc
+
+
+def _number(v: Any) -> float:
+    """A meta value that is only informative (e.g. the preprocessing time): NaN when odd."""
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else float("nan")
 
 
 def _crc32(a: np.ndarray) -> int:
