@@ -23,7 +23,9 @@ Query paths (the headline ratio is routingkit-cch's median over ours, for both):
 * ``rk_cch``      - routingkit-cch CCHManyToOne pinned to the available units;
 * ``scipy`` / ``networkx`` - Dijkstra with a growing limit / pure Python (fewer queries).
 
-Also: unit moves (kernel batch, UnitIndex.set_unit, RoutingService.move_unit by lat/lon),
+Also: unit moves, as teleports (kernel batch, UnitIndex.set_unit, RoutingService.move_unit
+by lat/lon: a random place every move) and as drives (``kernel_drive``, ``service_drive``:
+the next fix along the unit's street, the usual AVL case, which touches no bucket),
 preprocessing (one-time JIT compile on its own line), file load (memory-mapped), routes
 (CH unpacking, checked against Dijkstra on every query), and two worker processes
 loading the same file (resident memory each adds). Agreement: the share of queries whose
