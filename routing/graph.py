@@ -287,8 +287,9 @@ class RoadGraph:
     def load(cls, path: str | Path, *, verify_checksum: bool = True) -> RoadGraph:
         """Map a version-3 (or 2) file read-only (shared between processes), or read a
         version-1 ``.npz``. The arrays are checked before anything uses them (see
-        routing.graph_check) and, in version 3, against their stored CRC-32 (about 40 ms
-        on NY; ``verify_checksum=False`` skips it). Any problem raises GraphFileError with
+        routing.graph_check) and, in version 3, against their stored CRC-32 (about half of
+        the 50 ms NY now takes to load, see docs/routing.md; ``verify_checksum=False`` skips
+        it). Any problem raises GraphFileError with
         one line naming the file and what is wrong; never a crash or a wrong answer later."""
         try:
             with open(path, "rb") as fh:
