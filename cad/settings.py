@@ -123,7 +123,8 @@ class Settings(BaseSettings):
     graph_path: Path | None = Field(
         default=None, description="Road graph file from `cad graph build`; unset = straight-line "
         "ETA estimates (flagged as such in every recommendation).")
-    snap_limit_m: float = Field(default=200.0, gt=0, description="Farther from a road = flagged.")
+    snap_limit_m: float = Field(default=200.0, gt=0, description="A unit or incident farther than "
+                                "this from any road is flagged in every recommendation using it.")
     eta_calibration_factor: float = Field(
         default=1.0, gt=0, description="Multiplies road ETAs (posted-speed times run short; "
         "SFFD en-route times were about 2x the TIGER posted-speed estimate).")
