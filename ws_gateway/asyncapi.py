@@ -57,7 +57,8 @@ _CHANNELS: dict[str, dict[str, Any]] = {
         "server": [n for n in _SERVER if n != "position_result"],
         "client": ["ping", "auth"],
         "close": [CloseCode.BAD_REQUEST, CloseCode.UNAUTHORIZED, CloseCode.FORBIDDEN,
-                  CloseCode.SLOW_CONSUMER, CloseCode.GOING_AWAY, CloseCode.INTERNAL],
+                  CloseCode.SLOW_CONSUMER, CloseCode.RATE_LIMITED, CloseCode.GOING_AWAY,
+                  CloseCode.INTERNAL],
     },
     "unit": {
         "address": "/ws/unit/{unit_id}",
