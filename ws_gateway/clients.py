@@ -105,6 +105,7 @@ class ClientRegistry:
         (and False returned: do not handle the message)."""
         if client.budget.spend(cost):
             return True
+        client.budget.drain()
         if client.state != ClientState.CLOSED:
             self.rate_closed += 1
             log.warning("ws_rate_limited_closed", kind=client.kind,
