@@ -117,7 +117,7 @@ async def unit_socket(ws: WebSocket, unit_id: str, gw: RunningGateway) -> None:
         return
     try:
         agency = await _unit_agency_in_scope(gw, principal, unit_id)
-    except Exception:  # noqa: BLE001 - the database is away: come back later
+    except Exception:
         log.exception("unit_lookup_failed", unit_id=unit_id)
         await close_ws(ws, CLOSE_INTERNAL, "unit_lookup_failed")
         return

@@ -36,7 +36,7 @@ EARLY_TOLERANCE = 1.0
 class MessageBudget:
     """``rate_per_s`` tokens a second up to ``burst``; starts full."""
 
-    __slots__ = ("burst", "rate_per_s", "tokens", "updated", "_now")
+    __slots__ = ("_now", "burst", "rate_per_s", "tokens", "updated")
 
     def __init__(self, *, rate_per_s: float, burst: float,
                  monotonic: Callable[[], float] = time.monotonic) -> None:

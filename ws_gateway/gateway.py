@@ -39,8 +39,8 @@ from ws_gateway.clients import (
     ClientState,
 )
 from ws_gateway.events import Event
-from ws_gateway.flood import Budgets
 from ws_gateway.fanout import Fanout
+from ws_gateway.flood import Budgets
 from ws_gateway.gcstats import gc_stats
 from ws_gateway.hub import Hub, create_hub
 from ws_gateway.listen import PgListener

@@ -16,7 +16,7 @@ import websockets
 
 from cad.settings import Settings
 from tests.auth import board_token, device_token
-from tests.support import RunningApp, running_app
+from tests.support import running_app
 from tests.ws_gateway.helpers import StreamClient, app_secret, fix
 from ws_gateway.flood import BreadcrumbThinner, MessageBudget
 
@@ -79,12 +79,11 @@ def test_budget_refuses_what_it_does_not_have_and_takes_nothing_then() -> None:
 # --- a real server --------------------------------------------------------------------------
 
 def _settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
-    base: dict[str, Any] = dict(
-        database_url=database_url, data_dir=tmp_path, log_format="json", db_pool_min=1,
-        db_pool_max=10, avl_flush_interval_ms=50, avl_max_positions_per_unit_per_s=1000.0,
-        avl_store_max_per_unit_per_s=1.0)
-    base.update(overrides)
-    return Settings(**base)
+    base: dict[str, Any] = {
+        "database_url": database_url, "data_dir": tmp_path, "log_format": "json",
+        "db_pool_min": 1, "db_pool_max": 10, "avl_flush_interval_ms": 50,
+        "avl_max_positions_per_unit_per_s": 1000.0, "avl_store_max_per_unit_per_s": 1.0}
+    return Settings(**(base | overrides))
 
 
 async def _stored(pool: Any, unit_id: str) -> list[datetime]:
@@ -228,7 +227,7 @@ async def test_http_positions_are_thinned_and_refused_with_429_past_the_budget(
         flood = [{"lat": 37.7, "lon": -122.4,
                   "fix_time": (now - timedelta(seconds=100) + timedelta(milliseconds=100 * i)).isoformat()}
                  for i in range(1_000)]
-        normal = [{"lat": 37.6, "lon": -122.3,
+        normal: list[dict[str, Any]] = [{"lat": 37.6, "lon": -122.3,
                    "fix_time": (now - timedelta(seconds=50 - 2 * i)).isoformat()} for i in range(10)]
         async with httpx.AsyncClient(base_url=live.base_url) as http:
             first = await http.post("/api/v1/units/HF1/positions", json={"fixes": flood},
