@@ -26,6 +26,7 @@ from ws_gateway.clients import (
     CLOSE_BAD_REQUEST,
     CLOSE_FORBIDDEN,
     CLOSE_INTERNAL,
+    CLOSE_RATE_LIMITED,
     CLOSE_UNAUTHORIZED,
     CLOSE_UNKNOWN_UNIT,
     Client,
@@ -104,6 +105,13 @@ async def board_socket(ws: WebSocket, gw: RunningGateway) -> None:
 
 @router.websocket("/ws/unit/{unit_id}")
 async def unit_socket(ws: WebSocket, unit_id: str, gw: RunningGateway) -> None:
+    owed = gw.budgets.peek(unit_id)
+    if owed is not None and not owed.has(1.0):
+        # Recently closed for flooding (only the unit's own token can get it there): refused
+        # before any lookup, so a flooder reconnecting in a loop costs a handshake, no more.
+        await ws.accept()
+        await close_ws(ws, CLOSE_RATE_LIMITED, "rate_limited")
+        return
     authed = await _authenticate(ws, gw, auth.MDT_ROLES)
     if authed is None:
         return

@@ -25,6 +25,12 @@ Row = tuple[Any, ...]
 # this worker, so only a mis-sized fleet gets here.
 MAX_TRACKED_BUDGETS = 50_000
 
+# A connection closed for flooding owes this many seconds of its budget: its unit's reconnects
+# are refused (4429, before the token is even looked up) until the budget is positive again.
+# Tuned against ``realtime_bench.py --flood``: a flooder reconnecting at once cost the server a
+# handshake, a token lookup, a unit lookup and a snapshot ~35 times a second.
+FLOOD_PENALTY_S = 5.0
+
 # Fix times of a unit reporting at exactly the storage rate jitter (GPS receivers stamp when
 # they compute, MDTs send when the radio lets them): a fix up to one period early is still
 # stored at once (the GCRA's tolerance; two fixes may share a period, the long-run rate stays
@@ -64,10 +70,16 @@ class MessageBudget:
         self.tokens = tokens - cost
         return True
 
-    def drain(self) -> None:
-        """Empty it (a connection closed for flooding: its reconnect starts with nothing)."""
+    def drain(self, *, penalty_s: float = FLOOD_PENALTY_S) -> None:
+        """Overdraw it by ``penalty_s`` of its rate (a connection closed for flooding: its
+        unit may not reconnect until that is paid back)."""
         self._refill()
-        self.tokens = min(self.tokens, 0.0)
+        self.tokens = min(self.tokens, 0.0) - penalty_s * self.rate_per_s
+
+    def has(self, cost: float = 1.0) -> bool:
+        """Whether ``cost`` tokens are there (nothing taken)."""
+        self._refill()
+        return self.tokens >= cost
 
     def retry_after_s(self, cost: float = 1.0) -> float:
         """Seconds until ``cost`` tokens are there (0 when they are now)."""
@@ -99,6 +111,10 @@ class Budgets:
             budget = self._budgets[key] = MessageBudget(
                 rate_per_s=self.rate_per_s, burst=self.burst, monotonic=self._now)
         return budget
+
+    def peek(self, key: str) -> MessageBudget | None:
+        """The key's budget if it has one (nothing is created)."""
+        return self._budgets.get(key)
 
     def fresh(self) -> MessageBudget:
         """A budget of its own (a board's connection)."""
