@@ -7,6 +7,7 @@ describes it for people.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -16,7 +17,7 @@ from fastapi import APIRouter, Depends, Query, WebSocket
 from starlette.requests import HTTPConnection
 
 from cad.deps import wired
-from cad.errors import Forbidden, Invalid, NotFound, TooManyRequests
+from cad.errors import Forbidden, Invalid, NotFound, TooManyRequests, problem
 from cad.security.deps import scope_of
 from cad.security.principal import Principal
 from ws_gateway import auth, frames
@@ -108,9 +109,9 @@ async def unit_socket(ws: WebSocket, unit_id: str, gw: RunningGateway) -> None:
     owed = gw.budgets.peek(unit_id)
     if owed is not None and not owed.has(1.0):
         # Recently closed for flooding (only the unit's own token can get it there): refused
-        # before any lookup, so a flooder reconnecting in a loop costs a handshake, no more.
-        await ws.accept()
-        await close_ws(ws, CLOSE_RATE_LIMITED, "rate_limited")
+        # at the handshake before any lookup, so a flooder reconnecting in a loop costs an
+        # HTTP exchange, no more.
+        await _refuse_handshake(ws, owed.retry_after_s(1.0))
         return
     authed = await _authenticate(ws, gw, auth.MDT_ROLES)
     if authed is None:
@@ -179,6 +180,21 @@ async def unit_socket(ws: WebSocket, unit_id: str, gw: RunningGateway) -> None:
     unit_snapshot = gw.ports.unit_snapshot
     await gw.serve(client, last_event_id=last_event_id,
                    snapshot=lambda conn: unit_snapshot(conn, unit_id), on_message=on_message)
+
+
+async def _refuse_handshake(ws: WebSocket, retry_after_s: float) -> None:
+    """HTTP 429 + Retry-After instead of the upgrade (close 4429 where the server cannot send
+    a denial response)."""
+    response = problem(429, "Too many requests",
+                       "this unit's connection was closed for flooding; reconnect later",
+                       slug="too-many-requests", instance=ws.url.path,
+                       headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))},
+                       retry_after_s=round(retry_after_s, 3))
+    try:
+        await ws.send_denial_response(response)
+    except RuntimeError:  # no websocket.http.response extension
+        await ws.accept()
+        await close_ws(ws, CLOSE_RATE_LIMITED, "rate_limited")
 
 
 # --- HTTP ------------------------------------------------------------------------------------
