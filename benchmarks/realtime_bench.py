@@ -216,7 +216,8 @@ async def role_units(args: argparse.Namespace) -> None:
 
 async def role_flooder(args: argparse.Namespace) -> None:
     """One terminal sending positions as fast as its socket takes them (fix time = now,
-    strictly increasing), reconnecting at once whenever it is closed: an adversary."""
+    strictly increasing), reconnecting at once whenever it is closed, and retrying a refused
+    handshake after ``--flood-retry-s`` (ignoring Retry-After): an adversary."""
     import websockets
 
     cfg = json.loads(Path(args.config).read_text())
@@ -242,8 +243,9 @@ async def role_flooder(args: argparse.Namespace) -> None:
             ws = await websockets.connect(
                 url, additional_headers={"Authorization": f"Bearer {token}"},
                 compression=None, open_timeout=10, max_size=2**24, ping_interval=None)
-        except Exception:  # noqa: BLE001 - refused at the handshake: try again at once
+        except Exception:  # noqa: BLE001 - refused at the handshake (429 while it owes)
             refused += 1
+            await asyncio.sleep(args.flood_retry_s)
             continue
         connects += 1
         reader = asyncio.create_task(drain(ws))
@@ -403,7 +405,8 @@ def _spawn_role(role: str, args: argparse.Namespace, ws_url: str, config: Path
                 ) -> subprocess.Popen[str]:
     cmd = [sys.executable, __file__, "--role", role, "--ws", ws_url, "--config", str(config),
            "--rate", str(args.rate), "--warmup", str(args.warmup), "--drain", str(args.drain),
-           "--latency-sample", str(args.latency_sample), "--flood-batch", str(args.flood_batch)]
+           "--latency-sample", str(args.latency_sample), "--flood-batch", str(args.flood_batch),
+           "--flood-retry-s", str(args.flood_retry_s)]
     return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                             cwd=REPO)
 
@@ -595,6 +598,7 @@ async def run_mode(mode: str, args: argparse.Namespace, server_url: str, work: P
         "flooder_rows": stored["flooder"],
         "flooder_messages": rf.get("messages", 0), "flooder_fixes": rf.get("fixes", 0),
         "flooder_connects": rf.get("connects", 0), "flooder_closes": rf.get("closes", {}),
+        "flooder_refused": rf.get("refused", 0),
         "healthz_p50_ms": _pct(healthz, 50) * 1000, "healthz_p99_ms": _pct(healthz, 99) * 1000,
         "healthz_max_ms": (healthz[-1] * 1000) if healthz else float("nan"),
     }
@@ -704,6 +708,8 @@ def _report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
             "flooder_messages": flooded["flooder_messages"],
             "flooder_fixes": flooded["flooder_fixes"],
             "flooder_connects": flooded["flooder_connects"],
+            "flooder_refused_handshakes": flooded["flooder_refused"],
+            "flood_retry_s": args.flood_retry_s,
             "flooder_closes": flooded["flooder_closes"],
             "flooder_rows_stored": flooded["flooder_rows"],
             "within_10pct": bool(p99_ratio <= 1.10 and flood_delivery >= 0.9 * base_delivery
@@ -733,6 +739,8 @@ def main() -> int:
                     help="run once without and once with a terminal flooding positions")
     ap.add_argument("--flood-batch", type=int, default=1,
                     help="fixes per flooder message (1: position messages)")
+    ap.add_argument("--flood-retry-s", type=float, default=0.1,
+                    help="the flooder's wait after a refused handshake (0: a connection flood)")
     ap.add_argument("--profile-server", default=None,
                     help="py-spy the server during the window into FILE.<mode>.txt (collapsed)")
     ap.add_argument("--profile-flags", default="", help=argparse.SUPPRESS)
