@@ -136,7 +136,8 @@ async def unit_socket(ws: WebSocket, unit_id: str, gw: RunningGateway) -> None:
     s = gw.settings
     client = Client(ws, kind="unit", principal=principal, token=token,
                     filter=UnitFilter(unit_id), queue_max=s.ws_client_queue_max,
-                    sync_max=s.ws_sync_buffer_max, budget=gw.budgets.of(unit_id))
+                    sync_max=s.ws_sync_buffer_max, budget=gw.budgets.of(unit_id),
+                    fix_budget=gw.fix_budgets.of(unit_id))
 
     try:
         await gw.avl.prime(unit_id)
@@ -153,11 +154,11 @@ async def unit_socket(ws: WebSocket, unit_id: str, gw: RunningGateway) -> None:
                 gw.send(c, frames.error(
                     "bad_message", f"fixes must be a list of at most {MAX_FIXES_PER_REQUEST}"))
                 return
-            # The message was charged one; a batch costs one per fix.
-            if len(fixes) > 1 and not gw.registry.spend(c, len(fixes) - 1):
-                return
         else:
             gw.send(c, frames.error("unknown_message_type", f"unknown message type {mtype!r}"))
+            return
+        # The message was charged to the message budget; its fixes go to the fix budget.
+        if not gw.registry.spend(c, len(fixes), fixes=True):
             return
         try:
             accepted, problems = await gw.avl.ingest(unit_id, agency, fixes)
@@ -205,8 +206,9 @@ async def _refuse_handshake(ws: WebSocket, retry_after_s: float) -> None:
                  404: {"description": "No such unit in the caller's scope"},
                  422: {"description": "A fix lies outside the unit's service area (named as "
                                       "body.fixes.N.lat/lon); nothing of the batch was taken"},
-                 429: {"description": "The unit's message budget (ws_message_rate_per_s, one "
-                                      "per fix) is spent; Retry-After says when to resend",
+                 429: {"description": "The unit's budget (ws_message_rate_per_s requests, "
+                                      "avl_fix_rate_per_s fixes) is spent; Retry-After says "
+                                      "when to resend",
                        "headers": {"Retry-After": {"schema": {"type": "integer"},
                                                    "description": "seconds"}}}})
 async def post_positions(unit_id: str, body: PositionBatch, gw: RunningGateway,
@@ -214,13 +216,16 @@ async def post_positions(unit_id: str, body: PositionBatch, gw: RunningGateway,
                          ) -> PositionBatchResult:
     if principal.unit_id != unit_id:
         raise Forbidden("this token is bound to another unit")
-    # The unit's budget, shared with its MDT socket: a batch costs one per fix.
-    cost = max(1, len(body.fixes))
-    budget = gw.budgets.of(unit_id)
-    if not budget.spend(cost):
+    # The unit's budgets, shared with its MDT socket: one message, one per fix.
+    messages, fixes = gw.budgets.of(unit_id), gw.fix_budgets.of(unit_id)
+    n = len(body.fixes)
+    if not messages.has(1.0) or not fixes.has(n):
         raise TooManyRequests(
-            f"unit {unit_id} sends more than {gw.settings.ws_message_rate_per_s:g} fixes/s",
-            retry_after_s=budget.retry_after_s(cost))
+            f"unit {unit_id} sends more than {gw.settings.ws_message_rate_per_s:g} messages/s "
+            f"or {gw.settings.avl_fix_rate_per_s:g} fixes/s",
+            retry_after_s=max(messages.retry_after_s(1.0), fixes.retry_after_s(n)))
+    messages.spend(1.0)
+    fixes.spend(n)
     agency = await _unit_agency_in_scope(gw, principal, unit_id)
     if agency is None:
         raise NotFound(f"no unit {unit_id}")

@@ -65,7 +65,9 @@ _CHANNELS: dict[str, dict[str, Any]] = {
         "title": "Mobile data terminal of one unit",
         "description": "Events whose aggregate is the unit or whose data.unit_ids names it "
                        "(dispatches, status changes); the MDT sends its positions. Role: "
-                       "field_unit bound to unit_id.",
+                       "field_unit bound to unit_id, the unit in its agencies. After a 4429 "
+                       "close the unit's reconnects are refused with HTTP 429 and Retry-After "
+                       "for 5 s.",
         "parameters": {"unit_id": {"description": "The unit's call sign"}},
         "server": list(_SERVER),
         "client": list(_CLIENT),

@@ -43,10 +43,11 @@ class ClientState:
 class Client:
     def __init__(self, ws: WebSocket, *, kind: ClientKind, principal: Principal, token: str,
                  filter: EventFilter, queue_max: int, sync_max: int,
-                 budget: MessageBudget) -> None:
+                 budget: MessageBudget, fix_budget: MessageBudget | None = None) -> None:
         self.ws = ws
-        # What it may send (ws_gateway.flood); overdrawn: closed with 4429.
+        # What it may send (ws_gateway.flood): messages, and an MDT's fixes; overdrawn: 4429.
         self.budget = budget
+        self.fix_budget = fix_budget
         self.kind = kind
         self.principal = principal
         self.token = token
@@ -100,10 +101,12 @@ class ClientRegistry:
             return
         client.last_enqueue = now if now is not None else time.monotonic()
 
-    def spend(self, client: Client, cost: float) -> bool:
-        """Charge a message to the client's budget; overdrawn: the client is closed with 4429
-        (and False returned: do not handle the message)."""
-        if client.budget.spend(cost):
+    def spend(self, client: Client, cost: float, *, fixes: bool = False) -> bool:
+        """Charge ``cost`` messages (``fixes``: fixes) to the client's budget; overdrawn: the
+        client is closed with 4429, its message budget owes the flood penalty, and False is
+        returned (do not handle the message)."""
+        budget = client.fix_budget if fixes else client.budget
+        if budget is None or budget.spend(cost):
             return True
         client.budget.drain()
         if client.state != ClientState.CLOSED:

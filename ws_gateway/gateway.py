@@ -68,9 +68,12 @@ class Gateway:
         self.server_id = secrets.token_hex(4)
         self.hub = hub or create_hub(settings.redis_url, prefix=settings.hub_channel_prefix)
         self.registry = ClientRegistry()
-        # Per unit (an MDT socket and the unit's HTTP posts share one); boards get their own.
+        # Per unit (an MDT socket and the unit's HTTP posts share them); boards get their own
+        # message budget.
         self.budgets = Budgets(rate_per_s=settings.ws_message_rate_per_s,
                                burst=settings.ws_message_burst)
+        self.fix_budgets = Budgets(rate_per_s=settings.avl_fix_rate_per_s,
+                                   burst=settings.avl_fix_burst)
         self.upkeep = IndexUpkeep(ports)
         self.listener = PgListener(pool, database_url)
         self.tailer = EventTailer(pool, self.listener, self._on_events,

@@ -118,7 +118,8 @@ async def test_a_flooding_terminal_is_thinned_and_the_normal_unit_loses_nothing(
         database_url: str, tmp_path: Path) -> None:
     # A budget too big to close the flooder: this test is about what gets stored.
     settings = _settings(database_url, tmp_path, ws_message_rate_per_s=1e6,
-                         ws_message_burst=10_000_000)
+                         ws_message_burst=10_000_000, avl_fix_rate_per_s=1e6,
+                         avl_fix_burst=10_000_000)
     async with running_app(settings) as live:
         pool = live.pool
         board = StreamClient(live.ws_url + "/ws/board", await board_token(pool, app_secret(live)))
@@ -177,7 +178,8 @@ async def test_a_flooding_terminal_is_thinned_and_the_normal_unit_loses_nothing(
 
 async def test_a_flooding_socket_is_closed_with_4429_and_the_others_keep_going(
         database_url: str, tmp_path: Path) -> None:
-    settings = _settings(database_url, tmp_path, ws_message_rate_per_s=20.0, ws_message_burst=200)
+    settings = _settings(database_url, tmp_path, ws_message_rate_per_s=20.0, ws_message_burst=200,
+                         avl_fix_rate_per_s=20.0, avl_fix_burst=200)
     async with running_app(settings) as live:
         pool = live.pool
         board = StreamClient(live.ws_url + "/ws/board", await board_token(pool, app_secret(live)))
@@ -204,7 +206,7 @@ async def test_a_flooding_socket_is_closed_with_4429_and_the_others_keep_going(
         assert normal.close_code is None and board.close_code is None
         assert live.gateway.stats()["closed_rate_limited"] == 1
 
-        # a batch costs one per fix: 300 fixes in one message overdraw a 200 budget
+        # a batch costs one per fix: 250 fixes in one message overdraw a 200 fix budget
         batcher = StreamClient(live.ws_url + "/ws/unit/F3", await device_token(pool, "F3"))
         await batcher.connect()
         await batcher.send({"type": "positions", "fixes": [fix(age_s=300 - i) for i in range(250)]})
@@ -223,7 +225,8 @@ async def test_a_flooding_socket_is_closed_with_4429_and_the_others_keep_going(
 
 async def test_http_positions_are_thinned_and_refused_with_429_past_the_budget(
         database_url: str, tmp_path: Path) -> None:
-    settings = _settings(database_url, tmp_path, ws_message_rate_per_s=5.0, ws_message_burst=1_100)
+    settings = _settings(database_url, tmp_path, avl_fix_rate_per_s=5.0, avl_fix_burst=1_100,
+                         ws_message_rate_per_s=20.0, ws_message_burst=60)
     async with running_app(settings) as live:
         pool = live.pool
         flood_token = await device_token(pool, "HF1")
@@ -249,7 +252,19 @@ async def test_http_positions_are_thinned_and_refused_with_429_past_the_budget(
             ok = await http.post("/api/v1/units/HN1/positions", json={"fixes": normal},
                                  headers={"Authorization": f"Bearer {normal_token}"})
             assert ok.status_code == 200 and ok.json()["accepted"] == 10
+            # requests count too: one-fix posts in a loop hit the message budget (burst 60)
+            many_token = await device_token(pool, "HM1")
+            statuses = []
+            for i in range(300):
+                r = await http.post("/api/v1/units/HM1/positions", json={"fixes": [fix(age_s=200 - i / 2)]},
+                                    headers={"Authorization": f"Bearer {many_token}"})
+                statuses.append(r.status_code)
+                if r.status_code == 429:
+                    break
+            assert statuses[-1] == 429 and len(statuses) > 60, statuses
+            assert set(statuses[:-1]) == {200}
         await live.gateway.avl.writer.flush()
         stored = await _stored(pool, "HF1")
-        assert 99 <= len(stored) <= 101, len(stored)
+        # one a second over 100 s, + the tolerance's one, + the newest (held) once its slot came
+        assert 101 <= len(stored) <= 102, len(stored)
         assert await _stored(pool, "HN1") == [datetime.fromisoformat(f["fix_time"]) for f in normal]
