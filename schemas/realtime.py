@@ -26,7 +26,7 @@ class CloseCode(IntEnum):
     BAD_REQUEST = 4400       # malformed query (last_event_id) or message
     UNAUTHORIZED = 4401      # no/invalid token at connect, or revoked/expired later
     FORBIDDEN = 4403         # role may not use this stream, or another unit's stream
-    UNKNOWN_UNIT = 4404      # /ws/unit/{unit_id} of a unit that does not exist
+    UNKNOWN_UNIT = 4404      # /ws/unit/{unit_id} of a unit that does not exist (in scope)
     SLOW_CONSUMER = 4408     # the client did not keep up; reconnect with last_event_id
     RATE_LIMITED = 4429      # the client sent more messages than its budget (flooding)
     GOING_AWAY = 1001        # server shutting down; reconnect with last_event_id
@@ -39,7 +39,8 @@ CLOSE_CODE_MEANINGS: dict[CloseCode, tuple[str, str]] = {
                              "log in / renew, reconnect"),
     CloseCode.FORBIDDEN: ("role may not open this stream, or MDT token bound to another unit",
                           "none"),
-    CloseCode.UNKNOWN_UNIT: ("/ws/unit/{unit_id} of an unknown unit", "none"),
+    CloseCode.UNKNOWN_UNIT: ("/ws/unit/{unit_id} of an unknown unit, or of another agency's "
+                             "(not disclosed)", "none"),
     CloseCode.SLOW_CONSUMER: (("slow consumer: its queue was full, or too many events "
                               "while syncing"),
                               "reconnect with last_event_id"),

@@ -126,7 +126,7 @@ async def unit_socket(ws: WebSocket, unit_id: str, gw: RunningGateway) -> None:
         return
     try:
         agency = await _unit_agency_in_scope(gw, principal, unit_id)
-    except Exception:
+    except Exception:  # the database is away: the MDT comes back later (1011)
         log.exception("unit_lookup_failed", unit_id=unit_id)
         await close_ws(ws, CLOSE_INTERNAL, "unit_lookup_failed")
         return
