@@ -39,8 +39,8 @@ CLOSE_CODE_MEANINGS: dict[CloseCode, tuple[str, str]] = {
                              "log in / renew, reconnect"),
     CloseCode.FORBIDDEN: ("role may not open this stream, or MDT token bound to another unit",
                           "none"),
-    CloseCode.UNKNOWN_UNIT: ("/ws/unit/{unit_id} of an unknown unit, or of another agency's "
-                             "(not disclosed)", "none"),
+    CloseCode.UNKNOWN_UNIT: (("/ws/unit/{unit_id} of an unknown unit, or of another "
+                              "agency's (not disclosed)"), "none"),
     CloseCode.SLOW_CONSUMER: (("slow consumer: its queue was full, or too many events "
                               "while syncing"),
                               "reconnect with last_event_id"),
