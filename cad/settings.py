@@ -246,6 +246,34 @@ class Settings(BaseSettings):
     avl_max_positions_per_unit_per_s: float = Field(
         default=2.0, gt=0, description="Board updates per unit per second; extra fixes are coalesced.",
     )
+    avl_store_max_per_unit_per_s: float = Field(
+        default=1.0, gt=0,
+        description="Breadcrumbs stored per unit per second of fix time; a faster unit's fixes "
+                    "are coalesced (newest kept), so one flooding terminal cannot crowd out the "
+                    "others' breadcrumbs.",
+    )
+    ws_message_rate_per_s: float = Field(
+        default=20.0, gt=0,
+        description="Messages a websocket client may send per second, sustained (an MDT's budget "
+                    "is its unit's, shared with the unit's HTTP position posts). Overdrawn: "
+                    "closed with 4429 (HTTP: 429).",
+    )
+    ws_message_burst: int = Field(
+        default=60, ge=1,
+        description="Messages a client may send at once above the rate. Every message held "
+                    "here is handled back to back on the event loop: 1,100 single-fix "
+                    "messages in a burst raised the other clients' p99 2-5x.",
+    )
+    avl_fix_rate_per_s: float = Field(
+        default=20.0, gt=0,
+        description="AVL fixes a unit may send per second, sustained (websocket and HTTP; a "
+                    "positions batch counts each fix). Overdrawn: 4429 / 429.",
+    )
+    avl_fix_burst: int = Field(
+        default=1_100, ge=1,
+        description="Fixes a unit may send at once above the rate: one full 1,000-fix backlog "
+                    "batch after a radio gap, and some.",
+    )
     avl_max_age_s: float = Field(default=300.0, gt=0, description="Older fixes are rejected.")
     avl_max_future_s: float = Field(default=5.0, ge=0, description="Clock skew tolerated.")
     avl_max_accuracy_m: float = Field(default=5_000.0, gt=0)

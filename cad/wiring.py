@@ -122,6 +122,8 @@ def gateway_ports(rt: Runtime) -> GatewayPorts:
         board_snapshot=board_snapshot, unit_snapshot=unit_snapshot,
         resolve_principal=resolve_principal,
         store_last_fixes=unit_repo.store_last_fixes, unit_agency=unit_repo.unit_agency,
+        place_refusal=lambda agency, lat, lon: rt.plausible.area.refusal(
+            agency=agency, lat=lat, lon=lon),       # AVL fixes: the service area
         apply_position=rt.locator.move,              # each accepted AVL fix, at once
         units_changed=rt.locator.schedule_refresh)   # re-read into the routing index
 

@@ -63,7 +63,8 @@ def test_ports_are_typed_callables_without_any() -> None:
 
     hints = GatewayPorts.__annotations__
     assert set(hints) == {"board_snapshot", "unit_snapshot", "resolve_principal",
-                          "store_last_fixes", "unit_agency", "apply_position", "units_changed"}
+                          "store_last_fixes", "unit_agency", "place_refusal", "apply_position",
+                          "units_changed"}
     assert not any("Any" == str(h) for h in hints.values())
 
 
