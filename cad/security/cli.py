@@ -104,7 +104,7 @@ def audit_verify(
 
     async def go(pool: Any) -> audit.VerifyResult:
         async with pool.acquire() as conn:
-            return await audit.verify(conn, witnesses)
+            return await audit.verify(conn, witnesses, retention_days=settings.audit_retention_days)
 
     result = run_with_pool(go)
     if json_out:
@@ -150,7 +150,8 @@ def audit_export(
 @audit_app.command("prune")
 def audit_prune(days: int | None = typer.Option(
         None, "--days", help="Retention in days (default CAD_AUDIT_RETENTION_DAYS).")) -> None:
-    """Delete entries older than the retention period, keeping the chain verifiable."""
+    """Delete entries older than the retention period, keeping the chain verifiable (the
+    database refuses a period shorter than its own floor, `cad audit retention`)."""
     from cad.security import audit
 
     retention = days or Settings().audit_retention_days
@@ -159,4 +160,9 @@ def audit_prune(days: int | None = typer.Option(
         async with pool.acquire() as conn:
             return await audit.prune(conn, retention_days=retention)
 
-    out.print(f"pruned {run_with_pool(go)} audit entries older than {retention} days")
+    try:
+        deleted = run_with_pool(go)
+    except audit.RetentionRefused as exc:
+        err.print(f"cad: the database refused the prune: {exc}")
+        raise typer.Exit(1) from None
+    out.print(f"pruned {deleted} audit entries older than {retention} days")
