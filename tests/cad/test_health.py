@@ -27,7 +27,8 @@ async def test_readyz_is_503_when_the_database_stops(tmp_path: Path) -> None:
     pg = EmbeddedPostgres(root)
     try:
         url = pg.start()
-        settings = Settings(database_url=url, data_dir=tmp_path, db_pool_min=1, log_format="json")
+        settings = Settings(database_url=url, data_dir=tmp_path, db_pool_min=1, log_format="json",
+                            db_app_password=pg.app_password)
         async with running_app(settings) as app, httpx.AsyncClient(base_url=app.base_url) as c:
             assert (await c.get("/readyz")).status_code == 200
             pg.stop()
