@@ -166,3 +166,56 @@ def audit_prune(days: int | None = typer.Option(
         err.print(f"cad: the database refused the prune: {exc}")
         raise typer.Exit(1) from None
     out.print(f"pruned {deleted} audit entries older than {retention} days")
+
+
+@audit_app.command("retention")
+def audit_retention(days: int | None = typer.Option(
+        None, "--days", min=1, help="Set the floor (owner only: run with the owner's URL).")) -> None:
+    """Show, or set, the retention floor the database enforces on pruning (audit_policy):
+    audit_prune refuses any cutoff younger than this many days. Runs as the migration URL's
+    user (CAD_MIGRATION_DATABASE_URL, else CAD_DATABASE_URL): the server's role cannot."""
+    import asyncio
+
+    import asyncpg
+
+    from cad import db
+    from cad.embedded_pg import EmbeddedPostgres
+
+    settings = Settings()
+    embedded = None
+    url = settings.migration_database_url or settings.database_url
+    if url is None:
+        embedded = EmbeddedPostgres(settings.data_dir / "postgres")
+        url = embedded.start()
+
+    async def go(owner_url: str) -> int:
+        conn = await db.connect(owner_url)
+        try:
+            await db.migrate(conn, settings.migrations_dir)
+            if days is not None:
+                async with conn.transaction():
+                    await conn.execute("UPDATE audit_policy SET retention_days = $1", days)
+                    await _record_floor_change(conn, days)
+            floor: int = await conn.fetchval("SELECT retention_days FROM audit_policy")
+            return floor
+        finally:
+            await conn.close()
+
+    try:
+        floor = asyncio.run(go(url))
+    except asyncpg.InsufficientPrivilegeError as exc:
+        err.print(f"cad: {exc}: set the floor with the owner's URL (CAD_MIGRATION_DATABASE_URL)")
+        raise typer.Exit(1) from None
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    out.print(f"audit retention floor: {floor} days")
+
+
+async def _record_floor_change(conn: Any, days: int) -> None:
+    """The change of the floor is itself a chained entry."""
+    from cad.uow import RequestContext, audit_now
+
+    actor = os.environ.get("SUDO_USER") or os.environ.get("USER") or "cli"
+    await audit_now(conn, RequestContext(actor=f"cli:{actor}", source="system"),
+                    "audit.retention", target="audit_policy", details={"retention_days": days})

@@ -172,12 +172,12 @@ async def test_server_role_cannot_reach_around_the_privileges(pool: asyncpg.Pool
         "ALTER TABLE audit_log DISABLE TRIGGER ALL",
         "DROP TRIGGER audit_log_immutable ON audit_log",
         "SET session_replication_role = replica",
-        "CREATE OR REPLACE FUNCTION audit_log_immutable() RETURNS trigger LANGUAGE plpgsql "
-        "AS $$ BEGIN RETURN OLD; END $$",
+        ("CREATE OR REPLACE FUNCTION audit_log_immutable() RETURNS trigger LANGUAGE plpgsql "
+         "AS $$ BEGIN RETURN OLD; END $$"),
         "UPDATE audit_chain_anchor SET seq = 0",
         "UPDATE audit_policy SET retention_days = 1",
-        "INSERT INTO audit_log (actor, action, outcome, seq, prev_hash, hash) "
-        "VALUES ('x', 'y', 'success', 4, 'a', 'b')",
+        ("INSERT INTO audit_log (actor, action, outcome, seq, prev_hash, hash) "
+         "VALUES ('x', 'y', 'success', 4, 'a', 'b')"),
         "CREATE TABLE t (x int)",
         "SELECT cad_secure_schema()",
         "RESET ROLE; DELETE FROM audit_log",
