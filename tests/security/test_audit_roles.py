@@ -266,3 +266,29 @@ async def test_later_prunes_keep_earlier_anchors_valid(pool: asyncpg.Pool,
     result = await _verify(pool, [])
     assert result.ok, result.problems
     assert (result.anchor_seq, result.first_seq, result.last_seq) == (5, 6, 6)
+
+
+async def test_cli_retention_floor_is_the_owners_and_prune_below_it_is_refused(
+        database_url: str, pool: asyncpg.Pool, tmp_path: Path) -> None:
+    import asyncio
+
+    from tests.security.test_audit import _cad
+
+    loop = asyncio.get_running_loop()
+
+    def run(args: list[str], url: str = database_url) -> tuple[int, str]:
+        done = _cad(args, url, tmp_path)
+        return done.returncode, " ".join((done.stdout + done.stderr).split())
+
+    assert await loop.run_in_executor(None, run, ["audit", "retention"]) == (
+        0, "audit retention floor: 365 days")
+    code, text = await loop.run_in_executor(None, run, ["audit", "retention", "--days", "400"])
+    assert (code, text) == (0, "audit retention floor: 400 days")
+    code, text = await loop.run_in_executor(
+        None, run, ["audit", "retention", "--days", "1"], app_role_url(database_url))
+    assert code == 1 and "owner" in text, text
+    assert await pool.fetchval("SELECT retention_days FROM audit_policy") == 400
+    code, text = await loop.run_in_executor(None, run, ["audit", "prune", "--days", "365"])
+    assert code == 1 and "refused" in text and "400 days" in text, text
+    change = await pool.fetchrow("SELECT actor, details FROM audit_log WHERE action = 'audit.retention'")
+    assert change["details"] == {"retention_days": 400} and change["actor"].startswith("cli:")
