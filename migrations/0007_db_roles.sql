@@ -64,10 +64,12 @@ CREATE OR REPLACE FUNCTION audit_log_immutable() RETURNS trigger LANGUAGE plpgsq
 DECLARE
     through text := current_setting('cad.audit_prune_through', true);
 BEGIN
-    IF TG_OP = 'DELETE' AND coalesce(through, '') <> ''
-       AND OLD.seq <= through::bigint
-       AND current_user = (SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = TG_RELID) THEN
-        RETURN OLD;
+    -- Nested: OLD exists only for a row-level DELETE (this also serves the TRUNCATE trigger).
+    IF TG_OP = 'DELETE' AND coalesce(through, '') <> '' THEN
+        IF OLD.seq <= through::bigint AND current_user =
+           (SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = TG_RELID) THEN
+            RETURN OLD;
+        END IF;
     END IF;
     RAISE EXCEPTION 'audit_log is append-only (% refused)', TG_OP USING ERRCODE = 'insufficient_privilege';
 END $$;
