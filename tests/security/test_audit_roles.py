@@ -9,6 +9,7 @@ shorter or recomputed chain that is valid by itself.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -19,8 +20,10 @@ import pytest
 
 from cad import db
 from cad.security import audit, witness
+from cad.settings import Settings
 from cad.uow import RequestContext, audit_now
 from tests.security.test_audit import CTX, _seed, seed_history
+from tests.support import running_app
 
 Tamper = Callable[[asyncpg.Connection], Awaitable[None]]
 
@@ -292,3 +295,18 @@ async def test_cli_retention_floor_is_the_owners_and_prune_below_it_is_refused(
     assert code == 1 and "refused" in text and "400 days" in text, text
     change = await pool.fetchrow("SELECT actor, details FROM audit_log WHERE action = 'audit.retention'")
     assert change["details"] == {"retention_days": 400} and change["actor"].startswith("cli:")
+
+
+async def test_the_running_server_connects_as_the_role_that_owns_nothing(
+        settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    async with running_app(settings) as running:
+        assert await running.pool.fetchval("SELECT current_user") == "cad_app"
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await running.pool.execute("DELETE FROM audit_log")
+    assert "database_role_can_erase_audit" not in capsys.readouterr().err
+    # Opted out: the pool is the URL's superuser, and the log says what that allows.
+    async with running_app(settings.model_copy(update={"db_use_app_role": False})) as running:
+        assert await running.pool.fetchval("SELECT current_user") != "cad_app"
+    warned = [json.loads(line) for line in capsys.readouterr().err.splitlines()
+              if "database_role_can_erase_audit" in line]
+    assert len(warned) == 1 and warned[0]["superuser"] is True
