@@ -214,7 +214,9 @@ async def _check_anchors(conn: asyncpg.Connection, result: VerifyResult,
         e = by_through.get(a["seq"])
         if e is None or (a["entry_seq"] is not None and e["seq"] != a["entry_seq"]):
             # Its entry comes after the cut; a later prune through that position removed it.
-            entry_pruned = (a["entry_seq"] is not None and a["seq"] < a["entry_seq"] <= newest)
+            # (An anchor from before entry_seq existed: any but the newest.)
+            entry_pruned = (a["seq"] < a["entry_seq"] <= newest if a["entry_seq"] is not None
+                            else a["seq"] < newest)
             if not entry_pruned:
                 add("anchor", a["seq"],
                     f"{where} has no audit.prune entry in the chain: entries through seq "
