@@ -310,3 +310,36 @@ async def test_the_running_server_connects_as_the_role_that_owns_nothing(
     warned = [json.loads(line) for line in capsys.readouterr().err.splitlines()
               if "database_role_can_erase_audit" in line]
     assert len(warned) == 1 and warned[0]["superuser"] is True
+
+
+async def test_upgrading_hands_existing_objects_to_the_owner(empty_database_url: str,
+                                                            tmp_path: Path) -> None:
+    """A database the old server used (migrated to 0006, a number sequence the server made
+    itself, a pruned chain) keeps working after 0007 with the server as cad_app."""
+    import shutil
+
+    from cad.settings import REPO_ROOT
+
+    before = tmp_path / "migrations"
+    before.mkdir()
+    for f in sorted((REPO_ROOT / "migrations").glob("000[1-6]_*.sql")):
+        shutil.copy(f, before / f.name)
+    conn = await db.connect(empty_database_url)
+    try:
+        assert len(await db.migrate(conn, before)) == 6
+        await conn.execute('CREATE SEQUENCE "incident_no_sffd_2025"')
+        assert await db.migrate(conn) == ["0007_db_roles.sql"]
+        owners = await conn.fetch(
+            "SELECT DISTINCT pg_get_userbyid(relowner) AS owner FROM pg_class "
+            "WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'S', 'v')")
+        assert [r["owner"] for r in owners] == ["cad_owner"]
+    finally:
+        await conn.close()
+    app = await db.connect(app_role_url(empty_database_url))
+    try:
+        assert await app.fetchval("SELECT nextval('incident_no_sffd_2025')") == 1
+        await app.execute("SELECT cad_create_sequence('incident_no_sffd_2026')")
+        assert await app.fetchval("SELECT nextval('incident_no_sffd_2026')") == 1
+        assert await db.migrate(app) == []  # nothing pending: the server's role may check
+    finally:
+        await app.close()
