@@ -233,6 +233,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if server_url is None:
             embedded = EmbeddedPostgres(work / "pg")
             server_url = embedded.start()
+            # The server logs in as cad_app, whose password this cluster made.
+            os.environ["CAD_DB_APP_PASSWORD"] = embedded.app_password or ""
         graph = Path(args.graph) if args.graph else work / "sf.cadgraph"
         if not args.graph:
             print("building the San Francisco graph (own numba cache) ...", file=sys.stderr)

@@ -159,6 +159,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if url is None:
             embedded = EmbeddedPostgres(work / "pg")
             url = embedded.start()
+            # The server logs in as cad_app, whose password this cluster made.
+            os.environ["CAD_DB_APP_PASSWORD"] = embedded.app_password or ""
         graph = Path(args.graph) if args.graph else work / "sf.cadgraph"
         if not args.graph:
             print("building the San Francisco graph ...", file=sys.stderr)
