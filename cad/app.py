@@ -11,6 +11,7 @@ import structlog
 from fastapi import APIRouter, FastAPI
 
 from cad import db, wiring
+from cad.console import api as console
 from cad.embedded_pg import EmbeddedPostgres, mask_url
 from cad.errors import install_error_handlers
 from cad.health import router as health_router
@@ -19,7 +20,7 @@ from cad.middleware import RequestContextMiddleware
 from cad.security import lifecycle as security
 from cad.security.policy import Rule
 from cad.settings import Settings
-from cad.warmup import start_loop_lag_monitor, warm_routing_kernels
+from cad.warmup import prepare_routing, start_loop_lag_monitor, warm_routing_kernels
 from cad.wiring import Runtime
 from incidents.api import router as incidents_router
 from incidents.dispatch.api import router as dispatch_router
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None, *,
     mount through ``extra_routers``."""
     settings = settings or Settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
+    prepare_routing(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -81,6 +83,8 @@ def create_app(settings: Settings | None = None, *,
         version="0.1.0",
         summary="Computer-aided dispatch for police, fire and EMS.",
         lifespan=lifespan,
+        # Served by cad.console from the app's own files: /docs works with no internet.
+        docs_url=None, redoc_url=None,
     )
     install_error_handlers(app)
     # Before RequestContextMiddleware, so that one is outermost (request id, body limit).
@@ -91,6 +95,7 @@ def create_app(settings: Settings | None = None, *,
     app.include_router(incidents_router)
     app.include_router(dispatch_router)
     app.include_router(realtime_router)
+    console.install(app)
     for router in extra_routers:
         app.include_router(router)
     return app

@@ -1,11 +1,14 @@
-"""The `cad` command: serve, database migrations, graph builds."""
+"""The `cad` command: serve, the demo, database migrations, graph builds."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -96,6 +99,48 @@ def serve(
         if embedded is not None:
             embedded.stop()
             out.print("Embedded PostgreSQL stopped.")
+
+
+@app.command()
+def demo(
+    shared_data: Path | None = typer.Option(  # noqa: B008 - typer declares options this way
+        None, help="Folder holding road/ and calls/ (default: CAD_SHARED_DATA, else "
+        "../shared/data beside the checkout)."),
+    port: int | None = typer.Option(None, help="Port (CAD_PORT)."),
+    fleet: int = typer.Option(6, min=0, max=50, help="Units driving with simulated MDTs."),
+) -> None:
+    """Serve the console with sample stations, units and the San Francisco road graph, and a
+    small simulated fleet moving on the board (README: "Five minutes to a first dispatch")."""
+    from cad import demo as demo_mod
+    from cad.embedded_pg import EmbeddedPostgres, EmbeddedUnavailable, mask_url
+    from cad.logging import configure_logging
+
+    base = Settings(port=port) if port else Settings()
+    configure_logging(level="WARNING", fmt=base.log_format)
+    shared = shared_data or Path(os.environ.get("CAD_SHARED_DATA") or demo_mod.default_shared_dir())
+    try:
+        graph = demo_mod.build_graph(shared, base.data_dir / "demo" / "sf.cadgraph")
+    except (FileNotFoundError, subprocess.CalledProcessError) as exc:
+        err.print(f"cad: {exc}")
+        raise typer.Exit(2) from None
+    embedded: EmbeddedPostgres | None = None
+    url = base.database_url
+    try:
+        if url is None:
+            embedded = EmbeddedPostgres(base.data_dir / "postgres")
+            try:
+                url = embedded.start()
+            except EmbeddedUnavailable as exc:
+                err.print(f"cad: cannot start the embedded PostgreSQL: {exc}")
+                raise typer.Exit(2) from None
+        out.print(f"Database: {mask_url(url)}")
+        _run_migrations(url, base)
+        settings = base.model_copy(update={"database_url": url, "graph_path": graph})
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(demo_mod.run(settings, database_url=url, shared=shared, fleet=fleet))
+    finally:
+        if embedded is not None:
+            embedded.stop()
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:

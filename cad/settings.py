@@ -121,11 +121,20 @@ class Settings(BaseSettings):
         default=None, description="Redis URL for multi-worker fan-out; unset = in-process hub."
     )
 
+    # --- console (cad/console, docs/console.md) ---------------------------------------------
+    console_tile_url: str | None = Field(
+        default=None, description="External raster tile server for the console's map, as a "
+        "`https://tiles.example/{z}/{x}/{y}.png` template; unset = the base map is drawn from "
+        "the road graph and no request leaves the machine.")
+    console_tile_attribution: str = Field(
+        default="Road graph: agency data", description="Map attribution shown by the console.")
+
     # --- dispatch: routing, recommendation, timers (incidents/, units/) ----------------------
     graph_path: Path | None = Field(
         default=None, description="Road graph file from `cad graph build`; unset = straight-line "
         "ETA estimates (flagged as such in every recommendation).")
-    snap_limit_m: float = Field(default=200.0, gt=0, description="Farther from a road = flagged.")
+    snap_limit_m: float = Field(default=200.0, gt=0, description="A unit or incident farther than "
+                                "this from any road is flagged in every recommendation using it.")
     eta_calibration_factor: float = Field(
         default=1.0, gt=0, description="Multiplies road ETAs (posted-speed times run short; "
         "SFFD en-route times were about 2x the TIGER posted-speed estimate).")
