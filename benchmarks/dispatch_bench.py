@@ -174,6 +174,8 @@ def database_and_graph(work: Path, graph_arg: str | None, *,
     if url is None:
         embedded = EmbeddedPostgres(work / "pg")
         url = embedded.start()
+        # The server logs in as cad_app, whose password this cluster made.
+        os.environ["CAD_DB_APP_PASSWORD"] = embedded.app_password or ""
     graph = Path(graph_arg) if graph_arg else work / "sf.cadgraph"
     if not graph_arg:
         print("building the San Francisco graph ...", file=sys.stderr)

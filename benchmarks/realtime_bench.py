@@ -654,6 +654,8 @@ async def orchestrate(args: argparse.Namespace) -> int:
         if url is None:
             embedded = EmbeddedPostgres(work / "pg")
             url = embedded.start()
+            # The server logs in as cad_app, whose password this cluster made.
+            os.environ["CAD_DB_APP_PASSWORD"] = embedded.app_password or ""
             pg_pid = _postmaster_pid(work / "pg")
         for mode, flood in runs:
             results.append(await run_mode(mode, args, url, work, pg_pid, flood=flood))

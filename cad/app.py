@@ -57,15 +57,20 @@ def create_app(settings: Settings | None = None, *,
             url = embedded.start()
         try:
             if settings.migrate_on_start:
-                conn = await db.connect(url)
+                conn = await db.connect(settings.migration_database_url or url)
                 try:
                     await db.migrate(conn, settings.migrations_dir)
                 finally:
                     await conn.close()
-            runtime = await wiring.start(app, settings, database_url=url,
+            pool_url = db.server_url(url, use_app_role=settings.db_use_app_role,
+                                     app_password=_app_password(settings, embedded))
+            runtime = await wiring.start(app, settings, database_url=pool_url,
                                          security=security_state)
             app.state.runtime = runtime   # for tests and operators' tools (runtime_of)
-            log.info("app_started", database=mask_url(url))
+            role = await db.role_report(runtime.pool)
+            if role.get("superuser") or role.get("owns_audit_log"):
+                log.warning("database_role_can_erase_audit", **role)
+            log.info("app_started", database=mask_url(pool_url), role=role.get("role"))
             yield
         finally:
             if runtime is not None:
@@ -94,6 +99,12 @@ def create_app(settings: Settings | None = None, *,
     for router in extra_routers:
         app.include_router(router)
     return app
+
+
+def _app_password(settings: Settings, embedded: EmbeddedPostgres | None) -> str | None:
+    if settings.db_app_password is not None:
+        return settings.db_app_password.get_secret_value()
+    return embedded.app_password if embedded is not None else None
 
 
 def runtime_of(app: FastAPI) -> Runtime:

@@ -76,9 +76,12 @@ def serve(
                 raise typer.Exit(2) from None
             out.print(f"Data directory: {embedded.pgdata} ({embedded.backend})")
         out.print(f"Database: {mask_url(url)}")
-        _run_migrations(url, settings)
-        # Workers build their own Settings from the environment: hand them the database.
+        _run_migrations(settings.migration_database_url or url, settings)
+        # Workers build their own Settings from the environment: hand them the database
+        # (and the password of the embedded cluster's server role, cad.db.server_url).
         os.environ["CAD_DATABASE_URL"] = url
+        if embedded is not None and embedded.app_password and settings.db_app_password is None:
+            os.environ["CAD_DB_APP_PASSWORD"] = embedded.app_password
         for key, value in overrides.items():
             os.environ[f"CAD_{key.upper()}"] = str(value)
         out.print(f"Serving on http://{settings.host}:{settings.port} "
@@ -173,7 +176,7 @@ def db_migrate() -> None:
         if url is None:
             embedded = EmbeddedPostgres(settings.data_dir / "postgres")
             url = embedded.start()
-        applied = _run_migrations(url, settings)
+        applied = _run_migrations(settings.migration_database_url or url, settings)
         if applied:
             for name in applied:
                 out.print(f"applied {name}")

@@ -84,6 +84,16 @@ class Settings(BaseSettings):
         default=None, description="Folder of NNNN_name.sql migrations; unset = the ones shipped "
         "in the package (cad/migrations).")
     migrate_on_start: bool = True
+    migration_database_url: str | None = Field(
+        default=None, description="PostgreSQL URL migrations run with: a superuser or a member "
+        "of cad_owner (docs/security.md). Unset = CAD_DATABASE_URL.")
+    db_use_app_role: bool = Field(
+        default=True, description="The server's pool logs in as cad_app (0007_db_roles.sql: "
+        "owns nothing, can only append to the audit trail), whatever user CAD_DATABASE_URL "
+        "names. Off = as that user, who may then be able to erase the audit trail.")
+    db_app_password: SecretStr | None = Field(
+        default=None, description="cad_app's password where the server asks for one (the "
+        "embedded cluster sets and passes its own); unset = none (trust, peer or .pgpass).")
 
     # --- HTTP -----------------------------------------------------------------
     host: str = "127.0.0.1"

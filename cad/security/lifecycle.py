@@ -90,6 +90,9 @@ async def _prune_loop(pool: asyncpg.Pool, settings: Settings) -> None:
                 log.info("audit_pruned", deleted=deleted)
         except asyncio.CancelledError:
             raise
+        except audit.RetentionRefused as exc:
+            # CAD_AUDIT_RETENTION_DAYS is below the database's floor (audit_policy).
+            log.error("audit_prune_refused", error=str(exc))
         except Exception:
             log.exception("audit_prune_failed")
         await asyncio.sleep(settings.audit_prune_interval_s)
