@@ -64,6 +64,8 @@ def serve(
                   "positions between workers); set it, or run one worker")
         raise typer.Exit(2)
 
+    _refuse_a_broken_graph(settings)
+
     embedded: EmbeddedPostgres | None = None
     url = settings.database_url
     try:
@@ -141,6 +143,25 @@ def demo(
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def _refuse_a_broken_graph(settings: Settings) -> None:
+    """A configured graph file that is missing or fails its checks (routing.graph_check):
+    one line naming the file and the problem, exit 2, before any database or worker starts
+    (the workers would each raise it from their start-up, as a traceback)."""
+    if settings.graph_path is None:
+        return
+    from routing.errors import GraphFileError
+    from routing.graph import RoadGraph
+
+    if not settings.graph_path.is_file():
+        print(f"cad: CAD_GRAPH_PATH: no such file: {settings.graph_path}", file=sys.stderr)
+        raise typer.Exit(2)
+    try:
+        RoadGraph.load(settings.graph_path)
+    except GraphFileError as exc:
+        print(f"cad: CAD_GRAPH_PATH: {exc}", file=sys.stderr)  # one line, never wrapped
+        raise typer.Exit(2) from None
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:
