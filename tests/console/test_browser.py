@@ -369,3 +369,41 @@ async def test_a_board_too_far_behind_resyncs_to_what_the_server_holds(
         finally:
             await link.close()
             await api.close()
+
+
+async def test_intake_suggests_locations_and_offers_the_candidates_of_an_uncertain_address(
+        sf_api: Api, sffd_stations) -> None:
+    """Suggestions as one types come from /geocode/suggest; an address the geocoder is not sure
+    of (a typo) is refused with candidates, shown for the dispatcher to choose from the
+    keyboard; the choice creates the incident at the matched address."""
+    running = sf_api.running
+    await _seed(sf_api, sffd_stations)
+    user, pw = await make_user(running.pool, "dispatcher")
+    with browsers("dispatcher") as (disp,):
+        await disp.login(running.base_url, "dispatch", user, pw)
+        await disp.type_into("#in-location", "MARKET ST & 5")
+        await disp.wait_for(
+            "return [...document.querySelectorAll('#in-suggest option')]"
+            ".some(o => o.value === 'Market St & 5th St')", what="the corner suggested")
+
+        await disp.run(lambda: disp.driver.find_element("css selector", "#in-location").clear())
+        await disp.run(lambda: disp.driver.find_element("css selector", "#in-type")
+                       .send_keys("VEHFIRE"))
+        await disp.type_into("#in-location", "1200 MARKT ST")
+        await disp.keys("#in-location", "\ue009\ue007")   # Ctrl+Enter
+        await disp.wait_for("return document.querySelector('#candidates button')",
+                            what="the candidates of an uncertain address")
+        offered = await disp.js("return [...document.querySelectorAll('#candidates button')]"
+                                ".map(b => b.textContent)")
+        assert offered and offered[0].startswith("1200 Market St"), offered
+        assert await running.pool.fetchval("SELECT count(*) FROM incidents") == 0
+        await _accessible(disp, "dispatch-candidates")
+        await disp.wait_for("return document.activeElement && "
+                            "document.activeElement.closest('#candidates')",
+                            what="the first candidate has the focus")
+        await disp.run(lambda: disp.driver.switch_to.active_element.send_keys("\ue007"))  # Enter
+        await disp.wait_for("return document.querySelector('#picks tbody tr')",
+                            what="the incident created and recommended")
+        row = await running.pool.fetchrow("SELECT location_source, location_text FROM incidents")
+        assert row["location_source"] == "address"
+        assert row["location_text"].upper().startswith("1200 MARKET ST"), row["location_text"]

@@ -415,8 +415,7 @@ $("#in-location").addEventListener("input", (ev) => {
   suggestTimer = setTimeout(async () => {
     try {
       const r = await api("GET", `${S.suggestPath}?q=${encodeURIComponent(q)}`);
-      const items = Array.isArray(r) ? r : (r.suggestions || r.items || []);
-      $("#in-suggest").replaceChildren(...items.slice(0, 10).map((s) => el("option", {value: typeof s === "string" ? s : (s.text || s.label || s.name)})));
+      $("#in-suggest").replaceChildren(...r.candidates.slice(0, 10).map((c) => el("option", {value: c.label})));
     } catch (e) { /* suggestions are a help, not a requirement */ }
   }, 150);
 });
@@ -448,8 +447,27 @@ $("#intake").addEventListener("submit", async (ev) => {
   try {
     await createIncident($("#in-type").value, $("#in-location").value, extra);
     $("#intake").reset();
-  } catch (e) { flash(e.message); }
+  } catch (e) {
+    flash(e.message);
+    if (e.problem && Array.isArray(e.problem.candidates)) showCandidates(e.problem.candidates);
+  }
 });
+
+/* An uncertain address (422 with candidates): the dispatcher chooses; the choice is sent
+   again as the matched address, which the geocoder then finds exactly. */
+function showCandidates(candidates) {
+  const panel = $("#duplicates");
+  panel.hidden = false;
+  panel.replaceChildren(el("h3", {}, "Which location? Choose one (or type a better one)"),
+    el("ul", {id: "candidates"}, candidates.map((c) => el("li", {},
+      el("button", {type: "button", onclick: () => {
+        $("#in-location").value = c.label;
+        panel.hidden = true;
+        $("#intake").requestSubmit();
+      }}, `${c.label} — ${c.precision.replaceAll("_", " ")}, score ${c.score.toFixed(2)}`)))));
+  const first = panel.querySelector("button");
+  if (first) first.focus();
+}
 $("#intake").addEventListener("keydown", (ev) => {
   if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); $("#intake").requestSubmit(); }
 });
