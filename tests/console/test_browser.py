@@ -404,6 +404,8 @@ async def test_intake_suggests_locations_and_offers_the_candidates_of_an_uncerta
         await disp.run(lambda: disp.driver.switch_to.active_element.send_keys("\ue007"))  # Enter
         await disp.wait_for("return document.querySelector('#picks tbody tr')",
                             what="the incident created and recommended")
+        await disp.wait_for("return document.querySelector('#detail').textContent"
+                            ".includes('(street)')", what="the precision beside the location")
         row = await running.pool.fetchrow("SELECT location_source, location_text FROM incidents")
         assert row["location_source"] == "address"
         assert row["location_text"].upper().startswith("1200 MARKET ST"), row["location_text"]

@@ -32,6 +32,13 @@ const el = (tag, attrs = {}, ...kids) => {
   return e;
 };
 
+/* An incident's location as text, with how precise the geocoder was (address point,
+   interpolated, block, intersection, street, place) wherever the location is shown. */
+function locText(i) {
+  const text = i.location_text || (i.lat != null ? `${i.lat.toFixed(5)}, ${i.lon.toFixed(5)}` : "");
+  return i.location_precision ? `${text} (${i.location_precision.replaceAll("_", " ")})` : text;
+}
+
 function flash(msg, isError = true) {
   const f = $("#flash");
   f.textContent = msg;
@@ -380,7 +387,7 @@ function renderBoard() {
     {"data-incident": i.id, tabindex: 0, class: S.overdueIncidents.has(i.id) ? "overdue" : "",
       onkeydown: (ev) => { if (ev.key === "Enter") { location.hash = "#dispatch"; showDetail(i.id); } }},
     el("td", {}, i.priority), el("td", {}, i.number), el("td", {}, i.incident_type), el("td", {}, i.status),
-    el("td", {}, i.location_text || ""), el("td", {}, i.units.filter((a) => !a.cleared_at).map((a) => a.unit_id).join(" ")),
+    el("td", {}, locText(i)), el("td", {}, i.units.filter((a) => !a.cleared_at).map((a) => a.unit_id).join(" ")),
     since(i.received_at || i.created_at))));
 }
 
@@ -394,7 +401,7 @@ function renderPending_() {
       onkeydown: (ev) => { if (ev.key === "Enter") { showDetail(i.id); recommend(i.id); } },
       onclick: () => { showDetail(i.id); recommend(i.id); }},
     el("td", {}, i.priority), el("td", {}, i.number), el("td", {}, i.incident_type),
-    el("td", {}, i.location_text || ""), since(i.received_at || i.created_at))));
+    el("td", {}, locText(i)), since(i.received_at || i.created_at))));
 }
 
 /* ---------------------------------------------------------------- intake */
@@ -543,7 +550,7 @@ async function showDetail(id) {
     panel.hidden = false;
     panel.replaceChildren(
       el("h3", {}, `${i.number} · ${i.incident_type} · P${i.priority} · ${i.status}`),
-      el("p", {}, i.location_text || `${i.lat}, ${i.lon}`),
+      el("p", {}, locText(i)),
       el("h3", {}, "Timeline"),
       el("ol", {class: "timeline"}, rows.map(([what, at]) => el("li", {}, `${new Date(at).toLocaleTimeString()} ${what}`))),
       el("h3", {}, "Narrative"),
@@ -698,7 +705,7 @@ function renderMdt() {
   const i = S.mdt.incident && u.incident_id === S.mdt.incident.id ? S.mdt.incident : null;
   $("#mdt-assignment").replaceChildren(i
     ? el("div", {}, el("h3", {}, `${i.number} · ${i.incident_type} · P${i.priority}`),
-      el("p", {class: "loc"}, i.location_text || `${i.lat}, ${i.lon}`),
+      el("p", {class: "loc"}, locText(i)),
       el("ul", {}, (i.narrative || []).map((n) => el("li", {}, n.text))))
     : el("p", {}, "No assignment"));
   const allowed = ((S.statusTable[u.status] || {}).allowed_next || []).filter((s) => s !== "dispatched");
