@@ -35,6 +35,7 @@ def _mount_optional(module: str, attr: str, name: str, help_text: str) -> None:
 _mount_optional("routing.cli", "graph_app", "graph", "Road graphs: build and inspect.")
 _mount_optional("cad.security.cli", "users_app", "users", "User accounts (no default passwords).")
 _mount_optional("cad.security.cli", "audit_app", "audit", "The hash-chained audit trail.")
+_mount_optional("incidents.analytics.cli", "import_app", "import", "Historical data imports.")
 
 
 @app.command()

@@ -246,6 +246,11 @@ class Settings(BaseSettings):
     )
     hub_channel_prefix: str = Field(default="cad", description="Redis channel namespace.")
 
+    # --- analytics -------------------------------------------------------------
+    analytics_timezone: str = Field(
+        default="UTC", description="IANA zone for reports' hour of day, day of week and week "
+                                   "(the agency's local time).")
+
     # --- agency and assignment scope (cad/security/scope.py) ----------------------------------
     mutual_aid: dict[str, list[str]] = Field(
         default_factory=dict,

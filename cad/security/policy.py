@@ -43,6 +43,7 @@ OPERATIONS: Final = roles("dispatcher", "supervisor", "field_unit", "admin")
 READERS: Final = roles("dispatcher", "supervisor", "field_unit", "analyst", "admin")
 MANAGERS: Final = roles("supervisor", "admin")
 ADMIN: Final = roles("admin")
+ANALYSTS: Final = roles("analyst", "supervisor", "admin")         # reports over history
 
 API = "/api/v1"
 
@@ -119,6 +120,11 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", f"{API}/units/{{unit_id}}/positions"): roles("field_unit"),  # own unit only
     ("GET", f"{API}/units/{{unit_id}}/track"): roles("analyst", "supervisor"),
     ("GET", f"{API}/realtime/stats"): MANAGERS,
+    # --- analytics (incidents/analytics/api.py): the caller's agencies only -------------------
+    ("GET", f"{API}/analytics/report"): ANALYSTS,
+    ("GET", f"{API}/analytics/report.csv"): ANALYSTS,
+    ("GET", f"{API}/analytics/charts/{{chart}}"): ANALYSTS,
+    ("GET", f"{API}/analytics/dispositions"): READERS,
 }
 
 # Endpoints sharing the login rate limit (per client address) instead of the public one.

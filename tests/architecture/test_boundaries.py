@@ -184,7 +184,7 @@ def test_only_the_app_factory_touches_app_state() -> None:
 SERVICE_MODULES = ("units.service", "incidents.service", "incidents.zones",
                    "incidents.dispatch.service", "incidents.dispatch.recommend",
                    "incidents.dispatch.plans", "incidents.dispatch.timers",
-                   "cad.security.service")
+                   "cad.security.service", "incidents.analytics.service")
 # Not actions: the token -> principal seam the middleware and the gateway call per request.
 NOT_ACTIONS = {"cad.security.service.principal_from_token"}
 
@@ -220,6 +220,9 @@ TABLE_OWNERS = {
     "response_plans": "incidents/dispatch/repository.py",
     "slot_substitutions": "incidents/dispatch/repository.py",
     "timer_alerts": "incidents/dispatch/repository.py",
+    "historical_calls": "incidents/analytics/repository.py",
+    "historical_unit_responses": "incidents/analytics/repository.py",
+    "disposition_codes": "incidents/analytics/repository.py",
 }
 _WRITE = re.compile(r"\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+([a-z_]+)\b")
 

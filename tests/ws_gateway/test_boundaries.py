@@ -95,7 +95,7 @@ def openapi(tmp_path: Path) -> tuple[dict[str, Any], list[APIRoute]]:
 
 
 @pytest.mark.parametrize("package", ["ws_gateway", "cad.security", "cad.health", "units",
-                                     "incidents.api", "incidents.dispatch"])
+                                     "incidents.api", "incidents.dispatch", "incidents.analytics"])
 def test_every_endpoint_declares_its_response(
         openapi: tuple[dict[str, Any], list[APIRoute]], package: str) -> None:
     doc, routes = openapi

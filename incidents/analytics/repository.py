@@ -1,0 +1,150 @@
+"""All SQL of analytics: the imported history (``historical_calls``,
+``historical_unit_responses``) and ``disposition_codes``, which this package owns, and the
+reads over ``analytics_incidents`` / ``analytics_unit_responses`` (migration 0008), the views
+that put live incidents (owned by the incidents core) and imported history side by side.
+Every aggregate is computed by PostgreSQL; Python sees one row per group."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+_CALL_COLS = ("call_number", "incident_number", "call_type", "call_type_group", "priority",
+              "received_at", "entry_at", "disposition", "zone", "station", "battalion", "address",
+              "lat", "lon")
+_UNIT_COLS = ("call_number", "unit_id", "unit_type", "dispatch_seq", "dispatched_at", "en_route_at",
+              "on_scene_at", "transporting_at", "at_hospital_at", "cleared_at")
+
+
+async def import_history(conn: asyncpg.Connection, *, agency: str, mapping: str,
+                         calls: Sequence[dict[str, Any]], units: Sequence[dict[str, Any]]
+                         ) -> tuple[int, int]:
+    """Insert calls and unit responses that are not there yet (natural keys: agency + call
+    number, call + unit id); returns (calls added, unit responses added). Runs in the caller's
+    transaction. Writes no event and sends no NOTIFY: imported history is not live."""
+    await conn.execute(
+        "CREATE TEMP TABLE hist_call_stage (call_number text, incident_number text, "
+        "call_type text, call_type_group text, priority text, received_at timestamptz, "
+        "entry_at timestamptz, disposition text, zone text, station text, battalion text, "
+        "address text, lat double precision, lon double precision) ON COMMIT DROP;"
+        "CREATE TEMP TABLE hist_unit_stage (call_number text, unit_id text, unit_type text, "
+        "dispatch_seq integer, dispatched_at timestamptz, en_route_at timestamptz, "
+        "on_scene_at timestamptz, transporting_at timestamptz, at_hospital_at timestamptz, "
+        "cleared_at timestamptz) ON COMMIT DROP")
+    await conn.copy_records_to_table(
+        "hist_call_stage", columns=_CALL_COLS,
+        records=[tuple(c[k] for k in _CALL_COLS) for c in calls])
+    await conn.copy_records_to_table(
+        "hist_unit_stage", columns=_UNIT_COLS,
+        records=[tuple(u[k] for k in _UNIT_COLS) for u in units])
+    calls_added = await conn.fetchval(
+        """WITH ins AS (
+               INSERT INTO historical_calls (agency, mapping, call_number, incident_number,
+                   call_type, call_type_group, priority, received_at, entry_at, disposition,
+                   zone, station, battalion, address, lat, lon)
+               SELECT $1, $2, call_number, incident_number, call_type, call_type_group,
+                      priority, received_at, entry_at, disposition, zone, station, battalion,
+                      address, lat, lon
+               FROM hist_call_stage
+               ON CONFLICT (agency, call_number) DO NOTHING
+               RETURNING 1)
+           SELECT count(*) FROM ins""", agency, mapping)
+    units_added = await conn.fetchval(
+        """WITH ins AS (
+               INSERT INTO historical_unit_responses (call_id, unit_id, unit_type, dispatch_seq,
+                   dispatched_at, en_route_at, on_scene_at, transporting_at, at_hospital_at,
+                   cleared_at)
+               SELECT h.id, s.unit_id, s.unit_type, s.dispatch_seq, s.dispatched_at,
+                      s.en_route_at, s.on_scene_at, s.transporting_at, s.at_hospital_at,
+                      s.cleared_at
+               FROM hist_unit_stage s
+               JOIN historical_calls h ON h.agency = $1 AND h.call_number = s.call_number
+               ON CONFLICT (call_id, unit_id) DO NOTHING
+               RETURNING 1)
+           SELECT count(*) FROM ins""", agency)
+    # A second statement: a data-modifying WITH does not see its own inserts.
+    await conn.execute(
+        """UPDATE historical_calls h
+           SET first_dispatched_at = f.d, first_en_route_at = f.e, first_on_scene_at = f.o
+           FROM (
+               -- The earliest recorded time of each kind among the call's units (all of
+               -- them, those imported before included).
+               SELECT r.call_id, min(r.dispatched_at) AS d, min(r.en_route_at) AS e,
+                      min(r.on_scene_at) AS o
+               FROM historical_unit_responses r
+               JOIN historical_calls c ON c.id = r.call_id AND c.agency = $1
+               WHERE c.call_number IN (SELECT call_number FROM hist_unit_stage)
+               GROUP BY r.call_id) f
+           WHERE h.id = f.call_id""", agency)
+    return int(calls_added), int(units_added)
+
+
+async def history_counts(conn: asyncpg.Connection | asyncpg.Pool, *, agency: str | None = None
+                         ) -> tuple[int, int]:
+    row = await conn.fetchrow(
+        "SELECT (SELECT count(*) FROM historical_calls WHERE $1::text IS NULL OR agency = $1),"
+        " (SELECT count(*) FROM historical_unit_responses r JOIN historical_calls h"
+        "  ON h.id = r.call_id WHERE $1::text IS NULL OR h.agency = $1)", agency)
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+async def grouped_report(conn: asyncpg.Connection | asyncpg.Pool, *, view: str,
+                         dimensions: Sequence[tuple[str, str]],
+                         metrics: Sequence[tuple[str, str, float]],
+                         agencies: list[str] | None, start: datetime | None, end: datetime | None,
+                         source: str | None, timezone: str,
+                         filters: Sequence[tuple[str, list[str]]] = ()) -> list[asyncpg.Record]:
+    """One row per group of ``dimensions`` ((alias, SQL expression) pairs from the service's
+    whitelist, never from the request) with, per metric ((name, interval SQL in seconds,
+    threshold s)): valid n, missing, out-of-order, median, 90th percentile (both continuous:
+    ``percentile_cont``) and the share within the threshold. ``$5`` is the time zone used by
+    hour-of-day, day-of-week and week expressions."""
+    assert view in ("analytics_incidents", "analytics_unit_responses")
+    select = [f"{expr} AS {alias}" for alias, expr in dimensions] + ["count(*) AS count"]
+    args: list[Any] = [agencies, start, end, source, timezone]
+    for name, expr, threshold in metrics:
+        args.append(threshold)
+        t = f"${len(args)}"
+        select += [
+            f"count(*) FILTER (WHERE {expr} >= 0) AS {name}__n",
+            f"count(*) FILTER (WHERE {expr} IS NULL) AS {name}__missing",
+            f"count(*) FILTER (WHERE {expr} < 0) AS {name}__out_of_order",
+            f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {expr}) FILTER (WHERE {expr} >= 0)"
+            f" AS {name}__median_s",
+            f"percentile_cont(0.9) WITHIN GROUP (ORDER BY {expr}) FILTER (WHERE {expr} >= 0)"
+            f" AS {name}__p90_s",
+            f"avg(({expr} <= {t}::float8)::int) FILTER (WHERE {expr} >= 0) AS {name}__within_share",
+        ]
+    where = ["($1::text[] IS NULL OR agency = ANY($1))", "($2::timestamptz IS NULL OR received_at >= $2)",
+             "($3::timestamptz IS NULL OR received_at < $3)", "($4::text IS NULL OR source = $4)",
+             "$5::text IS NOT NULL"]
+    for column, values in filters:
+        args.append(values)
+        where.append(f"{column} = ANY(${len(args)}::text[])")
+    group = ", ".join(str(i + 1) for i in range(len(dimensions)))
+    sql = (f"SELECT {', '.join(select)} FROM {view} WHERE {' AND '.join(where)}"
+           + (f" GROUP BY {group} ORDER BY {group}" if dimensions else ""))
+    return list(await conn.fetch(sql, *args))
+
+
+async def histogram(conn: asyncpg.Connection | asyncpg.Pool, *, view: str, expr: str, bin_s: float,
+                    bins: int, agencies: list[str] | None, start: datetime | None,
+                    end: datetime | None, source: str | None) -> list[asyncpg.Record]:
+    assert view in ("analytics_incidents", "analytics_unit_responses")
+    return list(await conn.fetch(
+        f"""SELECT least(floor(({expr}) / $5)::int, $6 - 1) AS bin, count(*) AS n
+            FROM {view}
+            WHERE ($1::text[] IS NULL OR agency = ANY($1))
+              AND ($2::timestamptz IS NULL OR received_at >= $2)
+              AND ($3::timestamptz IS NULL OR received_at < $3)
+              AND ($4::text IS NULL OR source = $4) AND ({expr}) >= 0
+            GROUP BY 1 ORDER BY 1""", agencies, start, end, source, bin_s, bins))
+
+
+async def dispositions(conn: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg.Record]:
+    return list(await conn.fetch(
+        "SELECT code, description, active FROM disposition_codes ORDER BY code"))

@@ -1,0 +1,41 @@
+"""Wire models of the analytics endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.common import Out
+
+
+class IntervalStats(Out):
+    n: int                      # valid intervals (both timestamps recorded, end >= start)
+    missing: int                # a timestamp not recorded
+    out_of_order: int           # end before start: excluded, counted here
+    median_s: float | None
+    p90_s: float | None
+    threshold_s: float
+    within_share: float | None  # share of the valid intervals <= threshold_s
+
+
+class ReportRow(Out):
+    group: dict[str, Any]
+    incidents: int | None       # incidents in the group (incident-level metrics)
+    unit_responses: int | None  # unit responses in the group (unit-level metrics)
+    metrics: dict[str, IntervalStats]
+
+
+class ReportOut(Out):
+    metrics: list[str]
+    group_by: list[str]
+    start: str | None           # the range asked for: received_at >= start
+    end: str | None             # received_at < end
+    source: str | None
+    timezone: str
+    percentiles: str
+    rows: list[ReportRow]
+
+
+class DispositionOut(Out):
+    code: str
+    description: str
+    active: bool

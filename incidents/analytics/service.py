@@ -1,0 +1,211 @@
+"""Analytics actions: the historical import and the interval reports (definitions in
+docs/analytics.md). Aggregation happens in PostgreSQL (``repository.grouped_report``); this
+module chooses the whitelisted SQL for the request and shapes the answer."""
+
+from __future__ import annotations
+
+import gzip
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from cad.errors import Invalid
+from cad.security.scope import Scope
+from incidents.analytics import repository
+from incidents.analytics.mapping import ColumnMapping
+from incidents.analytics.parse import BadRow, parse_calls
+
+
+def _seconds(a: str, b: str) -> str:
+    return f"extract(epoch FROM ({b} - {a}))::float8"
+
+
+# Interval name -> (level, SQL in seconds, default threshold s). Recorded timestamps only.
+INTERVALS: dict[str, tuple[str, str, float]] = {
+    # NFPA 1225: call processing within 60 s for 90 % of calls.
+    "call_processing": ("incident", _seconds("received_at", "first_dispatched_at"), 60.0),
+    # The first unit on scene, from the call's receipt (the 8-minute figure many agencies use).
+    "total_response": ("incident", _seconds("received_at", "first_on_scene_at"), 480.0),
+    # NFPA 1710: turnout 80 s for fire (60 s EMS: pass threshold=turnout:60), travel 240 s.
+    "turnout": ("unit", _seconds("dispatched_at", "en_route_at"), 80.0),
+    "travel": ("unit", _seconds("en_route_at", "on_scene_at"), 240.0),
+    "unit_response": ("unit", _seconds("dispatched_at", "on_scene_at"), 320.0),
+    "committed": ("unit", _seconds("dispatched_at", "cleared_at"), 3600.0),
+}
+
+_TIME_DIMENSIONS = {
+    "hour_of_day": "extract(hour FROM received_at AT TIME ZONE $5)::int",
+    "day_of_week": "extract(isodow FROM received_at AT TIME ZONE $5)::int",
+    "week": "date_trunc('week', received_at AT TIME ZONE $5)::date",
+}
+# Dimension -> SQL on the view (None: the column of that name). Unit-level only: unit_type, unit.
+DIMENSIONS: dict[str, str | None] = {
+    "incident_type": None, "call_type_group": None, "priority": None, "zone": None,
+    "station": None, "agency": None, "source": None, **_TIME_DIMENSIONS,
+    "unit_type": None, "unit": "unit_id",
+}
+UNIT_ONLY_DIMENSIONS = frozenset({"unit_type", "unit"})
+FILTERS = ("incident_type", "call_type_group", "priority", "zone", "station", "unit_type")
+PERCENTILE_DEFINITION = ("continuous: linear interpolation between the closest ranks "
+                         "(PostgreSQL percentile_cont; pandas quantile(interpolation='linear'))")
+
+
+@dataclass
+class ImportResult:
+    rows: int
+    calls_in_file: int
+    units_in_file: int
+    calls_added: int
+    units_added: int
+    bad: list[BadRow] = field(default_factory=list)
+
+
+def read_text(path: Path) -> io.TextIOBase:
+    """The file as text; ``.gz`` is decompressed on the fly."""
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")  # noqa: SIM115 - the caller closes it
+
+
+async def import_calls(*, pool: asyncpg.Pool, path: Path, mapping: ColumnMapping,
+                       agency: str | None = None,
+                       progress: Callable[[int], None] | None = None) -> ImportResult:
+    """Import a calls-for-service export: every call and unit response not there yet, in one
+    transaction; bad rows are reported and skipped. No events, no NOTIFY."""
+    agency = agency or mapping.agency
+    if not agency:
+        raise Invalid("no agency: pass one or set [source] agency in the mapping", field="agency")
+    with read_text(path) as text:
+        parsed = parse_calls(text, mapping, progress)
+    async with pool.acquire() as conn, conn.transaction():
+        calls_added, units_added = await repository.import_history(
+            conn, agency=agency, mapping=mapping.name, calls=list(parsed.calls.values()),
+            units=parsed.units)
+    return ImportResult(rows=parsed.rows, calls_in_file=len(parsed.calls),
+                        units_in_file=len(parsed.units), calls_added=calls_added,
+                        units_added=units_added, bad=parsed.bad)
+
+
+@dataclass(frozen=True)
+class ReportQuery:
+    metrics: Sequence[str]
+    group_by: Sequence[str] = ()
+    start: datetime | None = None
+    end: datetime | None = None
+    source: str | None = None        # live | imported | None = both
+    thresholds: dict[str, float] = field(default_factory=dict)
+    filters: dict[str, list[str]] = field(default_factory=dict)
+
+
+def validate_report(query: ReportQuery) -> None:
+    if not query.metrics:
+        raise Invalid("name at least one metric", field="metric")
+    for m in query.metrics:
+        if m not in INTERVALS:
+            raise Invalid(f"unknown metric {m!r}; one of {', '.join(INTERVALS)}", field="metric")
+    for g in query.group_by:
+        if g not in DIMENSIONS:
+            raise Invalid(f"unknown dimension {g!r}; one of {', '.join(DIMENSIONS)}", field="group_by")
+    if len(set(query.group_by)) != len(query.group_by):
+        raise Invalid("a dimension is named twice", field="group_by")
+    incident_metrics = [m for m in query.metrics if INTERVALS[m][0] == "incident"]
+    unit_dims = [g for g in query.group_by if g in UNIT_ONLY_DIMENSIONS]
+    unit_filters = [f for f in query.filters if f in UNIT_ONLY_DIMENSIONS]
+    if incident_metrics and (unit_dims or unit_filters):
+        raise Invalid(f"{', '.join(incident_metrics)} are per incident and cannot be split by "
+                      f"{', '.join(unit_dims + unit_filters)}", field="group_by")
+    for m, t in query.thresholds.items():
+        if m not in INTERVALS:
+            raise Invalid(f"threshold for unknown metric {m!r}", field="threshold")
+        if not (0 <= t < 86_400 * 7):
+            raise Invalid("a threshold is between 0 s and a week", field="threshold")
+    if query.start and query.end and query.end <= query.start:
+        raise Invalid("'to' must be after 'from'", field="to")
+    if query.source not in (None, "live", "imported"):
+        raise Invalid("source is live or imported", field="source")
+
+
+async def report(*, pool: asyncpg.Pool | asyncpg.Connection, scope: Scope, query: ReportQuery,
+                 timezone: str) -> dict[str, Any]:
+    """The grouped interval report: one query per level (incident, unit), merged by group."""
+    validate_report(query)
+    dims = [(g, DIMENSIONS[g] or g) for g in query.group_by]
+    by_group: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for level, view in (("incident", "analytics_incidents"), ("unit", "analytics_unit_responses")):
+        metrics = [(m, INTERVALS[m][1], query.thresholds.get(m, INTERVALS[m][2]))
+                   for m in query.metrics if INTERVALS[m][0] == level]
+        if not metrics:
+            continue
+        rows = await repository.grouped_report(
+            pool, view=view, dimensions=dims, metrics=metrics, agencies=scope.agency_list,
+            start=query.start, end=query.end, source=query.source, timezone=timezone,
+            filters=[(f, v) for f, v in sorted(query.filters.items())])
+        for r in rows:
+            key = tuple(r[g] for g in query.group_by)
+            entry = by_group.setdefault(key, {
+                "group": {g: _plain(r[g]) for g in query.group_by},
+                "incidents": None, "unit_responses": None, "metrics": {}})
+            entry["incidents" if level == "incident" else "unit_responses"] = r["count"]
+            for name, _expr, threshold in metrics:
+                entry["metrics"][name] = {
+                    "n": r[f"{name}__n"], "missing": r[f"{name}__missing"],
+                    "out_of_order": r[f"{name}__out_of_order"],
+                    "median_s": r[f"{name}__median_s"], "p90_s": r[f"{name}__p90_s"],
+                    "threshold_s": threshold,
+                    "within_share": (None if r[f"{name}__within_share"] is None
+                                     else float(r[f"{name}__within_share"])),
+                }
+    rows_out = [by_group[k] for k in sorted(by_group, key=_sort_key)]
+    return {"metrics": list(query.metrics), "group_by": list(query.group_by),
+            "start": _plain(query.start), "end": _plain(query.end), "source": query.source,
+            "timezone": timezone, "percentiles": PERCENTILE_DEFINITION, "rows": rows_out}
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def _sort_key(key: tuple[Any, ...]) -> tuple[tuple[bool, str], ...]:
+    return tuple((v is None, str(v)) for v in key)
+
+
+REPORT_STATS = ("n", "missing", "out_of_order", "median_s", "p90_s", "threshold_s", "within_share")
+
+
+def report_csv_rows(result: dict[str, Any]) -> list[list[Any]]:
+    """Header and one flat row per group: dimensions, counts, then metric__stat columns."""
+    header = [*result["group_by"], "incidents", "unit_responses"]
+    header += [f"{m}__{s}" for m in result["metrics"] for s in REPORT_STATS]
+    out: list[list[Any]] = [header]
+    for row in result["rows"]:
+        line = [row["group"][g] for g in result["group_by"]] + [row["incidents"], row["unit_responses"]]
+        for m in result["metrics"]:
+            stats = row["metrics"].get(m, {})
+            line += [stats.get(s) for s in REPORT_STATS]
+        out.append(line)
+    return out
+
+
+async def histogram(*, pool: asyncpg.Pool, scope: Scope, query: ReportQuery, timezone: str
+                    ) -> list[tuple[float, int]]:
+    """(bin start s, count) of one metric's valid intervals: bins of an eighth of the
+    threshold up to four thresholds; the last bin holds everything longer."""
+    validate_report(query)
+    metric = query.metrics[0]
+    level, expr, default = INTERVALS[metric]
+    threshold = query.thresholds.get(metric, default)
+    bin_s = max(threshold / 8.0, 1.0)
+    rows = await repository.histogram(
+        pool, view="analytics_incidents" if level == "incident" else "analytics_unit_responses",
+        expr=expr, bin_s=bin_s, bins=32, agencies=scope.agency_list, start=query.start,
+        end=query.end, source=query.source)
+    return [(r["bin"] * bin_s, r["n"]) for r in rows]
+
+
+async def list_dispositions(*, pool: asyncpg.Pool) -> list[dict[str, Any]]:
+    return [dict(r) for r in await repository.dispositions(pool)]
