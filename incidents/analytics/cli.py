@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,7 +16,8 @@ err = Console(stderr=True, highlight=False)
 
 @import_app.command("calls")
 def import_calls_command(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV (or .csv.gz) export."),
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
+                                         help="CSV (or .csv.gz) export.")],
     mapping: str = typer.Option("sffd", "--mapping", "-m",
                                 help="Built-in mapping name or a TOML mapping file."),
     agency: str | None = typer.Option(None, help="Agency the calls belong to (default: the "

@@ -113,14 +113,16 @@ async def grouped_report(conn: asyncpg.Connection | asyncpg.Pool, *, view: str,
             f"count(*) FILTER (WHERE {expr} >= 0) AS {name}__n",
             f"count(*) FILTER (WHERE {expr} IS NULL) AS {name}__missing",
             f"count(*) FILTER (WHERE {expr} < 0) AS {name}__out_of_order",
-            f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {expr}) FILTER (WHERE {expr} >= 0)"
-            f" AS {name}__median_s",
-            f"percentile_cont(0.9) WITHIN GROUP (ORDER BY {expr}) FILTER (WHERE {expr} >= 0)"
-            f" AS {name}__p90_s",
+            (f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {expr}) FILTER (WHERE {expr} >= 0)"
+             f" AS {name}__median_s"),
+            (f"percentile_cont(0.9) WITHIN GROUP (ORDER BY {expr}) FILTER (WHERE {expr} >= 0)"
+             f" AS {name}__p90_s"),
             f"avg(({expr} <= {t}::float8)::int) FILTER (WHERE {expr} >= 0) AS {name}__within_share",
         ]
-    where = ["($1::text[] IS NULL OR agency = ANY($1))", "($2::timestamptz IS NULL OR received_at >= $2)",
-             "($3::timestamptz IS NULL OR received_at < $3)", "($4::text IS NULL OR source = $4)",
+    where = ["($1::text[] IS NULL OR agency = ANY($1))",
+             "($2::timestamptz IS NULL OR received_at >= $2)",
+             "($3::timestamptz IS NULL OR received_at < $3)",
+             "($4::text IS NULL OR source = $4)",
              "$5::text IS NOT NULL"]
     for column, values in filters:
         args.append(values)

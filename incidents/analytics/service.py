@@ -69,7 +69,7 @@ def read_text(path: Path) -> io.TextIOBase:
     """The file as text; ``.gz`` is decompressed on the fly."""
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")  # noqa: SIM115 - the caller closes it
+    return open(path, encoding="utf-8", newline="")
 
 
 async def import_calls(*, pool: asyncpg.Pool, path: Path, mapping: ColumnMapping,

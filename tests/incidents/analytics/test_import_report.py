@@ -155,8 +155,9 @@ async def test_cli_reports_bad_rows_with_line_and_reason_and_skips_them(
     csv_path.write_text("\n".join(lines) + "\n")
     env = {**os.environ, "CAD_DATABASE_URL": app.settings.database_url or "",
            "PYTHONPATH": str(REPO_ROOT), "COLUMNS": "200"}
-    proc = subprocess.run([sys.executable, "-m", "cad", "import", "calls", str(csv_path)],
-                          env=env, capture_output=True, text=True, timeout=120)
+    proc = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "cad", "import", "calls", str(csv_path)],
+        check=False, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "added 2 calls and 2 unit responses" in out and "6 bad rows skipped" in out, out
