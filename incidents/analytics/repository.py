@@ -54,10 +54,13 @@ async def import_history(conn: asyncpg.Connection, *, agency: str, mapping: str,
            SELECT count(*) FROM ins""", agency, mapping)
     units_added = await conn.fetchval(
         """WITH ins AS (
-               INSERT INTO historical_unit_responses (call_id, unit_id, unit_type, dispatch_seq,
-                   dispatched_at, en_route_at, on_scene_at, transporting_at, at_hospital_at,
-                   cleared_at)
-               SELECT h.id, s.unit_id, s.unit_type, s.dispatch_seq, s.dispatched_at,
+               INSERT INTO historical_unit_responses (call_id, agency, call_type,
+                   call_type_group, priority, zone, station, received_at, unit_id, unit_type,
+                   dispatch_seq, dispatched_at, en_route_at, on_scene_at, transporting_at,
+                   at_hospital_at, cleared_at)
+               SELECT h.id, h.agency, h.call_type, h.call_type_group, h.priority, h.zone,
+                      h.station, h.received_at, s.unit_id, s.unit_type, s.dispatch_seq,
+                      s.dispatched_at,
                       s.en_route_at, s.on_scene_at, s.transporting_at, s.at_hospital_at,
                       s.cleared_at
                FROM hist_unit_stage s
@@ -92,7 +95,12 @@ async def history_counts(conn: asyncpg.Connection | asyncpg.Pool, *, agency: str
     return int(row[0]), int(row[1])
 
 
-async def grouped_report(conn: asyncpg.Connection | asyncpg.Pool, *, view: str,
+# Sorting for the ordered-set aggregates fits in memory at a year of a large city (500,000
+# rows); at the default 4 MB PostgreSQL sorted on disk (benchmarks/analytics_bench.py).
+REPORT_WORK_MEM = "64MB"
+
+
+async def grouped_report(pool: asyncpg.Pool, *, view: str,
                          dimensions: Sequence[tuple[str, str]],
                          metrics: Sequence[tuple[str, str, float]],
                          agencies: list[str] | None, start: datetime | None, end: datetime | None,
@@ -100,24 +108,25 @@ async def grouped_report(conn: asyncpg.Connection | asyncpg.Pool, *, view: str,
                          filters: Sequence[tuple[str, list[str]]] = ()) -> list[asyncpg.Record]:
     """One row per group of ``dimensions`` ((alias, SQL expression) pairs from the service's
     whitelist, never from the request) with, per metric ((name, interval SQL in seconds,
-    threshold s)): valid n, missing, out-of-order, median, 90th percentile (both continuous:
-    ``percentile_cont``) and the share within the threshold. ``$5`` is the time zone used by
-    hour-of-day, day-of-week and week expressions."""
+    threshold s)): valid n, missing, out-of-order, median and 90th percentile (continuous:
+    ``percentile_cont``, both from one sort) and the share within the threshold. ``$5`` is
+    the time zone of the hour-of-day, day-of-week and week expressions. Each interval is
+    computed once per row (inner query), aggregated by the outer one."""
     assert view in ("analytics_incidents", "analytics_unit_responses")
-    select = [f"{expr} AS {alias}" for alias, expr in dimensions] + ["count(*) AS count"]
     args: list[Any] = [agencies, start, end, source, timezone]
-    for name, expr, threshold in metrics:
+    inner = [f"{expr} AS {alias}" for alias, expr in dimensions]
+    outer = [alias for alias, _ in dimensions] + ["count(*) AS count"]
+    for i, (name, expr, threshold) in enumerate(metrics):
         args.append(threshold)
-        t = f"${len(args)}"
-        select += [
-            f"count(*) FILTER (WHERE {expr} >= 0) AS {name}__n",
-            f"count(*) FILTER (WHERE {expr} IS NULL) AS {name}__missing",
-            f"count(*) FILTER (WHERE {expr} < 0) AS {name}__out_of_order",
-            (f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {expr}) FILTER (WHERE {expr} >= 0)"
-             f" AS {name}__median_s"),
-            (f"percentile_cont(0.9) WITHIN GROUP (ORDER BY {expr}) FILTER (WHERE {expr} >= 0)"
-             f" AS {name}__p90_s"),
-            f"avg(({expr} <= {t}::float8)::int) FILTER (WHERE {expr} >= 0) AS {name}__within_share",
+        v, t = f"m{i}", f"${len(args)}::float8"
+        inner.append(f"{expr} AS {v}")
+        outer += [
+            f"count(*) FILTER (WHERE {v} >= 0) AS {name}__n",
+            f"count(*) FILTER (WHERE {v} IS NULL) AS {name}__missing",
+            f"count(*) FILTER (WHERE {v} < 0) AS {name}__out_of_order",
+            (f"percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY {v}) FILTER (WHERE {v} >= 0)"
+             f" AS {name}__pct"),
+            f"avg(({v} <= {t})::int) FILTER (WHERE {v} >= 0) AS {name}__within_share",
         ]
     where = ["($1::text[] IS NULL OR agency = ANY($1))",
              "($2::timestamptz IS NULL OR received_at >= $2)",
@@ -128,9 +137,12 @@ async def grouped_report(conn: asyncpg.Connection | asyncpg.Pool, *, view: str,
         args.append(values)
         where.append(f"{column} = ANY(${len(args)}::text[])")
     group = ", ".join(str(i + 1) for i in range(len(dimensions)))
-    sql = (f"SELECT {', '.join(select)} FROM {view} WHERE {' AND '.join(where)}"
+    sql = (f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner) or '1'} FROM {view}"
+           f" WHERE {' AND '.join(where)}) s"
            + (f" GROUP BY {group} ORDER BY {group}" if dimensions else ""))
-    return list(await conn.fetch(sql, *args))
+    async with pool.acquire() as conn, conn.transaction(readonly=True):
+        await conn.execute(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'")
+        return list(await conn.fetch(sql, *args))
 
 
 async def histogram(conn: asyncpg.Connection | asyncpg.Pool, *, view: str, expr: str, bin_s: float,

@@ -130,7 +130,7 @@ def validate_report(query: ReportQuery) -> None:
         raise Invalid("source is live or imported", field="source")
 
 
-async def report(*, pool: asyncpg.Pool | asyncpg.Connection, scope: Scope, query: ReportQuery,
+async def report(*, pool: asyncpg.Pool, scope: Scope, query: ReportQuery,
                  timezone: str) -> dict[str, Any]:
     """The grouped interval report: one query per level (incident, unit), merged by group."""
     validate_report(query)
@@ -155,7 +155,7 @@ async def report(*, pool: asyncpg.Pool | asyncpg.Connection, scope: Scope, query
                 entry["metrics"][name] = {
                     "n": r[f"{name}__n"], "missing": r[f"{name}__missing"],
                     "out_of_order": r[f"{name}__out_of_order"],
-                    "median_s": r[f"{name}__median_s"], "p90_s": r[f"{name}__p90_s"],
+                    "median_s": _pct(r[f"{name}__pct"], 0), "p90_s": _pct(r[f"{name}__pct"], 1),
                     "threshold_s": threshold,
                     "within_share": (None if r[f"{name}__within_share"] is None
                                      else float(r[f"{name}__within_share"])),
@@ -164,6 +164,10 @@ async def report(*, pool: asyncpg.Pool | asyncpg.Connection, scope: Scope, query
     return {"metrics": list(query.metrics), "group_by": list(query.group_by),
             "start": _plain(query.start), "end": _plain(query.end), "source": query.source,
             "timezone": timezone, "percentiles": PERCENTILE_DEFINITION, "rows": rows_out}
+
+
+def _pct(values: list[float] | None, i: int) -> float | None:
+    return None if values is None else values[i]
 
 
 def _plain(value: Any) -> Any:
