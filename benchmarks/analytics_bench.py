@@ -44,7 +44,8 @@ INSERT INTO historical_calls (agency, mapping, call_number, call_type, call_type
                               received_at, zone, station, lat, lon)
 SELECT 'BENCH', 'bench', g::text,
        (ARRAY['Medical Incident', 'Alarms', 'Structure Fire', 'Traffic Collision', 'Other'])[1 + g % 5],
-       (ARRAY['Potentially Life-Threatening', 'Non Life-threatening', 'Alarm', 'Fire', NULL])[1 + (g * 7) % 5],
+       (ARRAY['Potentially Life-Threatening', 'Non Life-threatening', 'Alarm', 'Fire',
+              NULL])[1 + (g * 7) % 5],
        (ARRAY['2', '3'])[1 + g % 2],
        timestamptz '2025-01-01 08:00:00+00' + floor(random() * 365 * 86400) * interval '1 second',
        'Z' || (g % 40), (g % 45)::text, 37.7 + random() * 0.1, -122.5 + random() * 0.1
