@@ -7,6 +7,27 @@
 -- and a live table's write path emits events. The views below give the reports one shape
 -- for both, with `source` telling them apart.
 
+-- Dispositions: a managed code list (analyst search; imported calls map their source's
+-- text to it through the mapping file), not free text.
+CREATE TABLE disposition_codes (
+    code        text PRIMARY KEY CHECK (code ~ '^[A-Z0-9][A-Z0-9_]{0,31}$'),
+    description text NOT NULL,
+    active      boolean NOT NULL DEFAULT true
+);
+INSERT INTO disposition_codes (code, description) VALUES
+    ('TRANSPORT',        'Patient transported'),
+    ('REFUSED',          'Patient declined transport / against medical advice'),
+    ('NO_MERIT',         'No merit / nothing found'),
+    ('CANCELLED',        'Cancelled'),
+    ('FIRE',             'Fire department action taken'),
+    ('GONE_ON_ARRIVAL',  'Gone on arrival'),
+    ('UNABLE_TO_LOCATE', 'Unable to locate'),
+    ('MEDICAL_EXAMINER', 'Referred to the medical examiner'),
+    ('REFERRED',         'Handed to another agency'),
+    ('REPORT',           'Report taken'),
+    ('MERGED',           'Merged into another incident'),
+    ('OTHER',            'Other (see narrative)');
+
 CREATE TABLE historical_calls (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     agency           text NOT NULL,
@@ -22,7 +43,8 @@ CREATE TABLE historical_calls (
     first_dispatched_at timestamptz,
     first_en_route_at   timestamptz,
     first_on_scene_at   timestamptz,
-    disposition      text,
+    disposition      text REFERENCES disposition_codes (code),  -- through the mapping
+    disposition_raw  text,                 -- the source's own text, kept
     zone             text,                 -- the mapping's zone column (e.g. neighbourhood)
     station          text,                 -- first-due station area
     battalion        text,
@@ -32,7 +54,7 @@ CREATE TABLE historical_calls (
     imported_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
     UNIQUE (agency, call_number)
 );
-CREATE INDEX historical_calls_received_idx ON historical_calls (received_at);
+CREATE INDEX historical_calls_received_idx ON historical_calls (received_at, id);
 
 -- The call's dimensions are copied onto each of its unit rows (imported history never
 -- changes): the unit-level reports then scan one table instead of joining 500,000 rows to
@@ -57,22 +79,7 @@ CREATE TABLE historical_unit_responses (
     cleared_at      timestamptz CHECK (isfinite(cleared_at)),
     PRIMARY KEY (call_id, unit_id)
 );
-
--- Dispositions: a managed code list (incident close and analyst search), not free text.
-CREATE TABLE disposition_codes (
-    code        text PRIMARY KEY,
-    description text NOT NULL,
-    active      boolean NOT NULL DEFAULT true
-);
-INSERT INTO disposition_codes (code, description) VALUES
-    ('TRANSPORT',   'Patient transported'),
-    ('TREATED',     'Treated, not transported'),
-    ('NO_MERIT',    'No merit / nothing found'),
-    ('CANCELLED',   'Cancelled en route'),
-    ('FIRE',        'Fire extinguished / handled'),
-    ('GONE_ON_ARRIVAL', 'Gone on arrival'),
-    ('REFERRED',    'Referred to another agency'),
-    ('OTHER',       'Other (see narrative)');
+CREATE INDEX historical_unit_responses_unit_idx ON historical_unit_responses (unit_id);
 
 -- One row per incident, live or imported: the incident-level intervals' inputs.
 CREATE VIEW analytics_incidents AS

@@ -125,6 +125,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", f"{API}/analytics/report.csv"): ANALYSTS,
     ("GET", f"{API}/analytics/charts/{{chart}}"): ANALYSTS,
     ("GET", f"{API}/analytics/dispositions"): READERS,
+    ("GET", f"{API}/analytics/incidents"): ANALYSTS,
+    ("GET", f"{API}/analytics/incidents.csv"): ANALYSTS,
+    ("GET", f"{API}/analytics/incidents.parquet"): ANALYSTS,
 }
 
 # Endpoints sharing the login rate limit (per client address) instead of the public one.

@@ -9,12 +9,13 @@ import io
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import StreamingResponse
 
 from cad.errors import Invalid
 from cad.security import CurrentScope
 from incidents.analytics import charts, service
-from incidents.analytics.schemas import DispositionOut, ReportOut
+from incidents.analytics.schemas import DispositionOut, ReportOut, SearchPage
 from incidents.deps import IncidentsDep
 
 router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"])
@@ -125,3 +126,54 @@ async def chart(chart: Literal["distribution", "p90_by_hour", "trend_by_week"],
             summary="The managed disposition code list")
 async def dispositions(deps: IncidentsDep) -> list[dict[str, Any]]:
     return await service.list_dispositions(pool=deps.pool)
+
+
+# --- analyst search and export -----------------------------------------------------------------
+async def _search_query(start: Start = None, end: End = None, source: Source = None,
+                        incident_type: Filter = None, priority: Filter = None, zone: Filter = None,
+                        station: Filter = None, disposition: Filter = None,
+                        unit: Filter = None) -> service.SearchQuery:
+    for name, value in (("from", start), ("to", end)):
+        if value is not None and value.tzinfo is None:
+            raise Invalid(f"'{name}' needs a UTC offset (e.g. 2020-04-07T00:00:00-07:00)", field=name)
+    return service.SearchQuery(start=start, end=end, source=source,
+                               incident_type=incident_type or [], priority=priority or [],
+                               zone=zone or [], station=station or [],
+                               disposition=disposition or [], unit=unit or [])
+
+
+SearchFilters = Annotated[service.SearchQuery, Depends(_search_query)]
+
+
+@router.get("/incidents", response_model=SearchPage,
+            summary="Search incidents (live and imported) in received order, keyset-paged")
+async def search_incidents(
+        deps: IncidentsDep, scope: CurrentScope, query: SearchFilters,
+        after: Annotated[str | None, Query(max_length=200, description=(
+            "The `next` cursor of the previous page."))] = None,
+        limit: Annotated[int, Query(ge=1, le=service.SEARCH_PAGE_MAX)] = 100) -> dict[str, Any]:
+    return await service.search(pool=deps.pool, scope=scope, query=query, after=after, limit=limit)
+
+
+EXPORT_CSV: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {
+    "schema": {"type": "string", "description": "Header row, then every matching incident."}}}}}
+EXPORT_PARQUET: dict[int | str, dict[str, Any]] = {200: {"content": {
+    "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}}}}}
+
+
+@router.get("/incidents.csv", response_class=StreamingResponse, responses=EXPORT_CSV,
+            summary="Export every matching incident as CSV (streamed, no row limit)")
+async def export_incidents_csv(deps: IncidentsDep, scope: CurrentScope,
+                               query: SearchFilters) -> StreamingResponse:
+    chunks = await service.export_csv(pool=deps.pool, scope=scope, query=query)
+    return StreamingResponse(chunks, media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": 'attachment; filename="incidents.csv"'})
+
+
+@router.get("/incidents.parquet", response_class=StreamingResponse, responses=EXPORT_PARQUET,
+            summary="Export every matching incident as Parquet (streamed, no row limit)")
+async def export_incidents_parquet(deps: IncidentsDep, scope: CurrentScope,
+                                   query: SearchFilters) -> StreamingResponse:
+    chunks = await service.export_parquet(pool=deps.pool, scope=scope, query=query)
+    return StreamingResponse(chunks, media_type="application/vnd.apache.parquet", headers={
+        "Content-Disposition": 'attachment; filename="incidents.parquet"'})

@@ -58,6 +58,9 @@ def import_calls_command(
     out.print(f"{result.rows:,} rows: {result.calls_in_file:,} calls, {result.units_in_file:,} unit "
               f"responses; added {result.calls_added:,} calls and {result.units_added:,} unit "
               f"responses (the rest were there already); {len(result.bad):,} bad rows skipped")
+    for raw, calls in sorted(result.unmapped_dispositions.items()):
+        out.print(f"  disposition {raw!r} ({calls:,} calls) is not in the mapping: kept as text, "
+                  "no code")
     for bad in result.bad[:show_bad]:
         out.print(f"  line {bad.line}: {bad.reason}")
     if len(result.bad) > show_bad:

@@ -32,6 +32,8 @@ class ColumnMapping:
     location_format: str
     # field -> candidate column names, first present wins
     columns: dict[str, tuple[str, ...]]
+    # the source's disposition text -> managed code
+    dispositions: dict[str, str]
 
     def resolve(self, header: list[str]) -> dict[str, int]:
         """field -> column index in this file; a required field with no column is an error."""
@@ -98,7 +100,12 @@ def parse_mapping(raw: dict[str, object]) -> ColumnMapping:
     missing = [f for f in REQUIRED if f not in columns]
     if missing:
         raise MappingError(f"mapping: required fields not mapped: {', '.join(missing)}")
-    return ColumnMapping(name=str(source.get("name", "custom")), agency=str(source.get("agency", "")),
-                         timezone=tz, timestamp_format=str(source.get("timestamp_format",
-                                                                      "%Y-%m-%dT%H:%M:%S")),
-                         location_format=location_format, columns=columns)
+    dispositions = raw.get("dispositions", {})
+    if not isinstance(dispositions, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in dispositions.items()):
+        raise MappingError("mapping: [dispositions] maps source text to a code")
+    return ColumnMapping(name=str(source.get("name", "custom")),
+                         agency=str(source.get("agency", "")), timezone=tz,
+                         timestamp_format=str(source.get("timestamp_format", "%Y-%m-%dT%H:%M:%S")),
+                         location_format=location_format, columns=columns,
+                         dispositions=dict(dispositions))

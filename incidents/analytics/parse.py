@@ -33,6 +33,7 @@ class ParsedCalls:
     units: list[dict[str, Any]] = field(default_factory=list)
     bad: list[BadRow] = field(default_factory=list)
     rows: int = 0
+    unmapped_dispositions: dict[str, int] = field(default_factory=dict)  # text -> calls
 
 
 class _Bad(Exception):
@@ -74,6 +75,9 @@ def parse_calls(lines: Iterable[str], mapping: ColumnMapping,
             continue
         first = out.calls.get(call["call_number"])
         if first is None:
+            raw = call["disposition_raw"]
+            if raw is not None and call["disposition"] is None:
+                out.unmapped_dispositions[raw] = out.unmapped_dispositions.get(raw, 0) + 1
             out.calls[call["call_number"]] = call
             call_line[call["call_number"]] = line
         elif first["received_at"] != call["received_at"]:
@@ -137,8 +141,11 @@ def _row(row: list[str], cols: dict[str, int], mapping: ColumnMapping
          ) -> tuple[dict[str, Any], dict[str, Any]]:
     call: dict[str, Any] = {}
     for name in ("call_number", "incident_number", "call_type", "call_type_group", "priority",
-                 "disposition", "zone", "station", "battalion", "address"):
+                 "zone", "station", "battalion", "address"):
         call[name] = _text(row, cols, name)
+    call["disposition_raw"] = _text(row, cols, "disposition")
+    call["disposition"] = (None if call["disposition_raw"] is None
+                           else mapping.dispositions.get(call["disposition_raw"]))
     for name in CALL_TIMES:
         call[name] = _time(row, cols, name, mapping)
     for name in ("call_number", "call_type", "received_at"):

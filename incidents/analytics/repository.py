@@ -6,15 +6,15 @@ Every aggregate is computed by PostgreSQL; Python sees one row per group."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 _CALL_COLS = ("call_number", "incident_number", "call_type", "call_type_group", "priority",
-              "received_at", "entry_at", "disposition", "zone", "station", "battalion", "address",
-              "lat", "lon")
+              "received_at", "entry_at", "disposition", "disposition_raw", "zone", "station",
+              "battalion", "address", "lat", "lon")
 _UNIT_COLS = ("call_number", "unit_id", "unit_type", "dispatch_seq", "dispatched_at", "en_route_at",
               "on_scene_at", "transporting_at", "at_hospital_at", "cleared_at")
 
@@ -28,8 +28,8 @@ async def import_history(conn: asyncpg.Connection, *, agency: str, mapping: str,
     await conn.execute(
         "CREATE TEMP TABLE hist_call_stage (call_number text, incident_number text, "
         "call_type text, call_type_group text, priority text, received_at timestamptz, "
-        "entry_at timestamptz, disposition text, zone text, station text, battalion text, "
-        "address text, lat double precision, lon double precision) ON COMMIT DROP;"
+        "entry_at timestamptz, disposition text, disposition_raw text, zone text, station text, "
+        "battalion text, address text, lat double precision, lon double precision) ON COMMIT DROP;"
         "CREATE TEMP TABLE hist_unit_stage (call_number text, unit_id text, unit_type text, "
         "dispatch_seq integer, dispatched_at timestamptz, en_route_at timestamptz, "
         "on_scene_at timestamptz, transporting_at timestamptz, at_hospital_at timestamptz, "
@@ -44,10 +44,10 @@ async def import_history(conn: asyncpg.Connection, *, agency: str, mapping: str,
         """WITH ins AS (
                INSERT INTO historical_calls (agency, mapping, call_number, incident_number,
                    call_type, call_type_group, priority, received_at, entry_at, disposition,
-                   zone, station, battalion, address, lat, lon)
+                   disposition_raw, zone, station, battalion, address, lat, lon)
                SELECT $1, $2, call_number, incident_number, call_type, call_type_group,
-                      priority, received_at, entry_at, disposition, zone, station, battalion,
-                      address, lat, lon
+                      priority, received_at, entry_at, disposition, disposition_raw, zone,
+                      station, battalion, address, lat, lon
                FROM hist_call_stage
                ON CONFLICT (agency, call_number) DO NOTHING
                RETURNING 1)
@@ -162,3 +162,68 @@ async def histogram(conn: asyncpg.Connection | asyncpg.Pool, *, view: str, expr:
 async def dispositions(conn: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg.Record]:
     return list(await conn.fetch(
         "SELECT code, description, active FROM disposition_codes ORDER BY code"))
+
+
+SEARCH_COLUMNS = ("source", "incident_id", "number", "agency", "incident_type", "call_type_group",
+                  "priority", "zone", "station", "disposition", "received_at",
+                  "first_dispatched_at", "first_on_scene_at", "closed_at", "lat", "lon",
+                  "call_processing_s", "total_response_s")
+
+
+def search_sql(*, filters: dict[str, Any], after: tuple[datetime, int] | None,
+               limit: int | None) -> tuple[str, list[Any]]:
+    """The analyst search over ``analytics_incidents`` in keyset order (received_at,
+    incident_id): ``after`` is the last row of the previous page; no OFFSET, no row limit for
+    exports. ``filters``: agencies (scope), start, end, source, and lists of incident_type,
+    priority, zone, station, disposition, unit."""
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    where = [f"({arg(filters.get('agencies'))}::text[] IS NULL OR agency = ANY(${len(args)}))"]
+    if filters.get("start") is not None:
+        where.append(f"received_at >= {arg(filters['start'])}")
+    if filters.get("end") is not None:
+        where.append(f"received_at < {arg(filters['end'])}")
+    if filters.get("source") is not None:
+        where.append(f"source = {arg(filters['source'])}")
+    for column in ("incident_type", "priority", "zone", "station", "disposition"):
+        if filters.get(column):
+            where.append(f"{column} = ANY({arg(filters[column])}::text[])")
+    if filters.get("unit"):
+        where.append(f"incident_id IN (SELECT incident_id FROM analytics_unit_responses"
+                     f" WHERE unit_id = ANY({arg(filters['unit'])}::text[]))")
+    if after is not None:
+        where.append(f"(received_at, incident_id) > ({arg(after[0])}, {arg(after[1])}::bigint)")
+    sql = (f"SELECT source, incident_id, number, agency, incident_type, call_type_group, priority,"
+           f" zone, station, disposition, received_at, first_dispatched_at, first_on_scene_at,"
+           f" closed_at, lat, lon,"
+           f" date_part('epoch', first_dispatched_at - received_at) AS call_processing_s,"
+           f" date_part('epoch', first_on_scene_at - received_at) AS total_response_s"
+           f" FROM analytics_incidents WHERE {' AND '.join(where)}"
+           f" ORDER BY received_at, incident_id")
+    if limit is not None:
+        sql += f" LIMIT {arg(limit)}"
+    return sql, args
+
+
+async def search_page(pool: asyncpg.Pool, *, filters: dict[str, Any],
+                      after: tuple[datetime, int] | None, limit: int) -> list[asyncpg.Record]:
+    sql, args = search_sql(filters=filters, after=after, limit=limit)
+    return list(await pool.fetch(sql, *args))
+
+
+async def search_stream(pool: asyncpg.Pool, *, filters: dict[str, Any], batch: int
+                        ) -> AsyncIterator[list[asyncpg.Record]]:
+    """Every matching row, ``batch`` at a time, from a server-side cursor in one read-only
+    transaction (one consistent snapshot; memory bounded by the batch)."""
+    sql, args = search_sql(filters=filters, after=None, limit=None)
+    async with pool.acquire() as conn, conn.transaction(readonly=True):
+        cursor = await conn.cursor(sql, *args)
+        while True:
+            rows = await cursor.fetch(batch)
+            if not rows:
+                return
+            yield rows

@@ -39,3 +39,29 @@ class DispositionOut(Out):
     code: str
     description: str
     active: bool
+
+
+class SearchRow(Out):
+    source: str                 # live | imported
+    incident_id: int            # live: the incident's id; imported: minus the call's row id
+    number: str                 # incident number, or the imported call number
+    agency: str
+    incident_type: str
+    call_type_group: str | None
+    priority: str | None
+    zone: str | None
+    station: str | None
+    disposition: str | None     # a code of the managed list
+    received_at: str
+    first_dispatched_at: str | None
+    first_on_scene_at: str | None
+    closed_at: str | None
+    lat: float | None
+    lon: float | None
+    call_processing_s: float | None
+    total_response_s: float | None
+
+
+class SearchPage(Out):
+    items: list[SearchRow]
+    next: str | None            # pass as `after` for the next page; None: this was the last

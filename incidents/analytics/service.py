@@ -4,9 +4,13 @@ module chooses the whitelisted SQL for the request and shapes the answer."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import csv
 import gzip
 import io
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -65,6 +69,7 @@ class ImportResult:
     calls_added: int
     units_added: int
     bad: list[BadRow] = field(default_factory=list)
+    unmapped_dispositions: dict[str, int] = field(default_factory=dict)
 
 
 def read_text(path: Path) -> io.TextIOBase:
@@ -84,13 +89,19 @@ async def import_calls(*, pool: asyncpg.Pool, path: Path, mapping: ColumnMapping
         raise Invalid("no agency: pass one or set [source] agency in the mapping", field="agency")
     with read_text(path) as text:
         parsed = parse_calls(text, mapping, progress)
+    codes = {r["code"] for r in await repository.dispositions(pool)}
+    unknown = sorted(set(mapping.dispositions.values()) - codes)
+    if unknown:
+        raise Invalid(f"the mapping names disposition codes not in the managed list: "
+                      f"{', '.join(unknown)}", field="mapping")
     async with pool.acquire() as conn, conn.transaction():
         calls_added, units_added = await repository.import_history(
             conn, agency=agency, mapping=mapping.name, calls=list(parsed.calls.values()),
             units=parsed.units)
     return ImportResult(rows=parsed.rows, calls_in_file=len(parsed.calls),
                         units_in_file=len(parsed.units), calls_added=calls_added,
-                        units_added=units_added, bad=parsed.bad)
+                        units_added=units_added, bad=parsed.bad,
+                        unmapped_dispositions=parsed.unmapped_dispositions)
 
 
 @dataclass(frozen=True)
@@ -218,3 +229,105 @@ async def histogram(*, pool: asyncpg.Pool, scope: Scope, query: ReportQuery, tim
 
 async def list_dispositions(*, pool: asyncpg.Pool) -> list[dict[str, Any]]:
     return [dict(r) for r in await repository.dispositions(pool)]
+
+
+# --- analyst search and export ---------------------------------------------------------------
+SEARCH_PAGE_MAX = 1000
+EXPORT_BATCH_ROWS = 5000
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    start: datetime | None = None
+    end: datetime | None = None
+    source: str | None = None
+    incident_type: list[str] = field(default_factory=list)
+    priority: list[str] = field(default_factory=list)
+    zone: list[str] = field(default_factory=list)
+    station: list[str] = field(default_factory=list)
+    disposition: list[str] = field(default_factory=list)
+    unit: list[str] = field(default_factory=list)
+
+
+def encode_cursor(received_at: datetime, incident_id: int) -> str:
+    raw = json.dumps([received_at.isoformat(), incident_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, incident_id = json.loads(raw)
+        parsed = datetime.fromisoformat(at)
+        if parsed.tzinfo is None or not isinstance(incident_id, int):
+            raise ValueError
+        return parsed, incident_id
+    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
+        raise Invalid("not a cursor this search returned", field="after") from None
+
+
+async def _search_filters(pool: asyncpg.Pool, scope: Scope, query: SearchQuery) -> dict[str, Any]:
+    if query.start and query.end and query.end <= query.start:
+        raise Invalid("'to' must be after 'from'", field="to")
+    if query.disposition:
+        codes = {r["code"] for r in await repository.dispositions(pool)}
+        unknown = sorted(set(query.disposition) - codes)
+        if unknown:
+            raise Invalid(f"not in the disposition code list: {', '.join(unknown)}",
+                          field="disposition")
+    return {"agencies": scope.agency_list, "start": query.start, "end": query.end,
+            "source": query.source, "incident_type": query.incident_type,
+            "priority": query.priority, "zone": query.zone, "station": query.station,
+            "disposition": query.disposition, "unit": query.unit}
+
+
+def _search_row(r: asyncpg.Record) -> dict[str, Any]:
+    return {k: _plain(r[k]) for k in repository.SEARCH_COLUMNS}
+
+
+async def search(*, pool: asyncpg.Pool, scope: Scope, query: SearchQuery, after: str | None,
+                 limit: int) -> dict[str, Any]:
+    """One page in (received_at, id) order and the cursor of the next (None at the end)."""
+    filters = await _search_filters(pool, scope, query)
+    rows = await repository.search_page(pool, filters=filters,
+                                        after=decode_cursor(after) if after else None,
+                                        limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    nxt = encode_cursor(rows[-1]["received_at"], rows[-1]["incident_id"]) if more else None
+    return {"items": [_search_row(r) for r in rows], "next": nxt}
+
+
+async def export_csv(*, pool: asyncpg.Pool, scope: Scope, query: SearchQuery
+                     ) -> AsyncIterator[bytes]:
+    """Every matching incident as CSV, produced batch by batch while the client reads."""
+    filters = await _search_filters(pool, scope, query)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(repository.SEARCH_COLUMNS)
+        async for rows in repository.search_stream(pool, filters=filters, batch=EXPORT_BATCH_ROWS):
+            writer.writerows([_plain(r[k]) for k in repository.SEARCH_COLUMNS] for r in rows)
+            yield buf.getvalue().encode()
+            buf.seek(0)
+            buf.truncate()
+        yield buf.getvalue().encode()
+
+    return chunks()
+
+
+async def export_parquet(*, pool: asyncpg.Pool, scope: Scope, query: SearchQuery
+                         ) -> AsyncIterator[bytes]:
+    """Every matching incident as Parquet: one row group per batch, written out as it is made."""
+    from incidents.analytics import parquet
+
+    filters = await _search_filters(pool, scope, query)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        writer = parquet.StreamingWriter()
+        async for rows in repository.search_stream(pool, filters=filters, batch=EXPORT_BATCH_ROWS):
+            yield writer.write([{k: r[k] for k in repository.SEARCH_COLUMNS} for r in rows])
+        yield writer.close()
+
+    return chunks()
