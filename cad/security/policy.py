@@ -128,6 +128,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", f"{API}/analytics/incidents"): ANALYSTS,
     ("GET", f"{API}/analytics/incidents.csv"): ANALYSTS,
     ("GET", f"{API}/analytics/incidents.parquet"): ANALYSTS,
+    ("GET", f"{API}/analytics/equity"): ANALYSTS,
+    ("GET", f"{API}/analytics/hexbins"): ANALYSTS,
 }
 
 # Endpoints sharing the login rate limit (per client address) instead of the public one.

@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from cad.errors import Invalid
 from cad.security import CurrentScope
 from incidents.analytics import charts, service
-from incidents.analytics.schemas import DispositionOut, ReportOut, SearchPage
+from incidents.analytics.schemas import DispositionOut, EquityOut, HexbinsOut, ReportOut, SearchPage
 from incidents.deps import IncidentsDep
 
 router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"])
@@ -177,3 +177,28 @@ async def export_incidents_parquet(deps: IncidentsDep, scope: CurrentScope,
     chunks = await service.export_parquet(pool=deps.pool, scope=scope, query=query)
     return StreamingResponse(chunks, media_type="application/vnd.apache.parquet", headers={
         "Content-Disposition": 'attachment; filename="incidents.parquet"'})
+
+
+# --- equity and hotspots -------------------------------------------------------------------------
+@router.get("/equity", response_model=EquityOut,
+            summary="One interval's percentiles per zone or station, side by side with the whole")
+async def equity(deps: IncidentsDep, scope: CurrentScope,
+                 metric: Annotated[str, Query()] = "total_response",
+                 by: Annotated[Literal["zone", "station"], Query()] = "zone",
+                 thresholds: Thresholds = [],  # noqa: B006
+                 start: Start = None, end: End = None, source: Source = None) -> dict[str, Any]:
+    query = _query([metric], [], thresholds, start, end, source, {})
+    service.validate_report(query)
+    return await service.equity(pool=deps.pool, scope=scope, metric=metric, by=by, start=start,
+                                end=end, source=source, thresholds=query.thresholds,
+                                timezone=deps.settings.analytics_timezone)
+
+
+@router.get("/hexbins", response_model=HexbinsOut,
+            summary="Incident density on the H3 hexagonal grid (GeoJSON FeatureCollection)")
+async def hexbins(deps: IncidentsDep, scope: CurrentScope,
+                  resolution: Annotated[int, Query(description="H3 resolution 5..10 (8: ~0.74 km2)")] = 8,
+                  start: Start = None, end: End = None, source: Source = None) -> dict[str, Any]:
+    _query(["call_processing"], [], [], start, end, source, {})   # the same checks of from/to
+    return await service.hexbins(pool=deps.pool, scope=scope, resolution=resolution, start=start,
+                                 end=end, source=source)

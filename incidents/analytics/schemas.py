@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from schemas.common import Out
 
@@ -65,3 +65,44 @@ class SearchRow(Out):
 class SearchPage(Out):
     items: list[SearchRow]
     next: str | None            # pass as `after` for the next page; None: this was the last
+
+
+class AreaStats(IntervalStats):
+    area: str | None
+    p90_minus_overall_s: float | None   # this area's 90th percentile minus the whole area's
+
+
+class EquityOut(Out):
+    metric: str
+    by: str
+    start: str | None
+    end: str | None
+    source: str | None
+    percentiles: str
+    overall: IntervalStats | None
+    areas: list[AreaStats]          # slowest 90th percentile first
+
+
+class HexGeometry(Out):
+    type: Literal["Polygon"]
+    coordinates: list[list[list[float]]]
+
+
+class HexProperties(Out):
+    h3: str
+    incidents: int
+    per_km2: float
+
+
+class HexFeature(Out):
+    type: Literal["Feature"]
+    id: str
+    geometry: HexGeometry
+    properties: HexProperties
+
+
+class HexbinsOut(Out):
+    type: Literal["FeatureCollection"]
+    resolution: int
+    average_cell_area_km2: float
+    features: list[HexFeature]

@@ -331,3 +331,43 @@ async def export_parquet(*, pool: asyncpg.Pool, scope: Scope, query: SearchQuery
         yield writer.close()
 
     return chunks()
+
+
+# --- equity and hotspots -------------------------------------------------------------------------
+async def equity(*, pool: asyncpg.Pool, scope: Scope, metric: str, by: str,
+                 start: datetime | None, end: datetime | None, source: str | None,
+                 thresholds: dict[str, float], timezone: str) -> dict[str, Any]:
+    """One interval's percentiles per zone (or station) side by side with the whole area's,
+    slowest 90th percentile first."""
+    if by not in ("zone", "station"):
+        raise Invalid("by is zone or station", field="by")
+    base = ReportQuery(metrics=[metric], start=start, end=end, source=source, thresholds=thresholds)
+    overall = await report(pool=pool, scope=scope, query=base, timezone=timezone)
+    per_area = await report(pool=pool, scope=scope, timezone=timezone, query=ReportQuery(
+        metrics=[metric], group_by=[by], start=start, end=end, source=source,
+        thresholds=thresholds))
+    whole = overall["rows"][0]["metrics"][metric] if overall["rows"] else None
+    areas = []
+    for row in per_area["rows"]:
+        stats = row["metrics"][metric]
+        areas.append({"area": row["group"][by], **stats,
+                      "p90_minus_overall_s": (None if whole is None or whole["p90_s"] is None
+                                              or stats["p90_s"] is None
+                                              else stats["p90_s"] - whole["p90_s"])})
+    areas.sort(key=lambda a: (a["p90_s"] is None, -(a["p90_s"] or 0.0), str(a["area"])))
+    return {"metric": metric, "by": by, "start": _plain(start), "end": _plain(end),
+            "source": source, "percentiles": PERCENTILE_DEFINITION, "overall": whole,
+            "areas": areas}
+
+
+async def hexbins(*, pool: asyncpg.Pool, scope: Scope, resolution: int, start: datetime | None,
+                  end: datetime | None, source: str | None) -> dict[str, Any]:
+    from incidents.analytics.hexbins import MAX_RESOLUTION, MIN_RESOLUTION, hexbin_geojson
+
+    if not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
+        raise Invalid(f"resolution is {MIN_RESOLUTION}..{MAX_RESOLUTION}", field="resolution")
+    if start and end and end <= start:
+        raise Invalid("'to' must be after 'from'", field="to")
+    rows = await repository.incidents_per_location(pool, agencies=scope.agency_list, start=start,
+                                                   end=end, source=source)
+    return hexbin_geojson(((r["lat"], r["lon"], r["n"]) for r in rows), resolution=resolution)
