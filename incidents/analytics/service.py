@@ -53,7 +53,7 @@ _TIME_DIMENSIONS = {
 DIMENSIONS: dict[str, str | None] = {
     "incident_type": None, "call_type_group": None, "priority": None, "zone": None,
     "station": None, "agency": None, "source": None, **_TIME_DIMENSIONS,
-    "unit_type": None, "unit": 'unit_id COLLATE "C"',
+    "unit_type": None, "unit": "unit_id",
 }
 UNIT_ONLY_DIMENSIONS = frozenset({"unit_type", "unit"})
 FILTERS = ("incident_type", "call_type_group", "priority", "zone", "station", "unit_type")
@@ -147,10 +147,7 @@ async def report(*, pool: asyncpg.Pool, scope: Scope, query: ReportQuery,
                  timezone: str) -> dict[str, Any]:
     """The grouped interval report: one query per level (incident, unit), merged by group."""
     validate_report(query)
-    # Text dimensions group in byte order ("C"): the group sort is the report's largest cost,
-    # and collation-aware comparisons doubled it. The answer is re-sorted below anyway.
-    dims = [(g, DIMENSIONS[g] or f'{g} COLLATE "C"') if g not in _TIME_DIMENSIONS
-            else (g, _TIME_DIMENSIONS[g]) for g in query.group_by]
+    dims = [(g, DIMENSIONS[g] or g) for g in query.group_by]
     by_group: dict[tuple[Any, ...], dict[str, Any]] = {}
     for level, view in (("incident", "analytics_incidents"), ("unit", "analytics_unit_responses")):
         metrics = [(m, INTERVALS[m][1], query.thresholds.get(m, INTERVALS[m][2]))
