@@ -128,6 +128,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", f"{API}/analytics/incidents"): ANALYSTS,
     ("GET", f"{API}/analytics/incidents.csv"): ANALYSTS,
     ("GET", f"{API}/analytics/incidents.parquet"): ANALYSTS,
+    ("GET", f"{API}/analytics/incidents/{{incident_id}}/intervals"): ANALYSTS,
     ("GET", f"{API}/analytics/equity"): ANALYSTS,
     ("GET", f"{API}/analytics/hexbins"): ANALYSTS,
 }

@@ -9,13 +9,20 @@ import io
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
 from cad.errors import Invalid
 from cad.security import CurrentScope
 from incidents.analytics import charts, service
-from incidents.analytics.schemas import DispositionOut, EquityOut, HexbinsOut, ReportOut, SearchPage
+from incidents.analytics.schemas import (
+    DispositionOut,
+    EquityOut,
+    HexbinsOut,
+    IncidentIntervals,
+    ReportOut,
+    SearchPage,
+)
 from incidents.deps import IncidentsDep
 
 router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"])
@@ -202,3 +209,11 @@ async def hexbins(deps: IncidentsDep, scope: CurrentScope,
     _query(["call_processing"], [], [], start, end, source, {})   # the same checks of from/to
     return await service.hexbins(pool=deps.pool, scope=scope, resolution=resolution, start=start,
                                  end=end, source=source)
+
+
+@router.get("/incidents/{incident_id}/intervals", response_model=IncidentIntervals,
+            summary="One incident's intervals and each unit's (imported calls: negative ids)")
+async def incident_intervals(
+        incident_id: Annotated[int, Path(ge=-(2**63 - 1), le=2**63 - 1)],
+        deps: IncidentsDep, scope: CurrentScope) -> dict[str, Any]:
+    return await service.incident_intervals(pool=deps.pool, scope=scope, incident_id=incident_id)

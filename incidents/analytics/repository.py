@@ -253,3 +253,28 @@ async def incidents_per_location(pool: asyncpg.Pool, *, agencies: list[str] | No
              AND ($3::timestamptz IS NULL OR received_at < $3)
              AND ($4::text IS NULL OR source = $4) AND lat IS NOT NULL AND lon IS NOT NULL
            GROUP BY lat, lon""", agencies, start, end, source))
+
+
+async def incident_intervals(pool: asyncpg.Pool, *, incident_id: int, agencies: list[str] | None
+                             ) -> tuple[asyncpg.Record | None, list[asyncpg.Record]]:
+    """One incident (live id, or minus an imported call's id) and its unit responses, with
+    every interval of docs/analytics.md computed from the recorded timestamps."""
+    head = await pool.fetchrow(
+        """SELECT source, incident_id, number, agency, incident_type, priority, received_at,
+                  first_dispatched_at, first_on_scene_at,
+                  date_part('epoch', first_dispatched_at - received_at) AS call_processing_s,
+                  date_part('epoch', first_on_scene_at - received_at) AS total_response_s
+           FROM analytics_incidents
+           WHERE incident_id = $1 AND ($2::text[] IS NULL OR agency = ANY($2))""",
+        incident_id, agencies)
+    if head is None:
+        return None, []
+    units = await pool.fetch(
+        """SELECT unit_id, unit_type, dispatched_at, en_route_at, on_scene_at, cleared_at,
+                  date_part('epoch', en_route_at - dispatched_at) AS turnout_s,
+                  date_part('epoch', on_scene_at - en_route_at) AS travel_s,
+                  date_part('epoch', on_scene_at - dispatched_at) AS unit_response_s,
+                  date_part('epoch', cleared_at - dispatched_at) AS committed_s
+           FROM analytics_unit_responses WHERE incident_id = $1
+           ORDER BY dispatched_at NULLS LAST, unit_id""", incident_id)
+    return head, list(units)

@@ -106,3 +106,31 @@ class HexbinsOut(Out):
     resolution: int
     average_cell_area_km2: float
     features: list[HexFeature]
+
+
+class Interval(Out):
+    seconds: float | None
+    excluded: Literal["missing", "out_of_order"] | None   # why seconds is null
+
+
+class UnitIntervals(Out):
+    unit_id: str
+    unit_type: str | None
+    dispatched_at: str | None
+    en_route_at: str | None
+    on_scene_at: str | None
+    cleared_at: str | None
+    first_arriving: bool
+    intervals: dict[str, Interval]     # turnout, travel, unit_response, committed
+
+
+class IncidentIntervals(Out):
+    source: str
+    incident_id: int
+    number: str
+    agency: str
+    incident_type: str
+    priority: str | None
+    received_at: str
+    intervals: dict[str, Interval]     # call_processing, total_response
+    units: list[UnitIntervals]

@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from cad.errors import Invalid
+from cad.errors import Invalid, NotFound
 from cad.security.scope import Scope
 from incidents.analytics import repository
 from incidents.analytics.mapping import ColumnMapping
@@ -368,3 +368,39 @@ async def hexbins(*, pool: asyncpg.Pool, scope: Scope, resolution: int, start: d
     rows = await repository.incidents_per_location(pool, agencies=scope.agency_list, start=start,
                                                    end=end, source=source)
     return hexbin_geojson(((r["lat"], r["lon"], r["n"]) for r in rows), resolution=resolution)
+
+
+def _checked(value: float | None) -> tuple[float | None, str | None]:
+    """(interval, None) when valid; (None, why) when a timestamp is missing or out of order."""
+    if value is None:
+        return None, "missing"
+    if value < 0:
+        return None, "out_of_order"
+    return value, None
+
+
+async def incident_intervals(*, pool: asyncpg.Pool, scope: Scope, incident_id: int
+                             ) -> dict[str, Any]:
+    """The intervals of one incident and of each of its units; an invalid interval is null
+    with the reason beside it (never clamped). The first-arriving unit is flagged."""
+    head, units = await repository.incident_intervals(pool, incident_id=incident_id,
+                                                      agencies=scope.agency_list)
+    if head is None:
+        raise NotFound(f"incident {incident_id} does not exist")
+    intervals: dict[str, Any] = {}
+    for name in ("call_processing", "total_response"):
+        intervals[name] = dict(zip(("seconds", "excluded"), _checked(head[f"{name}_s"]), strict=True))
+    first_on_scene = head["first_on_scene_at"]
+    unit_rows = []
+    for u in units:
+        row: dict[str, Any] = {k: _plain(u[k]) for k in ("unit_id", "unit_type", "dispatched_at",
+                                                         "en_route_at", "on_scene_at", "cleared_at")}
+        row["first_arriving"] = first_on_scene is not None and u["on_scene_at"] == first_on_scene
+        row["intervals"] = {name: dict(zip(("seconds", "excluded"), _checked(u[f"{name}_s"]),
+                                           strict=True))
+                            for name in ("turnout", "travel", "unit_response", "committed")}
+        unit_rows.append(row)
+    return {"source": head["source"], "incident_id": head["incident_id"], "number": head["number"],
+            "agency": head["agency"], "incident_type": head["incident_type"],
+            "priority": head["priority"], "received_at": _plain(head["received_at"]),
+            "intervals": intervals, "units": unit_rows}

@@ -73,6 +73,30 @@ async def test_live_and_imported_in_one_report_with_exclusions_counted(
     assert live_row["metrics"]["call_processing"]["median_s"] == pytest.approx(live["cp"])
     assert live_row["metrics"]["total_response"]["median_s"] == pytest.approx(live["tr"])
 
+    # Per incident and per unit, for a live incident and an imported call.
+    r = await analyst.get(f"/api/v1/analytics/incidents/{inc['id']}/intervals")
+    assert r.status_code == 200, r.text
+    one = r.json()
+    recorded = await plain_app.pool.fetchrow(
+        "SELECT extract(epoch FROM en_route_at - dispatched_at)::float8 AS turnout,"
+        " extract(epoch FROM on_scene_at - en_route_at)::float8 AS travel FROM incident_units")
+    assert one["source"] == "live" and one["intervals"]["call_processing"]["seconds"] == (
+        pytest.approx(live["cp"]))
+    [e90] = one["units"]
+    assert e90["unit_id"] == "E90" and e90["first_arriving"] is True
+    assert e90["intervals"]["turnout"]["seconds"] == pytest.approx(recorded["turnout"])
+    assert e90["intervals"]["travel"]["seconds"] == pytest.approx(recorded["travel"])
+    assert e90["intervals"]["committed"] == {"seconds": None, "excluded": "missing"}
+    page = (await analyst.get("/api/v1/analytics/incidents", params={"source": "imported"})).json()
+    ids = {i["number"]: i["incident_id"] for i in page["items"]}
+    call10 = (await analyst.get(f"/api/v1/analytics/incidents/{ids['10']}/intervals")).json()
+    assert call10["intervals"]["total_response"] == {"seconds": 300.0, "excluded": None}
+    assert [(u["unit_id"], u["first_arriving"], u["intervals"]["travel"]["seconds"])
+            for u in call10["units"]] == [("E1", False, 270.0), ("M1", True, 210.0)]
+    call11 = (await analyst.get(f"/api/v1/analytics/incidents/{ids['11']}/intervals")).json()
+    assert call11["intervals"]["call_processing"] == {"seconds": None, "excluded": "out_of_order"}
+    assert (await analyst.get("/api/v1/analytics/incidents/999999/intervals")).status_code == 404
+
     r = await analyst.get("/api/v1/analytics/report.csv", params=[
         ("metric", "call_processing"), ("group_by", "source")])
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
