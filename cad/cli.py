@@ -36,6 +36,7 @@ _mount_optional("routing.cli", "graph_app", "graph", "Road graphs: build and ins
 _mount_optional("cad.security.cli", "users_app", "users", "User accounts (no default passwords).")
 _mount_optional("cad.security.cli", "audit_app", "audit", "The hash-chained audit trail.")
 _mount_optional("incidents.analytics.cli", "import_app", "import", "Historical data imports.")
+_mount_optional("incidents.analytics.cli", "report_app", "report", "Published reports.")
 
 
 @app.command()

@@ -65,3 +65,45 @@ def import_calls_command(
         out.print(f"  line {bad.line}: {bad.reason}")
     if len(result.bad) > show_bad:
         out.print(f"  ... and {len(result.bad) - show_bad:,} more")
+
+
+report_app = typer.Typer(no_args_is_help=True, help="Published reports.")
+
+
+@report_app.command("annual")
+def annual_report_command(
+    year: Annotated[int, typer.Option("--year", min=1990, max=2100, help="Calendar year.")],
+    out_dir: Annotated[Path, typer.Option("--out", file_okay=False,
+                                          help="Folder for the HTML and PDF.")] = Path("."),
+    agency: Annotated[str | None, typer.Option(help="One agency (default: all).")] = None,
+    pdf: Annotated[bool, typer.Option(help="Also write the PDF.")] = True,
+) -> None:
+    """Write the year's report: volumes, intervals against NFPA thresholds, trends and the
+    density map, as annual-YEAR.html (self-contained) and annual-YEAR.pdf."""
+    from cad import db
+    from cad.settings import Settings
+    from incidents.analytics import annual
+
+    settings = Settings()
+    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=out) as bar:
+        task = bar.add_task(f"annual report {year}", total=3 if pdf else 2)
+
+        async def go(pool: Any) -> annual.AnnualReport:
+            return await annual.gather(pool=pool, year=year, agency=agency,
+                                       timezone=settings.analytics_timezone)
+
+        rep = db.run_with_pool(go)
+        bar.update(task, advance=1, description="figures computed")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        html_path = out_dir / f"annual-{year}.html"
+        html_path.write_text(annual.render_html(rep), encoding="utf-8")
+        bar.update(task, advance=1, description="HTML written")
+        written = [html_path]
+        if pdf:
+            pdf_path = out_dir / f"annual-{year}.pdf"
+            pdf_path.write_bytes(annual.render_pdf(rep))
+            written.append(pdf_path)
+            bar.update(task, advance=1, description="PDF written")
+    for path in written:
+        out.print(f"wrote {path}")
