@@ -7,15 +7,16 @@
 -- and a live table's write path emits events. The views below give the reports one shape
 -- for both, with `source` telling them apart.
 
--- Dispositions: a managed code list (analyst search; imported calls map their source's
--- text to it through the mapping file), not free text.
+-- Dispositions: a managed code list, not free text. An incident is closed with one of them
+-- (incidents core, which owns the table), imported calls map their source's text to one
+-- through the mapping file, and the analyst search filters on them.
 CREATE TABLE disposition_codes (
     code        text PRIMARY KEY CHECK (code ~ '^[A-Z0-9][A-Z0-9_]{0,31}$'),
     description text NOT NULL,
     active      boolean NOT NULL DEFAULT true
 );
 INSERT INTO disposition_codes (code, description) VALUES
-    ('TRANSPORT',        'Patient transported'),
+    ('TRANSPORTED',      'Patient transported'),
     ('REFUSED',          'Patient declined transport / against medical advice'),
     ('NO_MERIT',         'No merit / nothing found'),
     ('CANCELLED',        'Cancelled'),

@@ -222,7 +222,7 @@ TABLE_OWNERS = {
     "timer_alerts": "incidents/dispatch/repository.py",
     "historical_calls": "incidents/analytics/repository.py",
     "historical_unit_responses": "incidents/analytics/repository.py",
-    "disposition_codes": "incidents/analytics/repository.py",
+    "disposition_codes": "incidents/repository.py",
 }
 _WRITE = re.compile(r"\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+([a-z_]+)\b")
 

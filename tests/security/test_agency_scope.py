@@ -26,7 +26,7 @@ API = "/api/v1"
 PASSWORD = "correct horse battery staple"
 ROLES_SCOPED = ("dispatcher", "supervisor", "field_unit", "analyst")  # admins are global
 # Path parameters naming resources every agency shares (documented in docs/security.md).
-SHARED = {"plan_id", "code"}
+SHARED = {"plan_id", "code", "chart"}   # chart: a kind of chart, not a resource
 
 
 @dataclass

@@ -173,3 +173,20 @@ async def test_roles_scope_and_bad_input(plain_app: RunningApp, api: Api, tmp_pa
         assert field in r.text, (bad, r.text)
     r = await sffd.get("/api/v1/analytics/dispositions")
     assert "NO_MERIT" in [d["code"] for d in r.json()]
+
+
+async def test_incidents_close_with_a_code_of_the_managed_list(plain_app: RunningApp,
+                                                               api: Api) -> None:
+    disp = await api.as_("dispatcher")
+    inc = await create_incident(disp, 37.76, -122.42, "MED")
+    r = await disp.post(f"/api/v1/incidents/{inc['id']}/close", json={"disposition": "STRESS"})
+    assert r.status_code == 422 and "body.disposition" in r.text, r.text
+    assert await plain_app.pool.fetchval("SELECT status FROM incidents") == "pending"
+    await plain_app.pool.execute("UPDATE disposition_codes SET active = false WHERE code = 'OTHER'")
+    r = await disp.post(f"/api/v1/incidents/{inc['id']}/close", json={"disposition": "OTHER"})
+    assert r.status_code == 422
+    r = await disp.post(f"/api/v1/incidents/{inc['id']}/close", json={"disposition": "NO_MERIT"})
+    assert r.status_code == 200 and r.json()["disposition"] == "NO_MERIT"
+    analyst = await api.as_("analyst")
+    r = await analyst.get("/api/v1/analytics/incidents", params={"disposition": "NO_MERIT"})
+    assert [i["incident_id"] for i in r.json()["items"]] == [inc["id"]]

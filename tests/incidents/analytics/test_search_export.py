@@ -72,7 +72,7 @@ async def test_keyset_paging_filters_and_exports(plain_app: RunningApp, api: Api
     # Filters: a disposition code of the managed list, a unit, a date range.
     transported = {n for n, c in raw.items() if c["disposition"] in ("Code 2 Transport",
                                                                       "Code 3 Transport")}
-    assert set(await _all_numbers(analyst, {"disposition": "TRANSPORT"})) == transported
+    assert set(await _all_numbers(analyst, {"disposition": "TRANSPORTED"})) == transported
     e39 = {n for n, c in raw.items() if "E39" in c["units"]}  # type: ignore[operator]
     assert set(await _all_numbers(analyst, {"unit": "E39"})) == e39 and e39
     r = await analyst.get("/api/v1/analytics/incidents", params={
@@ -92,7 +92,7 @@ async def test_keyset_paging_filters_and_exports(plain_app: RunningApp, api: Api
     assert float(first["call_processing_s"]) >= 0 and first["source"] == "imported"
 
     # Parquet export: the same rows, typed.
-    r = await analyst.get("/api/v1/analytics/incidents.parquet", params={"disposition": "TRANSPORT"})
+    r = await analyst.get("/api/v1/analytics/incidents.parquet", params={"disposition": "TRANSPORTED"})
     assert r.status_code == 200 and r.headers["content-type"] == "application/vnd.apache.parquet"
     pt = pq.read_table(io.BytesIO(r.content))
     assert set(pt.column("number").to_pylist()) == transported
