@@ -39,6 +39,21 @@ _mount_optional("incidents.analytics.cli", "import_app", "import", "Historical d
 _mount_optional("incidents.analytics.cli", "report_app", "report", "Published reports.")
 
 
+def _add_command(typer_module: str, typer_attr: str, module: str, attr: str, name: str) -> None:
+    """A command of ``module`` under another package's command group (``cad graph calibrate``
+    lives with the analytics that read history, not in routing, which imports no project
+    package)."""
+    try:
+        group = getattr(__import__(typer_module, fromlist=[typer_attr]), typer_attr)
+        command = getattr(__import__(module, fromlist=[attr]), attr)
+    except ImportError:
+        return
+    group.command(name)(command)
+
+
+_add_command("routing.cli", "graph_app", "incidents.analytics.cli", "calibrate_command", "calibrate")
+
+
 @app.command()
 def serve(
     host: str | None = typer.Option(None, help="Bind address (CAD_HOST)."),

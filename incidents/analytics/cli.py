@@ -107,3 +107,56 @@ def annual_report_command(
             bar.update(task, advance=1, description="PDF written")
     for path in written:
         out.print(f"wrote {path}")
+
+
+def calibrate_command(
+    stations: Annotated[Path, typer.Option(exists=True, dir_okay=False, help=(
+        "Stations CSV (station,address,lat,lon), e.g. ../shared/data/calls/sffd_fire_stations.csv"))],
+    graph: Annotated[Path | None, typer.Option(help="Road graph (default: CAD_GRAPH_PATH).")] = None,
+    agency: Annotated[str | None, typer.Option(help="One agency's history (default: all).")] = None,
+    holdout_days: Annotated[float, typer.Option(min=1, help="The last days, held out.")] = 7.0,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write the factors as JSON.")] = None,
+) -> None:
+    """Fit speed factors per hour of day from imported history (recorded travel vs the
+    graph's ETA for the same trip) and report the ETA error on a held-out week."""
+    import json
+
+    from cad import db
+    from cad.settings import Settings
+    from incidents.analytics import calibrate
+    from routing.service import RoutingService
+
+    settings = Settings()
+    path = graph or settings.graph_path
+    if path is None:
+        err.print("cad: give --graph or set CAD_GRAPH_PATH")
+        raise typer.Exit(2)
+    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=out) as bar:
+        task = bar.add_task("loading the road graph", total=3)
+        routing = RoutingService.from_file(path)
+        bar.update(task, advance=1, description="reading trips")
+
+        async def go(pool: Any) -> list[calibrate.Trip]:
+            return await calibrate.load_trips(pool, agency=agency, timezone=settings.analytics_timezone)
+
+        trips = db.run_with_pool(go)
+        bar.update(task, advance=1, description=f"routing {len(trips):,} trips")
+        try:
+            result = calibrate.calibrate(routing, trips, calibrate.read_stations(stations),
+                                         holdout_days=holdout_days)
+        except ValueError as exc:
+            err.print(f"cad: {exc}")
+            raise typer.Exit(1) from None
+        bar.update(task, advance=1, description="fitted")
+    out.print(f"{result.trips_routed:,} trips routed of {result.trips_considered:,}; fitted on "
+              f"{result.train_trips:,}, held out {result.holdout_trips:,} "
+              f"(from {result.holdout_from:%Y-%m-%d %H:%M})")
+    out.print(f"{'ETA on held-out trips':24}{'median |error| s':>18}{'p90 |error| s':>15}")
+    for name, e in result.errors.items():
+        out.print(f"{name:24}{e.median_abs_s:>18.1f}{e.p90_abs_s:>15.1f}")
+    out.print(f"overall factor {result.overall_factor} (CAD_ETA_CALIBRATION_FACTOR applies it to "
+              "every route)")
+    if out_file is not None:
+        out_file.write_text(json.dumps(result.as_json(), indent=2) + "\n")
+        out.print(f"wrote {out_file}")
