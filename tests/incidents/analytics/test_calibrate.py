@@ -57,3 +57,33 @@ async def test_calibration_shrinks_the_held_out_eta_error(pool: asyncpg.Pool, da
     written = json.loads(out.read_text())
     assert written["overall_factor"] == result.overall_factor
     assert written["errors"]["by_hour"]["median_abs_s"] == by_hour.median_abs_s
+
+
+async def test_recommendations_use_the_calibrated_factor_of_the_hour(database_url: str,
+                                                                    tmp_path: Path) -> None:
+    """The same recommendation under CAD_ETA_HOUR_FACTORS (every hour 2.5) and without
+    (factor 1): the ETA scales with the calibrated factor."""
+    from tests.auth import Api
+    from tests.dispatch_fixtures import create_incident, create_unit, make_settings
+    from tests.support import running_app
+
+    etas = []
+    for n, factors in enumerate(({}, {h: 2.5 for h in range(24)})):
+        settings = make_settings(database_url, tmp_path / str(n), eta_hour_factors=factors,
+                                 analytics_timezone="America/Los_Angeles")
+        async with running_app(settings) as app:
+            api = Api(app)
+            try:
+                sup, disp = await api.as_("supervisor"), await api.as_("dispatcher")
+                if n == 0:
+                    r = await sup.put("/api/v1/stations/S1", json={
+                        "id": "S1", "agency": "SFFD", "name": "One", "lat": 37.77, "lon": -122.42})
+                    assert r.status_code == 200, r.text
+                    await create_unit(sup, "E01", station="S1")
+                inc = await create_incident(disp, 37.78, -122.41, "VEHFIRE")
+                r = await disp.post(f"/api/v1/incidents/{inc['id']}/recommendation")
+                assert r.status_code == 201, r.text
+                etas.append(r.json()["picks"][0]["eta_s"])
+            finally:
+                await api.close()
+    assert etas[0] > 0 and abs(etas[1] - 2.5 * etas[0]) < 0.01 * etas[1]
