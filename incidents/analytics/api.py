@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 
 from cad.errors import Invalid
 from cad.security import CurrentScope
-from incidents.analytics import charts, service
+from incidents.analytics import service
 from incidents.analytics.schemas import (
     DispositionOut,
     EquityOut,
@@ -111,6 +111,10 @@ async def chart(chart: Literal["distribution", "p90_by_hour", "trend_by_week"],
                 format: Annotated[Literal["png", "svg"], Query()] = "png",
                 thresholds: Thresholds = [],  # noqa: B006
                 start: Start = None, end: End = None, source: Source = None) -> Response:
+    # matplotlib loads on the first chart, not with the app (its import and font cache cost
+    # seconds at a cold start).
+    from incidents.analytics import charts
+
     query = _query([metric], [], thresholds, start, end, source, {})
     service.validate_report(query)
     threshold = query.thresholds.get(metric, service.INTERVALS[metric][2])
