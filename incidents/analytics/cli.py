@@ -45,8 +45,13 @@ def import_calls_command(
         task = bar.add_task(f"reading {file.name}", total=total)
 
         async def go(pool: Any) -> service.ImportResult:
+            import getpass
+
+            from cad.uow import RequestContext
+
             return await service.import_calls(
                 pool=pool, path=file, mapping=cmap, agency=agency,
+                ctx=RequestContext(actor=f"cli:{getpass.getuser()}", source="import"),
                 progress=lambda n: bar.update(task, completed=n))
 
         try:

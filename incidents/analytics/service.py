@@ -20,6 +20,7 @@ import asyncpg
 
 from cad.errors import Invalid, NotFound
 from cad.security.scope import Scope
+from cad.uow import RequestContext, unit_of_work
 from incidents.analytics import repository
 from incidents.analytics.mapping import ColumnMapping
 from incidents.analytics.parse import BadRow, parse_calls
@@ -80,10 +81,12 @@ def read_text(path: Path) -> io.TextIOBase:
 
 
 async def import_calls(*, pool: asyncpg.Pool, path: Path, mapping: ColumnMapping,
-                       agency: str | None = None,
+                       agency: str | None = None, ctx: RequestContext | None = None,
                        progress: Callable[[int], None] | None = None) -> ImportResult:
     """Import a calls-for-service export: every call and unit response not there yet, in one
-    transaction; bad rows are reported and skipped. No events, no NOTIFY."""
+    transaction with its audit record (who imported which file, what was added); bad rows
+    are reported and skipped. No events, no NOTIFY."""
+    ctx = ctx or RequestContext(actor="system:import", source="import")
     agency = agency or mapping.agency
     if not agency:
         raise Invalid("no agency: pass one or set [source] agency in the mapping", field="agency")
@@ -94,10 +97,14 @@ async def import_calls(*, pool: asyncpg.Pool, path: Path, mapping: ColumnMapping
     if unknown:
         raise Invalid(f"the mapping names disposition codes not in the managed list: "
                       f"{', '.join(unknown)}", field="mapping")
-    async with pool.acquire() as conn, conn.transaction():
+    async with unit_of_work(pool, ctx) as uow:
+        record = uow.audit("history.import", target=f"agency:{agency}", details={
+            "file": path.name, "mapping": mapping.name, "rows": parsed.rows,
+            "bad_rows": len(parsed.bad)})
         calls_added, units_added = await repository.import_history(
-            conn, agency=agency, mapping=mapping.name, calls=list(parsed.calls.values()),
+            uow.conn, agency=agency, mapping=mapping.name, calls=list(parsed.calls.values()),
             units=parsed.units)
+        record.details.update(calls_added=calls_added, units_added=units_added)
     return ImportResult(rows=parsed.rows, calls_in_file=len(parsed.calls),
                         units_in_file=len(parsed.units), calls_added=calls_added,
                         units_added=units_added, bad=parsed.bad,

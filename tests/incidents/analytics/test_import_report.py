@@ -4,6 +4,7 @@ recomputed independently with pandas (both windows of /work/shared/data/calls)."
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import subprocess
@@ -121,6 +122,15 @@ async def test_import_is_idempotent_marked_and_emits_no_live_events(app: Running
         "SELECT count(*) FILTER (WHERE source = 'imported') AS imported,"
         " count(*) FILTER (WHERE source = 'live') AS live FROM analytics_unit_responses")
     assert dict(counts) == {"imported": 7704, "live": 0}
+    # Each import is audited, with what it added (the second: nothing).
+    audits = await app.pool.fetch("SELECT actor, target, outcome, details FROM audit_log "
+                                  "WHERE action = 'history.import' ORDER BY seq")
+    assert [(a["actor"], a["target"], a["outcome"]) for a in audits] == [
+        ("system:import", "agency:SFFD", "success")] * 2
+    details = [a["details"] if isinstance(a["details"], dict) else json.loads(a["details"])
+               for a in audits]
+    assert [(d["calls_added"], d["units_added"], d["rows"]) for d in details] == [
+        (3560, 7704, 7704), (0, 0, 7704)]
 
 
 HEADER = ("Call Number,Unit ID,Incident Number,Call Type,Call Date,Watch Date,Received DtTm,"
