@@ -52,6 +52,7 @@ def _add_command(typer_module: str, typer_attr: str, module: str, attr: str, nam
 
 
 _add_command("routing.cli", "graph_app", "incidents.analytics.cli", "calibrate_command", "calibrate")
+_add_command("cad.cli", "app", "incidents.analytics.cli", "simulate_command", "simulate")
 
 
 @app.command()
