@@ -51,10 +51,12 @@ SELECT 'BENCH', 'bench', g::text,
        'Z' || (g % 40), (g % 45)::text, 37.7 + random() * 0.1, -122.5 + random() * 0.1
 FROM generate_series(1, $1::int) g;
 INSERT INTO historical_unit_responses (call_id, agency, call_type, call_type_group, priority, zone,
-                                       station, received_at, unit_id, unit_type, dispatch_seq,
+                                       station, received_at, unit_id, unit_type, discipline,
+                                       dispatch_seq,
                                        dispatched_at, en_route_at, on_scene_at, cleared_at)
 SELECT c.id, c.agency, c.call_type, c.call_type_group, c.priority, c.zone, c.station, c.received_at,
        'U' || ((s.u + s.k * 7) % 500), (ARRAY['ENGINE', 'MEDIC', 'TRUCK', 'CHIEF'])[1 + s.u % 4],
+       CASE WHEN s.u % 4 = 1 THEN 'ems' ELSE 'fire' END,
        s.k + 1, t.d, t.e, t.o, t.o + interval '30 minutes'
 FROM (SELECT u, (u - 1) / $1::int AS k, 1 + (u - 1) % $1::int AS call_no
       FROM generate_series(1, $2::int) u) s

@@ -71,6 +71,7 @@ CREATE TABLE historical_unit_responses (
     received_at     timestamptz NOT NULL,
     unit_id         text NOT NULL,
     unit_type       text,
+    discipline      text NOT NULL CHECK (discipline IN ('police', 'fire', 'ems')),  -- mapping
     dispatch_seq    integer,
     dispatched_at   timestamptz CHECK (isfinite(dispatched_at)),
     en_route_at     timestamptz CHECK (isfinite(en_route_at)),
@@ -105,7 +106,7 @@ FROM historical_calls h;
 CREATE VIEW analytics_unit_responses AS
 SELECT 'live'::text AS source, i.id AS incident_id, i.agency, i.incident_type,
        t.apco_type AS call_type_group, i.priority::text AS priority, i.zone_id AS zone,
-       z.first_due_station AS station, i.received_at, iu.unit_id, u.unit_type,
+       z.first_due_station AS station, i.received_at, iu.unit_id, u.unit_type, u.discipline,
        iu.dispatched_at, iu.en_route_at, iu.on_scene_at, iu.cleared_at
 FROM incident_units iu
 JOIN incidents i ON i.id = iu.incident_id
@@ -114,6 +115,6 @@ LEFT JOIN zones z ON z.id = i.zone_id
 LEFT JOIN units u ON u.id = iu.unit_id
 UNION ALL
 SELECT 'imported', -r.call_id, r.agency, r.call_type, r.call_type_group, r.priority, r.zone,
-       r.station, r.received_at, r.unit_id, r.unit_type,
+       r.station, r.received_at, r.unit_id, r.unit_type, r.discipline,
        r.dispatched_at, r.en_route_at, r.on_scene_at, r.cleared_at
 FROM historical_unit_responses r;

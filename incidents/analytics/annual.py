@@ -69,6 +69,13 @@ def _fmt(value: float | None, unit: str = " s") -> str:
     return "–" if value is None else f"{value:,.0f}{unit}"
 
 
+def _threshold(r: dict[str, Any]) -> str:
+    by = r.get("threshold_by_discipline_s")
+    if r["threshold_s"] is None and by:
+        return f"{by['ems']:.0f} s EMS / {by['fire']:.0f} s fire"
+    return _fmt(r["threshold_s"])
+
+
 def _share(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f} %"
 
@@ -142,7 +149,7 @@ def render_html(rep: AnnualReport) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(r['interval'].replace('_', ' '))}</td><td>{r['n']:,}</td>"
         f"<td>{r['missing']:,}</td><td>{r['out_of_order']:,}</td><td>{_fmt(r['median_s'])}</td>"
-        f"<td>{_fmt(r['p90_s'])}</td><td>{_fmt(r['threshold_s'])}</td>"
+        f"<td>{_fmt(r['p90_s'])}</td><td>{_threshold(r)}</td>"
         f"<td>{_share(r['within_share'])}</td>"
         f"<td>{'yes' if r['meets_target'] else 'no' if r['meets_target'] is False else '–'}</td></tr>"
         for r in interval_rows(rep))
@@ -198,10 +205,10 @@ def render_pdf(rep: AnnualReport) -> bytes:
         totals = rep.totals["rows"][0] if rep.totals["rows"] else {"incidents": 0, "unit_responses": 0}
         page.text(0.08, 0.91, f"{rep.agency or 'All agencies'} · {totals['incidents']:,} incidents · "
                               f"{totals['unit_responses']:,} unit responses", fontsize=11)
-        lines = [f"{'interval':18}{'n':>9}{'median':>10}{'p90':>10}{'threshold':>11}{'within':>10}"]
+        lines = [f"{'interval':18}{'n':>9}{'median':>10}{'p90':>10}{'threshold':>20}{'within':>10}"]
         for r in interval_rows(rep):
             lines.append(f"{r['interval']:18}{r['n']:>9,}{_fmt(r['median_s']):>10}"
-                         f"{_fmt(r['p90_s']):>10}{_fmt(r['threshold_s']):>11}"
+                         f"{_fmt(r['p90_s']):>10}{_threshold(r):>20}"
                          f"{_share(r['within_share']):>10}")
         page.text(0.08, 0.85, "\n".join(lines), family="monospace", fontsize=9, va="top")
         pdf.savefig(page)

@@ -17,6 +17,7 @@ UNIT_FIELDS = ("unit_id", "unit_type", "dispatch_seq", "dispatched_at", "en_rout
                "on_scene_at", "transporting_at", "at_hospital_at", "cleared_at")
 REQUIRED = ("call_number", "call_type", "received_at", "unit_id")
 LOCATION_FORMATS = ("paren_lat_lon", "lat_lon_columns")
+DISCIPLINES = ("police", "fire", "ems")
 
 
 class MappingError(ValueError):
@@ -34,6 +35,9 @@ class ColumnMapping:
     columns: dict[str, tuple[str, ...]]
     # the source's disposition text -> managed code
     dispositions: dict[str, str]
+    # unit type -> police | fire | ems, and the discipline of the types not listed
+    unit_disciplines: dict[str, str]
+    default_discipline: str
 
     def resolve(self, header: list[str]) -> dict[str, int]:
         """field -> column index in this file; a required field with no column is an error."""
@@ -104,8 +108,14 @@ def parse_mapping(raw: dict[str, object]) -> ColumnMapping:
     if not isinstance(dispositions, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in dispositions.items()):
         raise MappingError("mapping: [dispositions] maps source text to a code")
+    disciplines = raw.get("unit_disciplines", {})
+    default_discipline = str(source.get("default_discipline", "fire"))
+    if (not isinstance(disciplines, dict)
+            or not all(v in DISCIPLINES for v in [*disciplines.values(), default_discipline])):
+        raise MappingError(f"mapping: disciplines are one of {', '.join(DISCIPLINES)}")
     return ColumnMapping(name=str(source.get("name", "custom")),
                          agency=str(source.get("agency", "")), timezone=tz,
                          timestamp_format=str(source.get("timestamp_format", "%Y-%m-%dT%H:%M:%S")),
                          location_format=location_format, columns=columns,
-                         dispositions=dict(dispositions))
+                         dispositions=dict(dispositions), unit_disciplines=dict(disciplines),
+                         default_discipline=default_discipline)

@@ -156,6 +156,8 @@ def _row(row: list[str], cols: dict[str, int], mapping: ColumnMapping
                             "unit_type": _text(row, cols, "unit_type")}
     if unit["unit_id"] is None:
         raise _Bad("unit_id is empty")
+    unit["discipline"] = mapping.unit_disciplines.get(unit["unit_type"] or "",
+                                                      mapping.default_discipline)
     seq = _text(row, cols, "dispatch_seq")
     try:
         unit["dispatch_seq"] = int(seq) if seq is not None else None

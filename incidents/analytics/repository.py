@@ -15,8 +15,8 @@ import asyncpg
 _CALL_COLS = ("call_number", "incident_number", "call_type", "call_type_group", "priority",
               "received_at", "entry_at", "disposition", "disposition_raw", "zone", "station",
               "battalion", "address", "lat", "lon")
-_UNIT_COLS = ("call_number", "unit_id", "unit_type", "dispatch_seq", "dispatched_at", "en_route_at",
-              "on_scene_at", "transporting_at", "at_hospital_at", "cleared_at")
+_UNIT_COLS = ("call_number", "unit_id", "unit_type", "discipline", "dispatch_seq", "dispatched_at",
+              "en_route_at", "on_scene_at", "transporting_at", "at_hospital_at", "cleared_at")
 
 
 async def import_history(conn: asyncpg.Connection, *, agency: str, mapping: str,
@@ -31,6 +31,7 @@ async def import_history(conn: asyncpg.Connection, *, agency: str, mapping: str,
         "entry_at timestamptz, disposition text, disposition_raw text, zone text, station text, "
         "battalion text, address text, lat double precision, lon double precision) ON COMMIT DROP;"
         "CREATE TEMP TABLE hist_unit_stage (call_number text, unit_id text, unit_type text, "
+        "discipline text, "
         "dispatch_seq integer, dispatched_at timestamptz, en_route_at timestamptz, "
         "on_scene_at timestamptz, transporting_at timestamptz, at_hospital_at timestamptz, "
         "cleared_at timestamptz) ON COMMIT DROP")
@@ -56,10 +57,12 @@ async def import_history(conn: asyncpg.Connection, *, agency: str, mapping: str,
         """WITH ins AS (
                INSERT INTO historical_unit_responses (call_id, agency, call_type,
                    call_type_group, priority, zone, station, received_at, unit_id, unit_type,
+                   discipline,
                    dispatch_seq, dispatched_at, en_route_at, on_scene_at, transporting_at,
                    at_hospital_at, cleared_at)
                SELECT h.id, h.agency, h.call_type, h.call_type_group, h.priority, h.zone,
-                      h.station, h.received_at, s.unit_id, s.unit_type, s.dispatch_seq,
+                      h.station, h.received_at, s.unit_id, s.unit_type, s.discipline,
+                      s.dispatch_seq,
                       s.dispatched_at,
                       s.en_route_at, s.on_scene_at, s.transporting_at, s.at_hospital_at,
                       s.cleared_at
@@ -102,13 +105,14 @@ REPORT_WORK_MEM = "64MB"
 
 async def grouped_report(pool: asyncpg.Pool, *, view: str,
                          dimensions: Sequence[tuple[str, str]],
-                         metrics: Sequence[tuple[str, str, float]],
+                         metrics: Sequence[tuple[str, str, float | str]],
                          agencies: list[str] | None, start: datetime | None, end: datetime | None,
                          source: str | None, timezone: str,
                          filters: Sequence[tuple[str, list[str]]] = ()) -> list[asyncpg.Record]:
     """One row per group of ``dimensions`` ((alias, SQL expression) pairs from the service's
     whitelist, never from the request) with, per metric ((name, interval SQL in seconds,
-    threshold s)): valid n, missing, out-of-order, median and 90th percentile (continuous:
+    threshold: seconds, or an SQL expression of the row from the service's constants)):
+    valid n, missing, out-of-order, median and 90th percentile (continuous:
     ``percentile_cont``) and the share within the threshold. ``$5`` is the time zone of the
     hour-of-day, day-of-week and week expressions.
 
@@ -122,8 +126,13 @@ async def grouped_report(pool: asyncpg.Pool, *, view: str,
     middle = [alias for alias, _ in dimensions] + ["count(*) AS count"]
     outer = [alias for alias, _ in dimensions] + ["count"]
     for i, (name, expr, threshold) in enumerate(metrics):
-        args.append(threshold)
-        v, t = f"m{i}", f"${len(args)}::float8"
+        v = f"m{i}"
+        if isinstance(threshold, str):
+            t = f"t{i}"
+            inner.append(f"({threshold})::float8 AS {t}")
+        else:
+            args.append(threshold)
+            t = f"${len(args)}::float8"
         inner.append(f"{expr} AS {v}")
         middle += [
             f"count(*) FILTER (WHERE {v} >= 0) AS {name}__n",

@@ -13,8 +13,9 @@ class IntervalStats(Out):
     out_of_order: int           # end before start: excluded, counted here
     median_s: float | None
     p90_s: float | None
-    threshold_s: float
-    within_share: float | None  # share of the valid intervals <= threshold_s
+    threshold_s: float | None   # None: per discipline (turnout's default), next field
+    threshold_by_discipline_s: dict[str, float] | None = None
+    within_share: float | None  # share of the valid intervals within their threshold
 
 
 class ReportRow(Out):

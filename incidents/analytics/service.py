@@ -38,7 +38,7 @@ INTERVALS: dict[str, tuple[str, str, float]] = {
     "call_processing": ("incident", _seconds("received_at", "first_dispatched_at"), 60.0),
     # The first unit on scene, from the call's receipt (the 8-minute figure many agencies use).
     "total_response": ("incident", _seconds("received_at", "first_on_scene_at"), 480.0),
-    # NFPA 1710: turnout 80 s for fire (60 s EMS: pass threshold=turnout:60), travel 240 s.
+    # NFPA 1710: turnout 80 s for fire, 60 s for EMS (TURNOUT_BY_DISCIPLINE_S), travel 240 s.
     "turnout": ("unit", _seconds("dispatched_at", "en_route_at"), 80.0),
     "travel": ("unit", _seconds("en_route_at", "on_scene_at"), 240.0),
     "unit_response": ("unit", _seconds("dispatched_at", "on_scene_at"), 320.0),
@@ -57,6 +57,10 @@ DIMENSIONS: dict[str, str | None] = {
     "unit_type": None, "unit": "unit_id",
 }
 UNIT_ONLY_DIMENSIONS = frozenset({"unit_type", "unit"})
+# NFPA 1710 turnout: 60 s for EMS units, 80 s for fire (and, by default, police) units; the
+# default applies per unit response unless the request names one threshold for all.
+TURNOUT_BY_DISCIPLINE_S = {"ems": 60.0, "fire": 80.0, "police": 80.0}
+_TURNOUT_SQL = ("CASE discipline WHEN 'ems' THEN 60 ELSE 80 END")
 FILTERS = ("incident_type", "call_type_group", "priority", "zone", "station", "unit_type")
 PERCENTILE_DEFINITION = ("continuous: linear interpolation between the closest ranks "
                          "(PostgreSQL percentile_cont; pandas quantile(interpolation='linear'))")
@@ -157,8 +161,9 @@ async def report(*, pool: asyncpg.Pool, scope: Scope, query: ReportQuery,
     dims = [(g, DIMENSIONS[g] or g) for g in query.group_by]
     by_group: dict[tuple[Any, ...], dict[str, Any]] = {}
     for level, view in (("incident", "analytics_incidents"), ("unit", "analytics_unit_responses")):
-        metrics = [(m, INTERVALS[m][1], query.thresholds.get(m, INTERVALS[m][2]))
-                   for m in query.metrics if INTERVALS[m][0] == level]
+        metrics: list[tuple[str, str, float | str]] = [
+            (m, INTERVALS[m][1], _threshold(m, query)) for m in query.metrics
+            if INTERVALS[m][0] == level]
         if not metrics:
             continue
         rows = await repository.grouped_report(
@@ -176,7 +181,9 @@ async def report(*, pool: asyncpg.Pool, scope: Scope, query: ReportQuery,
                     "n": r[f"{name}__n"], "missing": r[f"{name}__missing"],
                     "out_of_order": r[f"{name}__out_of_order"],
                     "median_s": _pct(r[f"{name}__pct"], 0), "p90_s": _pct(r[f"{name}__pct"], 1),
-                    "threshold_s": threshold,
+                    "threshold_s": None if isinstance(threshold, str) else threshold,
+                    "threshold_by_discipline_s": (dict(TURNOUT_BY_DISCIPLINE_S)
+                                                  if isinstance(threshold, str) else None),
                     "within_share": (None if r[f"{name}__within_share"] is None
                                      else float(r[f"{name}__within_share"])),
                 }
@@ -184,6 +191,16 @@ async def report(*, pool: asyncpg.Pool, scope: Scope, query: ReportQuery,
     return {"metrics": list(query.metrics), "group_by": list(query.group_by),
             "start": _plain(query.start), "end": _plain(query.end), "source": query.source,
             "timezone": timezone, "percentiles": PERCENTILE_DEFINITION, "rows": rows_out}
+
+
+def _threshold(metric: str, query: ReportQuery) -> float | str:
+    """The request's threshold, else the default: one number, or for turnout the
+    per-discipline SQL."""
+    if metric in query.thresholds:
+        return query.thresholds[metric]
+    if metric == "turnout":
+        return _TURNOUT_SQL
+    return INTERVALS[metric][2]
 
 
 def _pct(values: list[float] | None, i: int) -> float | None:

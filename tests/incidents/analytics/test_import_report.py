@@ -143,11 +143,11 @@ HEADER = ("Call Number,Unit ID,Incident Number,Call Type,Call Date,Watch Date,Re
 
 def _row(call: str, unit: str, received: str = "01/01/2017 10:00:00 AM",
          dispatch: str = "01/01/2017 10:01:00 AM", on_scene: str = "01/01/2017 10:06:00 AM",
-         location: str = '"(37.75, -122.45)"') -> str:
+         location: str = '"(37.75, -122.45)"', unit_type: str = "ENGINE") -> str:
     return (f"{call},{unit},1,Medical Incident,01/01/2017,01/01/2017,{received},,{dispatch},"
             f"01/01/2017 10:01:30 AM,{on_scene},,,Code 2 Transport,01/01/2017 10:40:00 AM,"
             f"0 Block of X ST,San Francisco,94110,B06,32,5633,3,3,3,true,Non Life-threatening,1,"
-            f"ENGINE,1,6,9,Mission,{location},{call}-{unit}")
+            f"{unit_type},1,6,9,Mission,{location},{call}-{unit}")
 
 
 async def test_cli_reports_bad_rows_with_line_and_reason_and_skips_them(

@@ -190,3 +190,25 @@ async def test_incidents_close_with_a_code_of_the_managed_list(plain_app: Runnin
     analyst = await api.as_("analyst")
     r = await analyst.get("/api/v1/analytics/incidents", params={"disposition": "NO_MERIT"})
     assert [i["incident_id"] for i in r.json()["items"]] == [inc["id"]]
+
+
+async def test_turnout_threshold_is_per_discipline_unless_one_is_given(
+        plain_app: RunningApp, api: Api, tmp_path: Path) -> None:
+    # Turnout 70 s for both (dispatch 10:01:00 -> en route 10:01:30 is 30 s; dispatch 10:00:20).
+    await _import(plain_app, tmp_path, [
+        _row("50", "E5", dispatch="01/01/2017 10:00:20 AM"),
+        _row("50", "M5", dispatch="01/01/2017 10:00:20 AM", unit_type="MEDIC")])
+    analyst = await api.as_("analyst")
+    r = await analyst.get("/api/v1/analytics/report", params=[
+        ("metric", "turnout"), ("group_by", "unit_type")])
+    rows = {row["group"]["unit_type"]: row["metrics"]["turnout"] for row in r.json()["rows"]}
+    assert rows["ENGINE"]["median_s"] == rows["MEDIC"]["median_s"] == 70.0
+    # NFPA 1710: 80 s for the engine (within), 60 s for the medic (not).
+    assert (rows["ENGINE"]["within_share"], rows["MEDIC"]["within_share"]) == (1.0, 0.0)
+    assert rows["MEDIC"]["threshold_s"] is None
+    assert rows["MEDIC"]["threshold_by_discipline_s"] == {"ems": 60.0, "fire": 80.0, "police": 80.0}
+    r = await analyst.get("/api/v1/analytics/report", params=[
+        ("metric", "turnout"), ("group_by", "unit_type"), ("threshold", "turnout:75")])
+    rows = {row["group"]["unit_type"]: row["metrics"]["turnout"] for row in r.json()["rows"]}
+    assert (rows["ENGINE"]["within_share"], rows["MEDIC"]["within_share"]) == (1.0, 1.0)
+    assert rows["MEDIC"]["threshold_s"] == 75.0 and rows["MEDIC"]["threshold_by_discipline_s"] is None
