@@ -30,7 +30,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -48,9 +47,16 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dispatch_bench import free_port, load_calls, roster, seed_stations, shared_data
+from dispatch_bench import (
+    database_and_graph,
+    free_port,
+    load_calls,
+    roster,
+    seed_stations,
+    stop_server_group,
+)
 
-from cad.embedded_pg import EmbeddedPostgres, with_database
+from cad.embedded_pg import with_database
 
 TARGET_COLD_READY_S = 30.0
 TARGET_WARM_READY_S = 3.0
@@ -164,14 +170,7 @@ async def one_start(label: str, *, server_url: str, graph: Path, numba_cache: Pa
             res["healthz_max_ms"] = max(poll_ms) if poll_ms else float("nan")
             res["healthz_polls"] = len(poll_ms)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_server_group(server)
         reader.join(timeout=5)
         await _drop_database(server_url, db_name)
         (work / f"server-{label}.log").write_text("\n".join(line for _, line in log.lines))
@@ -229,18 +228,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     work.chmod(0o755)
     embedded = None
     try:
-        server_url = os.environ.get("CAD_DATABASE_URL")
-        if server_url is None:
-            embedded = EmbeddedPostgres(work / "pg")
-            server_url = embedded.start()
-        graph = Path(args.graph) if args.graph else work / "sf.cadgraph"
-        if not args.graph:
-            print("building the San Francisco graph (own numba cache) ...", file=sys.stderr)
-            subprocess.run(  # noqa: ASYNC221 - set-up, before anything is measured
-                [sys.executable, "-m", "cad", "graph", "build",
-                 str(shared_data() / "road" / "tl_2017_06075_roads.zip"), "--out", str(graph)],
-                check=True, capture_output=True,
-                env={**os.environ, "NUMBA_CACHE_DIR": str(work / "numba-build")})
+        # The graph is built with a numba cache of its own: the measured starts' caches
+        # begin empty.
+        server_url, embedded, graph = database_and_graph(
+            work, args.graph, build_env={"NUMBA_CACHE_DIR": str(work / "numba-build")})
         cache = work / "numba-cache"
         out: dict[str, Any] = {"load_before": os.getloadavg()[0]}
         print("cold start (empty numba cache) ...", file=sys.stderr)

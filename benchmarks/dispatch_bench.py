@@ -149,22 +149,49 @@ async def seed_stations(c: httpx.AsyncClient, admin_pw: str
     return admin, disp, stations
 
 
+def stop_server_group(server: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the server's whole process group (started with ``start_new_session``),
+    SIGKILL after 30 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+def database_and_graph(work: Path, graph_arg: str | None, *,
+                       build_env: dict[str, str] | None = None
+                       ) -> tuple[str, EmbeddedPostgres | None, Path]:
+    """Set-up shared by the benchmarks that start `cad serve`: the server URL
+    (``CAD_DATABASE_URL``, else an embedded cluster under ``work``, returned so the caller
+    stops it) and the graph (``--graph``, else the San Francisco TIGER graph built into
+    ``work``; ``build_env`` overrides the build's environment, e.g. its numba cache)."""
+    embedded = None
+    url = os.environ.get("CAD_DATABASE_URL")
+    if url is None:
+        embedded = EmbeddedPostgres(work / "pg")
+        url = embedded.start()
+        # The server logs in as cad_app, whose password this cluster made.
+        os.environ["CAD_DB_APP_PASSWORD"] = embedded.app_password or ""
+    graph = Path(graph_arg) if graph_arg else work / "sf.cadgraph"
+    if not graph_arg:
+        print("building the San Francisco graph ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "cad", "graph", "build",
+                        str(shared_data() / "road" / "tl_2017_06075_roads.zip"), "--out", str(graph)],
+                       check=True, capture_output=True, env={**os.environ, **(build_env or {})})
+    return url, embedded, graph
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="cad-bench-"))
     work.chmod(0o755)
     embedded = None
     server = None
     try:
-        url = os.environ.get("CAD_DATABASE_URL")
-        if url is None:
-            embedded = EmbeddedPostgres(work / "pg")
-            url = embedded.start()
-        graph = Path(args.graph) if args.graph else work / "sf.cadgraph"
-        if not args.graph:
-            print("building the San Francisco graph ...", file=sys.stderr)
-            subprocess.run([sys.executable, "-m", "cad", "graph", "build",  # noqa: ASYNC221 - set-up, before any load
-                            str(shared_data() / "road" / "tl_2017_06075_roads.zip"), "--out", str(graph)],
-                           check=True, capture_output=True)
+        url, embedded, graph = database_and_graph(work, args.graph)
         port = free_port()
         admin_pw = "bench-admin-" + os.urandom(8).hex()
         env = {**os.environ, "CAD_DATABASE_URL": url, "CAD_GRAPH_PATH": str(graph),
@@ -280,13 +307,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if server is not None:
             # The whole process group: with --server-prefix the server is the wrapper's child,
             # and a server left running would load the next benchmark's machine.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(server.pid, signal.SIGKILL)
+            stop_server_group(server)
         if embedded is not None:
             embedded.stop()
         if os.environ.get("CAD_BENCH_VERBOSE") and (work / "server.log").exists():

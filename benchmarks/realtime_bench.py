@@ -4,6 +4,7 @@ websockets, N boards receive them, all on loopback against a real server.
     python benchmarks/realtime_bench.py               # 2,000 units @ 1 Hz, 200 boards, 30 s
     python benchmarks/realtime_bench.py --quick       # smaller and shorter, < 60 s in all
     python benchmarks/realtime_bench.py --mode memory --units 1000 --boards 100 --duration 20
+    python benchmarks/realtime_bench.py --flood       # the same run without, then with a flooder
 
 Modes (run side by side by default):
 * ``memory`` - one uvicorn worker, in-process hub (the default deployment);
@@ -23,7 +24,17 @@ Measured per run, over the measurement window after a warm-up:
 * lost: sent - delivered - coalesced, per board, after a drain period (must be 0);
 * slow-closed boards (close code 4408) and the server processes' CPU use.
 
-Baseline in the same run: ``memory`` is the baseline of ``redis``. docs/realtime.md (design
+Flood mode (``--flood``, memory mode unless ``--mode redis``): the run is made twice in one
+process, the second time with one more terminal (``--role flooder``) sending positions over
+its MDT socket as fast as it can (``--flood-batch N``: N fixes per message), reconnecting at
+once whenever it is closed. Reported beside the normal units' p99, delivery and board losses:
+the normal units' breadcrumbs stored vs sent (read from the database after the server has
+stopped and flushed), the flooder's messages sent, closes by code, reconnects and rows
+stored, and /healthz latency probed every 200 ms by this process. The final JSON line has
+``flood``: the normal p99 and delivery ratios flood/no-flood and the normal fixes lost.
+
+Baseline in the same run: ``memory`` is the baseline of ``redis``; the run without the
+flooder is the baseline of the run with it. docs/realtime.md (design
 note) has the bare-FastAPI fan-out measured on this machine for scale.
 Prints a table, then one JSON line.
 """
@@ -36,6 +47,7 @@ import heapq
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,7 +68,8 @@ AGENCY = "BENCH"
 
 # --- provisioning ------------------------------------------------------------------------------
 
-async def provision(url: str, n_units: int, n_boards: int) -> dict[str, Any]:
+async def provision(url: str, n_units: int, n_boards: int, *, flooder: bool = False
+                    ) -> dict[str, Any]:
     """Units, field-unit users with device tokens, dispatchers with sessions; returns tokens."""
     import asyncpg
     from argon2 import PasswordHasher
@@ -72,7 +85,7 @@ async def provision(url: str, n_units: int, n_boards: int) -> dict[str, Any]:
     try:
         pw = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash("unused-" + "x" * 12)
         run = uuid.uuid4().hex[:6]
-        units = [f"B{run}-{i:05d}" for i in range(n_units)]
+        units = [f"B{run}-{i:05d}" for i in range(n_units + (1 if flooder else 0))]
         await conn.copy_records_to_table(
             "units", records=[(u, AGENCY, "fire", "engine") for u in units],
             columns=("id", "agency", "discipline", "unit_type"))
@@ -105,7 +118,8 @@ async def provision(url: str, n_units: int, n_boards: int) -> dict[str, Any]:
             columns=("id", "user_id", "refresh_hash", "created_at", "last_seen_at", "expires_at"))
     finally:
         await conn.close()
-    return {"units": [[u, t] for u, t in zip(units, device_tokens, strict=True)],
+    pairs = [[u, t] for u, t in zip(units, device_tokens, strict=True)]
+    return {"units": pairs[:n_units], "flooder": pairs[n_units] if flooder else None,
             "boards": board_tokens[:-1], "supervisor": board_tokens[-1]}
 
 
@@ -201,9 +215,74 @@ async def role_units(args: argparse.Namespace) -> None:
           flush=True)
 
 
+async def role_flooder(args: argparse.Namespace) -> None:
+    """One terminal sending positions as fast as its socket takes them (fix time = now,
+    strictly increasing), reconnecting at once whenever it is closed, and retrying a refused
+    handshake after ``--flood-retry-s`` (ignoring Retry-After): an adversary."""
+    import websockets
+
+    cfg = json.loads(Path(args.config).read_text())
+    unit, token = cfg["flooder"]
+    url = f"{args.ws}/ws/unit/{unit}"
+    loop = asyncio.get_running_loop()
+    t_start, t_end = await loop.run_in_executor(None, _wait_go)
+    await asyncio.sleep(max(0.0, t_start - time.time()))
+    messages = fixes = connects = refused = 0
+    closes: dict[str, int] = {}
+    last_t = 0.0
+    n = max(1, args.flood_batch)
+
+    async def drain(ws: Any) -> None:  # read what the server sends, or it closes us as slow
+        try:
+            async for _ in ws:
+                pass
+        except Exception:  # noqa: BLE001, S110 - closed
+            pass
+
+    while time.time() < t_end:
+        try:
+            ws = await websockets.connect(
+                url, additional_headers={"Authorization": f"Bearer {token}"},
+                compression=None, open_timeout=10, max_size=2**24, ping_interval=None)
+        except Exception:  # noqa: BLE001 - refused at the handshake (429 while it owes)
+            refused += 1
+            await asyncio.sleep(args.flood_retry_s)
+            continue
+        connects += 1
+        reader = asyncio.create_task(drain(ws))
+        try:
+            while time.time() < t_end:
+                items = []
+                for _ in range(n):
+                    last_t = max(time.time(), last_t + 1e-6)
+                    items.append(f'{{"lat":37.750000,"lon":-122.450000,"fix_time":{last_t:.6f}}}')
+                if n == 1:
+                    msg = '{"type":"position",' + items[0][1:]
+                else:
+                    msg = '{"type":"positions","fixes":[' + ",".join(items) + "]}"
+                await ws.send(msg)
+                messages += 1
+                fixes += n
+                if messages % 50 == 0:
+                    await asyncio.sleep(0)  # let the close frame in
+            await ws.close()
+        except websockets.ConnectionClosed:
+            pass
+        rcvd = ws.protocol.close_rcvd
+        code = str(rcvd.code) if rcvd is not None else "1006"
+        closes[code] = closes.get(code, 0) + 1
+        reader.cancel()
+    print(json.dumps({"messages": messages, "fixes": fixes, "connects": connects,
+                      "refused": refused, "closes": closes, "cpu_s": time.process_time()}),
+          flush=True)
+
+
 async def role_boards(args: argparse.Namespace) -> None:
     cfg = json.loads(Path(args.config).read_text())
     tokens = cfg["boards"]
+    # The flooder's positions are not counted (it has no sent count to compare with).
+    flooder = cfg["flooder"][0] if cfg.get("flooder") else None
+    flooder_key = f'"unit_id":"{flooder}"'.encode() if flooder else None
     conns = await _connect_all([(f"{args.ws}/ws/board", t) for t in tokens], 50)
     loop = asyncio.get_running_loop()
     n = len(conns)
@@ -234,11 +313,17 @@ async def role_boards(args: argparse.Namespace) -> None:
                 in_window = window[0] <= recv_t < window[1]
                 if measure:
                     pos = orjson.loads(raw)["positions"]
+                    if flooder_key is not None:
+                        pos = [p for p in pos if p["unit_id"] != flooder]
                     d = len(pos)
                     c = sum(p["coalesced"] for p in pos)
                     if in_window:
                         for p in pos:
                             latencies.append(recv_t - datetime.fromisoformat(p["fix_time"]).timestamp())
+                elif flooder_key is not None and flooder_key in raw:
+                    pos = [p for p in orjson.loads(raw)["positions"] if p["unit_id"] != flooder]
+                    d = len(pos)
+                    c = sum(p["coalesced"] for p in pos)
                 else:
                     d = raw.count(b'"unit_id":')
                     c = 0
@@ -321,7 +406,8 @@ def _spawn_role(role: str, args: argparse.Namespace, ws_url: str, config: Path
                 ) -> subprocess.Popen[str]:
     cmd = [sys.executable, __file__, "--role", role, "--ws", ws_url, "--config", str(config),
            "--rate", str(args.rate), "--warmup", str(args.warmup), "--drain", str(args.drain),
-           "--latency-sample", str(args.latency_sample)]
+           "--latency-sample", str(args.latency_sample), "--flood-batch", str(args.flood_batch),
+           "--flood-retry-s", str(args.flood_retry_s)]
     return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                             cwd=REPO)
 
@@ -342,12 +428,32 @@ def _wait_ready(proc: subprocess.Popen[str], what: str, timeout: float) -> None:
     raise RuntimeError(f"{what} load process did not get ready (exit {proc.poll()})")
 
 
+async def _probe_healthz(base: str, t_from: float, t_to: float) -> list[float]:
+    """/healthz latency every 200 ms between two wall-clock times: what any other client of
+    the server sees."""
+    import httpx
+
+    out: list[float] = []
+    await asyncio.sleep(max(0.0, t_from - time.time()))
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        while time.time() < t_to:
+            t0 = time.perf_counter()
+            try:
+                await http.get("/healthz")
+                out.append(time.perf_counter() - t0)
+            except httpx.HTTPError:
+                out.append(30.0)
+            await asyncio.sleep(0.2)
+    return sorted(out)
+
+
 async def run_mode(mode: str, args: argparse.Namespace, server_url: str, work: Path,
-                   pg_pid: int | None) -> dict[str, Any]:
+                   pg_pid: int | None, *, flood: bool = False) -> dict[str, Any]:
     import asyncpg
     import httpx
 
-    db = f"bench_{mode}_{uuid.uuid4().hex[:6]}"
+    label = f"{mode}+flood" if flood else mode
+    db = f"bench_{mode}{'_flood' if flood else ''}_{uuid.uuid4().hex[:6]}"
     admin = await asyncpg.connect(_with_db(server_url, "postgres"))
     await admin.execute(f'CREATE DATABASE "{db}"')
     await admin.close()
@@ -382,8 +488,8 @@ async def run_mode(mode: str, args: argparse.Namespace, server_url: str, work: P
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise RuntimeError("server did not start; see " + log.name)
                 await asyncio.sleep(0.2)
-        tokens = await provision(url, args.units, args.boards)
-        config = work / f"tokens-{mode}.json"
+        tokens = await provision(url, args.units, args.boards, flooder=flood)
+        config = work / f"tokens-{label}.json"
         config.write_text(json.dumps(tokens))
         ws_url = f"ws://127.0.0.1:{port}"
         boards = _spawn_role("boards", args, ws_url, config)
@@ -392,6 +498,11 @@ async def run_mode(mode: str, args: argparse.Namespace, server_url: str, work: P
         units = _spawn_role("units", args, ws_url, config)
         procs.append(units)
         _wait_ready(units, "units", 180)
+        flooder = None
+        if flood:
+            flooder = _spawn_role("flooder", args, ws_url, config)
+            procs.append(flooder)
+            _wait_ready(flooder, "flooder", 60)
         t_start = time.time() + 0.5
         t_end = t_start + args.duration
         cpu0 = _cpu_seconds(server.pid)
@@ -399,6 +510,7 @@ async def run_mode(mode: str, args: argparse.Namespace, server_url: str, work: P
             assert p.stdin is not None
             p.stdin.write(f"GO {t_start} {t_end}\n")
             p.stdin.flush()
+        probe = asyncio.create_task(_probe_healthz(base, t_start + args.warmup, t_end))
         await asyncio.sleep(max(0.0, t_start + args.warmup - time.time()))
         cpu_w0, tw0 = _cpu_seconds(server.pid), time.time()
         gen_w0 = sum(_cpu_seconds(p.pid) for p in procs)
@@ -433,6 +545,11 @@ async def run_mode(mode: str, args: argparse.Namespace, server_url: str, work: P
         out_b, _ = await asyncio.to_thread(boards.communicate, timeout=120)
         ru = json.loads(out_u.strip().splitlines()[-1])
         rb = json.loads(out_b.strip().splitlines()[-1])
+        rf: dict[str, Any] = {}
+        if flooder is not None:
+            out_f, _ = await asyncio.to_thread(flooder.communicate, timeout=120)
+            rf = json.loads(out_f.strip().splitlines()[-1])
+        healthz = await probe
         del cpu0
     finally:
         for p in procs:
@@ -444,11 +561,20 @@ async def run_mode(mode: str, args: argparse.Namespace, server_url: str, work: P
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+    # The server has stopped and flushed every breadcrumb (held ones included).
+    flooder_id = tokens["flooder"][0] if tokens.get("flooder") else ""
+    conn = await asyncpg.connect(url)
+    try:
+        stored = await conn.fetchrow(
+            "SELECT count(*) FILTER (WHERE unit_id <> $1) AS normal, "
+            "count(*) FILTER (WHERE unit_id = $1) AS flooder FROM unit_positions", flooder_id)
+    finally:
+        await conn.close()
     sent = ru["sent"]
     lost = [max(0, sent - d - c) for d, c in zip(rb["delivered"], rb["coalesced"], strict=True)]
     window_s = args.duration - args.warmup
     return {
-        "mode": mode, "workers": workers, "units": args.units, "boards": args.boards,
+        "mode": label, "workers": workers, "units": args.units, "boards": args.boards,
         "rate_hz": args.rate, "window_s": window_s,
         "sent": sent, "sent_per_s": ru["sent_window"] / window_s,
         "delivered_per_s": sum(rb["delivered_window"]) / window_s,
@@ -469,6 +595,13 @@ async def run_mode(mode: str, args: argparse.Namespace, server_url: str, work: P
         "server_stats": stats,
         "units_proc_cpu_s": ru["cpu_s"], "boards_proc_cpu_s": rb["cpu_s"],
         "window": [tw0, tw1],
+        "normal_stored": stored["normal"], "normal_not_stored": sent - stored["normal"],
+        "flooder_rows": stored["flooder"],
+        "flooder_messages": rf.get("messages", 0), "flooder_fixes": rf.get("fixes", 0),
+        "flooder_connects": rf.get("connects", 0), "flooder_closes": rf.get("closes", {}),
+        "flooder_refused": rf.get("refused", 0),
+        "healthz_p50_ms": _pct(healthz, 50) * 1000, "healthz_p99_ms": _pct(healthz, 99) * 1000,
+        "healthz_max_ms": (healthz[-1] * 1000) if healthz else float("nan"),
     }
 
 
@@ -501,10 +634,16 @@ async def orchestrate(args: argparse.Namespace) -> int:
     from cad.embedded_pg import EmbeddedPostgres
 
     modes = ["memory", "redis"] if args.mode == "both" else [args.mode]
+    if args.flood:
+        modes = ["memory"] if args.mode == "both" else [args.mode]
     if "redis" in modes and not _redis_ok(args.redis_url):
         print(f"Redis at {args.redis_url} is not reachable: skipping the redis mode",
               file=sys.stderr)
         modes.remove("redis")
+    # --repeat alternates the runs (A B A B ...): on a shared machine the others' load drifts
+    # within minutes, and a ratio of medians of alternated runs follows it less.
+    runs = [(m, f) for _ in range(args.repeat) for m in modes
+            for f in ((False, True) if args.flood else (False,))]
     work = Path(tempfile.mkdtemp(prefix="cad-rt-bench-"))
     work.chmod(0o755)
     embedded = None
@@ -515,14 +654,16 @@ async def orchestrate(args: argparse.Namespace) -> int:
         if url is None:
             embedded = EmbeddedPostgres(work / "pg")
             url = embedded.start()
+            # The server logs in as cad_app, whose password this cluster made.
+            os.environ["CAD_DB_APP_PASSWORD"] = embedded.app_password or ""
             pg_pid = _postmaster_pid(work / "pg")
-        for mode in modes:
-            results.append(await run_mode(mode, args, url, work, pg_pid))
+        for mode, flood in runs:
+            results.append(await run_mode(mode, args, url, work, pg_pid, flood=flood))
     finally:
         if embedded is not None:
             embedded.stop()
     _report(results, args)
-    return 0 if all(r["lost"] == 0 for r in results) else 1
+    return 0 if all(r["lost"] == 0 and r["normal_not_stored"] == 0 for r in results) else 1
 
 
 def _report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
@@ -531,7 +672,10 @@ def _report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
             ("p50_ms", "{:.1f}"), ("p99_ms", "{:.1f}"), ("max_ms", "{:.1f}"),
             ("coalesced", "{}"), ("lost", "{}"), ("slow_closed", "{}"),
             ("server_cpu_pct", "{:.0f}"), ("loadgen_cpu_pct", "{:.0f}"), ("pg_cpu_pct", "{:.0f}"),
-            ("other_cpu_pct", "{:.0f}"), ("loadavg_1m", "{:.1f}")]
+            ("other_cpu_pct", "{:.0f}"), ("loadavg_1m", "{:.1f}"),
+            ("healthz_p99_ms", "{:.1f}"), ("normal_not_stored", "{}")]
+    if args.flood:
+        cols += [("flooder_messages", "{}"), ("flooder_connects", "{}"), ("flooder_rows", "{}")]
     widths = [max(len(c), 9) for c, _ in cols]
     print(" | ".join(c.ljust(w) for (c, _), w in zip(cols, widths, strict=True)))
     print("-+-".join("-" * w for w in widths))
@@ -553,6 +697,43 @@ def _report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
         m = by["memory"]
         summary["memory_meets_target"] = bool(m["p99_ms"] <= 100 and m["lost"] == 0)
         summary["memory_delivery_ratio"] = round(m["delivered_per_s"] / m["expected_per_s"], 4)
+    for mode in ("memory", "redis"):
+        bases = [r for r in results if r["mode"] == mode]
+        floods = [r for r in results if r["mode"] == f"{mode}+flood"]
+        if not bases or not floods:
+            continue
+
+        def med(rs: list[dict[str, Any]], key: str) -> float:
+            return float(statistics.median(r[key] for r in rs))
+
+        def delivery(rs: list[dict[str, Any]]) -> float:
+            return float(statistics.median(r["delivered_per_s"] / r["expected_per_s"] for r in rs))
+
+        p99_ratio = med(floods, "p99_ms") / med(bases, "p99_ms")
+        delivery_ratio = delivery(floods) / delivery(bases)
+        lost = sum(r["lost"] for r in floods)
+        not_stored = sum(r["normal_not_stored"] for r in floods)
+        summary["flood"] = {
+            "mode": mode, "flood_batch": args.flood_batch, "repeat": len(floods),
+            "base_p99_ms": [round(r["p99_ms"], 1) for r in bases],
+            "flood_p99_ms": [round(r["p99_ms"], 1) for r in floods],
+            "other_cpu_pct": [round(r["other_cpu_pct"]) for r in results
+                              if r["mode"] in (mode, f"{mode}+flood")],
+            "normal_p99_ratio": round(p99_ratio, 3),
+            "normal_delivery_ratio": round(delivery_ratio, 4),
+            "normal_fixes_lost": lost,
+            "normal_fixes_not_stored": not_stored,
+            "healthz_p99_ratio": round(med(floods, "healthz_p99_ms") / med(bases, "healthz_p99_ms"), 3),
+            "flooder_messages": sum(r["flooder_messages"] for r in floods),
+            "flooder_fixes": sum(r["flooder_fixes"] for r in floods),
+            "flooder_connects": sum(r["flooder_connects"] for r in floods),
+            "flooder_refused_handshakes": sum(r["flooder_refused"] for r in floods),
+            "flood_retry_s": args.flood_retry_s,
+            "flooder_closes": [r["flooder_closes"] for r in floods],
+            "flooder_rows_stored": [r["flooder_rows"] for r in floods],
+            "within_10pct": bool(p99_ratio <= 1.10 and delivery_ratio >= 0.9
+                                 and lost == 0 and not_stored == 0),
+        }
     if "memory" in by and "redis" in by:
         summary["redis_vs_memory_p99_ratio"] = round(by["redis"]["p99_ms"] / by["memory"]["p99_ms"], 2)
         summary["redis_vs_memory_delivered_ratio"] = round(
@@ -573,6 +754,14 @@ def main() -> int:
     ap.add_argument("--batch-ms", type=int, default=50)
     ap.add_argument("--latency-sample", type=int, default=20, help="boards measuring latency")
     ap.add_argument("--quick", action="store_true", help="300 units, 50 boards, 8 s per mode")
+    ap.add_argument("--flood", action="store_true",
+                    help="run once without and once with a terminal flooding positions")
+    ap.add_argument("--flood-batch", type=int, default=1,
+                    help="fixes per flooder message (1: position messages)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="alternate the runs this many times; ratios from medians")
+    ap.add_argument("--flood-retry-s", type=float, default=0.1,
+                    help="the flooder's wait after a refused handshake (0: a connection flood)")
     ap.add_argument("--profile-server", default=None,
                     help="py-spy the server during the window into FILE.<mode>.txt (collapsed)")
     ap.add_argument("--profile-flags", default="", help=argparse.SUPPRESS)
@@ -580,7 +769,7 @@ def main() -> int:
     ap.add_argument("--redis-url", default=os.environ.get("CAD_TEST_REDIS_URL",
                                                           "redis://127.0.0.1:6379/0"))
     # internal: load-generator processes
-    ap.add_argument("--role", choices=["units", "boards"], help=argparse.SUPPRESS)
+    ap.add_argument("--role", choices=["units", "boards", "flooder"], help=argparse.SUPPRESS)
     ap.add_argument("--ws", help=argparse.SUPPRESS)
     ap.add_argument("--config", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -595,6 +784,9 @@ def main() -> int:
         return 0
     if args.role == "boards":
         asyncio.run(role_boards(args))
+        return 0
+    if args.role == "flooder":
+        asyncio.run(role_flooder(args))
         return 0
     if args.quick:
         args.units, args.boards, args.duration, args.warmup = 300, 50, 8.0, 2.0

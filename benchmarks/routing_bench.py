@@ -23,7 +23,9 @@ Query paths (the headline ratio is routingkit-cch's median over ours, for both):
 * ``rk_cch``      - routingkit-cch CCHManyToOne pinned to the available units;
 * ``scipy`` / ``networkx`` - Dijkstra with a growing limit / pure Python (fewer queries).
 
-Also: unit moves (kernel batch, UnitIndex.set_unit, RoutingService.move_unit by lat/lon),
+Also: unit moves, as teleports (kernel batch, UnitIndex.set_unit, RoutingService.move_unit
+by lat/lon: a random place every move) and as drives (``kernel_drive``, ``service_drive``:
+the next fix along the unit's street, the usual AVL case, which touches no bucket),
 preprocessing (one-time JIT compile on its own line), file load (memory-mapped), routes
 (CH unpacking, checked against Dijkstra on every query), and two worker processes
 loading the same file (resident memory each adds). Agreement: the share of queries whose
@@ -101,22 +103,22 @@ def _batch_queries(args, q_rank, seed_i, seed_f, params, k, lat_ns, res_t):  # t
 
 
 @njit
-def _batch_moves(margs, slots, nodes, mv_i, mv_f, lat_ns):  # type: ignore[no-untyped-def]  # numba kernel
+def _batch_moves(margs, slots, nodes, offs, mv_i, mv_f, lat_ns):  # type: ignore[no-untyped-def]  # numba kernel
     ts = np.zeros(2, np.int64)
     (rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub_head, ub_w, bk, pool_sj, pool_t,
      pool_l, scal, u_cnt, u_nodes, u_dist, u_src, u_src_t, u_src_l, u_nsrc, u_edge, u_frac,
-     seed_i, ws_f, ws_i) = margs
+     seed_i, ws_f, ws_i, edge_time) = margs
     for i in range(slots.shape[0]):
         mv_i[0, 0] = nodes[i]
         mv_i[1, 0] = -1
-        mv_f[0, 0] = 0.0
-        mv_f[1, 0] = 0.0
+        mv_f[0, 0] = offs[i]
+        mv_f[1, 0] = offs[i]
         mv_f[2, 0] = 0.0
         t0 = _now_ns(ts)
         pool_sj, pool_t, pool_l, cnt = K.bucket_move_packed(
             slots[i], rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub_head, ub_w, bk,
             pool_sj, pool_t, pool_l, scal, u_cnt, u_nodes, u_dist, u_src, u_src_t, u_src_l,
-            u_nsrc, u_edge, u_frac, mv_i, mv_f, 1, seed_i, ws_f, ws_i)
+            u_nsrc, u_edge, u_frac, mv_i, mv_f, 1, seed_i, ws_f, ws_i, edge_time)
         lat_ns[i] = _now_ns(ts) - t0
         if cnt < 0:
             return pool_sj, pool_t, pool_l, i
@@ -317,27 +319,37 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print("routingkit-cch not installed (pip install .[bench]): skipped", file=sys.stderr)
     tail_l, head_l = g.edge_tail.tolist(), g.fwd_head.tolist()
     pre, pre_rk = [], []
+    # CPU seconds beside wall seconds: on a shared machine the wall clock mostly measures the
+    # wait for a core (SF: 3.1-15.6 s wall for 2.9 s of CPU in alternating runs)
+    cpu, cpu_rk = [], []
     h = None
     if args.hierarchy:  # development shortcut: a prebuilt graph file's hierarchy
         h = RoadGraph.load(args.hierarchy).hierarchy
         args.pre_reps = 0
         pre = [float("nan")]
     for r in range(args.pre_reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         h = build_hierarchy(g)
         pre.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
         if rk is not None:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             order = rk.compute_order_inertial(n, tail_l, head_l, g.node_lat.tolist(),
                                               g.node_lon.tolist())
             cch = rk.CCH(order, tail_l, head_l, False)
             metric = rk.CCHMetric(cch, g.edge_time_ds.tolist())
             pre_rk.append(time.perf_counter() - t0)
-        print(f"  preprocessing rep {r + 1}: ours {pre[-1]:.2f} s"
-              + (f", rk_cch {pre_rk[-1]:.2f} s" if pre_rk else ""), file=sys.stderr)
+            cpu_rk.append(time.process_time() - c0)
+        print(f"  preprocessing rep {r + 1}: ours {pre[-1]:.2f} s ({cpu[-1]:.2f} s CPU)"
+              + (f", rk_cch {pre_rk[-1]:.2f} s ({cpu_rk[-1]:.2f} s CPU)" if pre_rk else ""),
+              file=sys.stderr)
     assert h is not None
     out["preprocess_s"] = {"median": round(float(np.median(pre)), 3), "min": round(min(pre), 3),
                            "max": round(max(pre), 3), "reps": len(pre)}
+    if cpu:
+        out["preprocess_cpu_s"] = round(float(np.median(cpu)), 3)
+    if cpu_rk:
+        out["rk_preprocess_cpu_s"] = round(float(np.median(cpu_rk)), 3)
     if pre_rk and len(pre_rk) == len(pre):
         out["rk_preprocess_s"] = {"median": round(float(np.median(pre_rk)), 3),
                                   "min": round(min(pre_rk), 3), "max": round(max(pre_rk), 3),
@@ -445,20 +457,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     # ---- unit moves -----------------------------------------------------------------------------
     n_moves = 2000
-    mv = {"kernel": Stat(), "index": Stat(), "service": Stat()}
+    # teleports (a unit to a random node: every move a new search) and drives (the next
+    # fix along the same street, the usual AVL case: the source nodes stay, only the offsets
+    # change)
+    mv = {"kernel": Stat(), "index": Stat(), "service": Stat(), "kernel_drive": Stat(),
+          "service_drive": Stat()}
     ext_ids = gh.node_ext_id
     for _ in range(reps):
         slots = rng.integers(0, n_units, size=n_moves).astype(np.int64)
         nodes = rng.integers(0, n, size=n_moves).astype(np.int32)
         mv_lat = np.empty(n_moves, np.int64)
         res = _batch_moves(idx._move_args(), slots, h.rank[nodes].astype(np.int32),
-                           idx._mv_i, idx._mv_f, mv_lat)
+                           np.zeros(n_moves), idx._mv_i, idx._mv_f, mv_lat)
         idx._pool_sj, idx._pool_t, idx._pool_l = res[0], res[1], res[2]
         assert res[3] == n_moves, "bucket rows too narrow for the batch move benchmark"
         for i in range(n_moves):
             # _batch_moves passes ranks; keep the index's own node ids right
             unit_nodes[slots[i]] = nodes[i]
         mv["kernel"].add(mv_lat / 1000.0)
+        # drives: each unit's own source node again, 0-30 s short of it
+        res = _batch_moves(idx._move_args(), slots, idx.u_src[slots, 0].copy(),
+                           rng.random(n_moves) * 300.0, idx._mv_i, idx._mv_f, mv_lat)
+        idx._pool_sj, idx._pool_t, idx._pool_l = res[0], res[1], res[2]
+        mv["kernel_drive"].add(mv_lat / 1000.0)
         api = []
         for i in range(500):
             s, node = int(slots[i]), int(rng.integers(n))
@@ -476,6 +497,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             svc.move_unit(s, lat=la, lon=lo)
             sv.append((time.perf_counter() - t0) * 1e6)
         mv["service"].add(sv)
+        dr = []
+        for i in range(500):
+            s = int(slots[i]) % n_units
+            e = svc._units[s].placement.edge  # type: ignore[union-attr]  # placed above
+            if e < 0:
+                continue
+            a, b = int(gh.edge_tail[e]), int(gh.fwd_head[e])
+            f = 0.1 + 0.8 * float(rng.random())
+            la = float(lats[a] + f * (lats[b] - lats[a]))
+            lo = float(lons[a] + f * (lons[b] - lons[a]))
+            t0 = time.perf_counter()
+            svc.move_unit(s, lat=la, lon=lo)
+            dr.append((time.perf_counter() - t0) * 1e6)
+        mv["service_drive"].add(dr)
     # batch moves stored node ids as ranks' sources: re-place every unit by node id
     for i in range(n_units):
         move_one(i, int(unit_nodes[i]))
@@ -633,6 +668,10 @@ def print_table(out: dict[str, Any]) -> None:
         r = out["rk_preprocess_s"]
         line += f"; routingkit CCH {r['median']:.2f} s ({r['min']:.2f}-{r['max']:.2f})"
     print(line)
+    if "preprocess_cpu_s" in out:
+        print(f"preprocessing CPU time (median): ours {out['preprocess_cpu_s']:.2f} s"
+              + (f"; routingkit CCH {out['rk_preprocess_cpu_s']:.2f} s"
+                 if "rk_preprocess_cpu_s" in out else ""))
     ld = out["load_s"]
     print(f"file {out['file_mib']} MiB, load (mmap) {ld['median'] * 1000:.2f} ms "
           f"({ld['min'] * 1000:.2f}-{ld['max'] * 1000:.2f})")

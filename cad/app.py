@@ -11,6 +11,7 @@ import structlog
 from fastapi import APIRouter, FastAPI
 
 from cad import db, wiring
+from cad.console import api as console
 from cad.embedded_pg import EmbeddedPostgres, mask_url
 from cad.errors import install_error_handlers
 from cad.health import router as health_router
@@ -19,7 +20,7 @@ from cad.middleware import RequestContextMiddleware
 from cad.security import lifecycle as security
 from cad.security.policy import Rule
 from cad.settings import Settings
-from cad.warmup import start_loop_lag_monitor, warm_routing_kernels
+from cad.warmup import prepare_routing, start_loop_lag_monitor, warm_routing_kernels
 from cad.wiring import Runtime
 from incidents.analytics.api import router as analytics_router
 from incidents.api import router as incidents_router
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None, *,
     mount through ``extra_routers``."""
     settings = settings or Settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
+    prepare_routing(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -56,15 +58,20 @@ def create_app(settings: Settings | None = None, *,
             url = embedded.start()
         try:
             if settings.migrate_on_start:
-                conn = await db.connect(url)
+                conn = await db.connect(settings.migration_database_url or url)
                 try:
                     await db.migrate(conn, settings.migrations_dir)
                 finally:
                     await conn.close()
-            runtime = await wiring.start(app, settings, database_url=url,
+            pool_url = db.server_url(url, use_app_role=settings.db_use_app_role,
+                                     app_password=_app_password(settings, embedded))
+            runtime = await wiring.start(app, settings, database_url=pool_url,
                                          security=security_state)
             app.state.runtime = runtime   # for tests and operators' tools (runtime_of)
-            log.info("app_started", database=mask_url(url))
+            role = await db.role_report(runtime.pool)
+            if role.get("superuser") or role.get("owns_audit_log"):
+                log.warning("database_role_can_erase_audit", **role)
+            log.info("app_started", database=mask_url(pool_url), role=role.get("role"))
             yield
         finally:
             if runtime is not None:
@@ -77,6 +84,8 @@ def create_app(settings: Settings | None = None, *,
         version="0.1.0",
         summary="Computer-aided dispatch for police, fire and EMS.",
         lifespan=lifespan,
+        # Served by cad.console from the app's own files: /docs works with no internet.
+        docs_url=None, redoc_url=None,
     )
     install_error_handlers(app)
     # Before RequestContextMiddleware, so that one is outermost (request id, body limit).
@@ -88,9 +97,16 @@ def create_app(settings: Settings | None = None, *,
     app.include_router(dispatch_router)
     app.include_router(analytics_router)
     app.include_router(realtime_router)
+    console.install(app)
     for router in extra_routers:
         app.include_router(router)
     return app
+
+
+def _app_password(settings: Settings, embedded: EmbeddedPostgres | None) -> str | None:
+    if settings.db_app_password is not None:
+        return settings.db_app_password.get_secret_value()
+    return embedded.app_password if embedded is not None else None
 
 
 def runtime_of(app: FastAPI) -> Runtime:

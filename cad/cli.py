@@ -1,11 +1,14 @@
-"""The `cad` command: serve, database migrations, graph builds."""
+"""The `cad` command: serve, the demo, database migrations, graph builds."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -79,6 +82,8 @@ def serve(
                   "positions between workers); set it, or run one worker")
         raise typer.Exit(2)
 
+    _refuse_a_broken_graph(settings)
+
     embedded: EmbeddedPostgres | None = None
     url = settings.database_url
     try:
@@ -91,9 +96,12 @@ def serve(
                 raise typer.Exit(2) from None
             out.print(f"Data directory: {embedded.pgdata} ({embedded.backend})")
         out.print(f"Database: {mask_url(url)}")
-        _run_migrations(url, settings)
-        # Workers build their own Settings from the environment: hand them the database.
+        _run_migrations(settings.migration_database_url or url, settings)
+        # Workers build their own Settings from the environment: hand them the database
+        # (and the password of the embedded cluster's server role, cad.db.server_url).
         os.environ["CAD_DATABASE_URL"] = url
+        if embedded is not None and embedded.app_password and settings.db_app_password is None:
+            os.environ["CAD_DB_APP_PASSWORD"] = embedded.app_password
         for key, value in overrides.items():
             os.environ[f"CAD_{key.upper()}"] = str(value)
         out.print(f"Serving on http://{settings.host}:{settings.port} "
@@ -111,6 +119,67 @@ def serve(
         if embedded is not None:
             embedded.stop()
             out.print("Embedded PostgreSQL stopped.")
+
+
+@app.command()
+def demo(
+    shared_data: Path | None = typer.Option(  # noqa: B008 - typer declares options this way
+        None, help="Folder holding road/ and calls/ (default: CAD_SHARED_DATA, else "
+        "../shared/data beside the checkout)."),
+    port: int | None = typer.Option(None, help="Port (CAD_PORT)."),
+    fleet: int = typer.Option(6, min=0, max=50, help="Units driving with simulated MDTs."),
+) -> None:
+    """Serve the console with sample stations, units and the San Francisco road graph, and a
+    small simulated fleet moving on the board (README: "Five minutes to a first dispatch")."""
+    from cad import demo as demo_mod
+    from cad.embedded_pg import EmbeddedPostgres, EmbeddedUnavailable, mask_url
+    from cad.logging import configure_logging
+
+    base = Settings(port=port) if port else Settings()
+    configure_logging(level="WARNING", fmt=base.log_format)
+    shared = shared_data or Path(os.environ.get("CAD_SHARED_DATA") or demo_mod.default_shared_dir())
+    try:
+        graph = demo_mod.build_graph(shared, base.data_dir / "demo" / "sf.cadgraph")
+    except (FileNotFoundError, subprocess.CalledProcessError) as exc:
+        err.print(f"cad: {exc}")
+        raise typer.Exit(2) from None
+    embedded: EmbeddedPostgres | None = None
+    url = base.database_url
+    try:
+        if url is None:
+            embedded = EmbeddedPostgres(base.data_dir / "postgres")
+            try:
+                url = embedded.start()
+            except EmbeddedUnavailable as exc:
+                err.print(f"cad: cannot start the embedded PostgreSQL: {exc}")
+                raise typer.Exit(2) from None
+        out.print(f"Database: {mask_url(url)}")
+        _run_migrations(url, base)
+        settings = base.model_copy(update={"database_url": url, "graph_path": graph})
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(demo_mod.run(settings, database_url=url, shared=shared, fleet=fleet))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _refuse_a_broken_graph(settings: Settings) -> None:
+    """A configured graph file that is missing or fails its checks (routing.graph_check):
+    one line naming the file and the problem, exit 2, before any database or worker starts
+    (the workers would each raise it from their start-up, as a traceback)."""
+    if settings.graph_path is None:
+        return
+    from routing.errors import GraphFileError
+    from routing.graph import RoadGraph
+
+    if not settings.graph_path.is_file():
+        print(f"cad: CAD_GRAPH_PATH: no such file: {settings.graph_path}", file=sys.stderr)
+        raise typer.Exit(2)
+    try:
+        RoadGraph.load(settings.graph_path)
+    except GraphFileError as exc:
+        print(f"cad: CAD_GRAPH_PATH: {exc}", file=sys.stderr)  # one line, never wrapped
+        raise typer.Exit(2) from None
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:
@@ -146,7 +215,7 @@ def db_migrate() -> None:
         if url is None:
             embedded = EmbeddedPostgres(settings.data_dir / "postgres")
             url = embedded.start()
-        applied = _run_migrations(url, settings)
+        applied = _run_migrations(settings.migration_database_url or url, settings)
         if applied:
             for name in applied:
                 out.print(f"applied {name}")

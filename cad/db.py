@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from typing import TypeVar
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import orjson
@@ -145,18 +146,31 @@ async def migrate(conn: asyncpg.Connection, directory: Traversable | None = None
     available = load_migrations(directory)
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
     try:
-        await conn.execute(_LEDGER)
         pending = check_history(available, await applied_migrations(conn))
+        if not pending:
+            # Nothing to do: not even the ledger's CREATE ... IF NOT EXISTS, which the
+            # server's own role (no CREATE on the schema) is refused.
+            return []
+        await conn.execute(_LEDGER)
         done: list[str] = []
         for m in pending:
             async with conn.transaction():
-                await conn.execute(m.sql)
+                try:
+                    await conn.execute(m.sql)
+                except asyncpg.InsufficientPrivilegeError as exc:
+                    raise MigrationError(
+                        f"migration {m.name} needs the schema's owner ({exc}): run migrations "
+                        f"as a superuser or a member of cad_owner (CAD_MIGRATION_DATABASE_URL, "
+                        f"docs/security.md), not as the server's role") from exc
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
                     m.version, m.name, m.checksum,
                 )
             log.info("migration_applied", migration=m.name)
             done.append(m.name)
+        if await conn.fetchval("SELECT to_regprocedure('cad_secure_schema()') IS NOT NULL"):
+            # Objects the batch added: owned by cad_owner, granted to cad_app (0007_db_roles.sql).
+            await conn.execute("SELECT cad_secure_schema()")
         return done
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
@@ -167,9 +181,41 @@ async def pending_migrations(conn: asyncpg.Connection,
     return [m.name for m in check_history(load_migrations(directory), await applied_migrations(conn))]
 
 
+APP_ROLE = "cad_app"  # the server's login role (migrations/0007_db_roles.sql)
+
+
+def as_role(url: str, role: str, password: str | None) -> str:
+    """``url`` logging in as ``role`` (with ``password``, else none): same server, database
+    and query parameters such as a Unix-socket ``host``."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    user = quote(role, safe="") + (f":{quote(password, safe='')}" if password else "")
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
+
+
+def server_url(url: str, *, use_app_role: bool, app_password: str | None) -> str:
+    """The URL the server's pool connects with: ``url`` as cad_app, a role that owns nothing
+    (so that nothing the server runs can alter a trigger, write an anchor or delete audit
+    entries); ``url`` itself when it names cad_app already or ``use_app_role`` is off."""
+    if not use_app_role or urlsplit(url).username == APP_ROLE:
+        return url
+    return as_role(url, APP_ROLE, app_password)
+
+
+async def role_report(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, object]:
+    """Who the connection is and whether it could erase the audit trail."""
+    row = await conn.fetchrow(
+        "SELECT current_user AS role, r.rolsuper AS superuser, "
+        "coalesce(pg_has_role(current_user, c.relowner, 'USAGE'), false) AS owns_audit_log "
+        "FROM pg_roles r LEFT JOIN pg_class c ON c.oid = to_regclass('audit_log') "
+        "WHERE r.rolname = current_user")
+    return dict(row) if row else {}
+
+
 def run_with_pool(fn: Callable[[asyncpg.Pool], Awaitable[T]], *, apply_migrations: bool = False) -> T:
     """For CLI commands: run ``fn(pool)`` against CAD_DATABASE_URL, or the embedded cluster
-    (started and stopped around it) when that is unset; ``apply_migrations`` first."""
+    (started and stopped around it) when that is unset, as the server's role (server_url);
+    ``apply_migrations`` first, as the migration URL's user."""
     from cad.embedded_pg import EmbeddedPostgres
     from cad.settings import Settings
 
@@ -182,12 +228,15 @@ def run_with_pool(fn: Callable[[asyncpg.Pool], Awaitable[T]], *, apply_migration
 
     async def go() -> T:
         if apply_migrations:
-            conn = await connect(url)
+            conn = await connect(settings.migration_database_url or url)
             try:
                 await migrate(conn, settings.migrations_dir)
             finally:
                 await conn.close()
-        pool = await create_pool(url, min_size=1, max_size=2)
+        password = (settings.db_app_password.get_secret_value() if settings.db_app_password
+                    else embedded.app_password if embedded is not None else None)
+        pool = await create_pool(server_url(url, use_app_role=settings.db_use_app_role,
+                                            app_password=password), min_size=1, max_size=2)
         try:
             return await fn(pool)
         finally:

@@ -38,6 +38,7 @@ log = structlog.get_logger("cad.embedded_pg")
 
 DB_NAME = "cad"
 DB_USER = "cad"
+APP_ROLE = "cad_app"  # the server's login role (migrations/0007_db_roles.sql, cad.db.APP_ROLE)
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 _PR_SET_PDEATHSIG = 1
@@ -183,6 +184,7 @@ class EmbeddedPostgres:
         self.url: str | None = None
         self.tcp_url: str | None = None
         self.backend = ""
+        self.app_password: str | None = None  # cad_app's, set by start()
 
     # -- public ------------------------------------------------------------------
     def start(self) -> str:
@@ -428,10 +430,28 @@ class EmbeddedPostgres:
         return f"{base}/{DB_NAME}"
 
     # -- database --------------------------------------------------------------------------
+    def _app_password(self) -> str:
+        """The server role's password, made once and kept beside the superuser's (0600)."""
+        creds: dict[str, str] = (dict(json.loads(self.credentials_file.read_text()))
+                                 if self.credentials_file.exists() else {})
+        if not creds.get("app_password"):
+            creds["app_password"] = secrets.token_urlsafe(24)
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.credentials_file.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(creds, f)
+            os.replace(tmp, self.credentials_file)
+        return creds["app_password"]
+
     def _ensure_database(self) -> None:
+        """The database, and the server's login role cad_app with its password (the cluster
+        asks every role for one): the migration that grants it its rights
+        (0007_db_roles.sql) finds it made."""
         assert self.url is not None
         admin_url = with_database(self.url, "postgres")
         error: list[BaseException] = []
+        self.app_password = self._app_password()
 
         async def create() -> None:
             import asyncpg
@@ -441,6 +461,10 @@ class EmbeddedPostgres:
                 exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DB_NAME)
                 if not exists:
                     await conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+                verb = "ALTER" if await conn.fetchval(
+                    "SELECT 1 FROM pg_roles WHERE rolname = $1", APP_ROLE) else "CREATE"
+                # DDL takes no parameters; the password is URL-safe base64 (no quotes).
+                await conn.execute(f"{verb} ROLE {APP_ROLE} LOGIN PASSWORD '{self.app_password}'")
             finally:
                 await conn.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from http import HTTPStatus
 from typing import Any
 
@@ -29,6 +30,7 @@ class CADError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.extra = extra or {}
+        self.headers: dict[str, str] | None = None
 
 
 class Invalid(CADError):
@@ -59,6 +61,14 @@ class Forbidden(CADError):
 
 class PayloadTooLarge(CADError):
     status, slug, title = 413, "payload-too-large", "Payload too large"
+
+
+class TooManyRequests(CADError):
+    status, slug, title = 429, "too-many-requests", "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after_s: float) -> None:
+        super().__init__(detail, extra={"retry_after_s": round(retry_after_s, 3)})
+        self.headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
 
 
 class ServiceUnavailable(CADError):
@@ -119,7 +129,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CADError)
     async def _cad_error(request: Request, exc: CADError) -> JSONResponse:
         return problem(exc.status, exc.title, exc.detail, slug=exc.slug,
-                       instance=request.url.path, **exc.extra)
+                       instance=request.url.path, headers=exc.headers, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

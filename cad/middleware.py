@@ -97,7 +97,10 @@ class RequestContextMiddleware:
                 status_holder["status"] = message["status"]
                 hdrs = list(message.get("headers", []))
                 hdrs.append((b"x-request-id", request_id.encode()))
-                hdrs.extend(_SECURITY_HEADERS)
+                # A response that set its own (the console's static files, the base map)
+                # keeps it; everything else gets the defaults.
+                present = {name.lower() for name, _ in hdrs}
+                hdrs.extend(h for h in _SECURITY_HEADERS if h[0] not in present)
                 message = {**message, "headers": hdrs}
             await send(message)
 

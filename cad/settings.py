@@ -85,6 +85,16 @@ class Settings(BaseSettings):
         default=None, description="Folder of NNNN_name.sql migrations; unset = the ones shipped "
         "in the package (cad/migrations).")
     migrate_on_start: bool = True
+    migration_database_url: str | None = Field(
+        default=None, description="PostgreSQL URL migrations run with: a superuser or a member "
+        "of cad_owner (docs/security.md). Unset = CAD_DATABASE_URL.")
+    db_use_app_role: bool = Field(
+        default=True, description="The server's pool logs in as cad_app (0007_db_roles.sql: "
+        "owns nothing, can only append to the audit trail), whatever user CAD_DATABASE_URL "
+        "names. Off = as that user, who may then be able to erase the audit trail.")
+    db_app_password: SecretStr | None = Field(
+        default=None, description="cad_app's password where the server asks for one (the "
+        "embedded cluster sets and passes its own); unset = none (trust, peer or .pgpass).")
 
     # --- HTTP -----------------------------------------------------------------
     host: str = "127.0.0.1"
@@ -112,11 +122,20 @@ class Settings(BaseSettings):
         default=None, description="Redis URL for multi-worker fan-out; unset = in-process hub."
     )
 
+    # --- console (cad/console, docs/console.md) ---------------------------------------------
+    console_tile_url: str | None = Field(
+        default=None, description="External raster tile server for the console's map, as a "
+        "`https://tiles.example/{z}/{x}/{y}.png` template; unset = the base map is drawn from "
+        "the road graph and no request leaves the machine.")
+    console_tile_attribution: str = Field(
+        default="Road graph: agency data", description="Map attribution shown by the console.")
+
     # --- dispatch: routing, recommendation, timers (incidents/, units/) ----------------------
     graph_path: Path | None = Field(
         default=None, description="Road graph file from `cad graph build`; unset = straight-line "
         "ETA estimates (flagged as such in every recommendation).")
-    snap_limit_m: float = Field(default=200.0, gt=0, description="Farther from a road = flagged.")
+    snap_limit_m: float = Field(default=200.0, gt=0, description="A unit or incident farther than "
+                                "this from any road is flagged in every recommendation using it.")
     eta_calibration_factor: float = Field(
         default=1.0, gt=0, description="Multiplies road ETAs (posted-speed times run short; "
         "SFFD en-route times were about 2x the TIGER posted-speed estimate).")
@@ -241,6 +260,34 @@ class Settings(BaseSettings):
     )
     avl_max_positions_per_unit_per_s: float = Field(
         default=2.0, gt=0, description="Board updates per unit per second; extra fixes are coalesced.",
+    )
+    avl_store_max_per_unit_per_s: float = Field(
+        default=1.0, gt=0,
+        description="Breadcrumbs stored per unit per second of fix time; a faster unit's fixes "
+                    "are coalesced (newest kept), so one flooding terminal cannot crowd out the "
+                    "others' breadcrumbs.",
+    )
+    ws_message_rate_per_s: float = Field(
+        default=20.0, gt=0,
+        description="Messages a websocket client may send per second, sustained (an MDT's budget "
+                    "is its unit's, shared with the unit's HTTP position posts). Overdrawn: "
+                    "closed with 4429 (HTTP: 429).",
+    )
+    ws_message_burst: int = Field(
+        default=60, ge=1,
+        description="Messages a client may send at once above the rate. Every message held "
+                    "here is handled back to back on the event loop: 1,100 single-fix "
+                    "messages in a burst raised the other clients' p99 2-5x.",
+    )
+    avl_fix_rate_per_s: float = Field(
+        default=20.0, gt=0,
+        description="AVL fixes a unit may send per second, sustained (websocket and HTTP; a "
+                    "positions batch counts each fix). Overdrawn: 4429 / 429.",
+    )
+    avl_fix_burst: int = Field(
+        default=1_100, ge=1,
+        description="Fixes a unit may send at once above the rate: one full 1,000-fix backlog "
+                    "batch after a radio gap, and some.",
     )
     avl_max_age_s: float = Field(default=300.0, gt=0, description="Older fixes are rejected.")
     avl_max_future_s: float = Field(default=5.0, ge=0, description="Clock skew tolerated.")

@@ -14,10 +14,12 @@ import contextlib
 from dataclasses import dataclass, field
 
 import asyncpg
+import orjson
 import structlog
 from fastapi import FastAPI
 
 from cad import db, retention
+from cad.console.deps import ConsoleDeps, RenderBaseMap, console_deps
 from cad.deps import provide
 from cad.health import HealthDeps, health_deps
 from cad.plausible import Plausibility, ServiceArea
@@ -31,6 +33,7 @@ from incidents.dispatch import timers
 from incidents.dispatch.board import board_snapshot, unit_snapshot
 from incidents.dispatch.deps import DispatchDeps, dispatch_deps
 from incidents.geocode import StreetIndex
+from routing import basemap
 from routing.service import RoutingService
 from units import repository as unit_repo
 from units.deps import UnitsDeps, units_deps
@@ -119,6 +122,8 @@ def gateway_ports(rt: Runtime) -> GatewayPorts:
         board_snapshot=board_snapshot, unit_snapshot=unit_snapshot,
         resolve_principal=resolve_principal,
         store_last_fixes=unit_repo.store_last_fixes, unit_agency=unit_repo.unit_agency,
+        place_refusal=lambda agency, lat, lon: rt.plausible.area.refusal(
+            agency=agency, lat=lat, lon=lon),       # AVL fixes: the service area
         apply_position=rt.locator.move,              # each accepted AVL fix, at once
         units_changed=rt.locator.schedule_refresh)   # re-read into the routing index
 
@@ -136,6 +141,26 @@ async def stop(rt: Runtime) -> None:
             await asyncio.wait_for(task, timeout=5)
     with contextlib.suppress(Exception):
         await rt.pool.close()
+
+
+def basemap_renderer(routing: RoutingService) -> RenderBaseMap:
+    """The console's base map for a zoom: drawn off the event loop from the graph in use,
+    once per zoom band and graph (a rebuilt graph swapped in draws afresh)."""
+    cache: dict[tuple[int, int], bytes] = {}
+
+    async def render(zoom: int) -> bytes:
+        graph = routing.graph
+        key = (id(graph), basemap.band_for(zoom).min_zoom)
+        body = cache.get(key)
+        if body is None:
+            body = await asyncio.to_thread(
+                lambda: orjson.dumps(basemap.basemap_geojson(graph, zoom=zoom)))
+            if any(k[0] != key[0] for k in cache):
+                cache.clear()
+            cache[key] = body
+        return body
+
+    return render
 
 
 async def _start_domain(app: FastAPI, settings: Settings, pool: asyncpg.Pool,
@@ -165,6 +190,9 @@ async def _start_domain(app: FastAPI, settings: Settings, pool: asyncpg.Pool,
     provide(app, units_deps, rt.units)
     provide(app, incidents_deps, rt.incidents)
     provide(app, dispatch_deps, rt.dispatch)
+    provide(app, console_deps, ConsoleDeps(
+        settings=settings, render_basemap=basemap_renderer(routing) if routing else None,
+        bounds=basemap.bounds(routing.graph) if routing is not None else None))
     if settings.timer_sweep_interval_s > 0:
         rt.tasks.append(asyncio.create_task(
             timers.run_sweeper(deps=rt.dispatch, stop=rt.stop), name="timer-sweeper"))

@@ -70,10 +70,9 @@ SELECT * FROM i
 
 # --- intake ----------------------------------------------------------------------------------
 async def create_number_sequence(conn: asyncpg.Connection, name: str) -> None:
-    try:
-        await conn.execute(f'CREATE SEQUENCE IF NOT EXISTS "{name}"')
-    except (asyncpg.UniqueViolationError, asyncpg.DuplicateTableError):
-        pass  # another worker made it at the same instant: IF NOT EXISTS is not atomic
+    """The server's role may not create objects: the owner makes the sequence
+    (cad_create_sequence, 0007_db_roles.sql), a concurrent creation included."""
+    await conn.execute("SELECT cad_create_sequence($1)", name)
 
 
 async def intake_context(conn: asyncpg.Connection, *, incident_type: str, lat: float, lon: float,

@@ -4,6 +4,15 @@ Pure library: no HTTP, no database. The app holds one :class:`RoutingService` pe
 worker. See docs/routing.md.
 """
 
+from routing.errors import (
+    GraphFileError,
+    GraphFormatWarning,
+    InvalidKError,
+    InvalidLocationError,
+    InvalidUnitTypesError,
+    RoutingError,
+    UnknownNodeError,
+)
 from routing.graph import Hierarchy, RoadGraph
 from routing.service import (
     EtaTable,
@@ -11,14 +20,18 @@ from routing.service import (
     NearestUnits,
     Placement,
     Route,
-    RoutingError,
     RoutingService,
     UnitEta,
 )
 
 __all__ = [
     "EtaTable",
+    "GraphFileError",
+    "GraphFormatWarning",
     "Hierarchy",
+    "InvalidKError",
+    "InvalidLocationError",
+    "InvalidUnitTypesError",
     "Location",
     "NearestUnits",
     "Placement",
@@ -27,4 +40,5 @@ __all__ = [
     "RoutingError",
     "RoutingService",
     "UnitEta",
+    "UnknownNodeError",
 ]

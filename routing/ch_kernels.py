@@ -143,18 +143,21 @@ def _witness(src, skip, maxd, limit, A, astart, alen, dist, hkey, hnode, hpos, t
 
 
 @njit(cache=True)
-def _process(v, do_contract, limit, A, L, astart, alen, acap, scal, dist, hkey, hnode, hpos, touched, tmark):
-    """Simulate (or perform) the contraction of v. Returns (A, L, priority terms)."""
+def _process(v, do_contract, limit, A, L, astart, alen, acap, scal, dist, hkey, hnode, hpos, touched, tmark,
+             scr_i, scr_f):
+    """Simulate (or perform) the contraction of v. Returns (A, L, priority terms).
+    scr_i (5, n) int64 and scr_f (2, n) float64 are scratch rows for v's arcs (a degree
+    never exceeds n): allocating them per call cost 7 allocations per simulation."""
     deg = alen[v]
     s = astart[v]
     scal[_N_SEARCHES] += deg
-    nbr = np.empty(deg, np.int32)
-    wo = np.empty(deg, np.int64)
-    wi = np.empty(deg, np.int64)
-    ho = np.empty(deg, np.int64)
-    hi = np.empty(deg, np.int64)
-    lo = np.empty(deg, np.float64)
-    li = np.empty(deg, np.float64)
+    nbr = scr_i[0]
+    wo = scr_i[1]
+    wi = scr_i[2]
+    ho = scr_i[3]
+    hi = scr_i[4]
+    lo = scr_f[0]
+    li = scr_f[1]
     removed = 0
     removed_hops = 0
     for k in range(deg):
@@ -247,10 +250,12 @@ def _ch_init(n, indptr, head, w, lenm, limit_sim):
     pq_key = np.empty(n, np.float64)
     pq_node = np.empty(n, np.int32)
     pq_pos = np.full(n, -1, np.int32)
+    scr_i = np.empty((5, n), np.int64)
+    scr_f = np.empty((2, n), np.float64)
     size_pq = 0
     for v in range(n):
         A, L, ad, adh, rm, rmh = _process(v, False, limit_sim, A, L, astart, alen, acap, scal,
-                                          dist, hkey, hnode, hpos, touched, tmark)
+                                          dist, hkey, hnode, hpos, touched, tmark, scr_i, scr_f)
         size_pq = heap_push_or_decrease(pq_key, pq_node, pq_pos, size_pq, v,
                                         _priority(level[v], ad, adh, rm, rmh))
     scal[_PQ_SIZE] = size_pq
@@ -260,7 +265,7 @@ def _ch_init(n, indptr, head, w, lenm, limit_sim):
     UB = np.empty((cap_up, 4), np.int64)
     UBL = np.empty(cap_up, np.float64)
     return (A, L, astart, alen, acap, scal, level, rank, dist, hkey, hnode, hpos, touched, tmark,
-            pq_key, pq_node, pq_pos, UF, UFL, UB, UBL)
+            pq_key, pq_node, pq_pos, UF, UFL, UB, UBL, scr_i, scr_f)
 
 
 @njit(cache=True)
@@ -277,12 +282,13 @@ def _grow_up(U, UL, need):
 
 @njit(cache=True)
 def _ch_step(A, L, astart, alen, acap, scal, level, rank, dist, hkey, hnode, hpos, touched, tmark,
-             pq_key, pq_node, pq_pos, UF, UFL, UB, UBL, limit_sim, limit_contract, max_contract):
+             pq_key, pq_node, pq_pos, UF, UFL, UB, UBL, scr_i, scr_f, limit_sim, limit_contract,
+             max_contract):
     done = 0
     while scal[_PQ_SIZE] > 0 and done < max_contract:
         v = pq_node[0]
         A, L, ad, adh, rm, rmh = _process(v, False, limit_sim, A, L, astart, alen, acap, scal,
-                                          dist, hkey, hnode, hpos, touched, tmark)
+                                          dist, hkey, hnode, hpos, touched, tmark, scr_i, scr_f)
         p = _priority(level[v], ad, adh, rm, rmh)
         heap_set(pq_key, pq_node, pq_pos, scal[_PQ_SIZE], v, p)
         if pq_node[0] != v:
@@ -313,7 +319,7 @@ def _ch_step(A, L, astart, alen, acap, scal, level, rank, dist, hkey, hnode, hpo
                 UBL[i] = L[k, 1]
                 scal[_N_UB] = i + 1
         A, L, ad, adh, rm, rmh = _process(v, True, limit_contract, A, L, astart, alen, acap, scal,
-                                          dist, hkey, hnode, hpos, touched, tmark)
+                                          dist, hkey, hnode, hpos, touched, tmark, scr_i, scr_f)
         rank[v] = scal[_NEXT_RANK]
         scal[_NEXT_RANK] += 1
         done += 1
@@ -338,11 +344,11 @@ def _ch_step(A, L, astart, alen, acap, scal, level, rank, dist, hkey, hnode, hpo
         for k in range(deg):
             x = nbrs[k]
             A, L, ad, adh, rm, rmh = _process(x, False, limit_sim, A, L, astart, alen, acap, scal,
-                                              dist, hkey, hnode, hpos, touched, tmark)
+                                              dist, hkey, hnode, hpos, touched, tmark, scr_i, scr_f)
             heap_set(pq_key, pq_node, pq_pos, scal[_PQ_SIZE], x,
                      _priority(level[x], ad, adh, rm, rmh))
     return (A, L, astart, alen, acap, scal, level, rank, dist, hkey, hnode, hpos, touched, tmark,
-            pq_key, pq_node, pq_pos, UF, UFL, UB, UBL)
+            pq_key, pq_node, pq_pos, UF, UFL, UB, UBL, scr_i, scr_f)
 
 
 @njit(cache=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -101,15 +102,29 @@ def build(
 
 @graph_app.command("info")
 def info(path: Annotated[Path, typer.Argument(help="Graph file")]) -> None:
-    """Print a graph file's summary and load time."""
+    """Print a graph file's summary and load time (checks the file whole: arrays and
+    checksum). A file that cannot be used gives one line naming the problem, exit code 1."""
+    import warnings
+
+    from routing.errors import GraphFileError, GraphFormatWarning
     from routing.graph import RoadGraph
 
     t0 = time.perf_counter()
-    g = RoadGraph.load(path)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", GraphFormatWarning)
+            g = RoadGraph.load(path)
+    except GraphFileError as exc:
+        # one line, no traceback, and not wrapped at the terminal width
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
     dt = time.perf_counter() - t0
-    console.print(f"{path}: {g.summary()}; loaded in {dt * 1000:.0f} ms")
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    console.print(f"{path}: {g.summary()}; loaded in {dt * 1000:.0f} ms",
+                  soft_wrap=True)
     console.print(f"source: {g.meta.get('source')} ({g.meta.get('source_kind')}); "
-                  f"classes: {', '.join(g.class_names)}")
+                  f"classes: {', '.join(g.class_names)}", soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -33,14 +33,23 @@ from __future__ import annotations
 
 import json
 import mmap
+import os
+import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-FORMAT_VERSION = 2
+from routing.errors import GraphFileError, GraphFormatWarning, UnknownNodeError
+from routing.graph_check import check_members
+
+# 3: every array carries a CRC-32 in the header. Versions 1 and 2 still load (with a
+# GraphFormatWarning): their arrays are validated like any file's, only the checksum is absent.
+FORMAT_VERSION = 3
+_OLD_VERSIONS = (2,)
 _MAGIC = b"CADGRAPH-MMAP-2\n"
 _ALIGN = 64
 
@@ -184,7 +193,7 @@ class RoadGraph:
 
     # ---- id mapping at the boundary --------------------------------------------------
     def node_ids(self, ext_ids: Any) -> np.ndarray:
-        """Internal node ids for external (OSM / DIMACS) ids; raises KeyError if absent."""
+        """Internal node ids for external (OSM / DIMACS) ids; raises UnknownNodeError if absent."""
         ext = np.atleast_1d(np.asarray(ext_ids, dtype=np.int64))
         order, sorted_ext = self._ext_order, self._sorted_ext
         assert order is not None and sorted_ext is not None
@@ -192,8 +201,7 @@ class RoadGraph:
         pos_c = np.minimum(pos, sorted_ext.size - 1)
         ok = sorted_ext[pos_c] == ext
         if not ok.all():
-            missing = ext[~ok][:5].tolist()
-            raise KeyError(f"node ids not in graph (outside the largest component?): {missing}")
+            raise UnknownNodeError(ext[~ok][:5].tolist())
         return order[pos_c].astype(np.int32)
 
     def node_id(self, ext_id: int) -> int:
@@ -202,7 +210,7 @@ class RoadGraph:
         pos = int(sorted_ext.searchsorted(ext_id))
         if pos < sorted_ext.size and sorted_ext[pos] == ext_id:
             return int(order[pos])
-        return int(self.node_ids([ext_id])[0])  # raises the KeyError
+        return int(self.node_ids([ext_id])[0])  # raises UnknownNodeError
 
     def find_edge(self, tail: int, head: int) -> int:
         """Edge id of tail->head, or -1."""
@@ -230,7 +238,8 @@ class RoadGraph:
         return f"{self.n_nodes:,} nodes, {self.n_edges:,} edges{ch}"
 
     # ---- persistence -------------------------------------------------------------------
-    def _members(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    def file_members(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The arrays (by file member name) and meta that ``save`` writes."""
         arrays = {name: getattr(self, name) for name in (*_GRAPH_ARRAYS, *_OPTIONAL_EDGE_ARRAYS)}
         meta = dict(self.meta)
         meta["class_names"] = list(self.class_names)
@@ -260,7 +269,7 @@ class RoadGraph:
         the version-1 ``.npz`` (for tools that read it with numpy)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrays, meta = self._members()
+        arrays, meta = self.file_members()
         tmp = path.with_name(path.name + ".tmp")
         if not mmap_format:
             meta["format_version"] = 1
@@ -272,79 +281,109 @@ class RoadGraph:
                 np.savez(fh, **arrays)  # type: ignore[arg-type]  # see the line above
             tmp.replace(path)
             return path
-        meta["format_version"] = FORMAT_VERSION
-        table: dict[str, dict[str, Any]] = {}
-        blobs: list[tuple[int, np.ndarray]] = []
-        off = 0
-        for name, a in arrays.items():
-            a = np.ascontiguousarray(a)
-            table[name] = {"dtype": a.dtype.str, "shape": list(a.shape), "offset": off}
-            blobs.append((off, a))
-            off += -(-a.nbytes // _ALIGN) * _ALIGN
-        header = json.dumps({"meta": meta, "arrays": table}).encode()
-        data_start = -(-(len(_MAGIC) + 8 + len(header)) // _ALIGN) * _ALIGN
-        with open(tmp, "wb") as fh:
-            fh.write(_MAGIC)
-            fh.write(len(header).to_bytes(8, "little"))
-            fh.write(header)
-            for at, a in blobs:
-                fh.seek(data_start + at)
-                fh.write(a.tobytes())
-            fh.truncate(data_start + off)
-        tmp.replace(path)  # atomic: a worker never sees a half-written graph
-        return path
+        return write_graph_file(path, arrays, meta)
 
     @classmethod
-    def load(cls, path: str | Path) -> RoadGraph:
-        """Map a version-2 file read-only (shared between processes), or read a version-1
-        ``.npz``."""
-        with open(path, "rb") as fh:
-            head = fh.read(len(_MAGIC))
-            if head != _MAGIC:
-                return cls._load_npz(path)
-            hlen = int.from_bytes(fh.read(8), "little")
-            header = json.loads(fh.read(hlen).decode())
-            buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    def load(cls, path: str | Path, *, verify_checksum: bool = True) -> RoadGraph:
+        """Map a version-3 (or 2) file read-only (shared between processes), or read a
+        version-1 ``.npz``. The arrays are checked before anything uses them (see
+        routing.graph_check) and, in version 3, against their stored CRC-32 (about half of
+        the 50 ms NY now takes to load, see docs/routing.md; ``verify_checksum=False`` skips
+        it). Any problem raises GraphFileError with
+        one line naming the file and what is wrong; never a crash or a wrong answer later."""
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(len(_MAGIC))
+                if head != _MAGIC:
+                    return cls._load_npz(path)
+                size = os.fstat(fh.fileno()).st_size
+                hlen = int.from_bytes(fh.read(8), "little")
+                if not 0 < hlen <= size:
+                    raise GraphFileError(path, f"header length {hlen} does not fit the file "
+                                               f"({size} bytes): truncated or not a graph file")
+                header = json.loads(fh.read(hlen).decode())
+                buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        except OSError as exc:
+            raise GraphFileError(path, f"cannot read: {exc.strerror or exc}") from exc
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise GraphFileError(path, f"header is not valid JSON ({exc})") from exc
         data_start = -(-(len(_MAGIC) + 8 + hlen) // _ALIGN) * _ALIGN
+        if not isinstance(header, dict) or not isinstance(header.get("meta"), dict) \
+                or not isinstance(header.get("arrays"), dict):
+            raise GraphFileError(path, "header lacks its meta or arrays table")
         meta = header["meta"]
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: graph format {meta.get('format_version')}, "
-                             f"expected {FORMAT_VERSION}; rebuild with `cad graph build`")
+        version = meta.get("format_version")
+        if version in _OLD_VERSIONS:
+            warnings.warn(f"{path}: graph format {version} has no checksum; rebuild with "
+                          "`cad graph build` to get one", GraphFormatWarning, stacklevel=2)
+        elif version != FORMAT_VERSION:
+            raise GraphFileError(path, f"graph format {version}, expected {FORMAT_VERSION}; "
+                                       "rebuild with `cad graph build`")
         raw: dict[str, np.ndarray] = {}
         for name, spec in header["arrays"].items():
-            dt = np.dtype(spec["dtype"])
-            count = int(np.prod(spec["shape"], dtype=np.int64))
+            try:
+                dt = np.dtype(spec["dtype"])
+                shape = [int(x) for x in spec["shape"]]
+                offset = int(spec["offset"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise GraphFileError(path, f"array {name}: bad header entry ({exc})") from exc
+            if dt.hasobject or min(shape, default=0) < 0 or offset < 0:
+                raise GraphFileError(path, f"array {name}: bad header entry")
+            count = int(np.prod(shape, dtype=np.int64))
+            if data_start + offset + count * dt.itemsize > size:
+                raise GraphFileError(path, f"array {name} runs past the end of the file "
+                                           "(truncated)")
             if count == 0:
-                raw[name] = np.empty(spec["shape"], dt)
+                raw[name] = np.empty(shape, dt)
                 continue
-            a = np.frombuffer(buf, dtype=dt, count=count, offset=data_start + spec["offset"])
-            raw[name] = a.reshape(spec["shape"])
-        return cls._from_members(raw, meta)
+            a = np.frombuffer(buf, dtype=dt, count=count, offset=data_start + offset)
+            if verify_checksum and version == FORMAT_VERSION:
+                want = spec.get("crc32")
+                if want != _crc32(a):
+                    raise GraphFileError(path, f"array {name} fails its checksum (corrupt or "
+                                               "edited); rebuild with `cad graph build`")
+            raw[name] = a.reshape(shape)
+        return cls._from_members(raw, meta, path)
 
     @classmethod
     def _load_npz(cls, path: str | Path) -> RoadGraph:
-        with np.load(Path(path), allow_pickle=False) as z:
-            meta = json.loads(bytes(z["meta_json"]).decode())
-            if meta.get("format_version") != 1:
-                raise ValueError(f"{path}: graph format {meta.get('format_version')}, "
-                                 f"expected {FORMAT_VERSION}; rebuild with `cad graph build`")
-            raw = {name: z[name] for name in z.files if name != "meta_json"}
-        return cls._from_members(raw, meta)
+        try:
+            with np.load(Path(path), allow_pickle=False) as z:
+                if "meta_json" not in z.files:
+                    raise GraphFileError(path, "not a graph file (no meta_json member)")
+                meta = json.loads(bytes(z["meta_json"]).decode())
+                if not isinstance(meta, dict) or meta.get("format_version") != 1:
+                    version = meta.get("format_version") if isinstance(meta, dict) else None
+                    raise GraphFileError(path, f"graph format {version}, expected "
+                                               f"{FORMAT_VERSION}; rebuild with `cad graph build`")
+                raw = {name: z[name] for name in z.files if name != "meta_json"}
+        except GraphFileError:
+            raise
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            # np.load raises ValueError for what is neither .npy nor .npz
+            raise GraphFileError(path, f"not a readable graph file ({exc})") from exc
+        warnings.warn(f"{path}: graph format 1 has no checksum; rebuild with `cad graph build` "
+                      "to get one", GraphFormatWarning, stacklevel=3)
+        return cls._from_members(raw, meta, path)
 
     @classmethod
-    def _from_members(cls, raw: dict[str, np.ndarray], meta: dict[str, Any]) -> RoadGraph:
-        arrays: dict[str, Any] = {name: raw[name].astype(dt, copy=False)
-                                  for name, dt in _GRAPH_ARRAYS.items()}
+    def _from_members(cls, raw: dict[str, np.ndarray], meta: dict[str, Any],
+                      path: str | Path) -> RoadGraph:
+        if not isinstance(meta.get("class_names"), list) \
+                or not isinstance(meta.get("street_names", []), list):
+            raise GraphFileError(path, "meta lacks its class_names or street_names list")
+        check_members(path, raw, meta, graph_dtypes=_GRAPH_ARRAYS, ch_dtypes=_CH_ARRAYS,
+                      ch_optional=_CH_OPTIONAL)
+        arrays: dict[str, Any] = {name: raw[name] for name in _GRAPH_ARRAYS}
         for name, (dt, fill) in _OPTIONAL_EDGE_ARRAYS.items():
-            arrays[name] = (raw[name].astype(dt, copy=False) if name in raw
+            arrays[name] = (raw[name] if name in raw
                             else np.full(arrays["fwd_head"].size, fill, dtype=dt))
         hierarchy = None
         if "ch_rank" in raw:
             hierarchy = Hierarchy(
-                **{n: raw["ch_" + n].astype(dt, copy=False) for n, dt in _CH_ARRAYS.items()},
-                **{n: raw["ch_" + n].astype(dt, copy=False) for n, dt in _CH_OPTIONAL.items()
-                   if "ch_" + n in raw},
-                preprocess_s=float(meta.get("ch_preprocess_s", 0.0)),
+                **{n: raw["ch_" + n] for n in _CH_ARRAYS},
+                **{n: raw["ch_" + n] for n in _CH_OPTIONAL if "ch_" + n in raw},
+                preprocess_s=_number(meta.get("ch_preprocess_s", 0.0)),
             )
         meta = dict(meta)
         snap_index: dict[str, Any] | None = None
@@ -353,11 +392,55 @@ class RoadGraph:
             for name, a in raw.items():
                 if name.startswith("snap_"):
                     snap_index[name[5:]] = a
-        class_names = tuple(meta.pop("class_names"))
-        street_names = tuple(meta.pop("street_names", ()))
-        return cls(**arrays, class_names=class_names, meta=meta, hierarchy=hierarchy,
-                   street_names=street_names, snap_index=snap_index,
-                   _ext_order=raw.get("ext_order"), _sorted_ext=raw.get("sorted_ext"))
+        class_names = tuple(str(c) for c in meta.pop("class_names"))
+        street_names = tuple(str(s) for s in meta.pop("street_names", ()))
+        try:
+            return cls(**arrays, class_names=class_names, meta=meta, hierarchy=hierarchy,
+                       street_names=street_names, snap_index=snap_index,
+                       _ext_order=raw.get("ext_order"), _sorted_ext=raw.get("sorted_ext"))
+        except (TypeError, ValueError) as exc:  # checked above; a last line of defence
+            raise GraphFileError(path, f"inconsistent graph ({exc})") from exc
+
+
+def _number(v: Any) -> float:
+    """A meta value that is only informative (e.g. the preprocessing time): NaN when odd."""
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else float("nan")
+
+
+def _crc32(a: np.ndarray) -> int:
+    # numpy's stubs do not declare the buffer protocol for ndarray
+    view = memoryview(np.ascontiguousarray(a))  # type: ignore[arg-type]  # see the line above
+    return zlib.crc32(view.cast("B")) if a.nbytes else 0
+
+
+def write_graph_file(path: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
+    """Write arrays and meta as a current-version graph file, each array with its CRC-32,
+    atomically (temp file + rename). ``RoadGraph.save`` goes through here; the tests use it
+    to write deliberately inconsistent files."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    meta = {**meta, "format_version": FORMAT_VERSION}
+    table: dict[str, dict[str, Any]] = {}
+    blobs: list[tuple[int, np.ndarray]] = []
+    off = 0
+    for name, a in arrays.items():
+        a = np.ascontiguousarray(a)
+        table[name] = {"dtype": a.dtype.str, "shape": list(a.shape), "offset": off,
+                       "crc32": _crc32(a)}
+        blobs.append((off, a))
+        off += -(-a.nbytes // _ALIGN) * _ALIGN
+    header = json.dumps({"meta": meta, "arrays": table}).encode()
+    data_start = -(-(len(_MAGIC) + 8 + len(header)) // _ALIGN) * _ALIGN
+    with open(tmp, "wb") as fh:
+        fh.write(_MAGIC)
+        fh.write(len(header).to_bytes(8, "little"))
+        fh.write(header)
+        for at, a in blobs:
+            fh.seek(data_start + at)
+            fh.write(a.tobytes())
+        fh.truncate(data_start + off)
+    tmp.replace(path)  # atomic: a worker never sees a half-written graph
+    return path
 
 
 def is_graph_file(path: str | Path) -> bool:

@@ -75,18 +75,13 @@ class UnitIndex:
         n = graph.n_nodes
         # Workspaces packed as rows of a few arrays so that the hot kernels take few
         # arguments (see routing.kernels, "packed entry points"); the names are row views.
-        self._ws_f = np.empty((5, n), np.float64)
-        self._ws_f[0] = np.inf
-        # dlen (row 1) needs no fill: every kernel writes a node's length with its distance
-        self._ws_i = np.empty((4, n), np.int32)
-        self._ws_i[1] = -1
-        self._dist, self._dlen, self._hkey, self._tmp_t, self._tmp_l = self._ws_f
-        self._hnode, self._hpos, self._touched, self._tmp_node = self._ws_i
+        self._alloc_ws(max(n, 2 * INITIAL_SEARCH_WIDTH))
         self._seed_i = np.full((2, 2), -1, np.int32)  # rank, edge per seed
         # t_ds, length_m, frac per seed, and its edge's whole time and length
         self._seed_f = np.zeros((5, 2), np.float64)
         self._mv_i = np.full((2, 2), -1, np.int32)  # node, edge per source of a unit move
-        self._mv_f = np.zeros((3, 2), np.float64)  # t_ds, length_m, frac per source
+        # t_ds, length_m, frac per source; row 3: scratch for the kernel (offset bounds)
+        self._mv_f = np.zeros((4, 2), np.float64)
         self._params = np.zeros(6, np.int64)  # n_slots, n_seeds, need_avail, type, caps, k
         self._node_first: np.ndarray | None = None  # Dijkstra fallback only: made on first use
         self._path_ws: dict[str, np.ndarray] | None = None  # allocated by the first route
@@ -113,6 +108,18 @@ class UnitIndex:
                              h.up_b_indptr, h.up_b_head, h.up_b_time_ds)
 
     # ---- storage -----------------------------------------------------------------
+    def _alloc_ws(self, size: int) -> None:
+        """Search workspaces of ``size`` >= n columns: the rows tmp_* hold a unit's
+        per-source search spaces one after the other, so they need the unit row width
+        too (more than n only on tiny graphs)."""
+        self._ws_f = np.empty((5, size), np.float64)
+        self._ws_f[0] = np.inf
+        # dlen (row 1) needs no fill: every kernel writes a node's length with its distance
+        self._ws_i = np.empty((4, size), np.int32)
+        self._ws_i[1] = -1
+        self._dist, self._dlen, self._hkey, self._tmp_t, self._tmp_l = self._ws_f
+        self._hnode, self._hpos, self._touched, self._tmp_node = self._ws_i
+
     def _grow_units(self, capacity: int, width: int) -> None:
         old = self.capacity
 
@@ -127,10 +134,12 @@ class UnitIndex:
         self._u_i64 = grow(g(self, "_u_i64", None), (4, capacity), np.int64, 0)
         self.u_avail, self.u_type, self.u_caps, self.u_tie = self._u_i64
         self.u_edge = grow(g(self, "u_edge", None), (capacity, 2), np.int32, -1)
-        self.u_frac = grow(g(self, "u_frac", None), (capacity, 2), np.float64, 0.0)
+        # rows: frac, time and length offset to reach each of the two sources. The offsets
+        # are added when a query reads a bucket entry (entries hold distances from the
+        # source node itself), so a move that keeps its source nodes writes only these.
+        self._u_pos_f = grow(g(self, "_u_pos_f", None), (3, capacity, 2), np.float64, 0.0)
+        self.u_frac, self.u_src_t, self.u_src_l = self._u_pos_f
         self.u_src = grow(g(self, "u_src", None), (capacity, 2), np.int32, 0)
-        self.u_src_t = grow(g(self, "u_src_t", None), (capacity, 2), np.float64, 0.0)
-        self.u_src_l = grow(g(self, "u_src_l", None), (capacity, 2), np.float64, 0.0)
         self.u_nsrc = grow(g(self, "u_nsrc", None), (capacity,), np.int32, 0)
         self.u_cnt = grow(g(self, "u_cnt", None), (capacity,), np.int64, 0)
         self.u_nodes = grow(g(self, "u_nodes", None), (capacity, width), np.int32, 0)
@@ -201,10 +210,13 @@ class UnitIndex:
                 self._pool_l, self._scal, self.u_cnt, self.u_nodes, self.u_dist, self.u_src,
                 self.u_src_t,
                 self.u_src_l, self.u_nsrc, self.u_edge, self.u_frac, mi, mf, ns, self._seed_i,
-                self._ws_f, self._ws_i)
+                self._ws_f, self._ws_i, self._edge_time)
             if cnt >= 0:
                 return
-            self._grow_units(self.capacity, max(-cnt, 2 * self.u_nodes.shape[1]))
+            width = max(-cnt, 2 * self.u_nodes.shape[1])
+            self._grow_units(self.capacity, width)
+            if self._ws_f.shape[1] < width:
+                self._alloc_ws(width)
 
     def _clear_position(self, slot: int) -> None:
         if self.use_ch and self.u_cnt[slot]:
@@ -284,7 +296,7 @@ class UnitIndex:
         """The CH query on the seeds already in ``_seed_i``/``_seed_f``; results in out_*."""
         p = self._set_params(n_seeds, k, type_mask, caps_req, need_avail)
         return int(K.ch_nearest_k_packed(*self._h_args, self._bk, self._pool_sj, self._pool_t,
-                                         self._pool_l, self._u_i64, self.u_edge, self.u_frac,
+                                         self._pool_l, self._u_i64, self.u_edge, self._u_pos_f,
                                          self._seed_i, self._seed_f, p, self._ws_f, self._ws_i,
                                          self._best, self._best_touched, self._out_slot,
                                          self._out_f))
@@ -304,7 +316,7 @@ class UnitIndex:
         """The arguments of ``K.ch_nearest_k_packed`` as this index passes them (for the
         benchmark's batch loop; valid until the next unit update)."""
         return (*self._h_args, self._bk, self._pool_sj, self._pool_t, self._pool_l,
-                self._u_i64, self.u_edge, self.u_frac, self._seed_i, self._seed_f, self._params,
+                self._u_i64, self.u_edge, self._u_pos_f, self._seed_i, self._seed_f, self._params,
                 self._ws_f, self._ws_i, self._best, self._best_touched, self._out_slot,
                 self._out_f)
 
@@ -313,7 +325,7 @@ class UnitIndex:
         return (self._rank, *self._hf_args, self._bk, self._pool_sj, self._pool_t,
                 self._pool_l, self._scal, self.u_cnt, self.u_nodes, self.u_dist, self.u_src,
                 self.u_src_t, self.u_src_l, self.u_nsrc, self.u_edge, self.u_frac,
-                self._seed_i, self._ws_f, self._ws_i)
+                self._seed_i, self._ws_f, self._ws_i, self._edge_time)
 
     def nearest_raw(self, seed_rank: np.ndarray, seed_t: np.ndarray, seed_l: np.ndarray,
                     seed_edge: np.ndarray, seed_frac: np.ndarray, k: int,
@@ -367,7 +379,7 @@ class UnitIndex:
         K.ch_table(h.up_b_indptr, h.up_b_head, h.up_b_time_ds, h.up_b_length_m,
                    h.up_f_indptr, h.up_f_head, h.up_f_time_ds,
                    self._b_start, self._b_len, self._pool_sj, self._pool_t, self._pool_l,
-                   self.u_edge, self.u_frac, self.n_slots, sr, st, sl, se, sf,
+                   self.u_edge, self.u_frac, self.u_src_t, self.u_src_l, self.n_slots, sr, st, sl, se, sf,
                    self._edge_time, g.edge_length_m, self._dist, self._dlen, self._hkey,
                    self._hnode, self._hpos, self._touched, out_t, out_l)
         return out_t, out_l

@@ -40,10 +40,10 @@ SPREAD_REACH = 24
 # ------------------------------------------------------------------ upward search
 @njit(cache=True)
 def upward_search(src, off_t, off_l, n_src, indptr, head, w, lenm, st_indptr, st_head, st_w,
-                  dist, dlen, hkey, hnode, hpos, touched, out_node, out_t, out_l):
+                  dist, dlen, hkey, hnode, hpos, touched, out_node, out_t, out_l, out_cap):
     """Dijkstra on an upward graph from up to two seeded sources, with stall-on-demand;
-    writes the non-stalled settled nodes to out_*. Returns their count. Workspaces are
-    left clean."""
+    writes the non-stalled settled nodes to out_* (the first out_cap of them). Returns
+    their count (which may exceed out_cap). Workspaces are left clean."""
     nt = 0
     size = 0
     for i in range(n_src):
@@ -67,9 +67,10 @@ def upward_search(src, off_t, off_l, n_src, indptr, head, w, lenm, st_indptr, st
                 break
         if stalled:
             continue
-        out_node[cnt] = x
-        out_t[cnt] = d
-        out_l[cnt] = dlen[x]
+        if cnt < out_cap:
+            out_node[cnt] = x
+            out_t[cnt] = d
+            out_l[cnt] = dlen[x]
         cnt += 1
         for a in range(indptr[x], indptr[x + 1]):
             y = head[a]
@@ -87,6 +88,8 @@ def upward_search(src, off_t, off_l, n_src, indptr, head, w, lenm, st_indptr, st
 
 
 # ----------------------------------------------------------------------- buckets
+_ZERO1 = np.zeros(1)  # a source's own offset (a global: numba reads it as a constant)
+
 @njit(cache=True)
 def _bucket_append(x, slot, t, length, j, b_start, b_len, b_cap, pool_sj, pool_t, pool_l, scal):
     for _attempt in range(2):  # a second pass only after a re-spread
@@ -251,14 +254,30 @@ def _bucket_put(p, slot, j, t, length, pool_sj, pool_t, pool_l):
 def bucket_insert(slot, src_rank, src_t, src_l, n_src, uf_indptr, uf_head, uf_w, uf_l,
                   ub_indptr, ub_head, ub_w, b_start, b_len, b_cap, pool_sj, pool_t, pool_l, scal,
                   u_cnt, u_nodes, u_dist, dist, dlen, hkey, hnode, hpos, touched,
-                  tmp_node, tmp_t, tmp_l):
-    """Add the unit's forward upward search space to the buckets, the unit's offsets
-    (time and length to reach each source) folded into the entries. Returns the pool
-    arrays (reallocated when they grew) and the number of entries, or minus the needed
-    row width when u_nodes is too narrow (nothing is changed then)."""
-    cnt = upward_search(src_rank, src_t, src_l, n_src, uf_indptr, uf_head, uf_w, uf_l,
-                        ub_indptr, ub_head, ub_w, dist, dlen, hkey, hnode, hpos, touched,
-                        tmp_node, tmp_t, tmp_l)
+                  tmp_node, tmp_t, tmp_l, src_w):
+    """Add the forward upward search space of each of the unit's sources to the buckets:
+    entry (slot, c) holds the distance from source c itself; the unit's offset to reach
+    the source (src_t/src_l, kept in u_src_t/u_src_l) is added by the queries, so a move
+    along the same edge changes no entry (bucket_move_packed). ``src_w[c]`` bounds source
+    c's offset for as long as these entries stay (its edge's time; INF: unbounded): with
+    two sources, an entry at x that the other source beats at every such offset
+    (d_other(x) + w_other <= d(x)) is left out. Returns the pool arrays (reallocated when
+    they grew) and the number of entries, or minus the needed row width when u_nodes is
+    too narrow (nothing is changed then)."""
+    cap = tmp_node.shape[0]
+    cnt = 0
+    split = 0
+    for c in range(n_src):
+        at = min(cnt, cap)
+        cnt += upward_search(src_rank[c:c + 1], _ZERO1, _ZERO1, 1, uf_indptr, uf_head, uf_w, uf_l,
+                             ub_indptr, ub_head, ub_w, dist, dlen, hkey, hnode, hpos, touched,
+                             tmp_node[at:], tmp_t[at:], tmp_l[at:], cap - at)
+        if c == 0:
+            split = cnt
+    if cnt > cap:
+        return pool_sj, pool_t, pool_l, -cnt
+    if n_src == 2 and src_w[0] < INF and src_w[1] < INF:
+        cnt, split = _drop_dominated(cnt, split, tmp_node, tmp_t, tmp_l, dist, src_w)
     if cnt > u_nodes.shape[1]:
         return pool_sj, pool_t, pool_l, -cnt
     for j in range(cnt):
@@ -266,9 +285,46 @@ def bucket_insert(slot, src_rank, src_t, src_l, n_src, uf_indptr, uf_head, uf_w,
         u_nodes[slot, j] = x
         u_dist[slot, j] = tmp_t[j]
         pool_sj, pool_t, pool_l = _bucket_append(
-            x, slot, tmp_t[j], tmp_l[j], j, b_start, b_len, b_cap, pool_sj, pool_t, pool_l, scal)
+            x, slot, tmp_t[j], tmp_l[j], 0 if j < split else 1, b_start, b_len, b_cap, pool_sj,
+            pool_t, pool_l, scal)
     u_cnt[slot] = cnt
     return pool_sj, pool_t, pool_l, cnt
+
+
+@njit(cache=True)
+def _drop_dominated(cnt, split, tmp_node, tmp_t, tmp_l, dist, src_w):
+    """Leave out the entries one source beats at every offset: source 0's entries are
+    tmp_*[:split], source 1's tmp_*[split:cnt]. ``dist`` (all INF) is borrowed to look up
+    source 0's distance by node, and left all INF again. Returns (cnt, split)."""
+    for j in range(split):
+        dist[tmp_node[j]] = tmp_t[j]
+    for j in range(split, cnt):
+        x = tmp_node[j]
+        d0 = dist[x]
+        if d0 == INF or d0 < 0:
+            continue
+        if d0 + src_w[0] <= tmp_t[j]:
+            tmp_node[j] = -1  # source 1's entry is never the better one
+        elif tmp_t[j] + src_w[1] <= d0:
+            dist[x] = -1.0  # source 0's entry is never the better one
+    out = 0
+    for j in range(split):
+        x = tmp_node[j]
+        keep = dist[x] >= 0
+        dist[x] = INF
+        if keep:
+            tmp_node[out] = x
+            tmp_t[out] = tmp_t[j]
+            tmp_l[out] = tmp_l[j]
+            out += 1
+    new_split = out
+    for j in range(split, cnt):
+        if tmp_node[j] >= 0:
+            tmp_node[out] = tmp_node[j]
+            tmp_t[out] = tmp_t[j]
+            tmp_l[out] = tmp_l[j]
+            out += 1
+    return out, new_split
 
 
 @njit(cache=True)
@@ -430,13 +486,16 @@ def _seed_heap(seeds, seed_t, seed_l, n_seeds, dist, dlen, touched, hkey, hnode,
 @njit(cache=True)
 def ch_nearest_k(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w,
                  b_start, b_len, pool_sj, pool_t, pool_l,
-                 u_avail, u_type, u_caps, u_tie, u_edge, u_frac, n_slots,
+                 u_avail, u_type, u_caps, u_tie, u_edge, u_frac, u_src_t, u_src_l, n_slots,
                  seed_rank, seed_t, seed_l, seed_edge, seed_frac, n_seeds, seed_et, seed_el,
                  need_avail, type_mask, caps_req, k,
                  dist, dlen, hkey, hnode, hpos, touched, best, best_touched,
                  out_slot, out_t, out_l):
     """K best eligible units by ETA (deciseconds). Returns how many were found.
-    seed_et/seed_el: time and length of each seed's whole edge (same-edge check)."""
+    seed_et/seed_el: time and length of each seed's whole edge (same-edge check).
+    A bucket entry (slot, c) holds the distance from the unit's source c; the unit's
+    offset to reach that source (u_src_t/u_src_l) is added here, and the scan's stop test
+    uses the entry alone (a lower bound: offsets are never negative)."""
     cnt = 0
     nbt = 0
     cnt, nbt = _same_edge(seed_edge, seed_frac, n_seeds, u_edge, u_frac, n_slots, seed_et,
@@ -459,14 +518,18 @@ def ch_nearest_k(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w,
             continue
         bs = b_start[x]
         for p in range(bs, bs + b_len[x]):
-            t = pool_t[p] + d
-            if cnt == k and t > out_t[k - 1]:
+            t0 = pool_t[p] + d
+            if cnt == k and t0 > out_t[k - 1]:
                 break  # bucket is sorted: nothing further can enter the top K
             s = pool_sj[p, 0]
-            if s >= 0 and t < best[s] and _eligible(s, need_avail, u_avail, u_type, u_caps, type_mask,
+            if s < 0:
+                continue
+            c = pool_sj[p, 1]
+            t = t0 + u_src_t[s, c]
+            if t < best[s] and _eligible(s, need_avail, u_avail, u_type, u_caps, type_mask,
                                          caps_req):
-                cnt, nbt = _offer(s, t, pool_l[p] + dlen[x], best, best_touched, nbt,
-                                  u_tie, out_slot, out_t, out_l, cnt, k)
+                cnt, nbt = _offer(s, t, pool_l[p] + u_src_l[s, c] + dlen[x], best, best_touched,
+                                  nbt, u_tie, out_slot, out_t, out_l, cnt, k)
         for a in range(ub_indptr[x], ub_indptr[x + 1]):
             y = ub_head[a]
             nd = d + ub_w[a]
@@ -483,7 +546,7 @@ def ch_nearest_k(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w,
 
 @njit(cache=True)
 def ch_table(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w,
-             b_start, b_len, pool_sj, pool_t, pool_l, u_edge, u_frac, n_slots,
+             b_start, b_len, pool_sj, pool_t, pool_l, u_edge, u_frac, u_src_t, u_src_l, n_slots,
              seeds_rank, seeds_t, seeds_l, seeds_edge, seeds_frac, edge_time, edge_len,
              dist, dlen, hkey, hnode, hpos, touched, out_t, out_l):
     """ETA (ds) and route length (m) from every slot to every point: out_*[slot, point].
@@ -529,10 +592,13 @@ def ch_table(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w,
             bs = b_start[x]
             for p in range(bs, bs + b_len[x]):
                 s = pool_sj[p, 0]
-                t = pool_t[p] + d
-                if s >= 0 and t < out_t[s, q]:
+                if s < 0:
+                    continue
+                c = pool_sj[p, 1]
+                t = pool_t[p] + u_src_t[s, c] + d
+                if t < out_t[s, q]:
                     out_t[s, q] = t
-                    out_l[s, q] = pool_l[p] + dlen[x]
+                    out_l[s, q] = pool_l[p] + u_src_l[s, c] + dlen[x]
             for a in range(ub_indptr[x], ub_indptr[x + 1]):
                 y = ub_head[a]
                 nd = d + ub_w[a]
@@ -669,11 +735,12 @@ def dijkstra_path(src, off_t, indptr, head, edge_tail, edge_time, targets, targe
 #   out_f float64 (2, k_cap): eta, length (slots in out_slot)
 @njit(cache=True)
 def ch_nearest_k_packed(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w, bk,
-                        pool_sj, pool_t, pool_l, u_i64, u_edge, u_frac, seed_i, seed_f, params,
+                        pool_sj, pool_t, pool_l, u_i64, u_edge, u_pos_f, seed_i, seed_f, params,
                         ws_f, ws_i, best, best_touched, out_slot, out_f):
     return ch_nearest_k(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w,
                         bk[:, 0], bk[:, 1], pool_sj, pool_t, pool_l,
-                        u_i64[0], u_i64[1], u_i64[2], u_i64[3], u_edge, u_frac, params[0],
+                        u_i64[0], u_i64[1], u_i64[2], u_i64[3], u_edge, u_pos_f[0], u_pos_f[1],
+                        u_pos_f[2], params[0],
                         seed_i[0], seed_f[0], seed_f[1], seed_i[1], seed_f[2], params[1],
                         seed_f[3], seed_f[4], params[2] != 0, params[3], params[4], params[5],
                         ws_f[0], ws_f[1], ws_f[2], ws_i[0], ws_i[1], ws_i[2], best, best_touched,
@@ -683,19 +750,24 @@ def ch_nearest_k_packed(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w
 @njit(cache=True)
 def bucket_move_packed(slot, rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub_head, ub_w,
                        bk, pool_sj, pool_t, pool_l, scal, u_cnt, u_nodes, u_dist, u_src, u_src_t,
-                       u_src_l, u_nsrc, u_edge, u_frac, mv_i, mv_f, ns, seed_i, ws_f, ws_i):
+                       u_src_l, u_nsrc, u_edge, u_frac, mv_i, mv_f, ns, seed_i, ws_f, ws_i,
+                       edge_time):
     """Place a unit at the sources in mv_i (node, edge per source) and mv_f (t, length,
     frac per source), ``ns`` of them: writes the unit's position fields, drops its old
     bucket entries and inserts those of the new sources, all in one call (one argument
-    unboxing instead of one numpy assignment per field). When the sources and their
-    offsets are unchanged (a repeated fix) the bucket entries are left as they are.
+    unboxing instead of one numpy assignment per field). When the source nodes are
+    unchanged (a repeated fix, or a unit driving along the same street: the usual AVL
+    case) the bucket entries stay as they are: they hold distances from the source nodes,
+    and queries add the new offsets.
     Returns like bucket_insert; when the row width is too small the old entries are
     gone and nothing is inserted (call again after widening)."""
+    # entries stay when the source nodes and their edges are the same and each offset is
+    # within its edge's time (the bound the entries were pruned with)
     same = u_cnt[slot] > 0 and u_nsrc[slot] == ns
     for c in range(2):
         if c < ns:
-            if same and (u_src[slot, c] != mv_i[0, c] or u_src_t[slot, c] != mv_f[0, c]
-                         or u_src_l[slot, c] != mv_f[1, c]):
+            if same and (u_src[slot, c] != mv_i[0, c] or u_edge[slot, c] != mv_i[1, c]
+                         or (mv_i[1, c] >= 0 and mv_f[0, c] > edge_time[mv_i[1, c]])):
                 same = False
             u_src[slot, c] = mv_i[0, c]
             u_src_t[slot, c] = mv_f[0, c]
@@ -714,12 +786,15 @@ def bucket_move_packed(slot, rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub
     if u_cnt[slot] > 0:
         bucket_remove(slot, bk[:, 0], bk[:, 1], pool_sj, pool_t, pool_l, u_cnt, u_nodes, u_dist)
     src_rank = seed_i[0]
+    src_w = mv_f[3]  # each source's offset bound (row 3 of the move buffer is scratch)
     for c in range(ns):
         src_rank[c] = rank[u_src[slot, c]]
+        e = u_edge[slot, c]
+        src_w[c] = edge_time[e] if e >= 0 and u_src_t[slot, c] <= edge_time[e] else INF
     return bucket_insert(slot, src_rank, u_src_t[slot], u_src_l[slot], ns, uf_indptr, uf_head,
                          uf_w, uf_l, ub_indptr, ub_head, ub_w, bk[:, 0], bk[:, 1], bk[:, 2], pool_sj,
                          pool_t, pool_l, scal, u_cnt, u_nodes, u_dist, ws_f[0], ws_f[1], ws_f[2],
-                         ws_i[0], ws_i[1], ws_i[2], ws_i[3], ws_f[3], ws_f[4])
+                         ws_i[0], ws_i[1], ws_i[2], ws_i[3], ws_f[3], ws_f[4], src_w)
 
 
 # ------------------------------------------------------------- CH routes

@@ -18,6 +18,8 @@ lock of the graph state they started on; updates and swaps are serialised.
 
 from __future__ import annotations
 
+import math
+import numbers
 import threading
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
@@ -27,16 +29,18 @@ from typing import Any
 import numpy as np
 
 from routing.ch import build_hierarchy
+from routing.errors import (
+    InvalidKError,
+    InvalidLocationError,
+    InvalidUnitTypesError,
+    RoutingError,
+)
 from routing.graph import RoadGraph
 from routing.index import Seed, UnitIndex, incident_seeds, unit_sources
 from routing.snap import Snapper, SnapResult
 
 DEFAULT_SNAP_LIMIT_M = 200.0
 _MAX_BITS = 62  # int64 bitmasks, sign bit kept clear
-
-
-class RoutingError(ValueError):
-    """Bad input to the routing service (unknown unit, no location, ...)."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,17 @@ class Location:
                      self.edge is not None])
         if kinds != 1 or ((self.lat is None) != (self.lon is None)):
             raise RoutingError("give exactly one of lat+lon, node, or edge(+frac)")
-        if self.edge is not None and not 0.0 <= self.frac <= 1.0:
+        if self.lat is not None and self.lon is not None:
+            for name, v, lim in (("lat", self.lat, 90.0), ("lon", self.lon, 180.0)):
+                if (type(v) is not float and (isinstance(v, bool) or not isinstance(v, numbers.Real))) \
+                        or not math.isfinite(v) or abs(v) > lim:
+                    raise InvalidLocationError(f"{name} must be a finite number within "
+                                               f"[-{lim:g}, {lim:g}], got {v!r}")
+        for name, i in (("node", self.node), ("edge", self.edge)):
+            if i is not None and type(i) is not int \
+                    and (isinstance(i, bool) or not isinstance(i, numbers.Integral)):
+                raise RoutingError(f"{name} must be an integer id, got {i!r}")
+        if self.edge is not None and not (math.isfinite(self.frac) and 0.0 <= self.frac <= 1.0):
             raise RoutingError("frac must be within [0, 1]")
 
 
@@ -75,9 +89,15 @@ class Placement:
 
 @dataclass(frozen=True)
 class UnitEta:
+    """One unit's answer. ``beyond_limit``: the unit's own position is farther than the
+    snap limit from any road (``snap_distance_m`` away), so its ETA starts from a road it
+    may not be near; callers must show that, not an ordinary-looking ETA."""
+
     unit_id: Hashable
     eta_s: float
     distance_m: float
+    beyond_limit: bool = False
+    snap_distance_m: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -93,6 +113,7 @@ class Route:
     distance_m: float
     coords_lonlat: list[tuple[float, float]]
     incident: Placement
+    unit: Placement  # where the unit stands; its beyond_limit flags an off-road position
 
 
 @dataclass(frozen=True)
@@ -101,6 +122,7 @@ class EtaTable:
     eta_s: np.ndarray  # [unit, point], inf when unreachable
     distance_m: np.ndarray
     points: list[Placement]
+    units_beyond_limit: np.ndarray  # bool per unit: its position is beyond the snap limit
 
 
 @dataclass
@@ -168,6 +190,8 @@ class RoutingService:
 
     def __init__(self, graph: RoadGraph, *, snap_limit_m: float = DEFAULT_SNAP_LIMIT_M,
                  build_hierarchy_if_missing: bool = True):
+        if not (math.isfinite(snap_limit_m) and snap_limit_m > 0):
+            raise RoutingError(f"snap_limit_m must be a positive number, got {snap_limit_m!r}")
         self.snap_limit_m = float(snap_limit_m)
         self._build_ch = build_hierarchy_if_missing
         self._mutate = threading.RLock()
@@ -222,6 +246,9 @@ class RoutingService:
                     available: bool = True, unit_type: str = "unit",
                     capabilities: Iterable[str] = ()) -> Placement:
         """Create or replace a unit. Returns where it was placed on the graph."""
+        if not isinstance(unit_type, str) or not unit_type:
+            raise InvalidUnitTypesError(f"unit_type must be a non-empty string, got {unit_type!r}")
+        capabilities = _strings(capabilities, "capabilities", RoutingError)
         loc = location or Location(lat=lat, lon=lon, node=node)
         with self._mutate:
             st = self._state
@@ -304,27 +331,49 @@ class RoutingService:
                       capabilities: Iterable[str] = ()) -> NearestUnits:
         """The ``k`` available units with ``unit_type`` in ``unit_types`` (any type when
         None) holding every capability in ``capabilities``, fastest first; ties by unit id."""
+        # exact-type fast paths first: an ABC isinstance costs about a microsecond
+        if type(k) is not int and (isinstance(k, bool) or not isinstance(k, numbers.Integral)) \
+                or k < 1:
+            raise InvalidKError(f"k must be a positive integer, got {k!r}")
+        type_mask = self._types_mask(unit_types)
+        if capabilities != ():
+            capabilities = _strings(capabilities, "capabilities", RoutingError)
         loc = location or Location(lat=lat, lon=lon, node=node)
         st = self._state
         placement = st.place(loc)
-        if unit_types is None:
-            type_mask = -1
-        else:
-            type_mask = 0
-            for t in unit_types:
-                if t in self._type_bits:
-                    type_mask |= 1 << self._type_bits[t]
         caps_req = self._caps_mask(capabilities, create=False)
-        if type_mask == 0 or caps_req is None or k <= 0:
+        if caps_req is None:
             return NearestUnits([], placement)
         seeds = st.incident_seeds(placement)
         with st.lock:
-            slots, eta_ds, length_m = st.index.nearest(seeds, k=k, type_mask=type_mask,
+            slots, eta_ds, length_m = st.index.nearest(seeds, k=int(k), type_mask=type_mask,
                                                        caps_req=caps_req)
             ids = [st.slot_ids[s] for s in slots.tolist()]
-        return NearestUnits(
-            [UnitEta(uid, t / 10.0, ln)
-             for uid, t, ln in zip(ids, eta_ds.tolist(), length_m.tolist())], placement)
+            out = []
+            for uid, t, ln in zip(ids, eta_ds.tolist(), length_m.tolist()):
+                p = self._units[uid].placement
+                assert p is not None
+                out.append(UnitEta(uid, t / 10.0, ln, p.beyond_limit, p.distance_m))
+        return NearestUnits(out, placement)
+
+    def known_unit_types(self) -> frozenset[str]:
+        """Unit types this service has seen (placed units', current or past)."""
+        return frozenset(self._type_bits)
+
+    def _types_mask(self, unit_types: Iterable[str] | None) -> int:
+        if unit_types is None:
+            return -1
+        types = _strings(unit_types, "unit_types", InvalidUnitTypesError)
+        unknown = sorted(t for t in types if t not in self._type_bits)
+        if unknown:
+            raise InvalidUnitTypesError(f"unknown unit types {unknown} (known: "
+                                        f"{sorted(self._type_bits)})")
+        if not types:
+            raise InvalidUnitTypesError("unit_types is empty (None means any type)")
+        mask = 0
+        for t in types:
+            mask |= 1 << self._type_bits[t]
+        return mask
 
     def route(self, unit_id: Hashable, *, location: Location | None = None,
               lat: float | None = None, lon: float | None = None,
@@ -340,6 +389,7 @@ class RoutingService:
             assert u.placement is not None
             eta_ds, length_m, edges, src, _seed = st.index.path(u.slot, seeds)
             start = st.point_lonlat(u.placement)
+            unit_placement = u.placement
         end = st.point_lonlat(placement)
         if not np.isfinite(eta_ds):
             raise RoutingError(f"no route from {unit_id!r}")
@@ -353,7 +403,8 @@ class RoutingService:
         for c in coords[1:]:
             if c != dedup[-1]:
                 dedup.append(c)
-        return Route(unit_id, float(eta_ds) / 10.0, float(length_m), dedup, placement)
+        return Route(unit_id, float(eta_ds) / 10.0, float(length_m), dedup, placement,
+                     unit_placement)
 
     def eta_table(self, *, lat: Sequence[float] | None = None, lon: Sequence[float] | None = None,
                   nodes: Sequence[int] | None = None,
@@ -371,9 +422,12 @@ class RoutingService:
         seeds = [st.incident_seeds(p) for p in places]
         with st.lock:
             ids = list(self._units) if unit_ids is None else list(unit_ids)
-            slots = np.array([self._get(i).slot for i in ids], dtype=np.int64)
+            units = [self._get(i) for i in ids]
+            slots = np.array([u.slot for u in units], dtype=np.int64)
+            beyond = np.array([u.placement is not None and u.placement.beyond_limit for u in units],
+                              dtype=bool)
             t, ln = st.index.table(seeds)
-        return EtaTable(ids, t[slots] / 10.0, ln[slots], places)
+        return EtaTable(ids, t[slots] / 10.0, ln[slots], places, beyond)
 
     # ---- graph swap -------------------------------------------------------------------------
     def swap_graph(self, graph: RoadGraph) -> None:
@@ -399,3 +453,15 @@ class RoutingService:
                     cap_bits=self._caps_mask(u.capabilities, create=True) or 0, tie_key=0)
             self._refresh_ties(new)
             self._state = new  # one reference assignment: atomic for readers
+
+
+def _strings(values: Iterable[str], what: str, error: type[RoutingError]) -> frozenset[str]:
+    """A set of strings from a collection of them; a bare string (which would iterate as
+    its letters) or a non-string member is refused."""
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise error(f"{what} must be a collection of strings (e.g. {{'engine'}}), got {values!r}")
+    out = frozenset(values)
+    bad = [v for v in out if not isinstance(v, str)]
+    if bad:
+        raise error(f"{what} must hold strings, got {bad[0]!r}")
+    return out

@@ -26,8 +26,9 @@ class CloseCode(IntEnum):
     BAD_REQUEST = 4400       # malformed query (last_event_id) or message
     UNAUTHORIZED = 4401      # no/invalid token at connect, or revoked/expired later
     FORBIDDEN = 4403         # role may not use this stream, or another unit's stream
-    UNKNOWN_UNIT = 4404      # /ws/unit/{unit_id} of a unit that does not exist
+    UNKNOWN_UNIT = 4404      # /ws/unit/{unit_id} of a unit that does not exist (in scope)
     SLOW_CONSUMER = 4408     # the client did not keep up; reconnect with last_event_id
+    RATE_LIMITED = 4429      # the client sent more messages than its budget (flooding)
     GOING_AWAY = 1001        # server shutting down; reconnect with last_event_id
     INTERNAL = 1011          # internal error; reconnect with back-off
 
@@ -38,10 +39,15 @@ CLOSE_CODE_MEANINGS: dict[CloseCode, tuple[str, str]] = {
                              "log in / renew, reconnect"),
     CloseCode.FORBIDDEN: ("role may not open this stream, or MDT token bound to another unit",
                           "none"),
-    CloseCode.UNKNOWN_UNIT: ("/ws/unit/{unit_id} of an unknown unit", "none"),
+    CloseCode.UNKNOWN_UNIT: (("/ws/unit/{unit_id} of an unknown unit, or of another "
+                              "agency's (not disclosed)"), "none"),
     CloseCode.SLOW_CONSUMER: (("slow consumer: its queue was full, or too many events "
                               "while syncing"),
                               "reconnect with last_event_id"),
+    CloseCode.RATE_LIMITED: (("too many messages: the connection's budget (ws_message_rate_per_s, "
+                              "burst ws_message_burst; a positions batch costs one per fix; "
+                              "an MDT's budget is its unit's) was overdrawn"),
+                             "reconnect after a back-off, send at most the configured rate"),
     CloseCode.GOING_AWAY: ("server shutting down", "reconnect with last_event_id"),
     CloseCode.INTERNAL: ("internal error", "reconnect with back-off"),
 }
@@ -149,8 +155,12 @@ class ErrorFrame(_Frame):
     """A message could not be handled; the socket stays open."""
 
     type: Literal["error"]
-    reason: Literal["bad_message", "unknown_message_type", "ingest_unavailable"]
+    reason: Literal["bad_message", "unknown_message_type", "ingest_unavailable",
+                    "outside_service_area"]
     detail: str
+    field: str | None = Field(default=None, description="The message field at fault, e.g. "
+                              "``fixes.3.lat`` (``outside_service_area``); the message was "
+                              "not taken")
     ref: Any = Field(default=None, description="The message's ``ref``, when it had one")
 
 

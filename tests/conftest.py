@@ -65,7 +65,11 @@ def pg_server_url() -> Iterator[str]:
     root = make_private_dir("cad-test-pg-")
     embedded = EmbeddedPostgres(root)
     try:
-        yield embedded.start()
+        url = embedded.start()
+        # Apps under test log in as cad_app (cad.db.server_url); this cluster asks for its
+        # password, which Settings read from the environment as the server's workers do.
+        os.environ["CAD_DB_APP_PASSWORD"] = embedded.app_password or ""
+        yield url
     finally:
         embedded.stop()
         shutil.rmtree(root, ignore_errors=True)

@@ -7,6 +7,7 @@ describes it for people.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -16,14 +17,19 @@ from fastapi import APIRouter, Depends, Query, WebSocket
 from starlette.requests import HTTPConnection
 
 from cad.deps import wired
-from cad.errors import Forbidden, Invalid, NotFound
+from cad.errors import Forbidden, Invalid, NotFound, TooManyRequests, problem
+from cad.security.deps import scope_of
 from cad.security.principal import Principal
 from ws_gateway import auth, frames
 from ws_gateway.asyncapi import asyncapi_document
+from ws_gateway.avl import OutsideServiceArea
 from ws_gateway.clients import (
     CLOSE_BAD_REQUEST,
     CLOSE_FORBIDDEN,
+    CLOSE_INTERNAL,
+    CLOSE_RATE_LIMITED,
     CLOSE_UNAUTHORIZED,
+    CLOSE_UNKNOWN_UNIT,
     Client,
     close_ws,
 )
@@ -92,7 +98,7 @@ async def board_socket(ws: WebSocket, gw: RunningGateway) -> None:
     s = gw.settings
     client = Client(ws, kind="board", principal=principal, token=token,
                     filter=BoardFilter(agencies), queue_max=s.ws_client_queue_max,
-                    sync_max=s.ws_sync_buffer_max)
+                    sync_max=s.ws_sync_buffer_max, budget=gw.budgets.fresh())
     board_snapshot = gw.ports.board_snapshot
     await gw.serve(client, last_event_id=last_event_id,
                    snapshot=lambda conn: board_snapshot(conn, agencies=agencies))
@@ -100,6 +106,13 @@ async def board_socket(ws: WebSocket, gw: RunningGateway) -> None:
 
 @router.websocket("/ws/unit/{unit_id}")
 async def unit_socket(ws: WebSocket, unit_id: str, gw: RunningGateway) -> None:
+    owed = gw.budgets.peek(unit_id)
+    if owed is not None and not owed.has(1.0):
+        # Recently closed for flooding (only the unit's own token can get it there): refused
+        # at the handshake before any lookup, so a flooder reconnecting in a loop costs an
+        # HTTP exchange, no more.
+        await _refuse_handshake(ws, owed.retry_after_s(1.0))
+        return
     authed = await _authenticate(ws, gw, auth.MDT_ROLES)
     if authed is None:
         return
@@ -111,10 +124,20 @@ async def unit_socket(ws: WebSocket, unit_id: str, gw: RunningGateway) -> None:
     if not ok:
         await close_ws(ws, CLOSE_BAD_REQUEST, "last_event_id must be a non-negative integer")
         return
+    try:
+        agency = await _unit_agency_in_scope(gw, principal, unit_id)
+    except Exception:  # the database is away: the MDT comes back later (1011)
+        log.exception("unit_lookup_failed", unit_id=unit_id)
+        await close_ws(ws, CLOSE_INTERNAL, "unit_lookup_failed")
+        return
+    if agency is None:
+        await close_ws(ws, CLOSE_UNKNOWN_UNIT, f"no unit {unit_id}")
+        return
     s = gw.settings
     client = Client(ws, kind="unit", principal=principal, token=token,
                     filter=UnitFilter(unit_id), queue_max=s.ws_client_queue_max,
-                    sync_max=s.ws_sync_buffer_max)
+                    sync_max=s.ws_sync_buffer_max, budget=gw.budgets.of(unit_id),
+                    fix_budget=gw.fix_budgets.of(unit_id))
 
     try:
         await gw.avl.prime(unit_id)
@@ -134,8 +157,16 @@ async def unit_socket(ws: WebSocket, unit_id: str, gw: RunningGateway) -> None:
         else:
             gw.send(c, frames.error("unknown_message_type", f"unknown message type {mtype!r}"))
             return
+        # The message was charged to the message budget; its fixes go to the fix budget.
+        if not gw.registry.spend(c, len(fixes), fixes=True):
+            return
         try:
-            accepted, problems = await gw.avl.ingest(unit_id, c.principal.agency, fixes)
+            accepted, problems = await gw.avl.ingest(unit_id, agency, fixes)
+        except OutsideServiceArea as exc:
+            field = f"fixes.{exc.index}.lat" if mtype == "positions" else "lat"
+            gw.send(c, frames.error("outside_service_area", exc.detail, field=field,
+                                    ref=msg.get("ref")))
+            return
         except Exception:  # the database is away (first fix of a unit reads its last one)
             log.exception("avl_ingest_failed", unit_id=unit_id)
             gw.send(c, frames.error("ingest_unavailable",
@@ -152,17 +183,71 @@ async def unit_socket(ws: WebSocket, unit_id: str, gw: RunningGateway) -> None:
                    snapshot=lambda conn: unit_snapshot(conn, unit_id), on_message=on_message)
 
 
+async def _refuse_handshake(ws: WebSocket, retry_after_s: float) -> None:
+    """HTTP 429 + Retry-After instead of the upgrade (close 4429 where the server cannot send
+    a denial response)."""
+    response = problem(429, "Too many requests",
+                       "this unit's connection was closed for flooding; reconnect later",
+                       slug="too-many-requests", instance=ws.url.path,
+                       headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))},
+                       retry_after_s=round(retry_after_s, 3))
+    try:
+        await ws.send_denial_response(response)
+    except RuntimeError:  # no websocket.http.response extension
+        await ws.accept()
+        await close_ws(ws, CLOSE_RATE_LIMITED, "rate_limited")
+
+
 # --- HTTP ------------------------------------------------------------------------------------
 
 @router.post("/api/v1/units/{unit_id}/positions", response_model=PositionBatchResult,
-             tags=["avl"], summary="Batch AVL ingest from an MDT (the websocket is cheaper)")
+             tags=["avl"], summary="Batch AVL ingest from an MDT (the websocket is cheaper)",
+             responses={
+                 404: {"description": "No such unit in the caller's scope"},
+                 422: {"description": "A fix lies outside the unit's service area (named as "
+                                      "body.fixes.N.lat/lon); nothing of the batch was taken"},
+                 429: {"description": "The unit's budget (ws_message_rate_per_s requests, "
+                                      "avl_fix_rate_per_s fixes) is spent; Retry-After says "
+                                      "when to resend",
+                       "headers": {"Retry-After": {"schema": {"type": "integer"},
+                                                   "description": "seconds"}}}})
 async def post_positions(unit_id: str, body: PositionBatch, gw: RunningGateway,
                          principal: Annotated[Principal, Depends(auth.require(auth.MDT_ROLES))]
                          ) -> PositionBatchResult:
     if principal.unit_id != unit_id:
         raise Forbidden("this token is bound to another unit")
-    accepted, problems = await gw.avl.ingest(unit_id, principal.agency, body.fixes)
+    # The unit's budgets, shared with its MDT socket: one message, one per fix.
+    messages, fixes = gw.budgets.of(unit_id), gw.fix_budgets.of(unit_id)
+    n = len(body.fixes)
+    if not messages.has(1.0) or not fixes.has(n):
+        raise TooManyRequests(
+            f"unit {unit_id} sends more than {gw.settings.ws_message_rate_per_s:g} messages/s "
+            f"or {gw.settings.avl_fix_rate_per_s:g} fixes/s",
+            retry_after_s=max(messages.retry_after_s(1.0), fixes.retry_after_s(n)))
+    messages.spend(1.0)
+    fixes.spend(n)
+    agency = await _unit_agency_in_scope(gw, principal, unit_id)
+    if agency is None:
+        raise NotFound(f"no unit {unit_id}")
+    try:
+        accepted, problems = await gw.avl.ingest(unit_id, agency, body.fixes)
+    except OutsideServiceArea as exc:
+        raise Invalid(exc.detail, extra={"errors": [
+            {"field": f"body.fixes.{exc.index}.{name}", "message": exc.detail}
+            for name in ("lat", "lon")]}) from None
     return PositionBatchResult.model_validate({"accepted": accepted, "problems": problems})
+
+
+async def _unit_agency_in_scope(gw: Gateway, principal: Principal, unit_id: str) -> str | None:
+    """The unit's agency when the principal may act for the unit (the scope HTTP uses:
+    ``cad.security.scope_of``; a field unit only for its own); None when the unit does not
+    exist or is another agency's (not disclosed)."""
+    scope = scope_of(principal, gw.settings)
+    if scope.unit_id is not None and scope.unit_id != unit_id:
+        return None
+    async with gw.pool.acquire() as conn:
+        agency = await gw.ports.unit_agency(conn, unit_id)
+    return agency if agency is not None and scope.covers(agency) else None
 
 
 @router.get("/api/v1/units/{unit_id}/track", tags=["avl"], response_model=Track,

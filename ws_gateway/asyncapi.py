@@ -57,14 +57,17 @@ _CHANNELS: dict[str, dict[str, Any]] = {
         "server": [n for n in _SERVER if n != "position_result"],
         "client": ["ping", "auth"],
         "close": [CloseCode.BAD_REQUEST, CloseCode.UNAUTHORIZED, CloseCode.FORBIDDEN,
-                  CloseCode.SLOW_CONSUMER, CloseCode.GOING_AWAY, CloseCode.INTERNAL],
+                  CloseCode.SLOW_CONSUMER, CloseCode.RATE_LIMITED, CloseCode.GOING_AWAY,
+                  CloseCode.INTERNAL],
     },
     "unit": {
         "address": "/ws/unit/{unit_id}",
         "title": "Mobile data terminal of one unit",
         "description": "Events whose aggregate is the unit or whose data.unit_ids names it "
                        "(dispatches, status changes); the MDT sends its positions. Role: "
-                       "field_unit bound to unit_id.",
+                       "field_unit bound to unit_id, the unit in its agencies. After a 4429 "
+                       "close the unit's reconnects are refused with HTTP 429 and Retry-After "
+                       "for 5 s.",
         "parameters": {"unit_id": {"description": "The unit's call sign"}},
         "server": list(_SERVER),
         "client": list(_CLIENT),

@@ -1,5 +1,6 @@
 """AVL ingest: validate a fix, move the unit in the routing index at once, coalesce it for
-the boards, and store it as a breadcrumb (batched COPY, off the request path).
+the boards, and store it as a breadcrumb (thinned to ``avl_store_max_per_unit_per_s`` per unit,
+batched COPY, off the request path).
 
 Positions are not events: they are ephemeral for the boards (through the hub) and kept in
 ``unit_positions`` for analysts. ``units.last_lat/last_lon/last_fix_at`` follow the newest
@@ -22,7 +23,8 @@ import structlog
 
 from cad.settings import Settings
 from schemas.realtime import POSITION_FIELDS
-from ws_gateway.ports import ApplyPosition, StoreLastFixes
+from ws_gateway.flood import BreadcrumbThinner
+from ws_gateway.ports import ApplyPosition, PlaceRefusal, StoreLastFixes
 
 log = structlog.get_logger("ws_gateway.avl")
 
@@ -37,6 +39,7 @@ REJECT_BAD_ACCURACY = "bad_accuracy"
 REJECT_FUTURE = "timestamp_in_future"
 REJECT_TOO_OLD = "timestamp_too_old"
 REJECT_BAD_TIMESTAMP = "bad_timestamp"
+REJECT_OUTSIDE_AREA = "outside_service_area"  # counted only: the whole message is refused
 IGNORE_OUT_OF_ORDER = "out_of_order"
 IGNORED_REASONS = frozenset({IGNORE_OUT_OF_ORDER})
 
@@ -64,6 +67,16 @@ class FixRejected(ValueError):
     @property
     def ignored(self) -> bool:
         return self.reason in IGNORED_REASONS
+
+
+class OutsideServiceArea(ValueError):
+    """A fix of a message lies outside the unit's agency's service area: the whole message is
+    refused (nothing of it is taken), naming the fix by its ``index``."""
+
+    def __init__(self, index: int, detail: str) -> None:
+        super().__init__(detail)
+        self.index = index
+        self.detail = detail
 
 
 def _num(value: Any, reason: str, name: str, *, optional: bool) -> float | None:
@@ -194,13 +207,17 @@ _COPY_COLUMNS = ("unit_id", "fix_time", "received_at", "lat", "lon", "heading_de
 class BreadcrumbWriter:
     """Buffers accepted fixes and writes them with COPY every ``flush_interval_s``. The
     event loop only appends to a list; the write is an awaited COPY on a pool connection.
-    While the database is unreachable the buffer keeps up to ``buffer_max`` fixes (oldest
-    dropped first, counted)."""
+    Fixes pass the per-unit :class:`~ws_gateway.flood.BreadcrumbThinner` first, so no unit
+    holds more than its rate's share of the buffer. While the database is unreachable the
+    buffer keeps up to ``buffer_max`` fixes (oldest dropped first, counted)."""
 
     def __init__(self, pool: asyncpg.Pool, *, flush_interval_s: float, buffer_max: int,
-                 store_last_fixes: StoreLastFixes) -> None:
+                 store_last_fixes: StoreLastFixes, store_per_unit_per_s: float,
+                 forget_after_s: float) -> None:
         self.pool = pool
         self.store_last_fixes = store_last_fixes
+        self.thinner = BreadcrumbThinner(store_per_unit_per_s)
+        self.forget_after_s = forget_after_s
         self.flush_interval_s = flush_interval_s
         self.buffer_max = buffer_max
         self._buf: list[tuple[Any, ...]] = []
@@ -212,8 +229,20 @@ class BreadcrumbWriter:
         self.flushes = 0
 
     def add(self, fix: Fix, received_at: datetime) -> None:
-        self._buf.append((fix.unit_id, fix.fix_time, received_at, fix.lat, fix.lon,
-                          fix.heading_deg, fix.speed_mps, fix.accuracy_m))
+        row = self.thinner.offer((fix.unit_id, fix.fix_time, received_at, fix.lat, fix.lon,
+                                  fix.heading_deg, fix.speed_mps, fix.accuracy_m), fix.fix_time)
+        if row is not None:
+            self._append([row])
+
+    def _release_held(self, *, everything: bool = False) -> None:
+        now_s = time.time()
+        self._append(self.thinner.release_due(math.inf if everything else now_s))
+        self.thinner.forget_idle(now_s, older_than_s=self.forget_after_s)
+
+    def _append(self, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        self._buf.extend(rows)
         if len(self._buf) > self.buffer_max:
             over = len(self._buf) - self.buffer_max
             del self._buf[:over]
@@ -227,6 +256,7 @@ class BreadcrumbWriter:
             self._task.cancel()
             with contextlib.suppress(BaseException):
                 await self._task
+        self._release_held(everything=True)  # a unit's last position is stored at shutdown
         with contextlib.suppress(Exception):
             await self.flush()
 
@@ -247,7 +277,9 @@ class BreadcrumbWriter:
         self._kick.set()
 
     async def flush(self) -> int:
+        """Store what is buffered, and the held fixes whose slot has come."""
         async with self._flushing:
+            self._release_held()
             return await self._flush()
 
     async def _flush(self) -> int:
@@ -283,14 +315,18 @@ class AvlIngest:
     newest accepted fix, at once)."""
 
     def __init__(self, pool: asyncpg.Pool, *, settings: Settings,
-                 apply_position: ApplyPosition, store_last_fixes: StoreLastFixes) -> None:
+                 apply_position: ApplyPosition, store_last_fixes: StoreLastFixes,
+                 place_refusal: PlaceRefusal) -> None:
         self.pool = pool
         self.settings = settings
         self.coalescer = Coalescer(settings.avl_max_positions_per_unit_per_s)
-        self.writer = BreadcrumbWriter(pool, flush_interval_s=settings.avl_flush_interval_ms / 1000,
-                                       buffer_max=settings.avl_buffer_max,
-                                       store_last_fixes=store_last_fixes)
+        self.writer = BreadcrumbWriter(
+            pool, flush_interval_s=settings.avl_flush_interval_ms / 1000,
+            buffer_max=settings.avl_buffer_max, store_last_fixes=store_last_fixes,
+            store_per_unit_per_s=settings.avl_store_max_per_unit_per_s,
+            forget_after_s=settings.avl_max_age_s + settings.avl_max_future_s)
         self.apply_to_routing = apply_position
+        self.place_refusal = place_refusal
         self._last_fix: dict[str, datetime] = {}
         self._no_fix: set[str] = set()  # looked up: nothing stored yet
         self.accepted = 0
@@ -326,26 +362,38 @@ class AvlIngest:
 
     async def ingest(self, unit_id: str, agency: str | None, raws: list[Any]
                      ) -> tuple[int, list[dict[str, Any]]]:
-        """Accept what is valid, in order. Returns (accepted, [{index, reason, detail, status}])."""
+        """Accept what is valid, in order. Returns (accepted, [{index, reason, detail, status}]).
+        ``agency``: the unit's. Raises :class:`OutsideServiceArea` before taking anything when
+        a well-formed fix lies outside that agency's service area."""
         s = self.settings
         now = datetime.now(UTC)
-        problems: list[dict[str, Any]] = []
-        last = await self._last_fix_time(unit_id)
-        accepted = 0
-        newest: Fix | None = None
+        checked: list[Fix | FixRejected] = []
         for i, raw in enumerate(raws):
             try:
                 fix = validate_fix(unit_id, raw, now=now, max_age_s=s.avl_max_age_s,
                                    max_future_s=s.avl_max_future_s,
                                    max_accuracy_m=s.avl_max_accuracy_m)
-                if last is not None and fix.fix_time <= last:
-                    raise FixRejected(IGNORE_OUT_OF_ORDER,
-                                      "fix_time is not newer than the unit's last fix")
             except FixRejected as exc:
-                self.rejected[exc.reason] = self.rejected.get(exc.reason, 0) + 1
-                problems.append({"index": i, "reason": exc.reason, "detail": exc.detail,
-                                 "status": "ignored" if exc.ignored else "rejected"})
+                checked.append(exc)
                 continue
+            refusal = self.place_refusal(agency, fix.lat, fix.lon)
+            if refusal is not None:
+                self.rejected[REJECT_OUTSIDE_AREA] = self.rejected.get(REJECT_OUTSIDE_AREA, 0) + 1
+                raise OutsideServiceArea(i, refusal)
+            checked.append(fix)
+        problems: list[dict[str, Any]] = []
+        last = await self._last_fix_time(unit_id)
+        accepted = 0
+        newest: Fix | None = None
+        for i, item in enumerate(checked):
+            if isinstance(item, Fix) and last is not None and item.fix_time <= last:
+                item = FixRejected(IGNORE_OUT_OF_ORDER, "fix_time is not newer than the unit's last fix")
+            if isinstance(item, FixRejected):
+                self.rejected[item.reason] = self.rejected.get(item.reason, 0) + 1
+                problems.append({"index": i, "reason": item.reason, "detail": item.detail,
+                                 "status": "ignored" if item.ignored else "rejected"})
+                continue
+            fix = item
             last = fix.fix_time
             self.writer.add(fix, now)
             self.coalescer.offer(fix, agency)

@@ -15,6 +15,7 @@ from starlette.websockets import WebSocket, WebSocketState
 from cad.security.principal import Principal
 from schemas.realtime import CloseCode
 from ws_gateway.events import Event, EventFilter
+from ws_gateway.flood import MessageBudget
 
 log = structlog.get_logger("ws_gateway")
 
@@ -24,6 +25,7 @@ CLOSE_UNAUTHORIZED = int(CloseCode.UNAUTHORIZED)
 CLOSE_FORBIDDEN = int(CloseCode.FORBIDDEN)
 CLOSE_UNKNOWN_UNIT = int(CloseCode.UNKNOWN_UNIT)
 CLOSE_SLOW_CONSUMER = int(CloseCode.SLOW_CONSUMER)
+CLOSE_RATE_LIMITED = int(CloseCode.RATE_LIMITED)
 CLOSE_GOING_AWAY = int(CloseCode.GOING_AWAY)
 CLOSE_INTERNAL = int(CloseCode.INTERNAL)
 
@@ -40,8 +42,12 @@ class ClientState:
 
 class Client:
     def __init__(self, ws: WebSocket, *, kind: ClientKind, principal: Principal, token: str,
-                 filter: EventFilter, queue_max: int, sync_max: int) -> None:
+                 filter: EventFilter, queue_max: int, sync_max: int,
+                 budget: MessageBudget, fix_budget: MessageBudget | None = None) -> None:
         self.ws = ws
+        # What it may send (ws_gateway.flood): messages, and an MDT's fixes; overdrawn: 4429.
+        self.budget = budget
+        self.fix_budget = fix_budget
         self.kind = kind
         self.principal = principal
         self.token = token
@@ -70,6 +76,7 @@ class ClientRegistry:
         # touches only these, not the thousands of MDT sockets.
         self.position_clients: set[Client] = set()
         self.slow_closed = 0
+        self.rate_closed = 0
 
     def register(self, client: Client) -> None:
         self.clients.add(client)
@@ -93,6 +100,21 @@ class ClientRegistry:
             self.close(client, CLOSE_SLOW_CONSUMER, "slow_consumer")
             return
         client.last_enqueue = now if now is not None else time.monotonic()
+
+    def spend(self, client: Client, cost: float, *, fixes: bool = False) -> bool:
+        """Charge ``cost`` messages (``fixes``: fixes) to the client's budget; overdrawn: the
+        client is closed with 4429, its message budget owes the flood penalty, and False is
+        returned (do not handle the message)."""
+        budget = client.fix_budget if fixes else client.budget
+        if budget is None or budget.spend(cost):
+            return True
+        client.budget.drain()
+        if client.state != ClientState.CLOSED:
+            self.rate_closed += 1
+            log.warning("ws_rate_limited_closed", kind=client.kind,
+                        user=client.principal.username, unit_id=client.principal.unit_id)
+            self.close(client, CLOSE_RATE_LIMITED, "rate_limited")
+        return False
 
     def close(self, client: Client, code: int, reason: str) -> None:
         if client.state == ClientState.CLOSED:

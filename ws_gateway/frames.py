@@ -113,14 +113,17 @@ def pong(last_event_id: int) -> str:
 
 AUTH_OK = _dumps(AuthOkFrame(type="auth_ok"))
 
-ErrorReason = Literal["bad_message", "unknown_message_type", "ingest_unavailable"]
+ErrorReason = Literal["bad_message", "unknown_message_type", "ingest_unavailable",
+                      "outside_service_area"]
 _NO_REF: Any = object()
 
 
-def error(reason: ErrorReason, detail: str, *, ref: Any = _NO_REF) -> str:
-    if ref is _NO_REF:
-        return _dumps(ErrorFrame(type="error", reason=reason, detail=detail))
-    return _dumps(ErrorFrame(type="error", reason=reason, detail=detail, ref=ref))
+def error(reason: ErrorReason, detail: str, *, ref: Any = _NO_REF, field: str | None = None) -> str:
+    """``field``: the message field at fault (only then is the key sent)."""
+    extra: dict[str, Any] = {} if field is None else {"field": field}
+    if ref is not _NO_REF:
+        extra["ref"] = ref
+    return _dumps(ErrorFrame(type="error", reason=reason, detail=detail, **extra))
 
 
 def position_result(accepted: int, problems: list[dict[str, Any]], *, ref: Any = _NO_REF) -> str:

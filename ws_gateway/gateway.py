@@ -40,6 +40,7 @@ from ws_gateway.clients import (
 )
 from ws_gateway.events import Event
 from ws_gateway.fanout import Fanout
+from ws_gateway.flood import Budgets
 from ws_gateway.gcstats import gc_stats
 from ws_gateway.hub import Hub, create_hub
 from ws_gateway.listen import PgListener
@@ -67,12 +68,19 @@ class Gateway:
         self.server_id = secrets.token_hex(4)
         self.hub = hub or create_hub(settings.redis_url, prefix=settings.hub_channel_prefix)
         self.registry = ClientRegistry()
+        # Per unit (an MDT socket and the unit's HTTP posts share them); boards get their own
+        # message budget.
+        self.budgets = Budgets(rate_per_s=settings.ws_message_rate_per_s,
+                               burst=settings.ws_message_burst)
+        self.fix_budgets = Budgets(rate_per_s=settings.avl_fix_rate_per_s,
+                                   burst=settings.avl_fix_burst)
         self.upkeep = IndexUpkeep(ports)
         self.listener = PgListener(pool, database_url)
         self.tailer = EventTailer(pool, self.listener, self._on_events,
                                   poll_interval_s=settings.ws_tailer_poll_interval_s)
         self.avl = AvlIngest(pool, settings=settings, apply_position=self.upkeep.apply_position,
-                             store_last_fixes=ports.store_last_fixes)
+                             store_last_fixes=ports.store_last_fixes,
+                             place_refusal=ports.place_refusal)
         self.fanout = Fanout(self.registry, settings, self.hub,
                              take_due_positions=self.avl.take_due_positions,
                              event_cursor=lambda: self.tailer.cursor,
@@ -162,6 +170,8 @@ class Gateway:
             msg = await ws.receive()
             if msg["type"] == "websocket.disconnect":
                 return
+            if not self.registry.spend(client, 1.0):  # before parsing: a flood costs little
+                return
             text = msg.get("text")
             if text is None and msg.get("bytes") is not None:
                 text = msg["bytes"]
@@ -197,11 +207,13 @@ class Gateway:
             "clients": self.registry.count(),
             "event_cursor": self.tailer.cursor,
             "closed_slow_consumer": self.registry.slow_closed,
+            "closed_rate_limited": self.registry.rate_closed,
             "closed_token": self.rechecker.revoked_closed,
             "positions": {
                 "accepted": avl.accepted, "rejected": dict(avl.rejected),
                 "coalesced": avl.coalescer.coalesced, "sent": avl.coalescer.sent,
                 "breadcrumbs_written": avl.writer.written,
                 "breadcrumbs_dropped": avl.writer.dropped,
+                "breadcrumbs_coalesced": avl.writer.thinner.coalesced,
             },
         }

@@ -57,6 +57,10 @@ class UnitAgency(Protocol):
     async def __call__(self, conn: asyncpg.Connection, unit_id: str) -> str | None: ...
 
 
+# Why (lat, lon) is not a plausible place for a unit of this agency (outside its service area);
+# None when it is. Called for every well-formed fix before anything of its message is taken.
+PlaceRefusal = Callable[[str | None, float, float], str | None]
+
 # An accepted AVL fix (this worker's, or another worker's through the hub):
 # (unit_id, lat, lon, fix_time). Runs on the event loop for every fix: must be quick.
 ApplyPosition = Callable[[str, float, float, datetime], None]
@@ -82,5 +86,6 @@ class GatewayPorts:
     resolve_principal: ResolvePrincipal
     store_last_fixes: StoreLastFixes
     unit_agency: UnitAgency
+    place_refusal: PlaceRefusal
     apply_position: ApplyPosition = _ignore_position
     units_changed: UnitsChanged = _ignore_units

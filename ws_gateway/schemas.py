@@ -54,7 +54,10 @@ class PositionCounters(BaseModel):
     coalesced: int
     sent: int
     breadcrumbs_written: int
-    breadcrumbs_dropped: int
+    breadcrumbs_dropped: int = Field(description="Lost: the buffer overflowed while the "
+                                     "database was unreachable")
+    breadcrumbs_coalesced: int = Field(description="Not stored on purpose: a newer fix of the "
+                                       "unit within avl_store_max_per_unit_per_s replaced it")
 
 
 class ClientCounts(BaseModel):
@@ -72,6 +75,8 @@ class RealtimeStats(BaseModel):
     clients: ClientCounts
     event_cursor: int
     closed_slow_consumer: int
+    closed_rate_limited: int = Field(description="Sockets closed with 4429 (message budget "
+                                     "overdrawn)")
     closed_token: int
     positions: PositionCounters
 

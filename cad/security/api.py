@@ -200,7 +200,8 @@ async def verify_audit(sec: SecurityDep, ctx: Context) -> dict[str, Any]:
     settings = sec.settings
     witnesses = await asyncio.to_thread(witness.read_configured, settings)
     async with sec.pool.acquire() as conn:
-        result = await audit_mod.verify(conn, witnesses)
+        result = await audit_mod.verify(conn, witnesses,
+                                        retention_days=settings.audit_retention_days)
         await audit_now(conn, ctx, "audit.verify", outcome="success" if result.ok else "failure",
                         details={"entries": result.entries, "problems": len(result.problems),
                                  "witnesses": result.witnesses_checked})

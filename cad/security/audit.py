@@ -8,7 +8,7 @@ it, so a replaced function cannot vouch for rows it forged.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
@@ -54,7 +54,8 @@ FROM audit_log WHERE (seq, id) > ($1, $2) ORDER BY seq, id LIMIT $3
 
 @dataclass
 class Problem:
-    kind: str  # edited | deleted | inserted | reordered | broken | truncated | rewritten
+    # edited | deleted | inserted | reordered | broken | truncated | rewritten | anchor | retention
+    kind: str
     seq: int
     id: int | None
     detail: str
@@ -110,15 +111,21 @@ def _recompute(r: asyncpg.Record) -> str:
                       client_addr=r["client_addr"], details_text=r["details_text"])
 
 
-async def verify(conn: asyncpg.Connection, witnesses: Sequence[Witness] = ()) -> VerifyResult:
+async def verify(conn: asyncpg.Connection, witnesses: Sequence[Witness] = (), *,
+                 retention_days: int | None = None) -> VerifyResult:
     """Walk the chain from the first retained entry; name every edited, deleted, inserted or
-    reordered entry. Runs in one REPEATABLE READ snapshot so concurrent appends don't race it.
+    reordered entry, and every anchor that audit_prune did not write or that cut entries
+    younger than ``retention_days`` (None: the database's audit_policy). Runs in one
+    REPEATABLE READ snapshot so concurrent appends don't race it.
 
     ``witnesses`` (chain heads recorded outside the database, cad.security.witness) catch
-    what the chain alone cannot: the newest entries deleted (truncated) or the tail rewritten
-    with recomputed hashes (rewritten)."""
+    what the chain alone cannot: the newest entries deleted (truncated), the tail rewritten
+    with recomputed hashes (rewritten), entries witnessed after a prune's cutoff pruned."""
     result = VerifyResult()
     async with conn.transaction(isolation="repeatable_read", readonly=True):
+        if retention_days is None:
+            retention_days = await conn.fetchval("SELECT retention_days FROM audit_policy")
+        await _check_anchors(conn, result, witnesses, retention_days or 0)
         anchor_seq, anchor_hash = await _anchor(conn)
         result.anchor_seq = anchor_seq
         state = _State(anchor_seq=anchor_seq, anchor_hash=anchor_hash)
@@ -164,6 +171,85 @@ async def _check_witnesses(conn: asyncpg.Connection, witnesses: Sequence[Witness
                 "rewritten", w.seq, None,
                 f"entry seq {w.seq} had hash {w.hash[:16]}...{_when(w)}, now {have[:16]}...: the "
                 f"chain from there on was rewritten with recomputed hashes"))
+
+
+# A witness is taken while appends may be in flight: an entry stamped (clock_timestamp) before
+# the witness read can commit after it. Far longer than any transaction may run (the pool's
+# command timeout is 30 s), so an entry past a witness was stamped after witness.at - this.
+WITNESS_COMMIT_SLACK = timedelta(seconds=120)
+
+
+async def _check_anchors(conn: asyncpg.Connection, result: VerifyResult,
+                         witnesses: Sequence[Witness], retention_days: int) -> None:
+    """Each anchor must be vouched for by the chained audit.prune entry audit_prune wrote with
+    it (unless a later prune removed that entry), its cutoff must be at least
+    ``retention_days`` before that entry, and no entry witnessed after the cutoff was pruned."""
+    anchors = await conn.fetch(
+        "SELECT id, seq, hash, pruned, cutoff, entry_seq FROM audit_chain_anchor ORDER BY seq, id")
+    if not anchors:
+        return
+    entries = await conn.fetch(
+        "SELECT id, seq, at, actor, action, target, outcome, request_id, client_addr, "
+        "details::text AS details_text, prev_hash, hash FROM audit_log "
+        "WHERE action = 'audit.prune' ORDER BY seq")
+    by_through: dict[int, asyncpg.Record] = {}
+    for e in entries:
+        through = orjson.loads(e["details_text"]).get("through_seq")
+        if isinstance(through, int) and _recompute(e) == e["hash"]:
+            by_through.setdefault(through, e)
+    newest = anchors[-1]["seq"]
+    previous = 0
+    dated = [(w, _parse_at(w.at)) for w in witnesses]
+    problems = result.problems
+
+    def add(kind: str, seq: int, detail: str) -> None:
+        if len(problems) < MAX_PROBLEMS:
+            problems.append(Problem(kind, seq, None, detail))
+
+    for a in anchors:
+        where = f"anchor id {a['id']} (pruned through seq {a['seq']})"
+        if a["seq"] <= previous:
+            add("anchor", a["seq"], f"{where} does not follow the anchor before it (seq {previous})")
+        previous = max(previous, a["seq"])
+        e = by_through.get(a["seq"])
+        if e is None or (a["entry_seq"] is not None and e["seq"] != a["entry_seq"]):
+            # Its entry comes after the cut; a later prune through that position removed it.
+            # (An anchor from before entry_seq existed: any but the newest.)
+            entry_pruned = (a["seq"] < a["entry_seq"] <= newest if a["entry_seq"] is not None
+                            else a["seq"] < newest)
+            if not entry_pruned:
+                add("anchor", a["seq"],
+                    f"{where} has no audit.prune entry in the chain: entries through seq "
+                    f"{a['seq']} were removed outside audit_prune and the anchor forged")
+            continue
+        d = orjson.loads(e["details_text"])
+        cutoff = _parse_at(d.get("cutoff"))
+        if (d.get("anchor_hash") != a["hash"] or d.get("deleted") != a["pruned"]
+                or cutoff != a["cutoff"]):
+            add("anchor", a["seq"], f"{where} disagrees with the audit.prune entry seq "
+                                    f"{e['seq']} that recorded it (hash, count or cutoff)")
+            continue
+        if a["cutoff"] > e["at"] - timedelta(days=retention_days):
+            add("retention", a["seq"],
+                f"{where}: the prune at seq {e['seq']} ({e['at'].isoformat()}) cut entries "
+                f"up to {a['cutoff'].isoformat()}, younger than the {retention_days}-day retention")
+        for w, at in dated:
+            if at is not None and w.seq < a["seq"] and at - WITNESS_COMMIT_SLACK > a["cutoff"]:
+                add("retention", a["seq"],
+                    f"{where}: the chain ended at seq {w.seq} when witnessed at {w.at}, after "
+                    f"the cutoff {a['cutoff'].isoformat()}, so entries written after the "
+                    f"cutoff were pruned")
+                break
+
+
+def _parse_at(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def _when(w: Witness) -> str:
@@ -261,31 +347,21 @@ async def export(conn: asyncpg.Connection, out: TextIO, *, after_seq: int = 0,
 
 # --- retention -------------------------------------------------------------------------------
 
-async def prune(conn: asyncpg.Connection, *, retention_days: int,
-                now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> int:
-    """Delete entries older than the retention period (a prefix of the chain) and anchor the
-    chain at the last deleted entry. The pruning is itself audited."""
-    from cad.uow import RequestContext, audit_now
+class RetentionRefused(ValueError):
+    """The database refused the cutoff: younger than its retention floor (audit_policy)."""
 
-    cutoff = now() - timedelta(days=retention_days)
-    async with conn.transaction():
-        # Same lock as appends: the chain head cannot move while it is cut.
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", AUDIT_CHAIN_LOCK_KEY)
-        last = await conn.fetchrow(
-            "SELECT seq, hash FROM audit_log WHERE seq = "
-            "(SELECT max(seq) FROM audit_log WHERE at < $1)", cutoff)
-        if last is None:
-            return 0
-        await conn.execute("SET LOCAL cad.audit_retention = 'on'")
-        status = await conn.execute("DELETE FROM audit_log WHERE seq <= $1", last["seq"])
-        await conn.execute("SET LOCAL cad.audit_retention = 'off'")
-        deleted = int(status.split()[-1])
-        await conn.execute(
-            "INSERT INTO audit_chain_anchor (seq, hash, pruned, cutoff) VALUES ($1, $2, $3, $4)",
-            last["seq"], last["hash"], deleted, cutoff)
-        await audit_now(conn, RequestContext.system("retention"), "audit.prune",
-                        details={"deleted": deleted, "through_seq": last["seq"],
-                                 "cutoff": cutoff.isoformat(), "anchor_hash": last["hash"]})
+
+async def prune(conn: asyncpg.Connection, *, retention_days: int) -> int:
+    """Delete entries older than ``retention_days`` (a prefix of the chain) through the
+    database's one pruning path, audit_prune (0007_db_roles.sql): it refuses a cutoff younger
+    than the retention floor in audit_policy, anchors the chain at the last deleted entry and
+    appends its own chained audit.prune entry. Returns the number deleted."""
+    try:
+        deleted: int = await conn.fetchval(
+            "SELECT audit_prune(clock_timestamp() - make_interval(days => $1), $2)",
+            retention_days, "retention")
+    except asyncpg.InvalidParameterValueError as exc:
+        raise RetentionRefused(str(exc)) from exc
     return deleted
 
 

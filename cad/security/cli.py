@@ -104,7 +104,7 @@ def audit_verify(
 
     async def go(pool: Any) -> audit.VerifyResult:
         async with pool.acquire() as conn:
-            return await audit.verify(conn, witnesses)
+            return await audit.verify(conn, witnesses, retention_days=settings.audit_retention_days)
 
     result = run_with_pool(go)
     if json_out:
@@ -150,7 +150,8 @@ def audit_export(
 @audit_app.command("prune")
 def audit_prune(days: int | None = typer.Option(
         None, "--days", help="Retention in days (default CAD_AUDIT_RETENTION_DAYS).")) -> None:
-    """Delete entries older than the retention period, keeping the chain verifiable."""
+    """Delete entries older than the retention period, keeping the chain verifiable (the
+    database refuses a period shorter than its own floor, `cad audit retention`)."""
     from cad.security import audit
 
     retention = days or Settings().audit_retention_days
@@ -159,4 +160,62 @@ def audit_prune(days: int | None = typer.Option(
         async with pool.acquire() as conn:
             return await audit.prune(conn, retention_days=retention)
 
-    out.print(f"pruned {run_with_pool(go)} audit entries older than {retention} days")
+    try:
+        deleted = run_with_pool(go)
+    except audit.RetentionRefused as exc:
+        err.print(f"cad: the database refused the prune: {exc}")
+        raise typer.Exit(1) from None
+    out.print(f"pruned {deleted} audit entries older than {retention} days")
+
+
+@audit_app.command("retention")
+def audit_retention(days: int | None = typer.Option(
+        None, "--days", min=1, help="Set the floor (owner only: run with the owner's URL).")) -> None:
+    """Show, or set, the retention floor the database enforces on pruning (audit_policy):
+    audit_prune refuses any cutoff younger than this many days. Runs as the migration URL's
+    user (CAD_MIGRATION_DATABASE_URL, else CAD_DATABASE_URL): the server's role cannot."""
+    import asyncio
+
+    import asyncpg
+
+    from cad import db
+    from cad.embedded_pg import EmbeddedPostgres
+
+    settings = Settings()
+    embedded = None
+    url = settings.migration_database_url or settings.database_url
+    if url is None:
+        embedded = EmbeddedPostgres(settings.data_dir / "postgres")
+        url = embedded.start()
+
+    async def go(owner_url: str) -> int:
+        conn = await db.connect(owner_url)
+        try:
+            await db.migrate(conn, settings.migrations_dir)
+            if days is not None:
+                async with conn.transaction():
+                    await conn.execute("UPDATE audit_policy SET retention_days = $1", days)
+                    await _record_floor_change(conn, days)
+            floor: int = await conn.fetchval("SELECT retention_days FROM audit_policy")
+            return floor
+        finally:
+            await conn.close()
+
+    try:
+        floor = asyncio.run(go(url))
+    except asyncpg.InsufficientPrivilegeError as exc:
+        err.print(f"cad: {exc}: set the floor with the owner's URL (CAD_MIGRATION_DATABASE_URL)")
+        raise typer.Exit(1) from None
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    out.print(f"audit retention floor: {floor} days")
+
+
+async def _record_floor_change(conn: Any, days: int) -> None:
+    """The change of the floor is itself a chained entry."""
+    from cad.uow import RequestContext, audit_now
+
+    actor = os.environ.get("SUDO_USER") or os.environ.get("USER") or "cli"
+    await audit_now(conn, RequestContext(actor=f"cli:{actor}", source="system"),
+                    "audit.retention", target="audit_policy", details={"retention_days": days})

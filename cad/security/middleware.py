@@ -31,8 +31,9 @@ from cad.uow import RequestContext, audit_now, request_audit_count
 log = structlog.get_logger("cad.security")
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# Swagger UI and ReDoc load scripts from a CDN; everything else is JSON and needs nothing.
-_DOC_PATHS = ("/docs", "/redoc")
+# The console's page and Swagger UI set a policy of their own (cad.console.api: the app's own
+# origin only); everything else is JSON and needs nothing.
+_OWN_CSP_PATHS = ("/docs", "/console/")
 _API_CSP = b"default-src 'none'; frame-ancestors 'none'"
 
 
@@ -230,7 +231,7 @@ class SecurityMiddleware:
         rt = self.state.runtime
         hsts = rt.settings.hsts_max_age_s if rt is not None else 0
         path = scope.get("path", "")
-        csp = not path.startswith(_DOC_PATHS)
+        csp = path != "/" and not path.startswith(_OWN_CSP_PATHS)
 
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":

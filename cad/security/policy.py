@@ -55,7 +55,13 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/asyncapi.json"): PUBLIC,           # the websocket protocol (ws_gateway)
     ("GET", "/docs"): PUBLIC,
     ("GET", "/docs/oauth2-redirect"): PUBLIC,
-    ("GET", "/redoc"): PUBLIC,
+    # --- the console (cad.console): pages and static files carry no data -----------------------
+    ("GET", "/"): PUBLIC,
+    ("GET", "/console/static/{path}"): PUBLIC,
+    ("GET", "/console/vendor/leaflet/{path}"): PUBLIC,
+    ("GET", "/console/vendor/swagger-ui/{path}"): PUBLIC,
+    ("GET", f"{API}/console/config"): READERS,
+    ("GET", f"{API}/basemap"): READERS,
     # --- authentication (cad.security.api) -----------------------------------------------------
     ("POST", f"{API}/auth/login"): PUBLIC,      # rate-limited per client address
     ("POST", f"{API}/auth/refresh"): PUBLIC,    # the refresh token is the credential

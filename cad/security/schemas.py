@@ -144,7 +144,8 @@ class AuditPageOut(BaseModel):
 
 class AuditProblemOut(BaseModel):
     kind: str = Field(description="edited | deleted | inserted | reordered | broken | "
-                      "truncated | rewritten")
+                      "truncated | rewritten | anchor (not written by audit_prune) | "
+                      "retention (a prune cut entries younger than the retention)")
     seq: int
     id: int | None
     detail: str

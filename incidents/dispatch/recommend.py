@@ -42,6 +42,8 @@ class Candidate:
     eta_s: float
     distance_m: float
     position: Position
+    off_road: bool = False  # the position is beyond the snapping limit (routing core's flag)
+    snap_distance_m: float | None = None
 
 
 @dataclass
@@ -70,6 +72,13 @@ def _position_note(p: Position) -> str:
             return f"position: home station (last AVL fix {p.age_s:.0f} s old is stale)"
         return "position: home station (no AVL fix)"
     return f"position: stale AVL fix {p.age_s:.0f} s old (no home station)"
+
+
+def _off_road_note(snap_distance_m: float | None, limit_m: float) -> str:
+    d = snap_distance_m or 0.0
+    far = f"{d / 1000:,.1f} km" if d >= 1000 else f"{d:.0f} m"
+    return (f"; WARNING: position {far} from the nearest road (beyond the {limit_m:.0f} m "
+            "snapping limit): ETA unreliable, check the unit's location")
 
 
 class _Finder:
@@ -103,9 +112,14 @@ class _Finder:
         # ask again for more.
         ks = [want for _, _, want in groups]
         for _ in range(MAX_REFRESH_ROUNDS):
-            found = [routing.nearest_units(lat=self.lat, lon=self.lon, k=k,
-                                                  unit_types=types, capabilities=caps).units
-                     for (types, caps, _), k in zip(groups, ks, strict=True)]
+            # the routing core refuses types it has never seen (a typo is not "none free"):
+            # a plan's type with no unit placed on this worker has no candidates
+            known = routing.known_unit_types()
+            found = []
+            for (types, caps, _), k in zip(groups, ks, strict=True):
+                usable = [t for t in types if t in known]
+                found.append(routing.nearest_units(lat=self.lat, lon=self.lon, k=k, unit_types=usable,
+                                                   capabilities=caps).units if usable else [])
             ids = sorted({str(u.unit_id) for units in found for u in units})
             rows = {r["id"]: r for r in await unit_repo.units_with_stations(self.conn, ids)
                     } if ids else {}
@@ -128,7 +142,7 @@ class _Finder:
                         stale_index.add(r["id"])  # e.g. its fix went stale: re-place at station
                         continue
                     out[g].append(Candidate(r["id"], r["unit_type"], u.eta_s * self.factor,
-                                            u.distance_m, pos))
+                                            u.distance_m, pos, u.beyond_limit, u.snap_distance_m))
                 if foreign and len(units) == ks[g] and len(out[g]) < groups[g][2]:
                     ks[g] *= 4
                     widen = True
@@ -234,14 +248,19 @@ async def recommend(*, deps: DispatchDeps, ctx: RequestContext, scope: Scope,
                        + (f" (substitutes for {stype})" if sub else "")
                        + (" by road ETA" if finder.method == "road_network" else " by straight-line estimate")
                        + f": {cand.eta_s:.0f} s, {cand.distance_m / 1000:.2f} km; "
-                       + _position_note(cand.position))
+                       + _position_note(cand.position)
+                       + (_off_road_note(cand.snap_distance_m, deps.settings.snap_limit_m)
+                          if cand.off_road else ""))
                 picks.append({"slot": slot.index, "slot_type": stype, "unit_id": cand.unit_id,
                               "unit_type": cand.unit_type, "substitute": sub,
                               "eta_s": round(cand.eta_s, 1), "distance_m": round(cand.distance_m, 1),
                               "position_source": cand.position.source,
                               "position_age_s": None if cand.position.age_s is None
                               else round(cand.position.age_s, 1),
-                              "stale_position": cand.position.stale, "reason": why})
+                              "stale_position": cand.position.stale, "off_road": cand.off_road,
+                              "snap_distance_m": None if cand.snap_distance_m is None
+                              else round(cand.snap_distance_m, 1),
+                              "reason": why})
             unfilled = len(slots) - min(len(slots), len(free))
             if unfilled:
                 types = [stype, *subs.get(stype, [])]
@@ -253,9 +272,15 @@ async def recommend(*, deps: DispatchDeps, ctx: RequestContext, scope: Scope,
         rec_id = await repo.insert_recommendation(
             conn, incident_id=incident_id, created_by=ctx.actor, plan_id=plan.id,
             eta_method=finder.method, picks=picks, shortfalls=shortfalls)
+        incident_place = (deps.routing.locate(lat=inc["lat"], lon=inc["lon"])
+                          if deps.routing is not None and inc["lat"] is not None else None)
         result = {"id": rec_id, "incident_id": incident_id,
                   "plan": {"id": plan.id, "name": plan.name, "slots": [s.unit_type for s in plan.slots]},
-                  "eta_method": finder.method, "already_assigned": already,
+                  "eta_method": finder.method,
+                  "incident_off_road": incident_place is not None and incident_place.beyond_limit,
+                  "incident_snap_distance_m": None if incident_place is None
+                  else round(incident_place.distance_m, 1),
+                  "already_assigned": already,
                   "picks": picks, "shortfalls": shortfalls}
         uow.emit("recommendation.made", aggregate=("incident", incident_id), agency=inc["agency"],
                  data={"recommendation": result, "unit_ids": [a["id"] for a in assigned]})

@@ -59,6 +59,11 @@ class Pick(Out):
     position_source: Literal["avl", "station", "avl_stale"]
     position_age_s: float | None
     stale_position: bool
+    off_road: bool = Field(default=False, description=(
+        "The unit's position is farther than CAD_SNAP_LIMIT_M from any road: its ETA starts "
+        "from the nearest road and cannot be trusted (the reason says so too)."))
+    snap_distance_m: float | None = Field(default=None, description=(
+        "Distance from the unit's position to the road it was placed on (road-network ETAs)."))
     reason: str = Field(description="Why this unit, in words a dispatcher reads.")
 
 
@@ -86,6 +91,11 @@ class RecommendationOut(Out):
     incident_id: int
     plan: PlanSummary
     eta_method: Literal["road_network", "straight_line_estimate"]
+    incident_off_road: bool = Field(default=False, description=(
+        "The incident's location is farther than CAD_SNAP_LIMIT_M from any road: every ETA "
+        "ends at the nearest road, not at the incident."))
+    incident_snap_distance_m: float | None = Field(default=None, description=(
+        "Distance from the incident to the road it was placed on (road-network ETAs)."))
     already_assigned: list[AlreadyAssigned]
     picks: list[Pick] = Field(description="Nearest first.")
     shortfalls: list[Shortfall]

@@ -20,7 +20,7 @@ PACKAGES = ("cad", "routing", "units", "incidents", "ws_gateway", "schemas")
 DOMAIN = ("units", "incidents", "routing")
 # Modules that wire the app, warm it up or expose other packages' commands: they may import
 # anything.
-WIRING = {"cad.wiring", "cad.app", "cad.cli", "cad.warmup"}
+WIRING = {"cad.wiring", "cad.app", "cad.cli", "cad.warmup", "cad.demo"}
 
 
 @dataclass(frozen=True)

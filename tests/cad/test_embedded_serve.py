@@ -122,8 +122,14 @@ async def test_zero_config_serve_is_ready_and_stops_cleanly(served: Served) -> N
     out = served.log.read_text()
     assert f"Data directory: {served.pgdata}" in out.replace("\n", "")
     assert f"Serving on http://127.0.0.1:{served.port}" in out
-    assert "cad:***@" in out and json.loads(
-        (served.data_dir / "postgres" / "embedded-pg.json").read_text())["password"] not in out
+    creds = json.loads((served.data_dir / "postgres" / "embedded-pg.json").read_text())
+    assert "cad:***@" in out and creds["password"] not in out
+    # The server's pool is the role that owns nothing (0007_db_roles.sql), its password
+    # made by the launcher and never printed.
+    started = [json.loads(line) for line in out.splitlines() if '"app_started"' in line]
+    assert [(e["role"], e["database"].split("@")[0]) for e in started] == [
+        ("cad_app", "postgresql://cad_app:***")]
+    assert creds["app_password"] not in out
     served.stop()
     assert served.proc is not None and served.proc.returncode in (0, 128 + signal.SIGTERM)
     assert not (served.pgdata / "postmaster.pid").exists()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+from pydantic import SecretStr
 
 from cad import db
 from cad.embedded_pg import EmbeddedPostgres
@@ -27,7 +28,8 @@ async def test_readyz_is_503_when_the_database_stops(tmp_path: Path) -> None:
     pg = EmbeddedPostgres(root)
     try:
         url = pg.start()
-        settings = Settings(database_url=url, data_dir=tmp_path, db_pool_min=1, log_format="json")
+        settings = Settings(database_url=url, data_dir=tmp_path, db_pool_min=1, log_format="json",
+                            db_app_password=SecretStr(pg.app_password or ""))
         async with running_app(settings) as app, httpx.AsyncClient(base_url=app.base_url) as c:
             assert (await c.get("/readyz")).status_code == 200
             pg.stop()

@@ -81,6 +81,10 @@ def test_wheel_ships_migrations_and_py_typed_and_they_resolve_installed(tmp_path
             assert zf.read(f"cad/migrations/{path.name}") == path.read_bytes()
         for package in _packages():
             assert f"{package}/py.typed" in names
+        # The console's own files (cad.console); its libraries come from their packages.
+        console = REPO_ROOT / "cad" / "console" / "static"
+        for path in console.iterdir():
+            assert zf.read(f"cad/console/static/{path.name}") == path.read_bytes()
         (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
         assert "cad = cad.__main__:main" in zf.read(entry_points).decode()
     assert not {n.split("/")[0] for n in names} & {"tests", "benchmarks", "migrations", "docs"}

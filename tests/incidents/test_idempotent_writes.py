@@ -7,10 +7,6 @@ server in its own process."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-import time
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -22,9 +18,9 @@ import asyncpg
 import httpx
 import pytest
 
-from cad.settings import REPO_ROOT
 from tests.auth import make_user
 from tests.dispatch_fixtures import Api
+from tests.server_process import TEST_JWT_SECRET, ServerProcess
 
 KEY = "Idempotency-Key"
 
@@ -121,71 +117,10 @@ async def test_a_refused_request_leaves_its_key_free(api: Api) -> None:
 
 # --- across a SIGKILL ------------------------------------------------------------------------
 
-JWT_SECRET = "idempotency-tests-" + "k" * 32
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """The app under uvicorn in its own process, so it can be killed with SIGKILL."""
-
-    def __init__(self, database_url: str, data_dir: Path) -> None:
-        self.port = _free_port()
-        self.env = {**os.environ, "CAD_DATABASE_URL": database_url, "CAD_DATA_DIR": str(data_dir),
-                    "CAD_JWT_SECRET": JWT_SECRET, "CAD_LOG_FORMAT": "json",
-                    "CAD_LOG_LEVEL": "warning", "CAD_DB_POOL_MIN": "1", "CAD_DB_POOL_MAX": "8",
-                    "CAD_TIMER_SWEEP_INTERVAL_S": "0", "CAD_RETENTION_SWEEP_INTERVAL_S": "0",
-                    "PYTHONPATH": str(REPO_ROOT)}
-        self.env.pop("CAD_REDIS_URL", None)
-        self.log_path = data_dir / "server.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 60.0) -> None:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "cad.app:create_app", "--factory",
-                 "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
-                 "--log-level", "warning"],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
-            try:
-                if httpx.get(self.base_url + "/readyz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("server not ready: " + self.log_path.read_text()[-3000:])
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()  # SIGKILL: no shutdown code runs
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-
 @pytest.fixture
-def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
-    s = Server(database_url, tmp_path)
+def server(database_url: str, tmp_path: Path) -> Iterator[ServerProcess]:
+    s = ServerProcess(database_url, tmp_path, extra_env={
+        "CAD_TIMER_SWEEP_INTERVAL_S": "0", "CAD_RETENTION_SWEEP_INTERVAL_S": "0"})
     try:
         yield s
     finally:
@@ -204,7 +139,7 @@ async def _dispatcher_headers(pool: asyncpg.Pool) -> dict[str, str]:
         "INSERT INTO sessions (id, user_id, refresh_hash, created_at, last_seen_at, expires_at) "
         "VALUES ($1::uuid, $2::uuid, $3, $4::timestamptz, $4, $4 + interval '12 hours')",
         session_id, user_id, token_hash(new_refresh_token(session_id)), now)
-    token = issue_access_token(JWT_SECRET, user_id=user_id, session_id=session_id,
+    token = issue_access_token(TEST_JWT_SECRET, user_id=user_id, session_id=session_id,
                                role="dispatcher", now=now, ttl_s=3600)
     return {"Authorization": f"Bearer {token}"}
 
@@ -213,7 +148,7 @@ BURST = 24
 
 
 async def test_retries_after_a_sigkill_replay_and_never_duplicate(
-        server: Server, pool: asyncpg.Pool) -> None:
+        server: ServerProcess, pool: asyncpg.Pool) -> None:
     headers = await _dispatcher_headers(pool)
     await asyncio.to_thread(server.start)
     async with httpx.AsyncClient(base_url=server.base_url, headers=headers, timeout=30) as c:

@@ -324,17 +324,25 @@ async def test_the_timer_sweep_skips_a_row_it_cannot_evaluate(
     bad = {k: (await create_incident(disp, *SF))["id"] for k in ("neg_inf", "year_1", "bc")}
     await create_unit(sup, "E01")
     await create_unit(sup, "E02")
-    # Rows the old server could store, made directly: past the new constraint where needed.
-    await pool.execute("ALTER TABLE incidents DROP CONSTRAINT IF EXISTS "
-                       "incidents_received_at_finite")
-    await pool.execute("ALTER TABLE units DROP CONSTRAINT IF EXISTS units_status_changed_at_finite")
-    await pool.execute("UPDATE incidents SET received_at = '-infinity' WHERE id = $1",
-                       bad["neg_inf"])
-    await pool.execute("UPDATE incidents SET received_at = '0001-01-01 00:00:00+00' WHERE id = $1",
-                       bad["year_1"])
-    await pool.execute("UPDATE incidents SET received_at = '4713-01-01 00:00:00+00 BC' "
-                       "WHERE id = $1", bad["bc"])
-    await pool.execute("UPDATE units SET status_changed_at = 'infinity' WHERE id = 'E02'")
+    # Rows the old server could store, made directly: past the new constraint where needed,
+    # as the database's superuser (the server's role, cad_app, may not alter tables).
+    database_url = timer_api.running.settings.database_url
+    assert database_url is not None
+    admin = await db.connect(database_url)
+    try:
+        await admin.execute("ALTER TABLE incidents DROP CONSTRAINT IF EXISTS "
+                            "incidents_received_at_finite")
+        await admin.execute("ALTER TABLE units DROP CONSTRAINT IF EXISTS "
+                            "units_status_changed_at_finite")
+        await admin.execute("UPDATE incidents SET received_at = '-infinity' WHERE id = $1",
+                            bad["neg_inf"])
+        await admin.execute("UPDATE incidents SET received_at = '0001-01-01 00:00:00+00' "
+                            "WHERE id = $1", bad["year_1"])
+        await admin.execute("UPDATE incidents SET received_at = '4713-01-01 00:00:00+00 BC' "
+                            "WHERE id = $1", bad["bc"])
+        await admin.execute("UPDATE units SET status_changed_at = 'infinity' WHERE id = 'E02'")
+    finally:
+        await admin.close()
     capsys.readouterr()
 
     board = await disp.get("/api/v1/timers")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from routing.build import build_graph, travel_time_ds
+from routing.errors import GraphFormatWarning, UnknownNodeError
 from routing.graph import RoadGraph, is_graph_file
 from routing.loaders import _oneway_code, load_dimacs, load_osm_xml
 from routing.speeds import OSM_SPEEDS_KMH, parse_maxspeed_kmh, parse_speed_overrides
@@ -29,7 +30,7 @@ def test_largest_strongly_connected_component_only():
     arcs = [(0, 1, 1), (1, 0, 1), (1, 2, 1), (2, 1, 1), (2, 3, 1), (4, 5, 1), (5, 4, 1)]
     g = make_graph(arcs, largest_scc=True, with_ch=False)
     assert sorted(g.node_ext_id.tolist()) == [0, 1, 2]
-    with pytest.raises(KeyError):
+    with pytest.raises(UnknownNodeError):
         g.node_ids([3])
 
 
@@ -247,7 +248,8 @@ def test_names_roundtrip_and_old_files_load_unnamed(tmp_path):
     members["meta_json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     with open(old, "wb") as fh:
         np.savez(fh, **members)
-    o = RoadGraph.load(old)
+    with pytest.warns(GraphFormatWarning, match="no checksum"):
+        o = RoadGraph.load(old)
     assert o.street_names == () and o.edge_name.shape == (o.n_edges,) and (o.edge_name == -1).all()
     np.testing.assert_array_equal(o.fwd_head, g.fwd_head)
 
@@ -272,7 +274,8 @@ def test_graph_file_is_memory_mapped_and_shared(tmp_path):
         assert not a.flags.writeable
     np.testing.assert_array_equal(h.hierarchy.up_f_mid, g.hierarchy.up_f_mid)
     assert h.node_id(2) == g.node_id(2)
-    old = RoadGraph.load(g.save(tmp_path / "v1.cadgraph", mmap_format=False))
+    with pytest.warns(GraphFormatWarning, match="no checksum"):
+        old = RoadGraph.load(g.save(tmp_path / "v1.cadgraph", mmap_format=False))
     np.testing.assert_array_equal(old.hierarchy.up_b_head, g.hierarchy.up_b_head)
 
 

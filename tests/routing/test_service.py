@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from routing import Location, RoutingError, RoutingService
+from routing import InvalidUnitTypesError, Location, RoutingError, RoutingService
 from routing.cli import graph_app
 from routing.graph import RoadGraph
 from routing.testdata import require_road_file
@@ -43,7 +43,8 @@ def test_nearest_by_type_and_capability(svc):
     assert [u.unit_id for u in svc.nearest_units(node=N(4), unit_types={"medic"}).units] == ["M3", "M7"]
     assert [u.unit_id for u in svc.nearest_units(node=N(4), capabilities={"bariatric"}).units] == ["M3"]
     assert svc.nearest_units(node=N(4), capabilities={"unknown"}).units == []
-    assert svc.nearest_units(node=N(4), unit_types={"ladder"}).units == []
+    with pytest.raises(InvalidUnitTypesError):  # no ladder was ever placed: a typo, not "none free"
+        svc.nearest_units(node=N(4), unit_types={"ladder"})
     assert svc.nearest_units(node=N(4), k=1).units[0].distance_m == pytest.approx(2000)
 
 

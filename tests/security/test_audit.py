@@ -29,6 +29,27 @@ async def _seed(pool: asyncpg.Pool, n: int = 8) -> None:
                         details={"i": i, "x": 1.5, "note": "ünïcode \"q\" \n"})
 
 
+async def seed_history(pool: asyncpg.Pool, n: int, *, days_ago: float) -> None:
+    """``n`` entries as if appended ``days_ago`` days ago (chained to the head like any append),
+    so that retention can be exercised on a real clock: written as the superuser, since
+    the server's role appends only through audit_append, which stamps the time itself."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", audit.AUDIT_CHAIN_LOCK_KEY)
+        head = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        seq, prev = (head["seq"], head["hash"]) if head else (0, audit.GENESIS_HASH)
+        for i in range(n):
+            at = datetime.now(UTC) - timedelta(days=days_ago, seconds=n - i)
+            h = audit.entry_hash(prev, at=at, actor="tester", action="thing.old", target=f"old:{i}",
+                                 outcome="success", request_id=None, client_addr=None,
+                                 details_text="{}")
+            seq += 1
+            await conn.execute(
+                "INSERT INTO audit_log (at, actor, action, target, outcome, details, seq, "
+                "prev_hash, hash) VALUES ($1, 'tester', 'thing.old', $2, 'success', '{}', $3, "
+                "$4, $5)", at, f"old:{i}", seq, prev, h)
+            prev = h
+
+
 async def _verify(pool: asyncpg.Pool) -> audit.VerifyResult:
     async with pool.acquire() as conn:
         return await audit.verify(conn)
@@ -162,20 +183,23 @@ async def test_reordered_entries_are_named(pool: asyncpg.Pool) -> None:
 
 
 async def test_pruning_keeps_the_chain_verifiable(pool: asyncpg.Pool) -> None:
-    await _seed(pool, 6)
-    later = datetime.now(UTC) + timedelta(days=400)
+    await seed_history(pool, 6, days_ago=400)
+    await _seed(pool, 2)
     async with pool.acquire() as conn:
-        assert await audit.prune(conn, retention_days=365) == 0  # nothing old enough
-        await _seed(pool, 0)
-        deleted = await audit.prune(conn, retention_days=365, now=lambda: later)
+        assert await audit.prune(conn, retention_days=500) == 0  # nothing old enough
+        deleted = await audit.prune(conn, retention_days=365)
     assert deleted == 6
-    # What remains: the prune's own record, anchored at the last pruned entry.
+    # What remains: the recent entries and the prune's own record, anchored at the last
+    # pruned entry and pointing at that record.
     rows = await pool.fetch("SELECT seq, action FROM audit_log ORDER BY seq")
-    assert [(r["seq"], r["action"]) for r in rows] == [(7, "audit.prune")]
+    assert [(r["seq"], r["action"]) for r in rows] == [(7, "thing.touch"), (8, "thing.touch"),
+                                                       (9, "audit.prune")]
+    anchor = await pool.fetchrow("SELECT seq, pruned, entry_seq FROM audit_chain_anchor")
+    assert (anchor["seq"], anchor["pruned"], anchor["entry_seq"]) == (6, 6, 9)
     await _seed(pool, 3)
     result = await _verify(pool)
     assert result.ok, result.problems
-    assert (result.anchor_seq, result.first_seq, result.last_seq) == (6, 7, 10)
+    assert (result.anchor_seq, result.first_seq, result.last_seq) == (6, 7, 12)
     # Pruning does not open a door: deleting without it is still refused.
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await pool.execute("DELETE FROM audit_log")

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
 
 from cad.security import audit, witness
 from cad.uow import RequestContext, audit_now
-from tests.security.test_audit import _cad, _seed, _tamper
+from tests.security.test_audit import _cad, _seed, _tamper, seed_history
 from tests.support import RunningApp
 
 
@@ -74,26 +75,27 @@ async def test_rewriting_the_tail_with_recomputed_hashes_is_caught(pool: asyncpg
 
 
 async def test_pruned_positions_are_not_false_alarms(pool: asyncpg.Pool, tmp_path) -> None:
-    from datetime import UTC, datetime, timedelta
-
     path = tmp_path / "witness.jsonl"
-    await _seed(pool, 3)
-    await witness.witness_once(pool, path, None)
-    later = datetime.now(UTC) + timedelta(days=400)
+    await seed_history(pool, 3, days_ago=400)
+    # Witnessed then (a witness line written at the time the entries were appended).
+    witness.append(path, witness.Witness(3, await pool.fetchval(
+        "SELECT hash FROM audit_log WHERE seq = 3"),
+        (datetime.now(UTC) - timedelta(days=399)).isoformat()))
     async with pool.acquire() as conn:
-        assert await audit.prune(conn, retention_days=365, now=lambda: later) == 3
-    await _seed(pool, 2)
+        assert await audit.prune(conn, retention_days=365) == 3
+    await _seed(pool, 1)
     await witness.witness_once(pool, path, None)
     result = await _verify(pool, witness.read(path))
     assert result.ok, result.problems
-    assert (result.anchor_seq, result.witnesses_checked, result.witnessed_through) == (3, 2, 6)
+    assert (result.anchor_seq, result.witnesses_checked, result.witnessed_through) == (3, 2, 5)
 
 
 async def test_server_witnesses_and_verify_endpoint_and_cli_use_it(
-        app: RunningApp, auth_headers, database_url: str, tmp_path) -> None:
+        app: RunningApp, auth_headers, database_url: str, pool: asyncpg.Pool, tmp_path) -> None:
     tasks = {t.get_name() for t in app.runtime.security.tasks}
     assert "audit-witness" in tasks
-    pool = app.pool
+    # ``pool`` is the superuser's, on the app's database: the tamper needs it (app.pool, the
+    # server's role, is refused: tests/security/test_audit_roles.py).
     path = witness.configured_path(app.settings)
     admin = await auth_headers("admin")
     await _seed(pool, 4)

@@ -1,0 +1,724 @@
+/* The reference dispatch console (docs/console.md). Built only on the published contracts:
+   the HTTP API (/openapi.json) and the websocket protocol (/asyncapi.json). No build step:
+   plain browser JavaScript, Leaflet served by the app. */
+"use strict";
+
+const API = "/api/v1";
+const APCO = {available_in_quarters: "AIQ", available_on_radio: "AOR", dispatched: "DSP",
+  en_route: "ENR", on_scene: "ONS", transporting: "TRN", at_hospital: "AHS",
+  out_of_service: "OOS", off_duty: "OFD"};
+const CODE_TO_STATUS = Object.fromEntries(Object.entries(APCO).map(([s, c]) => [c, s]));
+Object.assign(CODE_TO_STATUS, {OS: "on_scene", ER: "en_route", AV: "available_on_radio",
+  IQ: "available_in_quarters"});
+const RECONNECT_MAX_MS = 5000;
+const EVENTS_SHOWN = 300;
+
+const S = {
+  tokens: JSON.parse(sessionStorage.getItem("cad.tokens") || "null"),
+  user: null, config: null, statusTable: {}, types: [], stations: {},
+  units: {}, incidents: {}, positions: {}, lastEventId: null,
+  overdueIncidents: new Set(), overdueUnits: new Set(), overrides: [],
+  rec: null, detailId: null, suggestPath: null,
+  ws: null, wsAttempt: 0, maps: {}, mdt: {unit: null, incident: null},
+};
+const $ = (sel) => document.querySelector(sel);
+const el = (tag, attrs = {}, ...kids) => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") e.className = v; else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (v !== null && v !== undefined) e.setAttribute(k, v);
+  }
+  for (const kid of kids.flat()) e.append(kid instanceof Node ? kid : document.createTextNode(String(kid ?? "")));
+  return e;
+};
+
+function flash(msg, isError = true) {
+  const f = $("#flash");
+  f.textContent = msg;
+  f.dataset.kind = isError ? "error" : "info";
+}
+
+function uuid() {
+  if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+  return "k" + Date.now().toString(36) + Math.random().toString(36).slice(2);
+}
+
+function age(iso) {
+  if (!iso) return "";
+  const s = Math.max(0, Math.floor((Date.now() - Date.parse(iso)) / 1000));
+  const m = Math.floor(s / 60);
+  return m >= 60 ? `${Math.floor(m / 60)}h${String(m % 60).padStart(2, "0")}` : `${m}:${String(s % 60).padStart(2, "0")}`;
+}
+
+/* ---------------------------------------------------------------- HTTP */
+class ApiError extends Error {
+  constructor(status, problem) {
+    const where = (problem.errors || problem.invalid_params || []).map((e) => e.loc ? e.loc.join(".") : e.name).filter(Boolean);
+    super(`${problem.title || status}: ${problem.detail || ""}${where.length ? " (" + where.join(", ") + ")" : ""}`);
+    this.status = status; this.problem = problem;
+  }
+}
+
+async function api(method, path, body, {idem = null, retry = true} = {}) {
+  const headers = {"accept": "application/json"};
+  if (S.tokens) headers.authorization = `Bearer ${S.tokens.access_token}`;
+  if (body !== undefined) headers["content-type"] = "application/json";
+  if (idem) headers["idempotency-key"] = idem;
+  const r = await fetch(path.startsWith("/") ? path : API + "/" + path,
+    {method, headers, body: body === undefined ? undefined : JSON.stringify(body)});
+  if (r.status === 401 && retry && S.tokens && await refresh()) return api(method, path, body, {idem, retry: false});
+  const text = await r.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!r.ok) throw new ApiError(r.status, data || {});
+  return data;
+}
+
+async function refresh() {
+  try {
+    const r = await fetch(`${API}/auth/refresh`, {method: "POST", headers: {"content-type": "application/json"},
+      body: JSON.stringify({refresh_token: S.tokens.refresh_token})});
+    if (!r.ok) throw new Error("refresh refused");
+    saveTokens(await r.json());
+    return true;
+  } catch (e) { saveTokens(null); showLogin(); return false; }
+}
+
+function saveTokens(t) {
+  S.tokens = t;
+  if (t) sessionStorage.setItem("cad.tokens", JSON.stringify(t)); else sessionStorage.removeItem("cad.tokens");
+}
+
+/* ---------------------------------------------------------------- log in */
+function showLogin() {
+  $("#login").hidden = false;
+  document.querySelectorAll(".view").forEach((v) => { v.hidden = true; });
+  $("#username").focus();
+}
+
+$("#loginform").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  try {
+    const r = await fetch(`${API}/auth/login`, {method: "POST", headers: {"content-type": "application/json"},
+      body: JSON.stringify({username: $("#username").value, password: $("#password").value})});
+    const data = await r.json();
+    if (!r.ok) throw new ApiError(r.status, data);
+    saveTokens(data);
+    $("#login").hidden = true;
+    await start();
+  } catch (e) { flash(e.message); }
+});
+
+/* ---------------------------------------------------------------- start */
+async function start() {
+  try {
+    S.user = await api("GET", "auth/me");
+  } catch (e) { showLogin(); return; }
+  $("#who").textContent = `${S.user.username} (${S.user.role})`;
+  const [config, table] = await Promise.all([api("GET", "console/config"), api("GET", "units/status-table")]);
+  S.config = config; S.statusTable = table;
+  if (S.user.role === "field_unit") {
+    location.hash = "#mdt";
+  } else {
+    const [types, stations] = await Promise.all([api("GET", "incident-types"), api("GET", "stations")]);
+    S.types = types;
+    for (const st of stations) S.stations[st.id] = st;
+    $("#in-type").replaceChildren(...types.map((t) => el("option", {value: t.code}, `${t.code} - ${t.description}`)));
+    try {  // suggestions appear when the server publishes an endpoint for them
+      const doc = await fetch("/openapi.json").then((r) => r.json());
+      S.suggestPath = Object.keys(doc.paths).find((p) => p.endsWith("/geocode/suggest")) || null;
+    } catch (e) { S.suggestPath = null; }
+    if (!location.hash || location.hash === "#mdt") location.hash = "#dispatch";
+  }
+  route();
+  connect();
+  setInterval(tick, 1000);
+}
+
+/* ---------------------------------------------------------------- screens */
+function route() {
+  const name = (location.hash || "#dispatch").slice(1);
+  for (const v of document.querySelectorAll(".view")) v.hidden = v.id !== `view-${name}`;
+  for (const a of document.querySelectorAll("nav a")) {
+    if (a.getAttribute("href") === `#${name}`) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
+  }
+  $("#help").hidden = true;
+  const mapId = {dispatch: "map-dispatch", board: "map-board", mdt: "map-mdt"}[name];
+  if (mapId && S.config) ensureMap(mapId);
+  if (name === "supervisor") loadTimers();
+  render();
+}
+window.addEventListener("hashchange", route);
+
+/* ---------------------------------------------------------------- map */
+function ensureMap(id) {
+  if (S.maps[id] || typeof L === "undefined") { if (S.maps[id]) S.maps[id].map.invalidateSize(); return; }
+  const map = L.map(id, {preferCanvas: true, keyboard: true, attributionControl: true});
+  const b = S.config.bounds;
+  if (b) {
+    map.fitBounds([[b[1], b[0]], [b[3], b[2]]]);
+    // Streets start at zoom 12 (routing.basemap): open on them rather than on freeways only.
+    if (map.getZoom() < 12) map.setView(map.getCenter(), 12);
+  } else map.setView([0, 0], 2);
+  const state = {map, base: null, band: null, units: L.layerGroup().addTo(map), incidents: L.layerGroup().addTo(map)};
+  S.maps[id] = state;
+  if (S.config.tile_url) {
+    L.tileLayer(S.config.tile_url, {attribution: S.config.tile_attribution, maxZoom: 19}).addTo(map);
+  } else if (S.config.basemap) {
+    map.attributionControl.addAttribution(S.config.tile_attribution);
+    const load = () => loadBaseMap(state);
+    map.on("zoomend", load);
+    load();
+  }
+  if (id === "map-dispatch") {
+    map.on("click", (e) => {
+      const input = $("#in-location");
+      input.value = `${e.latlng.lat.toFixed(6)}, ${e.latlng.lng.toFixed(6)}`;
+      input.focus();
+    });
+  }
+  drawMarkers();
+}
+
+const BASE_STYLE = {major: {color: "#d0a060", weight: 3}, collector: {color: "#8a96a3", weight: 2},
+  local: {color: "#56616c", weight: 1}};
+
+async function loadBaseMap(state) {
+  const zoom = state.map.getZoom();
+  const bands = S.config.basemap_zoom_bands;
+  const band = bands.filter((z) => zoom >= z).pop();
+  if (band === state.band) return;
+  state.band = band;
+  try {
+    const geo = await api("GET", `basemap?zoom=${Math.max(band, Math.round(zoom))}`);
+    if (state.band !== band) return;
+    if (state.base) state.base.remove();
+    state.base = L.geoJSON(geo, {interactive: false, style: (f) => BASE_STYLE[f.properties.tier]}).addTo(state.map);
+    state.base.bringToBack();
+  } catch (e) { flash(`base map: ${e.message}`); }
+}
+
+function unitLatLon(u) {
+  const p = S.positions[u.id];
+  if (p) return [p.lat, p.lon];
+  const st = u.home_station && S.stations[u.home_station];
+  return st && st.lat != null ? [st.lat, st.lon] : null;
+}
+
+function drawMarkers() {
+  for (const state of Object.values(S.maps)) {
+    state.units.clearLayers(); state.incidents.clearLayers();
+    const units = S.user && S.user.role === "field_unit" ? (S.mdt.unit ? [S.mdt.unit] : []) : Object.values(S.units);
+    for (const u of units) {
+      const ll = unitLatLon(u);
+      if (!ll) continue;
+      if (state.map.getContainer().id === "map-mdt" && !state.centred) {
+        state.centred = true;   // the MDT's map follows its own unit once, then the user
+        state.map.setView(ll, 15);
+      }
+      L.marker(ll, {keyboard: false, title: u.id, icon: L.divIcon({className: "", html:
+        `<span class="unit-marker st-${u.status}">${u.id}</span>`})}).addTo(state.units);
+    }
+    const incidents = S.user && S.user.role === "field_unit" ? (S.mdt.incident ? [S.mdt.incident] : []) : Object.values(S.incidents);
+    for (const i of incidents) {
+      if (i.lat == null) continue;
+      L.marker([i.lat, i.lon], {keyboard: false, title: i.number, icon: L.divIcon({className: "", html:
+        `<span class="inc-marker">${i.priority}</span>`})}).addTo(state.incidents);
+    }
+  }
+}
+
+/* ---------------------------------------------------------------- realtime */
+function setConn(state) {
+  const c = $("#conn");
+  if (c.dataset.state === state) return;
+  c.dataset.state = state; c.textContent = state;
+  // The last few states, for operators' tools and the browser tests (offline -> resyncing -> live).
+  c.dataset.history = ((c.dataset.history || "").split(" ").slice(-19).join(" ") + " " + state).trim();
+}
+
+function connect() {
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  const mdt = S.user.role === "field_unit";
+  const path = mdt ? `/ws/unit/${encodeURIComponent(S.user.unit_id)}` : "/ws/board";
+  const q = new URLSearchParams({access_token: S.tokens.access_token});
+  if (S.lastEventId !== null) q.set("last_event_id", S.lastEventId);
+  setConn(S.lastEventId === null ? "connecting" : "resyncing");
+  const ws = new WebSocket(`${proto}//${location.host}${path}?${q}`);
+  S.ws = ws;
+  ws.onmessage = (m) => onFrame(JSON.parse(m.data), mdt);
+  ws.onopen = () => { S.wsAttempt = 0; if (mdt) { flushPositions(); flushQueue(); } };
+  ws.onclose = async (ev) => {
+    if (S.ws !== ws) return;
+    setConn(S.wsAttempt === 0 ? "offline" : "resyncing");
+    if (ev.code === 4401 && !(await refresh())) return;
+    const wait = Math.min(RECONNECT_MAX_MS, 250 * 2 ** S.wsAttempt++);
+    setTimeout(connect, wait);
+  };
+}
+
+function onFrame(f, mdt) {
+  switch (f.type) {
+    case "snapshot":
+      if (mdt) { S.mdt.unit = f.snapshot.unit; S.mdt.incident = f.snapshot.incident; }
+      else { S.incidents = f.snapshot.incidents; S.units = f.snapshot.units; }
+      S.lastEventId = f.last_event_id;
+      setConn("live");
+      break;
+    case "resume":
+      // Replayed batches follow; live again once the cursor reaches where the server was.
+      S.resumeTarget = f.last_event_id;
+      setConn(S.lastEventId !== null && S.lastEventId >= f.last_event_id ? "live" : "resyncing");
+      break;
+    case "resync_required":   // a fresh snapshot follows at once
+      setConn("resyncing");
+      break;
+    case "batch":
+      for (const e of f.events || []) applyEvent(e, mdt);
+      for (const p of f.positions || []) S.positions[p.unit_id] = p;
+      if (f.last_event_id !== undefined && f.last_event_id !== null) S.lastEventId = Math.max(S.lastEventId ?? 0, f.last_event_id);
+      if (!f.replay || (S.resumeTarget != null && S.lastEventId >= S.resumeTarget)) setConn("live");
+      break;
+    case "heartbeat":
+      if (f.last_event_id !== null) S.lastEventId = Math.max(S.lastEventId ?? 0, f.last_event_id);
+      setConn("live");
+      break;
+    case "error": flash(`realtime: ${f.detail || f.message || "error"}`); break;
+    default: break;
+  }
+  scheduleRender();
+}
+
+function applyEvent(e, mdt) {
+  if (S.lastEventId !== null && e.id <= S.lastEventId) return;  // already applied
+  S.lastEventId = e.id;
+  const d = e.data || {};
+  if (d.incident) {
+    if (mdt) { S.mdt.incident = d.incident.closed_at ? null : {...(S.mdt.incident || {}), ...d.incident}; }
+    else if (d.incident.status === "closed" || d.incident.merged_into) delete S.incidents[d.incident.id];
+    else S.incidents[d.incident.id] = d.incident;
+  }
+  for (const u of d.units_after || []) applyUnit(u, mdt);
+  if (d.unit) applyUnit(d.unit, mdt);
+  if (e.type === "timer.pending_overdue" && d.incident) S.overdueIncidents.add(d.incident.id);
+  if (e.type === "timer.unit_status_overdue" && d.unit) S.overdueUnits.add(d.unit.id);
+  if (e.type === "unit.status_changed" && d.unit) S.overdueUnits.delete(d.unit.id);
+  if (e.type === "incident.units_dispatched" && d.recommendation_outcome === "overridden") {
+    S.overrides.unshift({number: d.incident.number, units: d.dispatched, reason: d.override_reason, at: e.occurred_at});
+  }
+  const list = $("#events");
+  list.append(el("li", {"data-event-id": e.id, value: e.id}, `${e.type} ${e.aggregate_type}:${e.aggregate_id}`));
+  while (list.children.length > EVENTS_SHOWN) list.firstElementChild.remove();
+}
+
+function applyUnit(u, mdt) {
+  if (mdt) { if (u.id === S.user.unit_id) S.mdt.unit = u; return; }
+  if (u.active === false) delete S.units[u.id]; else S.units[u.id] = u;
+}
+
+let renderPending = false;
+function scheduleRender() {
+  if (renderPending) return;
+  renderPending = true;
+  requestAnimationFrame(() => { renderPending = false; render(); });
+}
+
+// Clock-driven text (time in status, age) is updated in place every second; tables are rebuilt
+// only when their content changes, so the keyboard focus and checkboxes survive.
+const TIMERS_REFRESH_S = 10;
+let ticks = 0;
+function tick() {
+  for (const e of document.querySelectorAll("[data-since]")) e.textContent = age(e.dataset.since);
+  if (++ticks % TIMERS_REFRESH_S === 0 && location.hash === "#supervisor") loadTimers();
+}
+
+function since(iso) { return el("td", {"data-since": iso || ""}, age(iso)); }
+
+function fillTable(tbody, sig, build) {
+  if (tbody.dataset.sig === sig) return;
+  const active = document.activeElement;
+  const row = active && tbody.contains(active) ? active.closest("tr") : null;
+  const key = row ? (row.dataset.incident || row.dataset.unit) : null;
+  tbody.replaceChildren(...build());
+  tbody.dataset.sig = sig;
+  if (key) {
+    const again = [...tbody.querySelectorAll("tr")].find((r) => (r.dataset.incident || r.dataset.unit) === key);
+    if (again) again.focus();
+  }
+}
+
+/* ---------------------------------------------------------------- rendering */
+function statusBadge(status) {
+  return el("span", {class: `status st-${status}`, title: status.replaceAll("_", " ")}, APCO[status] || status);
+}
+
+function render() {
+  if (!S.user) return;
+  const view = (location.hash || "#dispatch").slice(1);
+  if (view === "board" || view === "supervisor") renderBoard();
+  if (view === "dispatch") renderPending_();
+  if (view === "mdt") renderMdt();
+  if (view === "supervisor") renderSupervisor();
+  drawMarkers();
+}
+
+function byPriorityAge(a, b) {
+  return a.priority - b.priority || Date.parse(a.received_at || a.created_at) - Date.parse(b.received_at || b.created_at);
+}
+
+function renderBoard() {
+  const units = Object.values(S.units).sort((a, b) => a.id.localeCompare(b.id));
+  const pos = (u) => S.positions[u.id] ? `${S.positions[u.id].lat.toFixed(5)},${S.positions[u.id].lon.toFixed(5)}` : "";
+  fillTable($("#units tbody"), JSON.stringify(units.map((u) => [u.id, u.status, u.status_changed_at, u.incident_id,
+    S.overdueUnits.has(u.id), pos(u)])), () => units.map((u) => el("tr",
+    {"data-unit": u.id, "data-status": u.status, class: S.overdueUnits.has(u.id) ? "overdue" : "",
+      "data-pos": S.positions[u.id] ? `${S.positions[u.id].lat.toFixed(5)},${S.positions[u.id].lon.toFixed(5)}` : null},
+    el("td", {}, u.id), el("td", {}, u.unit_type), el("td", {}, statusBadge(u.status)),
+    since(u.status_changed_at), el("td", {}, u.incident_id ? incidentNumber(u.incident_id) : ""))));
+  const incs = Object.values(S.incidents).sort(byPriorityAge);
+  fillTable($("#incidents tbody"), JSON.stringify(incs.map((i) => [i.id, i.version, i.status,
+    S.overdueIncidents.has(i.id)])), () => incs.map((i) => el("tr",
+    {"data-incident": i.id, tabindex: 0, class: S.overdueIncidents.has(i.id) ? "overdue" : "",
+      onkeydown: (ev) => { if (ev.key === "Enter") { location.hash = "#dispatch"; showDetail(i.id); } }},
+    el("td", {}, i.priority), el("td", {}, i.number), el("td", {}, i.incident_type), el("td", {}, i.status),
+    el("td", {}, i.location_text || ""), el("td", {}, i.units.filter((a) => !a.cleared_at).map((a) => a.unit_id).join(" ")),
+    since(i.received_at || i.created_at))));
+}
+
+function incidentNumber(id) { return S.incidents[id] ? S.incidents[id].number : `#${id}`; }
+
+function renderPending_() {
+  const pending = Object.values(S.incidents).filter((i) => i.status === "pending").sort(byPriorityAge);
+  fillTable($("#pending tbody"), JSON.stringify(pending.map((i) => [i.id, i.version,
+    S.overdueIncidents.has(i.id)])), () => pending.map((i) => el("tr",
+    {tabindex: 0, "data-incident": i.id, class: S.overdueIncidents.has(i.id) ? "overdue" : "",
+      onkeydown: (ev) => { if (ev.key === "Enter") { showDetail(i.id); recommend(i.id); } },
+      onclick: () => { showDetail(i.id); recommend(i.id); }},
+    el("td", {}, i.priority), el("td", {}, i.number), el("td", {}, i.incident_type),
+    el("td", {}, i.location_text || ""), since(i.received_at || i.created_at))));
+}
+
+/* ---------------------------------------------------------------- intake */
+function parseLocation(text) {
+  const t = text.trim();
+  const m = t.match(/^(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)$/);
+  if (m) return {lat: Number(m[1]), lon: Number(m[2])};
+  if (/[&/]| AND /i.test(t)) return {intersection: t.replace(/\s*\/\s*/, " & ").replace(/ AND /i, " & ")};
+  return {address: t};
+}
+
+let suggestTimer = null;
+$("#in-location").addEventListener("input", (ev) => {
+  if (!S.suggestPath) return;
+  clearTimeout(suggestTimer);
+  const q = ev.target.value.trim();
+  if (q.length < 2) return;
+  suggestTimer = setTimeout(async () => {
+    try {
+      const r = await api("GET", `${S.suggestPath}?q=${encodeURIComponent(q)}`);
+      const items = Array.isArray(r) ? r : (r.suggestions || r.items || []);
+      $("#in-suggest").replaceChildren(...items.slice(0, 10).map((s) => el("option", {value: typeof s === "string" ? s : (s.text || s.label || s.name)})));
+    } catch (e) { /* suggestions are a help, not a requirement */ }
+  }, 150);
+});
+
+async function createIncident(type, locationText, extra = {}) {
+  const body = {agency: S.user.agency, incident_type: type, location: parseLocation(locationText)};
+  Object.assign(body, extra);
+  const inc = await api("POST", "incidents", body, {idem: uuid()});
+  S.incidents[inc.id] = inc;
+  const dup = $("#duplicates");
+  if (inc.possible_duplicates && inc.possible_duplicates.length) {
+    dup.hidden = false;
+    dup.replaceChildren(el("h3", {}, `Possible duplicates of ${inc.number}`), el("ul", {},
+      inc.possible_duplicates.map((d) => el("li", {}, `${d.number} ${d.incident_type} — ${Math.round(d.distance_m)} m, ${Math.round(d.seconds_apart / 60)} min apart`))));
+  } else { dup.hidden = true; }
+  flash(`created ${inc.number} (id ${inc.id})`, false);
+  showDetail(inc.id);
+  await recommend(inc.id);
+  return inc;
+}
+
+$("#intake").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const extra = {};
+  const p = $("#in-priority").value; if (p) extra.priority = Number(p);
+  const name = $("#in-caller").value.trim(), phone = $("#in-phone").value.trim();
+  if (name || phone) extra.caller = {...(name ? {name} : {}), ...(phone ? {callback_number: phone} : {})};
+  const narrative = $("#in-narrative").value.trim(); if (narrative) extra.narrative = narrative;
+  try {
+    await createIncident($("#in-type").value, $("#in-location").value, extra);
+    $("#intake").reset();
+  } catch (e) { flash(e.message); }
+});
+$("#intake").addEventListener("keydown", (ev) => {
+  if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); $("#intake").requestSubmit(); }
+});
+
+/* ---------------------------------------------------------------- recommendation, dispatch */
+async function recommend(id) {
+  const panel = $("#recommendation");
+  try {
+    const rec = await api("POST", `incidents/${id}/recommendation`, {});
+    S.rec = rec;
+    panel.hidden = false;
+    const picks = rec.picks.map((p) => p.unit_id);
+    panel.replaceChildren(
+      el("h3", {}, `Recommendation for ${incidentNumber(id)} — ${rec.plan.name} (${rec.eta_method.replaceAll("_", " ")})`),
+      el("table", {class: "grid", id: "picks"},
+        el("thead", {}, el("tr", {}, ["Slot", "Unit", "ETA", "Distance", "Position", "Reason"].map((h) => el("th", {}, h)))),
+        el("tbody", {}, rec.picks.map((p) => el("tr", {"data-unit": p.unit_id},
+          el("td", {}, p.slot_type + (p.substitute ? " (sub)" : "")), el("td", {}, p.unit_id),
+          el("td", {}, `${Math.floor(p.eta_s / 60)}:${String(Math.round(p.eta_s % 60)).padStart(2, "0")}`),
+          el("td", {}, `${(p.distance_m / 1000).toFixed(1)} km`),
+          el("td", {}, p.position_source + (p.stale_position ? " (stale)" : "")), el("td", {}, p.reason))))),
+      rec.already_assigned.length ? el("p", {}, "Already assigned: " + rec.already_assigned.map((a) => a.unit_id).join(", ")) : "",
+      rec.shortfalls.length ? el("ul", {class: "shortfalls"}, rec.shortfalls.map((s) =>
+        el("li", {}, `Short: ${s.slot_type} ${s.filled}/${s.needed} — ${s.reason}`))) : "",
+      el("button", {id: "dispatch-picks", type: "button", disabled: picks.length ? null : "disabled",
+        onclick: () => dispatch(id, picks)}, `Dispatch ${picks.join(" ") || "(none)"}`),
+      el("label", {for: "other-units"}, "Other units (space separated)"),
+      el("input", {id: "other-units", placeholder: "E07 M89"}),
+      el("label", {for: "override-reason"}, "Override reason (required when the units differ)"),
+      el("input", {id: "override-reason"}),
+      el("button", {type: "button", id: "dispatch-other", onclick: () => dispatch(id,
+        $("#other-units").value.trim().toUpperCase().split(/\s+/).filter(Boolean), $("#override-reason").value.trim())},
+      "Dispatch other units"));
+    $("#dispatch-picks").focus();
+  } catch (e) { flash(e.message); }
+}
+
+async function dispatch(id, unitIds, reason = "") {
+  const body = {unit_ids: unitIds};
+  if (S.rec && S.rec.incident_id === id) body.recommendation_id = S.rec.id;
+  const picks = S.rec && S.rec.incident_id === id ? S.rec.picks.map((p) => p.unit_id).sort().join(" ") : null;
+  if (reason) body.override_reason = reason;
+  else if (picks !== null && picks !== [...unitIds].sort().join(" ")) {
+    flash("these units differ from the recommendation: give an override reason (D ID UNITS / REASON)");
+    return null;
+  }
+  try {
+    const out = await api("POST", `incidents/${id}/dispatch`, body, {idem: uuid()});
+    for (const u of out.units) S.units[u.id] = u;
+    S.incidents[out.incident.id] = out.incident;
+    flash(`dispatched ${out.dispatched.join(" ")} to ${out.incident.number}`, false);
+    $("#recommendation").hidden = true;
+    showDetail(id);
+    return out;
+  } catch (e) { flash(e.message); return null; }
+}
+
+/* ---------------------------------------------------------------- incident detail */
+async function showDetail(id) {
+  S.detailId = id;
+  const panel = $("#detail");
+  try {
+    const i = await api("GET", `incidents/${id}`);
+    const timeline = [["received", i.received_at], ["answered", i.answered_at], ["created", i.created_at],
+      ["first dispatched", i.first_dispatched_at], ["first en route", i.first_en_route_at],
+      ["first on scene", i.first_on_scene_at], ["cleared", i.cleared_at], ["closed", i.closed_at]];
+    for (const a of i.units) {
+      for (const k of ["dispatched", "en_route", "on_scene", "transporting", "at_hospital", "cleared"]) {
+        if (a[`${k}_at`]) timeline.push([`${a.unit_id} ${k.replaceAll("_", " ")}`, a[`${k}_at`]]);
+      }
+    }
+    const rows = timeline.filter((t) => t[1]).sort((a, b) => Date.parse(a[1]) - Date.parse(b[1]));
+    panel.hidden = false;
+    panel.replaceChildren(
+      el("h3", {}, `${i.number} · ${i.incident_type} · P${i.priority} · ${i.status}`),
+      el("p", {}, i.location_text || `${i.lat}, ${i.lon}`),
+      el("h3", {}, "Timeline"),
+      el("ol", {class: "timeline"}, rows.map(([what, at]) => el("li", {}, `${new Date(at).toLocaleTimeString()} ${what}`))),
+      el("h3", {}, "Narrative"),
+      el("ul", {class: "narrative"}, i.narrative.map((n) => el("li", {}, `${new Date(n.at).toLocaleTimeString()} ${n.author}: ${n.text}`))),
+      el("label", {for: "close-disposition"}, "Disposition"),
+      el("input", {id: "close-disposition", value: "REPORT"}),
+      el("button", {type: "button", id: "close-incident", onclick: () =>
+        closeIncident(id, $("#close-disposition").value).then(() => { panel.hidden = true; }).catch((e) => flash(e.message))},
+      "Close incident"),
+      el("label", {for: "narr-add"}, "Add to narrative (Enter)"),
+      el("input", {id: "narr-add", onkeydown: async (ev) => {
+        if (ev.key !== "Enter" || !ev.target.value.trim()) return;
+        try { await api("POST", `incidents/${id}/narrative`, {text: ev.target.value.trim()}, {idem: uuid()}); showDetail(id); }
+        catch (e) { flash(e.message); }
+      }}));
+  } catch (e) { flash(e.message); }
+}
+
+async function closeIncident(id, disposition) {
+  // Disposition codes are upper case (REPORT, NO_MERIT, CANCELLED, TRANSPORTED ...).
+  const out = await api("POST", `incidents/${id}/close`, {disposition: (disposition || "REPORT").toUpperCase()}, {idem: uuid()});
+  delete S.incidents[id];
+  flash(`closed ${out.number || "#" + id}`, false);
+  return out;
+}
+
+/* ---------------------------------------------------------------- command line */
+async function runCommand(line) {
+  const parts = line.trim().split(/\s+/);
+  const verb = (parts.shift() || "").toUpperCase();
+  const [slash] = [line.indexOf("/")];
+  switch (verb) {
+    case "?": case "HELP": $("#help").hidden = !$("#help").hidden; return;
+    case "N": return createIncident(parts[0], parts.slice(1).join(" "));
+    case "R": return recommend(Number(parts[0]));
+    case "I": location.hash = "#dispatch"; return showDetail(Number(parts[0]));
+    case "D": {
+      const id = Number(parts[0]);
+      const head = slash >= 0 ? line.slice(0, slash) : line;
+      const reason = slash >= 0 ? line.slice(slash + 1).trim() : "";
+      const units = head.trim().split(/\s+/).slice(2).map((u) => u.toUpperCase());
+      if (!units.length) {
+        if (!S.rec || S.rec.incident_id !== id) await recommend(id);
+        return dispatch(id, S.rec ? S.rec.picks.map((p) => p.unit_id) : []);
+      }
+      return dispatch(id, units, reason);
+    }
+    case "S": {
+      const unit = (parts[0] || "").toUpperCase();
+      const status = CODE_TO_STATUS[(parts[1] || "").toUpperCase()] || (parts[1] || "").toLowerCase();
+      const out = await api("POST", `units/${encodeURIComponent(unit)}/status`, {status}, {idem: uuid()});
+      S.units[out.unit.id] = out.unit;
+      flash(`${unit} ${APCO[out.from_status]} → ${APCO[out.unit.status]}`, false);
+      return out;
+    }
+    case "NA": return api("POST", `incidents/${Number(parts[0])}/narrative`, {text: parts.slice(1).join(" ")}, {idem: uuid()})
+      .then(() => showDetail(Number(parts[0])));
+    case "C": return closeIncident(Number(parts[0]), parts.slice(1).join(" "));
+    default: flash(`unknown command ${verb}: type ? for help`);
+  }
+}
+
+$("#cmdform").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const input = $("#cmd");
+  const line = input.value;
+  try { await runCommand(line); input.value = ""; } catch (e) { flash(e.message); }
+  render();
+});
+
+document.addEventListener("keydown", (ev) => {
+  if (ev.key === "F2" || (ev.key === "Escape" && document.activeElement !== $("#cmd"))) { ev.preventDefault(); $("#cmd").focus(); }
+  if (ev.altKey && /^[1-4]$/.test(ev.key)) {
+    ev.preventDefault();
+    location.hash = ["#dispatch", "#board", "#mdt", "#supervisor"][Number(ev.key) - 1];
+  }
+  if (ev.altKey && ev.key.toLowerCase() === "n") { ev.preventDefault(); location.hash = "#dispatch"; $("#in-type").focus(); }
+});
+
+/* ---------------------------------------------------------------- MDT */
+const QUEUE_KEY = "cad.mdt.queue";
+const POSITIONS_MAX = 120;
+const positionBuffer = [];
+
+function queue() { return JSON.parse(localStorage.getItem(QUEUE_KEY) || "[]"); }
+function saveQueue(q) { localStorage.setItem(QUEUE_KEY, JSON.stringify(q)); renderMdt(); }
+
+function mdtStatus(status) {
+  const q = queue();
+  // The idempotency key is made once, when the button is pressed: a resend after a lost answer
+  // replays the first result instead of changing the status twice.
+  q.push({key: uuid(), status, incident_id: S.mdt.unit && S.mdt.unit.incident_id, reported_at: new Date().toISOString()});
+  saveQueue(q);
+  flushQueue();
+}
+
+let flushing = false;
+async function flushQueue() {
+  if (flushing) return;
+  flushing = true;
+  try {
+    for (;;) {
+      const q = queue();
+      if (!q.length) break;
+      const item = q[0];
+      const body = {status: item.status, reported_at: item.reported_at};
+      if (item.incident_id) body.incident_id = item.incident_id;
+      try {
+        const out = await api("POST", `units/${encodeURIComponent(S.user.unit_id)}/status`, body, {idem: item.key});
+        S.mdt.unit = out.unit;
+      } catch (e) {
+        if (!(e instanceof ApiError)) break;   // network: keep it, retry on reconnect
+        flash(e.message);                       // refused: drop it, the server holds the truth
+      }
+      saveQueue(queue().filter((x) => x.key !== item.key));
+    }
+  } finally { flushing = false; }
+  scheduleRender();
+}
+
+function sendFix(fix) {
+  if (S.ws && S.ws.readyState === WebSocket.OPEN) S.ws.send(JSON.stringify({type: "position", ...fix}));
+  else { positionBuffer.push(fix); if (positionBuffer.length > POSITIONS_MAX) positionBuffer.shift(); }
+}
+
+function flushPositions() {
+  if (!positionBuffer.length || !S.ws || S.ws.readyState !== WebSocket.OPEN) return;
+  S.ws.send(JSON.stringify({type: "positions", fixes: positionBuffer.splice(0)}));
+}
+
+function startGeolocation() {
+  if (!navigator.geolocation || S.geoWatch !== undefined) return;
+  S.geoWatch = navigator.geolocation.watchPosition((p) => {
+    const fix = {lat: p.coords.latitude, lon: p.coords.longitude, fix_time: new Date(p.timestamp).toISOString()};
+    if (p.coords.accuracy != null) fix.accuracy_m = p.coords.accuracy;
+    if (p.coords.heading != null && !Number.isNaN(p.coords.heading)) fix.heading_deg = p.coords.heading;
+    if (p.coords.speed != null) fix.speed_mps = p.coords.speed;
+    S.positions[S.user.unit_id] = {unit_id: S.user.unit_id, ...fix};
+    sendFix(fix);
+  }, () => {}, {enableHighAccuracy: true, maximumAge: 5000});
+}
+window.addEventListener("online", () => { flushQueue(); flushPositions(); });
+
+function renderMdt() {
+  const u = S.mdt.unit;
+  if (!u || !S.user || S.user.role !== "field_unit") return;
+  startGeolocation();
+  $("#mdt-unit").textContent = u.id;
+  $("#mdt-status").replaceChildren(statusBadge(u.status), ` ${u.status.replaceAll("_", " ")} · `,
+    el("span", {"data-since": u.status_changed_at || ""}, age(u.status_changed_at)));
+  // The incident only while the unit is on it (a cleared unit keeps no stale assignment).
+  const i = S.mdt.incident && u.incident_id === S.mdt.incident.id ? S.mdt.incident : null;
+  $("#mdt-assignment").replaceChildren(i
+    ? el("div", {}, el("h3", {}, `${i.number} · ${i.incident_type} · P${i.priority}`),
+      el("p", {class: "loc"}, i.location_text || `${i.lat}, ${i.lon}`),
+      el("ul", {}, (i.narrative || []).map((n) => el("li", {}, n.text))))
+    : el("p", {}, "No assignment"));
+  const allowed = ((S.statusTable[u.status] || {}).allowed_next || []).filter((s) => s !== "dispatched");
+  const key = allowed.join(",");
+  const box = $("#mdt-buttons");
+  if (box.dataset.key !== key) {
+    box.dataset.key = key;
+    box.replaceChildren(...allowed.map((s) => el("button", {type: "button", "data-status": s, onclick: () => mdtStatus(s)},
+      `${APCO[s]} ${s.replaceAll("_", " ")}`)));
+  }
+  const q = queue();
+  $("#mdt-queue").textContent = q.length ? `${q.length} waiting to send: ${q.map((x) => APCO[x.status]).join(" ")}` : "";
+}
+
+/* ---------------------------------------------------------------- supervisor */
+async function loadTimers() {
+  try {
+    const t = await api("GET", "timers");
+    $("#sv-timers").replaceChildren(
+      ...t.pending_incidents.map((x) => el("li", {}, `${x.number} P${x.priority} pending ${Math.round(x.age_s)} s (limit ${x.threshold_s})`)),
+      ...t.units.map((x) => el("li", {}, `${x.unit_id} ${APCO[x.status]} ${Math.round(x.age_s)} s (limit ${x.threshold_s})`)));
+  } catch (e) { flash(e.message); }
+}
+
+function renderSupervisor() {
+  $("#sv-overrides").replaceChildren(...S.overrides.map((o) => el("li", {}, `${o.number}: ${o.units.join(" ")} — ${o.reason}`)));
+  const checked = new Set([...document.querySelectorAll("#sv-roster input:checked")].map((c) => c.value));
+  const units = Object.values(S.units).sort((a, b) => a.id.localeCompare(b.id));
+  fillTable($("#sv-roster tbody"), JSON.stringify(units.map((u) => [u.id, u.status])), () => units.map((u) => el("tr", {"data-unit": u.id},
+    el("td", {}, el("input", {type: "checkbox", value: u.id, "aria-label": `select ${u.id}`, checked: checked.has(u.id) ? "checked" : null})),
+    el("td", {}, u.id), el("td", {}, statusBadge(u.status)))));
+}
+
+document.querySelectorAll("[data-bulk]").forEach((b) => b.addEventListener("click", async () => {
+  const ids = [...document.querySelectorAll("#sv-roster input:checked")].map((c) => c.value);
+  const results = await Promise.allSettled(ids.map((id) => api("POST", `units/${encodeURIComponent(id)}/status`, {status: b.dataset.bulk}, {idem: uuid()})));
+  const failed = results.map((r, k) => [r, ids[k]]).filter(([r]) => r.status === "rejected");
+  flash(failed.length ? failed.map(([r, id]) => `${id}: ${r.reason.message}`).join("; ") : `${ids.length} units set to ${APCO[b.dataset.bulk]}`, failed.length > 0);
+}));
+
+if (S.tokens) start(); else showLogin();

@@ -1,0 +1,371 @@
+"""The console in a real browser (headless Chromium) against a real server with the San
+Francisco road graph: a dispatcher takes a call by intersection and dispatches the
+recommendation; a board in a second browser sees it, and the unit's statuses and positions,
+within 2 seconds; the board's network is cut and restored and it shows every missed event in
+order; the MDT screen moves the unit through its statuses. Screenshots of every screen go to
+test-artifacts/screenshots; axe-core finds no serious accessibility violation on any screen."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from tests.auth import Api, make_user
+from tests.console.browser import Browser, CuttableLink, browsers, require_chromium
+from tests.dispatch_fixtures import create_unit, stations_csv
+
+API = "/api/v1"
+# The issue's bound for the board to show what the dispatcher and the MDT did.
+BOARD_LAG_S = 2.0
+INTERSECTION = "Market St & 5th St"
+
+
+@pytest.fixture(autouse=True)
+def _chromium() -> None:
+    require_chromium()
+
+
+async def _seed(api: Api, stations: list[dict[str, Any]]) -> None:
+    sup = await api.as_("supervisor")
+    r = await sup.post(f"{API}/stations/import?agency=SFFD", content=stations_csv(stations),
+                       headers={"content-type": "text/csv"})
+    assert r.status_code == 200, r.text
+    for station in ("1", "8", "36"):
+        await create_unit(sup, f"E{int(station):02d}", "engine", station=station)
+
+
+async def _board_row(board: Browser, unit: str, status: str, what: str) -> float:
+    t0 = time.monotonic()
+    await board.wait_for(
+        "const r = document.querySelector(`#units tr[data-unit='${arguments[0]}']`);"
+        "return r && r.dataset.status === arguments[1];", unit, status,
+        timeout_s=BOARD_LAG_S, what=what)
+    return time.monotonic() - t0
+
+
+async def _local_only(b: Browser) -> None:
+    """Every resource the page loaded came from the app itself (air-gapped centres)."""
+    foreign = await b.js(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+        ".filter(u => !u.startsWith(location.origin + '/') && !u.startsWith('data:')"
+        " && !u.startsWith(location.origin.replace('http', 'ws') + '/'))")
+    assert foreign == [], f"{b.name} loaded {foreign}"
+
+
+async def _accessible(b: Browser, screen: str) -> None:
+    await b.screenshot(screen)
+    await _local_only(b)
+    problems = await b.serious_accessibility_violations()
+    assert not problems, f"{screen}: {problems}"
+
+
+async def test_docs_render_offline_in_a_browser(app) -> None:
+    """Swagger UI, served by the app, renders the OpenAPI document with nothing from outside."""
+    with browsers("docs") as (b,):
+        await b.get(f"{app.base_url}/docs")
+        title = await b.wait_for(
+            "const t = document.querySelector('.swagger-ui .info .title');"
+            "return t && document.querySelectorAll('.opblock').length > 20 && t.textContent;",
+            timeout_s=20, what="Swagger UI rendered the operations")
+        assert title.startswith("CAD backend")
+        await b.screenshot("docs")
+        await _local_only(b)
+
+
+async def test_dispatch_board_and_mdt_in_real_browsers(sf_api: Api, sffd_stations) -> None:
+    running = sf_api.running
+    pool = running.pool
+    await _seed(sf_api, sffd_stations)
+    disp_user, disp_pw = await make_user(pool, "dispatcher")
+    board_user, board_pw = await make_user(pool, "supervisor")
+    link = CuttableLink(int(running.base_url.rsplit(":", 1)[1]))
+    await link.start()
+    board_url = f"http://127.0.0.1:{link.port}"
+    mdt_link = CuttableLink(int(running.base_url.rsplit(":", 1)[1]))
+    await mdt_link.start()
+    mdt_url = f"http://127.0.0.1:{mdt_link.port}"
+    try:
+        with browsers("dispatcher", "board", "mdt") as (disp, board, mdt):
+            await board.login(board_url, "board", board_user, board_pw)
+            await disp.login(running.base_url, "dispatch", disp_user, disp_pw)
+            await board.wait_for("return document.querySelectorAll('#units tbody tr').length === 3",
+                                 what="three units on the board")
+            await _accessible(board, "board")
+
+            # --- intake by intersection, keyboard only ------------------------------------
+            await disp.run(lambda: disp.driver.find_element("css selector", "#in-type")
+                           .send_keys("VEHFIRE"))
+            await disp.type_into("#in-location", INTERSECTION)
+            await disp.type_into("#in-narrative", "car burning under the overpass")
+            await disp.keys("#in-narrative", "\ue009\ue007")   # Ctrl+Enter
+            await disp.wait_for("return document.querySelector('#picks tbody tr')",
+                                what="recommendation")
+            pick = await disp.js(
+                "const r = document.querySelector('#picks tbody tr');"
+                "return [r.dataset.unit, r.children[2].textContent, r.children[3].textContent,"
+                " r.children[4].textContent, r.children[5].textContent];")
+            unit, eta, distance, source, reason = pick
+            assert unit.startswith("E") and ":" in eta and distance.endswith("km")
+            assert source == "station" and "road ETA" in reason
+            inc = await pool.fetchrow("SELECT id, number, location_source FROM incidents")
+            assert inc["location_source"] == "intersection"
+            await disp.wait_for(
+                "return document.activeElement && document.activeElement.id === 'dispatch-picks'",
+                what="the dispatch button has the focus")
+            await _accessible(disp, "dispatch-recommendation")
+
+            # --- the board sees the incident and the unit dispatched within 2 s ------------
+            t0 = time.monotonic()
+            await disp.keys("#dispatch-picks", "\ue007")   # Enter
+            await _board_row(board, unit, "dispatched", "unit dispatched on the board")
+            await board.wait_for(
+                "return document.querySelector(`#incidents tr[data-incident='${arguments[0]}']`)",
+                inc["id"], timeout_s=BOARD_LAG_S, what="incident on the board")
+            dispatch_to_board_s = time.monotonic() - t0
+            assert await pool.fetchval("SELECT status FROM units WHERE id = $1", unit) == "dispatched"
+            await disp.wait_for("return !document.querySelector('#detail').hidden "
+                                "&& document.querySelector('#detail .timeline li')",
+                                what="incident detail with its timeline")
+            detail = await disp.js("return document.querySelector('#detail').textContent")
+            assert "car burning under the overpass" in detail and f"{unit} dispatched" in detail
+            await _accessible(disp, "dispatch-detail")
+
+            # --- a second call at the same corner: the duplicate warning, the pending queue -
+            await disp.run(lambda: disp.driver.find_element("css selector", "#in-type")
+                           .send_keys("VEHFIRE"))
+            await disp.type_into("#in-location", INTERSECTION)
+            await disp.keys("#in-location", "\ue009\ue007")   # Ctrl+Enter
+            await disp.wait_for("return !document.querySelector('#duplicates').hidden",
+                                what="duplicate warning")
+            warning = await disp.js("return document.querySelector('#duplicates').textContent")
+            assert inc["number"] in warning and "VEHFIRE" in warning
+            second = await pool.fetchval("SELECT max(id) FROM incidents")
+            await disp.wait_for(
+                "return document.querySelector(`#pending tr[data-incident='${arguments[0]}']`)",
+                second, what="second call in the pending queue")
+            await _accessible(disp, "dispatch-duplicate")
+
+            # --- the command line: dispatch another unit with a reason, then its statuses ---
+            await disp.wait_for("return document.querySelector('#picks tbody tr')",
+                                what="recommendation for the second call")
+            pick2 = await disp.js("return document.querySelector('#picks tbody tr').dataset.unit")
+            other = min({"E01", "E08", "E36"} - {unit, pick2})
+            await disp.keys("body", "\ue032")   # F2: the command line
+            assert await disp.js("return document.activeElement.id") == "cmd"
+            await disp.keys("#cmd", f"D {second} {other}\ue007")   # no reason: refused
+            await disp.wait_for("return document.querySelector('#flash').textContent"
+                                ".includes('override reason')", what="reason demanded")
+            assert await pool.fetchval("SELECT status FROM units WHERE id = $1", other) == \
+                "available_in_quarters"
+            await disp.type_into("#cmd", f"D {second} {other} / crew already on that block\ue007")
+            await _board_row(board, other, "dispatched", "command-line dispatch on the board")
+            await disp.keys("#cmd", f"S {other} ER\ue007")
+            await _board_row(board, other, "en_route", "S ... ER on the board")
+            await disp.keys("#cmd", f"S {other} AV\ue007")
+            await _board_row(board, other, "available_on_radio", "S ... AV on the board")
+            await disp.keys("#cmd", f"C {second} no_merit\ue007")
+            await board.wait_for(
+                "return !document.querySelector(`#incidents tr[data-incident='${arguments[0]}']`)",
+                second, timeout_s=BOARD_LAG_S, what="closed incident leaves the board")
+            assert await pool.fetchrow(
+                "SELECT status, disposition FROM incidents WHERE id = $1", second) == \
+                ("closed", "NO_MERIT")
+            outcome = await pool.fetchrow(
+                "SELECT data->>'recommendation_outcome' AS outcome, data->>'override_reason' AS reason "
+                "FROM event_log WHERE type = 'incident.units_dispatched' ORDER BY id DESC LIMIT 1")
+            assert dict(outcome) == {"outcome": "overridden", "reason": "crew already on that block"}
+
+            # --- the MDT: geolocation positions and status buttons -------------------------
+            mdt_user, mdt_pw = await make_user(pool, "field_unit", unit_id=unit)
+            station = next(s for s in sffd_stations if f"E{int(s['station']):02d}" == unit)
+            lat, lon = float(station["lat"]), float(station["lon"])
+            await mdt.run(mdt.driver.execute_cdp_cmd, "Browser.grantPermissions",
+                          {"origin": mdt_url, "permissions": ["geolocation"]})
+            await mdt.run(mdt.driver.execute_cdp_cmd, "Emulation.setGeolocationOverride",
+                          {"latitude": lat, "longitude": lon, "accuracy": 10})
+            await mdt.login(mdt_url, "mdt", mdt_user, mdt_pw)
+            await mdt.wait_for("return document.querySelector('#mdt-assignment h3')",
+                               what="the assignment on the MDT")
+            assignment = await mdt.js("return document.querySelector('#mdt-assignment').textContent")
+            assert inc["number"] in assignment and "car burning" in assignment
+            offered = await mdt.js("return [...document.querySelectorAll('#mdt-buttons button')]"
+                                   ".map(b => b.dataset.status).sort()")
+            assert offered == ["available_in_quarters", "available_on_radio", "en_route", "on_scene"]
+            await _accessible(mdt, "mdt")
+            await board.wait_for(
+                "const r = document.querySelector(`#units tr[data-unit='${arguments[0]}']`);"
+                "return r && r.dataset.pos === arguments[1];", unit, f"{lat:.5f},{lon:.5f}",
+                timeout_s=BOARD_LAG_S + 3, what="first AVL position on the board")
+            moved = (lat + 0.002, lon + 0.002)
+            t0 = time.monotonic()
+            await mdt.run(mdt.driver.execute_cdp_cmd, "Emulation.setGeolocationOverride",
+                          {"latitude": moved[0], "longitude": moved[1], "accuracy": 10})
+            await board.wait_for(
+                "const r = document.querySelector(`#units tr[data-unit='${arguments[0]}']`);"
+                "return r && r.dataset.pos === arguments[1];", unit,
+                f"{moved[0]:.5f},{moved[1]:.5f}", timeout_s=BOARD_LAG_S, what="unit moved")
+            move_to_board_s = time.monotonic() - t0
+
+            status_lags = []
+            for status, then_offered in (("en_route", "on_scene"), ("on_scene", "transporting"),
+                                         ("available_on_radio", "out_of_service")):
+                await mdt.click(f"#mdt-buttons button[data-status='{status}']")
+                status_lags.append(await _board_row(board, unit, status, f"{unit} {status}"))
+                await mdt.wait_for(
+                    "return document.querySelector(`#mdt-buttons button[data-status='${arguments[0]}']`)",
+                    then_offered, what=f"MDT offers {then_offered} after {status}")
+            history = [r["to_status"] for r in await pool.fetch(
+                "SELECT to_status FROM unit_status_log WHERE unit_id = $1 ORDER BY id", unit)]
+            assert history[-4:] == ["dispatched", "en_route", "on_scene", "available_on_radio"]
+            assert await mdt.js("return document.querySelector('#mdt-queue').textContent") == ""
+            assert await mdt.js(
+                "return document.querySelector('#mdt-assignment').textContent") == "No assignment"
+
+            # --- the MDT's link drops: the status press and the fixes wait, then go --------
+            mdt_link.cut()
+            await mdt.wait_for("return document.querySelector('#conn').dataset.state !== 'live'",
+                               what="MDT notices the cut")
+            offline_place = (lat - 0.003, lon + 0.001)
+            await mdt.run(mdt.driver.execute_cdp_cmd, "Emulation.setGeolocationOverride",
+                          {"latitude": offline_place[0], "longitude": offline_place[1],
+                           "accuracy": 10})
+            await mdt.click("#mdt-buttons button[data-status='out_of_service']")
+            await mdt.wait_for("return document.querySelector('#mdt-queue').textContent"
+                               ".includes('1 waiting to send: OOS')", what="status queued")
+            assert await pool.fetchval("SELECT status FROM units WHERE id = $1", unit) == \
+                "available_on_radio"
+            await mdt.screenshot("mdt-offline")
+            mdt_link.restore()
+            await _board_row(board, unit, "out_of_service", "queued status sent on reconnect")
+            await board.wait_for(
+                "const r = document.querySelector(`#units tr[data-unit='${arguments[0]}']`);"
+                "return r && r.dataset.pos === arguments[1];", unit,
+                f"{offline_place[0]:.5f},{offline_place[1]:.5f}", timeout_s=BOARD_LAG_S + 5,
+                what="fix taken offline reaches the board")
+            await mdt.wait_for("return document.querySelector('#mdt-queue').textContent === ''",
+                               what="queue empty")
+            assert await pool.fetchval(
+                "SELECT count(*) FROM unit_status_log WHERE unit_id = $1 "
+                "AND to_status = 'out_of_service'", unit) == 1
+
+            # --- the board's network is cut and restored: every missed event, in order -----
+            before = await pool.fetchval("SELECT max(id) FROM event_log")
+            await board.wait_for(
+                "return Number(document.querySelector('#events li:last-child').dataset.eventId)"
+                " === arguments[0]", before, what="board caught up before the cut")
+            link.cut()
+            await board.wait_for("return document.querySelector('#conn').dataset.state !== 'live'",
+                                 what="board notices the cut")
+            sup = await sf_api.as_("dispatcher")
+            missed_incidents = []
+            for k in range(3):
+                r = await sup.post(f"{API}/incidents", json={
+                    "agency": "SFFD", "incident_type": "ALARM",
+                    "location": {"lat": lat + 0.001 * k, "lon": lon - 0.003}})
+                assert r.status_code == 201, r.text
+                missed_incidents.append(r.json()["id"])
+            r = await sup.post(f"{API}/units/{unit}/status", json={"status": "available_in_quarters"})
+            assert r.status_code == 200, r.text
+            missed = [row["id"] for row in await pool.fetch(
+                "SELECT id FROM event_log WHERE id > $1 ORDER BY id", before)]
+            assert len(missed) >= 4
+            await board.screenshot("board-offline")
+            link.restore()
+            await board.wait_for(
+                "return document.querySelector('#conn').dataset.state === 'live' && "
+                "Number(document.querySelector('#events li:last-child').dataset.eventId) === arguments[0]",
+                missed[-1], timeout_s=15, what="board resumed and caught up")
+            shown = await board.js("return [...document.querySelectorAll('#events li')]"
+                                   ".map(li => Number(li.dataset.eventId))")
+            assert shown == sorted(set(shown)), "events shown out of order or twice"
+            assert shown[-len(missed):] == missed, "a missed event is not shown"
+            history_states = (await board.js(
+                "return document.querySelector('#conn').dataset.history")).split()
+            assert "resyncing" in history_states[history_states.index("offline"):]
+            for inc_id in missed_incidents:
+                assert await board.js(
+                    "return !!document.querySelector(`#incidents tr[data-incident='${arguments[0]}']`)",
+                    inc_id)
+            assert await board.js(
+                "return document.querySelector(`#units tr[data-unit='${arguments[0]}']`).dataset.status",
+                unit) == "available_in_quarters"
+            await _accessible(board, "board-resumed")
+
+            # --- the other screens, for the record and the accessibility check -------------
+            await disp.js("location.hash = '#supervisor'")
+            await disp.wait_for("return document.querySelectorAll('#sv-roster tbody tr').length === 3",
+                                what="supervisor roster")
+            await _accessible(disp, "supervisor")
+            overrides = await disp.js("return document.querySelector('#sv-overrides').textContent")
+            assert f"{other} — crew already on that block" in overrides
+            others = sorted({"E01", "E08", "E36"} - {unit})
+            for other in others:
+                await disp.click(f"#sv-roster input[value='{other}']")
+            await disp.click("[data-bulk='off_duty']")
+            await disp.wait_for(
+                "return arguments[0].every(u => document.querySelector("
+                "`#sv-roster tr td .st-off_duty`) && [...document.querySelectorAll('#sv-roster tr')]"
+                ".some(r => r.textContent.includes(u) && r.querySelector('.st-off_duty')))", others,
+                what="bulk off duty on the roster")
+            assert {r["status"] for r in await pool.fetch(
+                "SELECT status FROM units WHERE id = ANY($1::text[])", others)} == {"off_duty"}
+            await disp.js("location.hash = '#help'; document.querySelector('#help').hidden = false")
+            print(f"\ndispatch -> board {dispatch_to_board_s:.3f} s, move -> board "
+                  f"{move_to_board_s:.3f} s, MDT status -> board "
+                  f"{', '.join(f'{s:.3f}' for s in status_lags)} s")
+    finally:
+        await link.close()
+        await mdt_link.close()
+
+
+async def test_a_board_too_far_behind_resyncs_to_what_the_server_holds(
+        database_url: str, tmp_path) -> None:
+    """Past the replay limit the server sends resync_required and a fresh snapshot: the board
+    shows `resyncing`, then exactly the server's units (a unit taken off the roster during the
+    cut disappears, the other shows its newest status)."""
+    from tests.dispatch_fixtures import make_settings
+    from tests.support import running_app
+
+    async with running_app(make_settings(database_url, tmp_path, ws_replay_max_events=2)) as running:
+        api = Api(running)
+        sup = await api.as_("supervisor")
+        for unit_id in ("E01", "E02"):
+            await create_unit(sup, unit_id)
+        board_user, board_pw = await make_user(running.pool, "dispatcher")
+        link = CuttableLink(int(running.base_url.rsplit(":", 1)[1]))
+        await link.start()
+        try:
+            with browsers("board-resync") as (board,):
+                await board.login(f"http://127.0.0.1:{link.port}", "board", board_user, board_pw)
+                await board.wait_for("return document.querySelectorAll('#units tbody tr').length === 2",
+                                     what="two units")
+                link.cut()
+                await board.wait_for(
+                    "return document.querySelector('#conn').dataset.state !== 'live'",
+                    what="board notices the cut")
+                for status in ("out_of_service", "available_in_quarters", "available_on_radio"):
+                    r = await sup.post(f"{API}/units/E01/status", json={"status": status})
+                    assert r.status_code == 200, r.text
+                assert (await sup.delete(f"{API}/units/E02")).status_code == 200
+                link.restore()
+                await board.wait_for(
+                    "return document.querySelector('#conn').dataset.state === 'live' && "
+                    "document.querySelectorAll('#units tbody tr').length === 1",
+                    timeout_s=15, what="board resynced")
+                assert await board.js(
+                    "return document.querySelector(\"#units tr[data-unit='E01']\").dataset.status"
+                ) == "available_on_radio"
+                states = (await board.js(
+                    "return document.querySelector('#conn').dataset.history")).split()
+                assert "resyncing" in states[states.index("offline"):]
+                # The state came from the fresh snapshot, not from a replay of the 4 events.
+                shown = await board.js("return [...document.querySelectorAll('#events li')]"
+                                       ".map(li => Number(li.dataset.eventId))")
+                last4 = [r["id"] for r in await running.pool.fetch(
+                    "SELECT id FROM event_log ORDER BY id DESC LIMIT 4")]
+                assert not set(shown) & set(last4)
+        finally:
+            await link.close()
+            await api.close()
