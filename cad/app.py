@@ -22,6 +22,7 @@ from cad.security.policy import Rule
 from cad.settings import Settings
 from cad.warmup import prepare_routing, start_loop_lag_monitor, warm_routing_kernels
 from cad.wiring import Runtime
+from incidents.analytics.api import router as analytics_router
 from incidents.api import router as incidents_router
 from incidents.dispatch.api import router as dispatch_router
 from incidents.geocoding.api import router as geocoding_router
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None, *,
     app.include_router(incidents_router)
     app.include_router(geocoding_router)
     app.include_router(dispatch_router)
+    app.include_router(analytics_router)
     app.include_router(realtime_router)
     console.install(app)
     for router in extra_routers:

@@ -40,6 +40,24 @@ def _mount_optional(module: str, attr: str, name: str, help_text: str) -> None:
 _mount_optional("routing.cli", "graph_app", "graph", "Road graphs: build and inspect.")
 _mount_optional("cad.security.cli", "users_app", "users", "User accounts (no default passwords).")
 _mount_optional("cad.security.cli", "audit_app", "audit", "The hash-chained audit trail.")
+_mount_optional("incidents.analytics.cli", "import_app", "import", "Historical data imports.")
+_mount_optional("incidents.analytics.cli", "report_app", "report", "Published reports.")
+
+
+def _add_command(typer_module: str, typer_attr: str, module: str, attr: str, name: str) -> None:
+    """A command of ``module`` under another package's command group (``cad graph calibrate``
+    lives with the analytics that read history, not in routing, which imports no project
+    package)."""
+    try:
+        group = getattr(__import__(typer_module, fromlist=[typer_attr]), typer_attr)
+        command = getattr(__import__(module, fromlist=[attr]), attr)
+    except ImportError:
+        return
+    group.command(name)(command)
+
+
+_add_command("routing.cli", "graph_app", "incidents.analytics.cli", "calibrate_command", "calibrate")
+_add_command("cad.cli", "app", "incidents.analytics.cli", "simulate_command", "simulate")
 
 
 @app.command()

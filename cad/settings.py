@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -146,6 +147,10 @@ class Settings(BaseSettings):
         default=5.0, ge=0, description="How often a worker checks whether the address or "
         "places table changed (an import, another worker's place edit) and rebuilds its "
         "geocoder; 0 = only at start.")
+    eta_hour_factors: dict[int, float] = Field(
+        default_factory=dict, description="ETA factor per local hour of day "
+        "(CAD_ANALYTICS_TIMEZONE), the hour_factors of `cad graph calibrate --out`; an hour "
+        "listed here overrides CAD_ETA_CALIBRATION_FACTOR.")
     fallback_speed_kmh: float = Field(default=40.0, gt=0,
                                       description="Straight-line ETA speed when no graph.")
     unit_position_stale_s: float = Field(
@@ -300,6 +305,29 @@ class Settings(BaseSettings):
         default=200_000, ge=100, description="Breadcrumbs held while the database is unreachable.",
     )
     hub_channel_prefix: str = Field(default="cad", description="Redis channel namespace.")
+
+    # --- analytics -------------------------------------------------------------
+    analytics_timezone: str = Field(
+        default="UTC", description="IANA zone for reports' hour of day, day of week and week "
+                                   "(the agency's local time).")
+
+    @field_validator("analytics_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as "
+                             "America/Los_Angeles)") from None
+        return value
+
+    @field_validator("eta_hour_factors")
+    @classmethod
+    def _hours_and_positive(cls, value: dict[int, float]) -> dict[int, float]:
+        bad = [h for h, f in value.items() if not 0 <= h <= 23 or not f > 0]
+        if bad:
+            raise ValueError(f"hours are 0..23 and factors > 0 (wrong: {sorted(bad)})")
+        return value
 
     # --- agency and assignment scope (cad/security/scope.py) ----------------------------------
     mutual_aid: dict[str, list[str]] = Field(

@@ -242,6 +242,12 @@ async def add_narrative(conn: asyncpg.Connection, *, incident_id: int, author: s
         incident_id, author, text)
 
 
+async def disposition_usable(conn: asyncpg.Connection, code: str) -> bool:
+    """Whether ``code`` is an active entry of the managed disposition list."""
+    return bool(await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM disposition_codes WHERE code = $1 AND active)", code))
+
+
 async def close(conn: asyncpg.Connection, incident_id: int, *, disposition: str,
                 merged_into: int | None = None) -> None:
     await conn.execute(

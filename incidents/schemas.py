@@ -92,7 +92,8 @@ class NarrativeIn(Strict):
 
 class CloseIn(Strict):
     disposition: Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9_ -]{0,31}$")] = Field(
-        description="Disposition code, e.g. REPORT, NO_MERIT, CANCELLED, TRANSPORTED.")
+        description="A code of the managed disposition list (GET /api/v1/analytics/dispositions), "
+                    "e.g. REPORT, NO_MERIT, CANCELLED, TRANSPORTED.")
 
 
 class LinkIn(Strict):

@@ -348,6 +348,9 @@ async def close_incident(*, deps: IncidentsDeps, ctx: RequestContext, scope: Sco
         row = await lock_incident(uow.conn, incident_id=incident_id, scope=scope)
         if row["status"] == "closed":
             raise Conflict(f"incident {incident_id} is already closed")
+        if not await repo.disposition_usable(uow.conn, body.disposition):
+            raise Invalid(f"{body.disposition} is not in the disposition code list "
+                          "(GET /api/v1/analytics/dispositions)", field="body.disposition")
         active = await repo.active_assignments(uow.conn, incident_id)
         if active:
             raise Conflict(

@@ -43,6 +43,7 @@ OPERATIONS: Final = roles("dispatcher", "supervisor", "field_unit", "admin")
 READERS: Final = roles("dispatcher", "supervisor", "field_unit", "analyst", "admin")
 MANAGERS: Final = roles("supervisor", "admin")
 ADMIN: Final = roles("admin")
+ANALYSTS: Final = roles("analyst", "supervisor", "admin")         # reports over history
 
 API = "/api/v1"
 
@@ -132,6 +133,17 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", f"{API}/units/{{unit_id}}/positions"): roles("field_unit"),  # own unit only
     ("GET", f"{API}/units/{{unit_id}}/track"): roles("analyst", "supervisor"),
     ("GET", f"{API}/realtime/stats"): MANAGERS,
+    # --- analytics (incidents/analytics/api.py): the caller's agencies only -------------------
+    ("GET", f"{API}/analytics/report"): ANALYSTS,
+    ("GET", f"{API}/analytics/report.csv"): ANALYSTS,
+    ("GET", f"{API}/analytics/charts/{{chart}}"): ANALYSTS,
+    ("GET", f"{API}/analytics/dispositions"): READERS,
+    ("GET", f"{API}/analytics/incidents"): ANALYSTS,
+    ("GET", f"{API}/analytics/incidents.csv"): ANALYSTS,
+    ("GET", f"{API}/analytics/incidents.parquet"): ANALYSTS,
+    ("GET", f"{API}/analytics/incidents/{{incident_id}}/intervals"): ANALYSTS,
+    ("GET", f"{API}/analytics/equity"): ANALYSTS,
+    ("GET", f"{API}/analytics/hexbins"): ANALYSTS,
 }
 
 # Endpoints sharing the login rate limit (per client address) instead of the public one.

@@ -7,6 +7,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
@@ -93,7 +94,11 @@ class _Finder:
         self.lat, self.lon = lat, lon
         self.now = utcnow()
         self.method = "road_network" if deps.routing is not None else "straight_line_estimate"
-        self.factor = deps.settings.eta_calibration_factor
+        settings = deps.settings
+        # Calibrated per hour of day (`cad graph calibrate`) where the hour is known, else the
+        # one overall factor.
+        hour = self.now.astimezone(ZoneInfo(settings.analytics_timezone)).hour
+        self.factor = settings.eta_hour_factors.get(hour, settings.eta_calibration_factor)
 
     async def candidates(self, groups: list[tuple[list[str], list[str], int]]) -> list[list[Candidate]]:
         """For each (unit types, capabilities, how many) group: candidates, nearest first.

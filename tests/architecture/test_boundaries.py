@@ -185,7 +185,7 @@ SERVICE_MODULES = ("units.service", "incidents.service", "incidents.zones",
                    "incidents.geocoding.service",
                    "incidents.dispatch.service", "incidents.dispatch.recommend",
                    "incidents.dispatch.plans", "incidents.dispatch.timers",
-                   "cad.security.service")
+                   "cad.security.service", "incidents.analytics.service")
 # Not actions: the token -> principal seam the middleware and the gateway call per request.
 NOT_ACTIONS = {"cad.security.service.principal_from_token"}
 
@@ -223,6 +223,9 @@ TABLE_OWNERS = {
     "response_plans": "incidents/dispatch/repository.py",
     "slot_substitutions": "incidents/dispatch/repository.py",
     "timer_alerts": "incidents/dispatch/repository.py",
+    "historical_calls": "incidents/analytics/repository.py",
+    "historical_unit_responses": "incidents/analytics/repository.py",
+    "disposition_codes": "incidents/repository.py",
 }
 _WRITE = re.compile(r"\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+([a-z_]+)\b")
 

@@ -26,8 +26,9 @@ API = "/api/v1"
 PASSWORD = "correct horse battery staple"
 ROLES_SCOPED = ("dispatcher", "supervisor", "field_unit", "analyst")  # admins are global
 # Path parameters naming resources every agency shares (documented in docs/security.md):
-# response plans, incident types, the geocoder's places.
-SHARED = {"plan_id", "code", "place_id"}
+# response plans, incident types, the geocoder's places; chart is a kind of chart, not a
+# resource.
+SHARED = {"plan_id", "code", "place_id", "chart"}
 
 
 @dataclass

@@ -50,7 +50,7 @@ async def test_concurrent_actions_never_fail_and_leave_one_consistent_state(api:
                         {"status": rng.choice(STATUSES)})
         if kind == "close":
             return call(kind, disp, "POST", f"/api/v1/incidents/{inc}/close",
-                        {"disposition": "STRESS"})
+                        {"disposition": "REPORT"})
         if kind == "merge":
             other = rng.choice(incidents)
             return call(kind, disp, "POST", f"/api/v1/incidents/{inc}/merge", {"into_id": other})

@@ -112,7 +112,7 @@ def make_machine(base_url: str, headers: dict[str, dict[str, str]]) -> type[Rule
         @rule(data=st.data())
         def close(self, data: st.DataObject) -> None:
             iid = data.draw(st.sampled_from(sorted(self.incidents)))
-            r = self.disp.post(f"/api/v1/incidents/{iid}/close", json={"disposition": "DONE"})
+            r = self.disp.post(f"/api/v1/incidents/{iid}/close", json={"disposition": "REPORT"})
             inc = self.incidents[iid]
             ok = not inc["closed"] and not inc["active"]
             assert r.status_code == (200 if ok else 409), r.text

@@ -1,0 +1,89 @@
+"""Travel-time calibration on the April 2020 SFFD window and the TIGER San Francisco graph:
+factors fitted on the first week, the ETA error measured on the held-out second week."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+
+from cad.settings import REPO_ROOT
+from incidents.analytics import calibrate, service
+from incidents.analytics.mapping import load_mapping
+from routing.service import RoutingService
+from tests.support import require_shared
+
+WINDOW = "calls/sffd_calls_2020-04-07_to_2020-04-20.csv.gz"
+
+
+async def test_calibration_shrinks_the_held_out_eta_error(pool: asyncpg.Pool, database_url: str,
+                                                         sf_graph_path: Path,
+                                                         tmp_path: Path) -> None:
+    await service.import_calls(pool=pool, path=require_shared(WINDOW), mapping=load_mapping("sffd"))
+    stations = calibrate.read_stations(require_shared("calls/sffd_fire_stations.csv"))
+    trips = await calibrate.load_trips(pool, agency="SFFD", timezone="America/Los_Angeles")
+    # Only first-dispatched E/T units in their own station's area.
+    assert len(trips) > 500
+    assert all(t.travel_s > 0 and t.station in stations for t in trips[:50])
+    routing = await asyncio.to_thread(RoutingService.from_file, sf_graph_path)
+    result = calibrate.calibrate(routing, trips, stations, holdout_days=7)
+    assert routing.unit_ids() == []          # the probe units are gone again
+    assert result.train_trips > 200 and result.holdout_trips > 200
+    assert result.trips_routed <= result.trips_considered == len(trips)
+    before, overall, by_hour = (result.errors[k] for k in ("uncalibrated", "overall", "by_hour"))
+    assert before.n == overall.n == by_hour.n == result.holdout_trips
+    # The fitted factors predict the held-out week better than the graph's raw speeds.
+    assert overall.median_abs_s < before.median_abs_s
+    assert by_hour.median_abs_s < before.median_abs_s
+    assert set(result.hour_factors) == set(range(24)) and all(f > 0 for f in
+                                                               result.hour_factors.values())
+
+    # The command prints the same comparison and writes the factors.
+    out = tmp_path / "factors.json"
+    env = {**os.environ, "CAD_DATABASE_URL": database_url, "PYTHONPATH": str(REPO_ROOT),
+           "CAD_ANALYTICS_TIMEZONE": "America/Los_Angeles", "COLUMNS": "200"}
+    proc = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "cad", "graph", "calibrate", "--graph",
+                         str(sf_graph_path), "--stations",
+                         str(require_shared("calls/sffd_fire_stations.csv")), "--out", str(out)],
+        check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "uncalibrated" in proc.stdout and "by_hour" in proc.stdout
+    written = json.loads(out.read_text())
+    assert written["overall_factor"] == result.overall_factor
+    assert written["errors"]["by_hour"]["median_abs_s"] == by_hour.median_abs_s
+
+
+async def test_recommendations_use_the_calibrated_factor_of_the_hour(database_url: str,
+                                                                    tmp_path: Path) -> None:
+    """The same recommendation under CAD_ETA_HOUR_FACTORS (every hour 2.5) and without
+    (factor 1): the ETA scales with the calibrated factor."""
+    from tests.auth import Api
+    from tests.dispatch_fixtures import create_incident, create_unit, make_settings
+    from tests.support import running_app
+
+    etas = []
+    for n, factors in enumerate(({}, {h: 2.5 for h in range(24)})):
+        settings = make_settings(database_url, tmp_path / str(n), eta_hour_factors=factors,
+                                 analytics_timezone="America/Los_Angeles")
+        async with running_app(settings) as app:
+            api = Api(app)
+            try:
+                sup, disp = await api.as_("supervisor"), await api.as_("dispatcher")
+                if n == 0:
+                    r = await sup.put("/api/v1/stations/S1", json={
+                        "id": "S1", "agency": "SFFD", "name": "One", "lat": 37.77, "lon": -122.42})
+                    assert r.status_code == 200, r.text
+                    await create_unit(sup, "E01", station="S1")
+                inc = await create_incident(disp, 37.78, -122.41, "VEHFIRE")
+                r = await disp.post(f"/api/v1/incidents/{inc['id']}/recommendation")
+                assert r.status_code == 201, r.text
+                etas.append(r.json()["picks"][0]["eta_s"])
+            finally:
+                await api.close()
+    assert etas[0] > 0 and abs(etas[1] - 2.5 * etas[0]) < 0.01 * etas[1]
