@@ -371,7 +371,7 @@ async def test_a_board_too_far_behind_resyncs_to_what_the_server_holds(
             await api.close()
 
 
-async def test_intake_suggests_locations_and_offers_the_candidates_of_an_uncertain_address(
+async def test_intake_suggests_offers_candidates_and_closes_with_a_managed_code(
         sf_api: Api, sffd_stations) -> None:
     """Suggestions as one types come from /geocode/suggest; an address the geocoder is not sure
     of (a typo) is refused with candidates, shown for the dispatcher to choose from the
@@ -409,3 +409,14 @@ async def test_intake_suggests_locations_and_offers_the_candidates_of_an_uncerta
         row = await running.pool.fetchrow("SELECT location_source, location_text FROM incidents")
         assert row["location_source"] == "address"
         assert row["location_text"].upper().startswith("1200 MARKET ST"), row["location_text"]
+        # Closing offers the managed disposition codes only (GET /analytics/dispositions).
+        codes = await disp.js("return [...document.querySelectorAll('#close-disposition option')]"
+                              ".map(o => o.value)")
+        assert "REPORT" in codes and "NO_MERIT" in codes and "DONE" not in codes, codes
+        await disp.run(lambda: disp.driver.find_element("css selector", "#close-disposition")
+                       .send_keys("NO_MERIT"))
+        await disp.run(lambda: disp.driver.find_element("css selector", "#close-incident").click())
+        await disp.wait_for("return document.querySelector('#detail').hidden",
+                            what="the incident closed")
+        assert await running.pool.fetchval(
+            "SELECT disposition FROM incidents") == "NO_MERIT"

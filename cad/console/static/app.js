@@ -134,6 +134,9 @@ async function start() {
       const doc = await fetch("/openapi.json").then((r) => r.json());
       S.suggestPath = Object.keys(doc.paths).find((p) => p.endsWith("/geocode/suggest")) || null;
     } catch (e) { S.suggestPath = null; }
+    try {  // the managed disposition codes a close must use
+      S.dispositions = (await api("GET", "analytics/dispositions")).filter((d) => d.active);
+    } catch (e) { S.dispositions = []; }
     if (!location.hash || location.hash === "#mdt") location.hash = "#dispatch";
   }
   route();
@@ -556,7 +559,13 @@ async function showDetail(id) {
       el("h3", {}, "Narrative"),
       el("ul", {class: "narrative"}, i.narrative.map((n) => el("li", {}, `${new Date(n.at).toLocaleTimeString()} ${n.author}: ${n.text}`))),
       el("label", {for: "close-disposition"}, "Disposition"),
-      el("input", {id: "close-disposition", value: "REPORT"}),
+      S.dispositions && S.dispositions.length
+        ? el("select", {id: "close-disposition"}, S.dispositions.map((d) => {
+            const o = el("option", {value: d.code}, `${d.code} - ${d.description}`);
+            if (d.code === "REPORT") o.selected = true;
+            return o;
+          }))
+        : el("input", {id: "close-disposition", value: "REPORT"}),
       el("button", {type: "button", id: "close-incident", onclick: () =>
         closeIncident(id, $("#close-disposition").value).then(() => { panel.hidden = true; }).catch((e) => flash(e.message))},
       "Close incident"),
