@@ -59,7 +59,10 @@ def band_for(zoom: int) -> ZoomBand:
 
 def edge_tiers(graph: RoadGraph) -> np.ndarray:
     """Tier (0..2) of every forward edge, from its free-flow speed."""
-    speed_kmh = graph.edge_length_m / np.maximum(graph.edge_time_ds, 1) * 36.0
+    # Posted (free-flow) speed: a graph built with a travel-time factor (TIGER's measured SFFD
+    # factor, routing.speeds) has every time multiplied by it, which is not a slower road.
+    factor = float(graph.meta.get("time_factor", 1.0) or 1.0)
+    speed_kmh = graph.edge_length_m / np.maximum(graph.edge_time_ds, 1) * 36.0 * factor
     tiers = np.full(graph.n_edges, len(_TIER_MIN_KMH) - 1, dtype=np.int8)
     for tier in range(len(_TIER_MIN_KMH) - 2, -1, -1):
         tiers[speed_kmh >= _TIER_MIN_KMH[tier]] = tier
