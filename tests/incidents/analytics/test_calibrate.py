@@ -15,12 +15,11 @@ import sys
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from cad.settings import REPO_ROOT
 from incidents.analytics import calibrate, service
 from incidents.analytics.mapping import load_mapping
-import pytest
-
 from routing.service import RoutingService
 from tests.support import require_shared
 
