@@ -5,6 +5,7 @@ worker holds is built by ``cad.wiring``."""
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Iterable, Mapping
 
 import structlog
@@ -48,7 +49,19 @@ def create_app(settings: Settings | None = None, *,
         # Before anything else, so the server listens only when no request can compile a
         # kernel: the routing kernels, compiled or loaded off the event loop (cad/warmup.py).
         start_loop_lag_monitor(settings)
-        await warm_routing_kernels(settings)
+        # No automatic cyclic GC while starting: building the indexes (kernels, geocoder,
+        # street index) allocates enough to trigger full collections, each holding the GIL
+        # over the whole start-up heap for 100+ ms, a stall of the event loop even when the
+        # building runs in a thread. Start-up's objects are frozen out of the collector once
+        # started (ws_gateway.gcstats.tune_gc), then it runs again.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            await warm_routing_kernels(settings)
+        except BaseException:
+            if gc_was_enabled:
+                gc.enable()
+            raise
         embedded: EmbeddedPostgres | None = None
         runtime: Runtime | None = None
         url = settings.database_url
@@ -73,8 +86,12 @@ def create_app(settings: Settings | None = None, *,
             if role.get("superuser") or role.get("owns_audit_log"):
                 log.warning("database_role_can_erase_audit", **role)
             log.info("app_started", database=mask_url(pool_url), role=role.get("role"))
+            if gc_was_enabled:
+                gc.enable()
             yield
         finally:
+            if gc_was_enabled:
+                gc.enable()  # also when starting failed
             if runtime is not None:
                 await wiring.stop(runtime)
             if embedded is not None:
@@ -102,6 +119,9 @@ def create_app(settings: Settings | None = None, *,
     console.install(app)
     for router in extra_routers:
         app.include_router(router)
+    # Every route is in now: the policy check walks them (and FastAPI builds each route's
+    # context on the way, 100+ ms of CPU) here, before the event loop runs anything.
+    security.check_routes(security_state, app)
     return app
 
 

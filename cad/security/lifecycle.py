@@ -40,6 +40,18 @@ def install(app: FastAPI, settings: Settings, *,
     return state
 
 
+def check_routes(state: SecurityState, app: FastAPI) -> None:
+    """Log every route the policy has no rule for (refused with 403 at request time; logged
+    loudly so that it is noticed at deploy). Called by the app factory once every router is
+    included: FastAPI builds each route's context lazily, and walking them all costs 100+ ms
+    of CPU. Done during the lifespan it stalled the event loop by 110-130 ms, even from a
+    worker thread (a watchdog's stack dumps showed the walk, benchmarks/coldstart_bench.py
+    the stall); here the loop runs nothing yet."""
+    missing = state.policy.unruled(iter_routes(app))
+    if missing:
+        log.error("routes_without_policy_rule", routes=[f"{m} {p}" for m, p in missing])
+
+
 async def start(state: SecurityState, *, app: FastAPI, pool: asyncpg.Pool,
                 settings: Settings) -> None:
     # Key file I/O and one argon2 hash (~0.4 CPU s): off the event loop.
@@ -52,12 +64,6 @@ async def start(state: SecurityState, *, app: FastAPI, pool: asyncpg.Pool,
             settings.redis_url, f"cad:rl:{ident['cluster']}:{ident['db']}")
     state.runtime, state.pool = rt, pool
     provide(app, security_deps, SecurityDeps(runtime=rt, pool=pool, settings=settings))
-    # FastAPI builds each route's context lazily; walking them all takes 40-100 ms of CPU,
-    # so in a thread (the loop serves nothing yet, and keeps ticking meanwhile).
-    missing = await asyncio.to_thread(lambda: state.policy.unruled(iter_routes(app)))
-    if missing:
-        # Refused with 403 at request time; logged loudly so that it is noticed at deploy.
-        log.error("routes_without_policy_rule", routes=[f"{m} {p}" for m, p in missing])
     if settings.bootstrap_admin_username and settings.bootstrap_admin_password:
         await bootstrap_admin(rt=rt, pool=pool, username=settings.bootstrap_admin_username,
                               password=settings.bootstrap_admin_password.get_secret_value())
