@@ -171,6 +171,25 @@ class Settings(BaseSettings):
     avl_retention_days: int = Field(
         default=90, ge=0, description="AVL breadcrumbs (unit_positions) older than this are "
         "pruned; 0 = keep them all (at 2,000 units x 1 Hz that is ~173 M rows a day).")
+    # --- community alerts (incidents/alerts, docs/alerts.md) --------------------------------
+    alert_languages: list[str] = Field(
+        default=["en", "es"], min_length=1,
+        description="CAP languages (RFC 3066 tags): every alert carries one info block each.")
+    alert_sender: str = Field(
+        default="cad@localhost", description="The CAP <sender> of published alerts.")
+    alert_delivery_interval_s: float = Field(
+        default=5.0, ge=0, description="How often the delivery worker looks for due "
+        "deliveries besides being woken by a publication; 0 = no delivery worker.")
+    alert_retry_base_s: float = Field(
+        default=30.0, gt=0, description="First retry delay of a failed delivery; doubles "
+        "with each attempt.")
+    alert_max_attempts: int = Field(
+        default=6, ge=1, description="Delivery attempts before a delivery is marked failed.")
+    smtp_host: str | None = Field(
+        default=None, description="SMTP server for email alerts; unset = email deliveries fail.")
+    smtp_port: int = Field(default=25, ge=1, le=65535, description="SMTP server port.")
+    alert_email_from: str = Field(
+        default="alerts@localhost", description="From: address of alert emails.")
     retention_sweep_interval_s: float = Field(
         default=3600.0, ge=0, description="How often a worker prunes AVL breadcrumbs and "
         "idempotency keys (cad.retention); 0 = no sweeper task (run `cad db prune`).")

@@ -29,6 +29,8 @@ from cad.security.principal import Principal
 from cad.security.service import principal_from_token
 from cad.security.state import SecurityState
 from cad.settings import Settings
+from incidents.alerts.deps import AlertsDeps, alerts_deps
+from incidents.alerts.service import run_delivery_worker
 from incidents.deps import IncidentsDeps, incidents_deps
 from incidents.dispatch import timers
 from incidents.dispatch.board import board_snapshot, unit_snapshot
@@ -228,6 +230,11 @@ async def _start_domain(app: FastAPI, settings: Settings, pool: asyncpg.Pool,
         rt.tasks.append(asyncio.create_task(
             run_refresher(pool=pool, ref=geocoder, interval_s=settings.geocoder_refresh_s,
                           stop=rt.stop), name="geocoder-refresher"))
+    alerts = AlertsDeps(pool=pool, settings=settings)
+    provide(app, alerts_deps, alerts)
+    if settings.alert_delivery_interval_s > 0:
+        rt.tasks.append(asyncio.create_task(
+            run_delivery_worker(deps=alerts, stop=rt.stop), name="alert-delivery"))
     if settings.retention_sweep_interval_s > 0:
         rt.tasks.append(asyncio.create_task(
             retention.run_sweeper(pool, settings, rt.stop), name="retention-sweeper"))

@@ -144,6 +144,19 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", f"{API}/analytics/incidents/{{incident_id}}/intervals"): ANALYSTS,
     ("GET", f"{API}/analytics/equity"): ANALYSTS,
     ("GET", f"{API}/analytics/hexbins"): ANALYSTS,
+    # --- community alerts (incidents/alerts/api.py): the caller's agencies only ---------------
+    ("POST", f"{API}/alerts"): MANAGERS,
+    ("GET", f"{API}/alerts"): MANAGERS,
+    ("GET", f"{API}/alerts/{{alert_id}}"): MANAGERS,
+    ("POST", f"{API}/alerts/{{alert_id}}/approve"): MANAGERS,   # never by the drafter
+    ("GET", f"{API}/alerts/{{alert_id}}/deliveries"): MANAGERS,
+    ("POST", f"{API}/alert-subscriptions"): MANAGERS,
+    ("GET", f"{API}/alert-subscriptions"): MANAGERS,
+    ("DELETE", f"{API}/alert-subscriptions/{{subscription_id}}"): MANAGERS,
+    # Public by design: published alerts only, rate-limited per client address.
+    ("GET", f"{API}/public/alerts/{{identifier}}.xml"): PUBLIC,
+    ("GET", f"{API}/public/alerts.atom"): PUBLIC,
+    ("GET", f"{API}/public/alerts.json"): PUBLIC,
 }
 
 # Endpoints sharing the login rate limit (per client address) instead of the public one.

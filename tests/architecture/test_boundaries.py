@@ -226,6 +226,9 @@ TABLE_OWNERS = {
     "historical_calls": "incidents/analytics/repository.py",
     "historical_unit_responses": "incidents/analytics/repository.py",
     "disposition_codes": "incidents/repository.py",
+    "alerts": "incidents/alerts/repository.py",
+    "alert_subscriptions": "incidents/alerts/repository.py",
+    "alert_deliveries": "incidents/alerts/repository.py",
 }
 _WRITE = re.compile(r"\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+([a-z_]+)\b")
 

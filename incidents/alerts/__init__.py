@@ -1,0 +1,1 @@
+"""Community alerts as OASIS CAP 1.2: draft, two-person approval, publication and delivery."""
