@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -12,22 +11,19 @@ import asyncpg
 _ALERT_COLS = ("a.id, a.identifier, a.agency, a.incident_id, a.msg_type, a.references_id, "
                "a.state, a.event, a.category, a.urgency, a.severity, a.certainty, a.area_desc, "
                "a.polygons, a.infos, a.expires_at, a.drafted_by, a.drafted_at, a.approved_by, "
-               "a.sent_at, a.cap_xml, i.incident_number, ref.identifier AS references_identifier")
+               "a.sent_at, a.cap_xml, i.number AS incident_number, ref.identifier AS references_identifier")
 
 
 def _alert(row: asyncpg.Record | None) -> dict[str, Any] | None:
     if row is None:
         return None
-    out = dict(row)
-    out["polygons"] = json.loads(out["polygons"])
-    out["infos"] = json.loads(out["infos"])
-    return out
+    return dict(row)   # jsonb columns arrive decoded (cad.db's codec)
 
 
 async def incident_location(conn: asyncpg.Connection, *, incident_id: int
                             ) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        "SELECT id, agency, lat, lon, incident_number FROM incidents WHERE id = $1", incident_id)
+        "SELECT id, agency, lat, lon, number FROM incidents WHERE id = $1", incident_id)
 
 
 async def zone(conn: asyncpg.Connection, *, zone_id: str) -> asyncpg.Record | None:
@@ -43,8 +39,8 @@ async def insert_alert(conn: asyncpg.Connection, *, values: dict[str, Any]) -> i
         "$9, $10, $11::jsonb, $12::jsonb, $13, $14) RETURNING id",
         values["agency"], values["incident_id"], values["msg_type"], values["references_id"],
         values["event"], values["category"], values["urgency"], values["severity"],
-        values["certainty"], values["area_desc"], json.dumps(values["polygons"]),
-        json.dumps(values["infos"]), values["expires_at"], values["drafted_by"])
+        values["certainty"], values["area_desc"], values["polygons"],
+        values["infos"], values["expires_at"], values["drafted_by"])
     return alert_id
 
 
@@ -141,7 +137,7 @@ async def deliveries(pool: asyncpg.Pool, *, alert_id: int) -> list[dict[str, Any
         f"SELECT {_DELIVERY_COLS} FROM alert_deliveries d "
         "JOIN alert_subscriptions s ON s.id = d.subscription_id "
         "WHERE d.alert_id = $1 ORDER BY d.id", alert_id)
-    return [{**dict(r), "log": json.loads(r["log"])} for r in rows]
+    return [dict(r) for r in rows]
 
 
 async def claim_due(conn: asyncpg.Connection, *, limit: int) -> list[asyncpg.Record]:
@@ -158,7 +154,7 @@ async def claim_due(conn: asyncpg.Connection, *, limit: int) -> list[asyncpg.Rec
 async def record_attempt(conn: asyncpg.Connection, *, delivery_id: int, error: str | None,
                          retry_in_s: float | None) -> None:
     """One attempt: delivered, retried after ``retry_in_s``, or failed for good (None)."""
-    entry = json.dumps({"at": None, "ok": error is None, "error": error})
+    entry = {"at": None, "ok": error is None, "error": error}
     await conn.execute(
         "UPDATE alert_deliveries SET attempts = attempts + 1, last_error = $2, "
         "log = log || jsonb_build_array(jsonb_set($3::jsonb, '{at}', to_jsonb(now()))), "

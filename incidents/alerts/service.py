@@ -215,7 +215,7 @@ async def deliver_due(*, deps: AlertsDeps, by_channel: dict[str, Channel]) -> in
         due = await repository.claim_due(conn, limit=DELIVERY_BATCH)
         for d in due:
             message = Message(identifier=d["identifier"], msg_type=d["msg_type"],
-                              cap_xml=d["cap_xml"], infos=orjson.loads(d["infos"]))
+                              cap_xml=d["cap_xml"], infos=d["infos"])
             error = None
             try:
                 channel = by_channel.get(d["channel"])

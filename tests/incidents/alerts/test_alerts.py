@@ -25,6 +25,7 @@ from aiosmtpd.controller import Controller
 
 from tests.auth import Api
 from tests.dispatch_fixtures import create_incident, make_settings
+from tests.server_process import free_port
 from tests.support import RunningApp, running_app
 
 CAP = "{urn:oasis:names:tc:emergency:cap:1.2}"
@@ -52,21 +53,21 @@ SCHEMA = _cap_schema()
 class _Mailbox:
     def __init__(self) -> None:
         self.messages: list[Message] = []
-        self.arrived = asyncio.Event()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         self.messages.append(message_from_bytes(envelope.content))
-        self.arrived.set()
         return "250 OK"
 
 
 @pytest.fixture
 async def smtp() -> AsyncIterator[tuple[_Mailbox, int]]:
     box = _Mailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=0)
+    port = free_port()
+    # aiosmtpd runs its own event loop in a thread; start() returns once it answers.
+    controller = Controller(box, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        yield box, controller.server.sockets[0].getsockname()[1]
+        yield box, port
     finally:
         controller.stop()
 
@@ -100,7 +101,7 @@ async def _until(check: Callable[[], Awaitable[bool]], *, timeout_s: float = 20)
 async def _published(api: Api, *, radius_m: float = 400, **extra: Any
                      ) -> tuple[dict[str, Any], httpx.AsyncClient, httpx.AsyncClient]:
     dispatcher = await api.as_("dispatcher")
-    incident = await create_incident(dispatcher, 37.7793, -122.4193, "FIRE")
+    incident = await create_incident(dispatcher, 37.7793, -122.4193, "MED")
     drafter = await api.as_("supervisor")
     approver = await api.as_("supervisor", fresh=True)
     r = await drafter.post("/api/v1/alerts", json={
@@ -160,7 +161,7 @@ async def test_draft_approve_publishes_valid_cap_and_feeds(alerts_app: RunningAp
 
 async def test_the_drafter_cannot_approve(alerts_app: RunningApp, alerts_api: Api) -> None:
     dispatcher = await alerts_api.as_("dispatcher")
-    incident = await create_incident(dispatcher, 37.7793, -122.4193, "FIRE")
+    incident = await create_incident(dispatcher, 37.7793, -122.4193, "MED")
     drafter = await alerts_api.as_("supervisor")
     r = await drafter.post("/api/v1/alerts", json={
         "incident_id": incident["id"], "event": "Gas leak", "area": {"radius_m": 300},
@@ -180,7 +181,7 @@ async def test_the_drafter_cannot_approve(alerts_app: RunningApp, alerts_api: Ap
 
 async def test_missing_language_is_refused_naming_the_field(alerts_api: Api) -> None:
     dispatcher = await alerts_api.as_("dispatcher")
-    incident = await create_incident(dispatcher, 37.7793, -122.4193, "FIRE")
+    incident = await create_incident(dispatcher, 37.7793, -122.4193, "MED")
     drafter = await alerts_api.as_("supervisor")
     r = await drafter.post("/api/v1/alerts", json={
         "incident_id": incident["id"], "event": "Gas leak", "area": {"radius_m": 300},
