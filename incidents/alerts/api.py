@@ -4,7 +4,7 @@ rate-limited by the security middleware): the CAP message, Atom and JSON feeds."
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -105,7 +105,7 @@ async def public_alert_xml(identifier: Annotated[str, Path(max_length=200)],
             summary="Published alerts as an Atom feed (public)")
 async def public_alerts_atom(request: Request, deps: AlertsDep) -> Response:
     alerts = await repository.published(deps.pool, limit=FEED_SIZE)
-    updated = alerts[0]["sent_at"] if alerts else datetime(2000, 1, 1, tzinfo=timezone.utc)
+    updated = alerts[0]["sent_at"] if alerts else datetime(2000, 1, 1, tzinfo=UTC)
     return Response(cap.atom_feed(alerts=alerts, base_url=_base_url(request), updated=updated),
                     media_type="application/atom+xml")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from xml.etree import ElementTree as ET
 
@@ -26,7 +26,7 @@ Ring = list[tuple[float, float]]   # (lat, lon), closed
 
 
 def cap_time(t: datetime) -> str:
-    t = t.astimezone(timezone.utc).replace(microsecond=0)
+    t = t.astimezone(UTC).replace(microsecond=0)
     return t.strftime("%Y-%m-%dT%H:%M:%S") + "-00:00"
 
 
@@ -114,14 +114,14 @@ def atom_feed(*, alerts: Sequence[dict[str, Any]], base_url: str, updated: datet
     feed = ET.Element(f"{{{ATOM_NS}}}feed")
     sub(feed, "id", f"{base_url}/api/v1/public/alerts.atom")
     sub(feed, "title", "Community alerts")
-    sub(feed, "updated", updated.astimezone(timezone.utc).isoformat())
+    sub(feed, "updated", updated.astimezone(UTC).isoformat())
     sub(feed, "link", rel="self", href=f"{base_url}/api/v1/public/alerts.atom")
     for a in alerts:
         entry = sub(feed, "entry")
         sub(entry, "id", f"urn:cap:{a['identifier']}")
         first = a["infos"][0]
         sub(entry, "title", f"{a['msg_type']}: {first['headline']}")
-        sub(entry, "updated", a["sent_at"].astimezone(timezone.utc).isoformat())
+        sub(entry, "updated", a["sent_at"].astimezone(UTC).isoformat())
         author = sub(entry, "author")
         sub(author, "name", a["agency"])
         sub(entry, "link", rel="alternate", type="application/cap+xml",

