@@ -28,7 +28,8 @@ ROLES_SCOPED = ("dispatcher", "supervisor", "field_unit", "analyst")  # admins a
 # Path parameters naming resources every agency shares (documented in docs/security.md):
 # response plans, incident types, the geocoder's places; chart is a kind of chart, not a
 # resource.
-SHARED = {"plan_id", "code", "place_id", "chart"}
+# identifier: published community alerts, public by design (drafts answer 404 to everyone).
+SHARED = {"plan_id", "code", "place_id", "chart", "identifier"}
 
 
 @dataclass
@@ -100,6 +101,10 @@ async def _sffd_state(app: RunningApp, w: World) -> dict[str, Any]:
                                       w.sffd_device),
         "recommendations": await pool.fetchval("SELECT count(*) FROM recommendations"),
         "positions": await pool.fetchval("SELECT count(*) FROM unit_positions"),
+        "alerts": [dict(r) for r in await pool.fetch(
+            "SELECT id, state, approved_by FROM alerts ORDER BY id")],
+        "subscriptions": [dict(r) for r in await pool.fetch(
+            "SELECT id, active FROM alert_subscriptions ORDER BY id")],
     }
 
 
@@ -124,7 +129,8 @@ def _body(method: str, template: str, w: World) -> Any:
                                                     "lon": -122.42},
         ("PATCH", f"{API}/users/{{user_id}}"): {"display_name": "renamed"},
     }
-    bodiless = {("POST", f"{API}/incidents/{{incident_id}}/recommendation")}
+    bodiless = {("POST", f"{API}/incidents/{{incident_id}}/recommendation"),
+                ("POST", f"{API}/alerts/{{alert_id}}/approve")}
     if (method in ("POST", "PUT", "PATCH") and (method, template) not in bodies
             and (method, template) not in bodiless):
         raise AssertionError(f"add a body for {method} {template} to _body()")
@@ -138,8 +144,17 @@ async def test_no_endpoint_reaches_another_agencys_resources(plain_app: RunningA
     may call the endpoint at all, and SFFD's data unchanged."""
     w = await _world(plain_app, api)
     callers = await _sfpd(api)
+    r = await w.admin.post(f"{API}/alerts", json={
+        "incident_id": w.sffd_incident, "event": "scope probe", "area": {"radius_m": 200},
+        "info": {lang: {"headline": "h", "description": "d"} for lang in ("en", "es")}})
+    assert r.status_code == 201, r.text
+    alert_id = r.json()["id"]
+    r = await w.admin.post(f"{API}/alert-subscriptions", json={
+        "agency": "SFFD", "channel": "log", "target": "scope probe"})
+    assert r.status_code == 201, r.text
     ids = {"incident_id": str(w.sffd_incident), "unit_id": "E07", "station_id": "S07",
-           "user_id": w.sffd_field_user, "device_id": w.sffd_device}
+           "user_id": w.sffd_field_user, "device_id": w.sffd_device,
+           "alert_id": str(alert_id), "subscription_id": str(r.json()["id"])}
     # Refused for what the caller is rather than for what it reached: a field unit acting on
     # a unit other than its own (403, it knows its own unit), a station id that is taken.
     expected_other = {("field_unit", f"{API}/units/{{unit_id}}/status"): 403,
