@@ -283,3 +283,52 @@ async def test_webhooks_signed_retried_with_backoff_and_email_in_each_language(
             assert INFO[lang]["headline"] in body_text and f"[{lang}]" in body_text
     finally:
         await runner.cleanup()
+
+
+async def test_zone_area_and_bad_input_are_4xx_naming_the_field(alerts_app: RunningApp,
+                                                                alerts_api: Api) -> None:
+    sup = await alerts_api.as_("supervisor")
+    ring = [[-122.45, 37.76], [-122.40, 37.76], [-122.40, 37.80], [-122.45, 37.80],
+            [-122.45, 37.76]]
+    r = await sup.post("/api/v1/zones/import", json={"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+         "properties": {"id": "BEAT-9", "name": "Beat 9", "kind": "beat", "agency": "SFFD"}}]})
+    assert r.status_code == 200, r.text
+    alert, drafter, approver = await _published(alerts_api, radius_m=300)
+    r = await drafter.post("/api/v1/alerts", json={
+        "msg_type": "Update", "references": alert["id"], "event": "Gas leak",
+        "area": {"zone_id": "BEAT-9"}, "info": INFO})
+    assert r.status_code == 201, r.text
+    assert r.json()["area_desc"] == "Beat 9"
+    assert r.json()["polygons"] == [[[lat, lon] for lon, lat in ring]]
+    r = await approver.post(f"/api/v1/alerts/{r.json()['id']}/approve")
+    root = await _xml(alerts_app, r.json()["identifier"])
+    assert root.findtext(f"{CAP}info/{CAP}area/{CAP}polygon", "").split()[0] == \
+        "37.760000,-122.450000"
+
+    count = await alerts_app.pool.fetchval("SELECT count(*) FROM alerts")
+    for body, field in (
+            ({"incident_id": alert["incident_id"], "event": "x", "info": INFO,
+              "area": {"zone_id": "NOPE"}}, "area.zone_id"),
+            ({"incident_id": alert["incident_id"], "event": "x", "info": INFO,
+              "area": {"radius_m": 100, "zone_id": "BEAT-9"}}, "area"),
+            ({"incident_id": alert["incident_id"], "event": "x", "info": INFO}, "area"),
+            ({"incident_id": alert["incident_id"], "event": "x", "info": INFO,
+              "area": {"radius_m": -5}}, "radius_m"),
+            ({"incident_id": alert["incident_id"], "event": "x", "info": INFO,
+              "area": {"radius_m": 100}, "severity": "Apocalyptic"}, "severity")):
+        r = await drafter.post("/api/v1/alerts", json=body)
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert field in r.text
+    r = await drafter.post("/api/v1/alerts", json={
+        "incident_id": 10**9, "event": "x", "info": INFO, "area": {"radius_m": 100}})
+    assert r.status_code == 404
+    assert await alerts_app.pool.fetchval("SELECT count(*) FROM alerts") == count
+    r = await drafter.post("/api/v1/alert-subscriptions", json={
+        "agency": "SFFD", "channel": "webhook", "target": "http://example.test/hook"})
+    assert r.status_code == 422 and "secret" in r.text
+    # A dispatcher may neither draft nor approve.
+    dispatcher = await alerts_api.as_("dispatcher")
+    r = await dispatcher.post(f"/api/v1/alerts/{alert['id']}/approve")
+    assert r.status_code == 403
