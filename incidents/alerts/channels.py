@@ -73,7 +73,7 @@ class EmailChannel:
         mail.add_attachment(message.cap_xml.encode(), maintype="application",
                             subtype="cap+xml", filename=f"{message.identifier}.xml")
         await aiosmtplib.send(mail, hostname=self.settings.smtp_host,
-                              port=self.settings.smtp_port, start_tls=False)
+                              port=self.settings.smtp_port)   # STARTTLS when offered
 
 
 class LogChannel:

@@ -151,16 +151,26 @@ async def claim_due(conn: asyncpg.Connection, *, limit: int) -> list[asyncpg.Rec
         "ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED", limit)
 
 
+async def next_due_in_s(pool: asyncpg.Pool) -> float | None:
+    """Seconds until the earliest pending delivery falls due (<= 0: due now), None if none."""
+    wait: float | None = await pool.fetchval(
+        "SELECT date_part('epoch', min(next_attempt_at) - now()) FROM alert_deliveries "
+        "WHERE state = 'pending'")
+    return wait
+
+
 async def record_attempt(conn: asyncpg.Connection, *, delivery_id: int, error: str | None,
                          retry_in_s: float | None) -> None:
-    """One attempt: delivered, retried after ``retry_in_s``, or failed for good (None)."""
+    """One attempt: delivered, retried after ``retry_in_s``, or failed for good (None).
+    clock_timestamp, not now(): the claim's transaction began before the send, and the
+    backoff counts from the failure."""
     entry = {"at": None, "ok": error is None, "error": error}
     await conn.execute(
         "UPDATE alert_deliveries SET attempts = attempts + 1, last_error = $2, "
-        "log = log || jsonb_build_array(jsonb_set($3::jsonb, '{at}', to_jsonb(now()))), "
+        "log = log || jsonb_build_array(jsonb_set($3::jsonb, '{at}', to_jsonb(clock_timestamp()))), "
         "state = CASE WHEN $2::text IS NULL THEN 'delivered' "
         "             WHEN $4::float8 IS NULL THEN 'failed' ELSE 'pending' END, "
-        "delivered_at = CASE WHEN $2::text IS NULL THEN now() END, "
+        "delivered_at = CASE WHEN $2::text IS NULL THEN clock_timestamp() END, "
         "next_attempt_at = CASE WHEN $4::float8 IS NULL THEN next_attempt_at "
-        "                  ELSE now() + make_interval(secs => $4) END "
+        "                  ELSE clock_timestamp() + make_interval(secs => $4) END "
         "WHERE id = $1", delivery_id, error, entry, retry_in_s)

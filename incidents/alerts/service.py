@@ -235,22 +235,24 @@ async def deliver_due(*, deps: AlertsDeps, by_channel: dict[str, Channel]) -> in
 
 
 async def run_delivery_worker(*, deps: AlertsDeps, stop: asyncio.Event) -> None:
-    """Deliver what is due, then wait for a publication or the interval (or the earliest
-    retry when it comes sooner)."""
+    """Deliver what is due, then sleep until a publication wakes it, the earliest pending
+    retry falls due, or the interval passes (a safety net for rows another worker released)."""
     by_channel = channels(deps.settings)
     interval = deps.settings.alert_delivery_interval_s
-    # A retry falls due between two passes: look at least as often as the shortest backoff.
-    poll_s = min(interval, deps.settings.alert_retry_base_s)
     while not stop.is_set():
         deps.wake.clear()   # before the pass: a publication during it wakes the next one
+        timeout = interval
         try:
             while await deliver_due(deps=deps, by_channel=by_channel) == DELIVERY_BATCH:
                 pass
+            due_in = await repository.next_due_in_s(deps.pool)
+            if due_in is not None:
+                timeout = min(interval, max(due_in, 0.01))
         except Exception:
             log.exception("alert_delivery_pass_failed")
         waits = [asyncio.ensure_future(deps.wake.wait()), asyncio.ensure_future(stop.wait())]
         try:
-            await asyncio.wait(waits, timeout=poll_s, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for w in waits:
                 w.cancel()

@@ -12,6 +12,7 @@ import importlib.util
 import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
@@ -77,7 +78,7 @@ async def smtp() -> AsyncIterator[tuple[_Mailbox, int]]:
 async def alerts_app(database_url: str, tmp_path: Path,
                      smtp: tuple[_Mailbox, int]) -> AsyncIterator[RunningApp]:
     settings = make_settings(database_url, tmp_path, alert_retry_base_s=0.3,
-                             alert_delivery_interval_s=0.3, alert_max_attempts=5,
+                             alert_delivery_interval_s=5, alert_max_attempts=5,
                              smtp_host="127.0.0.1", smtp_port=smtp[1],
                              alert_sender="alerts@cad.test")
     async with running_app(settings) as running:
@@ -263,6 +264,9 @@ async def test_webhooks_signed_retried_with_backoff_and_email_in_each_language(
         # Exponential backoff: 0.3 s, then 0.6 s (the worker's pass may add a little).
         gaps = [b - a for a, b in itertools.pairwise(flaky_calls)]
         assert gaps[0] >= 0.3 and gaps[1] >= 0.6 and gaps[1] > gaps[0]
+        # The log the supervisors see records the same: each attempt's time, doubling gaps.
+        at = [datetime.fromisoformat(a["at"]) for a in flaky_log["log"]]
+        assert (at[1] - at[0]).total_seconds() >= 0.3 and (at[2] - at[1]).total_seconds() >= 0.6
         assert by_target["sms-gateway"]["attempts"] == 1
         # Both receivers got the CAP message, signed with the subscription's secret.
         assert sorted(p for p, _, _ in received) == ["/flaky", "/ok"]
