@@ -209,6 +209,25 @@ class ZoneImported(BaseModel):
     removed: list[str]
 
 
+class AlertDrafted(BaseModel):
+    incident_id: int
+    msg_type: str   # CAP msgType: Alert | Update | Cancel
+
+
+class AlertPublished(BaseModel):
+    identifier: str
+    msg_type: str
+    deliveries: int   # subscriber deliveries queued
+
+
+class AlertSubscribed(BaseModel):
+    channel: str
+
+
+class AlertUnsubscribed(BaseModel):
+    pass
+
+
 # --- the registry --------------------------------------------------------------------------
 
 EVENT_TYPES: dict[str, type[BaseModel]] = {
@@ -237,6 +256,10 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
     "response_plan.deleted": ResponsePlanDeleted,
     "substitution.added": SubstitutionAdded,
     "zone.imported": ZoneImported,
+    "alert.drafted": AlertDrafted,
+    "alert.published": AlertPublished,
+    "alert.subscribed": AlertSubscribed,
+    "alert.unsubscribed": AlertUnsubscribed,
 }
 
 

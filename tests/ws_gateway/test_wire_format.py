@@ -88,7 +88,7 @@ async def _ok(resp: httpx.Response, *codes: int) -> dict[str, Any]:
     return resp.json() if resp.status_code != 204 else {}
 
 
-async def _every_event_type(sup: httpx.AsyncClient) -> int:
+async def _every_event_type(sup: httpx.AsyncClient, approver: httpx.AsyncClient) -> int:
     """Real actions through the HTTP API that, together, emit every registered event type."""
     await _ok(await sup.post(f"/api/v1/stations/import?agency={AGENCY}",
                              content="station,name,address,lat,lon\n"
@@ -142,6 +142,13 @@ async def _every_event_type(sup: httpx.AsyncClient) -> int:
     await _ok(await sup.post(f"/api/v1/incidents/{iid}/recommendation"), 201)
     await _ok(await sup.post(f"/api/v1/incidents/{iid}/dispatch", json={"unit_ids": ["E01"]}))
     await _ok(await sup.delete(f"/api/v1/response-plans/{plan['id']}"))
+    sub = await _ok(await sup.post("/api/v1/alert-subscriptions", json={
+        "agency": AGENCY, "channel": "log", "target": "wire"}), 201)
+    alert = await _ok(await sup.post("/api/v1/alerts", json={
+        "incident_id": iid, "event": "Wire", "area": {"radius_m": 200},
+        "info": {lang: {"headline": "h", "description": "d"} for lang in ("en", "es")}}), 201)
+    await _ok(await approver.post(f"/api/v1/alerts/{alert['id']}/approve"))  # two-person rule
+    await _ok(await sup.delete(f"/api/v1/alert-subscriptions/{sub['id']}"), 204)
     return int(iid)
 
 
@@ -183,8 +190,10 @@ async def _run_capture(live: RunningApp) -> None:
     auth = AuthHeaders(live)
     sup = httpx.AsyncClient(base_url=live.base_url, headers=await auth("supervisor"),
                             timeout=30)
-    async with sup:
-        await _every_event_type(sup)
+    approver = httpx.AsyncClient(base_url=live.base_url,
+                                 headers=await auth("supervisor", fresh=True), timeout=30)
+    async with sup, approver:
+        await _every_event_type(sup, approver)
         mdt_token = await device_token(pool, "E01", agency=AGENCY)  # E01 exists: kept as is
         mdt_http = httpx.AsyncClient(base_url=live.base_url,
                                      headers={"Authorization": f"Bearer {mdt_token}"},
