@@ -336,3 +336,19 @@ async def test_zone_area_and_bad_input_are_4xx_naming_the_field(alerts_app: Runn
     dispatcher = await alerts_api.as_("dispatcher")
     r = await dispatcher.post(f"/api/v1/alerts/{alert['id']}/approve")
     assert r.status_code == 403
+
+
+async def test_public_feeds_need_no_login_and_are_rate_limited(database_url: str,
+                                                               tmp_path: Path) -> None:
+    settings = make_settings(database_url, tmp_path, rate_limit_public_burst=4,
+                             rate_limit_public_per_s=0.2, alert_delivery_interval_s=0)
+    async with running_app(settings) as running, \
+            httpx.AsyncClient(base_url=running.base_url) as anon:
+        paths = ["/api/v1/public/alerts.json", "/api/v1/public/alerts.atom",
+                 "/api/v1/public/alerts.json", "/api/v1/public/alerts/none.xml",
+                 "/api/v1/public/alerts.atom", "/api/v1/public/alerts.json"]
+        answers = [await anon.get(p) for p in paths]
+    assert [r.status_code for r in answers] == [200, 200, 200, 404, 429, 429]
+    assert answers[0].json()["items"] == []
+    assert answers[4].headers["content-type"].startswith("application/problem+json")
+    assert int(answers[4].headers["retry-after"]) >= 1
