@@ -75,6 +75,17 @@ async def published(pool: asyncpg.Pool, *, limit: int) -> list[dict[str, Any]]:
     return [a for r in rows if (a := _alert(r)) is not None]
 
 
+async def reference_chain(conn: asyncpg.Connection, *, alert_id: int) -> list[asyncpg.Record]:
+    """The alert and every published alert it updates or cancels, transitively, oldest
+    first (identifier, sent_at)."""
+    return await conn.fetch(
+        "WITH RECURSIVE chain AS ("
+        " SELECT id, references_id, identifier, sent_at, 0 AS depth FROM alerts WHERE id = $1"
+        " UNION ALL SELECT a.id, a.references_id, a.identifier, a.sent_at, c.depth + 1"
+        " FROM alerts a JOIN chain c ON a.id = c.references_id)"
+        " SELECT identifier, sent_at FROM chain ORDER BY depth DESC", alert_id)
+
+
 async def published_xml(pool: asyncpg.Pool, *, identifier: str) -> str | None:
     xml: str | None = await pool.fetchval(
         "SELECT cap_xml FROM alerts WHERE identifier = $1 AND state = 'published'", identifier)

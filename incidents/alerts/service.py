@@ -123,10 +123,12 @@ async def approve_alert(*, deps: AlertsDeps, ctx: RequestContext, scope: Scope,
             raise Conflict("the alert is already published", extra={"state": alert["state"]})
         reference = None
         if alert["references_id"] is not None:
-            ref = await repository.get_alert(uow.conn, alert_id=alert["references_id"])
-            assert ref is not None and ref["sent_at"] is not None
-            reference = cap.reference_of(sender=deps.settings.alert_sender,
-                                         identifier=ref["identifier"], sent=ref["sent_at"])
+            # CAP 1.2 3.2.1: every earlier message of the chain, oldest first, so a receiver
+            # that missed an Update still ties a Cancel to the original Alert.
+            chain = await repository.reference_chain(uow.conn, alert_id=alert["references_id"])
+            reference = " ".join(
+                cap.reference_of(sender=deps.settings.alert_sender,
+                                 identifier=r["identifier"], sent=r["sent_at"]) for r in chain)
         sent = datetime.now(UTC).replace(microsecond=0)
         xml = cap.alert_xml(alert=alert, sender=deps.settings.alert_sender, sent=sent,
                             reference=reference)

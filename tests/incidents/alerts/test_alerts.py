@@ -209,6 +209,17 @@ async def test_update_and_cancel_reference_the_original(alerts_app: RunningApp,
         root = await _xml(alerts_app, r.json()["identifier"])
         assert root.findtext(f"{CAP}msgType") == msg_type
         assert root.findtext(f"{CAP}references") == ref
+    # A Cancel of an Update references the whole chain, oldest first.
+    r = await drafter.post("/api/v1/alerts", json={
+        "msg_type": "Update", "references": original["id"], "event": "Gas leak", "info": INFO})
+    update = (await approver.post(f"/api/v1/alerts/{r.json()['id']}/approve")).json()
+    update_sent = (await _xml(alerts_app, update["identifier"])).findtext(f"{CAP}sent")
+    r = await drafter.post("/api/v1/alerts", json={
+        "msg_type": "Cancel", "references": update["id"], "event": "Gas leak", "info": INFO})
+    cancel = (await approver.post(f"/api/v1/alerts/{r.json()['id']}/approve")).json()
+    root = await _xml(alerts_app, cancel["identifier"])
+    assert root.findtext(f"{CAP}references") == (
+        f"{ref} alerts@cad.test,{update['identifier']},{update_sent}")
     r = await drafter.post("/api/v1/alerts", json={"msg_type": "Update", "event": "x",
                                                    "info": INFO})
     assert r.status_code == 422 and "references" in r.text
