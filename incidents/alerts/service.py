@@ -38,6 +38,9 @@ def _infos(*, body: AlertDraft, languages: list[str]) -> list[dict[str, Any]]:
 async def draft_alert(*, deps: AlertsDeps, ctx: RequestContext, scope: Scope,
                       body: AlertDraft) -> dict[str, Any]:
     infos = _infos(body=body, languages=deps.settings.alert_languages)
+    if body.expires_at is not None and body.expires_at.tzinfo is None:
+        raise Invalid("expires_at needs a UTC offset (e.g. 2026-12-01T18:00:00-08:00)",
+                      field="expires_at")
     async with unit_of_work(deps.pool, ctx) as uow:
         record = uow.audit("alert.draft", details={"msg_type": body.msg_type})
         original = None

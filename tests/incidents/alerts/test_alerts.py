@@ -128,7 +128,8 @@ async def _xml(app: RunningApp, identifier: str) -> ET.Element:
 
 async def test_draft_approve_publishes_valid_cap_and_feeds(alerts_app: RunningApp,
                                                            alerts_api: Api) -> None:
-    alert, drafter, _approver = await _published(alerts_api)
+    alert, drafter, _approver = await _published(alerts_api,
+                                                 expires_at="2030-01-01T00:00:00-08:00")
     assert alert["state"] == "published" and alert["approved_by"] != alert["drafted_by"]
     root = await _xml(alerts_app, alert["identifier"])
     assert root.findtext(f"{CAP}msgType") == "Alert"
@@ -137,6 +138,7 @@ async def test_draft_approve_publishes_valid_cap_and_feeds(alerts_app: RunningAp
     infos = root.findall(f"{CAP}info")
     assert [i.findtext(f"{CAP}language") for i in infos] == ["en", "es"]
     assert infos[1].findtext(f"{CAP}headline") == INFO["es"]["headline"]
+    assert infos[1].findtext(f"{CAP}expires") == "2030-01-01T08:00:00-00:00"
     polygon = infos[0].findtext(f"{CAP}area/{CAP}polygon", "").split()
     assert len(polygon) >= 4 and polygon[0] == polygon[-1]
     lat, lon = map(float, polygon[0].split(","))
@@ -332,7 +334,9 @@ async def test_zone_area_and_bad_input_are_4xx_naming_the_field(alerts_app: Runn
             ({"incident_id": alert["incident_id"], "event": "x", "info": INFO,
               "area": {"radius_m": -5}}, "radius_m"),
             ({"incident_id": alert["incident_id"], "event": "x", "info": INFO,
-              "area": {"radius_m": 100}, "severity": "Apocalyptic"}, "severity")):
+              "area": {"radius_m": 100}, "severity": "Apocalyptic"}, "severity"),
+            ({"incident_id": alert["incident_id"], "event": "x", "info": INFO,
+              "area": {"radius_m": 100}, "expires_at": "2030-01-01T00:00:00"}, "expires_at")):
         r = await drafter.post("/api/v1/alerts", json=body)
         assert r.status_code == 422, r.text
         assert r.headers["content-type"].startswith("application/problem+json")
