@@ -209,6 +209,12 @@ class ZoneImported(BaseModel):
     removed: list[str]
 
 
+class PublicationChanged(BaseModel):
+    agency: str
+    incident_type: str
+    published: bool
+
+
 # --- the registry --------------------------------------------------------------------------
 
 EVENT_TYPES: dict[str, type[BaseModel]] = {
@@ -237,6 +243,7 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
     "response_plan.deleted": ResponsePlanDeleted,
     "substitution.added": SubstitutionAdded,
     "zone.imported": ZoneImported,
+    "publication.changed": PublicationChanged,
 }
 
 
