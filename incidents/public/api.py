@@ -60,7 +60,6 @@ async def incidents_geojson(agency: AgencyPath, deps: IncidentsDep, response: Re
                             days: Days = 30) -> dict[str, Any]:
     rows = await service.feed(deps=deps, agency=agency, days=days)
     response.headers["cache-control"] = FEED_CACHE
-    response.media_type = "application/geo+json"
     return {"type": "FeatureCollection", "features": [views.feature(p) for p in rows]}
 
 

@@ -48,7 +48,7 @@ async def request_for_service(*, deps: IncidentsDeps, agency: str, number: str) 
                                          sensitive=SENSITIVE, number=number)
     if row is None:
         # Unpublished and unknown look alike: whether an incident exists is not disclosed.
-        raise NotFound(f"no public request for service {number} of agency {agency}")
+        raise NotFound("no public request for service has this number")
     return public_incident(row, deps.geocoder.current)
 
 

@@ -16,8 +16,8 @@ from incidents.geocoding.normalize import normalize_street
 # A hundred block is used when the nearest address point is this close: beyond it the
 # incident was not at an address (a park, a freeway) and the street's corner is used.
 BLOCK_WITHIN_M = 60.0
-# A block's middle this close to the incident's nearest address would be that house (a block
-# with one known address): the corner is used instead.
+# A block's middle this close to the incident's own point would point at the house (a block
+# with one known address, or the incident at the middle house): the corner is used instead.
 HOUSE_RADIUS_M = 15.0
 # Without any street data the point is snapped to this grid (degrees, ~550 m north-south) and
 # published with no place name.
@@ -65,12 +65,10 @@ def generalise(geocoder: Geocoder, lat: float, lon: float) -> PublicPlace:
         if head.isdigit():
             start = int(head) - int(head) % 100
             c = geocoder.block(normalize_street(rev.street), start)
-            if c is not None and c.precision == "block":
-                house = geocoder.reverse(c.lat, c.lon)
-                if house.distance_m is None or house.distance_m > HOUSE_RADIUS_M \
-                        or _dist_m(c.lat, c.lon, lat, lon) > HOUSE_RADIUS_M * 4:
-                    return PublicPlace(round(c.lat, 5), round(c.lon, 5),
-                                       f"{start} Block of {rev.street}", "block")
+            if c is not None and c.precision == "block" \
+                    and _dist_m(c.lat, c.lon, lat, lon) > HOUSE_RADIUS_M:
+                return PublicPlace(round(c.lat, 5), round(c.lon, 5),
+                                   f"{start} Block of {rev.street}", "block")
     if rev.street is not None and rev.cross_streets:
         for cross in rev.cross_streets:
             for c in geocoder.geocode(f"{rev.street} & {cross}", limit=1):
