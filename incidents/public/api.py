@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
-from cad.errors import NotFound
+from cad.errors import Invalid, NotFound
 from cad.security import Context, CurrentScope
 from incidents.deps import IncidentsDep
 from incidents.public import i18n, pages, service, views
@@ -124,8 +124,15 @@ async def map_page(agency: AgencyPath, deps: IncidentsDep, lang: Lang = None,
 async def lookup_page(agency: AgencyPath, deps: IncidentsDep, lang: Lang = None,
                       accept_language: AcceptLanguage = None,
                       number: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{0,32}$")] = None,
-                      day: Annotated[date | None, Query(alias="date")] = None) -> HTMLResponse:
+                      day_text: Annotated[str | None, Query(
+                          alias="date", pattern=r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$",
+                          description="YYYY-MM-DD; empty (a form left blank) = none")] = None,
+                      ) -> HTMLResponse:
     chosen = i18n.choose(lang, accept_language)
+    try:
+        day = date.fromisoformat(day_text) if day_text else None
+    except ValueError:
+        raise Invalid(f"{day_text!r} is not a date", field="query.date") from None
     found = None
     if number:
         try:

@@ -42,6 +42,7 @@ def layout(*, lang: str, title: str, agency: str, current: str, body: str,
     return (
         f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<link rel="icon" href="data:,">'
         f"<title>{escape(title)} · {escape(agency)}</title><style>{STYLE}</style>{head}"
         f"{script_tags}</head><body>"
         f'<a class="skip" href="#main">{escape(m["skip"])}</a>'
@@ -79,7 +80,7 @@ def map_page(*, lang: str, agency: str, rows: list[PublicIncident], delay: str,
     downloads = " · ".join(f'<a href="{base}/incidents.{ext}">{ext.upper()}</a>'
                            for ext in ("geojson", "csv", "atom"))
     body = (f"<p>{escape(m['map_intro'].format(delay=delay))}</p>"
-            f'<div id="map" role="region" aria-label="{escape(m["map_label"])}" '
+            f'<div id="map" hidden role="region" aria-label="{escape(m["map_label"])}" '
             f'data-geojson="{base}/incidents.geojson"></div>'
             f"{_table(rows, m, tz, caption=m['map_title'])}"
             f"<p>{escape(m['downloads'])}: {downloads}</p>")
