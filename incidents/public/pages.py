@@ -60,29 +60,41 @@ def _local(ts: datetime, tz: ZoneInfo) -> str:
 
 
 def _table(rows: list[PublicIncident], m: dict[str, str], tz: ZoneInfo, *,
-           caption: str) -> str:
+           caption: str, table_id: str = "") -> str:
     if not rows:
         return f"<p>{escape(m['none'])}</p>"
     head = "".join(f'<th scope="col">{escape(m[k])}</th>' for k in
                    ("col_number", "col_type", "col_received", "col_location", "col_response"))
     body = "".join(
-        f"<tr><td>{escape(p.number)}</td><td>{escape(p.type_description)}</td>"
+        f'<tr data-lat="{p.place.lat:.5f}" data-lon="{p.place.lon:.5f}">'
+        f"<td>{escape(p.number)}</td><td>{escape(p.type_description)}</td>"
         f"<td>{_local(p.received_at, tz)}</td><td>{escape(p.place.label)}</td>"
         f"<td>{escape(m['yes'] if p.response_initiated else m['no'])}</td></tr>" for p in rows)
-    return (f"<table><caption>{escape(caption)}</caption><thead><tr>{head}</tr></thead>"
+    ident = f' id="{table_id}"' if table_id else ""
+    return (f"<table{ident}><caption>{escape(caption)}</caption><thead><tr>{head}</tr></thead>"
             f"<tbody>{body}</tbody></table>")
 
 
-def map_page(*, lang: str, agency: str, rows: list[PublicIncident], delay: str,
-             tz: ZoneInfo) -> str:
+def map_page(*, lang: str, agency: str, rows: list[PublicIncident], delay: str, tz: ZoneInfo,
+             page: int, has_next: bool) -> str:
+    """One page of the crime map: ``rows`` (at most MAP_PAGE_ROWS, newest first) as a table
+    whose rows carry their published point; map.js draws the map from that table."""
     m = MESSAGES[lang]
     base = f"/public/{quote(agency)}"
     downloads = " · ".join(f'<a href="{base}/incidents.{ext}">{ext.upper()}</a>'
                            for ext in ("geojson", "csv", "atom"))
+    pager = []
+    if page > 1:
+        pager.append(f'<a href="{escape(_href(base + "/map", lang, page=str(page - 1)))}" '
+                     f'rel="prev">{escape(m["newer"])}</a>')
+    if has_next:
+        pager.append(f'<a href="{escape(_href(base + "/map", lang, page=str(page + 1)))}" '
+                     f'rel="next">{escape(m["older"])}</a>')
+    nav = (f'<nav aria-label="{escape(m["pages"])}"><p>{" ".join(pager)}</p></nav>'
+           if pager else "")
     body = (f"<p>{escape(m['map_intro'].format(delay=delay))}</p>"
-            f'<div id="map" hidden role="region" aria-label="{escape(m["map_label"])}" '
-            f'data-geojson="{base}/incidents.geojson"></div>'
-            f"{_table(rows, m, tz, caption=m['map_title'])}"
+            f'<div id="map" hidden role="region" aria-label="{escape(m["map_label"])}"></div>'
+            f"{_table(rows, m, tz, caption=m['map_title'], table_id='incidents')}{nav}"
             f"<p>{escape(m['downloads'])}: {downloads}</p>")
     return layout(lang=lang, title=m["map_title"], agency=agency, current=f"{base}/map",
                   body=body, head='<link rel="stylesheet" href="/console/vendor/leaflet/leaflet.css">'

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from incidents.public.api import MAP_PAGE_ROWS
 from tests.auth import Api
 from tests.console.browser import Browser, browsers, require_chromium
 from tests.incidents.public.conftest import STREET, intake, publish
@@ -44,6 +45,9 @@ async def _checked(b: Browser, screen: str) -> None:
 async def test_public_pages_in_a_real_browser(public_api: Api) -> None:
     sup = await public_api.as_("supervisor")
     assert (await publish(sup, "ROBBERY")).status_code == 200
+    # more than a page: the budget holds with a full page (50 rows) on a cold cache
+    older = [await intake(sup, location={"address": f"{4801 + 2 * (i % 40)} {STREET}"})
+             for i in range(MAP_PAGE_ROWS + 3)]
     first = await intake(sup)
     second = await intake(sup, location={"address": f"4862 {STREET}"})
     base = public_api.running.base_url
@@ -51,16 +55,24 @@ async def test_public_pages_in_a_real_browser(public_api: Api) -> None:
         await b.get(f"{base}/public/SFFD/map?lang=es")
         n = await b.wait_for("const m = document.getElementById('map');"
                              "return m && !m.hidden && m.dataset.ready", what="the map drew")
-        assert n == "2"
+        assert n == str(MAP_PAGE_ROWS)
         assert await b.js("return document.querySelectorAll('#map path.leaflet-interactive')"
-                          ".length") == 2
+                          ".length") == MAP_PAGE_ROWS
         assert await b.js("return document.documentElement.lang") == "es"
         assert await b.js("return document.querySelector('h1').textContent") == (
             "Mapa del delito: incidentes recientes")
         rows = await b.js("return [...document.querySelectorAll('tbody tr td:first-child')]"
                           ".map(td => td.textContent)")
-        assert sorted(rows) == sorted([first["number"], second["number"]])
+        assert rows[:2] == [second["number"], first["number"]] and len(rows) == MAP_PAGE_ROWS
         await _checked(b, "public-map-es")
+
+        # the rest on the next page, reached by a plain link
+        await b.click("a[rel='next']")
+        await b.wait_for("return new URLSearchParams(location.search).get('page') === '2'",
+                         what="page 2")
+        rows = await b.js("return [...document.querySelectorAll('tbody tr td:first-child')]"
+                          ".map(td => td.textContent)")
+        assert rows == [o["number"] for o in older[:5]][::-1]
 
         # the language switch keeps the page
         await b.click("a[hreflang='en']")
@@ -84,5 +96,5 @@ async def test_public_pages_in_a_real_browser(public_api: Api) -> None:
         await b.run(b.driver.execute_cdp_cmd, "Emulation.setScriptExecutionDisabled",
                     {"value": False})
         assert await b.js("return document.getElementById('map').hidden") is True
-        assert await b.js("return document.querySelectorAll('tbody tr').length") == 2
+        assert await b.js("return document.querySelectorAll('tbody tr').length") == MAP_PAGE_ROWS
         await b.screenshot("public-map-no-js")
