@@ -4,7 +4,9 @@ no narrative, no caller). Managing which types are published is the only write."
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -38,8 +40,16 @@ async def feed(*, deps: IncidentsDeps, agency: str, days: int) -> list[PublicInc
     rows = await repo.published_incidents(deps.pool, agency=agency,
                                           delay_s=deps.settings.public_delay_s,
                                           sensitive=SENSITIVE, since=since, limit=MAX_FEED_ROWS)
+    return await _public(rows, deps)
+
+
+async def _public(rows: Sequence[Any], deps: IncidentsDeps) -> list[PublicIncident]:
+    """Generalise the places in a thread: a full feed is thousands of reverse geocodes, which
+    must not hold the event loop (the same worker serves dispatchers)."""
     geocoder = deps.geocoder.current
-    return [public_incident(r, geocoder) for r in rows]
+    if len(rows) <= 20:
+        return [public_incident(r, geocoder) for r in rows]
+    return await asyncio.to_thread(lambda: [public_incident(r, geocoder) for r in rows])
 
 
 async def request_for_service(*, deps: IncidentsDeps, agency: str, number: str) -> PublicIncident:
@@ -64,8 +74,7 @@ async def requests_of_day(*, deps: IncidentsDeps, agency: str, day: date) -> lis
     rows = await repo.published_received_between(
         deps.pool, agency=agency, delay_s=deps.settings.public_delay_s, sensitive=SENSITIVE,
         start=start, end=end, limit=MAX_DAY_ROWS)
-    geocoder = deps.geocoder.current
-    return [public_incident(r, geocoder) for r in rows]
+    return await _public(rows, deps)
 
 
 async def list_publication(*, deps: IncidentsDeps, scope: Scope) -> list[dict[str, Any]]:
