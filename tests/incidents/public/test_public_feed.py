@@ -229,3 +229,17 @@ def test_every_language_has_every_message() -> None:
     assert i18n.choose("en", "es") == "en"
     assert i18n.choose("xx", None) == "en"
     assert i18n.choose(None, "es-MX;q=0") == "en"
+
+
+async def test_far_from_any_address_only_a_grid_cell_is_published(public_api: Api) -> None:
+    """No address within reach and no road graph (no corners): the point is snapped to the
+    0.005° grid and the place has no name."""
+    sup = await public_api.as_("supervisor")
+    assert (await publish(sup, "ROBBERY")).status_code == 200
+    inc = await intake(sup, location={"lat": 37.70123, "lon": -122.45678})
+    async with httpx.AsyncClient(base_url=public_api.running.base_url) as anon:
+        [f] = (await anon.get("/public/SFFD/incidents.geojson")).json()["features"]
+        rfs = (await anon.get(f"/public/SFFD/requests/{inc['number']}")).json()
+    assert f["geometry"]["coordinates"] == [-122.455, 37.7]
+    assert (f["properties"]["location"], f["properties"]["location_precision"]) == ("", "area")
+    assert rfs["location"] is None
