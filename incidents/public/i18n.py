@@ -29,6 +29,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "downloads": "Download the data", "languages": "Language",
         "nav_map": "Crime map", "nav_rfs": "Request-for-service lookup",
         "hour": "one hour", "hours": "{n} hours", "minutes": "{n} minutes",
+        "block": "{n} Block of {street}",
         "newer": "Newer incidents", "older": "Older incidents", "pages": "Pages",
     },
     "es": {
@@ -54,6 +55,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "downloads": "Descargar los datos", "languages": "Idioma",
         "nav_map": "Mapa del delito", "nav_rfs": "Consulta de solicitudes de servicio",
         "hour": "una hora", "hours": "{n} horas", "minutes": "{n} minutos",
+        "block": "Cuadra {n} de {street}",
         "newer": "Incidentes más recientes", "older": "Incidentes anteriores", "pages": "Páginas",
     },
 }

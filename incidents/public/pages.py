@@ -59,6 +59,13 @@ def _local(ts: datetime, tz: ZoneInfo) -> str:
     return ts.astimezone(tz).strftime("%Y-%m-%d %H:%M")
 
 
+def place_label(p: PublicIncident, m: dict[str, str]) -> str:
+    """The generalised place in the page's language (feeds keep the English label)."""
+    if p.place.precision == "block" and p.place.street:
+        return m["block"].format(n=p.place.block, street=p.place.street)
+    return p.place.label
+
+
 def _table(rows: list[PublicIncident], m: dict[str, str], tz: ZoneInfo, *,
            caption: str, table_id: str = "") -> str:
     if not rows:
@@ -68,7 +75,7 @@ def _table(rows: list[PublicIncident], m: dict[str, str], tz: ZoneInfo, *,
     body = "".join(
         f'<tr data-lat="{p.place.lat:.5f}" data-lon="{p.place.lon:.5f}">'
         f"<td>{escape(p.number)}</td><td>{escape(p.type_description)}</td>"
-        f"<td>{_local(p.received_at, tz)}</td><td>{escape(p.place.label)}</td>"
+        f"<td>{_local(p.received_at, tz)}</td><td>{escape(place_label(p, m))}</td>"
         f"<td>{escape(m['yes'] if p.response_initiated else m['no'])}</td></tr>" for p in rows)
     ident = f' id="{table_id}"' if table_id else ""
     return (f"<table{ident}><caption>{escape(caption)}</caption><thead><tr>{head}</tr></thead>"

@@ -31,6 +31,8 @@ class PublicPlace:
     lon: float
     label: str            # "1200 Block of MARKET ST", "MARKET ST & 5TH ST" or ""
     precision: str        # block | intersection | area
+    street: str = ""      # the block's street (pages word the block in their language)
+    block: int = 0        # the block's first number
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ def generalise(geocoder: Geocoder, lat: float, lon: float) -> PublicPlace:
             if c is not None and c.precision == "block" \
                     and _dist_m(c.lat, c.lon, lat, lon) > HOUSE_RADIUS_M:
                 return PublicPlace(round(c.lat, 5), round(c.lon, 5),
-                                   f"{start} Block of {rev.street}", "block")
+                                   f"{start} Block of {rev.street}", "block", rev.street, start)
     if rev.street is not None and rev.cross_streets:
         for cross in rev.cross_streets:
             for c in geocoder.geocode(f"{rev.street} & {cross}", limit=1):

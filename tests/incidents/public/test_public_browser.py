@@ -64,6 +64,8 @@ async def test_public_pages_in_a_real_browser(public_api: Api) -> None:
         rows = await b.js("return [...document.querySelectorAll('tbody tr td:first-child')]"
                           ".map(td => td.textContent)")
         assert rows[:2] == [second["number"], first["number"]] and len(rows) == MAP_PAGE_ROWS
+        assert await b.js("return document.querySelector('tbody tr td:nth-child(4)').textContent"
+                          ) == f"Cuadra 4800 de {STREET}"
         await _checked(b, "public-map-es")
 
         # the rest on the next page, reached by a plain link
