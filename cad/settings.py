@@ -325,6 +325,11 @@ class Settings(BaseSettings):
     )
     hub_channel_prefix: str = Field(default="cad", description="Redis channel namespace.")
 
+    # --- the public face (incidents.public) ------------------------------------
+    public_delay_s: float = Field(
+        default=3600.0, ge=0, le=30 * 86400, description="Published incidents appear this long "
+        "after they close (feeds, crime map, public request-for-service data).")
+
     # --- analytics -------------------------------------------------------------
     analytics_timezone: str = Field(
         default="UTC", description="IANA zone for reports' hour of day, day of week and week "

@@ -226,6 +226,10 @@ class AlertSubscribed(BaseModel):
 
 class AlertUnsubscribed(BaseModel):
     pass
+class PublicationChanged(BaseModel):
+    agency: str
+    incident_type: str
+    published: bool
 
 
 # --- the registry --------------------------------------------------------------------------
@@ -260,6 +264,7 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
     "alert.published": AlertPublished,
     "alert.subscribed": AlertSubscribed,
     "alert.unsubscribed": AlertUnsubscribed,
+    "publication.changed": PublicationChanged,
 }
 
 

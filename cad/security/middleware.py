@@ -236,7 +236,8 @@ class SecurityMiddleware:
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                if csp:
+                # a page that sets its own policy (the public pages, incidents.public) keeps it
+                if csp and not any(k.lower() == b"content-security-policy" for k, _ in headers):
                     headers.append((b"content-security-policy", _API_CSP))
                 if hsts:
                     headers.append((b"strict-transport-security",

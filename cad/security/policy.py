@@ -157,6 +157,18 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", f"{API}/public/alerts/{{identifier}}.xml"): PUBLIC,
     ("GET", f"{API}/public/alerts.atom"): PUBLIC,
     ("GET", f"{API}/public/alerts.json"): PUBLIC,
+    # --- the public face (incidents/public/api.py): no authentication by design; rate-limited
+    # per client address like every PUBLIC route; answers pass the publication gate ---------
+    ("GET", "/public/{agency}/incidents.geojson"): PUBLIC,
+    ("GET", "/public/{agency}/incidents.csv"): PUBLIC,
+    ("GET", "/public/{agency}/incidents.atom"): PUBLIC,
+    ("GET", "/public/{agency}/requests/{number}"): PUBLIC,
+    ("GET", "/public/{agency}/requests"): PUBLIC,
+    ("GET", "/public/{agency}/map"): PUBLIC,
+    ("GET", "/public/{agency}/lookup"): PUBLIC,
+    ("GET", "/public/static/map.js"): PUBLIC,
+    ("GET", f"{API}/publication"): MANAGERS,
+    ("PUT", f"{API}/publication/{{agency}}/{{code}}"): MANAGERS,
 }
 
 # Endpoints sharing the login rate limit (per client address) instead of the public one.

@@ -185,7 +185,8 @@ SERVICE_MODULES = ("units.service", "incidents.service", "incidents.zones",
                    "incidents.geocoding.service",
                    "incidents.dispatch.service", "incidents.dispatch.recommend",
                    "incidents.dispatch.plans", "incidents.dispatch.timers",
-                   "cad.security.service", "incidents.analytics.service")
+                   "cad.security.service", "incidents.analytics.service",
+                   "incidents.public.service")
 # Not actions: the token -> principal seam the middleware and the gateway call per request.
 NOT_ACTIONS = {"cad.security.service.principal_from_token"}
 
@@ -229,6 +230,7 @@ TABLE_OWNERS = {
     "alerts": "incidents/alerts/repository.py",
     "alert_subscriptions": "incidents/alerts/repository.py",
     "alert_deliveries": "incidents/alerts/repository.py",
+    "public_incident_types": "incidents/public/repository.py",
 }
 _WRITE = re.compile(r"\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+([a-z_]+)\b")
 

@@ -101,7 +101,8 @@ def openapi(tmp_path: Path) -> tuple[dict[str, Any], list[APIRoute]]:
 
 
 @pytest.mark.parametrize("package", ["ws_gateway", "cad.security", "cad.health", "cad.console", "units",
-                                     "incidents.api", "incidents.dispatch", "incidents.analytics"])
+                                     "incidents.api", "incidents.dispatch", "incidents.analytics",
+                                     "incidents.public"])
 def test_every_endpoint_declares_its_response(
         openapi: tuple[dict[str, Any], list[APIRoute]], package: str) -> None:
     doc, routes = openapi
