@@ -225,7 +225,11 @@ class Geocoder:
         self.lat = np.asarray(points.lat, np.float64)
         self.lon = np.asarray(points.lon, np.float64)
         self.number = np.asarray(points.number, np.int64)
-        self.point_street = list(points.street)
+        # the street key from the label, so a change of the normalisation reaches points
+        # imported before it (the table's normalised column is the import's dedupe key)
+        norm_of: dict[str, str] = {}
+        self.point_street = [norm_of[lb] if lb in norm_of else norm_of.setdefault(lb, normalize_street(lb))
+                             for lb in points.label]
         n = self.lat.size
         self.ties = (tie_to_streets(graph, self.point_street, self.lat, self.lon)
                      if graph is not None and n else None)

@@ -55,6 +55,11 @@ def _geocoder(extra: Sequence[tuple[str, int, float, float]] = (), *,
     ("O'Farrell Street", "OFARRELL ST"), ("o farrell st", "O FARRELL ST"),
     ("South Van Ness Avenue", "S VAN NESS AVE"), ("S. Van Ness Ave", "S VAN NESS AVE"),
     ("Geary Bl", "GEARY BLVD"), ("AVENUE I", "AVE I"), ("St Francis Blvd", "SAINT FRANCIS BLVD"),
+    # a directional followed by one word is part of the name, written in full either way
+    ("SOUTH PARK", "SOUTH PARK"), ("S Park", "SOUTH PARK"), ("South Park St", "SOUTH PARK ST"),
+    ("W Portal Ave", "WEST PORTAL AVE"), ("WEST PORTAL AVENUE", "WEST PORTAL AVE"),
+    ("N Point St", "NORTH POINT ST"), ("South Dr", "SOUTH DR"), ("E St", "E ST"),
+    ("East Crystal Cove Terrace", "E CRYSTAL COVE TER"),
 ])
 def test_street_names_normalise_one_way(typed: str, norm: str) -> None:
     assert normalize_street(typed) == norm
@@ -68,6 +73,10 @@ def test_parse_keeps_the_unit_and_reads_blocks_and_corners() -> None:
     b = parse_query("0 Block of BALCETA AVE")
     assert (b.kind, b.number, b.street) == ("block", 0, "BALCETA AVE")
     assert parse_query("100 BLOCK MARKET ST").kind == "block"
+    # the SFFD files write some blocks "800 Block of BLK WEBSTER ST"
+    for typed in ("800 Block of BLK WEBSTER ST", "800 BLK WEBSTER ST", "800 BLK OF WEBSTER ST"):
+        q = parse_query(typed)
+        assert (q.kind, q.number, q.street) == ("block", 800, "WEBSTER ST"), typed
     i = parse_query("MARKET ST/5TH ST")
     assert (i.kind, i.street, i.street2) == ("intersection", "MARKET ST", "5TH ST")
     assert parse_query("SFO Terminal 2").kind == "name"
