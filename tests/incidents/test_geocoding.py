@@ -4,7 +4,11 @@ reverse geocoding, ties to street edges and sides; the address-file reader and t
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -329,5 +333,47 @@ async def test_a_worker_picks_up_imports_and_other_workers_places(database_url: 
         assert ref.current.n_points == 2
         assert ref.current.geocode("12 MAIN ST")[0].precision == "address_point"
         assert not await refresh_geocoder(pool=pool, ref=ref)
+    finally:
+        await pool.close()
+
+
+async def test_cad_places_import_loads_good_rows_reports_bad_ones_and_is_idempotent(
+        database_url: str, tmp_path: Path) -> None:
+    f = tmp_path / "places.csv"
+    f.write_text("id,name,aliases,lat,lon\n"
+                 "city-hall,City Hall,CIVIC CENTER|SF CITY HALL,37.77929,-122.41924\n"   # line 2
+                 ",SFO Terminal 2,T2,37.61630,-122.38590\n"                            # 3: id from name
+                 "bad-lat,Nowhere,,95.0,-122.0\n"                                      # 4: lat > 90
+                 "Bad Id!,Somewhere,,37.7,-122.4\n"                                    # 5: id pattern
+                 "no-name,,,37.7,-122.4\n")                                            # 6: empty name
+    env = {**os.environ, "CAD_DATABASE_URL": database_url, "COLUMNS": "200",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "cad", "places", "import", str(f)], check=False,
+                              env=env, capture_output=True, text=True, timeout=120)
+
+    proc = await asyncio.to_thread(run)
+    assert proc.returncode == 0, proc.stderr
+    assert "5 rows, 3 bad, 2 created, 0 changed; 2 places in the database" in proc.stdout, proc.stdout
+    assert "line 4: lat: Input should be less than or equal to 90" in proc.stderr, proc.stderr
+    assert "line 5: id: String should match pattern" in proc.stderr, proc.stderr
+    assert "line 6: name: String should have at least 1 character" in proc.stderr, proc.stderr
+    pool = await db.create_pool(database_url, min_size=1, max_size=2)
+    try:
+        ref = await load_geocoder(pool=pool, graph=None, streets=None)
+        assert ref.current.geocode("SFO TERMINAL 2")[0].precision == "place"
+        assert ref.current.geocode("CIVIC CENTER")[0].label == "City Hall"
+        stamp = ref.stamp
+        again = await asyncio.to_thread(run)
+        assert "0 created, 0 changed; 2 places in the database" in again.stdout, again.stdout
+        assert not await refresh_geocoder(pool=pool, ref=ref)     # nothing was written
+        assert ref.stamp == stamp
+        audits = await pool.fetch("SELECT actor, action, target FROM audit_log "
+                                  "WHERE action = 'place.import'")
+        assert [tuple(r) for r in audits] == [("cli:places-import", "place.import", "places.csv")]
+        f.write_text("id,name,lat,lon\ncity-hall,City Hall,37.7793,-122.4193\n")
+        moved = await asyncio.to_thread(run)
+        assert "1 created" not in moved.stdout and "1 changed" in moved.stdout, moved.stdout
     finally:
         await pool.close()
