@@ -213,6 +213,14 @@ class _Street:
                    if lo - STRETCH_MARGIN <= number <= hi + STRETCH_MARGIN) > 1
 
 
+def _straightness(v: tuple[float, float], at: tuple[float, float], heading: tuple[float, float]
+                  ) -> float:
+    """The cosine between ``heading`` and the step from ``at`` to ``v``: 1 straight on."""
+    dx, dy = v[0] - at[0], v[1] - at[1]
+    return ((dx * heading[0] + dy * heading[1])
+            / ((math.hypot(*heading) or 1.0) * (math.hypot(dx, dy) or 1.0)))
+
+
 class Geocoder:
     """Immutable once built; share it between threads and requests."""
 
@@ -504,20 +512,16 @@ class Geocoder:
                              and math.hypot(xy[v][0] - sx, xy[v][1] - sy) > here]
                     if not ahead:
                         return done, (px, py)
-                norm = math.hypot(*prev_dir) or 1.0
-
-                def straightness(v: int) -> float:
-                    dx, dy = xy[v][0] - px, xy[v][1] - py
-                    return (dx * prev_dir[0] + dy * prev_dir[1]) / (norm * (math.hypot(dx, dy) or 1.0))
-                came, node = node, max(ahead, key=straightness)
+                at, heading = (px, py), prev_dir
+                bends = [_straightness(xy[v], at, heading) for v in ahead]
+                came, node = node, ahead[bends.index(max(bends))]
 
         if ref >= 0:
             rx, ry = float(self.lon[ref]) * kx, float(self.lat[ref]) * ky
             far = max((tail, head), key=lambda v: math.hypot(xy[v][0] - rx, xy[v][1] - ry))
             _, (x, y) = run(far)
         else:
-            (_, a_end), (_, b_end) = sorted((run(tail), run(head)), key=lambda r: -r[0])
-            x, y = a_end
+            _, (x, y) = max(run(tail), run(head), key=lambda r: r[0])
         return y / ky, x / kx
 
     def _nearest_number(self, st: _Street, street: str, number: int, *, label: str,

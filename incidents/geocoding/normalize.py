@@ -73,12 +73,12 @@ def normalize_street(name: str) -> str:
     out = [_word(w) for w in words]
     if len(words) > 1 and words[0] in _LEADING:
         rest = out[1:]
-        name = rest[:-1] if rest[-1] in SUFFIX_FORMS else rest
-        if len(name) == 1:
+        core = rest[:-1] if rest[-1] in SUFFIX_FORMS else rest
+        if len(core) == 1:
             # "SOUTH PARK", "WEST PORTAL AVE", "N Point St": one word after it, so the
             # directional is part of the name, written in full whichever way it was typed
             out[0] = _LEADING[words[0]]
-        elif not name:
+        elif not core:
             out[0] = words[0]     # "SOUTH DR", "E ST": the whole name, as written
     return " ".join(out)
 
