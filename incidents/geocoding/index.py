@@ -518,8 +518,10 @@ class Geocoder:
 
         if ref >= 0:
             rx, ry = float(self.lon[ref]) * kx, float(self.lat[ref]) * ky
-            far = max((tail, head), key=lambda v: math.hypot(xy[v][0] - rx, xy[v][1] - ry))
-            _, (x, y) = run(far)
+            # the end of the edge whose direction from the start point leads away from ref
+            away = (sx - rx, sy - ry)
+            ahead_end = max((tail, head), key=lambda v: _straightness(xy[v], (sx, sy), away))
+            _, (x, y) = run(ahead_end)
         else:
             _, (x, y) = max(run(tail), run(head), key=lambda r: r[0])
         return y / ky, x / kx

@@ -377,3 +377,20 @@ async def test_cad_places_import_loads_good_rows_reports_bad_ones_and_is_idempot
         assert "1 created" not in moved.stdout and "1 changed" in moved.stdout, moved.stdout
     finally:
         await pool.close()
+
+
+def test_a_number_beyond_the_known_ones_walks_along_its_street() -> None:
+    """MAIN ST's known numbers end at 190/191 (LON0 + 0.0009); the street runs on to LON0 +
+    0.003. Beyond the last number the point is walked along the street's edge at the street's
+    own metres per number (0.85 m), capped at the street's end; still street precision."""
+    g = _geocoder(graph=_road(divided=False))
+    c = g.geocode("250 MAIN ST")[0]
+    assert c.precision == "street"
+    assert (c.lat, c.lon) == (pytest.approx(LAT0), pytest.approx(LON0 + 0.0015, abs=2e-6))
+    end = g.geocode("900 MAIN ST")[0]       # 610 m wanted, the street ends 179 m on
+    assert (end.lat, end.lon) == (pytest.approx(LAT0), pytest.approx(LON0 + 0.003, abs=1e-7))
+    below = g.geocode("50 MAIN ST")[0]       # west of 100, towards node 1
+    assert below.lon == pytest.approx(LON0 - 0.0005, abs=2e-6) and below.precision == "street"
+    # without a graph: the nearest known number's point, as before
+    plain = _geocoder().geocode("250 MAIN ST")[0]
+    assert (plain.precision, plain.lat, plain.lon) == ("street", NORTH, LON0 + 90 * PER_NUMBER)
