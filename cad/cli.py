@@ -22,6 +22,8 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 app.add_typer(db_app, name="db")
 addresses_app = typer.Typer(no_args_is_help=True, help="Address points for the geocoder.")
 app.add_typer(addresses_app, name="addresses")
+places_app = typer.Typer(no_args_is_help=True, help="Managed places and aliases for the geocoder.")
+app.add_typer(places_app, name="places")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -302,6 +304,40 @@ def addresses_import(
         if rep.untied_streets:
             out.print("not tied (street not named in the graph, or farther than 120 m): "
                       + ", ".join(f"{s} ({n})" for s, n in rep.untied_streets))
+
+
+@places_app.command("import")
+def places_import(
+    file: Annotated[Path, typer.Argument(
+        exists=True, dir_okay=False, readable=True,
+        help="CSV: name,lat,lon and optional id, aliases (separated by |); .csv or .csv.gz.")],
+) -> None:
+    """Create or change places by id (idempotent: the same file again changes nothing). Bad
+    rows are reported by line and skipped; running servers pick the places up within
+    CAD_GEOCODER_REFRESH_S."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from cad import db
+    from cad.uow import RequestContext
+    from incidents.geocoding.importer import FormatError
+    from incidents.geocoding.service import PlacesImport, import_places
+
+    async def go(pool: Any) -> PlacesImport:
+        ctx = RequestContext(actor="cli:places-import", source="import")
+        return await import_places(pool=pool, ctx=ctx, path=file)
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        bar.add_task(f"importing {file.name}", total=None)
+        try:
+            result = db.run_with_pool(go, apply_migrations=True)
+        except FormatError as exc:
+            err.print(f"cad: {exc}")
+            raise typer.Exit(2) from None
+    for line, reason in result.bad:
+        err.print(f"line {line}: {reason}")
+    out.print(f"{file.name}: {result.rows_read:,} rows, {len(result.bad):,} bad, {result.created:,} "
+              f"created, {result.changed:,} changed; {result.total:,} places in the database")
 
 
 def main() -> None:

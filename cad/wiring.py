@@ -37,7 +37,7 @@ from incidents.dispatch.board import board_snapshot, unit_snapshot
 from incidents.dispatch.deps import DispatchDeps, dispatch_deps
 from incidents.geocode import StreetIndex
 from incidents.geocoding.index import GeocoderRef
-from incidents.geocoding.service import load_geocoder, run_refresher
+from incidents.geocoding.service import describe, load_geocoder, run_refresher
 from routing import basemap
 from routing.service import RoutingService
 from units import repository as unit_repo
@@ -148,7 +148,8 @@ def gateway_ports(rt: Runtime) -> GatewayPorts:
         place_refusal=lambda agency, lat, lon: rt.plausible.area.refusal(
             agency=agency, lat=lat, lon=lon),       # AVL fixes: the service area
         apply_position=rt.locator.move,              # each accepted AVL fix, at once
-        units_changed=rt.locator.schedule_refresh)   # re-read into the routing index
+        units_changed=rt.locator.schedule_refresh,   # re-read into the routing index
+        describe_place=lambda lat, lon: describe(rt.geocoder.current.reverse(lat, lon)))
 
 
 async def stop(rt: Runtime) -> None:

@@ -24,6 +24,17 @@ class PositionBatchResult(BaseModel):
         description="One per fix not taken: index, reason, detail, status (rejected|ignored).")
 
 
+class UnitPosition(BaseModel):
+    unit_id: str
+    lat: float
+    lon: float
+    fix_time: datetime
+    received_at: datetime
+    description: str = Field(description="The position in words, as the board shows it when a "
+                             "unit's row is opened: the nearest address and the cross streets "
+                             "(reverse geocoding), or the coordinates without a geocoder.")
+
+
 class TrackFix(BaseModel):
     fix_time: datetime
     received_at: datetime

@@ -132,6 +132,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("WEBSOCKET", "/ws/unit/{unit_id}"): SELF_AUTHENTICATED,        # field_unit of that unit
     ("POST", f"{API}/units/{{unit_id}}/positions"): roles("field_unit"),  # own unit only
     ("GET", f"{API}/units/{{unit_id}}/track"): roles("analyst", "supervisor"),
+    ("GET", f"{API}/units/{{unit_id}}/position"): roles("dispatcher", "supervisor"),  # board
     ("GET", f"{API}/realtime/stats"): MANAGERS,
     # --- analytics (incidents/analytics/api.py): the caller's agencies only -------------------
     ("GET", f"{API}/analytics/report"): ANALYSTS,

@@ -122,3 +122,53 @@ def _parse(reader: Iterator[list[str]], header: list[str], *, source: str,
     if progress is not None:
         progress(line - 1)
     return out
+
+
+@dataclass(frozen=True)
+class PlaceRow:
+    id: str
+    name: str
+    aliases: list[str]
+    lat: float
+    lon: float
+
+
+@dataclass
+class PlacesParse:
+    rows: list[PlaceRow] = field(default_factory=list)
+    bad: list[tuple[int, str]] = field(default_factory=list)   # (line, reason)
+
+
+def parse_places(path: Path) -> PlacesParse:
+    """A places file: CSV with ``name,lat,lon`` and optional ``id`` (else made from the name)
+    and ``aliases`` (separated by ``|``). Each row is checked as the HTTP API checks a place;
+    a bad one is reported by its line, the good ones load; a later row of the same id wins."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from incidents.geocoding.schemas import PlaceId, PlaceIn
+
+    place_in = TypeAdapter(PlaceIn)
+    place_id = TypeAdapter(PlaceId)
+    out = PlacesParse()
+    with _open_text(path) as f:
+        reader = csv.DictReader(f)
+        missing = {"name", "lat", "lon"} - set(reader.fieldnames or [])
+        if missing:
+            raise FormatError(f"{path.name}: a places file needs the columns name, lat, lon "
+                              f"(missing: {', '.join(sorted(missing))})")
+        for line, rec in enumerate(reader, start=2):
+            name = " ".join((rec.get("name") or "").split())
+            raw_id = (rec.get("id") or "").strip() or re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+            aliases = [a.strip() for a in (rec.get("aliases") or "").split("|") if a.strip()]
+            try:
+                pid = place_id.validate_python(raw_id)
+                p = place_in.validate_python({"name": name, "aliases": aliases,
+                                              "lat": rec.get("lat"), "lon": rec.get("lon")},
+                                             strict=False)
+            except ValidationError as exc:
+                e = exc.errors()[0]
+                where = ".".join(str(x) for x in e["loc"]) or "id"
+                out.bad.append((line, f"{where}: {e['msg']}"))
+                continue
+            out.rows.append(PlaceRow(pid, p.name, list(p.aliases), p.lat, p.lon))
+    return out

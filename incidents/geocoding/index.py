@@ -56,6 +56,16 @@ STRETCH_LINK_M = 300.0
 # stretches' ranges may be on either.
 STRETCH_MARGIN = 100          # an address point farther from any edge of its street is not tied
 EARTH_M_PER_DEG = 111_320.0
+# A number beyond every known number of its street is placed by walking along the street's
+# graph edges from the last known point, away from the numbers below it (street precision):
+# metres per house number from the street's own known points, held within SF's usual range
+# (100 numbers to a block of 80-200 m), and never farther than the cap or the street's end.
+EXTRAPOLATE_RATE_M = (0.8, 2.0)
+EXTRAPOLATE_DEFAULT_RATE_M = 1.2
+EXTRAPOLATE_CAP_M = 600.0
+# TIGER breaks some streets into pieces that do not share a node: the walk steps over a gap
+# this short to the next piece of the same name ahead.
+EXTRAPOLATE_JUMP_M = 60.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +131,17 @@ class Ties:
     access_lon: np.ndarray
 
 
+def edges_by_name(graph: RoadGraph) -> dict[str, list[int]]:
+    """The graph's edges under each normalised street name (an edge may carry several)."""
+    by_name: dict[str, list[int]] = defaultdict(list)
+    edge_name = np.asarray(graph.edge_name)
+    name_norm = [[normalize_street(p) for p in nm.split(";")] for nm in graph.street_names]
+    for arc in np.flatnonzero(edge_name >= 0).tolist():
+        for norm in name_norm[int(edge_name[arc])]:
+            by_name[norm].append(arc)
+    return dict(by_name)
+
+
 def tie_to_streets(graph: RoadGraph, streets: Sequence[str], lat: np.ndarray, lon: np.ndarray
                    ) -> Ties:
     """Tie every point to the nearest edge of the graph that carries its street's name; one
@@ -137,13 +158,7 @@ def tie_to_streets(graph: RoadGraph, streets: Sequence[str], lat: np.ndarray, lo
     lat0 = float(np.mean(lat))
     kx = EARTH_M_PER_DEG * math.cos(math.radians(lat0))
     ky = EARTH_M_PER_DEG
-    by_name: dict[str, list[int]] = defaultdict(list)
-    names = graph.street_names
-    edge_name = np.asarray(graph.edge_name)
-    name_norm = [[normalize_street(p) for p in nm.split(";")] for nm in names]
-    for arc in np.flatnonzero(edge_name >= 0).tolist():
-        for norm in name_norm[int(edge_name[arc])]:
-            by_name[norm].append(arc)
+    by_name = edges_by_name(graph)
     groups: dict[str, list[int]] = defaultdict(list)
     for i, s in enumerate(streets):
         groups[s].append(i)
@@ -198,6 +213,14 @@ class _Street:
                    if lo - STRETCH_MARGIN <= number <= hi + STRETCH_MARGIN) > 1
 
 
+def _straightness(v: tuple[float, float], at: tuple[float, float], heading: tuple[float, float]
+                  ) -> float:
+    """The cosine between ``heading`` and the step from ``at`` to ``v``: 1 straight on."""
+    dx, dy = v[0] - at[0], v[1] - at[1]
+    return ((dx * heading[0] + dy * heading[1])
+            / ((math.hypot(*heading) or 1.0) * (math.hypot(dx, dy) or 1.0)))
+
+
 class Geocoder:
     """Immutable once built; share it between threads and requests."""
 
@@ -210,10 +233,15 @@ class Geocoder:
         self.lat = np.asarray(points.lat, np.float64)
         self.lon = np.asarray(points.lon, np.float64)
         self.number = np.asarray(points.number, np.int64)
-        self.point_street = list(points.street)
+        # the street key from the label, so a change of the normalisation reaches points
+        # imported before it (the table's normalised column is the import's dedupe key)
+        norm_of: dict[str, str] = {}
+        self.point_street = [norm_of[lb] if lb in norm_of else norm_of.setdefault(lb, normalize_street(lb))
+                             for lb in points.label]
         n = self.lat.size
         self.ties = (tie_to_streets(graph, self.point_street, self.lat, self.lon)
                      if graph is not None and n else None)
+        self._street_edges = edges_by_name(graph) if graph is not None else {}
         self._streets: dict[str, _Street] = {}
         order = sorted(range(n), key=lambda i: (self.point_street[i], int(self.number[i])))
         groups: dict[str, list[int]] = defaultdict(list)
@@ -377,7 +405,126 @@ class Geocoder:
                            precision="interpolated", street=street, number=number, unit=unit,
                            lat=lat, lon=lon)
             return self._with_access(c, i, j, t)
+        far = self._extrapolate(st, street, number, label=label, score=score, unit=unit)
+        if far is not None:
+            return far
         return self._nearest_number(st, street, number, label=label, score=score, unit=unit)
+
+    def _extrapolate(self, st: _Street, street: str, number: int, *, label: str, score: float,
+                     unit: str) -> Candidate | None:
+        """A number beyond every known number of its side (of both sides when that side has
+        none): walk from the last known point along the street's graph edges, away from the
+        numbers before it, as far as the number's distance from it at the street's own metres
+        per number (held within EXTRAPOLATE_RATE_M), at most EXTRAPOLATE_CAP_M and never past
+        the street's end. Street precision: the walk is a good guess, not a located point."""
+        if self.ties is None or street not in self._street_edges:
+            return None
+        parity = number % 2
+        nums, pts = st.numbers[parity], st.points[parity]
+        if nums.size == 0:
+            nums, pts = st.numbers[1 - parity], st.points[1 - parity]
+        if nums.size == 0 or nums[0] <= number <= nums[-1]:
+            return None
+        # the other side brackets the number with points close enough to interpolate: the
+        # number is inside the street's known stretch, not beyond it
+        o_nums, o_pts = st.numbers[1 - parity], st.points[1 - parity]
+        k = int(np.searchsorted(o_nums, number))
+        if 0 < k < o_nums.size and self._dist_m(int(o_pts[k - 1]), int(o_pts[k])) <= MAX_INTERPOLATION_GAP_M:
+            return None
+        above = number > nums[-1]
+        # a location the file gives to many numbers of the street (a complex's one point for
+        # all its buildings) says nothing about where along the street a number is
+        where: dict[tuple[float, float], list[int]] = defaultdict(list)
+        for n_, p_ in zip(nums.tolist(), pts.tolist(), strict=True):
+            where[(float(self.lat[p_]), float(self.lon[p_]))].append(n_)
+        stacked = {key for key, ns in where.items() if len(ns) >= 3 and max(ns) - min(ns) > 20}
+        order = [k for k in (range(nums.size - 1, -1, -1) if above else range(nums.size))
+                 if (float(self.lat[pts[k]]), float(self.lon[pts[k]])) not in stacked]
+        if not order:
+            return None
+        last = int(pts[order[0]])
+        if self.ties.edge[last] < 0:
+            return None
+        # the known points before the last one, nearest number first: the first of them
+        # standing apart from it gives the direction and the metres per number
+        ref = -1
+        rate = EXTRAPOLATE_DEFAULT_RATE_M
+        for k in order[1:]:
+            j = int(pts[k])
+            d = self._dist_m(last, j)
+            if d > 5.0:
+                ref = j
+                span = abs(int(nums[order[0]]) - int(nums[k]))
+                rate = min(max(d / max(span, 1), EXTRAPOLATE_RATE_M[0]), EXTRAPOLATE_RATE_M[1])
+                break
+        want = min(abs(number - int(nums[order[0]])) * rate, EXTRAPOLATE_CAP_M)
+        walk = self._walk(street, last, ref, want)
+        if walk is None:
+            return None
+        lat, lon = walk
+        return Candidate(lat, lon, label, round(score * PRECISION_FACTOR["street"], 4), "street",
+                         street, number, unit, lat, lon,
+                         "left" if self.ties.side[last] > 0 else "right")
+
+    def _walk(self, street: str, start: int, ref: int, want_m: float
+              ) -> tuple[float, float] | None:
+        """From point ``start``'s access point, ``want_m`` metres along the street's edges
+        away from point ``ref`` (or, without one, towards the street's longer end)."""
+        graph = self.graph
+        ties = self.ties
+        assert graph is not None and ties is not None
+        kx, ky = self._kx, EARTH_M_PER_DEG
+        edges = self._street_edges[street]
+        nbrs: dict[int, set[int]] = defaultdict(set)
+        for a in edges:
+            t, h = int(graph.edge_tail[a]), int(graph.fwd_head[a])
+            if t != h:
+                nbrs[t].add(h)
+                nbrs[h].add(t)
+        xy = {v: (float(graph.node_lon[v]) * kx, float(graph.node_lat[v]) * ky) for v in nbrs}
+        e = int(ties.edge[start])
+        tail, head = int(graph.edge_tail[e]), int(graph.fwd_head[e])
+        sx, sy = float(ties.access_lon[start]) * kx, float(ties.access_lat[start]) * ky
+
+        def run(first: int) -> tuple[float, tuple[float, float]]:
+            """Walk towards node ``first``: the distance covered and where it ends."""
+            px, py = sx, sy
+            prev_dir = (xy[first][0] - px, xy[first][1] - py)
+            node, came, done = first, -1, 0.0
+            seen = {tail, head}
+            while True:
+                nx_, ny_ = xy[node]
+                step = math.hypot(nx_ - px, ny_ - py)
+                if done + step >= want_m:
+                    f = (want_m - done) / max(step, 1e-9)
+                    return want_m, (px + f * (nx_ - px), py + f * (ny_ - py))
+                done += step
+                if step > 1e-6:
+                    prev_dir = (nx_ - px, ny_ - py)
+                px, py = nx_, ny_
+                seen.add(node)
+                ahead = [v for v in nbrs[node] if v != came and v not in seen]
+                if not ahead:   # the piece ends: a short gap to a piece ahead (farther from
+                    # where the walk began) is stepped over
+                    here = math.hypot(px - sx, py - sy)
+                    ahead = [v for v in xy if v not in seen
+                             and math.hypot(xy[v][0] - px, xy[v][1] - py) <= EXTRAPOLATE_JUMP_M
+                             and math.hypot(xy[v][0] - sx, xy[v][1] - sy) > here]
+                    if not ahead:
+                        return done, (px, py)
+                at, heading = (px, py), prev_dir
+                bends = [_straightness(xy[v], at, heading) for v in ahead]
+                came, node = node, ahead[bends.index(max(bends))]
+
+        if ref >= 0:
+            rx, ry = float(self.lon[ref]) * kx, float(self.lat[ref]) * ky
+            # the end of the edge whose direction from the start point leads away from ref
+            away = (sx - rx, sy - ry)
+            ahead_end = max((tail, head), key=lambda v: _straightness(xy[v], (sx, sy), away))
+            _, (x, y) = run(ahead_end)
+        else:
+            _, (x, y) = max(run(tail), run(head), key=lambda r: r[0])
+        return y / ky, x / kx
 
     def _nearest_number(self, st: _Street, street: str, number: int, *, label: str,
                         score: float, unit: str) -> Candidate:

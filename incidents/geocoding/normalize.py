@@ -70,7 +70,21 @@ def normalize_street(name: str) -> str:
     words = re.sub(r"[^A-Z0-9 ]", " ", text).split()
     if words and words[0] == "ST":  # a leading ST is SAINT: "St Francis Blvd"
         words[0] = "SAINT"
-    return " ".join(_word(w) for w in words)
+    out = [_word(w) for w in words]
+    if len(words) > 1 and words[0] in _LEADING:
+        rest = out[1:]
+        core = rest[:-1] if rest[-1] in SUFFIX_FORMS else rest
+        if len(core) == 1:
+            # "SOUTH PARK", "WEST PORTAL AVE", "N Point St": one word after it, so the
+            # directional is part of the name, written in full whichever way it was typed
+            out[0] = _LEADING[words[0]]
+        elif not core:
+            out[0] = words[0]     # "SOUTH DR", "E ST": the whole name, as written
+    return " ".join(out)
+
+
+# A leading directional, full or abbreviated, and how it is written when it is part of the name
+_LEADING = {**{w: w for w in DIRECTIONALS}, **{a: w for w, a in DIRECTIONALS.items()}}
 
 
 def normalize_text(text: str) -> str:
@@ -102,7 +116,8 @@ class ParsedQuery:
 
 _UNIT = re.compile(r"(?:\s+|^)(?:APT|APARTMENT|UNIT|STE|SUITE|RM|ROOM|FL|FLOOR|SPC|SPACE|#)"
                    r"\s*#?\s*([A-Z0-9-]+)\s*$")
-_BLOCK = re.compile(r"^(\d+)\s+BLOCK(?:\s+OF)?\s+(.+)$")
+# "100 BLOCK MARKET ST", "0 Block of BALCETA AVE", "800 Block of BLK WEBSTER ST", "100 BLK OAK ST"
+_BLOCK = re.compile(r"^(\d+)\s+(?:BLOCK|BLK)(?:\s+OF)?(?:\s+BLK)?\s+(.+)$")
 _SPLIT = re.compile(r"\s*(?:&|/|@|\bAND\b|\bAT\b)\s*")
 _NUMBER = re.compile(r"^(\d+)\s*([A-Z])?(?:\s*-\s*\d+[A-Z]?)?\s+(.+)$")
 _CITY_TAIL = re.compile(r"\s+(?:CA|CALIFORNIA)(?:\s+\d{5}(?:-\d{4})?)?$|\s+\d{5}(?:-\d{4})?$")

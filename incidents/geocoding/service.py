@@ -16,7 +16,7 @@ from cad.errors import NotFound
 from cad.uow import RequestContext, unit_of_work
 from incidents.geocode import StreetIndex
 from incidents.geocoding import repository as repo
-from incidents.geocoding.importer import ParseResult, parse_file
+from incidents.geocoding.importer import ParseResult, parse_file, parse_places
 from incidents.geocoding.index import (
     AddressPoints,
     Geocoder,
@@ -181,6 +181,41 @@ async def delete_place(*, pool: asyncpg.Pool, ctx: RequestContext, place_id: str
         uow.audit("place.delete", target=place_id, details={})
         places = [to_place(r) for r in await repo.all_places(uow.conn)]
     return places
+
+
+@dataclass(frozen=True)
+class PlacesImport:
+    rows_read: int
+    bad: list[tuple[int, str]]
+    created: int
+    changed: int
+    total: int
+
+
+async def import_places(*, pool: asyncpg.Pool, ctx: RequestContext, path: Path) -> PlacesImport:
+    """Load a places file (``importer.parse_places``): every good row is created or changed
+    by id in one transaction with one audit record; importing the same file again leaves
+    every place as it was (a row equal to its place is not written). Running workers pick the
+    places up at their next refresh."""
+    parsed = await asyncio.to_thread(parse_places, path)
+    latest = {r.id: r for r in parsed.rows}
+    created = changed = 0
+    async with unit_of_work(pool, ctx) as uow:
+        have = {r["id"]: r for r in await repo.all_places(uow.conn)}
+        for r in latest.values():
+            old = have.get(r.id)
+            if old is not None and (old["name"], list(old["aliases"]), old["lat"], old["lon"]) == (
+                    r.name, r.aliases, r.lat, r.lon):
+                continue
+            _, was_created = await repo.upsert_place(uow.conn, place_id=r.id, name=r.name,
+                                                     aliases=r.aliases, lat=r.lat, lon=r.lon)
+            created += was_created
+            changed += not was_created
+        if created or changed:
+            uow.audit("place.import", target=path.name,
+                      details={"created": created, "changed": changed, "bad": len(parsed.bad)})
+        total = len(await repo.all_places(uow.conn))
+    return PlacesImport(len(parsed.rows) + len(parsed.bad), parsed.bad, created, changed, total)
 
 
 def describe(r: Reverse) -> str:

@@ -4,7 +4,11 @@ reverse geocoding, ties to street edges and sides; the address-file reader and t
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -55,6 +59,11 @@ def _geocoder(extra: Sequence[tuple[str, int, float, float]] = (), *,
     ("O'Farrell Street", "OFARRELL ST"), ("o farrell st", "O FARRELL ST"),
     ("South Van Ness Avenue", "S VAN NESS AVE"), ("S. Van Ness Ave", "S VAN NESS AVE"),
     ("Geary Bl", "GEARY BLVD"), ("AVENUE I", "AVE I"), ("St Francis Blvd", "SAINT FRANCIS BLVD"),
+    # a directional followed by one word is part of the name, written in full either way
+    ("SOUTH PARK", "SOUTH PARK"), ("S Park", "SOUTH PARK"), ("South Park St", "SOUTH PARK ST"),
+    ("W Portal Ave", "WEST PORTAL AVE"), ("WEST PORTAL AVENUE", "WEST PORTAL AVE"),
+    ("N Point St", "NORTH POINT ST"), ("South Dr", "SOUTH DR"), ("E St", "E ST"),
+    ("East Crystal Cove Terrace", "E CRYSTAL COVE TER"),
 ])
 def test_street_names_normalise_one_way(typed: str, norm: str) -> None:
     assert normalize_street(typed) == norm
@@ -68,6 +77,10 @@ def test_parse_keeps_the_unit_and_reads_blocks_and_corners() -> None:
     b = parse_query("0 Block of BALCETA AVE")
     assert (b.kind, b.number, b.street) == ("block", 0, "BALCETA AVE")
     assert parse_query("100 BLOCK MARKET ST").kind == "block"
+    # the SFFD files write some blocks "800 Block of BLK WEBSTER ST"
+    for typed in ("800 Block of BLK WEBSTER ST", "800 BLK WEBSTER ST", "800 BLK OF WEBSTER ST"):
+        q = parse_query(typed)
+        assert (q.kind, q.number, q.street) == ("block", 800, "WEBSTER ST"), typed
     i = parse_query("MARKET ST/5TH ST")
     assert (i.kind, i.street, i.street2) == ("intersection", "MARKET ST", "5TH ST")
     assert parse_query("SFO Terminal 2").kind == "name"
@@ -322,3 +335,62 @@ async def test_a_worker_picks_up_imports_and_other_workers_places(database_url: 
         assert not await refresh_geocoder(pool=pool, ref=ref)
     finally:
         await pool.close()
+
+
+async def test_cad_places_import_loads_good_rows_reports_bad_ones_and_is_idempotent(
+        database_url: str, tmp_path: Path) -> None:
+    f = tmp_path / "places.csv"
+    f.write_text("id,name,aliases,lat,lon\n"
+                 "city-hall,City Hall,CIVIC CENTER|SF CITY HALL,37.77929,-122.41924\n"   # line 2
+                 ",SFO Terminal 2,T2,37.61630,-122.38590\n"                            # 3: id from name
+                 "bad-lat,Nowhere,,95.0,-122.0\n"                                      # 4: lat > 90
+                 "Bad Id!,Somewhere,,37.7,-122.4\n"                                    # 5: id pattern
+                 "no-name,,,37.7,-122.4\n")                                            # 6: empty name
+    env = {**os.environ, "CAD_DATABASE_URL": database_url, "COLUMNS": "200",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "cad", "places", "import", str(f)], check=False,
+                              env=env, capture_output=True, text=True, timeout=120)
+
+    proc = await asyncio.to_thread(run)
+    assert proc.returncode == 0, proc.stderr
+    assert "5 rows, 3 bad, 2 created, 0 changed; 2 places in the database" in proc.stdout, proc.stdout
+    assert "line 4: lat: Input should be less than or equal to 90" in proc.stderr, proc.stderr
+    assert "line 5: id: String should match pattern" in proc.stderr, proc.stderr
+    assert "line 6: name: String should have at least 1 character" in proc.stderr, proc.stderr
+    pool = await db.create_pool(database_url, min_size=1, max_size=2)
+    try:
+        ref = await load_geocoder(pool=pool, graph=None, streets=None)
+        assert ref.current.geocode("SFO TERMINAL 2")[0].precision == "place"
+        assert ref.current.geocode("CIVIC CENTER")[0].label == "City Hall"
+        stamp = ref.stamp
+        again = await asyncio.to_thread(run)
+        assert "0 created, 0 changed; 2 places in the database" in again.stdout, again.stdout
+        assert not await refresh_geocoder(pool=pool, ref=ref)     # nothing was written
+        assert ref.stamp == stamp
+        audits = await pool.fetch("SELECT actor, action, target FROM audit_log "
+                                  "WHERE action = 'place.import'")
+        assert [tuple(r) for r in audits] == [("cli:places-import", "place.import", "places.csv")]
+        f.write_text("id,name,lat,lon\ncity-hall,City Hall,37.7793,-122.4193\n")
+        moved = await asyncio.to_thread(run)
+        assert "1 created" not in moved.stdout and "1 changed" in moved.stdout, moved.stdout
+    finally:
+        await pool.close()
+
+
+def test_a_number_beyond_the_known_ones_walks_along_its_street() -> None:
+    """MAIN ST's known numbers end at 190/191 (LON0 + 0.0009); the street runs on to LON0 +
+    0.003. Beyond the last number the point is walked along the street's edge at the street's
+    own metres per number (0.85 m), capped at the street's end; still street precision."""
+    g = _geocoder(graph=_road(divided=False))
+    c = g.geocode("250 MAIN ST")[0]
+    assert c.precision == "street"
+    assert (c.lat, c.lon) == (pytest.approx(LAT0), pytest.approx(LON0 + 0.0015, abs=2e-6))
+    end = g.geocode("900 MAIN ST")[0]       # 610 m wanted, the street ends 179 m on
+    assert (end.lat, end.lon) == (pytest.approx(LAT0), pytest.approx(LON0 + 0.003, abs=1e-7))
+    below = g.geocode("50 MAIN ST")[0]       # west of 100, towards node 1
+    assert below.lon == pytest.approx(LON0 - 0.0005, abs=2e-6) and below.precision == "street"
+    # without a graph: the nearest known number's point, as before
+    plain = _geocoder().geocode("250 MAIN ST")[0]
+    assert (plain.precision, plain.lat, plain.lon) == ("street", NORTH, LON0 + 90 * PER_NUMBER)

@@ -13,9 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cad.settings import Settings
+from incidents.geocode import StreetIndex
 from incidents.geocoding.index import AddressPoints, Candidate, Geocoder
 from incidents.geocoding.normalize import normalize_street
 from routing.build import haversine_m
+from routing.graph import RoadGraph
 from tests.support import require_shared
 
 EXACT = ("address_point", "interpolated")   # a result this precise must be within 300 m
@@ -38,8 +41,18 @@ def address_rows() -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def sf_geocoder(address_rows: list[dict[str, str]]) -> Geocoder:
-    return Geocoder(_points(address_rows))
+def sf_road_graph(sf_graph_path: Path) -> RoadGraph:
+    return RoadGraph.load(sf_graph_path)
+
+
+def _geocoder(rows: list[dict[str, str]], graph: RoadGraph) -> Geocoder:
+    """As the server builds it: the points, the graph's street names and edges."""
+    return Geocoder(_points(rows), graph=graph, streets=StreetIndex.from_graph(graph))
+
+
+@pytest.fixture(scope="module")
+def sf_geocoder(address_rows: list[dict[str, str]], sf_road_graph: RoadGraph) -> Geocoder:
+    return _geocoder(address_rows, sf_road_graph)
 
 
 def _error_m(c: Candidate, lat: float, lon: float) -> float:
@@ -52,16 +65,11 @@ def _far_and_exact(results: list[tuple[str, Candidate | None, float]]) -> list[s
             if c is not None and err > 300 and c.precision in EXACT]
 
 
-# Two stations' numbers are beyond every number the shared half of the file knows on their
-# street, and the geocoder says so (street precision) instead of pretending: 800 AVENUE I
-# (Treasure Island; only 350 is known, 520 m away) and 390 BUCKINGHAM WAY (the file puts
-# every known number of that Parkmerced street on one point, 150.3 m from the station).
-# Every other station must be within 150 m.
-STREET_ONLY_STATIONS = {"19", "48"}
-
-
 def test_sffd_stations_geocode_at_the_station(sf_geocoder: Geocoder,
                                               sffd_stations: list[dict[str, str]]) -> None:
+    """Every station within 150 m, the issue's bound. Two of them (19, 390 BUCKINGHAM WAY;
+    48, 800 AVENUE I) have numbers beyond every known number of their street in the half
+    file: they are placed along the street's edges, at street precision."""
     results = []
     for s in sffd_stations:
         found = sf_geocoder.geocode(s["address"])
@@ -70,26 +78,61 @@ def test_sffd_stations_geocode_at_the_station(sf_geocoder: Geocoder,
         results.append((s["station"], c, _error_m(c, float(s["lat"]), float(s["lon"]))))
     errors = np.array([e for _, _, e in results])
     print(f"\nstations: {len(results)}, median error {np.median(errors):.1f} m, "
-          f"max {errors.max():.0f} m")
-    for station, c, err in results:
-        if station in STREET_ONLY_STATIONS:
-            assert c.precision == "street", (station, c)
-        else:
-            assert err <= 150, (station, c, err)
+          f"max {errors.max():.0f} m; " + ", ".join(f"{st} {c.precision} {e:.0f} m"
+                                                    for st, c, e in results if st in ("19", "48")))
+    assert len(results) == 45
+    assert [(st, c.label, round(e)) for st, c, e in results if e > 150] == []
+    assert {st: c.precision for st, c, _ in results if st in ("19", "48")} == {
+        "19": "street", "48": "street"}
     assert np.median(errors) <= 30
     assert not _far_and_exact([(s, c, e) for s, c, e in results])
 
 
-def test_held_out_tenth_of_the_address_file(address_rows: list[dict[str, str]]) -> None:
-    """Build from a random 90 % and geocode the other 10 %: numbers the index never saw."""
-    held = np.random.default_rng(20261130).random(len(address_rows)) >= 0.9
-    geocoder = Geocoder(_points([r for r, h in zip(address_rows, held, strict=True) if not h]))
+def _file_mistakes(rows: list[dict[str, str]]) -> set[int]:
+    """Rows whose point is more than 300 m from both of its street's nearest numbers on the
+    same side (113 ORD ST lies 4.7 km from 99 and 117, in the Presidio; 496 BRYANT ST 1.6 km
+    from 482 and 518): the file's own mistakes, which no geocoder can hold out and recover."""
+    by_street: dict[tuple[str, int], list[int]] = {}
+    for k, r in enumerate(rows):
+        by_street.setdefault((r["street"], int(r["number"]) % 2), []).append(k)
+    out: set[int] = set()
+    for ks in by_street.values():
+        ks.sort(key=lambda k: int(rows[k]["number"]))
+        for a in range(1, len(ks) - 1):
+            here, below, above = rows[ks[a]], rows[ks[a - 1]], rows[ks[a + 1]]
+            lat, lon = float(here["lat"]), float(here["lon"])
+            if min(haversine_m(lat, lon, float(o["lat"]), float(o["lon"])) for o in (below, above)) > 300:
+                out.add(ks[a])
+    return out
+
+
+def _hold_out(rows: list[dict[str, str]], graph: RoadGraph, seed: int, min_score: float
+              ) -> tuple[list[tuple[str, Candidate | None, float]], int]:
+    """Build from a random 90 % and geocode the other 10 %: numbers the index never saw. An
+    answer scoring below intake's threshold is a refusal (the dispatcher chooses), not a
+    placement; the file's own mistakes are left out of the held-out tenth."""
+    held = np.random.default_rng(seed).random(len(rows)) >= 0.9
+    mistakes = _file_mistakes(rows)
+    geocoder = _geocoder([r for r, h in zip(rows, held, strict=True) if not h], graph)
     results: list[tuple[str, Candidate | None, float]] = []
-    for r in (r for r, h in zip(address_rows, held, strict=True) if h):
+    refused = 0
+    for k in np.flatnonzero(held).tolist():
+        if k in mistakes:
+            continue
+        r = rows[k]
         q = f"{r['number']} {r['street']}"
         found = geocoder.geocode(q)
         c = found[0] if found else None
+        if c is not None and c.score < min_score:
+            refused += 1
+            continue
         results.append((q, c, _error_m(c, float(r["lat"]), float(r["lon"])) if c else np.inf))
+    return results, refused
+
+
+def test_held_out_tenth_of_the_address_file(address_rows: list[dict[str, str]],
+                                            sf_road_graph: RoadGraph) -> None:
+    results, refused = _hold_out(address_rows, sf_road_graph, 20261130, Settings().geocode_min_score)
     errors = np.array([e for _, _, e in results])
     precisions: dict[str, int] = {}
     for _, c, _ in results:
@@ -97,10 +140,23 @@ def test_held_out_tenth_of_the_address_file(address_rows: list[dict[str, str]]) 
         precisions[key] = precisions.get(key, 0) + 1
     median, p95 = float(np.median(errors)), float(np.percentile(errors, 95))
     print(f"\nheld out: {len(results)} addresses, median {median:.1f} m, p95 {p95:.1f} m, "
-          f"{precisions}")
+          f"{precisions}, refused {refused}")
     assert median <= 20
     assert p95 <= 80
     far = _far_and_exact(results)
+    assert not far, far
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6])
+def test_no_far_answer_claims_to_be_exact_for_any_split(address_rows: list[dict[str, str]],
+                                                        sf_road_graph: RoadGraph, seed: int) -> None:
+    """The 300 m rule over several random splits. Built without the graph (as this file did
+    before), splits 1-8 each showed a few: streets whose only points were held out answered by
+    a look-alike name's point (661 COWLES ST -> 661 COLE ST, 4 km), and the file's mistakes."""
+    results, refused = _hold_out(address_rows, sf_road_graph, seed, Settings().geocode_min_score)
+    far = _far_and_exact(results)
+    print(f"\nseed {seed}: {len(results)} placed, {refused} refused, far and exact {far}")
+    assert len(results) > 10_000
     assert not far, far
 
 

@@ -4,6 +4,7 @@ the TIGER graph loaded; intake, the geocode endpoints and the places table over 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -194,3 +195,32 @@ async def test_recommendation_describes_where_each_unit_is(geo_api: Api,
     assert pick["position_description"].startswith("935 FOLSOM ST (between ")
     assert "5TH ST" in pick["position_description"]
     assert rec["eta_method"] == "road_network"
+
+
+async def test_the_board_reads_a_units_avl_position_in_words(geo_api: Api, geo_app: RunningApp) -> None:
+    """GET /api/v1/units/{id}/position, which the board calls when a unit's row is opened:
+    the newest fix, described by the reverse geocoder the gateway is handed (cad.wiring)."""
+    sup = await geo_api.as_("supervisor")
+    await create_unit(sup, "E01", "engine")
+    await create_unit(sup, "E02", "engine")
+    disp = await geo_api.as_("dispatcher")
+    assert (await disp.get("/api/v1/units/E01/position")).status_code == 404   # no fix yet
+    mdt = await geo_api.as_("field_unit", unit_id="E01")
+    now = datetime.now(UTC)
+    fixes = [{"lat": 37.7760, "lon": -122.4000, "fix_time": (now - timedelta(seconds=5)).isoformat()},
+             {"lat": STATION_1[0], "lon": STATION_1[1], "fix_time": now.isoformat()}]
+    r = await mdt.post("/api/v1/units/E01/positions", json={"fixes": fixes})
+    assert r.status_code == 200 and r.json()["accepted"] == 2, r.text
+    await geo_app.gateway.avl.writer.flush()
+    r = await disp.get("/api/v1/units/E01/position")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["unit_id"], body["lat"], body["lon"]) == ("E01", STATION_1[0], STATION_1[1])
+    assert body["description"].startswith("935 FOLSOM ST (between "), body
+    assert "5TH ST" in body["description"]
+    analyst = await geo_api.as_("analyst")
+    assert (await analyst.get("/api/v1/units/E01/position")).status_code == 403
+    other = await geo_api.as_("dispatcher", agency="OTHER")
+    hidden = await other.get("/api/v1/units/E01/position")
+    assert hidden.status_code == 404 and hidden.headers["content-type"] == "application/problem+json"
+    assert (await disp.get("/api/v1/units/NOPE/position")).status_code == 404
