@@ -442,7 +442,8 @@ async def test_runners_up_routes_server_overrides_and_device_sign_in(sf_api: Api
         pick = await disp.js("return document.querySelector('#picks tbody tr').dataset.unit")
         runners = await disp.js(
             "return [...document.querySelectorAll('#runners-up tbody tr')].map(r => "
-            "[r.dataset.unit, r.children[2].textContent, r.children[3].textContent, r.children[5].textContent])")
+            "[r.dataset.unit, r.children[2].textContent, r.children[3].textContent,"
+            " r.children[5].textContent])")
         assert {r[0] for r in runners} | {pick} == {"E01", "E08", "E36"}
         secs = [int(e.split(":")[0]) * 60 + int(e.split(":")[1]) for _, e, _, _ in runners]
         assert secs == sorted(secs) and all(d.endswith("km") for _, _, d, _ in runners)
@@ -473,10 +474,9 @@ async def test_runners_up_routes_server_overrides_and_device_sign_in(sf_api: Api
         rec_id = await pool.fetchval(
             "SELECT id FROM recommendations WHERE incident_id = $1 AND outcome = 'overridden'", inc["id"])
         await sup.login(running.base_url, "supervisor", sup_user, sup_pw)
-        await sup.wait_for("return document.querySelector(`#sv-overrides li[data-recommendation='${arguments[0]}']`)",
-                           rec_id, what="the recorded override on the supervisor screen")
-        text = await sup.js("return document.querySelector(`#sv-overrides li[data-recommendation='${arguments[0]}']`)"
-                            ".textContent", rec_id)
+        item = "document.querySelector(`#sv-overrides li[data-recommendation='${arguments[0]}']`)"
+        await sup.wait_for(f"return {item}", rec_id, what="the recorded override on the supervisor screen")
+        text = await sup.js(f"return {item}.textContent", rec_id)
         assert text.startswith(f"{inc['number']}: recommended {pick}, sent {runner} — "
                                "first-due engine is refuelling")
         assert disp_user in text
@@ -494,7 +494,8 @@ async def test_runners_up_routes_server_overrides_and_device_sign_in(sf_api: Api
         await _accessible(mdt, "mdt-sign-in")
         await mdt.type_into("#device-token", "mdt_not-a-real-token")
         await mdt.click("#deviceform button")
-        await mdt.wait_for("return document.querySelector('#flash').textContent.includes('device token refused')",
+        await mdt.wait_for("return document.querySelector('#flash').textContent"
+                           ".includes('device token refused')",
                            what="a wrong device token is refused")
         assert await mdt.js("return document.querySelector('#login').hidden") is False
         await mdt.type_into("#device-token", token)
