@@ -18,12 +18,12 @@ async def unit_route(*, deps: DispatchDeps, scope: Scope, unit_id: str, incident
     """``incident_id`` defaults to the unit's current incident. A field unit reads only its own
     unit's route; an incident outside the caller's agencies is readable only as the incident
     the unit is assigned to (mutual aid)."""
-    if acting_unit is not None and acting_unit != unit_id:
-        raise Forbidden("a field unit reads only its own unit's route")
     async with deps.pool.acquire() as conn:
         unit = await unit_repo.get_unit(conn, unit_id, scope=scope)
-        if unit is None:
+        if unit is None:  # another agency's unit does not exist for the caller
             raise NotFound(f"unit {unit_id} does not exist")
+        if acting_unit is not None and acting_unit != unit_id:
+            raise Forbidden("a field unit reads only its own unit's route")
         target = incident_id if incident_id is not None else unit["current_incident"]
         if target is None:
             raise Conflict(f"unit {unit_id} is on no incident: give incident_id")
