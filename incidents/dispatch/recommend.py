@@ -203,8 +203,12 @@ def _describe(deps: DispatchDeps, pos: Position) -> str | None:
     return describe(ref.current.reverse(pos.lat, pos.lon))
 
 
-def _explain(deps: DispatchDeps, method: str, stype: str, cand: Candidate, what: str) -> dict[str, Any]:
-    """A candidate as the API shows it (a pick or a runner-up), with the reason in words."""
+def _explain(deps: DispatchDeps, method: str, stype: str, cand: Candidate, what: str, *,
+             describe_position: bool = True) -> dict[str, Any]:
+    """A candidate as the API shows it (a pick or a runner-up), with the reason in words.
+    Runners-up skip the reverse-geocoded description: up to three more reverse lookups per
+    slot type on the dispatch hot path (benchmarks/dispatch_bench.py) for a line the
+    dispatcher reads for the picks."""
     sub = cand.unit_type != stype
     why = (f"{what} available {cand.unit_type}"
            + (f" (substitutes for {stype})" if sub else "")
@@ -218,7 +222,7 @@ def _explain(deps: DispatchDeps, method: str, stype: str, cand: Candidate, what:
             "position_source": cand.position.source,
             "position_age_s": None if cand.position.age_s is None else round(cand.position.age_s, 1),
             "stale_position": cand.position.stale, "off_road": cand.off_road,
-            "position_description": _describe(deps, cand.position),
+            "position_description": _describe(deps, cand.position) if describe_position else None,
             "snap_distance_m": None if cand.snap_distance_m is None else round(cand.snap_distance_m, 1),
             "reason": why}
 
@@ -299,7 +303,8 @@ async def recommend(*, deps: DispatchDeps, ctx: RequestContext, scope: Scope,
                     continue
                 rank += 1
                 runners_up.append({"rank": rank, **_explain(deps, finder.method, stype, cand,
-                                                            f"runner-up {rank}: next nearest")})
+                                                            f"runner-up {rank}: next nearest",
+                                                            describe_position=False)})
                 if rank == RUNNERS_UP:
                     break
         rec_id = await repo.insert_recommendation(

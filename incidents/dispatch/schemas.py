@@ -84,7 +84,8 @@ class RunnerUp(Out):
     position_source: Literal["avl", "station", "avl_stale"]
     position_age_s: float | None
     stale_position: bool
-    position_description: str | None = None
+    position_description: str | None = Field(default=None, description=(
+        "Always null for runners-up: the reverse lookup is spent on the picks only."))
     off_road: bool = False
     snap_distance_m: float | None = None
     reason: str

@@ -44,6 +44,7 @@ async def test_runners_up_are_the_next_nearest_units_per_slot_type(sf_api: Api, 
     assert etas == sorted(etas)
     first = runners[0]
     assert first["distance_m"] > 0 and first["position_source"] == "station"
+    assert first["position_description"] is None and first["stale_position"] is False
     assert first["reason"].startswith("runner-up 1: next nearest available engine by road ETA")
     # a runner-up can be dispatched instead of the pick: an override with its reason
     r = await disp.post(f"/api/v1/incidents/{inc['id']}/dispatch",
