@@ -505,6 +505,10 @@ async def test_runners_up_routes_server_overrides_and_device_sign_in(sf_api: Api
         await mdt.wait_for("return Number(document.querySelector('#mdt-route').dataset.points) > 2",
                            timeout_s=15, what="the route on the MDT")
         assert (await mdt.js("return document.querySelector('#mdt-unit').textContent")) == runner
+        assert await mdt.js("return document.querySelector('#flash').textContent") == "device signed in"
+        # the map shows the whole route on a new assignment
+        assert await mdt.js("const b = S.maps['map-mdt'].map.getBounds();"
+                            "return S.routes['map-mdt'][0].points.every(p => b.contains(p))")
         assert (await mdt.js("return document.querySelector('#mdt-route').textContent")).startswith(
             f"Route {runner}: ")
         assert await mdt.js("return S.maps['map-mdt'].routes.getLayers().length") == 1

@@ -132,6 +132,7 @@ $("#deviceform").addEventListener("submit", async (ev) => {
     const me = await api("GET", "auth/me", undefined, {retry: false});
     if (me.role !== "field_unit") throw new Error("not a field unit's token");
   } catch (e) { saveTokens(null); flash(`device token refused: ${e.message}`); return; }
+  flash("device signed in", false);
   $("#login").hidden = true;
   await start();
 });
@@ -823,9 +824,13 @@ function mdtRoute(u, i) {
     return;
   }
   if (key === mdtRouteKey && Date.now() - mdtRouteAt < MDT_ROUTE_REFRESH_S * 1000) return;
+  const fresh = key !== mdtRouteKey;
   mdtRouteKey = key; mdtRouteAt = Date.now();
   loadRoutes("map-mdt", [u.id], i.id).then((routes) => {
     const r = routes[0];
+    const state = S.maps["map-mdt"];
+    // a new assignment: show the whole way once, then leave the map to the user
+    if (r && fresh && state) state.map.fitBounds(L.latLngBounds(r.points), {padding: [24, 24], maxZoom: 17});
     const box = $("#mdt-route");
     box.textContent = r ? `Route ${routeText(r)}` : "no road route";
     if (r) box.dataset.points = String(r.points.length);
