@@ -121,6 +121,7 @@ class Recommendation(BaseModel):
     eta_method: str
     already_assigned: list[dict[str, Any]]
     picks: list[dict[str, Any]]
+    runners_up: list[dict[str, Any]] = Field(default_factory=list)  # absent before issue 13's round 2
     shortfalls: list[dict[str, Any]]
 
 

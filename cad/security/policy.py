@@ -127,6 +127,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", f"{API}/substitutions"): MANAGERS,
     ("GET", f"{API}/timers"): roles("dispatcher", "supervisor", "analyst", "admin"),
     ("GET", f"{API}/board"): roles("dispatcher", "supervisor", "analyst", "admin"),
+    ("GET", f"{API}/recommendations/overridden"): roles("dispatcher", "supervisor", "analyst", "admin"),
+    ("GET", f"{API}/units/{{unit_id}}/route"): OPERATIONS,     # a field unit: its own unit only
     # --- real-time gateway (ws_gateway.api) ---------------------------------------------------
     ("WEBSOCKET", "/ws/board"): SELF_AUTHENTICATED,                 # dispatcher, supervisor
     ("WEBSOCKET", "/ws/unit/{unit_id}"): SELF_AUTHENTICATED,        # field_unit of that unit

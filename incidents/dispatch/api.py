@@ -9,13 +9,14 @@ from fastapi import APIRouter, Path, Query, Response
 
 from cad.deps import IdempotencyKey
 from cad.security import Context, CurrentPrincipal, CurrentScope
-from incidents.dispatch import plans, recommend, service, timers
+from incidents.dispatch import overrides, plans, recommend, routes, service, timers
 from incidents.dispatch.board import board_at_head
 from incidents.dispatch.deps import DispatchDep
 from incidents.dispatch.schemas import (
     BoardOut,
     DispatchIn,
     DispatchOut,
+    OverriddenRecommendation,
     RecommendationOut,
     ResponsePlanIn,
     ResponsePlanOut,
@@ -23,6 +24,7 @@ from incidents.dispatch.schemas import (
     SubstitutionIn,
     SubstitutionOut,
     TimersOut,
+    UnitRouteOut,
 )
 from schemas.common import AgencyQuery, DbId
 from units.schemas import StatusChange
@@ -68,6 +70,18 @@ async def change_status(unit_id: str, body: StatusChange, deps: DispatchDep, ctx
     return result
 
 
+@router.get("/units/{unit_id}/route", tags=["units"], response_model=UnitRouteOut,
+            summary="A unit's road route to an incident (default: its current one)",
+            responses={409: {"description": "No incident given or assigned, no road graph, or no "
+                                            "road route"}})
+async def get_unit_route(unit_id: str, deps: DispatchDep, principal: CurrentPrincipal,
+                         scope: CurrentScope,
+                         incident_id: Annotated[DbId | None, Query()] = None) -> dict[str, Any]:
+    acting = principal.unit_id if principal.role == "field_unit" else None
+    return await routes.unit_route(deps=deps, scope=scope, unit_id=unit_id, incident_id=incident_id,
+                                   acting_unit=acting)
+
+
 # --- response plans ----------------------------------------------------------------------------
 @router.get("/response-plans", response_model=list[ResponsePlanOut])
 async def list_plans(deps: DispatchDep) -> list[dict[str, Any]]:
@@ -102,6 +116,13 @@ async def add_substitution(body: SubstitutionIn, deps: DispatchDep, ctx: Context
             response_model=TimersOut)
 async def get_timers(deps: DispatchDep, scope: CurrentScope) -> dict[str, Any]:
     return await timers.overdue(deps=deps, scope=scope)
+
+
+@router.get("/recommendations/overridden", response_model=list[OverriddenRecommendation],
+            summary="Recommendations the dispatcher overrode, with the reasons, newest first")
+async def list_overridden(deps: DispatchDep, scope: CurrentScope,
+                          limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict[str, Any]]:
+    return await overrides.overridden(deps=deps, scope=scope, limit=limit)
 
 
 @router.get("/board", response_model=BoardOut,

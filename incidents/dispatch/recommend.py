@@ -26,6 +26,8 @@ from units.status import AVAILABLE, UnitStatus
 # some may turn out unavailable in the database (another worker's change not yet applied
 # here) or already picked for another slot.
 CANDIDATE_MARGIN = 4
+# Runners-up shown per slot type: the next nearest free units after the picks.
+RUNNERS_UP = 3
 MAX_REFRESH_ROUNDS = 3
 
 
@@ -201,6 +203,30 @@ def _describe(deps: DispatchDeps, pos: Position) -> str | None:
     return describe(ref.current.reverse(pos.lat, pos.lon))
 
 
+def _explain(deps: DispatchDeps, method: str, stype: str, cand: Candidate, what: str, *,
+             describe_position: bool = True) -> dict[str, Any]:
+    """A candidate as the API shows it (a pick or a runner-up), with the reason in words.
+    Runners-up skip the reverse-geocoded description: up to three more reverse lookups per
+    slot type on the dispatch hot path (benchmarks/dispatch_bench.py) for a line the
+    dispatcher reads for the picks."""
+    sub = cand.unit_type != stype
+    why = (f"{what} available {cand.unit_type}"
+           + (f" (substitutes for {stype})" if sub else "")
+           + (" by road ETA" if method == "road_network" else " by straight-line estimate")
+           + f": {cand.eta_s:.0f} s, {cand.distance_m / 1000:.2f} km; "
+           + _position_note(cand.position)
+           + (_off_road_note(cand.snap_distance_m, deps.settings.snap_limit_m) if cand.off_road else ""))
+    return {"slot_type": stype, "unit_id": cand.unit_id,
+            "unit_type": cand.unit_type, "substitute": sub,
+            "eta_s": round(cand.eta_s, 1), "distance_m": round(cand.distance_m, 1),
+            "position_source": cand.position.source,
+            "position_age_s": None if cand.position.age_s is None else round(cand.position.age_s, 1),
+            "stale_position": cand.position.stale, "off_road": cand.off_road,
+            "position_description": _describe(deps, cand.position) if describe_position else None,
+            "snap_distance_m": None if cand.snap_distance_m is None else round(cand.snap_distance_m, 1),
+            "reason": why}
+
+
 @retry_transient
 async def recommend(*, deps: DispatchDeps, ctx: RequestContext, scope: Scope,
                     incident_id: int) -> dict[str, Any]:
@@ -257,25 +283,7 @@ async def recommend(*, deps: DispatchDeps, ctx: RequestContext, scope: Scope,
             free = [c for c in pools[key] if c.unit_id not in picked]
             for slot, cand in zip(slots, free):
                 picked.add(cand.unit_id)
-                sub = cand.unit_type != stype
-                why = (f"nearest available {cand.unit_type}"
-                       + (f" (substitutes for {stype})" if sub else "")
-                       + (" by road ETA" if finder.method == "road_network" else " by straight-line estimate")
-                       + f": {cand.eta_s:.0f} s, {cand.distance_m / 1000:.2f} km; "
-                       + _position_note(cand.position)
-                       + (_off_road_note(cand.snap_distance_m, deps.settings.snap_limit_m)
-                          if cand.off_road else ""))
-                picks.append({"slot": slot.index, "slot_type": stype, "unit_id": cand.unit_id,
-                              "unit_type": cand.unit_type, "substitute": sub,
-                              "eta_s": round(cand.eta_s, 1), "distance_m": round(cand.distance_m, 1),
-                              "position_source": cand.position.source,
-                              "position_age_s": None if cand.position.age_s is None
-                              else round(cand.position.age_s, 1),
-                              "stale_position": cand.position.stale, "off_road": cand.off_road,
-                              "position_description": _describe(deps, cand.position),
-                              "snap_distance_m": None if cand.snap_distance_m is None
-                              else round(cand.snap_distance_m, 1),
-                              "reason": why})
+                picks.append({"slot": slot.index, **_explain(deps, finder.method, stype, cand, "nearest")})
             unfilled = len(slots) - min(len(slots), len(free))
             if unfilled:
                 types = [stype, *subs.get(stype, [])]
@@ -284,6 +292,21 @@ async def recommend(*, deps: DispatchDeps, ctx: RequestContext, scope: Scope,
                                    "reason": await _explain_shortfall(conn, slots[0], types, picked,
                                                                       serving)})
         picks.sort(key=lambda p: (p["eta_s"] if math.isfinite(p["eta_s"]) else 1e18, p["unit_id"]))
+        # Runners-up: per slot type, the next nearest units no slot took (a dispatcher's
+        # alternatives; dispatching one instead of a pick is an override).
+        runners_up: list[dict[str, Any]] = []
+        for key in keys:
+            stype, _caps = key
+            rank = 0
+            for cand in pools[key]:
+                if cand.unit_id in picked or any(r["unit_id"] == cand.unit_id for r in runners_up):
+                    continue
+                rank += 1
+                runners_up.append({"rank": rank, **_explain(deps, finder.method, stype, cand,
+                                                            f"runner-up {rank}: next nearest",
+                                                            describe_position=False)})
+                if rank == RUNNERS_UP:
+                    break
         rec_id = await repo.insert_recommendation(
             conn, incident_id=incident_id, created_by=ctx.actor, plan_id=plan.id,
             eta_method=finder.method, picks=picks, shortfalls=shortfalls)
@@ -296,7 +319,7 @@ async def recommend(*, deps: DispatchDeps, ctx: RequestContext, scope: Scope,
                   "incident_snap_distance_m": None if incident_place is None
                   else round(incident_place.distance_m, 1),
                   "already_assigned": already,
-                  "picks": picks, "shortfalls": shortfalls}
+                  "picks": picks, "runners_up": runners_up, "shortfalls": shortfalls}
         uow.emit("recommendation.made", aggregate=("incident", incident_id), agency=inc["agency"],
                  data={"recommendation": result, "unit_ids": [a["id"] for a in assigned]})
     return result

@@ -67,6 +67,18 @@ async def record_outcome(conn: asyncpg.Connection, *, recommendation_id: int, ou
         recommendation_id, outcome, reason, by, list(unit_ids))
 
 
+async def overridden_recommendations(conn: asyncpg.Connection, *, agencies: Sequence[str] | None,
+                                     limit: int) -> list[asyncpg.Record]:
+    """Recommendations whose dispatch differed from the picks, newest decision first, with the
+    incident's number and agency (the read joins incidents; it writes nothing there)."""
+    return await conn.fetch(
+        "SELECT r.id, r.incident_id, i.number, i.agency, r.created_at, r.created_by, r.picks, "
+        "r.outcome_reason, r.outcome_at, r.outcome_by, r.dispatched_units "
+        "FROM recommendations r JOIN incidents i ON i.id = r.incident_id "
+        "WHERE r.outcome = 'overridden' AND ($1::text[] IS NULL OR i.agency = ANY($1)) "
+        "ORDER BY r.outcome_at DESC, r.id DESC LIMIT $2", agencies, limit)
+
+
 # --- response plans and substitutions -----------------------------------------------------------
 async def list_plans(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     return await conn.fetch("SELECT * FROM response_plans ORDER BY id")

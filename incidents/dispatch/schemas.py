@@ -3,6 +3,7 @@ answers, timers and the board."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
@@ -70,6 +71,26 @@ class Pick(Out):
     reason: str = Field(description="Why this unit, in words a dispatcher reads.")
 
 
+class RunnerUp(Out):
+    """The next nearest free unit for a slot type after the picks: an alternative a dispatcher
+    may send instead (an override, which needs a reason)."""
+    rank: int = Field(description="1 for the nearest runner-up of its slot type.")
+    slot_type: str
+    unit_id: str
+    unit_type: str
+    substitute: bool
+    eta_s: float
+    distance_m: float
+    position_source: Literal["avl", "station", "avl_stale"]
+    position_age_s: float | None
+    stale_position: bool
+    position_description: str | None = Field(default=None, description=(
+        "Always null for runners-up: the reverse lookup is spent on the picks only."))
+    off_road: bool = False
+    snap_distance_m: float | None = None
+    reason: str
+
+
 class Shortfall(Out):
     slot_type: str
     capabilities: list[str]
@@ -101,6 +122,9 @@ class RecommendationOut(Out):
         "Distance from the incident to the road it was placed on (road-network ETAs)."))
     already_assigned: list[AlreadyAssigned]
     picks: list[Pick] = Field(description="Nearest first.")
+    runners_up: list[RunnerUp] = Field(default_factory=list, description=(
+        "Per slot type, up to three next nearest available units that no slot took, nearest "
+        "first; dispatching one instead of a pick is an override."))
     shortfalls: list[Shortfall]
 
 
@@ -169,3 +193,28 @@ class SubstitutionOut(Out):
     slot_type: str
     unit_type: str
 
+
+
+class UnitRouteOut(Out):
+    unit_id: str
+    incident_id: int
+    eta_s: float = Field(description="Road ETA from where the routing index places the unit "
+                         "(its AVL fix, else its home station), calibrated.")
+    distance_m: float
+    off_road: bool = Field(description="The unit is beyond CAD_SNAP_LIMIT_M from any road: the "
+                           "route starts at the nearest road.")
+    points: list[tuple[float, float]] = Field(description="The route as [lat, lon] pairs, unit first.")
+
+
+class OverriddenRecommendation(Out):
+    recommendation_id: int
+    incident_id: int
+    number: str
+    agency: str
+    recommended_at: datetime
+    recommended_by: str
+    recommended_units: list[str] = Field(description="The recommendation's picks.")
+    dispatched_units: list[str] = Field(description="What the dispatcher sent instead.")
+    reason: str | None = Field(description="The override reason given with the dispatch.")
+    overridden_at: datetime | None
+    overridden_by: str | None

@@ -420,3 +420,103 @@ async def test_intake_suggests_offers_candidates_and_closes_with_a_managed_code(
                             what="the incident closed")
         assert await running.pool.fetchval(
             "SELECT disposition FROM incidents") == "NO_MERIT"
+
+
+async def test_runners_up_routes_server_overrides_and_device_sign_in(sf_api: Api, sffd_stations) -> None:
+    """The recommendation's runners-up are shown and one is sent instead of the pick (with the
+    override reason); the incident detail and the MDT draw the unit's road route; a supervisor
+    who opens the console afterwards reads the override and its reason from the server; the
+    MDT signs in with its device token."""
+    running = sf_api.running
+    pool = running.pool
+    await _seed(sf_api, sffd_stations)
+    disp_user, disp_pw = await make_user(pool, "dispatcher")
+    sup_user, sup_pw = await make_user(pool, "supervisor")
+    with browsers("dispatcher", "supervisor", "mdt") as (disp, sup, mdt):
+        await disp.login(running.base_url, "dispatch", disp_user, disp_pw)
+        await disp.run(lambda: disp.driver.find_element("css selector", "#in-type").send_keys("VEHFIRE"))
+        await disp.type_into("#in-location", INTERSECTION)
+        await disp.keys("#in-location", "\ue009\ue007")   # Ctrl+Enter
+        await disp.wait_for("return document.querySelectorAll('#runners-up tbody tr').length === 2",
+                            what="two runners-up (three engines, one slot)")
+        pick = await disp.js("return document.querySelector('#picks tbody tr').dataset.unit")
+        runners = await disp.js(
+            "return [...document.querySelectorAll('#runners-up tbody tr')].map(r => "
+            "[r.dataset.unit, r.children[2].textContent, r.children[3].textContent,"
+            " r.children[5].textContent])")
+        assert {r[0] for r in runners} | {pick} == {"E01", "E08", "E36"}
+        secs = [int(e.split(":")[0]) * 60 + int(e.split(":")[1]) for _, e, _, _ in runners]
+        assert secs == sorted(secs) and all(d.endswith("km") for _, _, d, _ in runners)
+        assert runners[0][3].startswith("runner-up 1: next nearest available engine by road ETA")
+        await _accessible(disp, "dispatch-runners-up")
+
+        # --- a runner-up is chosen instead of the pick; the reason is demanded and sent -----
+        runner = runners[0][0]
+        await disp.click(f"#runners-up button[data-unit='{runner}']")
+        assert await disp.js("return document.querySelector('#other-units').value") == runner
+        assert await disp.js("return document.activeElement.id") == "override-reason"
+        await disp.type_into("#override-reason", "first-due engine is refuelling")
+        await disp.click("#dispatch-other")
+        inc = await pool.fetchrow("SELECT id, number FROM incidents")
+        await disp.wait_for(
+            "const li = document.querySelector(`#detail-routes li[data-unit='${arguments[0]}']`);"
+            "return li && Number(li.dataset.points) > 2", runner, timeout_s=15,
+            what="the runner-up's road route in the incident detail")
+        assert await pool.fetchval("SELECT status FROM units WHERE id = $1", runner) == "dispatched"
+        assert await disp.js("return S.maps['map-dispatch'].routes.getLayers().length") == 1
+        route_text = await disp.js(
+            "return document.querySelector(`#detail-routes li[data-unit='${arguments[0]}']`).textContent",
+            runner)
+        assert route_text.startswith(f"{runner}: ") and "by road" in route_text and "km" in route_text
+        await _accessible(disp, "dispatch-detail-route")
+
+        # --- the supervisor opens the console afterwards: the override comes from the server --
+        rec_id = await pool.fetchval(
+            "SELECT id FROM recommendations WHERE incident_id = $1 AND outcome = 'overridden'", inc["id"])
+        await sup.login(running.base_url, "supervisor", sup_user, sup_pw)
+        item = "document.querySelector(`#sv-overrides li[data-recommendation='${arguments[0]}']`)"
+        await sup.wait_for(f"return {item}", rec_id, what="the recorded override on the supervisor screen")
+        text = await sup.js(f"return {item}.textContent", rec_id)
+        assert text.startswith(f"{inc['number']}: recommended {pick}, sent {runner} — "
+                               "first-due engine is refuelling")
+        assert disp_user in text
+        await _accessible(sup, "supervisor-overrides")
+
+        # --- the MDT signs in with its device token and shows its route ---------------------
+        mdt_user, _ = await make_user(pool, "field_unit", unit_id=runner)
+        user_id = await pool.fetchval("SELECT id::text FROM users WHERE username = $1", mdt_user)
+        admin = await sf_api.as_("supervisor")
+        r = await admin.post(f"{API}/devices", json={"user_id": user_id, "label": "tablet 7"})
+        assert r.status_code == 201, r.text
+        token = r.json()["token"]
+        await mdt.get(f"{running.base_url}/#mdt")
+        await mdt.wait_for("return !document.querySelector('#login').hidden", what="login form")
+        await _accessible(mdt, "mdt-sign-in")
+        await mdt.type_into("#device-token", "mdt_not-a-real-token")
+        await mdt.click("#deviceform button")
+        await mdt.wait_for("return document.querySelector('#flash').textContent"
+                           ".includes('device token refused')",
+                           what="a wrong device token is refused")
+        assert await mdt.js("return document.querySelector('#login').hidden") is False
+        await mdt.type_into("#device-token", token)
+        await mdt.click("#deviceform button")
+        await mdt.wait_for("return document.querySelector('#conn').dataset.state === 'live'",
+                           timeout_s=20, what="MDT live with its device token")
+        await mdt.wait_for("return Number(document.querySelector('#mdt-route').dataset.points) > 2",
+                           timeout_s=15, what="the route on the MDT")
+        assert (await mdt.js("return document.querySelector('#mdt-unit').textContent")) == runner
+        assert await mdt.js("return document.querySelector('#flash').textContent") == "device signed in"
+        # the map shows the whole route on a new assignment
+        assert await mdt.js("const b = S.maps['map-mdt'].map.getBounds();"
+                            "return S.routes['map-mdt'][0].points.every(p => b.contains(p))")
+        assert (await mdt.js("return document.querySelector('#mdt-route').textContent")).startswith(
+            f"Route {runner}: ")
+        assert await mdt.js("return S.maps['map-mdt'].routes.getLayers().length") == 1
+        await _accessible(mdt, "mdt-route")
+        await mdt.click("#mdt-buttons button[data-status='on_scene']")
+        await mdt.wait_for("return document.querySelector('#mdt-route').textContent === '' && "
+                           "S.maps['map-mdt'].routes.getLayers().length === 0",
+                           what="on scene: the route is gone")
+        assert await pool.fetchval("SELECT status FROM units WHERE id = $1", runner) == "on_scene"
+        used = await pool.fetchval("SELECT last_used_at FROM device_tokens WHERE user_id = $1::uuid", user_id)
+        assert used is not None

@@ -19,7 +19,7 @@ const S = {
   units: {}, incidents: {}, positions: {}, lastEventId: null,
   overdueIncidents: new Set(), overdueUnits: new Set(), overrides: [],
   rec: null, detailId: null, suggestPath: null,
-  ws: null, wsAttempt: 0, maps: {}, mdt: {unit: null, incident: null},
+  ws: null, wsAttempt: 0, maps: {}, routes: {}, serverOverrides: null, mdt: {unit: null, incident: null},
 };
 const $ = (sel) => document.querySelector(sel);
 const el = (tag, attrs = {}, ...kids) => {
@@ -81,6 +81,10 @@ async function api(method, path, body, {idem = null, retry = true} = {}) {
 }
 
 async function refresh() {
+  if (S.tokens.device) {   // a device token is not refreshed: refused means revoked or expired
+    saveTokens(null); showLogin(); flash("this device's token was refused: ask a supervisor for a new one");
+    return false;
+  }
   try {
     const r = await fetch(`${API}/auth/refresh`, {method: "POST", headers: {"content-type": "application/json"},
       body: JSON.stringify({refresh_token: S.tokens.refresh_token})});
@@ -113,6 +117,24 @@ $("#loginform").addEventListener("submit", async (ev) => {
     $("#login").hidden = true;
     await start();
   } catch (e) { flash(e.message); }
+});
+
+/* An MDT signs in with its device token (POST /api/v1/devices, docs/security.md): the token is
+   the bearer credential itself, for HTTP and for the unit's websocket. It is kept only for the
+   browser tab's session, like a dispatcher's tokens. */
+$("#deviceform").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const token = $("#device-token").value.trim();
+  if (!/^mdt_/.test(token)) { flash("a device token starts with mdt_ (device-token)"); return; }
+  saveTokens({access_token: token, device: true});
+  $("#device-token").value = "";
+  try {
+    const me = await api("GET", "auth/me", undefined, {retry: false});
+    if (me.role !== "field_unit") throw new Error("not a field unit's token");
+  } catch (e) { saveTokens(null); flash(`device token refused: ${e.message}`); return; }
+  flash("device signed in", false);
+  $("#login").hidden = true;
+  await start();
 });
 
 /* ---------------------------------------------------------------- start */
@@ -154,7 +176,7 @@ function route() {
   $("#help").hidden = true;
   const mapId = {dispatch: "map-dispatch", board: "map-board", mdt: "map-mdt"}[name];
   if (mapId && S.config) ensureMap(mapId);
-  if (name === "supervisor") loadTimers();
+  if (name === "supervisor") { loadTimers(); loadOverrides(); }
   render();
 }
 window.addEventListener("hashchange", route);
@@ -169,7 +191,8 @@ function ensureMap(id) {
     // Streets start at zoom 12 (routing.basemap): open on them rather than on freeways only.
     if (map.getZoom() < 12) map.setView(map.getCenter(), 12);
   } else map.setView([0, 0], 2);
-  const state = {map, base: null, band: null, units: L.layerGroup().addTo(map), incidents: L.layerGroup().addTo(map)};
+  const state = {map, base: null, band: null, units: L.layerGroup().addTo(map), incidents: L.layerGroup().addTo(map),
+    routes: L.layerGroup().addTo(map)};
   S.maps[id] = state;
   if (S.config.tile_url) {
     L.tileLayer(S.config.tile_url, {attribution: S.config.tile_attribution, maxZoom: 19}).addTo(map);
@@ -187,7 +210,33 @@ function ensureMap(id) {
     });
   }
   drawMarkers();
+  drawRoutes(id);
 }
+
+/* Road routes (GET /units/{id}/route): the assigned units' on the incident detail map
+   (map-dispatch), the unit's own on the MDT (map-mdt). */
+function drawRoutes(mapId) {
+  const state = S.maps[mapId];
+  if (!state) return;
+  state.routes.clearLayers();
+  for (const r of S.routes[mapId] || []) {
+    L.polyline(r.points, {color: "#1f6feb", weight: 4, opacity: 0.8, interactive: false}).addTo(state.routes);
+  }
+}
+
+async function loadRoutes(mapId, unitIds, incidentId) {
+  const got = await Promise.allSettled(unitIds.map((u) =>
+    api("GET", `units/${encodeURIComponent(u)}/route?incident_id=${incidentId}`)));
+  S.routes[mapId] = got.filter((g) => g.status === "fulfilled").map((g) => g.value);
+  drawRoutes(mapId);
+  return S.routes[mapId];
+}
+
+function routeText(r) {
+  return `${r.unit_id}: ${mmss(r.eta_s)} by road, ${(r.distance_m / 1000).toFixed(1)} km` + (r.off_road ? " (off road: check position)" : "");
+}
+
+function mmss(s) { return `${Math.floor(s / 60)}:${String(Math.round(s % 60)).padStart(2, "0")}`; }
 
 const BASE_STYLE = {major: {color: "#d0a060", weight: 3}, collector: {color: "#8a96a3", weight: 2},
   local: {color: "#56616c", weight: 1}};
@@ -314,6 +363,7 @@ function applyEvent(e, mdt) {
   if (e.type === "unit.status_changed" && d.unit) S.overdueUnits.delete(d.unit.id);
   if (e.type === "incident.units_dispatched" && d.recommendation_outcome === "overridden") {
     S.overrides.unshift({number: d.incident.number, units: d.dispatched, reason: d.override_reason, at: e.occurred_at});
+    if (!mdt && location.hash === "#supervisor") loadOverrides();
   }
   const list = $("#events");
   list.append(el("li", {"data-event-id": e.id, value: e.id}, `${e.type} ${e.aggregate_type}:${e.aggregate_id}`));
@@ -500,6 +550,16 @@ async function recommend(id) {
           el("td", {}, `${(p.distance_m / 1000).toFixed(1)} km`),
           el("td", {}, p.position_source + (p.stale_position ? " (stale)" : "")), el("td", {}, p.reason))))),
       rec.already_assigned.length ? el("p", {}, "Already assigned: " + rec.already_assigned.map((a) => a.unit_id).join(", ")) : "",
+      rec.runners_up && rec.runners_up.length ? el("h3", {}, "Runners-up (Use: sends it instead of the pick of its slot type)") : "",
+      rec.runners_up && rec.runners_up.length ? el("table", {class: "grid", id: "runners-up"},
+        el("thead", {}, el("tr", {}, ["Slot", "Unit", "ETA", "Distance", "Position", "Reason", "Select"].map((h) => el("th", {}, h)))),
+        el("tbody", {}, rec.runners_up.map((p) => el("tr", {"data-unit": p.unit_id},
+          el("td", {}, `${p.slot_type} #${p.rank}` + (p.substitute ? " (sub)" : "")), el("td", {}, p.unit_id),
+          el("td", {}, mmss(p.eta_s)), el("td", {}, `${(p.distance_m / 1000).toFixed(1)} km`),
+          el("td", {}, p.position_source + (p.stale_position ? " (stale)" : "")), el("td", {}, p.reason),
+          el("td", {}, el("button", {type: "button", class: "use-runner", "data-unit": p.unit_id,
+            "aria-label": `use ${p.unit_id} instead`, onclick: () => useRunnerUp(rec, p)}, `Use ${p.unit_id}`))))))
+        : "",
       rec.shortfalls.length ? el("ul", {class: "shortfalls"}, rec.shortfalls.map((s) =>
         el("li", {}, `Short: ${s.slot_type} ${s.filled}/${s.needed} — ${s.reason}`))) : "",
       el("button", {id: "dispatch-picks", type: "button", disabled: picks.length ? null : "disabled",
@@ -513,6 +573,18 @@ async function recommend(id) {
       "Dispatch other units"));
     $("#dispatch-picks").focus();
   } catch (e) { flash(e.message); }
+}
+
+/* A runner-up replaces the pick of its slot type in "other units" (the picks to start with);
+   the dispatcher then gives the override reason the server requires. */
+function useRunnerUp(rec, runner) {
+  const input = $("#other-units");
+  const current = input.value.trim() ? input.value.trim().toUpperCase().split(/\s+/) : rec.picks.map((p) => p.unit_id);
+  const replaced = rec.picks.find((p) => p.slot_type === runner.slot_type && current.includes(p.unit_id));
+  const next = current.filter((u) => !replaced || u !== replaced.unit_id);
+  if (!next.includes(runner.unit_id)) next.push(runner.unit_id);
+  input.value = next.join(" ");
+  $("#override-reason").focus();
 }
 
 async function dispatch(id, unitIds, reason = "") {
@@ -554,6 +626,8 @@ async function showDetail(id) {
     panel.replaceChildren(
       el("h3", {}, `${i.number} · ${i.incident_type} · P${i.priority} · ${i.status}`),
       el("p", {}, locText(i)),
+      el("h3", {}, "Routes"),
+      el("ul", {id: "detail-routes"}, el("li", {}, "…")),
       el("h3", {}, "Timeline"),
       el("ol", {class: "timeline"}, rows.map(([what, at]) => el("li", {}, `${new Date(at).toLocaleTimeString()} ${what}`))),
       el("h3", {}, "Narrative"),
@@ -575,6 +649,14 @@ async function showDetail(id) {
         try { await api("POST", `incidents/${id}/narrative`, {text: ev.target.value.trim()}, {idem: uuid()}); showDetail(id); }
         catch (e) { flash(e.message); }
       }}));
+    const active = i.units.filter((a) => !a.cleared_at && !a.on_scene_at).map((a) => a.unit_id);
+    const routes = active.length && i.lat != null ? await loadRoutes("map-dispatch", active, id) : [];
+    if (!active.length) { S.routes["map-dispatch"] = []; drawRoutes("map-dispatch"); }
+    if (S.detailId === id) {
+      $("#detail-routes").replaceChildren(...(routes.length
+        ? routes.map((r) => el("li", {"data-unit": r.unit_id, "data-points": r.points.length}, routeText(r)))
+        : [el("li", {}, active.length ? "no road route" : "no unit on the way")]));
+    }
   } catch (e) { flash(e.message); }
 }
 
@@ -717,6 +799,7 @@ function renderMdt() {
       el("p", {class: "loc"}, locText(i)),
       el("ul", {}, (i.narrative || []).map((n) => el("li", {}, n.text))))
     : el("p", {}, "No assignment"));
+  mdtRoute(u, i);
   const allowed = ((S.statusTable[u.status] || {}).allowed_next || []).filter((s) => s !== "dispatched");
   const key = allowed.join(",");
   const box = $("#mdt-buttons");
@@ -729,6 +812,31 @@ function renderMdt() {
   $("#mdt-queue").textContent = q.length ? `${q.length} waiting to send: ${q.map((x) => APCO[x.status]).join(" ")}` : "";
 }
 
+/* The unit's road route to its incident while it is on the way (dispatched, en route), fetched
+   again when the assignment changes and at most every MDT_ROUTE_REFRESH_S as the unit moves. */
+const MDT_ROUTE_REFRESH_S = 15;
+let mdtRouteKey = null, mdtRouteAt = 0;
+function mdtRoute(u, i) {
+  const going = i && i.lat != null && ["dispatched", "en_route"].includes(u.status);
+  const key = going ? `${u.id}:${i.id}` : null;
+  if (!going) {
+    if (mdtRouteKey !== null) { mdtRouteKey = null; S.routes["map-mdt"] = []; drawRoutes("map-mdt"); $("#mdt-route").textContent = ""; }
+    return;
+  }
+  if (key === mdtRouteKey && Date.now() - mdtRouteAt < MDT_ROUTE_REFRESH_S * 1000) return;
+  const fresh = key !== mdtRouteKey;
+  mdtRouteKey = key; mdtRouteAt = Date.now();
+  loadRoutes("map-mdt", [u.id], i.id).then((routes) => {
+    const r = routes[0];
+    const state = S.maps["map-mdt"];
+    // a new assignment: show the whole way once, then leave the map to the user
+    if (r && fresh && state) state.map.fitBounds(L.latLngBounds(r.points), {padding: [24, 24], maxZoom: 17});
+    const box = $("#mdt-route");
+    box.textContent = r ? `Route ${routeText(r)}` : "no road route";
+    if (r) box.dataset.points = String(r.points.length);
+  });
+}
+
 /* ---------------------------------------------------------------- supervisor */
 async function loadTimers() {
   try {
@@ -739,8 +847,27 @@ async function loadTimers() {
   } catch (e) { flash(e.message); }
 }
 
+/* Overridden recommendations as the server recorded them (GET /recommendations/overridden):
+   what was recommended, what was sent, by whom and why, including those made before the page
+   opened; a live override reloads the list. */
+async function loadOverrides() {
+  try {
+    S.serverOverrides = await api("GET", "recommendations/overridden?limit=50");
+    renderSupervisor();
+  } catch (e) { flash(e.message); }
+}
+
 function renderSupervisor() {
-  $("#sv-overrides").replaceChildren(...S.overrides.map((o) => el("li", {}, `${o.number}: ${o.units.join(" ")} — ${o.reason}`)));
+  const rows = S.serverOverrides || [];
+  const key = JSON.stringify(rows.map((o) => o.recommendation_id));
+  const list = $("#sv-overrides");
+  if (list.dataset.key !== key) {
+    list.dataset.key = key;
+    list.replaceChildren(...(rows.length ? rows.map((o) => el("li", {"data-recommendation": o.recommendation_id},
+      `${o.number}: recommended ${o.recommended_units.join(" ") || "(none)"}, sent ${o.dispatched_units.join(" ")} — ${o.reason || ""}`
+      + ` (${o.overridden_by || "?"}, ${o.overridden_at ? new Date(o.overridden_at).toLocaleTimeString() : "?"})`))
+      : [el("li", {}, "none")]));
+  }
   const checked = new Set([...document.querySelectorAll("#sv-roster input:checked")].map((c) => c.value));
   const units = Object.values(S.units).sort((a, b) => a.id.localeCompare(b.id));
   fillTable($("#sv-roster tbody"), JSON.stringify(units.map((u) => [u.id, u.status])), () => units.map((u) => el("tr", {"data-unit": u.id},
