@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 # A fixed salt for the SVG element ids (random by default), process-wide and set once: setting
 # it per call (rc_context) would race between threads.
 matplotlib.rcParams["svg.hashsalt"] = "cad-analytics"
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.figure import Figure
 
 # One thread for all chart drawing: off the event loop, and one chart at a time.
 _DRAWER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cad-charts")
