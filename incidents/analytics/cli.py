@@ -196,11 +196,15 @@ def simulate_command(
     mapping: Annotated[str, typer.Option("--mapping", "-m")] = "sffd",
     agency: Annotated[str | None, typer.Option(help="Default: the mapping's.")] = None,
     stations: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help=(
-        "Stations CSV: create the stations and the file's engines and trucks first."))] = None,
+        "Stations CSV: create the stations and the file's engines, trucks and medics first."))
+    ] = None,
+    incident_type: Annotated[str | None, typer.Option(help=(
+        "Create every call with this incident type (default: the mapping's [incident_types] "
+        "for each call type)."))] = None,
 ) -> None:
     """Replay a historical calls file against a running server through its public API:
-    create, recommend, dispatch, en route, on scene after the ETA, available again; then
-    compare the recommendations with history."""
+    create (with the mapped incident type), recommend, dispatch, en route, on scene after
+    the ETA, available again; then compare the recommendations with history."""
     import asyncio
     import json
 
@@ -228,12 +232,14 @@ def simulate_command(
             if stations is not None:
                 made = await simulate.setup_roster(
                     client, agency=who, stations=calibrate.read_stations(stations),
-                    units=simulate.roster_from_calls(file, cmap))
+                    units=simulate.roster_from_calls(file, cmap),
+                    medics=simulate.medics_from_calls(file, cmap))
                 out.print(f"roster: {made} units created")
             with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                           MofNCompleteColumn(), TimeElapsedColumn(), console=out) as bar:
                 task = bar.add_task(f"replaying at {speedup:g}x", total=len(calls))
                 return await simulate.replay(client, calls, agency=who, speedup=speedup,
+                                             incident_type=incident_type,
                                              progress=lambda n: bar.update(task, completed=n))
 
     report = asyncio.run(go())

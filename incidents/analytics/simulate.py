@@ -40,6 +40,8 @@ class SimCall:
     first_unit: str | None          # the historical first-arriving unit
     travel_s: float | None          # its recorded en route -> on scene
     on_scene_s: float               # how long it stayed (on scene -> available), or the default
+    call_type: str | None = None    # the source's call type
+    incident_type: str = "OTHER"    # what the mapping's [incident_types] makes of it
 
 
 @dataclass
@@ -101,7 +103,8 @@ def load_calls(path: Path, mapping: ColumnMapping, *, limit: int | None = None) 
             if first["cleared_at"] is not None and first["cleared_at"] > first["on_scene_at"]:
                 on_scene = (first["cleared_at"] - first["on_scene_at"]).total_seconds()
         out.append(SimCall(number, call["received_at"], call["lat"], call["lon"],
-                           first["unit_id"] if first else None, travel, on_scene))
+                           first["unit_id"] if first else None, travel, on_scene,
+                           call["call_type"], mapping.incident_type(call["call_type"])))
     out.sort(key=lambda c: (c.received_at, c.number))
     return out[:limit] if limit is not None else out
 
@@ -113,10 +116,25 @@ def roster_from_calls(path: Path, mapping: ColumnMapping) -> set[str]:
     return {u["unit_id"] for u in parsed.units if _CALL_SIGN.match(u["unit_id"])}
 
 
+def medics_from_calls(path: Path, mapping: ColumnMapping) -> dict[str, str]:
+    """Medic units of the file (unit type MEDIC; their call signs name no station) -> the
+    station area of the first call each answered, where the replay puts it in quarters."""
+    with read_text(path) as text:
+        parsed = parse_calls(text, mapping)
+    out: dict[str, str] = {}
+    for u in sorted(parsed.units, key=lambda u: (u["dispatched_at"] is None, u["dispatched_at"])):
+        station = (parsed.calls.get(u["call_number"]) or {}).get("station")
+        if (u["unit_type"] or "").upper() == "MEDIC" and station and u["unit_id"] not in out:
+            out[u["unit_id"]] = str(int(station)) if station.isdigit() else station
+    return out
+
+
 async def setup_roster(client: httpx.AsyncClient, *, agency: str,
-                       stations: dict[str, tuple[float, float]], units: Iterable[str]) -> int:
-    """Stations and their engines (E) and ladders (T), available in quarters; existing ones are
-    kept. Returns how many units were created."""
+                       stations: dict[str, tuple[float, float]], units: Iterable[str],
+                       medics: dict[str, str] | None = None) -> int:
+    """Stations and their engines (E) and ladders (T), and ``medics`` (unit -> station) as
+    ALS ambulances, available in quarters; existing ones are kept. Returns how many units
+    were created."""
     for sid, (lat, lon) in sorted(stations.items()):
         r = await client.put(f"/api/v1/stations/S{sid}", json={
             "id": f"S{sid}", "agency": agency, "name": f"Station {sid}", "lat": lat, "lon": lon})
@@ -134,14 +152,25 @@ async def setup_roster(client: httpx.AsyncClient, *, agency: str,
             made += 1
         elif r.status_code != 409:
             r.raise_for_status()
+    for unit, sid in sorted((medics or {}).items()):
+        if sid not in stations:
+            continue
+        r = await client.post("/api/v1/units", json={
+            "id": unit, "agency": agency, "discipline": "ems", "unit_type": "medic_als",
+            "home_station": f"S{sid}", "status": "available_in_quarters"})
+        if r.status_code == 201:
+            made += 1
+        elif r.status_code != 409:
+            r.raise_for_status()
     return made
 
 
 async def replay(client: httpx.AsyncClient, calls: list[SimCall], *, agency: str,
-                 speedup: float, incident_type: str = "OTHER",
+                 speedup: float, incident_type: str | None = None,
                  progress: Callable[[int], None] | None = None) -> SimReport:
     """Drive the server with ``calls``: ``speedup`` historical seconds per wall second (0: no
-    waiting at all)."""
+    waiting at all). Each call is created with its mapped incident type (``SimCall.
+    incident_type``), or ``incident_type`` for all when given."""
     report = SimReport()
     if not calls:
         return report
@@ -180,11 +209,11 @@ async def replay(client: httpx.AsyncClient, calls: list[SimCall], *, agency: str
     return report
 
 
-async def _call(client: httpx.AsyncClient, call: SimCall, *, agency: str, incident_type: str,
-                report: SimReport) -> list[tuple[float, str, str]]:
+async def _call(client: httpx.AsyncClient, call: SimCall, *, agency: str,
+                incident_type: str | None, report: SimReport) -> list[tuple[float, str, str]]:
     report.calls += 1
     r = await client.post("/api/v1/incidents", json={
-        "agency": agency, "incident_type": incident_type,
+        "agency": agency, "incident_type": incident_type or call.incident_type,
         "location": {"lat": call.lat, "lon": call.lon},
         "narrative": f"replay of call {call.number}"})
     if r.status_code != 201:
