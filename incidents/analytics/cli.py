@@ -198,6 +198,11 @@ def simulate_command(
     stations: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help=(
         "Stations CSV: create the stations and the file's engines, trucks and medics first."))
     ] = None,
+    drive: Annotated[bool, typer.Option(help=(
+        "Units drive their routed paths: 1 Hz positions over each unit's MDT websocket until "
+        "on scene (needs an admin account, which creates one field-unit account per unit, and "
+        "a server with a road graph and an AVL budget of at least the speed-up in fixes per "
+        "unit-second, CAD_AVL_FIX_RATE_PER_S)."))] = False,
     incident_type: Annotated[str | None, typer.Option(help=(
         "Create every call with this incident type (default: the mapping's [incident_types] "
         "for each call type)."))] = None,
@@ -238,8 +243,10 @@ def simulate_command(
             with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                           MofNCompleteColumn(), TimeElapsedColumn(), console=out) as bar:
                 task = bar.add_task(f"replaying at {speedup:g}x", total=len(calls))
+                driver = (simulate.Driver(client, ws_url=url.replace("http", "ws", 1))
+                          if drive else None)
                 return await simulate.replay(client, calls, agency=who, speedup=speedup,
-                                             incident_type=incident_type,
+                                             incident_type=incident_type, driver=driver,
                                              progress=lambda n: bar.update(task, completed=n))
 
     report = asyncio.run(go())

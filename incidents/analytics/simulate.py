@@ -68,6 +68,7 @@ class SimReport:
     fixes_sent: int = 0
     fix_messages: int = 0
     fix_problems: int = 0            # fixes the server refused (position_result problems)
+    fixes_accepted: int = 0
 
     def summary(self) -> dict[str, Any]:
         def pct(values: list[float]) -> dict[str, float | None]:
@@ -84,7 +85,7 @@ class SimReport:
                 "historical_first_travel": pct(self.historical_travel_s),
                 "same_unit_abs_error": pct(errors),
                 "fixes_sent": self.fixes_sent, "fix_messages": self.fix_messages,
-                "fix_problems": self.fix_problems,
+                "fix_problems": self.fix_problems, "fixes_accepted": self.fixes_accepted,
                 "simulated_s": round(self.simulated_s, 1), "wall_s": round(self.wall_s, 2),
                 "achieved_speedup": (round(self.simulated_s / self.wall_s, 1)
                                      if self.wall_s > 0 else None)}
@@ -127,6 +128,9 @@ class Driver:
         self._last_send: dict[str, float] = {}
         self._last_fix: dict[str, datetime] = {}
         self._report: SimReport | None = None
+        self._sent: dict[str, int] = {}      # messages sent per unit (their ref numbers)
+        self._acked: dict[str, int] = {}     # the newest ref the server answered per unit
+        self._answered = asyncio.Event()
 
     async def _socket(self, unit: str) -> Any:
         ws = self._ws.get(unit)
@@ -142,24 +146,32 @@ class Driver:
                 additional_headers={"Authorization": f"Bearer {r.json()['access_token']}"},
                 compression=None, max_size=2**24)
             self._ws[unit] = ws
-            self._readers.append(asyncio.create_task(self._drain(ws)))
+            self._readers.append(asyncio.create_task(self._drain(unit, ws)))
         return ws
 
-    async def _drain(self, ws: Any) -> None:
-        """Read what the server sends the MDT (snapshot, batches), counting refused fixes."""
+    async def _drain(self, unit: str, ws: Any) -> None:
+        """Read what the server sends the MDT (snapshot, batches); count accepted and refused
+        fixes from the answers to our messages (each carries a ref)."""
         try:
             async for raw in ws:
                 msg = orjson.loads(raw)
                 if msg.get("type") == "position_result" and self._report is not None:
                     self._report.fix_problems += len(msg.get("problems") or [])
+                    self._report.fixes_accepted += int(msg.get("accepted") or 0)
+                    ref = str(msg.get("ref") or "")
+                    if ref.isdigit():
+                        self._acked[unit] = max(self._acked.get(unit, 0), int(ref))
+                        self._answered.set()
         except websockets.ConnectionClosed:
             pass
 
-    async def fix(self, unit: str, lat: float, lon: float, report: SimReport) -> None:
-        """One position (fix time: now, strictly after the unit's previous fix); sent with
-        the others due when a wall tick has passed since the unit's last message."""
+    async def fix(self, unit: str, lat: float, lon: float, report: SimReport,
+                  fix_time: datetime | None = None) -> None:
+        """One position, taken at ``fix_time`` (default now; kept strictly after the unit's
+        previous fix); sent with the others due when a wall tick has passed since the unit's
+        last message."""
         self._report = report
-        now = datetime.now(UTC)
+        now = fix_time or datetime.now(UTC)
         last = self._last_fix.get(unit)
         if last is not None and now <= last:
             now = last + timedelta(microseconds=1000)
@@ -174,14 +186,28 @@ class Driver:
         if not fixes:
             return
         ws = await self._socket(unit)
-        await ws.send(orjson.dumps({"type": "positions", "fixes": fixes}).decode())
+        n = self._sent[unit] = self._sent.get(unit, 0) + 1
+        await ws.send(orjson.dumps({"type": "positions", "fixes": fixes, "ref": str(n)}).decode())
         self._last_send[unit] = time.perf_counter()
         report.fixes_sent += len(fixes)
         report.fix_messages += 1
 
-    async def close(self, report: SimReport) -> None:
+    async def close(self, report: SimReport, *, timeout_s: float = 10.0) -> None:
+        """Send what is pending, wait until the server has answered every message (so every
+        fix was handled), then close the sockets."""
         for unit in list(self._pending):
             await self.flush(unit, report)
+        deadline = time.perf_counter() + timeout_s
+        while any(self._acked.get(u, 0) < n for u, n in self._sent.items()):
+            self._answered.clear()
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                report.errors.append("MDT sockets: not every position message was answered")
+                break
+            try:
+                await asyncio.wait_for(self._answered.wait(), left)
+            except TimeoutError:
+                pass
         for ws in self._ws.values():
             await ws.close()
         for task in self._readers:
@@ -288,6 +314,7 @@ async def replay(client: httpx.AsyncClient, calls: list[SimCall], *, agency: str
     heapq.heapify(queue)
     order = len(queue)
     wall0 = time.perf_counter()
+    start = datetime.now(UTC)
     done = 0
     driving: set[str] = set()
     while queue:
@@ -314,7 +341,10 @@ async def replay(client: httpx.AsyncClient, calls: list[SimCall], *, agency: str
                 assert driver is not None
                 unit, lat, lon = payload
                 if unit in driving:
-                    await driver.fix(unit, lat, lon, report)
+                    # Taken when the schedule says (the wall time of this simulated second),
+                    # even when the replay runs behind: the track keeps its 1 Hz spacing.
+                    await driver.fix(unit, lat, lon, report, fix_time=(
+                        start + timedelta(seconds=at / speedup) if speedup > 0 else None))
             else:
                 if driver is not None and action == "on_scene":
                     await driver.flush(payload, report)   # the last fixes before the status
