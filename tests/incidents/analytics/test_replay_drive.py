@@ -37,8 +37,8 @@ async def driving_app(database_url: str, tmp_path: Path, sf_graph_path: Path
         yield running
 
 
-async def _login(app: RunningApp, role: str, **kw: str) -> httpx.AsyncClient:
-    user, password = await make_user(app.pool, role, **kw)
+async def _login(app: RunningApp, role: str, unit_id: str | None = None) -> httpx.AsyncClient:
+    user, password = await make_user(app.pool, role, unit_id=unit_id)
     client = httpx.AsyncClient(base_url=app.base_url, timeout=30)
     r = await client.post("/api/v1/auth/login", json={"username": user, "password": password})
     client.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
