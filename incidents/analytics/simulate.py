@@ -115,8 +115,9 @@ def along(coords: list[list[float]], fraction: float) -> tuple[float, float]:
 
 
 class Driver:
-    """The units' MDTs: one field-unit account and websocket per unit, opened on its first
-    drive. Needs an admin client (to create the accounts ``sim-mdt-<unit>-<random>``)."""
+    """The units' MDTs: one field-unit account, device token and websocket per unit, opened on
+    its first drive. Needs an admin client (to create the accounts
+    ``sim-mdt-<unit>-<random>``)."""
 
     def __init__(self, admin: httpx.AsyncClient, *, ws_url: str, tick_s: float = 0.1) -> None:
         self.admin = admin
@@ -139,11 +140,14 @@ class Driver:
             r = await self.admin.post("/api/v1/users", json={
                 "username": name, "password": pw, "role": "field_unit", "unit_id": unit})
             r.raise_for_status()
-            r = await self.admin.post("/api/v1/auth/login", json={"username": name, "password": pw})
+            # An MDT device token for it (as a real MDT is configured; logging in once per
+            # unit would also run into the login rate limit).
+            r = await self.admin.post("/api/v1/devices", json={
+                "user_id": r.json()["id"], "label": "cad simulate"})
             r.raise_for_status()
             ws = await websockets.connect(
                 f"{self.ws_url}/ws/unit/{unit}",
-                additional_headers={"Authorization": f"Bearer {r.json()['access_token']}"},
+                additional_headers={"Authorization": f"Bearer {r.json()['token']}"},
                 compression=None, max_size=2**24)
             self._ws[unit] = ws
             self._readers.append(asyncio.create_task(self._drain(unit, ws)))
