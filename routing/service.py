@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from routing.calibration import class_times
 from routing.ch import build_hierarchy
 from routing.errors import (
     InvalidKError,
@@ -114,6 +115,13 @@ class Route:
     coords_lonlat: list[tuple[float, float]]
     incident: Placement
     unit: Placement  # where the unit stands; its beyond_limit flags an off-road position
+
+
+@dataclass(frozen=True)
+class RouteClassTimes:
+    unit_id: Hashable
+    eta_s: float
+    class_time_s: dict[str, float]  # seconds on each road class driven; sums to eta_s
 
 
 @dataclass(frozen=True)
@@ -405,6 +413,28 @@ class RoutingService:
                 dedup.append(c)
         return Route(unit_id, float(eta_ds) / 10.0, float(length_m), dedup, placement,
                      unit_placement)
+
+    def route_class_times(self, unit_id: Hashable, *, location: Location | None = None,
+                          lat: float | None = None, lon: float | None = None,
+                          node: int | None = None) -> RouteClassTimes:
+        """The fastest route's ETA from a unit to a point, split by road class (for
+        calibration per road class; routing.calibration.class_times)."""
+        loc = location or Location(lat=lat, lon=lon, node=node)
+        st = self._state
+        seeds = st.incident_seeds(st.place(loc))
+        with st.lock:
+            u = self._get(unit_id)
+            eta_ds, _length_m, edges, src, reached = st.index.path(u.slot, seeds)
+            on_own_edge = u.placement.edge if u.placement is not None else -1
+        if not np.isfinite(eta_ds):
+            raise RoutingError(f"no route from {unit_id!r}")
+        if src is None:  # the point lies ahead on the unit's own edge
+            partial = [(on_own_edge, float(eta_ds))]
+        else:
+            partial = [(src.edge, src.t_ds)] + ([(reached.edge, reached.t_ds)] if reached else [])
+        eta_s = float(eta_ds) / 10.0
+        return RouteClassTimes(unit_id, eta_s, class_times(st.graph, edges, partial=partial,
+                                                           total_s=eta_s))
 
     def eta_table(self, *, lat: Sequence[float] | None = None, lon: Sequence[float] | None = None,
                   nodes: Sequence[int] | None = None,

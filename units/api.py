@@ -23,6 +23,7 @@ from units.schemas import (
     StatusTableEntry,
     UnitCreate,
     UnitPatch,
+    UnitRoute,
 )
 from units.status import APCO_CODES, TRANSITIONS, UnitStatus
 
@@ -76,6 +77,17 @@ async def update_unit(unit_id: str, body: UnitPatch, deps: UnitsDep, ctx: Contex
 async def deactivate_unit(unit_id: str, deps: UnitsDep, ctx: Context,
                           scope: CurrentScope) -> dict[str, Any]:
     return await service.deactivate_unit(deps=deps, ctx=ctx, scope=scope, unit_id=unit_id)
+
+
+@router.get("/units/{unit_id}/route", response_model=UnitRoute,
+            summary="The fastest road route from the unit to a point (MDT navigation)")
+async def unit_route(unit_id: str, deps: UnitsDep, principal: CurrentPrincipal,
+                     scope: CurrentScope,
+                     lat: Annotated[float, Query(ge=-90, le=90)],
+                     lon: Annotated[float, Query(ge=-180, le=180)]) -> dict[str, Any]:
+    acting = principal.unit_id if principal.role == "field_unit" else None
+    return await service.unit_route(deps=deps, scope=scope, unit_id=unit_id, lat=lat, lon=lon,
+                                    acting_unit=acting)
 
 
 @router.post("/units/{unit_id}/checkin", summary="The unit is fine: reset its status timer",

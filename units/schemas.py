@@ -115,3 +115,11 @@ class StatusHistoryEntry(Out):
     incident_id: int | None
     actor: str
     source: str
+
+
+class UnitRoute(Out):
+    unit_id: str
+    eta_s: float = Field(description="Road ETA in seconds (the graph's speeds, no factor)")
+    distance_m: float
+    coordinates: list[list[float]] = Field(
+        description="The path as [lon, lat] pairs, from the unit's position to the point")

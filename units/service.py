@@ -11,9 +11,10 @@ from typing import Any
 import asyncpg
 from pydantic import ValidationError
 
-from cad.errors import Conflict, Forbidden, Invalid, NotFound
+from cad.errors import Conflict, Forbidden, Invalid, NotFound, ServiceUnavailable
 from cad.security.scope import Scope
 from cad.uow import RequestContext, retry_transient, unit_of_work
+from routing.errors import RoutingError
 from units import repository as repo
 from units.deps import UnitsDeps
 from units.schemas import StationIn, UnitCreate, UnitPatch
@@ -285,3 +286,27 @@ async def status_history(*, deps: UnitsDeps, scope: Scope, unit_id: str,
 async def list_stations(*, deps: UnitsDeps, scope: Scope) -> list[dict[str, Any]]:
     async with deps.pool.acquire() as conn:
         return [dict(r) for r in await repo.list_stations(conn, scope=scope)]
+
+
+async def unit_route(*, deps: UnitsDeps, scope: Scope, unit_id: str, lat: float, lon: float,
+                     acting_unit: str | None = None) -> dict[str, Any]:
+    """The fastest road route from where this worker's routing index has the unit (its newest
+    fresh fix, else its station) to a point: what an MDT navigates (and the replay drives)."""
+    if acting_unit is not None and acting_unit != unit_id:
+        raise Forbidden(f"this device is bound to unit {acting_unit}, not {unit_id}")
+    async with deps.pool.acquire() as conn:
+        row = await repo.get_unit(conn, unit_id, scope=scope)
+    if row is None:
+        raise NotFound(f"unit {unit_id} does not exist")
+    routing = deps.locator.routing
+    if routing is None:
+        raise ServiceUnavailable("no road graph is loaded (CAD_GRAPH_PATH): no routes")
+    deps.plausible.check_place(agency=row["agency"], lat=lat, lon=lon,
+                               fields=["query.lat", "query.lon"])
+    try:
+        route = routing.route(unit_id, lat=lat, lon=lon)
+    except RoutingError as exc:
+        raise Conflict(f"no route for unit {unit_id}: {exc}") from None
+    return {"unit_id": unit_id, "eta_s": round(route.eta_s, 1),
+            "distance_m": round(route.distance_m, 1),
+            "coordinates": [[round(x, 6), round(y, 6)] for x, y in route.coords_lonlat]}

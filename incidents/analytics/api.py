@@ -4,7 +4,9 @@ caller's agencies (cad.security.scope)."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import importlib
 import io
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -112,8 +114,8 @@ async def chart(chart: Literal["distribution", "p90_by_hour", "trend_by_week"],
                 thresholds: Thresholds = [],  # noqa: B006
                 start: Start = None, end: End = None, source: Source = None) -> Response:
     # matplotlib loads on the first chart, not with the app (its import and font cache cost
-    # seconds at a cold start).
-    from incidents.analytics import charts
+    # seconds at a cold start), and that import runs off the event loop too.
+    charts = await asyncio.to_thread(importlib.import_module, "incidents.analytics.charts")
 
     query = _query([metric], [], thresholds, start, end, source, {})
     service.validate_report(query)
@@ -121,15 +123,16 @@ async def chart(chart: Literal["distribution", "p90_by_hour", "trend_by_week"],
     tz = deps.settings.analytics_timezone
     if chart == "distribution":
         hist = await service.histogram(pool=deps.pool, scope=scope, query=query, timezone=tz)
-        body = charts.distribution(hist, metric=metric, threshold_s=threshold, fmt=format)
+        body = await charts.render_off_loop(charts.distribution, hist=hist, metric=metric,
+                                            threshold_s=threshold, fmt=format)
     else:
         dim = "hour_of_day" if chart == "p90_by_hour" else "week"
         q = service.ReportQuery(metrics=[metric], group_by=[dim], start=start, end=end,
                                 source=source, thresholds=query.thresholds)
         result = await service.report(pool=deps.pool, scope=scope, query=q, timezone=tz)
         points = [(row["group"][dim], row["metrics"][metric]["p90_s"]) for row in result["rows"]]
-        body = charts.series(points, metric=metric, threshold_s=threshold, fmt=format,
-                             by=dim)
+        body = await charts.render_off_loop(charts.series, points=points, metric=metric,
+                                            threshold_s=threshold, fmt=format, by=dim)
     return Response(body, media_type="image/png" if format == "png" else "image/svg+xml")
 
 

@@ -1,18 +1,36 @@
 """Server-side charts with matplotlib (Agg backend, no display; one ``Figure`` per call and no
-pyplot state). Rendered on the event loop's thread: ``rc_context`` changes process-wide
-rcParams, so charts are not drawn from worker threads. Inputs are aggregates already computed
-by the database (a few dozen points); this module only draws (~50-100 ms a chart)."""
+pyplot state). Inputs are aggregates already computed by the database (a few dozen points);
+this module only draws (~50-100 ms a chart), so the API never calls it on the event loop:
+``render_off_loop`` runs a drawing function on one dedicated worker thread (charts are drawn one
+at a time there; matplotlib makes no promise about concurrent drawing). Nothing here changes
+rcParams per call: the one setting the charts need (a fixed SVG id salt, so the same data
+renders to the same bytes) is set once at import."""
 
 from __future__ import annotations
 
+import asyncio
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
+# A fixed salt for the SVG element ids (random by default), process-wide and set once: setting
+# it per call (rc_context) would race between threads.
+matplotlib.rcParams["svg.hashsalt"] = "cad-analytics"
 from matplotlib.figure import Figure
+
+# One thread for all chart drawing: off the event loop, and one chart at a time.
+_DRAWER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cad-charts")
+
+
+async def render_off_loop(draw: Callable[..., bytes], /, **kwargs: Any) -> bytes:
+    """Run ``draw(**kwargs)`` (``distribution`` or ``series``) on the chart thread and await the
+    bytes; the event loop keeps serving other requests meanwhile."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_DRAWER, lambda: draw(**kwargs))
 
 _LABELS = {"call_processing": "Call processing", "total_response": "Total response",
            "turnout": "Turnout", "travel": "Travel", "unit_response": "Unit response",
@@ -23,9 +41,7 @@ def _render(fig: Figure, fmt: str) -> bytes:
     buf = io.BytesIO()
     # metadata without dates: the same data renders to the same bytes.
     meta: dict[str, Any] = {"Software": None} if fmt == "png" else {"Date": None}
-    # A fixed salt for the SVG element ids (random by default).
-    with matplotlib.rc_context({"svg.hashsalt": "cad-analytics"}):
-        fig.savefig(buf, format=fmt, bbox_inches="tight", metadata=meta)
+    fig.savefig(buf, format=fmt, bbox_inches="tight", metadata=meta)
     return buf.getvalue()
 
 

@@ -121,9 +121,14 @@ def calibrate_command(
     agency: Annotated[str | None, typer.Option(help="One agency's history (default: all).")] = None,
     holdout_days: Annotated[float, typer.Option(min=1, help="The last days, held out.")] = 7.0,
     out_file: Annotated[Path | None, typer.Option("--out", help="Write the factors as JSON.")] = None,
+    write_graph: Annotated[Path | None, typer.Option(help=(
+        "Write a graph with the travel times scaled by the fitted road-class factors (its "
+        "hierarchy rebuilt); use it as CAD_GRAPH_PATH with CAD_ETA_HOUR_FACTORS set to the "
+        "class_hour_multipliers of --out."))] = None,
 ) -> None:
-    """Fit speed factors per hour of day from imported history (recorded travel vs the
-    graph's ETA for the same trip) and report the ETA error on a held-out week."""
+    """Fit speed factors per hour of day and per road class and hour from imported history
+    (recorded travel vs the graph's ETA for the same trip) and report the ETA error on a
+    held-out week."""
     import json
 
     from cad import db
@@ -138,7 +143,7 @@ def calibrate_command(
         raise typer.Exit(2)
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=out) as bar:
-        task = bar.add_task("loading the road graph", total=3)
+        task = bar.add_task("loading the road graph", total=4 if write_graph else 3)
         routing = RoutingService.from_file(path)
         bar.update(task, advance=1, description="reading trips")
 
@@ -154,6 +159,14 @@ def calibrate_command(
             err.print(f"cad: {exc}")
             raise typer.Exit(1) from None
         bar.update(task, advance=1, description="fitted")
+        if write_graph is not None:
+            from routing.calibration import with_class_factors
+            from routing.ch import build_hierarchy
+
+            bar.update(task, description="writing the calibrated graph (hierarchy rebuilt)")
+            scaled = with_class_factors(routing.graph, result.class_factors)
+            scaled.with_hierarchy(build_hierarchy(scaled)).save(write_graph)
+            bar.update(task, advance=1, description="calibrated graph written")
     out.print(f"{result.trips_routed:,} trips routed of {result.trips_considered:,}; fitted on "
               f"{result.train_trips:,}, held out {result.holdout_trips:,} "
               f"(from {result.holdout_from:%Y-%m-%d %H:%M})")
@@ -162,9 +175,13 @@ def calibrate_command(
         out.print(f"{name:24}{e.median_abs_s:>18.1f}{e.p90_abs_s:>15.1f}")
     out.print(f"overall factor {result.overall_factor} (CAD_ETA_CALIBRATION_FACTOR applies it to "
               "every route)")
+    out.print("road-class factors " + ", ".join(f"{c} {f}" for c, f in
+                                                sorted(result.class_factors.items())))
     if out_file is not None:
         out_file.write_text(json.dumps(result.as_json(), indent=2) + "\n")
         out.print(f"wrote {out_file}")
+    if write_graph is not None:
+        out.print(f"wrote {write_graph} (travel times x the road-class factors)")
 
 
 def simulate_command(
@@ -179,11 +196,20 @@ def simulate_command(
     mapping: Annotated[str, typer.Option("--mapping", "-m")] = "sffd",
     agency: Annotated[str | None, typer.Option(help="Default: the mapping's.")] = None,
     stations: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help=(
-        "Stations CSV: create the stations and the file's engines and trucks first."))] = None,
+        "Stations CSV: create the stations and the file's engines, trucks and medics first."))
+    ] = None,
+    drive: Annotated[bool, typer.Option(help=(
+        "Units drive their routed paths: 1 Hz positions over each unit's MDT websocket until "
+        "on scene (needs an admin account, which creates one field-unit account per unit, and "
+        "a server with a road graph and an AVL budget of at least the speed-up in fixes per "
+        "unit-second, CAD_AVL_FIX_RATE_PER_S)."))] = False,
+    incident_type: Annotated[str | None, typer.Option(help=(
+        "Create every call with this incident type (default: the mapping's [incident_types] "
+        "for each call type)."))] = None,
 ) -> None:
     """Replay a historical calls file against a running server through its public API:
-    create, recommend, dispatch, en route, on scene after the ETA, available again; then
-    compare the recommendations with history."""
+    create (with the mapped incident type), recommend, dispatch, en route, on scene after
+    the ETA, available again; then compare the recommendations with history."""
     import asyncio
     import json
 
@@ -211,12 +237,16 @@ def simulate_command(
             if stations is not None:
                 made = await simulate.setup_roster(
                     client, agency=who, stations=calibrate.read_stations(stations),
-                    units=simulate.roster_from_calls(file, cmap))
+                    units=simulate.roster_from_calls(file, cmap),
+                    medics=simulate.medics_from_calls(file, cmap))
                 out.print(f"roster: {made} units created")
             with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                           MofNCompleteColumn(), TimeElapsedColumn(), console=out) as bar:
                 task = bar.add_task(f"replaying at {speedup:g}x", total=len(calls))
+                driver = (simulate.Driver(client, ws_url=url.replace("http", "ws", 1))
+                          if drive else None)
                 return await simulate.replay(client, calls, agency=who, speedup=speedup,
+                                             incident_type=incident_type, driver=driver,
                                              progress=lambda n: bar.update(task, completed=n))
 
     report = asyncio.run(go())

@@ -5,7 +5,7 @@ field, how its timestamps and locations are written. A mapping is a TOML file
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -38,6 +38,13 @@ class ColumnMapping:
     # unit type -> police | fire | ems, and the discipline of the types not listed
     unit_disciplines: dict[str, str]
     default_discipline: str
+    # the source's call type -> an incident type code (table incident_types), for replay
+    incident_types: dict[str, str] = field(default_factory=dict)
+    default_incident_type: str = "OTHER"
+
+    def incident_type(self, call_type: str | None) -> str:
+        """The incident type a replayed call of ``call_type`` is created with."""
+        return self.incident_types.get(call_type or "", self.default_incident_type)
 
     def resolve(self, header: list[str]) -> dict[str, int]:
         """field -> column index in this file; a required field with no column is an error."""
@@ -113,9 +120,15 @@ def parse_mapping(raw: dict[str, object]) -> ColumnMapping:
     if (not isinstance(disciplines, dict)
             or not all(v in DISCIPLINES for v in [*disciplines.values(), default_discipline])):
         raise MappingError(f"mapping: disciplines are one of {', '.join(DISCIPLINES)}")
+    incident_types = raw.get("incident_types", {})
+    if not isinstance(incident_types, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in incident_types.items()):
+        raise MappingError("mapping: [incident_types] maps a call type to an incident type code")
     return ColumnMapping(name=str(source.get("name", "custom")),
                          agency=str(source.get("agency", "")), timezone=tz,
                          timestamp_format=str(source.get("timestamp_format", "%Y-%m-%dT%H:%M:%S")),
                          location_format=location_format, columns=columns,
                          dispositions=dict(dispositions), unit_disciplines=dict(disciplines),
-                         default_discipline=default_discipline)
+                         default_discipline=default_discipline,
+                         incident_types=dict(incident_types),
+                         default_incident_type=str(source.get("default_incident_type", "OTHER")))

@@ -5,23 +5,33 @@ available again after the call's historical time on scene. A discrete-event loop
 historical clock: with ``speedup`` 0 it runs as fast as the server answers (a load test whose
 achieved speed-up is reported).
 
-Not done here (docs/analytics.md): units driving their routed paths with 1 Hz positions over
-the MDT websocket, and a trainee console's separate data."""
+With a ``Driver`` the units drive: once en route, each unit's routed path is fetched
+(``GET /units/{id}/route``, as an MDT's navigation would) and the unit sends a position for
+every simulated second of the predicted ETA over its own MDT websocket (``/ws/unit/{id}``,
+a field-unit account per unit), until on scene; fixes due within one wall tick go as one
+``positions`` message.
+
+Not done here (docs/analytics.md): a trainee console's separate data."""
 
 from __future__ import annotations
 
 import asyncio
 import heapq
+import itertools
+import math
 import re
+import secrets
 import statistics
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
+import websockets
 
 from incidents.analytics.mapping import ColumnMapping
 from incidents.analytics.parse import parse_calls
@@ -40,6 +50,8 @@ class SimCall:
     first_unit: str | None          # the historical first-arriving unit
     travel_s: float | None          # its recorded en route -> on scene
     on_scene_s: float               # how long it stayed (on scene -> available), or the default
+    call_type: str | None = None    # the source's call type
+    incident_type: str = "OTHER"    # what the mapping's [incident_types] makes of it
 
 
 @dataclass
@@ -53,6 +65,10 @@ class SimReport:
     same_unit: list[tuple[float, float]] = field(default_factory=list)   # (ETA, recorded travel)
     simulated_s: float = 0.0
     wall_s: float = 0.0
+    fixes_sent: int = 0
+    fix_messages: int = 0
+    fix_problems: int = 0            # fixes the server refused (position_result problems)
+    fixes_accepted: int = 0
 
     def summary(self) -> dict[str, Any]:
         def pct(values: list[float]) -> dict[str, float | None]:
@@ -68,6 +84,8 @@ class SimReport:
                 "recommended_eta": pct(self.recommended_eta_s),
                 "historical_first_travel": pct(self.historical_travel_s),
                 "same_unit_abs_error": pct(errors),
+                "fixes_sent": self.fixes_sent, "fix_messages": self.fix_messages,
+                "fix_problems": self.fix_problems, "fixes_accepted": self.fixes_accepted,
                 "simulated_s": round(self.simulated_s, 1), "wall_s": round(self.wall_s, 2),
                 "achieved_speedup": (round(self.simulated_s / self.wall_s, 1)
                                      if self.wall_s > 0 else None)}
@@ -78,6 +96,126 @@ def _quantile(ordered: list[float], p: float) -> float:
     lo = int(rank)
     hi = min(lo + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (rank - lo)
+
+
+def along(coords: list[list[float]], fraction: float) -> tuple[float, float]:
+    """The (lat, lon) at ``fraction`` (0-1) of a [lon, lat] polyline's length (planar lengths
+    with the longitude scaled by cos(latitude): paths are a few km)."""
+    if len(coords) == 1:
+        return coords[0][1], coords[0][0]
+    k = math.cos(math.radians(coords[0][1]))
+    seg = [math.hypot((b[0] - a[0]) * k, b[1] - a[1]) for a, b in itertools.pairwise(coords)]
+    target = max(0.0, min(1.0, fraction)) * sum(seg)
+    for (a, b), d in zip(itertools.pairwise(coords), seg):
+        if target <= d and d > 0:
+            f = target / d
+            return a[1] + (b[1] - a[1]) * f, a[0] + (b[0] - a[0]) * f
+        target -= d
+    return coords[-1][1], coords[-1][0]
+
+
+class Driver:
+    """The units' MDTs: one field-unit account, device token and websocket per unit, opened on
+    its first drive. Needs an admin client (to create the accounts
+    ``sim-mdt-<unit>-<random>``)."""
+
+    def __init__(self, admin: httpx.AsyncClient, *, ws_url: str, tick_s: float = 0.1) -> None:
+        self.admin = admin
+        self.ws_url = ws_url.rstrip("/")
+        self.tick_s = tick_s
+        self._ws: dict[str, Any] = {}
+        self._readers: list[asyncio.Task[None]] = []
+        self._pending: dict[str, list[dict[str, Any]]] = {}
+        self._last_send: dict[str, float] = {}
+        self._last_fix: dict[str, datetime] = {}
+        self._report: SimReport | None = None
+        self._sent: dict[str, int] = {}      # messages sent per unit (their ref numbers)
+        self._acked: dict[str, int] = {}     # the newest ref the server answered per unit
+        self._answered = asyncio.Event()
+
+    async def _socket(self, unit: str) -> Any:
+        ws = self._ws.get(unit)
+        if ws is None:
+            name, pw = f"sim-mdt-{unit}-{secrets.token_hex(3)}", secrets.token_urlsafe(18)
+            r = await self.admin.post("/api/v1/users", json={
+                "username": name, "password": pw, "role": "field_unit", "unit_id": unit})
+            r.raise_for_status()
+            # An MDT device token for it (as a real MDT is configured; logging in once per
+            # unit would also run into the login rate limit).
+            r = await self.admin.post("/api/v1/devices", json={
+                "user_id": r.json()["id"], "label": "cad simulate"})
+            r.raise_for_status()
+            ws = await websockets.connect(
+                f"{self.ws_url}/ws/unit/{unit}",
+                additional_headers={"Authorization": f"Bearer {r.json()['token']}"},
+                compression=None, max_size=2**24)
+            self._ws[unit] = ws
+            self._readers.append(asyncio.create_task(self._drain(unit, ws)))
+        return ws
+
+    async def _drain(self, unit: str, ws: Any) -> None:
+        """Read what the server sends the MDT (snapshot, batches); count accepted and refused
+        fixes from the answers to our messages (each carries a ref)."""
+        try:
+            async for raw in ws:
+                msg = orjson.loads(raw)
+                if msg.get("type") == "position_result" and self._report is not None:
+                    self._report.fix_problems += len(msg.get("problems") or [])
+                    self._report.fixes_accepted += int(msg.get("accepted") or 0)
+                    ref = str(msg.get("ref") or "")
+                    if ref.isdigit():
+                        self._acked[unit] = max(self._acked.get(unit, 0), int(ref))
+                        self._answered.set()
+        except websockets.ConnectionClosed:
+            pass
+
+    async def fix(self, unit: str, lat: float, lon: float, report: SimReport,
+                  fix_time: datetime | None = None) -> None:
+        """One position, taken at ``fix_time`` (default now; kept strictly after the unit's
+        previous fix); sent with the others due when a wall tick has passed since the unit's
+        last message."""
+        self._report = report
+        now = fix_time or datetime.now(UTC)
+        last = self._last_fix.get(unit)
+        if last is not None and now <= last:
+            now = last + timedelta(microseconds=1000)
+        self._last_fix[unit] = now
+        self._pending.setdefault(unit, []).append(
+            {"lat": round(lat, 6), "lon": round(lon, 6), "fix_time": now.isoformat()})
+        if time.perf_counter() - self._last_send.get(unit, 0.0) >= self.tick_s:
+            await self.flush(unit, report)
+
+    async def flush(self, unit: str, report: SimReport) -> None:
+        fixes = self._pending.pop(unit, [])
+        if not fixes:
+            return
+        ws = await self._socket(unit)
+        n = self._sent[unit] = self._sent.get(unit, 0) + 1
+        await ws.send(orjson.dumps({"type": "positions", "fixes": fixes, "ref": str(n)}).decode())
+        self._last_send[unit] = time.perf_counter()
+        report.fixes_sent += len(fixes)
+        report.fix_messages += 1
+
+    async def close(self, report: SimReport, *, timeout_s: float = 10.0) -> None:
+        """Send what is pending, wait until the server has answered every message (so every
+        fix was handled), then close the sockets."""
+        for unit in list(self._pending):
+            await self.flush(unit, report)
+        deadline = time.perf_counter() + timeout_s
+        while any(self._acked.get(u, 0) < n for u, n in self._sent.items()):
+            self._answered.clear()
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                report.errors.append("MDT sockets: not every position message was answered")
+                break
+            try:
+                await asyncio.wait_for(self._answered.wait(), left)
+            except TimeoutError:
+                pass
+        for ws in self._ws.values():
+            await ws.close()
+        for task in self._readers:
+            await task
 
 
 def load_calls(path: Path, mapping: ColumnMapping, *, limit: int | None = None) -> list[SimCall]:
@@ -101,7 +239,8 @@ def load_calls(path: Path, mapping: ColumnMapping, *, limit: int | None = None) 
             if first["cleared_at"] is not None and first["cleared_at"] > first["on_scene_at"]:
                 on_scene = (first["cleared_at"] - first["on_scene_at"]).total_seconds()
         out.append(SimCall(number, call["received_at"], call["lat"], call["lon"],
-                           first["unit_id"] if first else None, travel, on_scene))
+                           first["unit_id"] if first else None, travel, on_scene,
+                           call["call_type"], mapping.incident_type(call["call_type"])))
     out.sort(key=lambda c: (c.received_at, c.number))
     return out[:limit] if limit is not None else out
 
@@ -113,10 +252,25 @@ def roster_from_calls(path: Path, mapping: ColumnMapping) -> set[str]:
     return {u["unit_id"] for u in parsed.units if _CALL_SIGN.match(u["unit_id"])}
 
 
+def medics_from_calls(path: Path, mapping: ColumnMapping) -> dict[str, str]:
+    """Medic units of the file (unit type MEDIC; their call signs name no station) -> the
+    station area of the first call each answered, where the replay puts it in quarters."""
+    with read_text(path) as text:
+        parsed = parse_calls(text, mapping)
+    out: dict[str, str] = {}
+    for u in sorted(parsed.units, key=lambda u: (u["dispatched_at"] is None, u["dispatched_at"])):
+        station = (parsed.calls.get(u["call_number"]) or {}).get("station")
+        if (u["unit_type"] or "").upper() == "MEDIC" and station and u["unit_id"] not in out:
+            out[u["unit_id"]] = str(int(station)) if station.isdigit() else station
+    return out
+
+
 async def setup_roster(client: httpx.AsyncClient, *, agency: str,
-                       stations: dict[str, tuple[float, float]], units: Iterable[str]) -> int:
-    """Stations and their engines (E) and ladders (T), available in quarters; existing ones are
-    kept. Returns how many units were created."""
+                       stations: dict[str, tuple[float, float]], units: Iterable[str],
+                       medics: dict[str, str] | None = None) -> int:
+    """Stations and their engines (E) and ladders (T), and ``medics`` (unit -> station) as
+    ALS ambulances, available in quarters; existing ones are kept. Returns how many units
+    were created."""
     for sid, (lat, lon) in sorted(stations.items()):
         r = await client.put(f"/api/v1/stations/S{sid}", json={
             "id": f"S{sid}", "agency": agency, "name": f"Station {sid}", "lat": lat, "lon": lon})
@@ -134,14 +288,26 @@ async def setup_roster(client: httpx.AsyncClient, *, agency: str,
             made += 1
         elif r.status_code != 409:
             r.raise_for_status()
+    for unit, sid in sorted((medics or {}).items()):
+        if sid not in stations:
+            continue
+        r = await client.post("/api/v1/units", json={
+            "id": unit, "agency": agency, "discipline": "ems", "unit_type": "medic_als",
+            "home_station": f"S{sid}", "status": "available_in_quarters"})
+        if r.status_code == 201:
+            made += 1
+        elif r.status_code != 409:
+            r.raise_for_status()
     return made
 
 
 async def replay(client: httpx.AsyncClient, calls: list[SimCall], *, agency: str,
-                 speedup: float, incident_type: str = "OTHER",
-                 progress: Callable[[int], None] | None = None) -> SimReport:
+                 speedup: float, incident_type: str | None = None,
+                 progress: Callable[[int], None] | None = None,
+                 driver: Driver | None = None) -> SimReport:
     """Drive the server with ``calls``: ``speedup`` historical seconds per wall second (0: no
-    waiting at all)."""
+    waiting at all). Each call is created with its mapped incident type (``SimCall.
+    incident_type``), or ``incident_type`` for all when given."""
     report = SimReport()
     if not calls:
         return report
@@ -152,7 +318,9 @@ async def replay(client: httpx.AsyncClient, calls: list[SimCall], *, agency: str
     heapq.heapify(queue)
     order = len(queue)
     wall0 = time.perf_counter()
+    start = datetime.now(UTC)
     done = 0
+    driving: set[str] = set()
     while queue:
         at, _, action, payload = heapq.heappop(queue)
         if speedup > 0:
@@ -163,28 +331,45 @@ async def replay(client: httpx.AsyncClient, calls: list[SimCall], *, agency: str
         try:
             if action == "call":
                 followups = await _call(client, payload, agency=agency,
-                                        incident_type=incident_type, report=report)
+                                        incident_type=incident_type, report=report,
+                                        driver=driver)
                 for delay, what, data in followups:
                     order += 1
                     heapq.heappush(queue, (at + delay, order, what, data))
+                    if what == "fix":
+                        driving.add(data[0])
                 done += 1
                 if progress is not None:
                     progress(done)
+            elif action == "fix":
+                assert driver is not None
+                unit, lat, lon = payload
+                if unit in driving:
+                    # Taken when the schedule says (the wall time of this simulated second),
+                    # even when the replay runs behind: the track keeps its 1 Hz spacing.
+                    await driver.fix(unit, lat, lon, report, fix_time=(
+                        start + timedelta(seconds=at / speedup) if speedup > 0 else None))
             else:
+                if driver is not None and action == "on_scene":
+                    await driver.flush(payload, report)   # the last fixes before the status
+                    driving.discard(payload)
                 r = await client.post(f"/api/v1/units/{payload}/status", json={"status": action})
                 if r.status_code != 200:
                     report.errors.append(f"{payload} {action}: {r.status_code} {r.text[:120]}")
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, websockets.WebSocketException, OSError) as exc:
             report.errors.append(f"{action}: {type(exc).__name__}: {exc}")
+    if driver is not None:
+        await driver.close(report)
     report.wall_s = time.perf_counter() - wall0
     return report
 
 
-async def _call(client: httpx.AsyncClient, call: SimCall, *, agency: str, incident_type: str,
-                report: SimReport) -> list[tuple[float, str, str]]:
+async def _call(client: httpx.AsyncClient, call: SimCall, *, agency: str,
+                incident_type: str | None, report: SimReport,
+                driver: Driver | None = None) -> list[tuple[float, str, Any]]:
     report.calls += 1
     r = await client.post("/api/v1/incidents", json={
-        "agency": agency, "incident_type": incident_type,
+        "agency": agency, "incident_type": incident_type or call.incident_type,
         "location": {"lat": call.lat, "lon": call.lon},
         "narrative": f"replay of call {call.number}"})
     if r.status_code != 201:
@@ -212,12 +397,23 @@ async def _call(client: httpx.AsyncClient, call: SimCall, *, agency: str, incide
         report.historical_travel_s.append(call.travel_s)
         if first["unit_id"] == call.first_unit:
             report.same_unit.append((first["eta_s"], call.travel_s))
-    followups = []
+    followups: list[tuple[float, str, Any]] = []
     for p in picks:
         r = await client.post(f"/api/v1/units/{p['unit_id']}/status", json={"status": "en_route"})
         if r.status_code != 200:
             report.errors.append(f"{p['unit_id']} en_route: {r.status_code} {r.text[:120]}")
             continue
+        if driver is not None:
+            r = await client.get(f"/api/v1/units/{p['unit_id']}/route",
+                                 params={"lat": call.lat, "lon": call.lon})
+            if r.status_code != 200:
+                report.errors.append(f"{p['unit_id']} route: {r.status_code} {r.text[:120]}")
+            else:
+                coords = r.json()["coordinates"]
+                # 1 Hz along the path over the predicted ETA; the last fix is the scene.
+                for k in range(1, int(p["eta_s"]) + 1):
+                    lat, lon = along(coords, k / p["eta_s"])
+                    followups.append((float(k), "fix", (p["unit_id"], lat, lon)))
         followups.append((p["eta_s"], "on_scene", p["unit_id"]))
         followups.append((p["eta_s"] + call.on_scene_s, "available_in_quarters", p["unit_id"]))
     return followups

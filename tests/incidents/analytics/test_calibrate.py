@@ -58,6 +58,15 @@ async def test_calibration_shrinks_the_held_out_eta_error(
     assert set(result.hour_factors) == set(range(24)) and all(f > 0 for f in
                                                                result.hour_factors.values())
     assert 1.5 < result.overall_factor < 2.5   # posted speeds: about twice too fast
+    # Per road class and hour: fitted on the class times the routing service reports.
+    by_class, by_class_hour = result.errors["by_class"], result.errors["by_class_hour"]
+    assert by_class.n == by_class_hour.n == result.holdout_trips
+    assert by_class.median_abs_s < before.median_abs_s
+    assert by_class_hour.median_abs_s < before.median_abs_s
+    assert len(result.class_factors) >= 2 and all(f > 0 for f in result.class_factors.values())
+    assert sum(result.class_time_share.values()) == pytest.approx(1.0, abs=1e-3)
+    assert set(result.class_hour_multipliers) == set(range(24))
+    print("calibration on the posted-speed graph:", json.dumps(result.as_json(), indent=1))
 
     # The default build already carries the measured factor: little left to calibrate.
     default = calibrate.calibrate(await asyncio.to_thread(RoutingService.from_file, sf_graph_path),
@@ -72,13 +81,28 @@ async def test_calibration_shrinks_the_held_out_eta_error(
     proc = await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "cad", "graph", "calibrate", "--graph",
                          str(sf_posted_graph_path), "--stations",
-                         str(require_shared("calls/sffd_fire_stations.csv")), "--out", str(out)],
+                         str(require_shared("calls/sffd_fire_stations.csv")), "--out", str(out),
+                         "--write-graph", str(tmp_path / "calibrated.cadgraph")],
         check=False, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "uncalibrated" in proc.stdout and "by_hour" in proc.stdout
     written = json.loads(out.read_text())
     assert written["overall_factor"] == result.overall_factor
     assert written["errors"]["by_hour"]["median_abs_s"] == by_hour.median_abs_s
+    assert written["class_factors"] == result.class_factors
+    # The calibrated graph carries the class factors in its times: routing on it with the hour
+    # multipliers predicts the held-out week as well as the fit did.
+    from routing.graph import RoadGraph
+    calibrated = await asyncio.to_thread(RoadGraph.load, tmp_path / "calibrated.cadgraph")
+    assert calibrated.hierarchy is not None
+    assert {c: calibrated.meta["class_time_factors"][c] for c in result.class_factors} == \
+        pytest.approx(result.class_factors)
+    again = calibrate.calibrate(RoutingService(calibrated), trips, stations, holdout_days=7)
+    assert 0.85 < again.overall_factor < 1.15
+    assert again.errors["uncalibrated"].median_abs_s < before.median_abs_s
+    # The graph's times are the class fit's predictions, up to rounding to deciseconds.
+    assert abs(again.errors["uncalibrated"].median_abs_s - by_class.median_abs_s) <= 1.0
+    print("the calibrated graph, uncalibrated again:", again.errors["uncalibrated"])
 
 
 async def test_recommendations_use_the_calibrated_factor_of_the_hour(database_url: str,

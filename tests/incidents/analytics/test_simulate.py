@@ -7,12 +7,14 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import httpx
+import pytest
 
 from cad.settings import REPO_ROOT
 from incidents.analytics import calibrate, simulate
-from incidents.analytics.mapping import load_mapping
+from incidents.analytics.mapping import MappingError, load_mapping, parse_mapping
 from tests.auth import make_user
 from tests.support import RunningApp, require_shared
 
@@ -31,7 +33,8 @@ async def test_replay_creates_recommends_dispatches_and_clears(plain_app: Runnin
         client.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
         made = await simulate.setup_roster(
             client, agency="SFFD", stations=calibrate.read_stations(require_shared(STATIONS)),
-            units=simulate.roster_from_calls(path, mapping))
+            units=simulate.roster_from_calls(path, mapping),
+            medics=simulate.medics_from_calls(path, mapping))
         assert made > 50
         report = await simulate.replay(client, calls, agency="SFFD", speedup=0)
     assert report.errors == []
@@ -44,6 +47,19 @@ async def test_replay_creates_recommends_dispatches_and_clears(plain_app: Runnin
     assert summary["simulated_s"] > 3600 and summary["achieved_speedup"] > 1
     pool = plain_app.pool
     assert await pool.fetchval("SELECT count(*) FROM incidents") == 40
+    # Each call was created with the incident type its call type maps to (sffd.toml).
+    created = {r["text"].removeprefix("replay of call "): r["incident_type"] for r in
+               await pool.fetch("SELECT n.text, i.incident_type FROM incidents i JOIN "
+                                "incident_narrative n ON n.incident_id = i.id "
+                                "WHERE n.text LIKE 'replay of call %'")}
+    assert created == {c.number: c.incident_type for c in calls}
+    assert {c.incident_type for c in calls} >= {"MED", "ALARM"}
+    assert all(c.incident_type == mapping.incident_type(c.call_type) for c in calls)
+    # Medical calls got the Medical plan's ALS ambulance.
+    med = await pool.fetch("SELECT u.unit_type FROM incident_units iu JOIN incidents i ON "
+                           "i.id = iu.incident_id JOIN units u ON u.id = iu.unit_id "
+                           "WHERE i.incident_type = 'MED'")
+    assert med and {r["unit_type"] for r in med} == {"medic_als"}
     # Every unit went en route and on scene, then back in quarters.
     rows = await pool.fetch("SELECT en_route_at, on_scene_at, cleared_at FROM incident_units")
     assert rows and all(r["en_route_at"] and r["on_scene_at"] and r["cleared_at"] for r in rows)
@@ -60,3 +76,22 @@ async def test_replay_creates_recommends_dispatches_and_clears(plain_app: Runnin
     assert proc.returncode == 0, proc.stderr
     printed = json.loads(proc.stdout[proc.stdout.index("{"):proc.stdout.rindex("}") + 1])
     assert printed["calls"] == 5 and printed["dispatched"] == 5 and printed["errors"] == 0
+
+
+def test_call_types_map_to_incident_types() -> None:
+    mapping = load_mapping("sffd")
+    assert mapping.incident_type("Medical Incident") == "MED"
+    assert mapping.incident_type("Structure Fire") == "STRUCT"
+    assert mapping.incident_type("Something new") == mapping.default_incident_type == "OTHER"
+    assert mapping.incident_type(None) == "OTHER"
+    with pytest.raises(MappingError, match="incident_types"):
+        parse_mapping({**_raw_sffd(), "incident_types": {"Medical Incident": 3}})
+    custom = parse_mapping({**_raw_sffd(), "incident_types": {"Medical Incident": "CARDIAC"}})
+    assert custom.incident_type("Medical Incident") == "CARDIAC"
+
+
+def _raw_sffd() -> dict[str, Any]:
+    import tomllib
+    from importlib import resources
+    text = (resources.files("incidents.analytics") / "mappings" / "sffd.toml").read_text()
+    return tomllib.loads(text)
