@@ -79,7 +79,7 @@ async def deactivate_unit(unit_id: str, deps: UnitsDep, ctx: Context,
     return await service.deactivate_unit(deps=deps, ctx=ctx, scope=scope, unit_id=unit_id)
 
 
-@router.get("/units/{unit_id}/route", response_model=UnitRoute,
+@router.get("/units/{unit_id}/route-to", response_model=UnitRoute,
             summary="The fastest road route from the unit to a point (MDT navigation)")
 async def unit_route(unit_id: str, deps: UnitsDep, principal: CurrentPrincipal,
                      scope: CurrentScope,

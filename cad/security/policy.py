@@ -92,7 +92,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("DELETE", f"{API}/units/{{unit_id}}"): MANAGERS,
     ("POST", f"{API}/units/{{unit_id}}/status"): OPERATIONS,   # field units: their own unit only
     ("POST", f"{API}/units/{{unit_id}}/checkin"): OPERATIONS,  # field units: their own unit only
-    ("GET", f"{API}/units/{{unit_id}}/route"): OPERATIONS,     # field units: their own unit only
+    ("GET", f"{API}/units/{{unit_id}}/route-to"): OPERATIONS,     # field units: their own unit only
     ("GET", f"{API}/units/{{unit_id}}/status-history"): READERS,
     ("GET", f"{API}/stations"): READERS,
     ("PUT", f"{API}/stations/{{station_id}}"): MANAGERS,

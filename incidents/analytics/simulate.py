@@ -6,7 +6,7 @@ historical clock: with ``speedup`` 0 it runs as fast as the server answers (a lo
 achieved speed-up is reported).
 
 With a ``Driver`` the units drive: once en route, each unit's routed path is fetched
-(``GET /units/{id}/route``, as an MDT's navigation would) and the unit sends a position for
+(``GET /units/{id}/route-to``, as an MDT's navigation would) and the unit sends a position for
 every simulated second of the predicted ETA over its own MDT websocket (``/ws/unit/{id}``,
 a field-unit account per unit), until on scene; fixes due within one wall tick go as one
 ``positions`` message.
@@ -404,7 +404,7 @@ async def _call(client: httpx.AsyncClient, call: SimCall, *, agency: str,
             report.errors.append(f"{p['unit_id']} en_route: {r.status_code} {r.text[:120]}")
             continue
         if driver is not None:
-            r = await client.get(f"/api/v1/units/{p['unit_id']}/route",
+            r = await client.get(f"/api/v1/units/{p['unit_id']}/route-to",
                                  params={"lat": call.lat, "lon": call.lon})
             if r.status_code != 200:
                 report.errors.append(f"{p['unit_id']} route: {r.status_code} {r.text[:120]}")

@@ -1,5 +1,5 @@
 """Replay with driving units: on the San Francisco graph, each dispatched unit fetches its
-route (GET /units/{id}/route) and sends 1 Hz positions over its own MDT websocket until on
+route (GET /units/{id}/route-to) and sends 1 Hz positions over its own MDT websocket until on
 scene; the route endpoint's roles, scope and bad input."""
 
 from __future__ import annotations
@@ -98,19 +98,19 @@ async def test_route_endpoint_roles_scope_and_bad_input(driving_app: RunningApp)
             "home_station": "S1", "status": "available_in_quarters"})
         assert r.status_code == 201, r.text
         await app.runtime.locator.settle()
-        r = await sup.get("/api/v1/units/E1/route", params={"lat": 37.7599, "lon": -122.4148})
+        r = await sup.get("/api/v1/units/E1/route-to", params={"lat": 37.7599, "lon": -122.4148})
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["eta_s"] > 60 and body["distance_m"] > 1000
         assert _m((body["coordinates"][0][1], body["coordinates"][0][0]), (37.7803, -122.4022)) < 200
         assert _m((body["coordinates"][-1][1], body["coordinates"][-1][0]),
                   (37.7599, -122.4148)) < 100
-        bad = await sup.get("/api/v1/units/E1/route", params={"lat": 95, "lon": -122.4})
+        bad = await sup.get("/api/v1/units/E1/route-to", params={"lat": 95, "lon": -122.4})
         assert bad.status_code == 422 and "lat" in bad.text
-        far = await sup.get("/api/v1/units/E1/route", params={"lat": 40.7, "lon": -74.0})
+        far = await sup.get("/api/v1/units/E1/route-to", params={"lat": 40.7, "lon": -74.0})
         assert far.status_code == 422 and far.headers["content-type"].startswith(
             "application/problem+json") and "query.lat" in far.text
-        assert (await sup.get("/api/v1/units/NOPE/route",
+        assert (await sup.get("/api/v1/units/NOPE/route-to",
                               params={"lat": 37.76, "lon": -122.41})).status_code == 404
     finally:
         await sup.aclose()
@@ -119,11 +119,11 @@ async def test_route_endpoint_roles_scope_and_bad_input(driving_app: RunningApp)
     analyst = await _login(app, "analyst")
     try:
         params = {"lat": 37.7599, "lon": -122.4148}
-        assert (await other.get("/api/v1/units/E1/route", params=params)).status_code == 403
-        assert (await mine.get("/api/v1/units/E1/route", params=params)).status_code == 200
-        assert (await analyst.get("/api/v1/units/E1/route", params=params)).status_code == 403
+        assert (await other.get("/api/v1/units/E1/route-to", params=params)).status_code == 403
+        assert (await mine.get("/api/v1/units/E1/route-to", params=params)).status_code == 200
+        assert (await analyst.get("/api/v1/units/E1/route-to", params=params)).status_code == 403
         assert (await httpx.AsyncClient(base_url=app.base_url).get(
-            "/api/v1/units/E1/route", params=params)).status_code == 401
+            "/api/v1/units/E1/route-to", params=params)).status_code == 401
     finally:
         for c in (other, mine, analyst):
             await c.aclose()
@@ -139,7 +139,7 @@ async def test_no_route_without_a_road_graph(plain_app: RunningApp) -> None:
         r = await sup.post("/api/v1/units", json={
             "id": "E1", "agency": "SFFD", "discipline": "fire", "unit_type": "engine",
             "home_station": "S1", "status": "available_in_quarters"})
-        r = await sup.get("/api/v1/units/E1/route", params={"lat": 37.7599, "lon": -122.4148})
+        r = await sup.get("/api/v1/units/E1/route-to", params={"lat": 37.7599, "lon": -122.4148})
         assert r.status_code == 503 and "road graph" in r.text
     finally:
         await sup.aclose()
