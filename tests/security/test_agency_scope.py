@@ -25,6 +25,8 @@ from tests.support import RunningApp, running_app
 API = "/api/v1"
 PASSWORD = "correct horse battery staple"
 ROLES_SCOPED = ("dispatcher", "supervisor", "field_unit", "analyst")  # admins are global
+# Required query parameters, valid, so that the scope is what answers.
+REQUIRED_QUERY = {f"{API}/units/{{unit_id}}/route-to": "?lat=37.77&lon=-122.42"}
 # Path parameters naming resources every agency shares (documented in docs/security.md):
 # response plans, incident types, the geocoder's places; chart is a kind of chart, not a
 # resource.
@@ -160,6 +162,7 @@ async def test_no_endpoint_reaches_another_agencys_resources(plain_app: RunningA
     expected_other = {("field_unit", f"{API}/units/{{unit_id}}/status"): 403,
                       ("field_unit", f"{API}/units/{{unit_id}}/checkin"): 403,
                       ("field_unit", f"{API}/units/{{unit_id}}/positions"): 403,
+                      ("field_unit", f"{API}/units/{{unit_id}}/route-to"): 403,
                       ("*", f"{API}/stations/{{station_id}}"): 409}
     policy = plain_app.runtime.security.policy
     before = await _sffd_state(plain_app, w)
@@ -180,6 +183,7 @@ async def test_no_endpoint_reaches_another_agencys_resources(plain_app: RunningA
         path = template
         for p in params:
             path = path.replace("{" + p + "}", ids[p])
+        path += REQUIRED_QUERY.get(template, "")
         for method in item:
             method = method.upper()
             if method not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
