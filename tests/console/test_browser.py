@@ -7,7 +7,9 @@ test-artifacts/screenshots; axe-core finds no serious accessibility violation on
 
 from __future__ import annotations
 
+import asyncio
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -375,7 +377,9 @@ async def test_intake_suggests_offers_candidates_and_closes_with_a_managed_code(
         sf_api: Api, sffd_stations) -> None:
     """Suggestions as one types come from /geocode/suggest; an address the geocoder is not sure
     of (a typo) is refused with candidates, shown for the dispatcher to choose from the
-    keyboard; the choice creates the incident at the matched address."""
+    keyboard; the choice creates the incident at the matched address, whose precision is shown
+    beside it; closing offers the managed disposition codes; a map click and a unit's AVL
+    position are described in words (reverse geocoding) where they are shown."""
     running = sf_api.running
     await _seed(sf_api, sffd_stations)
     user, pw = await make_user(running.pool, "dispatcher")
@@ -420,6 +424,49 @@ async def test_intake_suggests_offers_candidates_and_closes_with_a_managed_code(
                             what="the incident closed")
         assert await running.pool.fetchval(
             "SELECT disposition FROM incidents") == "NO_MERIT"
+
+        # A map click is described in words (reverse geocoding) under the location field:
+        # a real mouse click at the pixel of a point near Market St.
+        sup = await sf_api.as_("supervisor")
+        x, y, w, h = await disp.js(
+            "const m = S.maps['map-dispatch'].map; const p = m.latLngToContainerPoint("
+            "L.latLng(37.78370, -122.40890)); const r = m.getContainer().getBoundingClientRect();"
+            "return [p.x, p.y, r.width, r.height];")
+
+        def click_map() -> None:
+            from selenium.webdriver.common.action_chains import ActionChains
+
+            box = disp.driver.find_element("css selector", "#map-dispatch")
+            ActionChains(disp.driver).move_to_element_with_offset(
+                box, int(x - w / 2), int(y - h / 2)).click().perform()
+
+        await disp.run(click_map)
+        await disp.wait_for("return document.querySelector('#in-location-hint').textContent"
+                            ".includes(' (between ')", what="the clicked point in words")
+        clicked = await disp.js("return document.querySelector('#in-location').value")
+        lat, lon = (float(v) for v in clicked.split(","))
+        assert abs(lat - 37.7837) < 0.03 and abs(lon + 122.4089) < 0.03, clicked
+        said = (await sup.get(f"{API}/geocode/reverse", params={"lat": lat, "lon": lon})).json()
+        hint = await disp.js("return document.querySelector('#in-location-hint').textContent")
+        assert hint == said["description"], (hint, said)
+
+        # The board describes where a unit is when its row is opened (Enter), from its newest
+        # stored AVL fix (GET /units/{id}/position).
+        fix = {"lat": 37.78370, "lon": -122.40890, "fix_time": datetime.now(UTC).isoformat()}
+        e01 = await sf_api.as_("field_unit", unit_id="E01")
+        r = await e01.post(f"{API}/units/E01/positions", json={"fixes": [fix]})
+        assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
+        for _ in range(100):   # the breadcrumb writer stores it within a flush interval
+            if (await sup.get(f"{API}/units/E01/position")).status_code == 200:
+                break
+            await asyncio.sleep(0.05)
+        await disp.run(lambda: disp.driver.execute_script("location.hash = '#board'"))
+        await disp.wait_for("return document.querySelector(\"#units tr[data-unit='E01']\")",
+                            what="E01 on the board")
+        await disp.keys("#units tr[data-unit='E01']", "\ue007")   # Enter
+        await disp.wait_for("return document.querySelector('#unit-where').textContent"
+                            ".startsWith('E01: Market St (between')", what="E01's position in words")
+        await _accessible(disp, "board-unit-where")
 
 
 async def test_runners_up_routes_server_overrides_and_device_sign_in(sf_api: Api, sffd_stations) -> None:

@@ -207,6 +207,7 @@ function ensureMap(id) {
       const input = $("#in-location");
       input.value = `${e.latlng.lat.toFixed(6)}, ${e.latlng.lng.toFixed(6)}`;
       input.focus();
+      describeClick(e.latlng.lat, e.latlng.lng);
     });
   }
   drawMarkers();
@@ -425,12 +426,35 @@ function byPriorityAge(a, b) {
   return a.priority - b.priority || Date.parse(a.received_at || a.created_at) - Date.parse(b.received_at || b.created_at);
 }
 
+/* A map click in words (reverse geocoding): the nearest address and its cross streets. */
+async function describeClick(lat, lon) {
+  const hint = $("#in-location-hint");
+  try {
+    const r = await api("GET", `geocode/reverse?lat=${lat}&lon=${lon}`);
+    hint.textContent = r.description;
+  } catch (e) { hint.textContent = ""; }
+}
+
+/* Where a unit is, in words, from its newest AVL fix (asked when its row is opened: the live
+   frames carry coordinates only). */
+async function describeUnit(unitId) {
+  const where = $("#unit-where");
+  try {
+    const p = await api("GET", `units/${encodeURIComponent(unitId)}/position`);
+    where.textContent = `${unitId}: ${p.description} (fix at ${new Date(p.fix_time).toLocaleTimeString()})`;
+  } catch (e) {
+    where.textContent = e.status === 404 ? `${unitId}: no position reported yet` : `${unitId}: ${e.message}`;
+  }
+}
+
 function renderBoard() {
   const units = Object.values(S.units).sort((a, b) => a.id.localeCompare(b.id));
   const pos = (u) => S.positions[u.id] ? `${S.positions[u.id].lat.toFixed(5)},${S.positions[u.id].lon.toFixed(5)}` : "";
   fillTable($("#units tbody"), JSON.stringify(units.map((u) => [u.id, u.status, u.status_changed_at, u.incident_id,
     S.overdueUnits.has(u.id), pos(u)])), () => units.map((u) => el("tr",
     {"data-unit": u.id, "data-status": u.status, class: S.overdueUnits.has(u.id) ? "overdue" : "",
+      tabindex: 0, onclick: () => describeUnit(u.id),
+      onkeydown: (ev) => { if (ev.key === "Enter") describeUnit(u.id); },
       "data-pos": S.positions[u.id] ? `${S.positions[u.id].lat.toFixed(5)},${S.positions[u.id].lon.toFixed(5)}` : null},
     el("td", {}, u.id), el("td", {}, u.unit_type), el("td", {}, statusBadge(u.status)),
     since(u.status_changed_at), el("td", {}, u.incident_id ? incidentNumber(u.incident_id) : ""))));
