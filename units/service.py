@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 from pydantic import ValidationError
 
-from cad.errors import Conflict, Forbidden, Invalid, NotFound, ServiceUnavailable
+from cad.errors import Conflict, Forbidden, Invalid, NotFound
 from cad.security.scope import Scope
 from cad.uow import RequestContext, retry_transient, unit_of_work
 from routing.errors import RoutingError
@@ -300,7 +300,9 @@ async def unit_route(*, deps: UnitsDeps, scope: Scope, unit_id: str, lat: float,
         raise NotFound(f"unit {unit_id} does not exist")
     routing = deps.locator.routing
     if routing is None:
-        raise ServiceUnavailable("no road graph is loaded (CAD_GRAPH_PATH): no routes")
+        # 409 like the incident route (incidents/dispatch/routes.py): retrying will not help
+        # until an operator configures a graph, which is not what a 503 tells a client.
+        raise Conflict("no road graph is loaded (CAD_GRAPH_PATH): no routes")
     deps.plausible.check_place(agency=row["agency"], lat=lat, lon=lon,
                                fields=["query.lat", "query.lon"])
     try:

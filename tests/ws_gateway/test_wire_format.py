@@ -105,6 +105,7 @@ async def _every_event_type(sup: httpx.AsyncClient, approver: httpx.AsyncClient)
     await _ok(await sup.put("/api/v1/incident-types/WIRETEST", json={
         "description": "Wire format test", "apco_type": "FIRE", "discipline": "fire",
         "default_priority": 2, "duplicate_group": "wire"}))
+    await _ok(await sup.put(f"/api/v1/publication/{AGENCY}/WIRETEST", json={"published": True}))
     plan = await _ok(await sup.post("/api/v1/response-plans", json={
         "name": "wire plan", "incident_type": "WIRETEST",
         "slots": [{"unit_type": "engine", "count": 1}]}), 201)

@@ -130,7 +130,7 @@ async def test_route_endpoint_roles_scope_and_bad_input(driving_app: RunningApp)
 
 
 async def test_no_route_without_a_road_graph(plain_app: RunningApp) -> None:
-    """Without a road graph there are no routes: 503, not a 500."""
+    """Without a road graph there are no routes: 409 (as the incident route), not a 5xx."""
     sup = await _login(plain_app, "supervisor")
     try:
         r = await sup.put("/api/v1/stations/S1", json={"id": "S1", "agency": "SFFD",
@@ -140,6 +140,6 @@ async def test_no_route_without_a_road_graph(plain_app: RunningApp) -> None:
             "id": "E1", "agency": "SFFD", "discipline": "fire", "unit_type": "engine",
             "home_station": "S1", "status": "available_in_quarters"})
         r = await sup.get("/api/v1/units/E1/route-to", params={"lat": 37.7599, "lon": -122.4148})
-        assert r.status_code == 503 and "road graph" in r.text
+        assert r.status_code == 409 and "road graph" in r.text
     finally:
         await sup.aclose()
