@@ -35,12 +35,10 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import psutil
 
@@ -48,15 +46,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dispatch_bench import (
+    create_database,
     database_and_graph,
+    drop_database,
     free_port,
     load_calls,
     roster,
     seed_stations,
     stop_server_group,
 )
-
-from cad.embedded_pg import with_database
 
 TARGET_COLD_READY_S = 30.0
 TARGET_WARM_READY_S = 3.0
@@ -91,27 +89,9 @@ def _read(stream: Any, log: ServerLog) -> None:
         log.lines.append((time.monotonic(), raw.decode(errors="replace").rstrip()))
 
 
-async def _create_database(server_url: str) -> tuple[str, str]:
-    name = f"cad_coldstart_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(with_database(server_url, "postgres"))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return name, with_database(server_url, name)
-
-
-async def _drop_database(server_url: str, name: str) -> None:
-    conn = await asyncpg.connect(with_database(server_url, "postgres"))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 async def one_start(label: str, *, server_url: str, graph: Path, numba_cache: Path, work: Path,
                     warmup: bool) -> dict[str, Any]:
-    db_name, url = await _create_database(server_url)
+    db_name, url = await create_database(server_url, "cad_coldstart")
     data_dir = work / f"data-{label}"
     data_dir.mkdir()
     port = free_port()
@@ -172,7 +152,7 @@ async def one_start(label: str, *, server_url: str, graph: Path, numba_cache: Pa
     finally:
         stop_server_group(server)
         reader.join(timeout=5)
-        await _drop_database(server_url, db_name)
+        await drop_database(server_url, db_name)
         (work / f"server-{label}.log").write_text("\n".join(line for _, line in log.lines))
     stalls = log.events("event_loop_stall")
     res["stall_startup_ms"] = max((r["lag_ms"] for t, r in stalls if t <= t_ready), default=0.0)

@@ -29,17 +29,19 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import httpx
 import orjson
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cad.embedded_pg import EmbeddedPostgres
+from cad.embedded_pg import EmbeddedPostgres, with_database
 
 TARGET_P99_MS = 25.0
 CALL_TYPES = {
@@ -162,6 +164,26 @@ def stop_server_group(server: subprocess.Popen[bytes]) -> None:
         server.wait()
 
 
+async def create_database(server_url: str, prefix: str) -> tuple[str, str]:
+    """A fresh database on the server (name, URL): every run starts empty, whatever an earlier
+    run (or anything else) left in the server's own database."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(with_database(server_url, "postgres"))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return name, with_database(server_url, name)
+
+
+async def drop_database(server_url: str, name: str) -> None:
+    conn = await asyncpg.connect(with_database(server_url, "postgres"))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
 def database_and_graph(work: Path, graph_arg: str | None, *,
                        build_env: dict[str, str] | None = None
                        ) -> tuple[str, EmbeddedPostgres | None, Path]:
@@ -190,8 +212,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     work.chmod(0o755)
     embedded = None
     server = None
+    db_name: str | None = None
+    server_url = ""
     try:
-        url, embedded, graph = database_and_graph(work, args.graph)
+        server_url, embedded, graph = database_and_graph(work, args.graph)
+        db_name, url = await create_database(server_url, "cad_dispatch_bench")
         port = free_port()
         admin_pw = "bench-admin-" + os.urandom(8).hex()
         env = {**os.environ, "CAD_DATABASE_URL": url, "CAD_GRAPH_PATH": str(graph),
@@ -308,6 +333,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             # The whole process group: with --server-prefix the server is the wrapper's child,
             # and a server left running would load the next benchmark's machine.
             stop_server_group(server)
+        if db_name is not None:
+            await drop_database(server_url, db_name)
         if embedded is not None:
             embedded.stop()
         if os.environ.get("CAD_BENCH_VERBOSE") and (work / "server.log").exists():

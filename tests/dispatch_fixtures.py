@@ -69,6 +69,23 @@ async def sf_api(sf_app: RunningApp) -> AsyncIterator[Api]:
     await a.close()
 
 
+# Market St near 5th St, downtown San Francisco.
+DOWNTOWN = (37.7837, -122.4075)
+
+
+async def seed_stations_and_units(api: Api, stations: list[dict[str, Any]],
+                                  units: list[tuple[str, str, str]]) -> httpx.AsyncClient:
+    """The SFFD stations imported and ``units`` (id, unit type, station) created, by a
+    supervisor, whose client is returned."""
+    sup = await api.as_("supervisor")
+    r = await sup.post("/api/v1/stations/import?agency=SFFD", content=stations_csv(stations),
+                       headers={"content-type": "text/csv"})
+    assert r.status_code == 200, r.text
+    for uid, utype, station in units:
+        await create_unit(sup, uid, utype, station=station)
+    return sup
+
+
 def stations_csv(stations: list[dict[str, Any]]) -> str:
     lines = ["station,name,address,lat,lon"]
     for s in stations:

@@ -3,24 +3,10 @@ read of overridden recommendations with their reasons."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 
-from tests.dispatch_fixtures import Api, create_incident, create_unit, stations_csv
-
-DOWNTOWN = (37.7837, -122.4075)
-
-
-async def _seed(sf_api: Api, stations: list[dict[str, Any]],
-                units: list[tuple[str, str, str]]) -> httpx.AsyncClient:
-    sup = await sf_api.as_("supervisor")
-    r = await sup.post("/api/v1/stations/import?agency=SFFD", content=stations_csv(stations),
-                       headers={"content-type": "text/csv"})
-    assert r.status_code == 200, r.text
-    for uid, utype, station in units:
-        await create_unit(sup, uid, utype, station=station)
-    return sup
+from tests.dispatch_fixtures import DOWNTOWN, Api, create_incident
+from tests.dispatch_fixtures import seed_stations_and_units as _seed
 
 
 async def test_runners_up_are_the_next_nearest_units_per_slot_type(sf_api: Api, sffd_stations) -> None:
