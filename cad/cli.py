@@ -9,12 +9,15 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from cad.settings import Settings
+
+if TYPE_CHECKING:  # imported where used: `cad --help` stays fast
+    from cad.embedded_pg import EmbeddedPostgres
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Computer-aided dispatch backend.")
@@ -71,7 +74,7 @@ def serve(
     """Run the HTTP/websocket server. Starts an embedded PostgreSQL when CAD_DATABASE_URL is unset."""
     import uvicorn
 
-    from cad.embedded_pg import EmbeddedPostgres, EmbeddedUnavailable, mask_url
+    from cad.embedded_pg import mask_url
     from cad.logging import configure_logging
 
     overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port,
@@ -92,12 +95,7 @@ def serve(
     url = settings.database_url
     try:
         if url is None:
-            embedded = EmbeddedPostgres(settings.data_dir / "postgres")
-            try:
-                url = embedded.start()
-            except EmbeddedUnavailable as exc:
-                err.print(f"cad: cannot start the embedded PostgreSQL: {exc}")
-                raise typer.Exit(2) from None
+            embedded, url = _start_embedded(settings.data_dir)
             out.print(f"Data directory: {embedded.pgdata} ({embedded.backend})")
         out.print(f"Database: {mask_url(url)}")
         if settings.graph_path is None:
@@ -140,7 +138,7 @@ def demo(
     """Serve the console with sample stations, units and the San Francisco road graph, and a
     small simulated fleet moving on the board (README: "Five minutes to a first dispatch")."""
     from cad import demo as demo_mod
-    from cad.embedded_pg import EmbeddedPostgres, EmbeddedUnavailable, mask_url
+    from cad.embedded_pg import mask_url
     from cad.logging import configure_logging
 
     base = Settings(port=port) if port else Settings()
@@ -155,12 +153,7 @@ def demo(
     url = base.database_url
     try:
         if url is None:
-            embedded = EmbeddedPostgres(base.data_dir / "postgres")
-            try:
-                url = embedded.start()
-            except EmbeddedUnavailable as exc:
-                err.print(f"cad: cannot start the embedded PostgreSQL: {exc}")
-                raise typer.Exit(2) from None
+            embedded, url = _start_embedded(base.data_dir)
         out.print(f"Database: {mask_url(url)}")
         _run_migrations(url, base)
         settings = base.model_copy(update={"database_url": url, "graph_path": graph})
@@ -169,6 +162,19 @@ def demo(
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def _start_embedded(data_dir: Path) -> tuple[EmbeddedPostgres, str]:
+    """The embedded cluster under ``data_dir`` started (cluster, URL); a machine that cannot
+    run one is a one-line error and exit 2."""
+    from cad.embedded_pg import EmbeddedPostgres, EmbeddedUnavailable
+
+    embedded = EmbeddedPostgres(data_dir / "postgres")
+    try:
+        return embedded, embedded.start()
+    except EmbeddedUnavailable as exc:
+        err.print(f"cad: cannot start the embedded PostgreSQL: {exc}")
+        raise typer.Exit(2) from None
 
 
 def _refuse_a_broken_graph(settings: Settings) -> None:

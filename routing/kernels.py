@@ -146,15 +146,7 @@ def _bucket_append(x, slot, t, length, j, b_start, b_len, b_cap, pool_sj, pool_t
         if b_len[x] == b_cap[x]:
             newcap = max(4, 2 * b_cap[x])
             pe = scal[0]
-            if pe + newcap > pool_sj.shape[0]:
-                size = max(2 * pool_sj.shape[0], pe + newcap)
-                sj2 = np.empty((size, 2), np.int32)
-                t2 = np.empty(size, np.float64)
-                l2 = np.empty(size, np.float64)
-                sj2[:pe] = pool_sj[:pe]
-                t2[:pe] = pool_t[:pe]
-                l2[:pe] = pool_l[:pe]
-                pool_sj, pool_t, pool_l = sj2, t2, l2
+            pool_sj, pool_t, pool_l = _pool_room(pool_sj, pool_t, pool_l, pe, newcap)
             s = b_start[x]
             for i in range(b_len[x]):
                 p = pe + i
@@ -212,15 +204,7 @@ def _respread(x, b_start, b_len, b_cap, pool_sj, pool_t, pool_l, scal):
     if need > b_cap[x]:
         newcap = 2 * need
         pe = scal[0]
-        if pe + newcap > pool_sj.shape[0]:
-            size = max(2 * pool_sj.shape[0], pe + newcap)
-            sj2 = np.empty((size, 2), np.int32)
-            t2 = np.empty(size, np.float64)
-            l2 = np.empty(size, np.float64)
-            sj2[:pe] = pool_sj[:pe]
-            t2[:pe] = pool_t[:pe]
-            l2[:pe] = pool_l[:pe]
-            pool_sj, pool_t, pool_l = sj2, t2, l2
+        pool_sj, pool_t, pool_l = _pool_room(pool_sj, pool_t, pool_l, pe, newcap)
         b_start[x] = pe
         b_cap[x] = newcap
         scal[0] = pe + newcap
@@ -240,6 +224,22 @@ def _respread(x, b_start, b_len, b_cap, pool_sj, pool_t, pool_l, scal):
         p += 1
     b_len[x] = p - lo
     return pool_sj, pool_t, pool_l
+
+
+@njit(cache=True, inline="always")
+def _pool_room(pool_sj, pool_t, pool_l, pe, newcap):
+    """The bucket pool with room for ``newcap`` more entries after its first ``pe``: the
+    same arrays when they have it, else copies at least twice the size."""
+    if pe + newcap <= pool_sj.shape[0]:
+        return pool_sj, pool_t, pool_l
+    size = max(2 * pool_sj.shape[0], pe + newcap)
+    sj2 = np.empty((size, 2), np.int32)
+    t2 = np.empty(size, np.float64)
+    l2 = np.empty(size, np.float64)
+    sj2[:pe] = pool_sj[:pe]
+    t2[:pe] = pool_t[:pe]
+    l2[:pe] = pool_l[:pe]
+    return sj2, t2, l2
 
 
 @njit(cache=True, inline="always")
