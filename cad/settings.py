@@ -165,6 +165,22 @@ class Settings(BaseSettings):
                                  "transporting": 2400.0, "at_hospital": 1800.0},
         description="Time in a status (since the last check-in) after which one timer event fires.")
     timer_sweep_interval_s: float = Field(default=5.0, ge=0, description="0 = no sweeper task.")
+    # --- coverage (incidents/dispatch/coverage.py, docs/coverage.md) ---------------------------
+    coverage_thresholds_s: dict[str, float] = Field(
+        default_factory=lambda: {"engine": 240.0},
+        description="Travel time within which a demand cell counts as covered, per unit type "
+        "(NFPA 1710: 240 s for the first engine). Types not listed use "
+        "CAD_COVERAGE_DEFAULT_THRESHOLD_S.")
+    coverage_default_threshold_s: float = Field(
+        default=480.0, gt=0, le=7200, description="Coverage threshold of unit types without their "
+        "own, and of the n-th unit (nth > 1): 480 s is NFPA 1710's full first alarm travel and "
+        "the 8-minute EMS response.")
+    coverage_resolution: int = Field(
+        default=9, ge=6, le=10, description="H3 resolution of coverage demand cells (9: 0.1 km2, "
+        "about 1,150 road cells over San Francisco).")
+    coverage_demand_days: int = Field(
+        default=365, ge=0, description="Calls (live and imported) received in this many days "
+        "weigh the coverage cells; 0 = cells unweighted.")
     idempotency_retention_s: float = Field(
         default=86_400.0, gt=0, description="Idempotency keys older than this are pruned: "
         "a retry after it runs again.")
@@ -351,6 +367,14 @@ class Settings(BaseSettings):
         bad = [h for h, f in value.items() if not 0 <= h <= 23 or not f > 0]
         if bad:
             raise ValueError(f"hours are 0..23 and factors > 0 (wrong: {sorted(bad)})")
+        return value
+
+    @field_validator("coverage_thresholds_s")
+    @classmethod
+    def _positive_thresholds(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [t for t, v in value.items() if not 0 < v <= 7200]
+        if bad:
+            raise ValueError(f"thresholds are seconds in (0, 7200] (wrong: {sorted(bad)})")
         return value
 
     # --- agency and assignment scope (cad/security/scope.py) ----------------------------------

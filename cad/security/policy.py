@@ -129,6 +129,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", f"{API}/timers"): roles("dispatcher", "supervisor", "analyst", "admin"),
     ("GET", f"{API}/board"): roles("dispatcher", "supervisor", "analyst", "admin"),
     ("GET", f"{API}/recommendations/overridden"): roles("dispatcher", "supervisor", "analyst", "admin"),
+    # live unit positions in aggregate (who covers which cell): operations only
+    ("GET", f"{API}/coverage"): roles("dispatcher", "supervisor", "admin"),
     ("GET", f"{API}/units/{{unit_id}}/route"): OPERATIONS,     # a field unit: its own unit only
     # --- real-time gateway (ws_gateway.api) ---------------------------------------------------
     ("WEBSOCKET", "/ws/board"): SELF_AUTHENTICATED,                 # dispatcher, supervisor

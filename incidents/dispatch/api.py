@@ -9,11 +9,12 @@ from fastapi import APIRouter, Path, Query, Response
 
 from cad.deps import IdempotencyKey
 from cad.security import Context, CurrentPrincipal, CurrentScope
-from incidents.dispatch import overrides, plans, recommend, routes, service, timers
+from incidents.dispatch import coverage, overrides, plans, recommend, routes, service, timers
 from incidents.dispatch.board import board_at_head
 from incidents.dispatch.deps import DispatchDep
 from incidents.dispatch.schemas import (
     BoardOut,
+    CoverageOut,
     DispatchIn,
     DispatchOut,
     OverriddenRecommendation,
@@ -25,6 +26,7 @@ from incidents.dispatch.schemas import (
     SubstitutionOut,
     TimersOut,
     UnitRouteOut,
+    UnitTypeCode,
 )
 from schemas.common import AgencyQuery, DbId
 from units.schemas import StatusChange
@@ -132,3 +134,30 @@ async def get_board(deps: DispatchDep, scope: CurrentScope,
                     ) -> dict[str, Any]:
     """The caller's agencies (``agency`` narrows them; it never widens them)."""
     return await board_at_head(deps.pool, agencies=scope.narrowed(agency))
+
+
+@router.get("/coverage", response_model=CoverageOut,
+            summary="Coverage now: the road travel time from the nearest available unit to every "
+                    "demand cell of the area, and the share covered within a threshold",
+            responses={409: {"description": "No road graph is loaded"}})
+async def get_coverage(
+        deps: DispatchDep, scope: CurrentScope,
+        agency: Annotated[list[AgencyQuery] | None, Query(max_length=50, description=(
+            "Narrows the caller's agencies (never widens them); another agency is 403."))] = None,
+        unit_type: Annotated[list[UnitTypeCode] | None, Query(max_length=10, description=(
+            "Unit types counted together (a substitute with its slot type); none: any type."))] = None,
+        threshold_s: Annotated[float | None, Query(gt=0, le=7200, description=(
+            "Covered within this; default: the type's own (engine 240 s) or 480 s."))] = None,
+        nth: Annotated[int, Query(ge=1, le=coverage.MAX_NTH, description=(
+            "Covered by the n-th nearest unit: 1 first due, more for depth (a full first alarm)."
+        ))] = 1,
+        without: Annotated[str | None, Query(max_length=1700, description=(
+            "What-if: comma-separated unit ids treated as committed, e.g. E07,M89."))] = None,
+        resolution: Annotated[int | None, Query(ge=6, le=10, description=(
+            "H3 resolution of the demand cells (default CAD_COVERAGE_RESOLUTION)."))] = None,
+) -> dict[str, Any]:
+    query = coverage.CoverageQuery(
+        agencies=agency, unit_types=sorted(set(unit_type or [])), threshold_s=threshold_s, nth=nth,
+        without=coverage.parse_without(without),
+        resolution=resolution or deps.settings.coverage_resolution)
+    return await coverage.coverage(deps=deps, scope=scope, query=query)

@@ -13,6 +13,7 @@ from starlette.requests import HTTPConnection
 from cad.deps import wired
 from cad.plausible import Plausibility
 from cad.settings import Settings
+from incidents.dispatch.coverage import CoverageCache
 from incidents.geocoding.index import GeocoderRef
 from routing.service import RoutingService
 from units.locator import UnitLocator
@@ -28,6 +29,8 @@ class DispatchDeps:
     geocoder: GeocoderRef | None = None   # describes where each picked unit is
     # Timer rows the sweep could not evaluate, already logged (each is logged once).
     unevaluable_timers: set[str] = field(default_factory=set)
+    # This worker's coverage grids and per-unit ETAs (incidents/dispatch/coverage.py).
+    coverage: CoverageCache = field(default_factory=CoverageCache)
 
 
 dispatch_deps: Callable[[HTTPConnection], Awaitable[DispatchDeps]] = wired("dispatch")

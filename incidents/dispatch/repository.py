@@ -2,6 +2,8 @@
 ``slot_substitutions`` and ``timer_alerts``. Rows of incidents and units are read and
 written through their own packages' repositories.
 
+The coverage weights read the ``analytics_incidents`` view (calls per location); it only reads.
+
 The recommendation context is one read across tables (incident, its most specific plan, the
 substitutions, the units on it): one round trip where four would cost the dispatch
 benchmark's p99; it only reads."""
@@ -116,3 +118,16 @@ async def claim_alert(conn: asyncpg.Connection, *, kind: str, subject: str, sinc
     return bool(await conn.fetchval(
         "INSERT INTO timer_alerts (kind, subject, since, threshold_s) VALUES ($1, $2, $3, $4) "
         "ON CONFLICT DO NOTHING RETURNING 1", kind, subject, since, threshold_s))
+
+
+# --- coverage ----------------------------------------------------------------------------------
+async def calls_per_location(conn: asyncpg.Connection, *, agencies: Sequence[str] | None,
+                             days: int) -> list[asyncpg.Record]:
+    """Calls (live and imported) received in the last ``days`` per distinct location: the
+    coverage cells' weights. Reads the ``analytics_incidents`` view (incidents and
+    ``historical_calls``); agencies geocode to the block, so a year is a few thousand rows."""
+    return list(await conn.fetch(
+        """SELECT lat, lon, count(*) AS n FROM analytics_incidents
+           WHERE ($1::text[] IS NULL OR agency = ANY($1)) AND lat IS NOT NULL AND lon IS NOT NULL
+             AND received_at >= now() - make_interval(days => $2)
+           GROUP BY lat, lon""", agencies, days))

@@ -218,3 +218,94 @@ class OverriddenRecommendation(Out):
     reason: str | None = Field(description="The override reason given with the dispatch.")
     overridden_at: datetime | None
     overridden_by: str | None
+
+
+# --- coverage (incidents/dispatch/coverage.py) ---------------------------------------------------
+class CoverageCellProperties(Out):
+    h3: str = Field(description="H3 cell index.")
+    zones: list[str] = Field(description="Zones whose area holds the cell's centre.")
+    weight: float = Field(description="Calls received in the cell over the demand window.")
+    eta_s: float | None = Field(description="Road travel time of the n-th nearest available unit "
+                                "counted, with the ETA factor; null when none reaches the cell.")
+    unit_id: str | None = Field(description="That unit.")
+    covered: bool = Field(description="eta_s <= threshold_s.")
+    band: int = Field(ge=0, le=4, description="ETA band (summary.bands) the map colours by.")
+
+
+class CoveragePolygon(Out):
+    type: Literal["Polygon"]
+    coordinates: list[list[list[float]]] = Field(description="One closed ring of [lon, lat].")
+
+
+class CoverageCell(Out):
+    type: Literal["Feature"]
+    id: str
+    geometry: CoveragePolygon
+    properties: CoverageCellProperties
+
+
+class CoverageBand(Out):
+    band: int
+    label: str = Field(description="The band in words (the map legend's text equivalent).")
+    covered: bool
+    min_eta_s: float | None
+    max_eta_s: float | None
+
+
+class CoverageByType(Out):
+    unit_type: str
+    threshold_s: float = Field(description="This type's own threshold (CAD_COVERAGE_THRESHOLDS_S).")
+    units_available: int = Field(description="Available units of the type with a known position, "
+                                 "after `without`.")
+    cells_covered: int
+    covered_share: float | None
+    demand_covered_share: float | None = Field(description="Share of the calls' weight covered; "
+                                               "null when no call was received.")
+
+
+class CoverageByZone(Out):
+    zone_id: str
+    agency: str
+    name: str
+    kind: str
+    cells: int
+    cells_covered: int
+    covered_share: float | None
+    demand: float
+    demand_covered_share: float | None
+
+
+class CoverageSummary(Out):
+    agencies: list[str] | None = Field(description="Whose units and area count; null: every agency.")
+    unit_types: list[str] = Field(description="Types counted together in the picture; empty: any.")
+    threshold_s: float
+    nth: int = Field(description="Covered by the n-th nearest unit (2+: depth of coverage).")
+    without: list[str] = Field(description="Units treated as committed (the what-if).")
+    resolution: int
+    area_source: Literal["zones", "graph_extent"]
+    cells: int = Field(description="Demand cells: H3 cells of the area within the snapping limit "
+                       "of a road.")
+    cells_covered: int
+    covered_share: float | None
+    cells_off_road: int = Field(description="Cells of the area left out: no road near their centre.")
+    demand_days: int
+    demand: float = Field(description="Calls received in the cells over the demand window.")
+    demand_covered_share: float | None
+    calls_outside_cells: int
+    eta_factor: float = Field(description="The recommendation's ETA factor, applied to every ETA.")
+    units_counted: list[str]
+    units_without_position: list[str] = Field(description="Available units the routing index has "
+                                              "no position for (not counted).")
+    computed_at: datetime
+    bands: list[CoverageBand]
+    by_type: list[CoverageByType] = Field(description="Each unit type of the roster at its own "
+                                          "threshold (first unit), after `without`.")
+    zones: list[CoverageByZone]
+
+
+class CoverageOut(Out):
+    """A GeoJSON FeatureCollection of demand cells, with the summary as a foreign member."""
+
+    type: Literal["FeatureCollection"]
+    features: list[CoverageCell]
+    summary: CoverageSummary
