@@ -55,7 +55,8 @@ async def _coverage(client: httpx.AsyncClient, **params: Any) -> dict[str, Any]:
 
 def _fields(problem: dict[str, Any]) -> set[str]:
     """The fields a problem+json answer names (``field`` or its ``errors``)."""
-    return ({problem.get("field")} | {e.get("field") for e in problem.get("errors", [])}) - {None}
+    named = [problem.get("field"), *(e.get("field") for e in problem.get("errors", []))]
+    return {str(f) for f in named if f is not None}
 
 
 def _cells(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
