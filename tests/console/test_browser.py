@@ -567,3 +567,71 @@ async def test_runners_up_routes_server_overrides_and_device_sign_in(sf_api: Api
         assert await pool.fetchval("SELECT status FROM units WHERE id = $1", runner) == "on_scene"
         used = await pool.fetchval("SELECT last_used_at FROM device_tokens WHERE user_id = $1::uuid", user_id)
         assert used is not None
+
+
+async def test_supervisor_sees_coverage_what_if_and_its_refresh(sf_api: Api, sffd_stations) -> None:
+    """The supervisor screen draws the coverage cells coloured by ETA band with the legend in
+    words and the share covered per type, as the API computes it; the what-if for a selected
+    roster unit, from the keyboard; and the picture follows a unit going out of service."""
+    running = sf_api.running
+    await _seed(sf_api, sffd_stations)
+    sup_api = await sf_api.as_("supervisor")
+    await create_unit(sup_api, "M03", "medic", station="3", discipline="ems")
+
+    async def api_share(**params: str) -> tuple[float, str]:
+        r = await sup_api.get(f"{API}/coverage", params=params)
+        assert r.status_code == 200, r.text
+        s = r.json()["summary"]
+        return s["covered_share"], ",".join(s["units_counted"])
+
+    sup_user, sup_pw = await make_user(running.pool, "supervisor")
+    with browsers("supervisor") as (sup,):
+        await sup.login(running.base_url, "supervisor", sup_user, sup_pw)
+        await sup.wait_for("return document.querySelector('#sv-coverage').dataset.units === arguments[0]",
+                           "E01,E08,E36,M03", timeout_s=20, what="coverage of any unit type")
+        cells = await sup.wait_for(
+            "const g = S.maps['map-supervisor'].coverage.getLayers()[0];"
+            "return g && g.getLayers().length", what="coverage cells on the map")
+        assert cells == len((await sup_api.get(f"{API}/coverage")).json()["features"]) > 500
+        legend = await sup.js(
+            "return [...document.querySelectorAll('#cov-legend li')].map(l => l.textContent)")
+        assert len(legend) == 5 and legend[0].startswith("covered: within 240 s") and legend[4].startswith(
+            "not covered: no available unit reaches it")
+        types = await sup.js("return [...document.querySelectorAll('#cov-types tbody tr')].map(r => "
+                             "[r.dataset.type, r.children[1].textContent, r.children[2].textContent])")
+        assert types == [["engine", "3", "240 s"], ["medic", "1", "480 s"]]
+
+        # Engines only, chosen with the keyboard; the screen shows what the API computes.
+        await sup.keys("#cov-type", "engine")
+        await sup.wait_for("return document.querySelector('#cov-summary').textContent.startsWith('engine:')",
+                           what="the engine picture")
+        engines, _ = await api_share(unit_type="engine")
+        shown = float(await sup.js("return document.querySelector('#sv-coverage').dataset.coveredShare"))
+        assert shown == engines
+        assert (await sup.js("return document.querySelector('#cov-summary').textContent")).startswith(
+            f"engine: {100 * engines:.1f} % of")
+
+        # What if E08 were committed: select it in the roster, press the what-if button (Enter).
+        await sup.keys("#sv-roster input[value='E08']", " ")
+        await sup.keys("#cov-what-if-selected", "\ue007")
+        await sup.wait_for("return document.querySelector('#sv-coverage').dataset.without === 'E08'",
+                           what="the what-if without E08")
+        without, units = await api_share(unit_type="engine", without="E08")
+        assert units == "E01,E36" and without < engines
+        shown = float(await sup.js("return document.querySelector('#sv-coverage').dataset.coveredShare"))
+        assert shown == without
+        await _accessible(sup, "supervisor-coverage-what-if")
+
+        # Back to the live picture; E01 goes out of service elsewhere and the screen follows.
+        await sup.type_into("#cov-without", "")
+        await sup.keys("#cov-without", "\ue007")
+        await sup.wait_for("return document.querySelector('#sv-coverage').dataset.units === 'E01,E08,E36'",
+                           what="the live engine picture")
+        r = await sup_api.post(f"{API}/units/E01/status", json={"status": "out_of_service"})
+        assert r.status_code == 200, r.text
+        await sup.wait_for("return document.querySelector('#sv-coverage').dataset.units === 'E08,E36'",
+                           timeout_s=10, what="coverage refreshed by the unit's status event")
+        after, _ = await api_share(unit_type="engine")
+        shown = float(await sup.js("return document.querySelector('#sv-coverage').dataset.coveredShare"))
+        assert shown == after < engines
+        await _accessible(sup, "supervisor-coverage")

@@ -174,9 +174,9 @@ function route() {
     if (a.getAttribute("href") === `#${name}`) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
   }
   $("#help").hidden = true;
-  const mapId = {dispatch: "map-dispatch", board: "map-board", mdt: "map-mdt"}[name];
+  const mapId = {dispatch: "map-dispatch", board: "map-board", mdt: "map-mdt", supervisor: "map-supervisor"}[name];
   if (mapId && S.config) ensureMap(mapId);
-  if (name === "supervisor") { loadTimers(); loadOverrides(); }
+  if (name === "supervisor") { loadTimers(); loadOverrides(); loadCoverage(); }
   render();
 }
 window.addEventListener("hashchange", route);
@@ -191,8 +191,8 @@ function ensureMap(id) {
     // Streets start at zoom 12 (routing.basemap): open on them rather than on freeways only.
     if (map.getZoom() < 12) map.setView(map.getCenter(), 12);
   } else map.setView([0, 0], 2);
-  const state = {map, base: null, band: null, units: L.layerGroup().addTo(map), incidents: L.layerGroup().addTo(map),
-    routes: L.layerGroup().addTo(map)};
+  const state = {map, base: null, band: null, coverage: L.layerGroup().addTo(map), units: L.layerGroup().addTo(map),
+    incidents: L.layerGroup().addTo(map), routes: L.layerGroup().addTo(map)};
   S.maps[id] = state;
   if (S.config.tile_url) {
     L.tileLayer(S.config.tile_url, {attribution: S.config.tile_attribution, maxZoom: 19}).addTo(map);
@@ -212,6 +212,7 @@ function ensureMap(id) {
   }
   drawMarkers();
   drawRoutes(id);
+  if (id === "map-supervisor") drawCoverage();
 }
 
 /* Road routes (GET /units/{id}/route): the assigned units' on the incident detail map
@@ -362,6 +363,7 @@ function applyEvent(e, mdt) {
   if (e.type === "timer.pending_overdue" && d.incident) S.overdueIncidents.add(d.incident.id);
   if (e.type === "timer.unit_status_overdue" && d.unit) S.overdueUnits.add(d.unit.id);
   if (e.type === "unit.status_changed" && d.unit) S.overdueUnits.delete(d.unit.id);
+  if (!mdt && (d.unit || (d.units_after || []).length)) scheduleCoverage();
   if (e.type === "incident.units_dispatched" && d.recommendation_outcome === "overridden") {
     S.overrides.unshift({number: d.incident.number, units: d.dispatched, reason: d.override_reason, at: e.occurred_at});
     if (!mdt && location.hash === "#supervisor") loadOverrides();
@@ -390,6 +392,7 @@ let ticks = 0;
 function tick() {
   for (const e of document.querySelectorAll("[data-since]")) e.textContent = age(e.dataset.since);
   if (++ticks % TIMERS_REFRESH_S === 0 && location.hash === "#supervisor") loadTimers();
+  if (ticks % COVERAGE_REFRESH_S === 0) scheduleCoverage();   // units moving on AVL
 }
 
 function since(iso) { return el("td", {"data-since": iso || ""}, age(iso)); }
@@ -862,6 +865,96 @@ function mdtRoute(u, i) {
 }
 
 /* ---------------------------------------------------------------- supervisor */
+/* Coverage (GET /coverage): H3 cells coloured by the ETA band of the nearest available unit,
+   the legend in words, the share covered per type and zone; reloaded (debounced) when a board
+   event changes a unit and every COVERAGE_REFRESH_S while the screen is shown. */
+const COVERAGE_REFRESH_S = 30;
+const COVERAGE_DEBOUNCE_MS = 1000;
+const BAND_COLOURS = ["#1a9850", "#a6d96a", "#fdae61", "#d73027", "#8c8c8c"];
+let coverageTimer = null;
+function scheduleCoverage() {
+  if (location.hash !== "#supervisor" || coverageTimer) return;
+  coverageTimer = setTimeout(() => { coverageTimer = null; loadCoverage(); }, COVERAGE_DEBOUNCE_MS);
+}
+
+function pct(x) { return x === null || x === undefined ? "no data" : `${(100 * x).toFixed(1)} %`; }
+
+async function loadCoverage() {
+  const q = new URLSearchParams();
+  const type = $("#cov-type").value;
+  if (type) q.set("unit_type", type);
+  const thr = $("#cov-threshold").value.trim();
+  if (thr) q.set("threshold_s", thr);
+  const without = $("#cov-without").value.trim().split(/[\s,]+/).filter(Boolean);
+  if (without.length) q.set("without", without.join(","));
+  const seq = (S.coverageSeq = (S.coverageSeq || 0) + 1);
+  try {
+    const body = await api("GET", `coverage?${q}`);
+    if (seq !== S.coverageSeq) return;   // a newer request answered first
+    S.coverage = body;
+  } catch (e) {
+    if (seq !== S.coverageSeq) return;
+    S.coverage = null;
+    $("#cov-summary").textContent = `Coverage unavailable: ${e.message}`;
+    drawCoverage();
+    return;
+  }
+  renderCoverage();
+  drawCoverage();
+}
+
+function renderCoverage() {
+  const c = S.coverage;
+  if (!c) return;
+  const s = c.summary;
+  const sel = $("#cov-type");
+  const types = s.by_type.map((t) => t.unit_type);
+  const have = [...sel.options].map((o) => o.value).slice(1);
+  if (JSON.stringify(have) !== JSON.stringify(types)) {
+    const keep = sel.value;
+    sel.replaceChildren(el("option", {value: ""}, "any unit type"), ...types.map((t) => el("option", {value: t}, t)));
+    sel.value = types.includes(keep) ? keep : "";
+  }
+  const what = s.unit_types.length ? s.unit_types.join(" or ") : "any unit";
+  $("#cov-summary").textContent = `${what}: ${pct(s.covered_share)} of ${s.cells} cells covered within ${s.threshold_s} s`
+    + ` (calls over ${s.demand_days} days: ${pct(s.demand_covered_share)}); ${s.units_counted.length} units counted`
+    + (s.without.length ? `; what if ${s.without.join(", ")} committed` : "")
+    + (s.units_without_position.length ? `; no position: ${s.units_without_position.join(", ")}` : "")
+    + `. Updated ${new Date(s.computed_at).toLocaleTimeString()}.`;
+  $("#sv-coverage").dataset.coveredShare = String(s.covered_share);
+  $("#sv-coverage").dataset.without = s.without.join(",");
+  $("#sv-coverage").dataset.units = s.units_counted.join(",");
+  const counts = [0, 0, 0, 0, 0];
+  for (const f of c.features) counts[f.properties.band]++;
+  $("#cov-legend").replaceChildren(...s.bands.map((b) => el("li", {"data-band": b.band},
+    el("span", {class: "swatch", style: `background:${BAND_COLOURS[b.band]}`, "aria-hidden": "true"}),
+    `${b.label}: ${counts[b.band]} cells`)));
+  $("#cov-types tbody").replaceChildren(...s.by_type.map((t) => el("tr", {"data-type": t.unit_type},
+    el("td", {}, t.unit_type), el("td", {}, t.units_available), el("td", {}, `${t.threshold_s} s`),
+    el("td", {}, pct(t.covered_share)), el("td", {}, pct(t.demand_covered_share)))));
+  $("#cov-zones tbody").replaceChildren(...(s.zones.length ? s.zones.map((z) => el("tr", {"data-zone": z.zone_id},
+    el("td", {}, `${z.name} (${z.kind})`), el("td", {}, z.cells), el("td", {}, pct(z.covered_share)),
+    el("td", {}, pct(z.demand_covered_share))))
+    : [el("tr", {}, el("td", {colspan: 4}, `no zones: the road graph's extent (${s.cells} cells)`))]));
+}
+
+function drawCoverage() {
+  const state = S.maps["map-supervisor"];
+  if (!state) return;
+  state.coverage.clearLayers();
+  if (!S.coverage) return;
+  L.geoJSON(S.coverage, {interactive: false, style: (f) => ({stroke: false, fillOpacity: 0.45,
+    fillColor: BAND_COLOURS[f.properties.band]})}).addTo(state.coverage);
+}
+
+$("#cov-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadCoverage(); });
+$("#cov-type").addEventListener("change", () => { $("#cov-threshold").value = ""; loadCoverage(); });
+$("#cov-what-if-selected").addEventListener("click", () => {
+  const ids = [...document.querySelectorAll("#sv-roster input:checked")].map((c) => c.value);
+  $("#cov-without").value = ids.join(" ");
+  loadCoverage();
+});
+
 async function loadTimers() {
   try {
     const t = await api("GET", "timers");
