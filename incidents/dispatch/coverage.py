@@ -64,8 +64,10 @@ class Grid:
     cells: list[str]
     lat: np.ndarray
     lon: np.ndarray
+    rings: list[list[list[float]]]         # each cell's boundary, closed, [lon, lat]
     zones: list[list[str]]                 # zone ids whose area holds the cell's centre
     zone_info: dict[str, dict[str, Any]]   # zone id -> agency, name, kind
+    zone_cells: dict[str, np.ndarray]      # zone id -> indices of its cells
     weight: np.ndarray                     # calls received in the cell
     area_source: str                       # "zones" | "graph_extent"
     cells_off_road: int
@@ -161,14 +163,17 @@ def build_grid(routing: RoutingService, zones: list[dict[str, Any]], *, resoluti
         members = {c: [] for c in h3.polygon_to_cells(poly, resolution)}
         source = "graph_extent"
     cells = sorted(members)
-    if len(cells) > MAX_CELLS:
-        raise Invalid(f"resolution {resolution} makes {len(cells):,} cells (at most {MAX_CELLS:,}): "
-                      "choose a coarser one", field="resolution")
+    if len(cells) > 4 * MAX_CELLS:
+        raise Invalid(f"resolution {resolution} makes {len(cells):,} cells (at most {MAX_CELLS:,} "
+                      "near a road): choose a coarser one", field="resolution")
     centres = np.array([h3.cell_to_latlng(c) for c in cells], dtype=float).reshape(-1, 2)
     on_road = np.ones(len(cells), dtype=bool)
     if len(cells):
         on_road = ~np.asarray(routing.snap(centres[:, 0], centres[:, 1]).beyond_limit, dtype=bool)
     kept = [c for c, keep in zip(cells, on_road.tolist(), strict=True) if keep]
+    if len(kept) > MAX_CELLS:
+        raise Invalid(f"resolution {resolution} makes {len(kept):,} cells near a road (at most "
+                      f"{MAX_CELLS:,}): choose a coarser one", field="resolution")
     where = {c: i for i, c in enumerate(kept)}
     weight = np.zeros(len(kept))
     outside = 0
@@ -178,8 +183,19 @@ def build_grid(routing: RoutingService, zones: list[dict[str, Any]], *, resoluti
             outside += n
         else:
             weight[i] += n
-    return Grid(cells=kept, lat=centres[on_road, 0], lon=centres[on_road, 1],
-                zones=[members[c] for c in kept], zone_info=zone_info, weight=weight,
+    rings = []
+    for c in kept:
+        ring = [[round(lo, 6), round(la, 6)] for la, lo in h3.cell_to_boundary(c)]
+        ring.append(ring[0])
+        rings.append(ring)
+    zone_cells: dict[str, list[int]] = {}
+    for i, c in enumerate(kept):
+        for zid in members[c]:
+            zone_cells.setdefault(zid, []).append(i)
+    return Grid(cells=kept, lat=centres[on_road, 0], lon=centres[on_road, 1], rings=rings,
+                zones=[members[c] for c in kept], zone_info=zone_info,
+                zone_cells={z: np.array(ix, dtype=np.int64) for z, ix in zone_cells.items()},
+                weight=weight,
                 area_source=source, cells_off_road=int((~on_road).sum()), calls_outside=outside,
                 built_at=time.monotonic())
 
@@ -288,6 +304,17 @@ def _band(eta: np.ndarray, threshold_s: float) -> np.ndarray:
     return b
 
 
+def _features(grid: Grid, eta: np.ndarray, who: list[str | None], covered: np.ndarray,
+              band: np.ndarray) -> list[dict[str, Any]]:
+    etas = [round(e, 1) if np.isfinite(e) else None for e in eta.tolist()]
+    weights, cov, bands_ = grid.weight.tolist(), covered.tolist(), band.tolist()
+    return [{"type": "Feature", "id": cell,
+             "geometry": {"type": "Polygon", "coordinates": [grid.rings[i]]},
+             "properties": {"h3": cell, "zones": grid.zones[i], "weight": weights[i],
+                            "eta_s": etas[i], "unit_id": who[i], "covered": cov[i], "band": bands_[i]}}
+            for i, cell in enumerate(grid.cells)]
+
+
 # --- the query ---------------------------------------------------------------------------------
 async def coverage(*, deps: DispatchDeps, scope: Scope, query: CoverageQuery) -> dict[str, Any]:
     routing = deps.routing
@@ -351,23 +378,13 @@ async def coverage(*, deps: DispatchDeps, scope: Scope, query: CoverageQuery) ->
                             "demand_covered_share": _share(float(grid.weight[t_cov].sum()),
                                                            float(grid.weight.sum()))})
     covered = eta <= threshold
-    band = _band(eta, threshold)
-    features = []
-    for i, cell in enumerate(grid.cells):
-        ring = [[round(lo, 6), round(la, 6)] for la, lo in h3.cell_to_boundary(cell)]
-        ring.append(ring[0])
-        e = float(eta[i])
-        features.append({
-            "type": "Feature", "id": cell,
-            "geometry": {"type": "Polygon", "coordinates": [ring]},
-            "properties": {"h3": cell, "zones": grid.zones[i], "weight": float(grid.weight[i]),
-                           "eta_s": round(e, 1) if np.isfinite(e) else None, "unit_id": who[i],
-                           "covered": bool(covered[i]), "band": int(band[i])}})
+    # Thousands of small dicts: built in a thread, which yields the GIL to the event loop.
+    features = await asyncio.to_thread(_features, grid, eta, who, covered, _band(eta, threshold))
     zones_out = []
     for zid, info in sorted(grid.zone_info.items()):
-        idx = np.array([i for i, zs in enumerate(grid.zones) if zid in zs], dtype=np.int64)
-        cov = covered[idx] if len(idx) else np.zeros(0, dtype=bool)
-        w = grid.weight[idx] if len(idx) else np.zeros(0)
+        idx = grid.zone_cells.get(zid, np.zeros(0, dtype=np.int64))
+        cov = covered[idx]
+        w = grid.weight[idx]
         zones_out.append({"zone_id": zid, **info, "cells": len(idx), "cells_covered": int(cov.sum()),
                           "covered_share": _share(float(cov.sum()), len(idx)),
                           "demand": float(w.sum()),

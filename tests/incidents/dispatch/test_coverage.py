@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from incidents.dispatch.schemas import CoverageOut
 from routing.graph import RoadGraph
 from routing.service import RoutingService
 from tests.dispatch_fixtures import Api, create_unit, stations_csv
@@ -50,6 +51,7 @@ async def _setup(api: Api) -> tuple[httpx.AsyncClient, httpx.AsyncClient]:
 async def _coverage(client: httpx.AsyncClient, **params: Any) -> dict[str, Any]:
     r = await client.get("/api/v1/coverage", params=params)
     assert r.status_code == 200, r.text
+    CoverageOut.model_validate(r.json())   # the documented shape (the API writes it directly)
     return r.json()
 
 
