@@ -12,7 +12,7 @@ import pytest
 from incidents.dispatch.schemas import CoverageOut
 from routing.graph import RoadGraph
 from routing.service import RoutingService
-from tests.dispatch_fixtures import Api, create_unit, stations_csv
+from tests.dispatch_fixtures import Api, create_incident, create_unit, stations_csv
 
 # A first-due area around SFFD stations 8 and 4 (SoMa / Mission Bay).
 SOMA = [[-122.415, 37.770], [-122.385, 37.770], [-122.385, 37.788], [-122.415, 37.788],
@@ -68,6 +68,10 @@ def _cells(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
 async def test_coverage_values_match_plain_dijkstra_and_the_what_if(sf_api: Api,
                                                                     sf_graph_path: Path) -> None:
     sup, _admin = await _setup(sf_api)
+    # Calls weigh the cells: two beside station 8, one at the zone's western edge.
+    disp = await sf_api.as_("dispatcher")
+    for la, lo in ((37.7765, -122.3955), (37.7765, -122.3955), (37.7720, -122.4130)):
+        await create_incident(disp, la, lo)
     body = await _coverage(sup, unit_type="engine", resolution=9)
     s = body["summary"]
     assert s["agencies"] == ["SFFD"] and s["area_source"] == "zones"
@@ -97,6 +101,21 @@ async def test_coverage_values_match_plain_dijkstra_and_the_what_if(sf_api: Api,
     assert checked >= 8
     covered = [c for c, p in cells.items() if p["covered"]]
     assert s["cells_covered"] == len(covered)
+    near = h3.latlng_to_cell(37.7765, -122.3955, 9)
+    assert cells[near]["weight"] == 2.0 and cells[near]["covered"] is True
+    assert s["demand"] == 3.0 and s["calls_outside_cells"] == 0
+    weight_covered = sum(cells[c]["weight"] for c in covered)
+    assert s["demand_covered_share"] == pytest.approx(weight_covered / 3.0, abs=1e-4)
+    assert s["zones"][0]["demand"] == 3.0
+
+    # Depth: covered by the second nearest engine (default threshold 480 s).
+    depth = _cells(await _coverage(sup, unit_type="engine", resolution=9, nth=2))
+    for cell_id in sorted(cells)[:: max(1, len(cells) // 4)]:
+        la, lo = h3.cell_to_latlng(cell_id)
+        second = plain.nearest_units(lat=la, lon=lo, k=2, unit_types=["engine"]).units[1]
+        assert depth[cell_id]["unit_id"] == second.unit_id
+        assert depth[cell_id]["eta_s"] == pytest.approx(second.eta_s, abs=0.15)
+        assert depth[cell_id]["covered"] == (second.eta_s <= 480.0)
     assert s["covered_share"] == pytest.approx(len(covered) / len(cells), abs=1e-4)
     # The far-west engine covers nothing here: every covered cell is E07's alone.
     assert covered and all(cells[c]["unit_id"] == "E07" for c in covered)
