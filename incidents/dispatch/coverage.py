@@ -54,6 +54,9 @@ MOVE_TOLERANCE_M = 100.0
 # weigh in; the per-unit ETAs go with them.
 GRID_TTL_S = 3600.0
 GRIDS_KEPT = 16
+# Cached ETAs are 4 bytes per unit and cell: 2,000 units over 8,000 cells is 64 MB. Least
+# recently used grids go first beyond this.
+CACHE_BYTES = 256 * 2**20
 MAX_NTH = 10
 
 
@@ -224,6 +227,19 @@ async def _grid(deps: DispatchDeps, cache: CoverageCache, routing: RoutingServic
         return grid
 
 
+def _evict(cache: CoverageCache, *, keep: Grid) -> None:
+    """Drop least recently used grids while the cached ETAs exceed CACHE_BYTES."""
+    def size() -> int:
+        return sum(len(g.cells) * len(g.columns) * 4 for g in cache.grids.values())
+    while size() > CACHE_BYTES:
+        key = next((k for k, g in cache.grids.items() if g is not keep), None)
+        if key is None:
+            return
+        del cache.grids[key]
+        cache.building.pop(key, None)
+        cache.stats["grids_evicted"] += 1
+
+
 # --- per-unit ETAs -----------------------------------------------------------------------------
 async def _columns(routing: RoutingService, grid: Grid, units: dict[str, tuple[float, float]],
                    cache: CoverageCache) -> None:
@@ -360,7 +376,10 @@ async def coverage(*, deps: DispatchDeps, scope: Scope, query: CoverageQuery) ->
         available[r["id"]] = r["unit_type"]
         positions[r["id"]] = (pos.lat, pos.lon)
     async with grid.lock:
+        for gone in set(grid.columns) - ids_here:   # off the roster: its ETAs are dead weight
+            del grid.columns[gone]
         await _columns(routing, grid, positions, cache)
+        _evict(cache, keep=grid)
         factor = eta_factor(deps, now)
         counted = [u for u, t in available.items() if (not query.unit_types or t in query.unit_types)
                    and u in grid.columns]
