@@ -321,13 +321,14 @@ def _band(eta: np.ndarray, threshold_s: float) -> np.ndarray:
 
 
 def _features(grid: Grid, eta: np.ndarray, who: list[str | None], covered: np.ndarray,
-              band: np.ndarray) -> list[dict[str, Any]]:
+              band: np.ndarray, lost: np.ndarray) -> list[dict[str, Any]]:
     etas = [round(e, 1) if np.isfinite(e) else None for e in eta.tolist()]
-    weights, cov, bands_ = grid.weight.tolist(), covered.tolist(), band.tolist()
+    weights, cov, bands_, lost_ = grid.weight.tolist(), covered.tolist(), band.tolist(), lost.tolist()
     return [{"type": "Feature", "id": cell,
              "geometry": {"type": "Polygon", "coordinates": [grid.rings[i]]},
              "properties": {"h3": cell, "zones": grid.zones[i], "weight": weights[i],
-                            "eta_s": etas[i], "unit_id": who[i], "covered": cov[i], "band": bands_[i]}}
+                            "eta_s": etas[i], "unit_id": who[i], "covered": cov[i], "band": bands_[i],
+                            "lost_coverage": lost_[i]}}
             for i, cell in enumerate(grid.cells)]
 
 
@@ -363,18 +364,20 @@ async def coverage(*, deps: DispatchDeps, scope: Scope, query: CoverageQuery) ->
     without = set(query.without)
     grid = await _grid(deps, cache, routing, agencies, query.resolution)
 
-    available: dict[str, str] = {}      # unit id -> type: available in the database, not withdrawn
+    now_available: dict[str, str] = {}  # unit id -> type: available in the database, placed
     no_position: list[str] = []
     positions: dict[str, tuple[float, float]] = {}
     for r in sorted(rows, key=lambda r: r["id"]):
-        if UnitStatus(r["status"]) not in AVAILABLE or r["id"] in without:
+        if UnitStatus(r["status"]) not in AVAILABLE:
             continue
         pos = deps.locator.indexed.get(r["id"])
         if pos is None:
-            no_position.append(r["id"])
+            if r["id"] not in without:
+                no_position.append(r["id"])
             continue
-        available[r["id"]] = r["unit_type"]
+        now_available[r["id"]] = r["unit_type"]
         positions[r["id"]] = (pos.lat, pos.lon)
+    available = {u: t for u, t in now_available.items() if u not in without}
     async with grid.lock:
         for gone in set(grid.columns) - ids_here:   # off the roster: its ETAs are dead weight
             del grid.columns[gone]
@@ -385,6 +388,11 @@ async def coverage(*, deps: DispatchDeps, scope: Scope, query: CoverageQuery) ->
                    and u in grid.columns]
         threshold = query.threshold_s or threshold_for(deps, query.unit_types, query.nth)
         eta, who = _nth_best(grid, counted, query.nth, factor)
+        eta_now = eta
+        if without:   # the picture as it is, to show the hole the what-if leaves
+            eta_now, _ = _nth_best(grid, [u for u, t in now_available.items() if u in grid.columns
+                                          and (not query.unit_types or t in query.unit_types)],
+                                   query.nth, factor)
         by_type = []
         for t in roster_types:
             t_ids = [u for u, ut in available.items() if ut == t and u in grid.columns]
@@ -397,8 +405,9 @@ async def coverage(*, deps: DispatchDeps, scope: Scope, query: CoverageQuery) ->
                             "demand_covered_share": _share(float(grid.weight[t_cov].sum()),
                                                            float(grid.weight.sum()))})
     covered = eta <= threshold
+    lost = (eta_now <= threshold) & ~covered
     # Thousands of small dicts: built in a thread, which yields the GIL to the event loop.
-    features = await asyncio.to_thread(_features, grid, eta, who, covered, _band(eta, threshold))
+    features = await asyncio.to_thread(_features, grid, eta, who, covered, _band(eta, threshold), lost)
     zones_out = []
     for zid, info in sorted(grid.zone_info.items()):
         idx = grid.zone_cells.get(zid, np.zeros(0, dtype=np.int64))
@@ -418,6 +427,10 @@ async def coverage(*, deps: DispatchDeps, scope: Scope, query: CoverageQuery) ->
         "demand": total_w, "demand_covered_share": _share(float(grid.weight[covered].sum()), total_w),
         "calls_outside_cells": grid.calls_outside, "eta_factor": factor,
         "units_counted": counted, "units_without_position": no_position,
+        "what_if": None if not without else {
+            "covered_share_now": _share(float((eta_now <= threshold).sum()), len(grid.cells)),
+            "cells_losing_coverage": int(lost.sum()),
+            "demand_losing_coverage": float(grid.weight[lost].sum())},
         "computed_at": now.isoformat(), "bands": bands(threshold), "by_type": by_type,
         "zones": zones_out}
     return {"type": "FeatureCollection", "features": features, "summary": summary}

@@ -230,6 +230,7 @@ class CoverageCellProperties(Out):
     unit_id: str | None = Field(description="That unit.")
     covered: bool = Field(description="eta_s <= threshold_s.")
     band: int = Field(ge=0, le=4, description="ETA band (summary.bands) the map colours by.")
+    lost_coverage: bool = Field(description="What-if only: covered now, not with `without` committed.")
 
 
 class CoveragePolygon(Out):
@@ -275,6 +276,12 @@ class CoverageByZone(Out):
     demand_covered_share: float | None
 
 
+class CoverageWhatIf(Out):
+    covered_share_now: float | None = Field(description="The share covered with every unit as it is.")
+    cells_losing_coverage: int = Field(description="Cells covered now that the what-if leaves uncovered.")
+    demand_losing_coverage: float = Field(description="Their calls' weight.")
+
+
 class CoverageSummary(Out):
     agencies: list[str] | None = Field(description="Whose units and area count; null: every agency.")
     unit_types: list[str] = Field(description="Types counted together in the picture; empty: any.")
@@ -296,6 +303,7 @@ class CoverageSummary(Out):
     units_counted: list[str]
     units_without_position: list[str] = Field(description="Available units the routing index has "
                                               "no position for (not counted).")
+    what_if: CoverageWhatIf | None = Field(description="With `without`: the hole it leaves.")
     computed_at: datetime
     bands: list[CoverageBand]
     by_type: list[CoverageByType] = Field(description="Each unit type of the roster at its own "

@@ -618,6 +618,9 @@ async def test_supervisor_sees_coverage_what_if_and_its_refresh(sf_api: Api, sff
                            what="the what-if without E08")
         without, units = await api_share(unit_type="engine", without="E08")
         assert units == "E01,E36" and without < engines
+        lost = await sup.js("return document.querySelector(\"#cov-legend li[data-band='lost']\").textContent")
+        assert lost.startswith("white outline: covered now, lost if E08 committed: ")
+        assert int(lost.rsplit(": ", 1)[1].split()[0]) > 0
         shown = float(await sup.js("return document.querySelector('#sv-coverage').dataset.coveredShare"))
         assert shown == without
         await _accessible(sup, "supervisor-coverage-what-if")

@@ -918,7 +918,8 @@ function renderCoverage() {
   const what = s.unit_types.length ? s.unit_types.join(" or ") : "any unit";
   $("#cov-summary").textContent = `${what}: ${pct(s.covered_share)} of ${s.cells} cells covered within ${s.threshold_s} s`
     + ` (calls over ${s.demand_days} days: ${pct(s.demand_covered_share)}); ${s.units_counted.length} units counted`
-    + (s.without.length ? `; what if ${s.without.join(", ")} committed` : "")
+    + (s.what_if ? `; what if ${s.without.join(", ")} committed: ${s.what_if.cells_losing_coverage} cells`
+      + ` lose coverage (now ${pct(s.what_if.covered_share_now)})` : "")
     + (s.units_without_position.length ? `; no position: ${s.units_without_position.join(", ")}` : "")
     + `. Updated ${new Date(s.computed_at).toLocaleTimeString()}.`;
   $("#sv-coverage").dataset.coveredShare = String(s.covered_share);
@@ -928,7 +929,9 @@ function renderCoverage() {
   for (const f of c.features) counts[f.properties.band]++;
   $("#cov-legend").replaceChildren(...s.bands.map((b) => el("li", {"data-band": b.band},
     el("span", {class: "swatch", style: `background:${BAND_COLOURS[b.band]}`, "aria-hidden": "true"}),
-    `${b.label}: ${counts[b.band]} cells`)));
+    `${b.label}: ${counts[b.band]} cells`)),
+    ...(s.what_if ? [el("li", {"data-band": "lost"}, el("span", {class: "swatch lost", "aria-hidden": "true"}),
+      `white outline: covered now, lost if ${s.without.join(", ")} committed: ${s.what_if.cells_losing_coverage} cells`)] : []));
   $("#cov-types tbody").replaceChildren(...s.by_type.map((t) => el("tr", {"data-type": t.unit_type},
     el("td", {}, t.unit_type), el("td", {}, t.units_available), el("td", {}, `${t.threshold_s} s`),
     el("td", {}, pct(t.covered_share)), el("td", {}, pct(t.demand_covered_share)))));
@@ -943,8 +946,8 @@ function drawCoverage() {
   if (!state) return;
   state.coverage.clearLayers();
   if (!S.coverage) return;
-  L.geoJSON(S.coverage, {interactive: false, style: (f) => ({stroke: false, fillOpacity: 0.45,
-    fillColor: BAND_COLOURS[f.properties.band]})}).addTo(state.coverage);
+  L.geoJSON(S.coverage, {interactive: false, style: (f) => ({fillOpacity: 0.45, fillColor: BAND_COLOURS[f.properties.band],
+    stroke: f.properties.lost_coverage, color: "#ffffff", weight: 2, dashArray: "4 3"})}).addTo(state.coverage);
 }
 
 $("#cov-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadCoverage(); });

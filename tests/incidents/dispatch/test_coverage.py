@@ -133,6 +133,11 @@ async def test_coverage_values_match_plain_dijkstra_and_the_what_if(sf_api: Api,
         assert after[c]["covered"] is False and after[c]["unit_id"] == "E34"
         assert after[c]["eta_s"] > cells[c]["eta_s"]
     assert what_if["summary"]["cells_covered"] == 0
+    assert what_if["summary"]["what_if"] == {
+        "covered_share_now": s["covered_share"], "cells_losing_coverage": len(covered),
+        "demand_losing_coverage": weight_covered}
+    assert sorted(c for c, p in after.items() if p["lost_coverage"]) == sorted(covered)
+    assert s["what_if"] is None and not any(p["lost_coverage"] for p in cells.values())
     engine = next(t for t in what_if["summary"]["by_type"] if t["unit_type"] == "engine")
     assert engine["units_available"] == 1 and engine["cells_covered"] == 0
     medic = next(t for t in what_if["summary"]["by_type"] if t["unit_type"] == "medic")
@@ -144,7 +149,7 @@ async def test_coverage_values_match_plain_dijkstra_and_the_what_if(sf_api: Api,
     r = await sup.post("/api/v1/units/E07/status", json={"status": "out_of_service"})
     assert r.status_code == 200, r.text
     committed = await _coverage(sup, unit_type="engine", resolution=9)
-    assert _cells(committed) == after
+    assert _cells(committed) == {c: {**p, "lost_coverage": False} for c, p in after.items()}
     assert stats["unit_columns_computed"] == computed
 
 
