@@ -280,10 +280,11 @@ def _nth_best(grid: Grid, ids: list[str], nth: int, factor: float) -> tuple[np.n
     n = len(grid.cells)
     if len(ids) < nth or n == 0:
         return np.full(n, np.inf), [None] * n
-    m = np.vstack([grid.columns[u][2] for u in ids]).astype(np.float64) * factor
-    # ties by unit id, as the recommendation breaks them: ids are sorted, argsort is stable
-    order = np.argsort(m, axis=0, kind="stable")[nth - 1]
-    eta = m[order, np.arange(n)]
+    m = np.vstack([grid.columns[u][2] for u in ids])
+    # Ties by unit id, as the recommendation breaks them: ids are sorted, and argmin and a
+    # stable argsort take the first. The factor scales every ETA alike: applied after.
+    order = m.argmin(axis=0) if nth == 1 else np.argsort(m, axis=0, kind="stable")[nth - 1]
+    eta = m[order, np.arange(n)].astype(np.float64) * factor
     who: list[str | None] = [ids[i] if np.isfinite(t) else None
                              for i, t in zip(order.tolist(), eta.tolist(), strict=True)]
     return eta, who
