@@ -96,7 +96,8 @@ def annual_report_command(
 
         async def go(pool: Any) -> annual.AnnualReport:
             return await annual.gather(pool=pool, year=year, agency=agency,
-                                       timezone=settings.analytics_timezone)
+                                       timezone=settings.analytics_timezone,
+                                       training=settings.training_agencies)
 
         rep = db.run_with_pool(go)
         bar.update(task, advance=1, description="figures computed")
