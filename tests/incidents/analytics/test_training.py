@@ -22,24 +22,16 @@ from cad.settings import REPO_ROOT
 from incidents.analytics import annual, calibrate, simulate
 from incidents.analytics.mapping import load_mapping
 from tests.auth import Api, make_user, session_headers
-from tests.dispatch_fixtures import make_settings
+from tests.incidents.analytics.conftest import TRAINING
 from tests.incidents.public.conftest import intake, public_outputs, publish, start_public_app
-from tests.support import RunningApp, require_shared, running_app
+from tests.support import RunningApp, require_shared
 from tests.ws_gateway.helpers import StreamClient
 
-TRAINING = "SFFD-TRAINING"
 WINDOW = "calls/sffd_calls_2016-12-31_to_2017-01-07.csv.gz"
 STATIONS = "calls/sffd_fire_stations.csv"
 REPLAYED = 8
 INFO = {"en": {"headline": "Exercise", "description": "An exercise.", "instruction": "None."},
         "es": {"headline": "Ejercicio", "description": "Un ejercicio.", "instruction": "Nada."}}
-
-
-@pytest.fixture
-async def training_app(database_url: str, tmp_path: Path) -> AsyncIterator[RunningApp]:
-    settings = make_settings(database_url, tmp_path, training_agencies=[TRAINING])
-    async with running_app(settings) as running:
-        yield running
 
 
 async def _board(app: RunningApp, **user: Any) -> StreamClient:
