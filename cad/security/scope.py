@@ -103,8 +103,11 @@ def scope_for(*, role: str, agencies: Iterable[str], unit_id: str | None,
     hidden = frozenset() if trainee else frozenset(training)
     aid: dict[str, frozenset[str]] = {}
     if role in set(mutual_aid_roles) and role != "field_unit":
-        aid = {a: frozenset(others) - {a} for a, others in mutual_aid.items()
-               if own is None or a in own}
+        # Never across the training line: an exercise must not move a real unit, nor a
+        # training unit answer a real call, whatever CAD_MUTUAL_AID says.
+        drill = frozenset(training)
+        aid = {a: frozenset(o for o in others if (o in drill) == (a in drill)) - {a}
+               for a, others in mutual_aid.items() if own is None or a in own}
     if role == "field_unit":
         return Scope(agencies=own, unit_id=unit_id or "", assignment_window_s=assignment_window_s,
                      caller_data=caller_data_for_units, hidden=hidden)

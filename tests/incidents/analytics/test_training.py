@@ -291,3 +291,23 @@ async def test_me_names_the_trainee_and_the_training_agencies(training_app: Runn
             await target(admin, agency="SFFD", default="SFFD", training=True, force=True)
     finally:
         await api.close()
+
+
+def test_scope_hides_training_agencies_except_from_trainees() -> None:
+    from cad.security.scope import scope_for
+
+    def scope(role: str, agencies: list[str]) -> Any:
+        return scope_for(role=role, agencies=agencies, unit_id=None, assignment_window_s=0,
+                         caller_data_for_units=False, mutual_aid_roles=["dispatcher", "admin"],
+                         mutual_aid={TRAINING: ["SFFD", "SFPD-TRAINING"], "SFFD": [TRAINING, "DCFD"]},
+                         training=[TRAINING, "SFPD-TRAINING"])
+
+    trainee = scope("dispatcher", [TRAINING])
+    assert trainee.hidden == frozenset() and trainee.shown(TRAINING) and not trainee.shown("SFFD")
+    for s in (scope("admin", []), scope("dispatcher", ["SFFD", TRAINING]), scope("dispatcher", ["SFFD"])):
+        assert s.hidden == {TRAINING, "SFPD-TRAINING"} and not s.shown(TRAINING)
+        assert s.hidden_for([TRAINING]) == ["SFPD-TRAINING"]
+    # Mutual aid never crosses the training line.
+    admin = scope("admin", [])
+    assert admin.unit_agencies_for(TRAINING) == {TRAINING, "SFPD-TRAINING"}
+    assert admin.unit_agencies_for("SFFD") == {"SFFD", "DCFD"}
