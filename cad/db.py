@@ -16,6 +16,8 @@ import asyncpg
 import orjson
 import structlog
 
+from cad import training
+
 log = structlog.get_logger("cad.db")
 T = TypeVar("T")
 
@@ -241,6 +243,7 @@ def run_with_pool(fn: Callable[[asyncpg.Pool], Awaitable[T]], *, apply_migration
             url, use_app_role=settings.db_use_app_role, app_password=password)
         pool = await create_pool(pool_url, min_size=1, max_size=2)
         try:
+            await training.sync(pool, settings.training_agencies)
             return await fn(pool)
         finally:
             await pool.close()

@@ -7,11 +7,11 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The checkout's root, for tests and benchmarks run from a source tree. The installed package
 # never reads through it: migrations are package data (cad.db.shipped_migrations).
@@ -375,6 +375,21 @@ class Settings(BaseSettings):
         bad = [t for t, v in value.items() if not 0 < v <= 7200]
         if bad:
             raise ValueError(f"thresholds are seconds in (0, 7200] (wrong: {sorted(bad)})")
+        return value
+
+    # --- training mode (docs/analytics.md, "Training mode") -----------------------------------
+    training_agencies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Agencies that are training namespaces, a comma list (e.g. "
+        "CAD_TRAINING_AGENCIES=SFFD-TRAINING): their incidents, units and events are marked "
+        "training, kept off every board, list, report, public feed and alert of users who "
+        "also act for a real agency (or for all), and never published.")
+
+    @field_validator("training_agencies", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [a.strip() for a in value.split(",") if a.strip()]
         return value
 
     # --- agency and assignment scope (cad/security/scope.py) ----------------------------------

@@ -71,13 +71,17 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $7::jsonb[]) AS u(t,
 RETURNING id
 """
 
+# Audit details of an action on a training agency's data (an event of one) or by a trainee
+# (the actor's home agency is one) are marked "training": true before they are hashed
+# (cad_training_marks, migrations/0017_training.sql).
 # Appends to the hash-chained audit log (migrations/0002_security.sql): takes the chain lock
 # 0x43AD0003 until COMMIT, reads the chain head, hashes and inserts each record. Needs READ
 # COMMITTED; under REPEATABLE READ or SERIALIZABLE a concurrent append makes this transaction
 # fail on the unique seq (it never forks the chain), and such callers retry anyway.
 _INSERT_EVENTS_AND_AUDIT = """
 WITH a AS MATERIALIZED (
-    SELECT audit_append($5, $6, $8, $9::text[], $10::text[], $11::text[], $12::jsonb[]) AS done
+    SELECT audit_append($5, $6, $8, $9::text[], $10::text[], $11::text[],
+                        cad_training_marks($12::jsonb[], $4::text[] || $13::text)) AS done
 )
 INSERT INTO event_log (type, aggregate_type, aggregate_id, agency, actor, request_id, data)
 SELECT t, at, aid, ag, $5, $6, d
@@ -86,7 +90,8 @@ CROSS JOIN a
 RETURNING id
 """
 
-_APPEND_AUDIT = "SELECT audit_append($1, $2, $3, $4::text[], $5::text[], $6::text[], $7::jsonb[])"
+_APPEND_AUDIT = ("SELECT audit_append($1, $2, $3, $4::text[], $5::text[], $6::text[],"
+                 " cad_training_marks($7::jsonb[], ARRAY[$8::text]))")
 
 # Counts audit records written while handling one HTTP request: the security middleware
 # records a generic entry for a write that recorded none itself.
@@ -132,7 +137,7 @@ class UnitOfWork:
                 [e.aggregate_id for e in ev], [e.agency for e in ev],
                 self.ctx.actor, self.ctx.request_id, [e.data for e in ev],
                 self.ctx.client_addr, [a.action for a in au], [a.target for a in au],
-                [a.outcome for a in au], [a.details for a in au],
+                [a.outcome for a in au], [a.details for a in au], self.ctx.agency,
             )
             self.event_ids = [r["id"] for r in rows]
             counter = request_audit_count.get()
@@ -155,7 +160,7 @@ class UnitOfWork:
 async def write_audit(conn: asyncpg.Connection, ctx: RequestContext, records: list[AuditRecord]) -> None:
     args = (_APPEND_AUDIT, ctx.actor, ctx.request_id, ctx.client_addr,
             [r.action for r in records], [r.target for r in records],
-            [r.outcome for r in records], [r.details for r in records])
+            [r.outcome for r in records], [r.details for r in records], ctx.agency)
     if conn.is_in_transaction():
         await conn.execute(*args)
     else:

@@ -19,7 +19,7 @@ import orjson
 import structlog
 from fastapi import FastAPI
 
-from cad import db, retention
+from cad import db, retention, training
 from cad.console.deps import ConsoleDeps, RenderBaseMap, console_deps
 from cad.deps import provide
 from cad.health import HealthDeps, health_deps
@@ -119,6 +119,7 @@ async def start(app: FastAPI, settings: Settings, *, database_url: str,
         database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
         command_timeout=settings.db_command_timeout_s)
     try:
+        await training.sync(pool, settings.training_agencies)
         rt = await _start_domain(app, settings, pool, database_url, security)
     except BaseException:
         with contextlib.suppress(Exception):

@@ -160,12 +160,14 @@ async def open_incidents(conn: asyncpg.Connection, *,
 
 
 async def list_incident_ids(conn: asyncpg.Connection, *, open_only: bool, agency: str | None,
-                            limit: int, scope: Scope) -> list[int]:
+                            limit: int, scope: Scope, hidden: Sequence[str] = ()) -> list[int]:
+    """``hidden``: training agencies left out, and with them every row marked training."""
     rows = await conn.fetch(
         "SELECT id FROM incidents i WHERE (NOT $1 OR status <> 'closed') "
         f"AND ($2::text IS NULL OR agency = $2) AND {_visible('i', 4)} "
+        "AND (cardinality($7::text[]) = 0 OR (NOT i.training AND i.agency <> ALL($7))) "
         "ORDER BY received_at DESC, id DESC LIMIT $3",
-        open_only, agency, limit, *scope.incident_filter())
+        open_only, agency, limit, *scope.incident_filter(), list(hidden))
     return [r["id"] for r in rows]
 
 

@@ -215,7 +215,7 @@ async def list_incidents(*, deps: IncidentsDeps, scope: Scope, open_only: bool,
                          agency: str | None, limit: int) -> list[dict[str, Any]]:
     async with deps.pool.acquire() as conn:
         ids = await repo.list_incident_ids(conn, open_only=open_only, agency=agency, limit=limit,
-                                           scope=scope)
+                                           scope=scope, hidden=scope.hidden_for([agency or ""]))
         out = []
         for iid in ids:
             v = await load_incident_view(conn, iid)

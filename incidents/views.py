@@ -56,6 +56,7 @@ def incident_view(row: Mapping[str, Any], assignments: Sequence[Mapping[str, Any
         "duplicate_candidates": list(row["duplicate_candidates"] or []),
         "merged_into": row["merged_into"],
         "version": row["version"],
+        "training": row["training"],
         "units": [assignment_view(a) for a in sorted(
             assignments, key=lambda a: (a["dispatched_at"], a["unit_id"]))],
     }

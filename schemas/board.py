@@ -28,6 +28,8 @@ class UnitView(BaseModel):
     incident_id: int | None = Field(description="The incident the unit is assigned to")
     active: bool
     version: int
+    training: bool = Field(default=False, description="True when the unit belongs to a training "
+                           "agency (CAD_TRAINING_AGENCIES): exercise data, never real")
 
 
 class AssignmentView(BaseModel):
@@ -76,6 +78,8 @@ class IncidentView(BaseModel):
     duplicate_candidates: list[int]
     merged_into: int | None
     version: int
+    training: bool = Field(default=False, description="True when the incident belongs to a training "
+                           "agency (CAD_TRAINING_AGENCIES): exercise data, never real")
     units: list[AssignmentView]
 
 

@@ -37,6 +37,8 @@ class EventEnvelope(BaseModel):
     agency: str | None = Field(default=None, description="None: system-wide, every board")
     actor: str | None = None
     request_id: str | None = None
+    training: bool = Field(default=False, description="An event of a training agency "
+                           "(CAD_TRAINING_AGENCIES): exercise data, never real")
     data: dict[str, Any]
 
 

@@ -271,7 +271,9 @@ async def list_units(*, deps: UnitsDeps, scope: Scope, agency: str | None,
                                                                    else [agency]),
                                      status=status.value if status else None,
                                      include_inactive=include_inactive)
-    return [unit_view(r) for r in rows]
+    hidden = scope.hidden_for([agency or ""])
+    return [unit_view(r) for r in rows
+            if not hidden or (not r["training"] and r["agency"] not in hidden)]
 
 
 async def status_history(*, deps: UnitsDeps, scope: Scope, unit_id: str,

@@ -30,6 +30,7 @@ def unit_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "incident_id": row["current_incident"],
         "active": row["active"],
         "version": row["version"],
+        "training": row["training"],
     }
 
 

@@ -95,14 +95,14 @@ async def board_socket(ws: WebSocket, gw: RunningGateway) -> None:
     if not ok:
         await close_ws(ws, CLOSE_BAD_REQUEST, "last_event_id must be a non-negative integer")
         return
-    agencies = auth.principal_agencies(principal, gw.settings)
+    agencies, hidden = auth.board_agencies(principal, gw.settings)
     s = gw.settings
     client = Client(ws, kind="board", principal=principal, token=token,
-                    filter=BoardFilter(agencies), queue_max=s.ws_client_queue_max,
+                    filter=BoardFilter(agencies, hidden=hidden), queue_max=s.ws_client_queue_max,
                     sync_max=s.ws_sync_buffer_max, budget=gw.budgets.fresh())
     board_snapshot = gw.ports.board_snapshot
     await gw.serve(client, last_event_id=last_event_id,
-                   snapshot=lambda conn: board_snapshot(conn, agencies=agencies))
+                   snapshot=lambda conn: board_snapshot(conn, agencies=agencies, hidden=hidden))
 
 
 @router.websocket("/ws/unit/{unit_id}")

@@ -50,6 +50,15 @@ def principal_agencies(principal: Principal, settings: Settings) -> list[str] | 
     return scope_of(principal, settings).agency_list
 
 
+def board_agencies(principal: Principal, settings: Settings
+                   ) -> tuple[list[str] | None, frozenset[str]]:
+    """The agencies a board shows (as ``principal_agencies``) and the training agencies it
+    leaves out (``Scope.hidden``: a board of a real agency, or of all, never shows a
+    training run; a trainee's board shows only that)."""
+    scope = scope_of(principal, settings)
+    return scope.agency_list, scope.hidden
+
+
 def require(roles: Iterable[str]) -> Callable[[HTTPConnection], Awaitable[Principal]]:
     """FastAPI dependency: the caller's principal (authenticated by the security
     middleware), with one of ``roles``."""

@@ -22,7 +22,8 @@ class Event:
     aggregate_type: str
     aggregate_id: str
     unit_ids: frozenset[str]
-    json: bytes  # the wire form (schemas.events.EventEnvelope), serialised once per worker
+    json: bytes
+    training: bool = False  # the wire form (schemas.events.EventEnvelope), serialised once per worker
 
 
 def event_from_row(row: asyncpg.Record) -> Event:
@@ -34,7 +35,7 @@ def event_from_row(row: asyncpg.Record) -> Event:
     body = {k: row[k] for k in ENVELOPE_FIELDS}
     body["data"] = data
     return Event(row["id"], row["agency"], row["aggregate_type"], row["aggregate_id"], unit_ids,
-                 orjson.dumps(body))
+                 orjson.dumps(body), bool(row["training"]))
 
 
 class TickView:
@@ -93,25 +94,38 @@ class EventFilter:
 
 
 class BoardFilter(EventFilter):
-    """Incidents and units of the given agencies (None: every agency). Events without an
-    agency are system-wide and go to every board."""
+    """Incidents and units of the given agencies (None: every agency) but the ``hidden``
+    (training) ones and training events. Events without an agency are system-wide and go to
+    every board."""
 
-    def __init__(self, agencies: list[str] | None) -> None:
+    def __init__(self, agencies: list[str] | None, *,
+                 hidden: frozenset[str] = frozenset()) -> None:
         self.agencies = None if agencies is None else frozenset(agencies)
+        self.hidden = frozenset(hidden)
         self.wants_positions = self.agencies is None or bool(self.agencies)
-        self.key = ("board", None if agencies is None else tuple(sorted(self.agencies or ())))
+        self.key = ("board", None if agencies is None else tuple(sorted(self.agencies or ())),
+                    tuple(sorted(self.hidden)))
 
     def events(self, event: Event) -> bool:
+        if self.hidden and (event.training or event.agency in self.hidden):
+            return False
         return self.agencies is None or event.agency is None or event.agency in self.agencies
 
     def positions(self, agency: str | None) -> bool:
+        if agency in self.hidden:
+            return False
         return self.agencies is None or agency in self.agencies
 
     def select(self, view: TickView) -> tuple[list[Event], list[bytes]]:
         evs = view.events
-        if self.agencies is not None and evs:
+        if (self.agencies is not None or self.hidden) and evs:
             evs = [e for e in evs if self.events(e)]
-        return evs, (view.positions_for(self.agencies) if view.positions else [])
+        if not view.positions:
+            return evs, []
+        positions = view.positions_for(self.agencies)
+        if self.hidden:
+            positions = [j for agency, j in view.positions if self.positions(agency)]
+        return evs, positions
 
 
 class UnitFilter(EventFilter):

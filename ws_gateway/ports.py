@@ -18,12 +18,13 @@ from cad.security.principal import Principal
 
 
 class BoardSnapshot(Protocol):
-    """Open incidents and active units of ``agencies`` (None: every agency), shaped as
+    """Open incidents and active units of ``agencies`` (None: every agency) but those of the
+    ``hidden`` (training) agencies, shaped as
     ``schemas.realtime.BoardSnapshot``. Called inside the REPEATABLE READ transaction that
     also reads the event-log position the snapshot corresponds to."""
 
-    async def __call__(self, conn: asyncpg.Connection, *,
-                       agencies: list[str] | None) -> dict[str, Any]: ...
+    async def __call__(self, conn: asyncpg.Connection, *, agencies: list[str] | None,
+                       hidden: frozenset[str] = frozenset()) -> dict[str, Any]: ...
 
 
 class UnitSnapshot(Protocol):

@@ -73,8 +73,12 @@ async def logout(sec: SecurityDep, principal: CurrentPrincipal, ctx: Context) ->
 
 
 @router.get("/auth/me", tags=["auth"], response_model=MeOut)
-async def me(principal: CurrentPrincipal) -> MeOut:
-    return MeOut(**principal.__dict__)
+async def me(principal: CurrentPrincipal, sec: SecurityDep) -> MeOut:
+    training = sec.settings.training_agencies
+    # As cad.security.scope.scope_for: a non-admin acting only for training agencies.
+    trainee = (principal.role != "admin" and bool(principal.agencies)
+               and set(principal.agencies) <= set(training))
+    return MeOut(**principal.__dict__, training=trainee, training_agencies=sorted(training))
 
 
 @router.post("/auth/password", tags=["auth"], status_code=204)

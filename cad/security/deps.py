@@ -51,7 +51,8 @@ def scope_of(principal: Principal, settings: Settings) -> Scope:
     return scope_for(role=principal.role, agencies=principal.agencies, unit_id=principal.unit_id,
                      assignment_window_s=settings.field_unit_assignment_window_s,
                      caller_data_for_units=settings.field_unit_caller_data,
-                     mutual_aid=settings.mutual_aid, mutual_aid_roles=settings.mutual_aid_roles)
+                     mutual_aid=settings.mutual_aid, mutual_aid_roles=settings.mutual_aid_roles,
+                     training=settings.training_agencies)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -65,6 +65,11 @@ class MeOut(BaseModel):
     agency: str | None
     session_id: str | None
     agencies: list[str] = Field(default_factory=list)
+    training: bool = Field(default=False, description="The user acts only for training "
+                           "agencies (a trainee): everything it sees and does is an exercise")
+    training_agencies: list[str] = Field(default_factory=list, description=(
+        "The server's training agencies (CAD_TRAINING_AGENCIES): their incidents, units and "
+        "events carry training: true"))
 
 
 class UserCreateIn(_In):

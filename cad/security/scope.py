@@ -11,6 +11,11 @@ queries. Nothing else decides agency or assignment visibility.
 - ``caller_data``: whether incident reads may include callers' personal data.
 - ``mutual_aid``: incident agency -> the other agencies whose units this caller may dispatch to
   it (``CAD_MUTUAL_AID``, only for the roles in ``CAD_MUTUAL_AID_ROLES``).
+- ``hidden``: training agencies (``CAD_TRAINING_AGENCIES``, cad/training.py) this caller does
+  not see on boards, lists and reports unless it names one: every training agency for a
+  caller who acts for all agencies or for a real one too; none for a trainee (a caller who
+  acts only for training agencies). A training incident or unit named by id stays readable
+  within ``agencies``.
 
 Another agency's resource is not found (404, its existence is not disclosed); creating a
 resource for an agency outside the scope is refused with 403 (the caller named that agency
@@ -32,6 +37,7 @@ class Scope:
     assignment_window_s: float = 0.0
     caller_data: bool = True
     mutual_aid: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    hidden: frozenset[str] = frozenset()
 
     ALL: ClassVar[Scope]
 
@@ -59,6 +65,15 @@ class Scope:
             return None if wanted is None else sorted(wanted)
         return sorted(self.agencies if wanted is None else self.agencies & wanted)
 
+    def shown(self, agency: str | None) -> bool:
+        """Whether a row of ``agency`` belongs on this caller's boards and lists."""
+        return self.covers(agency) and agency not in self.hidden
+
+    def hidden_for(self, named: Iterable[str] | None = None) -> list[str]:
+        """The hidden agencies a query leaves out (``agency <> ALL($n)``): all of them but
+        those the query names."""
+        return sorted(self.hidden - frozenset(named or ()))
+
     def incident_filter(self) -> tuple[list[str] | None, str | None, float]:
         """(agencies, unit id, window s) for the repositories' incident predicate: a field
         unit's incidents are its assignments, anyone else's are its agencies'."""
@@ -77,17 +92,23 @@ Scope.ALL = Scope(agencies=None)
 
 def scope_for(*, role: str, agencies: Iterable[str], unit_id: str | None,
               assignment_window_s: float, caller_data_for_units: bool,
-              mutual_aid: Mapping[str, Iterable[str]], mutual_aid_roles: Iterable[str]) -> Scope:
+              mutual_aid: Mapping[str, Iterable[str]], mutual_aid_roles: Iterable[str],
+              training: Iterable[str] = ()) -> Scope:
     """The scope of a principal with these attributes (``scope_of`` reads them from one)."""
     if role == "admin":
         own: frozenset[str] | None = None
     else:
         own = frozenset(agencies)
+    trainee = own is not None and bool(own) and own <= frozenset(training)
+    hidden = frozenset() if trainee else frozenset(training)
     aid: dict[str, frozenset[str]] = {}
     if role in set(mutual_aid_roles) and role != "field_unit":
-        aid = {a: frozenset(others) - {a} for a, others in mutual_aid.items()
-               if own is None or a in own}
+        # Never across the training line: an exercise must not move a real unit, nor a
+        # training unit answer a real call, whatever CAD_MUTUAL_AID says.
+        drill = frozenset(training)
+        aid = {a: frozenset(o for o in others if (o in drill) == (a in drill)) - {a}
+               for a, others in mutual_aid.items() if own is None or a in own}
     if role == "field_unit":
         return Scope(agencies=own, unit_id=unit_id or "", assignment_window_s=assignment_window_s,
-                     caller_data=caller_data_for_units)
-    return Scope(agencies=own, mutual_aid=aid)
+                     caller_data=caller_data_for_units, hidden=hidden)
+    return Scope(agencies=own, mutual_aid=aid, hidden=hidden)

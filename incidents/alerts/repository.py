@@ -23,7 +23,8 @@ def _alert(row: asyncpg.Record | None) -> dict[str, Any] | None:
 async def incident_location(conn: asyncpg.Connection, *, incident_id: int
                             ) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        "SELECT id, agency, lat, lon, number FROM incidents WHERE id = $1", incident_id)
+        "SELECT id, agency, lat, lon, number, training OR cad_is_training(agency) AS training"
+        " FROM incidents WHERE id = $1", incident_id)
 
 
 async def zone(conn: asyncpg.Connection, *, zone_id: str) -> asyncpg.Record | None:
@@ -72,8 +73,8 @@ async def published(pool: asyncpg.Pool, *, agency: str, limit: int) -> list[dict
     rows = await pool.fetch(
         f"SELECT {_ALERT_COLS} FROM alerts a JOIN incidents i ON i.id = a.incident_id "
         "LEFT JOIN alerts ref ON ref.id = a.references_id "
-        "WHERE a.state = 'published' AND a.agency = $1 "
-        "ORDER BY a.sent_at DESC, a.id DESC LIMIT $2", agency, limit)
+        "WHERE a.state = 'published' AND a.agency = $1 AND NOT i.training "
+        "AND NOT cad_is_training(a.agency) ORDER BY a.sent_at DESC, a.id DESC LIMIT $2", agency, limit)
     return [a for r in rows if (a := _alert(r)) is not None]
 
 
@@ -86,6 +87,7 @@ async def current(pool: asyncpg.Pool, *, agency: str, now: datetime, limit: int
         f"SELECT {_ALERT_COLS} FROM alerts a JOIN incidents i ON i.id = a.incident_id "
         "LEFT JOIN alerts ref ON ref.id = a.references_id "
         "WHERE a.state = 'published' AND a.agency = $1 AND a.msg_type <> 'Cancel' "
+        "AND NOT i.training AND NOT cad_is_training(a.agency) "
         "AND (a.expires_at IS NULL OR a.expires_at > $2) "
         "AND NOT EXISTS (SELECT 1 FROM alerts later WHERE later.references_id = a.id "
         "                AND later.state = 'published') "
@@ -106,8 +108,8 @@ async def reference_chain(conn: asyncpg.Connection, *, alert_id: int) -> list[as
 
 async def published_xml(pool: asyncpg.Pool, *, agency: str, identifier: str) -> str | None:
     xml: str | None = await pool.fetchval(
-        "SELECT cap_xml FROM alerts WHERE identifier = $1 AND agency = $2 AND state = 'published'",
-        identifier, agency)
+        "SELECT cap_xml FROM alerts WHERE identifier = $1 AND agency = $2 AND state = 'published'"
+        " AND NOT cad_is_training(agency)", identifier, agency)
     return xml
 
 

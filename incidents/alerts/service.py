@@ -68,6 +68,10 @@ async def draft_alert(*, deps: AlertsDeps, ctx: RequestContext, scope: Scope,
         if incident is None or not scope.covers(incident["agency"]):
             raise NotFound(f"incident {incident_id} not found")
         scope.require(incident["agency"], field="incident_id")
+        if incident["training"]:
+            # Alerts go to the public and to subscribers: an exercise must never reach them.
+            raise Invalid(f"incident {incident_id} is a training incident: training is never "
+                          "published", field="incident_id")
         if body.area is None and original is not None:
             polygons, area_desc = original["polygons"], original["area_desc"]
         else:

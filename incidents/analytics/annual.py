@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -39,11 +40,14 @@ class AnnualReport:
     hexbins: dict[str, Any]
 
 
-async def gather(*, pool: asyncpg.Pool, year: int, agency: str | None, timezone: str
-                 ) -> AnnualReport:
+async def gather(*, pool: asyncpg.Pool, year: int, agency: str | None, timezone: str,
+                 training: Iterable[str] = ()) -> AnnualReport:
+    """``training``: the training agencies (CAD_TRAINING_AGENCIES), left out unless ``agency``
+    names one."""
     tz = ZoneInfo(timezone)
     start, end = datetime(year, 1, 1, tzinfo=tz), datetime(year + 1, 1, 1, tzinfo=tz)
-    scope = Scope(agencies=None if agency is None else frozenset({agency}))
+    scope = Scope(agencies=None if agency is None else frozenset({agency}),
+                  hidden=frozenset(training) - {agency})
 
     async def run(metrics: list[str], group_by: list[str]) -> dict[str, Any]:
         return await service.report(pool=pool, scope=scope, timezone=timezone, query=service.ReportQuery(
@@ -57,7 +61,8 @@ async def gather(*, pool: asyncpg.Pool, year: int, agency: str | None, timezone:
                   count(*) AS n
            FROM analytics_incidents
            WHERE received_at >= $1 AND received_at < $2 AND ($4::text IS NULL OR agency = $4)
-           GROUP BY 1 ORDER BY 1""", start, end, timezone, agency)
+             AND agency <> ALL($5::text[])
+           GROUP BY 1 ORDER BY 1""", start, end, timezone, agency, scope.hidden_for())
     hexes = await service.hexbins(pool=pool, scope=scope, resolution=8, start=start, end=end,
                                   source=None)
     return AnnualReport(year=year, agency=agency, timezone=timezone, totals=totals,

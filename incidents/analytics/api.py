@@ -38,6 +38,10 @@ Start = Annotated[datetime | None, Query(alias="from", description="received_at 
 End = Annotated[datetime | None, Query(alias="to", description="received_at < to")]
 Source = Annotated[Literal["live", "imported"] | None, Query()]
 Filter = Annotated[list[str] | None, Query()]
+AgencyFilter = Annotated[list[str] | None, Query(
+    alias="agency", description="Only these agencies (within the caller's). Training agencies "
+    "(CAD_TRAINING_AGENCIES) are left out unless named here, or unless the caller acts only "
+    "for training agencies.")]
 
 CSV_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {
     "schema": {"type": "string", "description": "One header row, then one row per group."}}}}}
@@ -72,10 +76,10 @@ async def report(deps: IncidentsDep, scope: CurrentScope, metrics: Metrics,
                  start: Start = None, end: End = None, source: Source = None,
                  incident_type: Filter = None, call_type_group: Filter = None,
                  priority: Filter = None, zone: Filter = None, station: Filter = None,
-                 unit_type: Filter = None) -> dict[str, Any]:
+                 unit_type: Filter = None, agency: AgencyFilter = None) -> dict[str, Any]:
     query = _query(metrics, group_by, thresholds, start, end, source, {
-        "incident_type": incident_type, "call_type_group": call_type_group, "priority": priority,
-        "zone": zone, "station": station, "unit_type": unit_type})
+        "agency": agency, "incident_type": incident_type, "call_type_group": call_type_group,
+        "priority": priority, "zone": zone, "station": station, "unit_type": unit_type})
     return await service.report(pool=deps.pool, scope=scope, query=query,
                                 timezone=deps.settings.analytics_timezone)
 
@@ -87,10 +91,10 @@ async def report_csv(deps: IncidentsDep, scope: CurrentScope, metrics: Metrics,
                      start: Start = None, end: End = None, source: Source = None,
                      incident_type: Filter = None, call_type_group: Filter = None,
                      priority: Filter = None, zone: Filter = None, station: Filter = None,
-                     unit_type: Filter = None) -> Response:
+                     unit_type: Filter = None, agency: AgencyFilter = None) -> Response:
     query = _query(metrics, group_by, thresholds, start, end, source, {
-        "incident_type": incident_type, "call_type_group": call_type_group, "priority": priority,
-        "zone": zone, "station": station, "unit_type": unit_type})
+        "agency": agency, "incident_type": incident_type, "call_type_group": call_type_group,
+        "priority": priority, "zone": zone, "station": station, "unit_type": unit_type})
     result = await service.report(pool=deps.pool, scope=scope, query=query,
                                   timezone=deps.settings.analytics_timezone)
     buf = io.StringIO()
@@ -146,14 +150,15 @@ async def dispositions(deps: IncidentsDep) -> list[dict[str, Any]]:
 async def _search_query(start: Start = None, end: End = None, source: Source = None,
                         incident_type: Filter = None, priority: Filter = None, zone: Filter = None,
                         station: Filter = None, disposition: Filter = None,
-                        unit: Filter = None) -> service.SearchQuery:
+                        unit: Filter = None, agency: AgencyFilter = None) -> service.SearchQuery:
     for name, value in (("from", start), ("to", end)):
         if value is not None and value.tzinfo is None:
             raise Invalid(f"'{name}' needs a UTC offset (e.g. 2020-04-07T00:00:00-07:00)", field=name)
     return service.SearchQuery(start=start, end=end, source=source,
                                incident_type=incident_type or [], priority=priority or [],
                                zone=zone or [], station=station or [],
-                               disposition=disposition or [], unit=unit or [])
+                               disposition=disposition or [], unit=unit or [],
+                               agency=agency or [])
 
 
 SearchFilters = Annotated[service.SearchQuery, Depends(_search_query)]

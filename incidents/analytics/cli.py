@@ -96,7 +96,8 @@ def annual_report_command(
 
         async def go(pool: Any) -> annual.AnnualReport:
             return await annual.gather(pool=pool, year=year, agency=agency,
-                                       timezone=settings.analytics_timezone)
+                                       timezone=settings.analytics_timezone,
+                                       training=settings.training_agencies)
 
         rep = db.run_with_pool(go)
         bar.update(task, advance=1, description="figures computed")
@@ -206,10 +207,18 @@ def simulate_command(
     incident_type: Annotated[str | None, typer.Option(help=(
         "Create every call with this incident type (default: the mapping's [incident_types] "
         "for each call type)."))] = None,
+    training: Annotated[bool, typer.Option(help=(
+        "Replay into a training agency (CAD_TRAINING_AGENCIES; --agency, or the server's "
+        "only one): trainees' consoles see the calls, nobody else's. Its stations and units "
+        "are copied from the real agency's roster (the mapping's agency) as TR-<id>."))] = False,
+    force: Annotated[bool, typer.Option(help=(
+        "Replay into a real agency anyway (its dispatchers' boards will show the calls)."))
+    ] = False,
 ) -> None:
     """Replay a historical calls file against a running server through its public API:
     create (with the mapped incident type), recommend, dispatch, en route, on scene after
-    the ETA, available again; then compare the recommendations with history."""
+    the ETA, available again; then compare the recommendations with history. Replays go
+    into a training agency (--training, or --agency naming one) unless --force."""
     import asyncio
     import json
 
@@ -223,7 +232,6 @@ def simulate_command(
     except MappingError as exc:
         err.print(f"cad: {exc}")
         raise typer.Exit(2) from None
-    who = agency or cmap.agency
     calls = simulate.load_calls(file, cmap, limit=limit)
 
     async def go() -> simulate.SimReport:
@@ -234,12 +242,22 @@ def simulate_command(
                 err.print(f"cad: login refused ({r.status_code})")
                 raise typer.Exit(2)
             client.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+            try:
+                who, is_training = await simulate.training_target(
+                    client, agency=agency, default=cmap.agency, training=training, force=force)
+            except simulate.TargetRefused as exc:
+                err.print(f"cad: {exc}")
+                raise typer.Exit(2) from None
+            prefix = simulate.TRAINING_PREFIX if is_training else ""
             if stations is not None:
                 made = await simulate.setup_roster(
                     client, agency=who, stations=calibrate.read_stations(stations),
                     units=simulate.roster_from_calls(file, cmap),
-                    medics=simulate.medics_from_calls(file, cmap))
+                    medics=simulate.medics_from_calls(file, cmap), prefix=prefix)
                 out.print(f"roster: {made} units created")
+            elif is_training:
+                made = await simulate.copy_roster(client, source=cmap.agency, target=who)
+                out.print(f"training agency {who}: {made} units copied from {cmap.agency}")
             with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                           MofNCompleteColumn(), TimeElapsedColumn(), console=out) as bar:
                 task = bar.add_task(f"replaying at {speedup:g}x", total=len(calls))
@@ -247,7 +265,8 @@ def simulate_command(
                           if drive else None)
                 return await simulate.replay(client, calls, agency=who, speedup=speedup,
                                              incident_type=incident_type, driver=driver,
-                                             progress=lambda n: bar.update(task, completed=n))
+                                             progress=lambda n: bar.update(task, completed=n),
+                                             unit_prefix=prefix)
 
     report = asyncio.run(go())
     summary = report.summary()

@@ -108,13 +108,15 @@ async def grouped_report(pool: asyncpg.Pool, *, view: str,
                          metrics: Sequence[tuple[str, str, float | str]],
                          agencies: list[str] | None, start: datetime | None, end: datetime | None,
                          source: str | None, timezone: str,
-                         filters: Sequence[tuple[str, list[str]]] = ()) -> list[asyncpg.Record]:
+                         filters: Sequence[tuple[str, list[str]]] = (),
+                         hidden: Sequence[str] = ()) -> list[asyncpg.Record]:
     """One row per group of ``dimensions`` ((alias, SQL expression) pairs from the service's
     whitelist, never from the request) with, per metric ((name, interval SQL in seconds,
     threshold: seconds, or an SQL expression of the row from the service's constants)):
     valid n, missing, out-of-order, median and 90th percentile (continuous:
     ``percentile_cont``) and the share within the threshold. ``$5`` is the time zone of the
-    hour-of-day, day-of-week and week expressions.
+    hour-of-day, day-of-week and week expressions. ``hidden``: training agencies left out
+    (cad.security.scope.Scope.hidden_for).
 
     Three levels: each interval computed once per row; rows hashed into their groups, each
     group collecting its valid values; the percentiles of each group's values (a sort of that
@@ -153,6 +155,9 @@ async def grouped_report(pool: asyncpg.Pool, *, view: str,
     for column, values in filters:
         args.append(values)
         where.append(f"{column} = ANY(${len(args)}::text[])")
+    if hidden:
+        args.append(list(hidden))
+        where.append(f"agency <> ALL(${len(args)}::text[])")
     group = ", ".join(str(i + 1) for i in range(len(dimensions)))
     sql = (f"SELECT {', '.join(outer)} FROM ("
            f"SELECT {', '.join(middle)} FROM (SELECT {', '.join(inner) or '1'} FROM {view}"
@@ -168,7 +173,8 @@ async def grouped_report(pool: asyncpg.Pool, *, view: str,
 
 async def histogram(conn: asyncpg.Connection | asyncpg.Pool, *, view: str, expr: str, bin_s: float,
                     bins: int, agencies: list[str] | None, start: datetime | None,
-                    end: datetime | None, source: str | None) -> list[asyncpg.Record]:
+                    end: datetime | None, source: str | None,
+                    hidden: Sequence[str] = ()) -> list[asyncpg.Record]:
     assert view in ("analytics_incidents", "analytics_unit_responses")
     return list(await conn.fetch(
         f"""SELECT least(floor(({expr}) / $5)::int, $6 - 1) AS bin, count(*) AS n
@@ -177,7 +183,8 @@ async def histogram(conn: asyncpg.Connection | asyncpg.Pool, *, view: str, expr:
               AND ($2::timestamptz IS NULL OR received_at >= $2)
               AND ($3::timestamptz IS NULL OR received_at < $3)
               AND ($4::text IS NULL OR source = $4) AND ({expr}) >= 0
-            GROUP BY 1 ORDER BY 1""", agencies, start, end, source, bin_s, bins))
+              AND agency <> ALL($7::text[])
+            GROUP BY 1 ORDER BY 1""", agencies, start, end, source, bin_s, bins, list(hidden)))
 
 
 async def dispositions(conn: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg.Record]:
@@ -195,7 +202,8 @@ def search_sql(*, filters: dict[str, Any], after: tuple[datetime, int] | None,
                limit: int | None) -> tuple[str, list[Any]]:
     """The analyst search over ``analytics_incidents`` in keyset order (received_at,
     incident_id): ``after`` is the last row of the previous page; no OFFSET, no row limit for
-    exports. ``filters``: agencies (scope), start, end, source, and lists of incident_type,
+    exports. ``filters``: agencies (scope), hidden (training agencies left out), start, end,
+    source, and lists of agency, incident_type,
     priority, zone, station, disposition, unit."""
     args: list[Any] = []
 
@@ -204,13 +212,15 @@ def search_sql(*, filters: dict[str, Any], after: tuple[datetime, int] | None,
         return f"${len(args)}"
 
     where = [f"({arg(filters.get('agencies'))}::text[] IS NULL OR agency = ANY(${len(args)}))"]
+    if filters.get("hidden"):
+        where.append(f"agency <> ALL({arg(filters['hidden'])}::text[])")
     if filters.get("start") is not None:
         where.append(f"received_at >= {arg(filters['start'])}")
     if filters.get("end") is not None:
         where.append(f"received_at < {arg(filters['end'])}")
     if filters.get("source") is not None:
         where.append(f"source = {arg(filters['source'])}")
-    for column in ("incident_type", "priority", "zone", "station", "disposition"):
+    for column in ("agency", "incident_type", "priority", "zone", "station", "disposition"):
         if filters.get(column):
             where.append(f"{column} = ANY({arg(filters[column])}::text[])")
     if filters.get("unit"):
@@ -252,7 +262,8 @@ async def search_stream(pool: asyncpg.Pool, *, filters: dict[str, Any], batch: i
 
 async def incidents_per_location(pool: asyncpg.Pool, *, agencies: list[str] | None,
                                  start: datetime | None, end: datetime | None,
-                                 source: str | None) -> list[asyncpg.Record]:
+                                 source: str | None, hidden: Sequence[str] = ()
+                                 ) -> list[asyncpg.Record]:
     """Incidents per distinct recorded location (agencies geocode to the block or the
     intersection: a year of 200,000 calls has a few thousand locations)."""
     return list(await pool.fetch(
@@ -261,7 +272,8 @@ async def incidents_per_location(pool: asyncpg.Pool, *, agencies: list[str] | No
              AND ($2::timestamptz IS NULL OR received_at >= $2)
              AND ($3::timestamptz IS NULL OR received_at < $3)
              AND ($4::text IS NULL OR source = $4) AND lat IS NOT NULL AND lon IS NOT NULL
-           GROUP BY lat, lon""", agencies, start, end, source))
+             AND agency <> ALL($5::text[])
+           GROUP BY lat, lon""", agencies, start, end, source, list(hidden)))
 
 
 async def incident_intervals(pool: asyncpg.Pool, *, incident_id: int, agencies: list[str] | None

@@ -61,7 +61,8 @@ UNIT_ONLY_DIMENSIONS = frozenset({"unit_type", "unit"})
 # default applies per unit response unless the request names one threshold for all.
 TURNOUT_BY_DISCIPLINE_S = {"ems": 60.0, "fire": 80.0, "police": 80.0}
 _TURNOUT_SQL = ("CASE discipline WHEN 'ems' THEN 60 ELSE 80 END")
-FILTERS = ("incident_type", "call_type_group", "priority", "zone", "station", "unit_type")
+FILTERS = ("agency", "incident_type", "call_type_group", "priority", "zone", "station",
+           "unit_type")
 PERCENTILE_DEFINITION = ("continuous: linear interpolation between the closest ranks "
                          "(PostgreSQL percentile_cont; pandas quantile(interpolation='linear'))")
 
@@ -169,7 +170,8 @@ async def report(*, pool: asyncpg.Pool, scope: Scope, query: ReportQuery,
         rows = await repository.grouped_report(
             pool, view=view, dimensions=dims, metrics=metrics, agencies=scope.agency_list,
             start=query.start, end=query.end, source=query.source, timezone=timezone,
-            filters=[(f, v) for f, v in sorted(query.filters.items())])
+            filters=[(f, v) for f, v in sorted(query.filters.items())],
+            hidden=scope.hidden_for(query.filters.get("agency")))
         for r in rows:
             key = tuple(r[g] for g in query.group_by)
             entry = by_group.setdefault(key, {
@@ -244,7 +246,7 @@ async def histogram(*, pool: asyncpg.Pool, scope: Scope, query: ReportQuery, tim
     rows = await repository.histogram(
         pool, view="analytics_incidents" if level == "incident" else "analytics_unit_responses",
         expr=expr, bin_s=bin_s, bins=32, agencies=scope.agency_list, start=query.start,
-        end=query.end, source=query.source)
+        end=query.end, source=query.source, hidden=scope.hidden_for(query.filters.get("agency")))
     return [(r["bin"] * bin_s, r["n"]) for r in rows]
 
 
@@ -268,6 +270,7 @@ class SearchQuery:
     station: list[str] = field(default_factory=list)
     disposition: list[str] = field(default_factory=list)
     unit: list[str] = field(default_factory=list)
+    agency: list[str] = field(default_factory=list)
 
 
 def encode_cursor(received_at: datetime, incident_id: int) -> str:
@@ -296,7 +299,8 @@ async def _search_filters(pool: asyncpg.Pool, scope: Scope, query: SearchQuery) 
         if unknown:
             raise Invalid(f"not in the disposition code list: {', '.join(unknown)}",
                           field="disposition")
-    return {"agencies": scope.agency_list, "start": query.start, "end": query.end,
+    return {"agencies": scope.agency_list, "hidden": scope.hidden_for(query.agency),
+            "agency": query.agency, "start": query.start, "end": query.end,
             "source": query.source, "incident_type": query.incident_type,
             "priority": query.priority, "zone": query.zone, "station": query.station,
             "disposition": query.disposition, "unit": query.unit}
@@ -390,7 +394,8 @@ async def hexbins(*, pool: asyncpg.Pool, scope: Scope, resolution: int, start: d
     if start and end and end <= start:
         raise Invalid("'to' must be after 'from'", field="to")
     rows = await repository.incidents_per_location(pool, agencies=scope.agency_list, start=start,
-                                                   end=end, source=source)
+                                                   end=end, source=source,
+                                                   hidden=scope.hidden_for())
     return hexbin_geojson(((r["lat"], r["lon"], r["n"]) for r in rows), resolution=resolution)
 
 

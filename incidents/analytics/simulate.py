@@ -11,7 +11,10 @@ every simulated second of the predicted ETA over its own MDT websocket (``/ws/un
 a field-unit account per unit), until on scene; fixes due within one wall tick go as one
 ``positions`` message.
 
-Not done here (docs/analytics.md): a trainee console's separate data."""
+Training mode (``training_target``, ``copy_roster``): the replay goes into a training agency
+(``CAD_TRAINING_AGENCIES``, read from the server's ``/auth/me``), whose boards are the
+trainees'; its stations and units are copies of the real agency's roster (ids prefixed
+``TR-``, ids being global). Replaying into a real agency must be forced."""
 
 from __future__ import annotations
 
@@ -39,6 +42,70 @@ from incidents.analytics.service import read_text
 
 _CALL_SIGN = re.compile(r"^[ET](\d+)$")
 DEFAULT_ON_SCENE_S = 1200.0     # when the history has no on-scene -> available time
+TRAINING_PREFIX = "TR-"         # a training copy's station and unit ids (ids are global)
+
+
+class TargetRefused(Exception):
+    """The replay's agency is not acceptable (a real agency without ``force``, or no training
+    agency to replay into)."""
+
+
+async def training_target(client: httpx.AsyncClient, *, agency: str | None, default: str,
+                          training: bool, force: bool) -> tuple[str, bool]:
+    """(agency to replay into, whether it is a training agency). ``agency`` named: used as
+    given, refused when it is a real agency unless ``force`` (and always with ``training``).
+    Not named: with ``training`` the server's one training agency, else ``default`` (the
+    mapping's), which must then be a training agency or forced."""
+    r = await client.get("/api/v1/auth/me")
+    r.raise_for_status()
+    configured = list(r.json().get("training_agencies") or [])
+    if agency is None and training:
+        if len(configured) != 1:
+            raise TargetRefused(
+                "--training needs --agency naming one of the server's training agencies "
+                f"(CAD_TRAINING_AGENCIES: {', '.join(configured) or 'none'})")
+        return configured[0], True
+    who = agency or default
+    if who in configured:
+        return who, True
+    if training:
+        raise TargetRefused(f"{who} is not a training agency of this server "
+                            f"(CAD_TRAINING_AGENCIES: {', '.join(configured) or 'none'})")
+    if not force:
+        raise TargetRefused(f"refusing to replay into the real agency {who}: its dispatchers "
+                            "would see the calls; use --training (a training agency) or --force")
+    return who, False
+
+
+async def copy_roster(client: httpx.AsyncClient, *, source: str, target: str,
+                      prefix: str = TRAINING_PREFIX) -> int:
+    """The real agency's stations and active units copied into the training agency, ids
+    prefixed, every unit available in quarters; copies made before are kept. Returns how
+    many units were created. The account needs to read ``source`` and write ``target``."""
+    r = await client.get("/api/v1/stations")
+    r.raise_for_status()
+    stations = [s for s in r.json() if s["agency"] == source]
+    for s in stations:
+        r = await client.put(f"/api/v1/stations/{prefix}{s['id']}", json={
+            "id": f"{prefix}{s['id']}", "agency": target, "name": f"{s['name']} (training)",
+            "address": s["address"], "lat": s["lat"], "lon": s["lon"]})
+        r.raise_for_status()
+    r = await client.get("/api/v1/units", params={"agency": source})
+    r.raise_for_status()
+    made = 0
+    for u in r.json():
+        if u["agency"] != source or u["id"].startswith(prefix):
+            continue
+        r = await client.post("/api/v1/units", json={
+            "id": f"{prefix}{u['id']}", "agency": target, "discipline": u["discipline"],
+            "unit_type": u["unit_type"], "capabilities": u["capabilities"],
+            "home_station": f"{prefix}{u['home_station']}" if u["home_station"] else None,
+            "staffing": u["staffing"], "status": "available_in_quarters"})
+        if r.status_code == 201:
+            made += 1
+        elif r.status_code != 409:
+            r.raise_for_status()
+    return made
 
 
 @dataclass(frozen=True)
@@ -267,13 +334,14 @@ def medics_from_calls(path: Path, mapping: ColumnMapping) -> dict[str, str]:
 
 async def setup_roster(client: httpx.AsyncClient, *, agency: str,
                        stations: dict[str, tuple[float, float]], units: Iterable[str],
-                       medics: dict[str, str] | None = None) -> int:
+                       medics: dict[str, str] | None = None, prefix: str = "") -> int:
     """Stations and their engines (E) and ladders (T), and ``medics`` (unit -> station) as
     ALS ambulances, available in quarters; existing ones are kept. Returns how many units
-    were created."""
+    were created. ``prefix``: before every id (a training agency's copy)."""
     for sid, (lat, lon) in sorted(stations.items()):
-        r = await client.put(f"/api/v1/stations/S{sid}", json={
-            "id": f"S{sid}", "agency": agency, "name": f"Station {sid}", "lat": lat, "lon": lon})
+        r = await client.put(f"/api/v1/stations/{prefix}S{sid}", json={
+            "id": f"{prefix}S{sid}", "agency": agency, "name": f"Station {sid}", "lat": lat,
+            "lon": lon})
         r.raise_for_status()
     made = 0
     for unit in sorted(units):
@@ -281,9 +349,9 @@ async def setup_roster(client: httpx.AsyncClient, *, agency: str,
         if m is None or str(int(m.group(1))) not in stations:
             continue
         r = await client.post("/api/v1/units", json={
-            "id": unit, "agency": agency, "discipline": "fire",
+            "id": f"{prefix}{unit}", "agency": agency, "discipline": "fire",
             "unit_type": "engine" if unit.startswith("E") else "ladder",
-            "home_station": f"S{int(m.group(1))}", "status": "available_in_quarters"})
+            "home_station": f"{prefix}S{int(m.group(1))}", "status": "available_in_quarters"})
         if r.status_code == 201:
             made += 1
         elif r.status_code != 409:
@@ -292,8 +360,8 @@ async def setup_roster(client: httpx.AsyncClient, *, agency: str,
         if sid not in stations:
             continue
         r = await client.post("/api/v1/units", json={
-            "id": unit, "agency": agency, "discipline": "ems", "unit_type": "medic_als",
-            "home_station": f"S{sid}", "status": "available_in_quarters"})
+            "id": f"{prefix}{unit}", "agency": agency, "discipline": "ems", "unit_type": "medic_als",
+            "home_station": f"{prefix}S{sid}", "status": "available_in_quarters"})
         if r.status_code == 201:
             made += 1
         elif r.status_code != 409:
@@ -304,10 +372,11 @@ async def setup_roster(client: httpx.AsyncClient, *, agency: str,
 async def replay(client: httpx.AsyncClient, calls: list[SimCall], *, agency: str,
                  speedup: float, incident_type: str | None = None,
                  progress: Callable[[int], None] | None = None,
-                 driver: Driver | None = None) -> SimReport:
+                 driver: Driver | None = None, unit_prefix: str = "") -> SimReport:
     """Drive the server with ``calls``: ``speedup`` historical seconds per wall second (0: no
     waiting at all). Each call is created with its mapped incident type (``SimCall.
-    incident_type``), or ``incident_type`` for all when given."""
+    incident_type``), or ``incident_type`` for all when given. ``unit_prefix``: the roster
+    is a training copy (``copy_roster``), whose unit ``TR-E01`` is the history's ``E01``."""
     report = SimReport()
     if not calls:
         return report
@@ -332,7 +401,7 @@ async def replay(client: httpx.AsyncClient, calls: list[SimCall], *, agency: str
             if action == "call":
                 followups = await _call(client, payload, agency=agency,
                                         incident_type=incident_type, report=report,
-                                        driver=driver)
+                                        driver=driver, unit_prefix=unit_prefix)
                 for delay, what, data in followups:
                     order += 1
                     heapq.heappush(queue, (at + delay, order, what, data))
@@ -366,7 +435,7 @@ async def replay(client: httpx.AsyncClient, calls: list[SimCall], *, agency: str
 
 async def _call(client: httpx.AsyncClient, call: SimCall, *, agency: str,
                 incident_type: str | None, report: SimReport,
-                driver: Driver | None = None) -> list[tuple[float, str, Any]]:
+                driver: Driver | None = None, unit_prefix: str = "") -> list[tuple[float, str, Any]]:
     report.calls += 1
     r = await client.post("/api/v1/incidents", json={
         "agency": agency, "incident_type": incident_type or call.incident_type,
@@ -395,7 +464,7 @@ async def _call(client: httpx.AsyncClient, call: SimCall, *, agency: str,
     report.recommended_eta_s.append(first["eta_s"])
     if call.travel_s is not None:
         report.historical_travel_s.append(call.travel_s)
-        if first["unit_id"] == call.first_unit:
+        if first["unit_id"].removeprefix(unit_prefix) == call.first_unit:
             report.same_unit.append((first["eta_s"], call.travel_s))
     followups: list[tuple[float, str, Any]] = []
     for p in picks:

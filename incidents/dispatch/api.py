@@ -133,8 +133,10 @@ async def list_overridden(deps: DispatchDep, scope: CurrentScope,
 async def get_board(deps: DispatchDep, scope: CurrentScope,
                     agency: Annotated[list[AgencyQuery] | None, Query(max_length=50)] = None
                     ) -> dict[str, Any]:
-    """The caller's agencies (``agency`` narrows them; it never widens them)."""
-    return await board_at_head(deps.pool, agencies=scope.narrowed(agency))
+    """The caller's agencies (``agency`` narrows them; it never widens them). Training
+    agencies the caller does not act for alone are left out unless named."""
+    return await board_at_head(deps.pool, agencies=scope.narrowed(agency),
+                               hidden=frozenset(scope.hidden_for(agency)))
 
 
 @router.get("/coverage", response_model=CoverageOut,

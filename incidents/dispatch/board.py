@@ -18,21 +18,27 @@ from units import repository as unit_repo
 from units.views import unit_view
 
 
-async def board_snapshot(conn: asyncpg.Connection, *,
-                         agencies: Sequence[str] | None) -> dict[str, Any]:
-    """Open incidents and active units (of ``agencies``, or all when None). Call it in a
-    REPEATABLE READ transaction together with the event-log position it corresponds to."""
+async def board_snapshot(conn: asyncpg.Connection, *, agencies: Sequence[str] | None,
+                         hidden: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Open incidents and active units (of ``agencies``, or all when None), without those of
+    the ``hidden`` training agencies nor any marked training when some are hidden. Call it in
+    a REPEATABLE READ transaction together with the event-log position it corresponds to."""
     incidents = await open_incident_views(conn, agencies=agencies)
     units = await unit_repo.active_units(conn, agencies=agencies)
+    if hidden:
+        incidents = {k: v for k, v in incidents.items()
+                     if not v["training"] and v["agency"] not in hidden}
+        units = [r for r in units if not r["training"] and r["agency"] not in hidden]
     return {"incidents": incidents, "units": {r["id"]: unit_view(r) for r in units}}
 
 
-async def board_at_head(pool: asyncpg.Pool, *, agencies: Sequence[str] | None) -> dict[str, Any]:
+async def board_at_head(pool: asyncpg.Pool, *, agencies: Sequence[str] | None,
+                        hidden: frozenset[str] = frozenset()) -> dict[str, Any]:
     """A board snapshot and the event id it is current to, read in one REPEATABLE READ
     transaction: a client resumes the stream right after ``last_event_id``."""
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         last = await event_log_head(conn)
-        snap = await board_snapshot(conn, agencies=agencies)
+        snap = await board_snapshot(conn, agencies=agencies, hidden=hidden)
     return {"last_event_id": last, **snap}
 
 

@@ -350,9 +350,13 @@ async def coverage(*, deps: DispatchDeps, scope: Scope, query: CoverageQuery) ->
     cache = deps.coverage
     await deps.locator.settle()  # changes seen in the event log are in the index first
     now = datetime.now(UTC)
+    # Training agencies the caller does not act for alone stay out unless named (a training
+    # exercise's units never cover the real area: docs/analytics.md, "Training mode").
+    hidden = frozenset(scope.hidden_for(query.agencies))
     async with deps.pool.acquire() as conn:
         rows = [r for r in await unit_repo.units_with_stations(conn)
-                if r["active"] and (agencies is None or r["agency"] in agencies)]
+                if r["active"] and (agencies is None or r["agency"] in agencies)
+                and r["agency"] not in hidden]
     roster_types = sorted({r["unit_type"] for r in rows})
     unknown = sorted(set(query.unit_types) - set(roster_types))
     if unknown:

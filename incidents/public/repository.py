@@ -11,7 +11,8 @@ import asyncpg
 
 # The gate every public row passes: the agency publishes the type, the type is not sensitive
 # ($sensitive: a case-insensitive regular expression over code, description and APCO type;
-# EMS types are medical and never published), the incident is closed, not merged, and closed
+# EMS types are medical and never published), the incident is closed, not merged, not training
+# (marked so, or of an agency that is one now: docs/analytics.md, "Training mode"), and closed
 # at least the publication delay ago. Columns are listed: nothing else of the row leaves.
 _PUBLISHED = """
 SELECT i.number, i.agency, i.incident_type, t.description AS type_description,
@@ -20,6 +21,7 @@ FROM incidents i
 JOIN incident_types t ON t.code = i.incident_type
 JOIN public_incident_types p ON p.agency = i.agency AND p.incident_type = i.incident_type
 WHERE i.agency = $1 AND i.status = 'closed' AND i.merged_into IS NULL
+  AND NOT i.training AND NOT cad_is_training(i.agency)
   AND i.closed_at <= clock_timestamp() - make_interval(secs => $2)
   AND t.discipline <> 'ems'
   AND (t.code || ' ' || t.description || ' ' || t.apco_type) !~* $3

@@ -231,6 +231,7 @@ TABLE_OWNERS = {
     "alert_subscriptions": "incidents/alerts/repository.py",
     "alert_deliveries": "incidents/alerts/repository.py",
     "public_incident_types": "incidents/public/repository.py",
+    "training_agencies": "cad/training.py",
 }
 _WRITE = re.compile(r"\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+([a-z_]+)\b")
 

@@ -143,6 +143,7 @@ async function start() {
     S.user = await api("GET", "auth/me");
   } catch (e) { showLogin(); return; }
   $("#who").textContent = `${S.user.username} (${S.user.role})`;
+  showTrainingBanner();
   const [config, table] = await Promise.all([api("GET", "console/config"), api("GET", "units/status-table")]);
   S.config = config; S.statusTable = table;
   if (S.user.role === "field_unit") {
@@ -164,6 +165,21 @@ async function start() {
   route();
   connect();
   setInterval(tick, 1000);
+}
+
+/* Training mode: a trainee (a user acting only for training agencies) sees a banner on every
+   screen; training incidents and units carry a TRAINING tag wherever they are listed. */
+function showTrainingBanner() {
+  const banner = $("#training-banner");
+  banner.hidden = !S.user.training;
+  document.body.dataset.training = S.user.training ? "true" : "false";
+  if (S.user.training) {
+    banner.textContent = `TRAINING — ${S.user.agencies.join(", ")}: exercise calls, not real emergencies`;
+  }
+}
+
+function trainingTag(thing) {
+  return thing && thing.training ? el("span", {class: "training-tag", title: "training: an exercise, not real"}, "TRAINING") : "";
 }
 
 /* ---------------------------------------------------------------- screens */
@@ -459,14 +475,14 @@ function renderBoard() {
       tabindex: 0, onclick: () => describeUnit(u.id),
       onkeydown: (ev) => { if (ev.key === "Enter") describeUnit(u.id); },
       "data-pos": S.positions[u.id] ? `${S.positions[u.id].lat.toFixed(5)},${S.positions[u.id].lon.toFixed(5)}` : null},
-    el("td", {}, u.id), el("td", {}, u.unit_type), el("td", {}, statusBadge(u.status)),
+    el("td", {}, u.id, trainingTag(u)), el("td", {}, u.unit_type), el("td", {}, statusBadge(u.status)),
     since(u.status_changed_at), el("td", {}, u.incident_id ? incidentNumber(u.incident_id) : ""))));
   const incs = Object.values(S.incidents).sort(byPriorityAge);
   fillTable($("#incidents tbody"), JSON.stringify(incs.map((i) => [i.id, i.version, i.status,
     S.overdueIncidents.has(i.id)])), () => incs.map((i) => el("tr",
     {"data-incident": i.id, tabindex: 0, class: S.overdueIncidents.has(i.id) ? "overdue" : "",
       onkeydown: (ev) => { if (ev.key === "Enter") { location.hash = "#dispatch"; showDetail(i.id); } }},
-    el("td", {}, i.priority), el("td", {}, i.number), el("td", {}, i.incident_type), el("td", {}, i.status),
+    el("td", {}, i.priority), el("td", {}, i.number, trainingTag(i)), el("td", {}, i.incident_type), el("td", {}, i.status),
     el("td", {}, locText(i)), el("td", {}, i.units.filter((a) => !a.cleared_at).map((a) => a.unit_id).join(" ")),
     since(i.received_at || i.created_at))));
 }
@@ -480,7 +496,7 @@ function renderPending_() {
     {tabindex: 0, "data-incident": i.id, class: S.overdueIncidents.has(i.id) ? "overdue" : "",
       onkeydown: (ev) => { if (ev.key === "Enter") { showDetail(i.id); recommend(i.id); } },
       onclick: () => { showDetail(i.id); recommend(i.id); }},
-    el("td", {}, i.priority), el("td", {}, i.number), el("td", {}, i.incident_type),
+    el("td", {}, i.priority), el("td", {}, i.number, trainingTag(i)), el("td", {}, i.incident_type),
     el("td", {}, locText(i)), since(i.received_at || i.created_at))));
 }
 
@@ -652,6 +668,8 @@ async function showDetail(id) {
     panel.hidden = false;
     panel.replaceChildren(
       el("h3", {}, `${i.number} · ${i.incident_type} · P${i.priority} · ${i.status}`),
+      i.training ? el("p", {class: "training-tag", id: "detail-training", role: "note"},
+        "TRAINING incident — an exercise, not a real emergency") : "",
       el("p", {}, locText(i)),
       el("h3", {}, "Routes"),
       el("ul", {id: "detail-routes"}, el("li", {}, "…")),

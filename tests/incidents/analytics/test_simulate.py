@@ -71,7 +71,7 @@ async def test_replay_creates_recommends_dispatches_and_clears(plain_app: Runnin
            "CAD_SIM_PASSWORD": password, "COLUMNS": "200"}
     proc = await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "cad", "simulate", str(path), "--url",
-                         plain_app.base_url, "--speedup", "0", "--limit", "5"],
+                         plain_app.base_url, "--speedup", "0", "--limit", "5", "--force"],
         check=False, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     printed = json.loads(proc.stdout[proc.stdout.index("{"):proc.stdout.rindex("}") + 1])
