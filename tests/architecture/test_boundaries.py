@@ -231,6 +231,8 @@ TABLE_OWNERS = {
     "alert_subscriptions": "incidents/alerts/repository.py",
     "alert_deliveries": "incidents/alerts/repository.py",
     "public_incident_types": "incidents/public/repository.py",
+    "public_challenge_uses": "incidents/public/repository.py",
+    "public_reports": "incidents/reports/repository.py",
 }
 _WRITE = re.compile(r"\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+([a-z_]+)\b")
 
