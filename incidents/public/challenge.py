@@ -125,10 +125,10 @@ class Challenger:
 
     # --- check ----------------------------------------------------------------------------
     def check(self, *, token: str, solution: str | None, purpose: str, now: datetime,
-              field: str) -> Spend:
-        """The token's Spend, or Invalid (422) naming ``field`` with a ``reason``: malformed,
-        signature (forged, or for another purpose), expired, too_soon, work (a proof of work
-        without enough zero bits)."""
+              field: str, expect: Kind | None = None) -> Spend:
+        """The token's Spend, or Invalid (422) naming ``field`` with a ``reason``: malformed
+        (or not of the ``expect``ed kind), signature (forged, or for another purpose),
+        expired, too_soon, work (a proof of work without enough zero bits)."""
         def refuse(reason: str, detail: str) -> Invalid:
             return Invalid(detail, field=field, extra={"reason": reason})
 
@@ -136,6 +136,9 @@ class Challenger:
         if (len(parts) != 6 or parts[0] != VERSION or parts[1] not in ("pow", "form")
                 or not parts[2].isdigit() or not parts[3].isdigit() or len(token) > 200):
             raise refuse("malformed", "not a challenge token")
+        if expect is not None and parts[1] != expect:
+            what = "proof-of-work challenge" if expect == "pow" else "form token"
+            raise refuse("malformed", f"not a {what}")
         _, kind, bits_s, issued_s, nonce, mac = parts
         bits, issued = int(bits_s), int(issued_s)
         if not hmac.compare_digest(mac, self._mac(kind, bits, issued, nonce, purpose)):

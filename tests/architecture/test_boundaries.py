@@ -186,7 +186,7 @@ SERVICE_MODULES = ("units.service", "incidents.service", "incidents.zones",
                    "incidents.dispatch.service", "incidents.dispatch.recommend",
                    "incidents.dispatch.plans", "incidents.dispatch.timers",
                    "cad.security.service", "incidents.analytics.service",
-                   "incidents.public.service")
+                   "incidents.public.service", "incidents.reports.service")
 # Not actions: the token -> principal seam the middleware and the gateway call per request.
 NOT_ACTIONS = {"cad.security.service.principal_from_token"}
 
