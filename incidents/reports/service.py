@@ -161,8 +161,8 @@ async def _decide(uow: UnitOfWork, *, report: asyncpg.Record, status: str,
     if row is None:
         record.outcome = "failure"
         raise Conflict(f"report {report['id']} was decided meanwhile")
-    uow.emit(f"report.{status}", aggregate=("report", row["id"]), agency=row["agency"],
-             data=event_data(row))
+    uow.emit("report.accepted" if status == "accepted" else "report.declined",
+             aggregate=("report", row["id"]), agency=row["agency"], data=event_data(row))
     return row
 
 
