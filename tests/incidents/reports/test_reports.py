@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -16,10 +17,12 @@ import pytest
 
 from incidents.reports.service import new_tracking, normalise_tracking
 from tests.auth import Api
+from tests.incidents.public.conftest import start_public_app
 from tests.incidents.reports.conftest import (
     AGENCY,
     MAX_FORM,
     MAX_POW,
+    SETTINGS,
     TRACKING,
     aged_form_token,
     file_report,
@@ -376,3 +379,19 @@ async def test_contact_reads_are_audited_and_roles_and_scope_hold(reports_api: A
     async with anon(reports_api) as c:
         assert (await c.get("/api/v1/reports")).status_code == 401
     assert await pool.fetchval("SELECT status FROM public_reports") == "received"
+
+
+async def test_report_endpoints_are_rate_limited(database_url: str, tmp_path: Path) -> None:
+    async for app in start_public_app(database_url, tmp_path, rate_limit_public_per_s=0.01,
+                                      rate_limit_public_burst=3, **SETTINGS):
+        async with httpx.AsyncClient(base_url=app.base_url) as c:
+            codes = [(await c.post(f"/public/{AGENCY}/reports", json={})).status_code
+                     for _ in range(3)]
+            assert codes == [422, 422, 422]
+            for r in (await c.get(f"/public/{AGENCY}/reports/challenge"),
+                      await c.get(f"/public/{AGENCY}/reports/R-0000-0000-0000"),
+                      await c.get(f"/public/{AGENCY}/report"),
+                      await c.post(f"/public/{AGENCY}/report", data={"lang": "en"}),
+                      await c.get(f"/public/{AGENCY}/report/status")):
+                assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+                assert r.headers["content-type"].startswith("application/problem+json")
