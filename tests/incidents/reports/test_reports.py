@@ -161,7 +161,9 @@ async def test_the_form_without_javascript(reports_api: Api) -> None:
     async with anon(reports_api) as c:
         page = await c.get(f"/public/{AGENCY}/report?lang=es")
         assert page.status_code == 200 and 'lang="es"' in page.text
-        assert "<script" not in page.text
+        # the one script only adds a proof of work; nothing on the page needs it
+        assert re.findall(r"<script[^>]*>", page.text) == [
+            '<script src="/public/static/report.js" defer>']
         token = re.search(r'name="form_token" value="([^"]+)"', page.text)
         assert token is not None
         fresh = token.group(1)
@@ -395,3 +397,23 @@ async def test_report_endpoints_are_rate_limited(database_url: str, tmp_path: Pa
                       await c.get(f"/public/{AGENCY}/report/status")):
                 assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
                 assert r.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_the_page_form_with_a_proof_of_work(reports_api: Api) -> None:
+    """What report.js sends: the same form with a solved challenge (no minimum delay; the
+    proof-of-work budget)."""
+    async with anon(reports_api) as c:
+        p = await proof(c)
+        fields = form("", pow_challenge=p["challenge"], pow_solution=p["solution"])
+        r = await c.post(f"/public/{AGENCY}/report", data=fields)
+        assert r.status_code == 303, r.text
+        r = await c.post(f"/public/{AGENCY}/report", data=fields)
+        assert r.status_code == 422 and "This form was already sent" in r.text
+        p = await proof(c)
+        r = await c.post(f"/public/{AGENCY}/report",
+                         data=form("", pow_challenge=p["challenge"], pow_solution="zz"))
+        assert r.status_code == 422 and "could not be verified" in r.text
+        js = await c.get("/public/static/report.js")
+        assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
+    assert [v["via"] for v in await reports_api.running.pool.fetch(
+        "SELECT via FROM public_reports")] == ["pow"]
