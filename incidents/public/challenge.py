@@ -14,7 +14,8 @@ Two kinds of stateless challenge, both signed with HMAC-SHA-256 under a server k
 Both are **single use**: the spend is recorded in ``public_challenge_uses`` (keyed by the
 token's digest), and a second spend is refused. The same table bounds submissions per client
 address and purpose over a window, with a stricter budget for form tokens (they cost an
-abuser only time). Addresses are stored as an HMAC under the server key, never as such.
+abuser only time). The budget is per form (``report`` of ``report:SFPD``), all agencies
+together. Addresses are stored as an HMAC under the server key, never as such.
 """
 
 from __future__ import annotations
@@ -166,10 +167,12 @@ class Challenger:
                     field: str) -> None:
         """Record ``spend`` as used, inside the caller's transaction: refused with 422
         (reason ``used``) when it was spent before, 429 when this address has used its budget
-        for the purpose (form tokens: ``limits.form_max``, proofs of work: ``pow_max``)."""
+        for the form (the purpose's part before ``:``; form tokens: ``limits.form_max``,
+        proofs of work: ``pow_max``)."""
         budget = self.limits.form_max if spend.kind == "form" else self.limits.pow_max
+        # The budget is per form, whatever the agency: spraying agency codes buys nothing.
         outcome = await repository.spend_challenge(
-            conn, digest=spend.digest, kind=spend.kind, purpose=spend.purpose,
+            conn, digest=spend.digest, kind=spend.kind, purpose=spend.purpose.split(":", 1)[0],
             address=self.address_key(address), window_s=self.limits.window_s, budget=budget,
             expires_at=spend.expires_at)
         if outcome == "used":

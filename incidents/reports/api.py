@@ -108,6 +108,7 @@ def _html(body: str, lang: str, status_code: int = 200) -> HTMLResponse:
 async def report_page(agency: AgencyPath, deps: ReportsDep, lang: Lang = None,
                       accept_language: AcceptLanguage = None) -> HTMLResponse:
     chosen = i18n.choose(lang, accept_language)
+    await service.require_agency(deps=deps, agency=agency)
     token = deps.challenger.issue(kind="form", purpose=service.purpose(agency), now=_now())
     return _html(pages.report_page(lang=chosen, agency=agency, token=token, values={},
                                    errors=[]), chosen)

@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 
 from tests.console.browser import Browser, browsers, require_chromium
-from tests.incidents.public.conftest import start_public_app
 from tests.incidents.public.test_public_browser import _checked
-from tests.incidents.reports.conftest import AGENCY, SETTINGS, TRACKING
+from tests.incidents.reports.conftest import AGENCY, TRACKING, start_reports_app
 from tests.support import RunningApp
 
 
@@ -28,8 +27,7 @@ def _chromium() -> None:
 
 @pytest.fixture
 async def browser_app(database_url: str, tmp_path: Path) -> AsyncIterator[RunningApp]:
-    async for app in start_public_app(database_url, tmp_path,
-                                      **{**SETTINGS, "public_form_min_delay_s": 0.0}):
+    async for app in start_reports_app(database_url, tmp_path, public_form_min_delay_s=0.0):
         yield app
 
 
