@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,6 +45,9 @@ VERSION = "c1"
 # Solutions are short printable strings: a counter in decimal or hex is enough.
 MAX_SOLUTION_CHARS = 64
 _KEY_LABEL = b"cad public challenge key v1"
+# version . kind . bits . issued (Unix s) . nonce (12 bytes) . MAC (18 bytes), base64url
+_TOKEN = re.compile(r"c1\.(pow|form)\.(0|[1-9][0-9]?)\.([1-9][0-9]{0,11})\."
+                    r"([A-Za-z0-9_-]{16})\.([A-Za-z0-9_-]{24})", re.ASCII)
 
 
 def _b64(raw: bytes) -> str:
@@ -85,7 +89,7 @@ class Spend:
 
     kind: Kind
     purpose: str
-    digest: bytes          # SHA-256 of the token: the single-use key
+    digest: bytes          # SHA-256 of the token's MAC: the single-use key
     expires_at: datetime
 
 
@@ -133,14 +137,15 @@ class Challenger:
         def refuse(reason: str, detail: str) -> Invalid:
             return Invalid(detail, field=field, extra={"reason": reason})
 
-        parts = token.split(".")
-        if (len(parts) != 6 or parts[0] != VERSION or parts[1] not in ("pow", "form")
-                or not parts[2].isdigit() or not parts[3].isdigit() or len(token) > 200):
+        # One spelling per token (ASCII digits, no leading zeros): a variant of a spent token
+        # must not pass as another token.
+        match = _TOKEN.fullmatch(token)
+        if match is None:
             raise refuse("malformed", "not a challenge token")
-        if expect is not None and parts[1] != expect:
+        kind, bits_s, issued_s, nonce, mac = match.groups()
+        if expect is not None and kind != expect:
             what = "proof-of-work challenge" if expect == "pow" else "form token"
             raise refuse("malformed", f"not a {what}")
-        _, kind, bits_s, issued_s, nonce, mac = parts
         bits, issued = int(bits_s), int(issued_s)
         if not hmac.compare_digest(mac, self._mac(kind, bits, issued, nonce, purpose)):
             raise refuse("signature", "the challenge was not issued for this form")
@@ -156,7 +161,7 @@ class Challenger:
                     or leading_zero_bits(pow_digest(token, solution)) < bits):
                 raise refuse("work", f"the solution does not give {bits} leading zero bits")
         return Spend(kind="pow" if kind == "pow" else "form", purpose=purpose,
-                     digest=hashlib.sha256(token.encode()).digest(),
+                     digest=hashlib.sha256(mac.encode()).digest(),
                      expires_at=datetime.fromtimestamp(issued + self.ttl_s, UTC))
 
     def address_key(self, address: str | None) -> bytes:

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from cad.errors import CADError, Invalid, NotFound, PayloadTooLarge
 from cad.security import Context, CurrentScope
 from cad.security.middleware import client_addr
+from cad.uow import RequestContext
 from incidents.public import i18n
 from incidents.public.api import PAGE_CSP, AgencyPath
 from incidents.public.challenge import ChallengeOut
@@ -61,7 +62,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _context(request: Request, agency: str) -> Any:
+def _context(request: Request, agency: str) -> RequestContext:
     return service.public_context(request_id=request.scope.get("state", {}).get("request_id"),
                                   client_addr=client_addr(request.scope), agency=agency)
 

@@ -83,6 +83,16 @@ def test_tokens_are_bound_to_key_purpose_and_bits() -> None:
     with pytest.raises(Invalid) as exc:
         c.check(token=swapped, solution="0", purpose=PURPOSE, now=NOW, field="f")
     assert reason(exc) == "signature"
+    # other spellings of the same token (leading zeros, non-ASCII digits) are not tokens:
+    # a spent token cannot be sent again as a "new" one
+    p = form.split(".")
+    for variant in (".".join([*p[:2], "00", *p[3:]]), ".".join([*p[:3], "0" + p[3], *p[4:]]),
+                    ".".join([*p[:3], p[3].replace("1", "\u0661"), *p[4:]])):
+        assert variant != form
+        with pytest.raises(Invalid) as exc:
+            c.check(token=variant, solution=None, purpose=PURPOSE,
+                    now=NOW + timedelta(seconds=10), field="f")
+        assert reason(exc) == "malformed"
     for junk in ("", "x", "c1.pow.a.b.c.d", "c1.zz.0.0.n.m", "c1.pow.10." + "9" * 300 + ".n.m"):
         with pytest.raises(Invalid) as exc:
             c.check(token=junk, solution="0", purpose=PURPOSE, now=NOW, field="f")
