@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from html import escape
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 from zoneinfo import ZoneInfo
 
 from incidents.public.i18n import MESSAGES
@@ -23,7 +23,11 @@ STYLE = ("body{font-family:system-ui,sans-serif;margin:0;color:#111;background:#
 
 
 def _href(path: str, lang: str, **query: str) -> str:
-    q = {k: v for k, v in query.items() if v}
+    """``path`` may carry a query already (a page's own parameters, kept by the language
+    links); ``lang`` replaces any there."""
+    path, _, existing = path.partition("?")
+    q = {k: v for k, v in parse_qsl(existing) if k != "lang"}
+    q.update({k: v for k, v in query.items() if v})
     q["lang"] = lang
     return f"{path}?{urlencode(q)}"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from html import escape
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
@@ -169,5 +169,5 @@ def status_page(*, lang: str, agency: str, tracking: str | None, found: dict[str
             f'value="{escape(tracking or "")}"></p>'
             f'<p><button type="submit">{escape(m["status_find"])}</button></p></form>')
     body = f'<p>{escape(m["status_intro"])}</p>{result}{form}'
-    return layout(lang=lang, title=m["status_title"], agency=agency,
-                  current=f"{base}/report/status", body=body)
+    here = f"{base}/report/status" + (f"?{urlencode({'tracking': tracking})}" if tracking else "")
+    return layout(lang=lang, title=m["status_title"], agency=agency, current=here, body=body)

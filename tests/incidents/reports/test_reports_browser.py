@@ -98,6 +98,10 @@ async def test_filing_and_checking_a_report_without_javascript(browser_app: Runn
                          what="the status table")
         assert await _text(b, "tbody tr:nth-child(3) td") == "Received, waiting for review"
         await _checked(b, "public-report-status-en")
+        # the language switch keeps the report shown
+        await b.click("a[hreflang='es']")
+        await b.wait_for("return document.documentElement.lang === 'es'", what="Spanish status")
+        assert await _text(b, "tbody tr:nth-child(3) td") == "Recibido, en espera de revisión"
 
         # with scripts: report.js solves the proof of work, the same form is posted
         await b.get(f"{base}/public/{AGENCY}/report?lang=en")
