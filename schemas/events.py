@@ -235,6 +235,17 @@ class PublicationChanged(BaseModel):
     published: bool
 
 
+class ReportChanged(BaseModel):
+    """An online report received or decided (no description, contact or staff note)."""
+
+    report_id: int
+    tracking: str
+    report_type: str
+    status: str
+    accepted_as: str | None
+    incident_id: int | None
+
+
 # --- the registry --------------------------------------------------------------------------
 
 EVENT_TYPES: dict[str, type[BaseModel]] = {
@@ -268,6 +279,9 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
     "alert.subscribed": AlertSubscribed,
     "alert.unsubscribed": AlertUnsubscribed,
     "publication.changed": PublicationChanged,
+    "report.received": ReportChanged,
+    "report.accepted": ReportChanged,
+    "report.declined": ReportChanged,
 }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from html import escape
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 from zoneinfo import ZoneInfo
 
 from incidents.public.i18n import MESSAGES
@@ -19,6 +19,7 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/map", "nav_map"),
     ("/lookup", "nav_rfs"),
     ("/alerts", "nav_alerts"),
+    ("/report", "nav_report"),
 )
 
 STYLE = ("body{font-family:system-ui,sans-serif;margin:0;color:#111;background:#fff;"
@@ -30,7 +31,11 @@ STYLE = ("body{font-family:system-ui,sans-serif;margin:0;color:#111;background:#
 
 
 def _href(path: str, lang: str, **query: str) -> str:
-    q = {k: v for k, v in query.items() if v}
+    """``path`` may carry a query already (a page's own parameters, kept by the language
+    links); ``lang`` replaces any there."""
+    path, _, existing = path.partition("?")
+    q = {k: v for k, v in parse_qsl(existing) if k != "lang"}
+    q.update({k: v for k, v in query.items() if v})
     q["lang"] = lang
     return f"{path}?{urlencode(q)}"
 

@@ -107,6 +107,8 @@ async def _sffd_state(app: RunningApp, w: World) -> dict[str, Any]:
             "SELECT id, state, approved_by FROM alerts ORDER BY id")],
         "subscriptions": [dict(r) for r in await pool.fetch(
             "SELECT id, active FROM alert_subscriptions ORDER BY id")],
+        "reports": [dict(r) for r in await pool.fetch(
+            "SELECT id, status, staff_note FROM public_reports ORDER BY id")],
     }
 
 
@@ -130,6 +132,9 @@ def _body(method: str, template: str, w: World) -> Any:
                                                     "name": "Taken over", "lat": 37.76,
                                                     "lon": -122.42},
         ("PATCH", f"{API}/users/{{user_id}}"): {"display_name": "renamed"},
+        ("POST", f"{API}/reports/{{report_id}}/accept"): {"kind": "record",
+                                                          "staff_note": "scope probe"},
+        ("POST", f"{API}/reports/{{report_id}}/decline"): {"public_reason": "scope probe"},
     }
     bodiless = {("POST", f"{API}/incidents/{{incident_id}}/recommendation"),
                 ("POST", f"{API}/alerts/{{alert_id}}/approve")}
@@ -154,9 +159,16 @@ async def test_no_endpoint_reaches_another_agencys_resources(plain_app: RunningA
     r = await w.admin.post(f"{API}/alert-subscriptions", json={
         "agency": "SFFD", "channel": "log", "target": "scope probe"})
     assert r.status_code == 201, r.text
+    # an online report filed with SFFD (written here as filing would: the public path's
+    # challenge is not what this test is about)
+    report_id = await plain_app.pool.fetchval(
+        "INSERT INTO public_reports (tracking, agency, report_type, description, via,"
+        " contact_name) VALUES ('R-SC0P-E000-0001', 'SFFD', 'theft', 'scope probe', 'pow',"
+        " 'Jane Reporter') RETURNING id")
     ids = {"incident_id": str(w.sffd_incident), "unit_id": "E07", "station_id": "S07",
            "user_id": w.sffd_field_user, "device_id": w.sffd_device,
-           "alert_id": str(alert_id), "subscription_id": str(r.json()["id"])}
+           "alert_id": str(alert_id), "subscription_id": str(r.json()["id"]),
+           "report_id": str(report_id)}
     # Refused for what the caller is rather than for what it reached: a field unit acting on
     # a unit other than its own (403, it knows its own unit), a station id that is taken.
     expected_other = {("field_unit", f"{API}/units/{{unit_id}}/status"): 403,
