@@ -34,9 +34,10 @@ async def insert_report(conn: asyncpg.Connection, *, tracking: str, agency: str,
 
 
 async def takes_reports(conn: asyncpg.Connection | asyncpg.Pool, *, agency: str) -> bool:
-    """An agency takes online reports when an enabled supervisor or admin acts for it."""
+    """An agency takes online reports when an enabled supervisor or admin acts for it; a
+    training agency never does (nothing of training is public: docs/analytics.md)."""
     return bool(await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM users WHERE NOT disabled"
+        "SELECT NOT cad_is_training($1) AND EXISTS (SELECT 1 FROM users WHERE NOT disabled"
         " AND role IN ('supervisor', 'admin') AND $1 = ANY (agencies))", agency))
 
 
