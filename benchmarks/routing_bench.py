@@ -11,7 +11,7 @@ same queries, so drift and neighbours' load fall on all of them alike.
 
 Query paths (the headline ratio is routingkit-cch's median over ours, for both):
 
-* ``batch``       - routing.kernels.ch_nearest_k_packed called from a numba loop, each
+* ``batch``       - routing.kernels.ctx_nearest called from a numba loop, each
                     query timed inside the loop (clock_gettime): the kernel without the
                     Python boundary. It is the same call the per-call path makes, so it
                     can only be below it;
@@ -85,44 +85,30 @@ def _now_ns(ts: np.ndarray) -> int:
 
 # not cached: numba refuses to cache functions that hold a ctypes pointer
 @njit
-def _batch_queries(args, q_rank, seed_i, seed_f, params, k, lat_ns, res_t):  # type: ignore[no-untyped-def]  # numba kernel
+def _batch_queries(ctx, q_rank, n_slots, k, lat_ns, res_t):  # type: ignore[no-untyped-def]  # numba kernel
     ts = np.zeros(2, np.int64)
-    out_f = args[-1]
+    out_f = ctx.out_f
     for q in range(q_rank.shape[0]):
-        seed_i[0, 0] = q_rank[q]
-        seed_i[1, 0] = -1
-        seed_f[0, 0] = 0.0
-        seed_f[1, 0] = 0.0
-        seed_f[2, 0] = 0.0
-        params[1] = 1
+        r = q_rank[q]
         t0 = _now_ns(ts)
-        cnt = K.ch_nearest_k_packed(*args)
+        cnt = K.ctx_nearest(ctx, r, -1, 0.0, 0.0, 0.0, r, -1, 0.0, 0.0, 0.0, 1, n_slots, k, -1, 0,
+                            True)
         lat_ns[q] = _now_ns(ts) - t0
         for i in range(k):
             res_t[q, i] = out_f[0, i] if i < cnt else np.inf
 
 
 @njit
-def _batch_moves(margs, slots, nodes, offs, mv_i, mv_f, lat_ns):  # type: ignore[no-untyped-def]  # numba kernel
+def _batch_moves(ctx, slots, nodes, offs, lat_ns):  # type: ignore[no-untyped-def]  # numba kernel
     ts = np.zeros(2, np.int64)
-    (rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub_head, ub_w, bk, pool_sj, pool_t,
-     pool_l, scal, u_cnt, u_nodes, u_dist, u_src, u_src_t, u_src_l, u_nsrc, u_edge, u_frac,
-     seed_i, ws_f, ws_i, edge_time) = margs
     for i in range(slots.shape[0]):
-        mv_i[0, 0] = nodes[i]
-        mv_i[1, 0] = -1
-        mv_f[0, 0] = offs[i]
-        mv_f[1, 0] = offs[i]
-        mv_f[2, 0] = 0.0
         t0 = _now_ns(ts)
-        pool_sj, pool_t, pool_l, cnt = K.bucket_move_packed(
-            slots[i], rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub_head, ub_w, bk,
-            pool_sj, pool_t, pool_l, scal, u_cnt, u_nodes, u_dist, u_src, u_src_t, u_src_l,
-            u_nsrc, u_edge, u_frac, mv_i, mv_f, 1, seed_i, ws_f, ws_i, edge_time)
+        cnt = K.ctx_move(ctx, slots[i], 1, nodes[i], -1, offs[i], offs[i], 0.0, nodes[i], -1,
+                         offs[i], offs[i], 0.0)
         lat_ns[i] = _now_ns(ts) - t0
         if cnt < 0:
-            return pool_sj, pool_t, pool_l, i
-    return pool_sj, pool_t, pool_l, slots.shape[0]
+            return i
+    return slots.shape[0]
 
 
 def rss_mib() -> float:
@@ -384,29 +370,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                      type_bits=1, cap_bits=0, tie_key=i)
     out["index_mib"] = round(rss_mib() - m0, 1)
     idx._ensure_k(kk)
-    q_rank = h.rank[q_nodes].astype(np.int32)
+    q_rank = h.rank[q_nodes].astype(np.int64)
+    q_rank_py = q_rank.tolist()
     lat = np.empty(args.queries, np.int64)
     res_t = np.empty((args.queries, kk))
     svc = RoutingService(gh)
     for i in range(n_units):
         svc.upsert_unit(i, node=int(gh.node_ext_id[unit_nodes[i]]), available=bool(avail[i]))
     q_ext = gh.node_ext_id[q_nodes].tolist()
-    other_rank = h.rank[rng.integers(0, n, size=args.queries)].astype(np.int32)
-    z1 = np.zeros(1)
-    e1 = np.full(1, -1, np.int32)
+    other_rank = h.rank[rng.integers(0, n, size=args.queries)].tolist()
 
     def batch() -> np.ndarray:
-        idx._set_params(1, kk, -1, 0, True)
-        _batch_queries(idx._query_args(), q_rank, idx._seed_i, idx._seed_f, idx._params, kk,
-                       lat, res_t)
+        _batch_queries(idx._ctx, q_rank, idx.n_slots, kk, lat, res_t)
         return lat / 1000.0
 
     def per_call() -> list[float]:
         ts = []
         for q in range(args.queries):
-            sr = q_rank[q:q + 1]
+            sr = q_rank_py[q]
             t0 = time.perf_counter()
-            idx.nearest_raw(sr, z1, z1, e1, z1, kk, -1, 0)
+            idx.nearest_raw(sr, kk)
             ts.append((time.perf_counter() - t0) * 1e6)
         return ts
 
@@ -421,11 +404,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for q in range(args.queries):
             s = int(rng.integers(n_units))
             move_one(s, int(rng.integers(n)))
-            idx.nearest_raw(other_rank[q:q + 1], z1, z1, e1, z1, kk, -1, 0)
+            idx.nearest_raw(other_rank[q], kk)
             move_one(s, int(unit_nodes[s]))
-            sr = q_rank[q:q + 1]
+            sr = q_rank_py[q]
             t0 = time.perf_counter()
-            idx.nearest_raw(sr, z1, z1, e1, z1, kk, -1, 0)
+            idx.nearest_raw(sr, kk)
             ts.append((time.perf_counter() - t0) * 1e6)
         return ts
 
@@ -465,20 +448,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ext_ids = gh.node_ext_id
     for _ in range(reps):
         slots = rng.integers(0, n_units, size=n_moves).astype(np.int64)
-        nodes = rng.integers(0, n, size=n_moves).astype(np.int32)
+        nodes = rng.integers(0, n, size=n_moves).astype(np.int64)
         mv_lat = np.empty(n_moves, np.int64)
-        res = _batch_moves(idx._move_args(), slots, h.rank[nodes].astype(np.int32),
-                           np.zeros(n_moves), idx._mv_i, idx._mv_f, mv_lat)
-        idx._pool_sj, idx._pool_t, idx._pool_l = res[0], res[1], res[2]
-        assert res[3] == n_moves, "bucket rows too narrow for the batch move benchmark"
+        n_done = _batch_moves(idx._ctx, slots, nodes, np.zeros(n_moves), mv_lat)
+        assert n_done == n_moves, "bucket rows too narrow for the batch move benchmark"
         for i in range(n_moves):
-            # _batch_moves passes ranks; keep the index's own node ids right
             unit_nodes[slots[i]] = nodes[i]
         mv["kernel"].add(mv_lat / 1000.0)
         # drives: each unit's own source node again, 0-30 s short of it
-        res = _batch_moves(idx._move_args(), slots, idx.u_src[slots, 0].copy(),
-                           rng.random(n_moves) * 300.0, idx._mv_i, idx._mv_f, mv_lat)
-        idx._pool_sj, idx._pool_t, idx._pool_l = res[0], res[1], res[2]
+        n_done = _batch_moves(idx._ctx, slots, idx.u_src[slots, 0].astype(np.int64),
+                            rng.random(n_moves) * 300.0, mv_lat)
+        assert n_done == n_moves
         mv["kernel_drive"].add(mv_lat / 1000.0)
         api = []
         for i in range(500):
@@ -511,7 +491,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             svc.move_unit(s, lat=la, lon=lo)
             dr.append((time.perf_counter() - t0) * 1e6)
         mv["service_drive"].add(dr)
-    # batch moves stored node ids as ranks' sources: re-place every unit by node id
+    # every unit back at a node of its own (the drives left offsets on some)
     for i in range(n_units):
         move_one(i, int(unit_nodes[i]))
     del ext_ids

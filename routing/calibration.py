@@ -15,7 +15,7 @@ import numpy as np
 from routing.graph import RoadGraph
 
 
-def class_times(graph: RoadGraph, edges: Sequence[int], *,
+def class_times(graph: RoadGraph, edges: Sequence[int] | np.ndarray, *,
                 partial: Iterable[tuple[int, float]] = (),
                 total_s: float | None = None) -> dict[str, float]:
     """Seconds per road class (``graph.class_names``) along a path: the full ``edges`` driven,

@@ -14,6 +14,7 @@ into the unit's bucket entries, so a query needs no per-unit arithmetic.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -73,8 +74,11 @@ class UnitIndex:
         if self.use_ch and h is None:
             raise ValueError("graph has no contraction hierarchy; build it or use use_ch=False")
         n = graph.n_nodes
-        # Workspaces packed as rows of a few arrays so that the hot kernels take few
-        # arguments (see routing.kernels, "packed entry points"); the names are row views.
+        # the arrays below as one numba argument (routing.kernels, "per-worker context"),
+        # remade whenever one of them is reallocated; None without a hierarchy
+        self._ctx: Any = None
+        # Workspaces packed as rows of a few arrays (the context holds the 2-D arrays);
+        # the names are row views.
         self._alloc_ws(max(n, 2 * INITIAL_SEARCH_WIDTH))
         self._seed_i = np.full((2, 2), -1, np.int32)  # rank, edge per seed
         # t_ds, length_m, frac per seed, and its edge's whole time and length
@@ -82,7 +86,6 @@ class UnitIndex:
         self._mv_i = np.full((2, 2), -1, np.int32)  # node, edge per source of a unit move
         # t_ds, length_m, frac per source; row 3: scratch for the kernel (offset bounds)
         self._mv_f = np.zeros((4, 2), np.float64)
-        self._params = np.zeros(6, np.int64)  # n_slots, n_seeds, need_avail, type, caps, k
         self._node_first: np.ndarray | None = None  # Dijkstra fallback only: made on first use
         self._path_ws: dict[str, np.ndarray] | None = None  # allocated by the first route
         # start, length, capacity of each node's bucket side by side: a move or query
@@ -94,6 +97,7 @@ class UnitIndex:
         self._pool_l = np.empty(4096, np.float64)
         self._scal = np.zeros(1, np.int64)
         self._edge_time = graph.edge_time_ds  # int32, shared (no per-worker float copy)
+        self._h_args: tuple[np.ndarray, ...] = ()
         self.capacity = 0
         self.n_slots = 0
         self._free: list[int] = []
@@ -106,6 +110,39 @@ class UnitIndex:
                             h.up_f_indptr, h.up_f_head, h.up_f_time_ds)
             self._hf_args = (h.up_f_indptr, h.up_f_head, h.up_f_time_ds, h.up_f_length_m,
                              h.up_b_indptr, h.up_b_head, h.up_b_time_ds)
+            self._refresh_ctx()
+
+    def _refresh_ctx(self) -> None:
+        """(Re)make the kernels' context after an array was reallocated. The bucket pool
+        lives in the context once it exists (a move may reallocate it there)."""
+        if not self._h_args:
+            return
+        if self._ctx is not None:
+            self._pool_sj, self._pool_t, self._pool_l = K.ctx_pools(self._ctx)
+        h = self.graph.hierarchy
+        assert h is not None
+        self._ctx = K.new_ctx(
+            rank=self._rank, uf_indptr=h.up_f_indptr, uf_head=h.up_f_head, uf_w=h.up_f_time_ds,
+            uf_l=h.up_f_length_m, ub_indptr=h.up_b_indptr, ub_head=h.up_b_head,
+            ub_w=h.up_b_time_ds, ub_l=h.up_b_length_m, bk=self._bk, pool_sj=self._pool_sj,
+            pool_t=self._pool_t, pool_l=self._pool_l, scal=self._scal, u_i64=self._u_i64,
+            u_edge=self.u_edge, u_pos_f=self._u_pos_f, u_src=self.u_src, u_nsrc=self.u_nsrc,
+            u_cnt=self.u_cnt, u_nodes=self.u_nodes, u_dist=self.u_dist, seed_i=self._seed_i,
+            seed_f=self._seed_f, mv_i=self._mv_i, mv_f=self._mv_f, ws_f=self._ws_f,
+            ws_i=self._ws_i, best=self._best, best_touched=self._best_touched,
+            out_slot=self._out_slot, out_f=self._out_f, edge_time=self._edge_time,
+            edge_len=self.graph.edge_length_m,
+            # routes unpack through the middle nodes (files without them: Dijkstra routes)
+            uf_mid=h.up_f_mid if h.up_f_mid is not None else np.empty(0, np.int32),
+            ub_mid=h.up_b_mid if h.up_b_mid is not None else np.empty(0, np.int32),
+            fwd_indptr=self.graph.fwd_indptr, fwd_head=self.graph.fwd_head,
+            edge_twin=self.graph.edge_twin)
+
+    def _pools(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The bucket pool arrays as they are now."""
+        if self._ctx is not None:
+            self._pool_sj, self._pool_t, self._pool_l = K.ctx_pools(self._ctx)
+        return self._pool_sj, self._pool_t, self._pool_l
 
     # ---- storage -----------------------------------------------------------------
     def _alloc_ws(self, size: int) -> None:
@@ -119,6 +156,8 @@ class UnitIndex:
         self._ws_i[1] = -1
         self._dist, self._dlen, self._hkey, self._tmp_t, self._tmp_l = self._ws_f
         self._hnode, self._hpos, self._touched, self._tmp_node = self._ws_i
+        if self._ctx is not None:
+            self._refresh_ctx()
 
     def _grow_units(self, capacity: int, width: int) -> None:
         old = self.capacity
@@ -150,6 +189,8 @@ class UnitIndex:
         self._entry_next = np.full(2 * capacity, -1, np.int32)
         self.capacity = capacity
         self._free.extend(range(capacity - 1, old - 1, -1))
+        if self._ctx is not None:
+            self._refresh_ctx()
 
     def _ensure_k(self, k: int) -> None:
         if k > self._k_cap:
@@ -157,6 +198,8 @@ class UnitIndex:
             self._out_slot = np.empty(self._k_cap, np.int32)
             self._out_f = np.empty((2, self._k_cap), np.float64)
             self._out_t, self._out_l = self._out_f
+            if self._ctx is not None:
+                self._refresh_ctx()
 
     # ---- units ---------------------------------------------------------------------
     def new_slot(self) -> int:
@@ -176,26 +219,17 @@ class UnitIndex:
         u[1, slot] = type_bits
         u[2, slot] = cap_bits
         u[3, slot] = tie_key
-        if not self.use_ch:
-            self._clear_position(slot)
-        # the position goes through two small reusable buffers (scalar stores are cheap;
-        # a numpy row assignment from a tuple costs about a microsecond each)
-        mi, mf = self._mv_i, self._mv_f
-        for c, sd in enumerate(sources):
-            mi[0, c] = sd.node
-            mi[1, c] = sd.edge
-            mf[0, c] = sd.t_ds
-            mf[1, c] = sd.length_m
-            mf[2, c] = sd.frac
         ns = len(sources)
         if not self.use_ch:
+            self._clear_position(slot)
             for c in range(2):
                 if c < ns:
-                    self.u_src[slot, c] = mi[0, c]
-                    self.u_edge[slot, c] = mi[1, c]
-                    self.u_src_t[slot, c] = mf[0, c]
-                    self.u_src_l[slot, c] = mf[1, c]
-                    self.u_frac[slot, c] = mf[2, c]
+                    sd = sources[c]
+                    self.u_src[slot, c] = sd.node
+                    self.u_edge[slot, c] = sd.edge
+                    self.u_src_t[slot, c] = sd.t_ds
+                    self.u_src_l[slot, c] = sd.length_m
+                    self.u_frac[slot, c] = sd.frac
                 else:
                     self.u_src[slot, c] = 0
                     self.u_edge[slot, c] = -1
@@ -204,24 +238,48 @@ class UnitIndex:
                     self.u_frac[slot, c] = 0.0
             self.u_nsrc[slot] = ns
             return
+        a = sources[0]
+        b = sources[1] if ns == 2 else a
         while True:
-            self._pool_sj, self._pool_t, self._pool_l, cnt = K.bucket_move_packed(
-                slot, self._rank, *self._hf_args, self._bk, self._pool_sj, self._pool_t,
-                self._pool_l, self._scal, self.u_cnt, self.u_nodes, self.u_dist, self.u_src,
-                self.u_src_t,
-                self.u_src_l, self.u_nsrc, self.u_edge, self.u_frac, mi, mf, ns, self._seed_i,
-                self._ws_f, self._ws_i, self._edge_time)
+            # Python scalars only: one numba specialisation (see _nearest_ch)
+            cnt = K.ctx_move(self._ctx, slot, ns, int(a.node), int(a.edge), float(a.t_ds),
+                             float(a.length_m), float(a.frac), int(b.node), int(b.edge),
+                             float(b.t_ds), float(b.length_m), float(b.frac))
             if cnt >= 0:
                 return
-            width = max(-cnt, 2 * self.u_nodes.shape[1])
-            self._grow_units(self.capacity, width)
-            if self._ws_f.shape[1] < width:
-                self._alloc_ws(width)
+            self._widen(-cnt)
+
+    def move(self, slot: int, *, node: int = -1, edge: int = -1, frac: float = 0.0) -> None:
+        """Move a placed unit to a node, or to ``edge`` at ``frac`` (its sources as
+        unit_sources gives them); availability, type and capabilities stay. The AVL path:
+        one kernel call with the hierarchy (sources built in the kernel)."""
+        if not self.use_ch:
+            srcs = [Seed(node, 0.0, 0.0)] if edge < 0 else unit_sources(self.graph, edge, frac)
+            u = self._u_i64
+            self.set_unit(slot, srcs, available=bool(u[0, slot]), type_bits=int(u[1, slot]),
+                          cap_bits=int(u[2, slot]), tie_key=int(u[3, slot]))
+            return
+        while True:
+            if edge >= 0:
+                cnt = K.ctx_move_edge(self._ctx, slot, int(edge), float(frac))
+            else:
+                n_ = int(node)
+                cnt = K.ctx_move(self._ctx, slot, 1, n_, -1, 0.0, 0.0, 0.0, n_, -1, 0.0, 0.0, 0.0)
+            if cnt >= 0:
+                return
+            self._widen(-cnt)
+
+    def _widen(self, need: int) -> None:
+        """Unit rows (and the search workspaces) wide enough for ``need`` entries."""
+        width = max(need, 2 * self.u_nodes.shape[1])
+        self._grow_units(self.capacity, width)
+        if self._ws_f.shape[1] < width:
+            self._alloc_ws(width)
 
     def _clear_position(self, slot: int) -> None:
         if self.use_ch and self.u_cnt[slot]:
-            K.bucket_remove(slot, self._b_start, self._b_len, self._pool_sj, self._pool_t,
-                            self._pool_l, self.u_cnt, self.u_nodes, self.u_dist)
+            K.bucket_remove(slot, self._b_start, self._b_len, *self._pools(), self.u_cnt,
+                            self.u_nodes, self.u_dist)
         self.u_nsrc[slot] = 0
         self.u_edge[slot] = -1
 
@@ -238,7 +296,7 @@ class UnitIndex:
         self._free.append(slot)
 
     def bucket_entries(self) -> int:
-        return int(K.bucket_live_entries(self._b_start, self._b_len, self._pool_sj))
+        return int(K.bucket_live_entries(self._b_start, self._b_len, self._pools()[0]))
 
     # ---- queries -------------------------------------------------------------------------
     def nearest(self, seeds: list[Seed], *, k: int, type_mask: int = -1, caps_req: int = 0,
@@ -254,18 +312,11 @@ class UnitIndex:
             n_seeds = len(seeds)
             if n_seeds > 2:
                 raise ValueError("a point has one or two seeds")
-            si, sf, rank = self._seed_i, self._seed_f, self._rank
-            for i in range(n_seeds):
-                sd = seeds[i]
-                si[0, i] = rank[sd.node]
-                si[1, i] = sd.edge
-                sf[0, i] = sd.t_ds
-                sf[1, i] = sd.length_m
-                sf[2, i] = sd.frac
-                if sd.edge >= 0:
-                    sf[3, i] = g.edge_time_ds[sd.edge]
-                    sf[4, i] = g.edge_length_m[sd.edge]
-            cnt = self._nearest_packed(n_seeds, k, type_mask, caps_req, need_avail)
+            s0 = seeds[0]
+            s1 = seeds[1] if n_seeds == 2 else s0
+            rank = self._rank
+            cnt = self._nearest_ch(s0, int(rank[s0.node]), s1, int(rank[s1.node]), n_seeds, k,
+                                   type_mask, caps_req, need_avail)
             return (self._out_slot[:cnt].copy(), self._out_t[:cnt].copy(),
                     self._out_l[:cnt].copy())
         sn = np.array([s.node for s in seeds], np.int32)
@@ -291,61 +342,22 @@ class UnitIndex:
             self._node_first = np.full(self.graph.n_nodes, -1, np.int32)
         return self._node_first
 
-    def _nearest_packed(self, n_seeds: int, k: int, type_mask: int | np.integer,
-                        caps_req: int | np.integer, need_avail: bool) -> int:
-        """The CH query on the seeds already in ``_seed_i``/``_seed_f``; results in out_*."""
-        p = self._set_params(n_seeds, k, type_mask, caps_req, need_avail)
-        return int(K.ch_nearest_k_packed(*self._h_args, self._bk, self._pool_sj, self._pool_t,
-                                         self._pool_l, self._u_i64, self.u_edge, self._u_pos_f,
-                                         self._seed_i, self._seed_f, p, self._ws_f, self._ws_i,
-                                         self._best, self._best_touched, self._out_slot,
-                                         self._out_f))
+    def _nearest_ch(self, s0: Seed, r0: int, s1: Seed, r1: int, n_seeds: int, k: int,
+                    type_mask: int, caps_req: int, need_avail: bool) -> int:
+        """The CH query from one or two seeds (r*: their hierarchy ids; with one seed, s1 is
+        ignored); results in out_*. Every scalar is converted to its Python type: numba
+        compiles one specialisation per argument type, and numpy scalars would add more."""
+        return int(K.ctx_nearest(
+            self._ctx, r0, int(s0.edge), float(s0.t_ds), float(s0.length_m), float(s0.frac),
+            r1, int(s1.edge), float(s1.t_ds), float(s1.length_m), float(s1.frac), n_seeds,
+            self.n_slots, k, int(type_mask), int(caps_req), bool(need_avail)))
 
-    def _set_params(self, n_seeds: int, k: int, type_mask: int | np.integer,
-                    caps_req: int | np.integer, need_avail: bool) -> np.ndarray:
-        p = self._params
-        p[0] = self.n_slots
-        p[1] = n_seeds
-        p[2] = need_avail
-        p[3] = type_mask
-        p[4] = caps_req
-        p[5] = k
-        return p
-
-    def _query_args(self) -> tuple[np.ndarray, ...]:
-        """The arguments of ``K.ch_nearest_k_packed`` as this index passes them (for the
-        benchmark's batch loop; valid until the next unit update)."""
-        return (*self._h_args, self._bk, self._pool_sj, self._pool_t, self._pool_l,
-                self._u_i64, self.u_edge, self._u_pos_f, self._seed_i, self._seed_f, self._params,
-                self._ws_f, self._ws_i, self._best, self._best_touched, self._out_slot,
-                self._out_f)
-
-    def _move_args(self) -> tuple[np.ndarray, ...]:
-        """The arrays of ``K.bucket_move_packed`` (for the benchmark's batch loop)."""
-        return (self._rank, *self._hf_args, self._bk, self._pool_sj, self._pool_t,
-                self._pool_l, self._scal, self.u_cnt, self.u_nodes, self.u_dist, self.u_src,
-                self.u_src_t, self.u_src_l, self.u_nsrc, self.u_edge, self.u_frac,
-                self._seed_i, self._ws_f, self._ws_i, self._edge_time)
-
-    def nearest_raw(self, seed_rank: np.ndarray, seed_t: np.ndarray, seed_l: np.ndarray,
-                    seed_edge: np.ndarray, seed_frac: np.ndarray, k: int,
-                    type_mask: int | np.integer, caps_req: int | np.integer) -> int:
-        """Allocation-free hot path for benchmarks: results stay in out_* buffers
+    def nearest_raw(self, seed_rank: int, k: int) -> int:
+        """Allocation-free hot path for benchmarks: the query from one node (hierarchy id
+        ``seed_rank``), any type, available units only; results stay in out_* buffers
         (``k`` must not exceed the capacity set by ``_ensure_k``)."""
-        n_seeds = len(seed_rank)
-        si, sf = self._seed_i, self._seed_f
-        g = self.graph
-        for i in range(n_seeds):
-            e = seed_edge[i]
-            si[0, i] = seed_rank[i]
-            si[1, i] = e
-            sf[0, i] = seed_t[i]
-            sf[1, i] = seed_l[i]
-            sf[2, i] = seed_frac[i]
-            if e >= 0:
-                sf[3, i] = g.edge_time_ds[e]
-                sf[4, i] = g.edge_length_m[e]
-        return self._nearest_packed(n_seeds, k, type_mask, caps_req, True)
+        return int(K.ctx_nearest(self._ctx, seed_rank, -1, 0.0, 0.0, 0.0, seed_rank, -1, 0.0,
+                                 0.0, 0.0, 1, self.n_slots, k, -1, 0, True))
 
     def table(self, seeds_per_point: list[list[Seed]]) -> tuple[np.ndarray, np.ndarray]:
         """ETA (ds) and length (m) from every slot to every point: arrays [slot, point]."""
@@ -378,20 +390,25 @@ class UnitIndex:
         out_l = np.empty((self.n_slots, n_p))
         K.ch_table(h.up_b_indptr, h.up_b_head, h.up_b_time_ds, h.up_b_length_m,
                    h.up_f_indptr, h.up_f_head, h.up_f_time_ds,
-                   self._b_start, self._b_len, self._pool_sj, self._pool_t, self._pool_l,
+                   self._b_start, self._b_len, *self._pools(),
                    self.u_edge, self.u_frac, self.u_src_t, self.u_src_l, self.n_slots, sr, st, sl, se, sf,
                    self._edge_time, g.edge_length_m, self._dist, self._dlen, self._hkey,
                    self._hnode, self._hpos, self._touched, out_t, out_l)
         return out_t, out_l
 
-    def path(self, slot: int, seeds: list[Seed]) -> tuple[float, float, list[int], Seed | None,
+    def path(self, slot: int, seeds: list[Seed]) -> tuple[float, float, np.ndarray, Seed | None,
                                                           Seed | None]:
-        """Fastest way from a unit to a point: (eta_ds, length_m, edge ids of the full
-        edges driven, the unit source used, the seed reached). When the unit is behind
-        the point on the point's own edge the path is empty and both seeds are None."""
+        """Fastest way from a unit to a point (one or two seeds): (eta_ds, length_m, edge
+        ids of the full edges driven (int64 array), the unit source used, the seed reached).
+        When the unit is behind the point on the point's own edge the path is empty and
+        both seeds are None."""
         g = self.graph
-        best: tuple[float, float, list[int], Seed | None, Seed | None] = (np.inf, np.inf, [], None,
-                                                                          None)
+        no_edges = np.empty(0, np.int64)
+        best: tuple[float, float, np.ndarray, Seed | None, Seed | None] = (
+            np.inf, np.inf, no_edges, None, None)
+        n_seeds = len(seeds)
+        if not 1 <= n_seeds <= 2:
+            raise ValueError("a point has one or two seeds")
         for c in range(int(self.u_nsrc[slot])):
             e_u, f_u = int(self.u_edge[slot, c]), float(self.u_frac[slot, c])
             for sd in seeds:
@@ -399,28 +416,22 @@ class UnitIndex:
                     f = sd.frac - f_u
                     t = f * self._edge_time[e_u]
                     if t < best[0]:
-                        best = (t, f * float(g.edge_length_m[e_u]), [], None, None)
+                        best = (t, f * float(g.edge_length_m[e_u]), no_edges, None, None)
         ws = self._route_ws()
         h = g.hierarchy
         if self.use_ch and h is not None and h.can_unpack:
-            ns = int(self.u_nsrc[slot])
-            src = self._rank[self.u_src[slot, :ns]].astype(np.int32)
-            seed_r = np.array([self._rank[s.node] for s in seeds], np.int32)
-            seed_t = np.array([s.t_ds for s in seeds], np.float64)
-            t, si, qi, n_e = K.ch_path(
-                src, self.u_src_t[slot, :ns], ns, seed_r, seed_t, len(seeds),
-                h.up_f_indptr, h.up_f_head, h.up_f_time_ds, h.up_f_mid,
-                h.up_b_indptr, h.up_b_head, h.up_b_time_ds, h.up_b_mid,
-                ws["ch_node"], g.fwd_indptr, g.fwd_head, self._dist, self._hkey, self._hnode,
-                self._hpos, self._touched, ws["dist_b"], ws["touched_b"], ws["par_f"],
-                ws["par_b"], ws["stack"], ws["nodes"], ws["edges"])
+            s0 = seeds[0]
+            s1 = seeds[1] if n_seeds == 2 else s0
+            rank = self._rank
+            # Python scalars only: one numba specialisation (see _nearest_ch)
+            t, si, qi, n_e, metres = K.ctx_path(
+                self._ctx, slot, int(rank[s0.node]), float(s0.t_ds), int(rank[s1.node]),
+                float(s1.t_ds), n_seeds, ws["dist_b"], ws["pw"], ws["stack"], ws["edges"])
             if si >= 0:
                 if t < best[0]:
-                    e_arr = ws["edges"][:n_e]
-                    edges = e_arr.tolist()
-                    length = (float(self.u_src_l[slot, si]) + float(g.edge_length_m[e_arr].sum())
-                              + seeds[qi].length_m)
-                    best = (float(t), length, edges, self._source(slot, si), seeds[qi])
+                    length = float(self.u_src_l[slot, si]) + metres + seeds[qi].length_m
+                    best = (float(t), length, ws["edges"][:n_e].copy(), self._source(slot, si),
+                            seeds[qi])
                 return best
             if si == -1:
                 return best
@@ -434,7 +445,7 @@ class UnitIndex:
                                             target_t, self._dist, ws["parent"], self._hkey,
                                             self._hnode, self._hpos, self._touched, ws["edges"])
             if ti >= 0 and t < best[0]:
-                edges = ws["edges"][:n_path].tolist()
+                edges = ws["edges"][:n_path].copy()
                 length = (src_seed.length_m + float(g.edge_length_m[edges].sum())
                           + seeds[ti].length_m)
                 best = (float(t), length, edges, src_seed, seeds[ti])
@@ -450,15 +461,14 @@ class UnitIndex:
         route, and the arrays are a few MB on a city graph)."""
         if self._path_ws is None:
             n = self.graph.n_nodes
+            # pw rows: touched_b, par_f, par_b, nodes, ch_node (kernels.ctx_path)
             ws: dict[str, np.ndarray] = {
-                "dist_b": np.full(n, np.inf), "touched_b": np.empty(n, np.int32),
-                "par_f": np.empty(n, np.int32), "par_b": np.empty(n, np.int32),
-                "stack": np.empty((n + 2, 2), np.int32), "nodes": np.empty(n, np.int32),
-                "edges": np.empty(n, np.int64),
-                "parent": np.full(n, -1, np.int64), "ch_node": np.empty(n, np.int32),
+                "dist_b": np.full(n, np.inf), "pw": np.empty((5, n), np.int32),
+                "stack": np.empty((n + 2, 3), np.int32), "edges": np.empty(n, np.int64),
+                "parent": np.full(n, -1, np.int64),
             }
             h = self.graph.hierarchy
             if h is not None:
-                ws["ch_node"][h.rank] = np.arange(n, dtype=np.int32)
+                ws["pw"][4, h.rank] = np.arange(n, dtype=np.int32)
             self._path_ws = ws
         return self._path_ws

@@ -25,7 +25,8 @@ once the queue minimum exceeds the current K-th best ETA.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.experimental import structref
 
 from routing.heap import heap_pop, heap_push_or_decrease
 
@@ -717,45 +718,159 @@ def dijkstra_path(src, off_t, indptr, head, edge_tail, edge_time, targets, targe
     return best, best_i, n_path
 
 
-# ------------------------------------------------------- packed entry points
-# A numba call pays ~0.1 µs per array argument to unbox it (measured: 42 arrays
-# 4.7 µs, 20 arrays 2.0 µs, numpy scalars about as much as arrays). The hot calls of
-# routing.index therefore take the per-worker workspaces as a few 2-D arrays whose
-# rows are the separate arrays the kernels above work on (the index keeps views of the
-# same rows), and seeds and scalar parameters as small reusable arrays.
+# ------------------------------------------------------------ per-worker context
+# A numba call pays for unboxing each array argument (measured on this machine, loaded:
+# a no-op taking 23 arrays 6-7 µs, one array 0.5-0.8 µs). The hot calls of routing.index
+# therefore take one *context*: a numba structref holding every array of one UnitIndex
+# (the hierarchy's, the buckets, the unit table, the workspaces), made once per index and
+# remade when it reallocates an array; a call then unboxes one pointer (a 30-array
+# context: 0.7-1.4 µs). Seeds and parameters come as Python scalars. The context's
+# constructor is a cached kernel (_new_ctx): numba's own proxy constructor compiles at
+# every start and is never cached.
 #   ws_f  float64 (5, n): dist, dlen, hkey, tmp_t, tmp_l
 #   ws_i  int32   (4, n): hnode, hpos, touched, tmp_node
-#   bk    int32   (n, 3): bucket start, length, capacity of each node side by side (one
-#         cache line per node instead of three; the kernels get strided column views)
+#   bk    int32   (n, 3): bucket start, length, capacity of each node side by side
 #   u_i64 int64   (4, capacity): available, type bits, capability bits, tie key
-#   seed_i int32 (2, 2): rank, edge of up to two seeds;  seed_f float64 (5, 2): t, length,
-#         frac, and the time and length of the seed's whole edge (for the same-edge check,
-#         so the per-edge arrays are not arguments)
-#   params int64: n_slots, n_seeds, need_avail, type_mask, caps_req, k
+#   u_pos_f float64 (3, capacity, 2): frac, time and length offset per source
+#   seed_i int32 (2, 2): rank, edge per seed;  seed_f float64 (5, 2): t, length, frac,
+#         and the time and length of the seed's whole edge (same-edge check)
+#   mv_i int32 (2, 2): node, edge per source;  mv_f float64 (4, 2): t, length, frac,
+#         and (row 3) each source's offset bound
 #   out_f float64 (2, k_cap): eta, length (slots in out_slot)
-@njit(cache=True)
-def ch_nearest_k_packed(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w, bk,
-                        pool_sj, pool_t, pool_l, u_i64, u_edge, u_pos_f, seed_i, seed_f, params,
-                        ws_f, ws_i, best, best_touched, out_slot, out_f):
-    return ch_nearest_k(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w,
-                        bk[:, 0], bk[:, 1], pool_sj, pool_t, pool_l,
-                        u_i64[0], u_i64[1], u_i64[2], u_i64[3], u_edge, u_pos_f[0], u_pos_f[1],
-                        u_pos_f[2], params[0],
-                        seed_i[0], seed_f[0], seed_f[1], seed_i[1], seed_f[2], params[1],
-                        seed_f[3], seed_f[4], params[2] != 0, params[3], params[4], params[5],
-                        ws_f[0], ws_f[1], ws_f[2], ws_i[0], ws_i[1], ws_i[2], best, best_touched,
-                        out_slot, out_f[0], out_f[1])
+@structref.register
+class IndexCtxType(types.StructRef):
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+
+
+class IndexCtx(structref.StructRefProxy):
+    """The arrays of one UnitIndex, as one numba argument (see above)."""
+
+
+CTX_FIELDS = ("rank", "uf_indptr", "uf_head", "uf_w", "uf_l", "ub_indptr", "ub_head", "ub_w",
+              "ub_l", "bk", "pool_sj", "pool_t", "pool_l", "scal", "u_i64", "u_edge", "u_pos_f",
+              "u_src", "u_nsrc", "u_cnt", "u_nodes", "u_dist", "seed_i", "seed_f", "mv_i",
+              "mv_f", "ws_f", "ws_i", "best", "best_touched", "out_slot", "out_f", "edge_time",
+              "edge_len", "uf_mid", "ub_mid", "fwd_indptr", "fwd_head", "edge_twin")
+structref.define_proxy(IndexCtx, IndexCtxType, list(CTX_FIELDS))
 
 
 @njit(cache=True)
-def bucket_move_packed(slot, rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub_head, ub_w,
-                       bk, pool_sj, pool_t, pool_l, scal, u_cnt, u_nodes, u_dist, u_src, u_src_t,
-                       u_src_l, u_nsrc, u_edge, u_frac, mv_i, mv_f, ns, seed_i, ws_f, ws_i,
-                       edge_time):
+def _new_ctx(rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub_head, ub_w, ub_l, bk, pool_sj,
+             pool_t, pool_l, scal, u_i64, u_edge, u_pos_f, u_src, u_nsrc, u_cnt, u_nodes, u_dist,
+             seed_i, seed_f, mv_i, mv_f, ws_f, ws_i, best, best_touched, out_slot, out_f,
+             edge_time, edge_len, uf_mid, ub_mid, fwd_indptr, fwd_head, edge_twin):
+    return IndexCtx(rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub_head, ub_w, ub_l, bk,
+                    pool_sj, pool_t, pool_l, scal, u_i64, u_edge, u_pos_f, u_src, u_nsrc, u_cnt,
+                    u_nodes, u_dist, seed_i, seed_f, mv_i, mv_f, ws_f, ws_i, best, best_touched,
+                    out_slot, out_f, edge_time, edge_len, uf_mid, ub_mid, fwd_indptr, fwd_head,
+                    edge_twin)
+
+
+def new_ctx(**arrays):
+    """An IndexCtx from the arrays named in CTX_FIELDS."""
+    return _new_ctx(*[arrays[f] for f in CTX_FIELDS])
+
+
+@njit(cache=True)
+def ctx_pools(c):
+    """The bucket pool arrays a context holds now (a move may have reallocated them)."""
+    return c.pool_sj, c.pool_t, c.pool_l
+
+
+@njit(cache=True)
+def ctx_nearest(c, r0, e0, t0, l0, f0, r1, e1, t1, l1, f1, n_seeds, n_slots, k, type_mask,
+                caps_req, need_avail):
+    """ch_nearest_k for up to two seeds (hierarchy id r, edge e or -1, time t, length l,
+    fraction f); results in c.out_slot / c.out_f. Returns the count."""
+    si = c.seed_i
+    sf = c.seed_f
+    si[0, 0] = r0
+    si[1, 0] = e0
+    sf[0, 0] = t0
+    sf[1, 0] = l0
+    sf[2, 0] = f0
+    si[0, 1] = r1
+    si[1, 1] = e1
+    sf[0, 1] = t1
+    sf[1, 1] = l1
+    sf[2, 1] = f1
+    for i in range(n_seeds):
+        e = si[1, i]
+        if e >= 0:
+            sf[3, i] = c.edge_time[e]
+            sf[4, i] = c.edge_len[e]
+    u_i64 = c.u_i64
+    u_pos_f = c.u_pos_f
+    ws_f = c.ws_f
+    ws_i = c.ws_i
+    bk = c.bk
+    out_f = c.out_f
+    return ch_nearest_k(c.ub_indptr, c.ub_head, c.ub_w, c.ub_l, c.uf_indptr, c.uf_head, c.uf_w,
+                        bk[:, 0], bk[:, 1], c.pool_sj, c.pool_t, c.pool_l,
+                        u_i64[0], u_i64[1], u_i64[2], u_i64[3], c.u_edge, u_pos_f[0],
+                        u_pos_f[1], u_pos_f[2], n_slots,
+                        si[0], sf[0], sf[1], si[1], sf[2], n_seeds, sf[3], sf[4], need_avail,
+                        type_mask, caps_req, k,
+                        ws_f[0], ws_f[1], ws_f[2], ws_i[0], ws_i[1], ws_i[2], c.best,
+                        c.best_touched, c.out_slot, out_f[0], out_f[1])
+
+
+@njit(cache=True)
+def ctx_move(c, slot, ns, n0, e0, t0, l0, f0, n1, e1, t1, l1, f1):
+    """bucket_move for up to two sources (node, edge, time, length, fraction each).
+    Returns the entry count like bucket_insert (negative: widen the unit rows and call
+    again); the pool arrays in the context are replaced when they grow."""
+    mv_i = c.mv_i
+    mv_f = c.mv_f
+    mv_i[0, 0] = n0
+    mv_i[1, 0] = e0
+    mv_f[0, 0] = t0
+    mv_f[1, 0] = l0
+    mv_f[2, 0] = f0
+    mv_i[0, 1] = n1
+    mv_i[1, 1] = e1
+    mv_f[0, 1] = t1
+    mv_f[1, 1] = l1
+    mv_f[2, 1] = f1
+    pool_sj, pool_t, pool_l, cnt = bucket_move(
+        slot, c.rank, c.uf_indptr, c.uf_head, c.uf_w, c.uf_l, c.ub_indptr, c.ub_head, c.ub_w,
+        c.bk, c.pool_sj, c.pool_t, c.pool_l, c.scal, c.u_cnt, c.u_nodes, c.u_dist, c.u_src,
+        c.u_pos_f[1], c.u_pos_f[2], c.u_nsrc, c.u_edge, c.u_pos_f[0], mv_i, mv_f, ns, c.seed_i,
+        c.ws_f, c.ws_i, c.edge_time)
+    c.pool_sj = pool_sj
+    c.pool_t = pool_t
+    c.pool_l = pool_l
+    return cnt
+
+
+@njit(cache=True)
+def ctx_move_edge(c, slot, edge, frac):
+    """Place a unit on ``edge`` at ``frac`` from its tail (an AVL fix once snapped): its
+    sources as routing.index.unit_sources gives them (the edge's head; on a two-way street
+    also its tail, by the twin), then ctx_move. One call instead of building the sources in
+    Python. Returns like ctx_move."""
+    w = c.edge_time[edge]
+    ln = c.edge_len[edge]
+    h0 = c.fwd_head[edge]
+    tw = c.edge_twin[edge]
+    g = 1.0 - frac
+    if tw < 0:
+        return ctx_move(c, slot, 1, h0, edge, g * w, g * ln, frac, h0, edge, g * w, g * ln, frac)
+    wt = c.edge_time[tw]
+    lt = c.edge_len[tw]
+    return ctx_move(c, slot, 2, h0, edge, g * w, g * ln, frac, c.fwd_head[tw], tw, frac * wt,
+                    frac * lt, g)
+
+
+@njit(cache=True)
+def bucket_move(slot, rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub_head, ub_w,
+                bk, pool_sj, pool_t, pool_l, scal, u_cnt, u_nodes, u_dist, u_src, u_src_t,
+                u_src_l, u_nsrc, u_edge, u_frac, mv_i, mv_f, ns, seed_i, ws_f, ws_i,
+                edge_time):
     """Place a unit at the sources in mv_i (node, edge per source) and mv_f (t, length,
     frac per source), ``ns`` of them: writes the unit's position fields, drops its old
-    bucket entries and inserts those of the new sources, all in one call (one argument
-    unboxing instead of one numpy assignment per field). When the source nodes are
+    bucket entries and inserts those of the new sources. When the source nodes are
     unchanged (a repeated fix, or a unit driving along the same street: the usual AVL
     case) the bucket entries stay as they are: they hold distances from the source nodes,
     and queries add the new offsets.
@@ -866,27 +981,43 @@ def _find_arc(indptr, head, x, y):
 
 
 @njit(cache=True)
-def _unpack(p, q, uf_indptr, uf_head, uf_mid, ub_indptr, ub_head, ub_mid, ch_node, fwd_indptr,
-            fwd_head, stack, out, n_out):
+def _unpack(p, q, at_q, uf_indptr, uf_head, uf_mid, ub_indptr, ub_head, ub_mid, ch_node,
+            fwd_indptr, fwd_head, stack, out, n_out):
     """Append the road edges of the path that the hierarchy arc p->q (original
-    direction) stands for. An original arc carries its edge id (mid = -2 - edge), so
-    unpacking touches only the hierarchy's arcs; mid = -1 (an older file) looks the edge
-    up in the road graph. Returns the new count, or -1 if an arc is missing."""
+    direction) stands for. The arc is stored at whichever end was contracted first: at p
+    as an upward arc p->q (``at_q`` False), or at q as a backward upward arc (``at_q``
+    True). The two halves of a shortcut through m are both stored at m (contracted before
+    either end): p->m at m as a backward arc, m->q at m as a forward one, so each lookup
+    is one binary search in a low node's short row. An original arc carries its edge id
+    (mid = -2 - edge), so unpacking touches only the hierarchy's arcs; mid = -1 (an
+    older file) looks the edge up in the road graph. Returns the new count, or -1 if an
+    arc is missing."""
     stack[0, 0] = p
     stack[0, 1] = q
+    stack[0, 2] = 1 if at_q else 0
     sp = 1
     while sp > 0:
         sp -= 1
         a_ = stack[sp, 0]
         b_ = stack[sp, 1]
-        arc = _find_arc(uf_indptr, uf_head, a_, b_)  # a_ contracted first: stored at a_
-        if arc >= 0:
-            m = uf_mid[arc]
+        if stack[sp, 2] == 0:
+            arc = _find_arc(uf_indptr, uf_head, a_, b_)
+            if arc >= 0:
+                m = uf_mid[arc]
+            else:  # not where the order says (never expected): the other side
+                arc = _find_arc(ub_indptr, ub_head, b_, a_)
+                if arc < 0:
+                    return -1
+                m = ub_mid[arc]
         else:
-            arc = _find_arc(ub_indptr, ub_head, b_, a_)  # b_ first: stored at b_
-            if arc < 0:
-                return -1
-            m = ub_mid[arc]
+            arc = _find_arc(ub_indptr, ub_head, b_, a_)
+            if arc >= 0:
+                m = ub_mid[arc]
+            else:
+                arc = _find_arc(uf_indptr, uf_head, a_, b_)
+                if arc < 0:
+                    return -1
+                m = uf_mid[arc]
         if m <= -2:
             out[n_out] = -2 - m
             n_out += 1
@@ -903,10 +1034,12 @@ def _unpack(p, q, uf_indptr, uf_head, uf_mid, ub_indptr, ub_head, ub_mid, ch_nod
             out[n_out] = e
             n_out += 1
         else:
-            stack[sp, 0] = m  # second half, done after the first
+            stack[sp, 0] = m  # second half (m->b_, a forward arc at m), done after the first
             stack[sp, 1] = b_
-            stack[sp + 1, 0] = a_
+            stack[sp, 2] = 0
+            stack[sp + 1, 0] = a_  # first half (a_->m, a backward arc at m)
             stack[sp + 1, 1] = m
+            stack[sp + 1, 2] = 1
             sp += 2
     return n_out
 
@@ -964,10 +1097,16 @@ def ch_path(src, src_t, n_src, seeds, seed_t, n_seeds,
         for i in range(n_seeds):
             if seeds[i] == root_b:
                 qi = i
-        # expand each hierarchy arc of the chain into road edges
+        # expand each hierarchy arc of the chain into road edges: up to the meeting node
+        # the chain climbs forward arcs (stored at their tails), after it it descends
+        # backward arcs (stored at their heads)
+        n_up = 0
+        while nodes[n_up] != meet:
+            n_up += 1
         for i in range(1, nn):
-            n_e = _unpack(nodes[i - 1], nodes[i], uf_indptr, uf_head, uf_mid, ub_indptr,
-                          ub_head, ub_mid, ch_node, fwd_indptr, fwd_head, stack, out_edges, n_e)
+            n_e = _unpack(nodes[i - 1], nodes[i], i > n_up, uf_indptr, uf_head, uf_mid,
+                          ub_indptr, ub_head, ub_mid, ch_node, fwd_indptr, fwd_head, stack,
+                          out_edges, n_e)
             if n_e < 0:
                 si = -2
                 n_e = 0
@@ -977,3 +1116,35 @@ def ch_path(src, src_t, n_src, seeds, seed_t, n_seeds,
     for i in range(nt_b):
         dist_b[touched_b[i]] = INF
     return best, si, qi, n_e
+
+
+@njit(cache=True)
+def ctx_path(c, slot, r0, t0, r1, t1, n_seeds, dist_b, pw, stack, edges):
+    """ch_path from unit ``slot``'s sources to up to two seeds (hierarchy ids r, offsets t;
+    with one seed r1/t1 are ignored). ``pw`` int32 (5, n): touched_b, par_f, par_b, nodes,
+    ch_node (the route workspaces). Returns (eta ds, source index, seed index, edge count,
+    metres along those edges); the edges are in ``edges``."""
+    src = c.seed_i[0]
+    seeds = c.seed_i[1]
+    src_t = c.seed_f[0]
+    seed_t = c.seed_f[1]
+    ns = c.u_nsrc[slot]
+    for i in range(ns):
+        src[i] = c.rank[c.u_src[slot, i]]
+        src_t[i] = c.u_pos_f[1, slot, i]
+    seeds[0] = r0
+    seed_t[0] = t0
+    seeds[1] = r1
+    seed_t[1] = t1
+    ws_f = c.ws_f
+    ws_i = c.ws_i
+    best, si, qi, n_e = ch_path(src, src_t, ns, seeds, seed_t, n_seeds,
+                                c.uf_indptr, c.uf_head, c.uf_w, c.uf_mid, c.ub_indptr, c.ub_head,
+                                c.ub_w, c.ub_mid, pw[4], c.fwd_indptr, c.fwd_head,
+                                ws_f[0], ws_f[2], ws_i[0], ws_i[1], ws_i[2], dist_b, pw[0], pw[1],
+                                pw[2], stack, pw[3], edges)
+    length = 0.0
+    el = c.edge_len
+    for i in range(n_e):
+        length += el[edges[i]]
+    return best, si, qi, n_e, length

@@ -291,10 +291,8 @@ class RoutingService:
             st = self._state
             placement = st.place(loc)
             with st.lock:
-                idx = st.index
-                idx.set_unit(u.slot, st.unit_seeds(placement), available=u.available,
-                             type_bits=int(idx.u_type[u.slot]), cap_bits=int(idx.u_caps[u.slot]),
-                             tie_key=int(idx.u_tie[u.slot]))
+                st.index.move(u.slot, node=placement.node, edge=placement.edge,
+                              frac=placement.frac)
                 u.location, u.placement = loc, placement
             return placement
 
@@ -401,17 +399,21 @@ class RoutingService:
         end = st.point_lonlat(placement)
         if not np.isfinite(eta_ds):
             raise RoutingError(f"no route from {unit_id!r}")
-        coords = [start]
+        # the polyline: start, the source node, every driven edge's head, end; repeated
+        # points dropped (numpy throughout: a route on NY has hundreds of points)
         if src is not None:
-            coords.append((float(g.node_lon[src.node]), float(g.node_lat[src.node])))
-            heads = g.fwd_head[np.asarray(edges, dtype=np.int64)]
-            coords.extend(zip(g.node_lon[heads].tolist(), g.node_lat[heads].tolist()))
-        coords.append(end)
-        dedup = [coords[0]]
-        for c in coords[1:]:
-            if c != dedup[-1]:
-                dedup.append(c)
-        return Route(unit_id, float(eta_ds) / 10.0, float(length_m), dedup, placement,
+            nodes = np.empty(len(edges) + 1, np.int64)
+            nodes[0] = src.node
+            nodes[1:] = g.fwd_head[edges]
+            xs = np.concatenate(([start[0]], g.node_lon[nodes], [end[0]]))
+            ys = np.concatenate(([start[1]], g.node_lat[nodes], [end[1]]))
+        else:
+            xs = np.array([start[0], end[0]])
+            ys = np.array([start[1], end[1]])
+        keep = np.ones(len(xs), bool)
+        keep[1:] = (xs[1:] != xs[:-1]) | (ys[1:] != ys[:-1])
+        coords = list(zip(xs[keep].tolist(), ys[keep].tolist()))
+        return Route(unit_id, float(eta_ds) / 10.0, float(length_m), coords, placement,
                      unit_placement)
 
     def route_class_times(self, unit_id: Hashable, *, location: Location | None = None,

@@ -278,8 +278,12 @@ def test_many_moves_keep_ch_exact(real_graph):
                 idx.set_unit(s, pos[s], available=True, type_bits=1, cap_bits=0, tie_key=s)
                 assert idx.bucket_entries() == before
                 continue
-            pos[s] = unit_sources(g, int(rng.integers(g.n_edges)), float(rng.random()))
-            idx.set_unit(s, pos[s], available=True, type_bits=1, cap_bits=0, tie_key=s)
+            e, f = int(rng.integers(g.n_edges)), float(rng.random())
+            pos[s] = unit_sources(g, e, f)
+            if rnd % 2:  # the AVL path (sources built in the kernel)
+                idx.move(s, edge=e, frac=f)
+            else:
+                idx.set_unit(s, pos[s], available=True, type_bits=1, cap_bits=0, tie_key=s)
         if rnd == 3:  # units leave for good
             for s in list(pos)[:30]:
                 idx.remove(s)
@@ -323,14 +327,20 @@ def test_moves_along_the_same_street_match_networkx(case, fracs):
             twin = int(g.edge_twin[e])
             if step % 2 == 1 and twin >= 0:
                 src = unit_sources(g, twin, 1.0 - f)  # the same spot seen from the twin
+                where = {"edge": twin, "frac": 1.0 - f}
             elif i % 4 == 3:
                 src = [Seed(int(g.fwd_head[e]), 0.0, 0.0)]
+                where = {"node": int(g.fwd_head[e])}
             else:
                 src = unit_sources(g, e, f)
+                where = {"edge": e, "frac": f}
             before = int(idx_ch.u_cnt[i])
             for idx in (idx_ch, idx_dj):
-                idx.set_unit(i, src, available=avail, type_bits=1 << typ, cap_bits=caps,
-                             tie_key=1000 - i)
+                if (i + step) % 2:  # the AVL path: the sources built in the kernel
+                    idx.move(i, **where)
+                else:
+                    idx.set_unit(i, src, available=avail, type_bits=1 << typ, cap_bits=caps,
+                                 tie_key=1000 - i)
             if i % 4 != 3 and step > 0 and step % 2 == 0 and twin < 0:
                 assert int(idx_ch.u_cnt[i]) == before  # same sources: entries untouched
             placed[i] = (src, avail, typ, caps)
