@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from incidents.reports.service import new_tracking, normalise_tracking
-from tests.auth import Api
+from tests.auth import Api, make_user
 from tests.incidents.reports.conftest import (
     AGENCY,
     MAX_FORM,
@@ -429,3 +429,17 @@ async def test_the_page_form_with_a_proof_of_work(reports_api: Api) -> None:
         assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
     assert [v["via"] for v in await reports_api.running.pool.fetch(
         "SELECT via FROM public_reports")] == ["pow"]
+
+
+async def test_a_training_agency_takes_no_reports(database_url: str, tmp_path: Path) -> None:
+    """Nothing of a training agency is public: not even with a reviewer does it take reports."""
+    async for app in start_reports_app(database_url, tmp_path,
+                                       training_agencies=["SFFD-TRAINING"]):
+        await make_user(app.pool, "supervisor", agency="SFFD-TRAINING")
+        async with httpx.AsyncClient(base_url=app.base_url) as c:
+            assert (await c.get(f"/public/{AGENCY}/report")).status_code == 200
+            assert (await c.get("/public/SFFD-TRAINING/report")).status_code == 404
+            r = await file_report(c, agency="SFFD-TRAINING",
+                                  proof=await proof(c, "SFFD-TRAINING"))
+            assert r.status_code == 404, r.text
+        assert await app.pool.fetchval("SELECT count(*) FROM public_reports") == 0
