@@ -26,6 +26,7 @@ from cad.health import HealthDeps, health_deps
 from cad.plausible import Plausibility, ServiceArea
 from cad.security import lifecycle as security_lifecycle
 from cad.security.principal import Principal
+from cad.security.ratelimit import TokenBucketLimiter
 from cad.security.service import principal_from_token
 from cad.security.state import SecurityState
 from cad.settings import Settings
@@ -35,6 +36,7 @@ from incidents.deps import IncidentsDeps, incidents_deps
 from incidents.dispatch import timers
 from incidents.dispatch.board import board_snapshot, unit_snapshot
 from incidents.dispatch.deps import DispatchDeps, dispatch_deps
+from incidents.feedback.deps import FeedbackDeps, SubmissionLimit, feedback_deps
 from incidents.geocode import StreetIndex
 from incidents.geocoding.index import GeocoderRef
 from incidents.geocoding.service import describe, load_geocoder, run_refresher
@@ -167,6 +169,21 @@ async def stop(rt: Runtime) -> None:
         await rt.pool.close()
 
 
+def submission_limit(settings: Settings, security: SecurityState) -> SubmissionLimit:
+    """Feedback submissions per client address: a bucket of its own, stricter than the public
+    one, shared by every worker through Redis when the security runtime has it."""
+    limiter = TokenBucketLimiter(rate_per_s=settings.feedback_submit_per_hour / 3600.0,
+                                 burst=settings.feedback_submit_burst)
+
+    async def take(client_addr: str) -> float:
+        rt = security.runtime
+        if rt is None:
+            return limiter.take(client_addr)
+        return await rt.rate_limit("feedback", limiter, client_addr)
+
+    return take
+
+
 def basemap_renderer(routing: RoutingService) -> RenderBaseMap:
     """The console's base map for a zoom: drawn off the event loop from the graph in use,
     once per zoom band and graph (a rebuilt graph swapped in draws afresh)."""
@@ -236,6 +253,8 @@ async def _start_domain(app: FastAPI, settings: Settings, pool: asyncpg.Pool,
     if settings.alert_delivery_interval_s > 0:
         rt.tasks.append(asyncio.create_task(
             run_delivery_worker(deps=alerts, stop=rt.stop), name="alert-delivery"))
+    provide(app, feedback_deps, FeedbackDeps(pool=pool, settings=settings,
+                                             submission_limit=submission_limit(settings, security)))
     if settings.retention_sweep_interval_s > 0:
         rt.tasks.append(asyncio.create_task(
             retention.run_sweeper(pool, settings, rt.stop), name="retention-sweeper"))

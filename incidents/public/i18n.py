@@ -85,3 +85,105 @@ def delay_text(messages: dict[str, str], delay_s: float) -> str:
         n = int(delay_s // 3600)
         return messages["hour"] if n == 1 else messages["hours"].format(n=n)
     return messages["minutes"].format(n=round(delay_s / 60))
+
+
+# --- feedback, compliments and complaints (incidents.feedback.pages) -------------------------
+_FEEDBACK: dict[str, dict[str, str]] = {
+    "en": {
+        "nav_feedback": "Feedback and complaints",
+        "fb_title": "Feedback, compliments and complaints",
+        "fb_intro": "Tell us about an officer, a call or our service. This form is not for "
+                    "emergencies: call 911.",
+        "fb_privacy": "Your name and contact details are seen only by the staff who handle "
+                      "your feedback and are never published. You may stay anonymous.",
+        "fb_category": "What is it?", "fb_compliment": "A compliment",
+        "fb_complaint": "A complaint", "fb_suggestion": "A suggestion", "fb_other": "Something else",
+        "fb_subcategory": "For a complaint: what is it about?", "fb_sub_none": "(choose)",
+        "fb_sub_conduct": "Conduct", "fb_sub_courtesy": "Courtesy",
+        "fb_sub_use_of_force": "Use of force", "fb_sub_discrimination": "Discrimination",
+        "fb_sub_response_time": "Response time", "fb_sub_service_quality": "Quality of service",
+        "fb_sub_property": "Property", "fb_sub_policy": "A policy", "fb_sub_other": "Other",
+        "fb_description": "What happened?", "fb_incident": "Incident number (if known)",
+        "fb_unit": "Unit or badge number (if known)", "fb_when": "When did it happen?",
+        "fb_contact": "How can we reach you? (optional)", "fb_name": "Name", "fb_email": "Email",
+        "fb_phone": "Phone", "fb_send": "Send",
+        "fb_errors": "Please correct the following:",
+        "fb_thanks": "Thank you. We received your feedback.",
+        "fb_reference": "Your reference", "fb_keep": "Keep this reference: it is the only way "
+                                                     "to follow your feedback online.",
+        "fb_ack_by": "We will acknowledge it by", "fb_resolve_by": "and aim to resolve it by",
+        "fb_status_title": "Follow your feedback", "fb_status_find": "Show the status",
+        "fb_status_not_found": "No feedback with that reference.",
+        "fb_status": "Status", "fb_received": "Received", "fb_acknowledged": "Acknowledged",
+        "fb_resolved": "Resolved", "fb_closed": "Closed", "fb_outcome": "Outcome",
+        "fb_response": "Our answer",
+        "st_received": "Received", "st_assigned": "Assigned to a supervisor",
+        "st_investigating": "Under investigation", "st_resolved": "Resolved", "st_closed": "Closed",
+        "fb_stats_title": "Feedback received, by month",
+        "fb_stats_intro": "Counts below {k} are not shown (“fewer than {k}”), and neither is a "
+                          "count that could be worked out from the others, so that no person "
+                          "can be recognised.",
+        "fb_month": "Month", "fb_col_category": "Category", "fb_col_received": "Received",
+        "fb_col_outcomes": "Outcomes", "fb_fewer": "fewer than {k}", "fb_hidden": "not shown",
+        "fb_no_stats": "No feedback received in this period.",
+        "oc_pending": "Pending", "oc_sustained": "Sustained", "oc_not_sustained": "Not sustained",
+        "oc_exonerated": "Exonerated", "oc_unfounded": "Unfounded",
+        "oc_policy_failure": "Policy failure", "oc_informally_resolved": "Resolved informally",
+        "oc_forwarded": "Forwarded to the member", "oc_acknowledged": "Acknowledged",
+        "oc_adopted": "Adopted", "oc_considered": "Considered", "oc_answered": "Answered",
+        "oc_referred": "Referred", "oc_withdrawn": "Withdrawn", "oc_duplicate": "Duplicate",
+        "oc_outside_jurisdiction": "Outside our jurisdiction",
+        "oc_insufficient_information": "Insufficient information",
+    },
+    "es": {
+        "nav_feedback": "Comentarios y quejas",
+        "fb_title": "Comentarios, felicitaciones y quejas",
+        "fb_intro": "Cuéntenos sobre un agente, una llamada o nuestro servicio. Este formulario "
+                    "no es para emergencias: llame al 911.",
+        "fb_privacy": "Su nombre y sus datos de contacto solo los ve el personal que atiende "
+                      "sus comentarios y nunca se publican. Puede permanecer en el anonimato.",
+        "fb_category": "¿De qué se trata?", "fb_compliment": "Una felicitación",
+        "fb_complaint": "Una queja", "fb_suggestion": "Una sugerencia", "fb_other": "Otra cosa",
+        "fb_subcategory": "Para una queja: ¿sobre qué es?", "fb_sub_none": "(elija)",
+        "fb_sub_conduct": "Conducta", "fb_sub_courtesy": "Cortesía",
+        "fb_sub_use_of_force": "Uso de la fuerza", "fb_sub_discrimination": "Discriminación",
+        "fb_sub_response_time": "Tiempo de respuesta",
+        "fb_sub_service_quality": "Calidad del servicio", "fb_sub_property": "Bienes",
+        "fb_sub_policy": "Una política", "fb_sub_other": "Otro",
+        "fb_description": "¿Qué pasó?", "fb_incident": "Número de incidente (si lo sabe)",
+        "fb_unit": "Número de unidad o de placa (si lo sabe)", "fb_when": "¿Cuándo pasó?",
+        "fb_contact": "¿Cómo podemos contactarle? (opcional)", "fb_name": "Nombre",
+        "fb_email": "Correo electrónico", "fb_phone": "Teléfono", "fb_send": "Enviar",
+        "fb_errors": "Corrija lo siguiente:",
+        "fb_thanks": "Gracias. Recibimos sus comentarios.",
+        "fb_reference": "Su referencia", "fb_keep": "Guarde esta referencia: es la única forma "
+                                                    "de seguir sus comentarios en línea.",
+        "fb_ack_by": "Acusaremos recibo a más tardar el",
+        "fb_resolve_by": "y procuraremos resolverlo a más tardar el",
+        "fb_status_title": "Seguimiento de sus comentarios", "fb_status_find": "Ver el estado",
+        "fb_status_not_found": "No hay comentarios con esa referencia.",
+        "fb_status": "Estado", "fb_received": "Recibido", "fb_acknowledged": "Acuse de recibo",
+        "fb_resolved": "Resuelto", "fb_closed": "Cerrado", "fb_outcome": "Resultado",
+        "fb_response": "Nuestra respuesta",
+        "st_received": "Recibido", "st_assigned": "Asignado a un supervisor",
+        "st_investigating": "En investigación", "st_resolved": "Resuelto", "st_closed": "Cerrado",
+        "fb_stats_title": "Comentarios recibidos, por mes",
+        "fb_stats_intro": "No se muestran los recuentos menores de {k} («menos de {k}»), ni un "
+                          "recuento que podría deducirse de los demás, para que nadie pueda "
+                          "ser reconocido.",
+        "fb_month": "Mes", "fb_col_category": "Categoría", "fb_col_received": "Recibidos",
+        "fb_col_outcomes": "Resultados", "fb_fewer": "menos de {k}", "fb_hidden": "no se muestra",
+        "fb_no_stats": "No se recibieron comentarios en este período.",
+        "oc_pending": "Pendiente", "oc_sustained": "Fundada", "oc_not_sustained": "No probada",
+        "oc_exonerated": "Exonerado", "oc_unfounded": "Infundada",
+        "oc_policy_failure": "Falla de la política", "oc_informally_resolved": "Resuelta de "
+                                                                             "manera informal",
+        "oc_forwarded": "Enviada al agente", "oc_acknowledged": "Agradecida",
+        "oc_adopted": "Adoptada", "oc_considered": "Considerada", "oc_answered": "Respondida",
+        "oc_referred": "Remitida", "oc_withdrawn": "Retirada", "oc_duplicate": "Duplicada",
+        "oc_outside_jurisdiction": "Fuera de nuestra jurisdicción",
+        "oc_insufficient_information": "Información insuficiente",
+    },
+}
+for _lang, _messages in _FEEDBACK.items():
+    MESSAGES[_lang].update(_messages)

@@ -49,7 +49,9 @@ def layout(*, lang: str, title: str, agency: str, current: str, body: str,
         f"<header><p>{escape(m['site'])} · {escape(agency)}</p>"
         f'<nav aria-label="{escape(m["site"])}"><a href="{escape(_href(base + "/map", lang))}">'
         f'{escape(m["nav_map"])}</a><a href="{escape(_href(base + "/lookup", lang))}">'
-        f'{escape(m["nav_rfs"])}</a></nav>'
+        f'{escape(m["nav_rfs"])}</a>'
+        f'<a href="{escape(_href(base + "/feedback", lang))}">{escape(m["nav_feedback"])}</a>'
+        "</nav>"
         f'<p>{escape(m["languages"])}: {langs}</p></header>'
         f'<main id="main"><h1>{escape(title)}</h1>{body}</main>'
         f"<footer></footer></body></html>")

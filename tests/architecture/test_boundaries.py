@@ -186,7 +186,7 @@ SERVICE_MODULES = ("units.service", "incidents.service", "incidents.zones",
                    "incidents.dispatch.service", "incidents.dispatch.recommend",
                    "incidents.dispatch.plans", "incidents.dispatch.timers",
                    "cad.security.service", "incidents.analytics.service",
-                   "incidents.public.service")
+                   "incidents.public.service", "incidents.feedback.service")
 # Not actions: the token -> principal seam the middleware and the gateway call per request.
 NOT_ACTIONS = {"cad.security.service.principal_from_token"}
 
@@ -231,6 +231,8 @@ TABLE_OWNERS = {
     "alert_subscriptions": "incidents/alerts/repository.py",
     "alert_deliveries": "incidents/alerts/repository.py",
     "public_incident_types": "incidents/public/repository.py",
+    "feedback": "incidents/feedback/repository.py",
+    "feedback_notes": "incidents/feedback/repository.py",
 }
 _WRITE = re.compile(r"\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+([a-z_]+)\b")
 

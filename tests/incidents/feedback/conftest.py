@@ -1,0 +1,61 @@
+"""Feedback tests run on the real app (tests.dispatch_fixtures' ``plain_app`` / ``api``, or
+``feedback_app(**settings)`` for deadlines and limits of their own) with anonymous clients
+for the public side."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.auth import Api
+from tests.dispatch_fixtures import make_settings
+from tests.support import running_app
+
+COMPLAINT: dict[str, Any] = {
+    "category": "complaint", "subcategory": "conduct",
+    "description": "The officer at the corner was rude to my neighbour Ximena Quarrington.",
+    "incident_number": "SFFD-26-000001", "unit": "E07",
+    "name": "Ximena Quarrington", "email": "ximena.q@example.org", "phone": "+1 415 555 0199"}
+
+
+async def submit(base_url: str, body: dict[str, Any] | None = None, *, agency: str = "SFFD",
+                 **fields: Any) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as anon:
+        return await anon.post(f"/public/{agency}/feedback",
+                               json={**(body if body is not None else COMPLAINT), **fields})
+
+
+async def submitted(base_url: str, body: dict[str, Any] | None = None, **fields: Any
+                    ) -> dict[str, Any]:
+    r = await submit(base_url, body, **fields)
+    assert r.status_code == 201, r.text
+    out: dict[str, Any] = r.json()
+    return out
+
+
+async def case_id(pool: Any, reference: str) -> int:
+    return int(await pool.fetchval("SELECT id FROM feedback WHERE reference = $1", reference))
+
+
+AppMaker = Callable[..., contextlib.AbstractAsyncContextManager[Api]]
+
+
+@pytest.fixture
+def feedback_app(database_url: str, tmp_path: Path) -> AppMaker:
+    """``async with feedback_app(**settings) as api:`` the real app with those settings."""
+
+    @contextlib.asynccontextmanager
+    async def start(**overrides: Any) -> AsyncIterator[Api]:
+        async with running_app(make_settings(database_url, tmp_path, **overrides)) as app:
+            api = Api(app)
+            try:
+                yield api
+            finally:
+                await api.close()
+
+    return start
