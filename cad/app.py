@@ -30,6 +30,7 @@ from incidents.dispatch.api import router as dispatch_router
 from incidents.feedback.api import router as feedback_router
 from incidents.geocoding.api import router as geocoding_router
 from incidents.public.api import router as public_router
+from incidents.reports.api import router as reports_router
 from units.api import router as units_router
 from ws_gateway.api import router as realtime_router
 
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None, *,
     app.include_router(alerts_router)
     app.include_router(public_router)
     app.include_router(feedback_router)
+    app.include_router(reports_router)
     app.include_router(realtime_router)
     console.install(app)
     for router in extra_routers:

@@ -336,6 +336,29 @@ class Settings(BaseSettings):
     public_delay_s: float = Field(
         default=3600.0, ge=0, le=30 * 86400, description="Published incidents appear this long "
         "after they close (feeds, crime map, public request-for-service data).")
+    # Public forms' abuse protection (incidents.public.challenge, docs/public.md "Challenges").
+    public_challenge_secret: SecretStr | None = Field(
+        default=None, description="HMAC key of public forms' challenges (>= 32 chars); unset = "
+        "derived from the access-token signing key, so hosts that share that key agree.")
+    public_pow_bits: int = Field(
+        default=18, ge=1, le=32, description="Proof-of-work difficulty in leading zero bits: "
+        "about 2**bits SHA-256 hashes per submission (18: ~0.3 s in CPython, about a second "
+        "in a browser's Web Crypto on a phone).")
+    public_challenge_ttl_s: float = Field(
+        default=3600.0, ge=60, le=86_400, description="A challenge or form token is valid this "
+        "long after it was issued.")
+    public_form_min_delay_s: float = Field(
+        default=5.0, ge=0, le=600, description="A form token (the path without JavaScript) is "
+        "valid only this long after the form was served: a script posting at once is refused.")
+    public_submit_window_s: float = Field(
+        default=3600.0, ge=60, le=7 * 86_400, description="Window of the per-address "
+        "submission budgets below.")
+    public_submit_max_pow: int = Field(
+        default=10, ge=1, description="Submissions per client address, form and window with a "
+        "proof of work.")
+    public_submit_max_form: int = Field(
+        default=3, ge=1, description="Submissions per client address, form and window with a "
+        "form token (no JavaScript): stricter, as the token costs an abuser only time.")
 
     # --- feedback, compliments and complaints (incidents.feedback) -------------
     feedback_acknowledge_days: dict[str, float] = Field(

@@ -40,6 +40,8 @@ from incidents.feedback.deps import FeedbackDeps, SubmissionLimit, feedback_deps
 from incidents.geocode import StreetIndex
 from incidents.geocoding.index import GeocoderRef
 from incidents.geocoding.service import describe, load_geocoder, run_refresher
+from incidents.public.challenge import challenger_from_settings
+from incidents.reports.deps import ReportsDeps, reports_deps
 from routing import basemap
 from routing.service import RoutingService
 from units import repository as unit_repo
@@ -248,6 +250,9 @@ async def _start_domain(app: FastAPI, settings: Settings, pool: asyncpg.Pool,
         rt.tasks.append(asyncio.create_task(
             run_refresher(pool=pool, ref=geocoder, interval_s=settings.geocoder_refresh_s,
                           stop=rt.stop), name="geocoder-refresher"))
+    provide(app, reports_deps, ReportsDeps(pool=pool, settings=settings,
+                                           challenger=challenger_from_settings(settings),
+                                           incidents=rt.incidents))
     alerts = AlertsDeps(pool=pool, settings=settings)
     provide(app, alerts_deps, alerts)
     if settings.alert_delivery_interval_s > 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -128,10 +129,13 @@ async def _record(uow: UnitOfWork, *, key: str | None, scope: str, status_code: 
 
 @retry_transient
 async def create_incident(*, deps: IncidentsDeps, ctx: RequestContext, scope: Scope,
-                          body: IncidentCreate, idempotency_key: str | None = None
-                          ) -> tuple[int, dict[str, Any]]:
+                          body: IncidentCreate, idempotency_key: str | None = None,
+                          within: Callable[[UnitOfWork, dict[str, Any]], Awaitable[None]] | None
+                          = None) -> tuple[int, dict[str, Any]]:
     """Call intake. Returns (HTTP status, body): 201, or a replayed answer. Every check on the
-    request runs before anything is made (the number sequence included)."""
+    request runs before anything is made (the number sequence included). ``within`` runs in
+    the intake's transaction once the incident is written (given its view): what made the
+    incident (an accepted online report) commits with it, or neither does."""
     scope.require(body.agency, field="body.agency")  # before anything is made for it
     check = deps.plausible
     check.check_time(body.received_at, field="body.received_at")
@@ -185,6 +189,8 @@ async def create_incident(*, deps: IncidentsDeps, ctx: RequestContext, scope: Sc
             uow.emit("incident.duplicate_flagged", aggregate=("incident", iid), agency=body.agency,
                      data={"incident": view, "candidates": dups, "unit_ids": []})
         result = {**view, "possible_duplicates": dups, "zones": [z["id"] for z in zones]}
+        if within is not None:
+            await within(uow, view)
         await _record(uow, key=idempotency_key, scope=key_scope, status_code=201, body=result)
     return 201, result
 

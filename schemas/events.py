@@ -257,6 +257,17 @@ class FeedbackNoteAdded(BaseModel):
     note_id: int
 
 
+class ReportChanged(BaseModel):
+    """An online report received or decided (no description, contact or staff note)."""
+
+    report_id: int
+    tracking: str
+    report_type: str
+    status: str
+    accepted_as: str | None
+    incident_id: int | None
+
+
 # --- the registry --------------------------------------------------------------------------
 
 EVENT_TYPES: dict[str, type[BaseModel]] = {
@@ -294,6 +305,9 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
     "feedback.assigned": FeedbackAssigned,
     "feedback.status_changed": FeedbackStatusChanged,
     "feedback.note_added": FeedbackNoteAdded,
+    "report.received": ReportChanged,
+    "report.accepted": ReportChanged,
+    "report.declined": ReportChanged,
 }
 
 

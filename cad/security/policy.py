@@ -188,6 +188,20 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", f"{API}/feedback/{{feedback_id}}/status"): MANAGERS,
     ("POST", f"{API}/feedback/{{feedback_id}}/notes"): MANAGERS,
     ("GET", f"{API}/publication"): MANAGERS,
+    # --- online reports (incidents/reports/api.py). Public: filing spends a challenge
+    # (incidents.public.challenge) besides the rate limit; status shows no staff notes. Staff:
+    # dispatchers see the queue, supervisors and admins decide and read the contact (audited).
+    ("GET", "/public/{agency}/reports/challenge"): PUBLIC,
+    ("POST", "/public/{agency}/reports"): PUBLIC,
+    ("GET", "/public/{agency}/reports/{tracking}"): PUBLIC,
+    ("GET", "/public/{agency}/report"): PUBLIC,
+    ("POST", "/public/{agency}/report"): PUBLIC,
+    ("GET", "/public/{agency}/report/status"): PUBLIC,
+    ("GET", f"{API}/reports"): STAFF,
+    ("GET", f"{API}/reports/{{report_id}}"): STAFF,
+    ("GET", f"{API}/reports/{{report_id}}/contact"): MANAGERS,   # personal data: audited
+    ("POST", f"{API}/reports/{{report_id}}/accept"): MANAGERS,
+    ("POST", f"{API}/reports/{{report_id}}/decline"): MANAGERS,
     ("PUT", f"{API}/publication/{{agency}}/{{code}}"): MANAGERS,
 }
 

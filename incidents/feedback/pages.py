@@ -127,7 +127,7 @@ def status_page(*, lang: str, agency: str, reference: str, found: dict[str, Any]
         closed = found["closed_at"]
         rows = [("fb_reference", found["reference"]),
                 ("fb_col_category", m["fb_" + found["category"]]),
-                ("fb_status", m["st_" + found["status"]]),
+                ("fb_status", m["fb_st_" + found["status"]]),
                 ("fb_received", _local(found["received_at"], tz)),
                 ("fb_acknowledged", _local(found["acknowledged_at"], tz)),
                 ("fb_resolved", _local(found["resolved_at"], tz))]

@@ -87,6 +87,115 @@ def delay_text(messages: dict[str, str], delay_s: float) -> str:
     return messages["minutes"].format(n=round(delay_s / 60))
 
 
+# --- online reports (incidents.reports.pages) ------------------------------------------------
+_REPORTS: dict[str, dict[str, str]] = {
+    "en": {
+        "nav_report": "Report a non-emergency",
+        "report_title": "Report a non-emergency",
+        "report_emergency": "In an emergency, call 911. This form is not watched around the clock.",
+        "report_intro": "Use this form for matters with no one in danger and no suspect present: "
+                        "a theft, a break-in to a vehicle, vandalism, lost property, noise or an "
+                        "abandoned vehicle. You get a tracking number to check the status.",
+        "report_type": "Type of report", "report_choose": "Choose one",
+        "rt_theft": "Theft", "rt_vehicle_breakin": "Vehicle break-in", "rt_vandalism": "Vandalism",
+        "rt_lost_property": "Lost property", "rt_noise": "Noise",
+        "rt_abandoned_vehicle": "Abandoned vehicle", "rt_other": "Other",
+        "report_description": "What happened",
+        "report_description_hint": "At least 10 characters. Describe what happened and what "
+                                   "was taken or damaged.",
+        "report_address": "Where it happened",
+        "report_address_hint": "A street address, an intersection or a description of the place.",
+        "report_occurred": "When it happened (if known)",
+        "report_contact": "How we can reach you (optional)",
+        "report_contact_hint": "Only staff reviewing the report see this. It is never published.",
+        "report_contact_name": "Name", "report_contact_phone": "Phone number",
+        "report_contact_email": "Email address",
+        "report_send": "Send the report",
+        "report_errors": "Please correct the following",
+        "err_report_type": "Choose the type of report.",
+        "err_description": "Describe what happened in 10 to 4,000 characters.",
+        "err_address": "Say where it happened (3 to 200 characters).",
+        "err_address_area": "That place is outside this agency's area.",
+        "err_occurred": "Give a valid date and time, not in the future.",
+        "err_contact_name": "The name is too long.",
+        "err_contact_phone": "Give a phone number with digits only (and + ( ) - . spaces).",
+        "err_contact_email": "Give a valid email address.",
+        "err_lang": "Unknown language.", "err_form": "The form could not be read; try again.",
+        "err_too_soon": "The form was sent very quickly. Please check it and send it again.",
+        "err_used": "This form was already sent. Your text is kept: send it again.",
+        "err_expired": "The form expired. Your text is kept: send it again.",
+        "err_challenge": "The form could not be verified. Your text is kept: send it again.",
+        "err_limit": "Too many reports were sent from your connection. Please try again later "
+                     "or call the non-emergency number.",
+        "err_generic": "The report could not be accepted. Please check it and try again.",
+        "status_title": "Check a report's status",
+        "status_intro": "Enter the tracking number you received when you filed the report.",
+        "status_tracking": "Tracking number", "status_find": "Check status",
+        "status_not_found": "No report with that tracking number.",
+        "status_filed": "Your report was received. Your tracking number is {tracking}. Keep it "
+                        "to check the status.",
+        "status_caption": "Report status", "status_status": "Status",
+        "status_submitted": "Filed", "status_decided": "Decided", "status_reason": "Reason",
+        "st_received": "Received, waiting for review", "st_accepted": "Accepted",
+        "st_declined": "Declined",
+    },
+    "es": {
+        "nav_report": "Reportar algo que no es una emergencia",
+        "report_title": "Reportar algo que no es una emergencia",
+        "report_emergency": "En una emergencia, llame al 911. Este formulario no se atiende a "
+                            "toda hora.",
+        "report_intro": "Use este formulario cuando nadie esté en peligro y no haya un sospechoso "
+                        "presente: un robo, un vehículo forzado, vandalismo, objetos perdidos, "
+                        "ruido o un vehículo abandonado. Recibirá un número de seguimiento para "
+                        "consultar el estado.",
+        "report_type": "Tipo de reporte", "report_choose": "Elija uno",
+        "rt_theft": "Robo", "rt_vehicle_breakin": "Vehículo forzado", "rt_vandalism": "Vandalismo",
+        "rt_lost_property": "Objetos perdidos", "rt_noise": "Ruido",
+        "rt_abandoned_vehicle": "Vehículo abandonado", "rt_other": "Otro",
+        "report_description": "Qué pasó",
+        "report_description_hint": "Al menos 10 caracteres. Describa lo que pasó y lo que se "
+                                   "llevaron o dañaron.",
+        "report_address": "Dónde pasó",
+        "report_address_hint": "Una dirección, una intersección o una descripción del lugar.",
+        "report_occurred": "Cuándo pasó (si lo sabe)",
+        "report_contact": "Cómo podemos comunicarnos con usted (opcional)",
+        "report_contact_hint": "Solo lo ve el personal que revisa el reporte. Nunca se publica.",
+        "report_contact_name": "Nombre", "report_contact_phone": "Teléfono",
+        "report_contact_email": "Correo electrónico",
+        "report_send": "Enviar el reporte",
+        "report_errors": "Corrija lo siguiente",
+        "err_report_type": "Elija el tipo de reporte.",
+        "err_description": "Describa lo que pasó en 10 a 4000 caracteres.",
+        "err_address": "Indique dónde pasó (3 a 200 caracteres).",
+        "err_address_area": "Ese lugar está fuera del área de esta agencia.",
+        "err_occurred": "Indique una fecha y hora válidas, no en el futuro.",
+        "err_contact_name": "El nombre es demasiado largo.",
+        "err_contact_phone": "Indique un teléfono solo con dígitos (y + ( ) - . espacios).",
+        "err_contact_email": "Indique un correo electrónico válido.",
+        "err_lang": "Idioma desconocido.",
+        "err_form": "No se pudo leer el formulario; inténtelo de nuevo.",
+        "err_too_soon": "El formulario se envió muy rápido. Revíselo y envíelo de nuevo.",
+        "err_used": "Este formulario ya se envió. Su texto se conserva: envíelo de nuevo.",
+        "err_expired": "El formulario venció. Su texto se conserva: envíelo de nuevo.",
+        "err_challenge": "No se pudo verificar el formulario. Su texto se conserva: envíelo de "
+                         "nuevo.",
+        "err_limit": "Se enviaron demasiados reportes desde su conexión. Inténtelo más tarde o "
+                     "llame al número que no es de emergencia.",
+        "err_generic": "No se pudo aceptar el reporte. Revíselo e inténtelo de nuevo.",
+        "status_title": "Consultar el estado de un reporte",
+        "status_intro": "Escriba el número de seguimiento que recibió al enviar el reporte.",
+        "status_tracking": "Número de seguimiento", "status_find": "Consultar",
+        "status_not_found": "No hay un reporte con ese número de seguimiento.",
+        "status_filed": "Recibimos su reporte. Su número de seguimiento es {tracking}. "
+                        "Guárdelo para consultar el estado.",
+        "status_caption": "Estado del reporte", "status_status": "Estado",
+        "status_submitted": "Enviado", "status_decided": "Decidido", "status_reason": "Motivo",
+        "st_received": "Recibido, en espera de revisión", "st_accepted": "Aceptado",
+        "st_declined": "Rechazado",
+    },
+}
+for _code, _messages in _REPORTS.items():
+    MESSAGES[_code].update(_messages)
 # --- feedback, compliments and complaints (incidents.feedback.pages) -------------------------
 _FEEDBACK: dict[str, dict[str, str]] = {
     "en": {
@@ -117,8 +226,9 @@ _FEEDBACK: dict[str, dict[str, str]] = {
         "fb_status": "Status", "fb_received": "Received", "fb_acknowledged": "Acknowledged",
         "fb_resolved": "Resolved", "fb_closed": "Closed", "fb_outcome": "Outcome",
         "fb_response": "Our answer",
-        "st_received": "Received", "st_assigned": "Assigned to a supervisor",
-        "st_investigating": "Under investigation", "st_resolved": "Resolved", "st_closed": "Closed",
+        "fb_st_received": "Received", "fb_st_assigned": "Assigned to a supervisor",
+        "fb_st_investigating": "Under investigation", "fb_st_resolved": "Resolved",
+        "fb_st_closed": "Closed",
         "fb_stats_title": "Feedback received, by month",
         "fb_stats_intro": "Counts below {k} are not shown (“fewer than {k}”), and neither is a "
                           "count that could be worked out from the others, so that no person "
@@ -165,8 +275,9 @@ _FEEDBACK: dict[str, dict[str, str]] = {
         "fb_status": "Estado", "fb_received": "Recibido", "fb_acknowledged": "Acuse de recibo",
         "fb_resolved": "Resuelto", "fb_closed": "Cerrado", "fb_outcome": "Resultado",
         "fb_response": "Nuestra respuesta",
-        "st_received": "Recibido", "st_assigned": "Asignado a un supervisor",
-        "st_investigating": "En investigación", "st_resolved": "Resuelto", "st_closed": "Cerrado",
+        "fb_st_received": "Recibido", "fb_st_assigned": "Asignado a un supervisor",
+        "fb_st_investigating": "En investigación", "fb_st_resolved": "Resuelto",
+        "fb_st_closed": "Cerrado",
         "fb_stats_title": "Comentarios recibidos, por mes",
         "fb_stats_intro": "No se muestran los recuentos menores de {k} («menos de {k}»), ni un "
                           "recuento que podría deducirse de los demás, para que nadie pueda "

@@ -50,6 +50,7 @@ def layout(*, lang: str, title: str, agency: str, current: str, body: str,
         f'<nav aria-label="{escape(m["site"])}"><a href="{escape(_href(base + "/map", lang))}">'
         f'{escape(m["nav_map"])}</a><a href="{escape(_href(base + "/lookup", lang))}">'
         f'{escape(m["nav_rfs"])}</a>'
+        f'<a href="{escape(_href(base + "/report", lang))}">{escape(m["nav_report"])}</a>'
         f'<a href="{escape(_href(base + "/feedback", lang))}">{escape(m["nav_feedback"])}</a>'
         "</nav>"
         f'<p>{escape(m["languages"])}: {langs}</p></header>'

@@ -1,4 +1,5 @@
-"""All SQL of the public face. It writes only ``public_incident_types``; it reads incidents
+"""All SQL of the public face. It writes ``public_incident_types`` and
+``public_challenge_uses`` (incidents.public.challenge); it reads incidents
 and their types (the incidents core's tables) through the one publication predicate below,
 so every public read passes the same gate."""
 
@@ -78,3 +79,31 @@ async def disable_type(conn: asyncpg.Connection, *, agency: str, code: str) -> b
         "DELETE FROM public_incident_types WHERE agency = $1 AND incident_type = $2 RETURNING 1",
         agency, code)
     return done is not None
+
+
+async def spend_challenge(conn: asyncpg.Connection, *, digest: bytes, kind: str, purpose: str,
+                          address: bytes, window_s: float, budget: int,
+                          expires_at: datetime) -> str:
+    """Record a challenge token as used, in the caller's transaction: ``"ok"``, ``"used"``
+    (spent before) or ``"limited"`` (``address`` spent ``budget`` tokens of this kind and
+    purpose within the window). One address and purpose at a time (an advisory lock), so
+    parallel requests cannot overdraw the budget. Prunes a few expired rows on the way."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 15))",
+                       f"challenge|{purpose}|{address.hex()}")
+    if await conn.fetchval("SELECT 1 FROM public_challenge_uses WHERE digest = $1", digest):
+        return "used"
+    spent = await conn.fetchval(
+        "SELECT count(*) FROM public_challenge_uses WHERE address = $1 AND purpose = $2"
+        " AND kind = $3 AND used_at > clock_timestamp() - make_interval(secs => $4)",
+        address, purpose, kind, window_s)
+    if spent >= budget:
+        return "limited"
+    inserted = await conn.fetchval(
+        "INSERT INTO public_challenge_uses (digest, kind, purpose, address, keep_until)"
+        " VALUES ($1, $2, $3, $4, greatest($5, clock_timestamp() + make_interval(secs => $6)))"
+        " ON CONFLICT (digest) DO NOTHING RETURNING 1",
+        digest, kind, purpose, address, expires_at, window_s)
+    await conn.execute(
+        "DELETE FROM public_challenge_uses WHERE digest IN (SELECT digest FROM"
+        " public_challenge_uses WHERE keep_until < clock_timestamp() LIMIT 20)")
+    return "ok" if inserted else "used"

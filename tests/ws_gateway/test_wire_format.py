@@ -15,6 +15,7 @@ import pytest
 import websockets
 
 from cad.settings import Settings
+from incidents.public.challenge import solve
 from schemas.events import EVENT_TYPES
 from tests.auth import AuthHeaders, board_token, device_token
 from tests.support import RunningApp, running_app
@@ -80,7 +81,7 @@ def wire_settings(database_url: str, tmp_path: Path) -> Settings:
                     db_pool_min=1, db_pool_max=10, ws_heartbeat_interval_s=0.3,
                     timer_sweep_interval_s=0.2,
                     pending_thresholds_s={p: 0.3 for p in range(1, 6)},
-                    unit_status_thresholds_s={"dispatched": 0.3})
+                    unit_status_thresholds_s={"dispatched": 0.3}, public_pow_bits=8)
 
 
 async def _ok(resp: httpx.Response, *codes: int) -> dict[str, Any]:
@@ -150,6 +151,18 @@ async def _every_event_type(sup: httpx.AsyncClient, approver: httpx.AsyncClient)
         "info": {lang: {"headline": "h", "description": "d"} for lang in ("en", "es")}}), 201)
     await _ok(await approver.post(f"/api/v1/alerts/{alert['id']}/approve"))  # two-person rule
     await _ok(await sup.delete(f"/api/v1/alert-subscriptions/{sub['id']}"), 204)
+    for _ in range(2):   # online reports: filed (public), accepted, declined
+        ch = await _ok(await sup.get(f"/public/{AGENCY}/reports/challenge"))
+        await _ok(await sup.post(f"/public/{AGENCY}/reports", json={
+            "report_type": "noise", "description": "Wire format test report",
+            "location": {"lat": SPOT[0], "lon": SPOT[1]},
+            "proof": {"challenge": ch["challenge"],
+                      "solution": solve(ch["challenge"], ch["difficulty_bits"])}}), 201)
+    queue = await sup.get("/api/v1/reports", params={"status": "received"})
+    kept, refused = queue.json()
+    await _ok(await sup.post(f"/api/v1/reports/{kept['id']}/accept", json={"kind": "record"}))
+    await _ok(await sup.post(f"/api/v1/reports/{refused['id']}/decline",
+                             json={"public_reason": "wire"}))
     return int(iid)
 
 

@@ -1,0 +1,102 @@
+"""The report pages in real headless Chromium, with scripts disabled (the essentials need none):
+the Spanish form filed and its status shown, the form again with the reasons when a field is
+refused, the status lookup in English; each page under 200 kB, nothing loaded from elsewhere,
+and no serious axe-core violation. The form's minimum delay is 0 here (a browser test must
+not wait on a clock; tests/incidents/reports/test_reports.py refuses a fast post)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.console.browser import Browser, browsers, require_chromium
+from tests.incidents.public.conftest import start_public_app
+from tests.incidents.public.test_public_browser import _checked
+from tests.incidents.reports.conftest import AGENCY, SETTINGS, TRACKING
+from tests.support import RunningApp
+
+
+@pytest.fixture(autouse=True)
+def _chromium() -> None:
+    require_chromium()
+
+
+@pytest.fixture
+async def browser_app(database_url: str, tmp_path: Path) -> AsyncIterator[RunningApp]:
+    async for app in start_public_app(database_url, tmp_path,
+                                      **{**SETTINGS, "public_form_min_delay_s": 0.0}):
+        yield app
+
+
+async def _scripts(b: Browser, *, enabled: bool) -> None:
+    await b.run(b.driver.execute_cdp_cmd, "Emulation.setScriptExecutionDisabled",
+                {"value": not enabled})
+
+
+async def _choose(b: Browser, css: str, value: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    await b.run(lambda: Select(b.driver.find_element(By.CSS_SELECTOR, css)).select_by_value(value))
+
+
+async def _text(b: Browser, css: str) -> Any:
+    return await b.js(f"return document.querySelector({css!r}).textContent")
+
+
+async def test_filing_and_checking_a_report_without_javascript(browser_app: RunningApp) -> None:
+    base = browser_app.base_url
+    with browsers("reports") as (b,):
+        await b.get(f"{base}/public/{AGENCY}/report?lang=es")
+        assert await b.js("return document.documentElement.lang") == "es"
+        assert await _text(b, "h1") == "Reportar algo que no es una emergencia"
+        assert await b.js("return document.scripts.length") == 0
+        await _checked(b, "public-report-es")
+
+        # a refused field: the form again, the reason linked from a summary, the text kept
+        await _scripts(b, enabled=False)
+        await _choose(b, "#report_type", "vandalism")
+        await b.type_into("#description", "corto")
+        await b.type_into("#address", "4817 QUILLFEATHER ST")
+        await b.click("#send")
+        await _scripts(b, enabled=True)
+        await b.wait_for("return document.getElementById('errors') !== null",
+                         what="the form with its errors")
+        assert await b.js("return document.getElementById('description').value") == "corto"
+        assert await b.js("return document.getElementById('description')"
+                          ".getAttribute('aria-invalid')") == "true"
+        assert "Describa lo que pasó" in await _text(b, "#errors")
+        await _checked(b, "public-report-errors-es")
+
+        # filed without scripts: 303 to the status page with the tracking number
+        await _scripts(b, enabled=False)
+        await b.type_into("#description", "Rompieron la ventana de mi coche y se llevaron la radio.")
+        await b.type_into("#contact_name", "Ana Ruiz")
+        await b.type_into("#contact_phone", "415 555 0100")
+        await b.click("#send")
+        await _scripts(b, enabled=True)
+        await b.wait_for("return location.pathname.endsWith('/report/status')",
+                         what="the status page")
+        tracking = await b.js("return new URLSearchParams(location.search).get('tracking')")
+        assert TRACKING.match(tracking)
+        assert tracking in await _text(b, "[role=status]")
+        cells = await b.js("return [...document.querySelectorAll('tbody td')]"
+                           ".map(t => t.textContent)")
+        assert cells[0] == tracking and cells[1] == "Vandalismo"
+        assert cells[2] == "Recibido, en espera de revisión"
+        assert "Ana Ruiz" not in await b.js("return document.body.innerHTML")
+        await _checked(b, "public-report-status-es")
+
+        # later, in English: the lookup form on the report page
+        await b.get(f"{base}/public/{AGENCY}/report?lang=en")
+        await b.type_into("#tracking", tracking.lower())
+        await b.click("form[method=get] button")
+        await b.wait_for("return document.querySelectorAll('tbody tr').length === 6",
+                         what="the status table")
+        assert await _text(b, "tbody tr:nth-child(3) td") == "Received, waiting for review"
+        await _checked(b, "public-report-status-en")
+    row = await browser_app.pool.fetchrow("SELECT via, contact_name, language FROM public_reports")
+    assert (row["via"], row["contact_name"], row["language"]) == ("form", "Ana Ruiz", "es")
