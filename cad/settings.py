@@ -373,11 +373,6 @@ class Settings(BaseSettings):
         default=5, ge=2, le=100,
         description="Public feedback statistics show no count below this (and a second "
         "count where one hidden count could be worked out from the total).")
-    feedback_submit_per_hour: float = Field(
-        default=20.0, gt=0, description="Feedback submissions one client address may make "
-        "per hour, sustained (above the public rate limit every /public route has).")
-    feedback_submit_burst: int = Field(
-        default=5, ge=1, description="Submissions one client address may make at once.")
 
     # --- analytics -------------------------------------------------------------
     analytics_timezone: str = Field(

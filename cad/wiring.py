@@ -26,7 +26,6 @@ from cad.health import HealthDeps, health_deps
 from cad.plausible import Plausibility, ServiceArea
 from cad.security import lifecycle as security_lifecycle
 from cad.security.principal import Principal
-from cad.security.ratelimit import TokenBucketLimiter
 from cad.security.service import principal_from_token
 from cad.security.state import SecurityState
 from cad.settings import Settings
@@ -36,7 +35,7 @@ from incidents.deps import IncidentsDeps, incidents_deps
 from incidents.dispatch import timers
 from incidents.dispatch.board import board_snapshot, unit_snapshot
 from incidents.dispatch.deps import DispatchDeps, dispatch_deps
-from incidents.feedback.deps import FeedbackDeps, SubmissionLimit, feedback_deps
+from incidents.feedback.deps import FeedbackDeps, feedback_deps
 from incidents.geocode import StreetIndex
 from incidents.geocoding.index import GeocoderRef
 from incidents.geocoding.service import describe, load_geocoder, run_refresher
@@ -171,21 +170,6 @@ async def stop(rt: Runtime) -> None:
         await rt.pool.close()
 
 
-def submission_limit(settings: Settings, security: SecurityState) -> SubmissionLimit:
-    """Feedback submissions per client address: a bucket of its own, stricter than the public
-    one, shared by every worker through Redis when the security runtime has it."""
-    limiter = TokenBucketLimiter(rate_per_s=settings.feedback_submit_per_hour / 3600.0,
-                                 burst=settings.feedback_submit_burst)
-
-    async def take(client_addr: str) -> float:
-        rt = security.runtime
-        if rt is None:
-            return limiter.take(client_addr)
-        return await rt.rate_limit("feedback", limiter, client_addr)
-
-    return take
-
-
 def basemap_renderer(routing: RoutingService) -> RenderBaseMap:
     """The console's base map for a zoom: drawn off the event loop from the graph in use,
     once per zoom band and graph (a rebuilt graph swapped in draws afresh)."""
@@ -250,16 +234,16 @@ async def _start_domain(app: FastAPI, settings: Settings, pool: asyncpg.Pool,
         rt.tasks.append(asyncio.create_task(
             run_refresher(pool=pool, ref=geocoder, interval_s=settings.geocoder_refresh_s,
                           stop=rt.stop), name="geocoder-refresher"))
+    challenger = challenger_from_settings(settings)   # public forms: reports, feedback
     provide(app, reports_deps, ReportsDeps(pool=pool, settings=settings,
-                                           challenger=challenger_from_settings(settings),
-                                           incidents=rt.incidents))
+                                           challenger=challenger, incidents=rt.incidents))
     alerts = AlertsDeps(pool=pool, settings=settings)
     provide(app, alerts_deps, alerts)
     if settings.alert_delivery_interval_s > 0:
         rt.tasks.append(asyncio.create_task(
             run_delivery_worker(deps=alerts, stop=rt.stop), name="alert-delivery"))
     provide(app, feedback_deps, FeedbackDeps(pool=pool, settings=settings,
-                                             submission_limit=submission_limit(settings, security)))
+                                             challenger=challenger))
     if settings.retention_sweep_interval_s > 0:
         rt.tasks.append(asyncio.create_task(
             retention.run_sweeper(pool, settings, rt.stop), name="retention-sweeper"))

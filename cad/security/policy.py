@@ -174,6 +174,7 @@ RULES: dict[tuple[str, str], Rule] = {
     # --- feedback, compliments and complaints (incidents/feedback/api.py) -----------------------
     # Public by design: the submission (its own stricter per-address limit besides the public
     # one), the status by unguessable reference, counts with small counts hidden, the pages.
+    ("GET", "/public/{agency}/feedback/challenge"): PUBLIC,
     ("POST", "/public/{agency}/feedback"): PUBLIC,
     ("GET", "/public/{agency}/feedback"): PUBLIC,
     ("GET", "/public/{agency}/feedback/status"): PUBLIC,

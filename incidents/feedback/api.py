@@ -6,7 +6,8 @@ overdue cases, a case in full (audited), assignment, status changes, notes, exac
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
@@ -14,10 +15,11 @@ import orjson
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from cad.errors import CADError, NotFound, TooManyRequests
+from cad.errors import CADError, NotFound
 from cad.security import Context, CurrentScope
+from cad.security.middleware import client_addr
 from cad.uow import RequestContext
 from incidents.feedback import pages, service
 from incidents.feedback.deps import FeedbackDep, FeedbackDeps
@@ -25,6 +27,7 @@ from incidents.feedback.schemas import (
     AssignIn,
     Category,
     FeedbackDetail,
+    FeedbackForm,
     FeedbackIn,
     FeedbackReceipt,
     FeedbackStatus,
@@ -38,6 +41,7 @@ from incidents.feedback.schemas import (
     Username,
 )
 from incidents.public import i18n
+from incidents.public.challenge import ChallengeOut
 
 AGENCY_PATTERN = r"^[A-Z0-9][A-Z0-9_-]{0,15}$"
 AgencyPath = Annotated[str, Path(pattern=AGENCY_PATTERN, description="The agency's code.")]
@@ -56,14 +60,14 @@ FORM_MEDIA = "application/x-www-form-urlencoded"
 # The form carries a dozen fields; more is not a browser.
 MAX_FORM_FIELDS = 30
 STATS_CACHE = "public, max-age=300"
+M = TypeVar("M", bound=BaseModel)
 
-_BODY_SCHEMA = FeedbackIn.model_json_schema()
 SUBMIT_OPENAPI: dict[str, Any] = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": _BODY_SCHEMA},
-    FORM_MEDIA: {"schema": _BODY_SCHEMA}}}}
+    "application/json": {"schema": FeedbackIn.model_json_schema()},
+    FORM_MEDIA: {"schema": FeedbackForm.model_json_schema()}}}}
 SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    201: {"description": "Received. JSON for a JSON body; for the page's form post (Accept: "
-                         "text/html), the receipt page.",
+    201: {"description": "Received. JSON, except for the page's form post (Accept: text/html), "
+                         "answered with the receipt page.",
           "content": {"text/html": {"schema": {"type": "string"}}}},
     415: {"description": "Neither JSON nor a form post."}}
 
@@ -72,6 +76,10 @@ router = APIRouter(tags=["feedback"])
 
 class UnsupportedMedia(CADError):
     status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _page(html: str, lang: str, status_code: int = 200) -> HTMLResponse:
@@ -83,12 +91,8 @@ def _page(html: str, lang: str, status_code: int = 200) -> HTMLResponse:
 def _public_context(request: Request, agency: str) -> RequestContext:
     state = request.scope.get("state") or {}
     return RequestContext(actor="public", request_id=state.get("request_id"),
-                          client_addr=request.client.host if request.client else None,
-                          source="public", agency=agency)
-
-
-def _wants_html(request: Request) -> bool:
-    return "text/html" in request.headers.get("accept", "")
+                          client_addr=client_addr(request.scope), source="public",
+                          agency=agency)
 
 
 async def _read_submission(request: Request) -> tuple[dict[str, Any], bool]:
@@ -97,9 +101,8 @@ async def _read_submission(request: Request) -> tuple[dict[str, Any], bool]:
     raw = await request.body()
     if media == FORM_MEDIA:
         try:
-            text = raw.decode("utf-8")
-            fields = parse_qs(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS,
-                              errors="strict")
+            fields = parse_qs(raw.decode("utf-8"), keep_blank_values=True,
+                              max_num_fields=MAX_FORM_FIELDS, errors="strict")
         except (UnicodeDecodeError, ValueError):
             raise CADError("the form is not UTF-8 url-encoded fields") from None
         return {k: v[-1] for k, v in fields.items() if v[-1].strip()}, True
@@ -116,64 +119,82 @@ async def _read_submission(request: Request) -> tuple[dict[str, Any], bool]:
     raise UnsupportedMedia(f"send application/json or {FORM_MEDIA}, not {media}")
 
 
-def _validate(data: dict[str, Any]) -> FeedbackIn:
+def _validate(model: type[M], data: dict[str, Any]) -> M:
     try:
-        return FeedbackIn.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])}
                                       for e in exc.errors(include_url=False,
                                                           include_context=False)]) from None
 
 
-async def _limit(deps: FeedbackDeps, request: Request) -> None:
-    wait_s = await deps.submission_limit(request.client.host if request.client else "-")
-    if wait_s > 0:
-        raise TooManyRequests("too many submissions from this address; retry later",
-                              retry_after_s=wait_s)
+@router.get("/public/{agency}/feedback/challenge", response_model=ChallengeOut,
+            summary="A proof-of-work challenge for sending feedback (public)")
+async def feedback_challenge(agency: AgencyPath, deps: FeedbackDep,
+                             response: Response) -> dict[str, Any]:
+    response.headers["cache-control"] = "no-store"
+    return deps.challenger.pow_challenge(purpose=service.purpose(agency), now=_now())
 
 
 @router.post("/public/{agency}/feedback", status_code=201, response_model=FeedbackReceipt,
-             summary="Send feedback, a compliment or a complaint (public)",
+             summary="Send feedback, a compliment or a complaint (public; with a solved "
+                     "challenge)",
+             description="JSON with a solved proof of work (GET .../feedback/challenge), or "
+                         "the page's form post with its form token. A challenge is single "
+                         "use; per client address a budget of submissions per window applies "
+                         "(429).",
              openapi_extra=SUBMIT_OPENAPI, responses=SUBMIT_RESPONSES)
 async def submit_feedback(agency: AgencyPath, request: Request, deps: FeedbackDep,
                           accept_language: AcceptLanguage = None) -> Any:
     data, from_form = await _read_submission(request)
-    if from_form and _wants_html(request):
+    if from_form:
         return await _submit_form(agency, request, deps, data, accept_language)
-    lang = i18n.choose(data.pop("lang", None) if from_form else None, accept_language)
-    await _limit(deps, request)
-    body = _validate(data)
+    body = _validate(FeedbackIn, data)
+    spend = deps.challenger.check(token=body.proof.challenge, solution=body.proof.solution,
+                                  purpose=service.purpose(agency), now=_now(),
+                                  field="body.proof", expect="pow")
     return await service.submit(deps=deps, ctx=_public_context(request, agency), agency=agency,
-                                body=body, language=lang)
+                                body=body, language=i18n.choose(None, accept_language),
+                                spend=spend, address=client_addr(request.scope),
+                                field="body.proof")
 
 
 async def _submit_form(agency: str, request: Request, deps: FeedbackDeps,
-                       data: dict[str, Any], accept_language: str | None) -> HTMLResponse:
-    """The page's form post: the receipt page, or the form again with what was wrong."""
-    lang = i18n.choose(data.pop("lang", None), accept_language)
-    tz = ZoneInfo(deps.settings.analytics_timezone)
+                       data: dict[str, Any], accept_language: str | None) -> Any:
+    """The page's form post. A browser (Accept: text/html) gets the receipt page, or the
+    form again with what was wrong and its answers kept; anything else gets JSON as above."""
+    html = "text/html" in request.headers.get("accept", "")
+    lang = i18n.choose(str(data.get("lang", "")) or None, accept_language)
     errors: dict[str, str] = {}
     status = 422
     try:
-        await _limit(deps, request)
-        body = _validate(data)
+        form = _validate(FeedbackForm, data)
+        spend = deps.challenger.check(token=form.form_token, solution=None,
+                                      purpose=service.purpose(agency), now=_now(),
+                                      field="body.form_token", expect="form")
         receipt = await service.submit(deps=deps, ctx=_public_context(request, agency),
-                                       agency=agency, body=body, language=lang)
+                                       agency=agency, body=form, language=lang, spend=spend,
+                                       address=client_addr(request.scope),
+                                       field="body.form_token")
     except RequestValidationError as exc:
-        for e in exc.errors():
-            loc = [str(p) for p in e["loc"][1:]] or ["description"]
-            errors.setdefault(loc[0], str(e["msg"]))
+        if not html:
+            raise
+        errors = pages.validation_errors(exc.errors())
     except CADError as exc:
+        if not html:
+            raise
         status = exc.status
-        field = ((exc.extra.get("errors") or [{}])[0].get("field") or "description")
-        errors[field] = exc.detail
+        errors = pages.refusal_errors(exc)
     else:
-        return _page(pages.receipt_page(lang=lang, agency=agency, receipt=receipt, tz=tz), lang,
-                     201)
-    values = {k: str(v) for k, v in data.items()}
-    html = pages.form_page(lang=lang, agency=agency, values=values, errors=errors,
-                           challenge_html="", stats=None)
-    return _page(html, lang, status)
+        if not html:
+            return receipt
+        tz = ZoneInfo(deps.settings.analytics_timezone)
+        return _page(pages.receipt_page(lang=lang, agency=agency, receipt=receipt, tz=tz),
+                     lang, 201)
+    token = deps.challenger.issue(kind="form", purpose=service.purpose(agency), now=_now())
+    values = {k: str(v) for k, v in data.items() if k not in ("form_token", "lang")}
+    return _page(pages.form_page(lang=lang, agency=agency, values=values, errors=errors,
+                                 form_token=token, stats=None), lang, status)
 
 
 @router.get("/public/{agency}/feedback/stats.json", response_model=PublicStats,
@@ -214,7 +235,8 @@ async def feedback_page(agency: AgencyPath, deps: FeedbackDep, lang: Lang = None
                         accept_language: AcceptLanguage = None) -> HTMLResponse:
     chosen = i18n.choose(lang, accept_language)
     stats = await service.public_stats(deps=deps, agency=agency, months=12)
-    html = pages.form_page(lang=chosen, agency=agency, values={}, errors={}, challenge_html="",
+    token = deps.challenger.issue(kind="form", purpose=service.purpose(agency), now=_now())
+    html = pages.form_page(lang=chosen, agency=agency, values={}, errors={}, form_token=token,
                            stats=stats)
     return _page(html, chosen)
 

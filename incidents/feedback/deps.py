@@ -12,16 +12,14 @@ from starlette.requests import HTTPConnection
 
 from cad.deps import wired
 from cad.settings import Settings
-
-# Spends one submission of a client address: 0.0 if it may submit, else seconds to wait.
-SubmissionLimit = Callable[[str], Awaitable[float]]
+from incidents.public.challenge import Challenger
 
 
 @dataclass(frozen=True)
 class FeedbackDeps:
     pool: asyncpg.Pool
     settings: Settings
-    submission_limit: SubmissionLimit
+    challenger: Challenger     # the public forms' abuse protection (incidents.public.challenge)
 
 
 feedback_deps: Callable[[HTTPConnection], Awaitable[FeedbackDeps]] = wired("feedback")

@@ -4,13 +4,14 @@ status by reference (a plain GET form) and the monthly counts with small counts 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from html import escape
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+from cad.errors import CADError, TooManyRequests
 from incidents.feedback.schemas import CATEGORIES, SUBCATEGORIES
 from incidents.public.i18n import MESSAGES
 from incidents.public.pages import layout
@@ -32,28 +33,67 @@ def _local(ts: datetime | None, tz: ZoneInfo) -> str:
     return ts.astimezone(tz).strftime("%Y-%m-%d %H:%M") if ts is not None else "—"
 
 
+# The form's inputs, in order: a refused field is named by its input.
+FIELDS = ("category", "subcategory", "description", "incident_number", "unit", "occurred_at",
+          "name", "email", "phone")
+# A refused challenge (incidents.public.challenge's ``reason``) as a message of the form.
+_REASONS = {"too_soon": "fb_err_too_soon", "used": "fb_err_used", "expired": "fb_err_expired"}
+
+
+def validation_errors(errors: Sequence[Any]) -> dict[str, str]:
+    """Input name -> message key, once per input, for the fields a validation refused."""
+    out: dict[str, str] = {}
+    for e in errors:
+        loc = [str(p) for p in e.get("loc", ())][1:]   # after "body"
+        name = loc[0] if loc and loc[0] in FIELDS else "form"
+        out.setdefault(name, f"fb_err_{name}")
+    return out
+
+
+def refusal_errors(exc: CADError) -> dict[str, str]:
+    """A refusal at submission (the challenge, the address's budget, a field the service
+    checks) as input name -> message key."""
+    if isinstance(exc, TooManyRequests):
+        return {"form": "fb_err_limit"}
+    reason = exc.extra.get("reason")
+    if reason is not None:
+        return {"form": _REASONS.get(str(reason), "fb_err_challenge")}
+    fields = [str(e.get("field", "")).removeprefix("body.") for e in exc.extra.get("errors", [])]
+    named = [f for f in fields if f in FIELDS]
+    return {named[0]: f"fb_err_{named[0]}"} if named else {"form": "fb_err_form"}
+
+
+def _error(name: str, errors: Mapping[str, str], m: Mapping[str, str]) -> str:
+    if name not in errors:
+        return ""
+    return f'<br><strong id="{name}-error" class="err">{escape(m[errors[name]])}</strong>'
+
+
+def _invalid(name: str, errors: Mapping[str, str]) -> str:
+    return f' aria-invalid="true" aria-describedby="{name}-error"' if name in errors else ""
+
+
 def _field(name: str, label: str, attrs: str, values: Mapping[str, str],
-           errors: Mapping[str, str]) -> str:
-    err_id = f"{name}-error"
-    invalid = (f' aria-invalid="true" aria-describedby="{err_id}"' if name in errors else "")
-    err = (f'<span id="{err_id}" class="err">{escape(errors[name])}</span>'
-           if name in errors else "")
-    return (f'<p><label for="{name}">{escape(label)}</label><br><input id="{name}" '
-            f'name="{name}" value="{escape(values.get(name, ""))}" {attrs}{invalid}>{err}</p>')
+           errors: Mapping[str, str], m: Mapping[str, str]) -> str:
+    return (f'<p><label for="{name}">{escape(label)}</label>{_error(name, errors, m)}<br>'
+            f'<input id="{name}" name="{name}" value="{escape(values.get(name, ""))}" '
+            f"{attrs}{_invalid(name, errors)}></p>")
 
 
 def form_page(*, lang: str, agency: str, values: Mapping[str, str],
-              errors: Mapping[str, str], challenge_html: str,
+              errors: Mapping[str, str], form_token: str,
               stats: dict[str, Any] | None) -> str:
     """The feedback form (with the answers given and what was wrong, after a refused post),
-    the status lookup and the monthly counts."""
+    the status lookup and the monthly counts. ``form_token``: the challenge of the path
+    without JavaScript (incidents.public.challenge), carried in a hidden input."""
     m = MESSAGES[lang]
     base = f"/public/{quote(agency)}/feedback"
     summary = ""
     if errors:
-        items = "".join(f'<li><a href="#{escape(k if k in _ALL_FIELDS else "description")}">'
-                        f"{escape(v)}</a></li>" for k, v in errors.items())
-        summary = (f'<div role="alert"><p>{escape(m["fb_errors"])}</p><ul>{items}</ul></div>')
+        items = "".join(
+            f'<li><a href="#{escape(k if k in FIELDS else "category-legend")}">'
+            f"{escape(m[v])}</a></li>" for k, v in errors.items())
+        summary = f'<div role="alert"><p>{escape(m["fb_errors"])}</p><ul>{items}</ul></div>'
     chosen = values.get("category", "")
     radios = "".join(
         f'<label><input type="radio" name="category" value="{c}" required'
@@ -63,34 +103,29 @@ def form_page(*, lang: str, agency: str, values: Mapping[str, str],
     options = f'<option value="">{escape(m["fb_sub_none"])}</option>' + "".join(
         f'<option value="{s}"{" selected" if s == sub else ""}>{escape(m["fb_sub_" + s])}'
         "</option>" for s in SUBCATEGORIES)
-    desc_invalid = (' aria-invalid="true" aria-describedby="description-error"'
-                    if "description" in errors else "")
-    desc_err = (f'<span id="description-error" class="err">{escape(errors["description"])}'
-                "</span>" if "description" in errors else "")
     form = (
         f'<form method="post" action="{base}"><input type="hidden" name="lang" value="{lang}">'
-        f'<fieldset><legend>{escape(m["fb_category"])}</legend>{radios}</fieldset>'
-        f'<p><label for="subcategory">{escape(m["fb_subcategory"])}</label><br>'
-        f'<select id="subcategory" name="subcategory">{options}</select></p>'
-        f'<p><label for="description">{escape(m["fb_description"])}</label><br>'
-        f'<textarea id="description" name="description" rows="6" cols="60" maxlength="5000" '
-        f'required{desc_invalid}>{escape(values.get("description", ""))}</textarea>{desc_err}</p>'
-        + "".join(_field(n, m[k], a, values, errors) for n, k, a in _TEXT_FIELDS)
+        f'<input type="hidden" name="form_token" value="{escape(form_token)}">'
+        f'<fieldset><legend id="category-legend">{escape(m["fb_category"])}</legend>'
+        f'{_error("category", errors, m)}{radios}</fieldset>'
+        f'<p><label for="subcategory">{escape(m["fb_subcategory"])}</label>'
+        f'{_error("subcategory", errors, m)}<br><select id="subcategory" name="subcategory"'
+        f'{_invalid("subcategory", errors)}>{options}</select></p>'
+        f'<p><label for="description">{escape(m["fb_description"])}</label>'
+        f'{_error("description", errors, m)}<br><textarea id="description" name="description" '
+        f'rows="6" cols="60" maxlength="5000" required{_invalid("description", errors)}>'
+        f'{escape(values.get("description", ""))}</textarea></p>'
+        + "".join(_field(n, m[k], a, values, errors, m) for n, k, a in _TEXT_FIELDS)
         + f'<fieldset><legend>{escape(m["fb_contact"])}</legend>'
-        + "".join(_field(n, m[k], a, values, errors) for n, k, a in _CONTACT_FIELDS)
-        + f"</fieldset>{challenge_html}"
+        + "".join(_field(n, m[k], a, values, errors, m) for n, k, a in _CONTACT_FIELDS)
+        + "</fieldset>"
         f'<p><button type="submit">{escape(m["fb_send"])}</button></p></form>')
     lookup = status_form(lang=lang, agency=agency, reference="")
     body = (f"<p>{escape(m['fb_intro'])}</p><p>{escape(m['fb_privacy'])}</p>{summary}{form}"
             f"<h2>{escape(m['fb_status_title'])}</h2>{lookup}"
             f"{stats_section(lang=lang, stats=stats) if stats is not None else ''}")
     return layout(lang=lang, title=m["fb_title"], agency=agency, current=base, body=body,
-                  head="<style>.err{color:#a00000;margin-left:.5rem}fieldset{margin:1rem 0}"
-                       "</style>")
-
-
-_ALL_FIELDS = {"category", "subcategory", "description", "incident_number", "unit",
-               "occurred_at", "name", "email", "phone"}
+                  head="<style>fieldset{margin:1rem 0}.err{color:#a00000}</style>")
 
 
 def status_form(*, lang: str, agency: str, reference: str) -> str:

@@ -36,7 +36,7 @@ PublicText = Annotated[str, StringConstraints(min_length=1, max_length=2000,
                                               strip_whitespace=True)]
 
 
-class FeedbackIn(Strict):
+class FeedbackFields(Strict):
     """A submission from the public. Everything but the category and the description is
     optional; name, email and phone are personal data (never shown publicly)."""
 
@@ -54,10 +54,27 @@ class FeedbackIn(Strict):
     phone: Phone | None = None
     language: Language | None = Field(
         default=None, description="The language to answer in (default: the page's).")
-    challenge: str | None = Field(
-        default=None, max_length=1000,
-        description="The abuse-protection challenge token, when the agency requires one.")
-    challenge_solution: str | None = Field(default=None, max_length=200)
+
+
+class Proof(Strict):
+    challenge: str = Field(min_length=1, max_length=200,
+                           description="From GET /public/{agency}/feedback/challenge.")
+    solution: str = Field(min_length=1, max_length=64)
+
+
+class FeedbackIn(FeedbackFields):
+    """A submission by a script or a page with JavaScript: with a solved proof of work."""
+
+    proof: Proof = Field(description="A solved proof-of-work challenge (docs/public.md, "
+                                     "\"Challenges\").")
+
+
+class FeedbackForm(FeedbackFields):
+    """The page's form post (no JavaScript): the form token the page carried instead of a
+    proof of work (valid a few seconds after the page was served, once)."""
+
+    form_token: str = Field(min_length=1, max_length=200)
+    lang: Language | None = Field(default=None, description="The page's language.")
 
 
 class FeedbackReceipt(Out):

@@ -18,7 +18,14 @@ from cad.security.scope import Scope
 from cad.uow import RequestContext, audit_now, unit_of_work
 from incidents.feedback import repository as repo
 from incidents.feedback.deps import FeedbackDeps
-from incidents.feedback.schemas import CATEGORIES, AssignIn, FeedbackIn, NoteIn, TransitionIn
+from incidents.feedback.schemas import (
+    CATEGORIES,
+    AssignIn,
+    FeedbackFields,
+    NoteIn,
+    TransitionIn,
+)
+from incidents.public.challenge import Spend
 
 # Where a case may go from each status by a status change (POST .../status). Assignment is
 # its own action (``ASSIGN``); everything else is refused with 409 naming what is allowed.
@@ -82,22 +89,31 @@ def _occurred(value: datetime | None, tz: ZoneInfo) -> datetime | None:
     now = datetime.now(UTC)
     if at > now + OCCURRED_FUTURE_MARGIN or at < now - timedelta(days=OCCURRED_MAX_AGE_DAYS):
         raise Invalid("occurred_at must be in the past (at most ten years ago)",
-                      field="occurred_at")
+                      field="body.occurred_at")
     return at
 
 
-async def submit(*, deps: FeedbackDeps, ctx: RequestContext, agency: str, body: FeedbackIn,
-                 language: str) -> dict[str, Any]:
-    """A submission from the public: stored with its deadlines, answered with a reference."""
+def purpose(agency: str) -> str:
+    """What a feedback form's challenge is bound to (a report's token is worthless here)."""
+    return f"feedback:{agency}"
+
+
+async def submit(*, deps: FeedbackDeps, ctx: RequestContext, agency: str,
+                 body: FeedbackFields, language: str, spend: Spend, address: str | None,
+                 field: str) -> dict[str, Any]:
+    """A submission from the public whose challenge was checked (``spend``): the challenge
+    is spent in the same transaction (single use, per-address budget: 422 / 429 naming
+    ``field``); stored with its deadlines, answered with a reference."""
     if body.subcategory is not None and body.category != "complaint":
-        raise Invalid("only complaints have a subcategory", field="subcategory")
+        raise Invalid("only complaints have a subcategory", field="body.subcategory")
     tz = ZoneInfo(deps.settings.analytics_timezone)
     occurred = _occurred(body.occurred_at, tz)
     ack_s = deps.settings.feedback_acknowledge_days[body.category] * 86400
     resolve_s = deps.settings.feedback_resolve_days[body.category] * 86400
     async with unit_of_work(deps.pool, ctx) as uow:
-        record = uow.audit("feedback.submit", details={"agency": agency,
+        record = uow.audit("feedback.submit", details={"agency": agency, "via": spend.kind,
                                                        "category": body.category})
+        await deps.challenger.spend(uow.conn, spend, address=address, field=field)
         row = await repo.insert(uow.conn, values={
             "reference": new_reference(), "agency": agency, "category": body.category,
             "subcategory": body.subcategory, "description": body.description,

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from incidents.feedback import service
+from incidents.public.challenge import solve
 from tests.auth import Api
 from tests.incidents.feedback.conftest import (
     COMPLAINT,
@@ -43,8 +44,8 @@ async def _same_transaction(pool: Any, feedback_id: int, event_type: str, action
     assert row_x is not None and row_x == ev_x == au_x, (row_x, ev_x, au_x)
 
 
-async def test_a_submission_is_answered_with_a_reference_and_followed_by_it(api: Api) -> None:
-    base = api.running.base_url
+async def test_a_submission_is_answered_with_a_reference_and_followed_by_it(fb_api: Api) -> None:
+    base = fb_api.running.base_url
     receipt = await submitted(base)
     ref = receipt["reference"]
     assert service.normalize_reference(ref) == ref and ref.startswith("FB-")
@@ -56,8 +57,8 @@ async def test_a_submission_is_answered_with_a_reference_and_followed_by_it(api:
     assert _t(receipt["resolve_due_at"]) - received == timedelta(days=90)
     assert (receipt["agency"], receipt["category"], receipt["status"]) == (
         "SFFD", "complaint", "received")
-    fid = await case_id(api.running.pool, ref)
-    await _same_transaction(api.running.pool, fid, "feedback.received", "feedback.submit")
+    fid = await case_id(fb_api.running.pool, ref)
+    await _same_transaction(fb_api.running.pool, fid, "feedback.received", "feedback.submit")
 
     async with httpx.AsyncClient(base_url=base) as anon:
         # typed loosely: lower case, spaces, no dashes
@@ -79,10 +80,10 @@ async def test_a_submission_is_answered_with_a_reference_and_followed_by_it(api:
             assert r.headers["content-type"].startswith("application/problem+json")
 
 
-async def test_the_supervisor_queue_from_receipt_to_closure(api: Api) -> None:
-    base, pool = api.running.base_url, api.running.pool
-    sup = await api.as_("supervisor")
-    investigator = await api.auth.user("supervisor", fresh=True)
+async def test_the_supervisor_queue_from_receipt_to_closure(fb_api: Api) -> None:
+    base, pool = fb_api.running.base_url, fb_api.running.pool
+    sup = await fb_api.as_("supervisor")
+    investigator = await fb_api.auth.user("supervisor", fresh=True)
     receipt = await submitted(base)
     fid = await case_id(pool, receipt["reference"])
 
@@ -192,9 +193,9 @@ def test_the_status_table() -> None:
                                              to_status=dst, outcome=outcome)
 
 
-async def test_unresolved_closure_and_the_linked_incident(api: Api) -> None:
-    base, pool = api.running.base_url, api.running.pool
-    sup = await api.as_("supervisor")
+async def test_unresolved_closure_and_the_linked_incident(fb_api: Api) -> None:
+    base, pool = fb_api.running.base_url, fb_api.running.pool
+    sup = await fb_api.as_("supervisor")
     r = await sup.post("/api/v1/incidents", json={
         "agency": "SFFD", "incident_type": "MED", "location": {"lat": 37.77, "lon": -122.42}})
     assert r.status_code == 201, r.text
@@ -212,13 +213,13 @@ async def test_unresolved_closure_and_the_linked_incident(api: Api) -> None:
     await _same_transaction(pool, fid, "feedback.status_changed", "feedback.status")
 
 
-async def test_only_a_supervisor_of_the_agency_may_be_assigned(api: Api) -> None:
-    base, pool = api.running.base_url, api.running.pool
-    sup = await api.as_("supervisor")
+async def test_only_a_supervisor_of_the_agency_may_be_assigned(fb_api: Api) -> None:
+    base, pool = fb_api.running.base_url, fb_api.running.pool
+    sup = await fb_api.as_("supervisor")
     fid = await case_id(pool, (await submitted(base))["reference"])
-    dispatcher = await api.auth.user("dispatcher")
-    other = await api.auth.user("supervisor", agency="SFPD")
-    admin = await api.auth.user("admin")
+    dispatcher = await fb_api.auth.user("dispatcher")
+    other = await fb_api.auth.user("supervisor", agency="SFPD")
+    admin = await fb_api.auth.user("admin")
     for who in (dispatcher.username, other.username, "nobody-at-all"):
         r = await sup.post(f"{API}/{fid}/assign", json={"assignee": who})
         assert r.status_code == 422, (who, r.text)
@@ -230,10 +231,10 @@ async def test_only_a_supervisor_of_the_agency_may_be_assigned(api: Api) -> None
     assert r.status_code == 200, r.text
 
 
-async def test_another_agencys_cases_are_not_found(api: Api) -> None:
-    base, pool = api.running.base_url, api.running.pool
+async def test_another_agencys_cases_are_not_found(fb_api: Api) -> None:
+    base, pool = fb_api.running.base_url, fb_api.running.pool
     fid = await case_id(pool, (await submitted(base))["reference"])
-    sfpd = await api.as_("supervisor", agency="SFPD")
+    sfpd = await fb_api.as_("supervisor", agency="SFPD")
     r = await sfpd.get(API)
     assert r.status_code == 200 and all(c["id"] != fid for c in r.json())
     assert (await sfpd.get(f"{API}/overdue")).json() == []
@@ -244,7 +245,7 @@ async def test_another_agencys_cases_are_not_found(api: Api) -> None:
                                ("POST", f"{API}/{fid}/notes", {"text": "probe"})):
         r = await sfpd.request(method, path, json=body)
         assert r.status_code == 404, (path, r.text)
-    dispatcher = await api.as_("dispatcher")
+    dispatcher = await fb_api.as_("dispatcher")
     assert (await dispatcher.get(API)).status_code == 403
     async with httpx.AsyncClient(base_url=base) as anon:
         assert (await anon.get(API)).status_code == 401
@@ -290,26 +291,27 @@ async def test_resolution_deadline_and_filters(feedback_app: AppMaker) -> None:
 
 
 @pytest.mark.parametrize(("fields", "field"), [
-    ({"category": "compliment", "subcategory": "conduct"}, "subcategory"),
+    ({"category": "compliment", "subcategory": "conduct"}, "body.subcategory"),
     ({"category": "praise"}, "body.category"),
     ({"description": ""}, "body.description"),
     ({"description": "x" * 5001}, "body.description"),
     ({"email": "not-an-address"}, "body.email"),
     ({"phone": "call me"}, "body.phone"),
     ({"incident_number": "../../etc"}, "body.incident_number"),
-    ({"occurred_at": "2999-01-01T10:00:00Z"}, "occurred_at"),
+    ({"occurred_at": "2999-01-01T10:00:00Z"}, "body.occurred_at"),
+    ({"proof": {"challenge": "c1.pow.8.0.x.y", "solution": "0"}}, "body.proof"),
     ({"surprise": 1}, "body.surprise"),
 ])
-async def test_bad_input_names_the_field(api: Api, fields: dict[str, Any], field: str) -> None:
-    r = await submit(api.running.base_url, **fields)
+async def test_bad_input_names_the_field(fb_api: Api, fields: dict[str, Any], field: str) -> None:
+    r = await submit(fb_api.running.base_url, **fields)
     assert r.status_code == 422, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
     assert field in [e["field"] for e in r.json()["errors"]]
-    assert await api.running.pool.fetchval("SELECT count(*) FROM feedback") == 0
+    assert await fb_api.running.pool.fetchval("SELECT count(*) FROM feedback") == 0
 
 
-async def test_malformed_bodies_are_4xx(api: Api) -> None:
-    async with httpx.AsyncClient(base_url=api.running.base_url) as anon:
+async def test_malformed_bodies_are_4xx(fb_api: Api) -> None:
+    async with httpx.AsyncClient(base_url=fb_api.running.base_url) as anon:
         for content, ctype, want in ((b"{", "application/json", 400),
                                      (b"[1]", "application/json", 422),
                                      (b"<x/>", "application/xml", 415),
@@ -330,15 +332,34 @@ async def test_occurred_at_without_an_offset_is_the_agencys_local_time(
         assert at == datetime(2026, 7, 5, 4, 30, tzinfo=UTC)
 
 
-async def test_submissions_are_limited_per_address(feedback_app: AppMaker) -> None:
-    async with feedback_app(feedback_submit_burst=2, feedback_submit_per_hour=1) as api:
-        base = api.running.base_url
-        assert [(await submit(base)).status_code for _ in range(2)] == [201, 201]
-        r = await submit(base)
-        assert r.status_code == 429, r.text
-        assert int(r.headers["retry-after"]) > 3000   # one an hour: the next in ~an hour
-        assert r.headers["content-type"].startswith("application/problem+json")
-        # reads are not submissions
+async def test_a_challenge_is_needed_spent_once_and_budgeted_per_address(
+        feedback_app: AppMaker) -> None:
+    async with feedback_app(public_submit_max_pow=2) as api:
+        base, pool = api.running.base_url, api.running.pool
         async with httpx.AsyncClient(base_url=base) as anon:
+            # none, unsolved, for another form: refused naming the proof, nothing stored
+            r = await anon.post("/public/SFFD/feedback", json=COMPLAINT)
+            assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.proof"
+            token = (await anon.get("/public/SFFD/feedback/challenge")).json()["challenge"]
+            report = (await anon.get("/public/SFFD/reports/challenge")).json()["challenge"]
+            for bad in ({"challenge": token, "solution": "unsolved"},
+                        {"challenge": report, "solution": solve(report, 8)}):
+                r = await anon.post("/public/SFFD/feedback", json={**COMPLAINT, "proof": bad})
+                assert r.status_code == 422, r.text
+                assert r.json()["errors"][0]["field"] == "body.proof"
+            assert await pool.fetchval("SELECT count(*) FROM feedback") == 0
+            # a solved one works once
+            good = {"challenge": token, "solution": solve(token, 8)}
+            r = await anon.post("/public/SFFD/feedback", json={**COMPLAINT, "proof": good})
+            assert r.status_code == 201, r.text
+            r = await anon.post("/public/SFFD/feedback", json={**COMPLAINT, "proof": good})
+            assert r.status_code == 422 and r.json()["reason"] == "used", r.text
+            # two an hour from one address (this app's budget): the third is 429
+            assert (await submit(base)).status_code == 201
+            r = await submit(base)
+            assert r.status_code == 429, r.text
+            assert int(r.headers["retry-after"]) >= 3600
+            assert r.headers["content-type"].startswith("application/problem+json")
+            # reads are not submissions
             assert (await anon.get("/public/SFFD/feedback/stats.json")).status_code == 200
-        assert await api.running.pool.fetchval("SELECT count(*) FROM feedback") == 2
+        assert await pool.fetchval("SELECT count(*) FROM feedback") == 2
