@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from html import escape
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 from cad.errors import CADError, TooManyRequests
@@ -176,8 +176,11 @@ def status_page(*, lang: str, agency: str, reference: str, found: dict[str, Any]
             f'<tr><th scope="row">{escape(m[k])}</th><td>{escape(v)}</td></tr>' for k, v in rows)
             + "</tbody></table>")
     body = status_form(lang=lang, agency=agency, reference=reference) + result
-    return layout(lang=lang, title=m["fb_status_title"], agency=agency,
-                  current=f"/public/{quote(agency)}/feedback/status", body=body)
+    current = f"/public/{quote(agency)}/feedback/status"
+    if reference:
+        current += "?" + urlencode({"reference": reference})
+    return layout(lang=lang, title=m["fb_status_title"], agency=agency, current=current,
+                  body=body)
 
 
 def stats_section(*, lang: str, stats: dict[str, Any]) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from html import escape
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 from zoneinfo import ZoneInfo
 
 from incidents.public.i18n import MESSAGES
@@ -23,14 +23,18 @@ STYLE = ("body{font-family:system-ui,sans-serif;margin:0;color:#111;background:#
 
 
 def _href(path: str, lang: str, **query: str) -> str:
-    q = {k: v for k, v in query.items() if v}
+    """``path`` (which may carry a query of its own, kept) in ``lang``."""
+    path, _, existing = path.partition("?")
+    q = dict(parse_qsl(existing))
+    q.update({k: v for k, v in query.items() if v})
     q["lang"] = lang
     return f"{path}?{urlencode(q)}"
 
 
 def layout(*, lang: str, title: str, agency: str, current: str, body: str,
            scripts: Iterable[str] = (), head: str = "") -> str:
-    """One public page: ``current`` is the path of this page (for the language links)."""
+    """One public page: ``current`` is the path of this page, with the query to keep, if any
+    (for the language links)."""
     m = MESSAGES[lang]
     base = f"/public/{quote(agency)}"
     current_mark = ' aria-current="true"'
