@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from cad.security.policy import PUBLIC, SELF_AUTHENTICATED
+from incidents.public.challenge import solve
 from tests.auth import Api, make_user, session_headers
 from tests.dispatch_fixtures import make_settings
 from tests.support import RunningApp, running_app
@@ -107,6 +108,11 @@ async def _sffd_state(app: RunningApp, w: World) -> dict[str, Any]:
             "SELECT id, state, approved_by FROM alerts ORDER BY id")],
         "subscriptions": [dict(r) for r in await pool.fetch(
             "SELECT id, active FROM alert_subscriptions ORDER BY id")],
+        "feedback": [dict(r) for r in await pool.fetch(
+            "SELECT id, status, version, assigned_to FROM feedback ORDER BY id")],
+        "feedback_notes": await pool.fetchval("SELECT count(*) FROM feedback_notes"),
+        "reports": [dict(r) for r in await pool.fetch(
+            "SELECT id, status, decided_by FROM public_reports ORDER BY id")],
     }
 
 
@@ -130,6 +136,12 @@ def _body(method: str, template: str, w: World) -> Any:
                                                     "name": "Taken over", "lat": 37.76,
                                                     "lon": -122.42},
         ("PATCH", f"{API}/users/{{user_id}}"): {"display_name": "renamed"},
+        ("POST", f"{API}/feedback/{{feedback_id}}/assign"): {"assignee": "anyone-at-all"},
+        ("POST", f"{API}/feedback/{{feedback_id}}/status"): {"status": "closed",
+                                                           "outcome": "withdrawn"},
+        ("POST", f"{API}/feedback/{{feedback_id}}/notes"): {"text": "scope probe"},
+        ("POST", f"{API}/reports/{{report_id}}/accept"): {"kind": "record"},
+        ("POST", f"{API}/reports/{{report_id}}/decline"): {"public_reason": "scope probe"},
     }
     bodiless = {("POST", f"{API}/incidents/{{incident_id}}/recommendation"),
                 ("POST", f"{API}/alerts/{{alert_id}}/approve")}
@@ -137,6 +149,34 @@ def _body(method: str, template: str, w: World) -> Any:
             and (method, template) not in bodiless):
         raise AssertionError(f"add a body for {method} {template} to _body()")
     return bodies.get((method, template))
+
+
+async def _sffd_feedback(app: RunningApp) -> int:
+    """A complaint sent to SFFD through the public endpoint (with its challenge)."""
+    async with httpx.AsyncClient(base_url=app.base_url) as anon:
+        ch = (await anon.get("/public/SFFD/feedback/challenge")).json()
+        r = await anon.post("/public/SFFD/feedback", json={
+            "category": "complaint", "description": "scope probe",
+            "name": "Scope Probe", "proof": {
+                "challenge": ch["challenge"],
+                "solution": solve(ch["challenge"], ch["difficulty_bits"])}})
+    assert r.status_code == 201, r.text
+    return int(await app.pool.fetchval("SELECT id FROM feedback WHERE reference = $1",
+                                       r.json()["reference"]))
+
+
+async def _sffd_report(app: RunningApp) -> int:
+    """An online report filed with SFFD through the public endpoint (with its challenge)."""
+    async with httpx.AsyncClient(base_url=app.base_url) as anon:
+        ch = (await anon.get("/public/SFFD/reports/challenge")).json()
+        r = await anon.post("/public/SFFD/reports", json={
+            "report_type": "noise", "description": "scope probe report",
+            "location": {"address": "somewhere in SFFD"}, "proof": {
+                "challenge": ch["challenge"],
+                "solution": solve(ch["challenge"], ch["difficulty_bits"])}})
+    assert r.status_code == 201, r.text
+    return int(await app.pool.fetchval("SELECT id FROM public_reports WHERE tracking = $1",
+                                       r.json()["tracking"]))
 
 
 async def test_no_endpoint_reaches_another_agencys_resources(plain_app: RunningApp,
@@ -154,9 +194,12 @@ async def test_no_endpoint_reaches_another_agencys_resources(plain_app: RunningA
     r = await w.admin.post(f"{API}/alert-subscriptions", json={
         "agency": "SFFD", "channel": "log", "target": "scope probe"})
     assert r.status_code == 201, r.text
+    subscription_id = r.json()["id"]
     ids = {"incident_id": str(w.sffd_incident), "unit_id": "E07", "station_id": "S07",
            "user_id": w.sffd_field_user, "device_id": w.sffd_device,
-           "alert_id": str(alert_id), "subscription_id": str(r.json()["id"])}
+           "alert_id": str(alert_id), "subscription_id": str(subscription_id),
+           "feedback_id": str(await _sffd_feedback(plain_app)),
+           "report_id": str(await _sffd_report(plain_app))}
     # Refused for what the caller is rather than for what it reached: a field unit acting on
     # a unit other than its own (403, it knows its own unit), a station id that is taken.
     expected_other = {("field_unit", f"{API}/units/{{unit_id}}/status"): 403,
