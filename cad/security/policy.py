@@ -183,7 +183,7 @@ RULES: dict[tuple[str, str], Rule] = {
     # The supervisors' queue: the caller's agencies only; contact data reads audited.
     ("GET", f"{API}/feedback"): MANAGERS,
     ("GET", f"{API}/feedback/overdue"): MANAGERS,
-    ("GET", f"{API}/feedback/stats"): MANAGERS,
+    ("GET", f"{API}/feedback/stats"): ANALYSTS,      # counts only, no case nor person
     ("GET", f"{API}/feedback/{{feedback_id}}"): MANAGERS,
     ("POST", f"{API}/feedback/{{feedback_id}}/assign"): MANAGERS,
     ("POST", f"{API}/feedback/{{feedback_id}}/status"): MANAGERS,

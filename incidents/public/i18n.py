@@ -197,7 +197,7 @@ _REPORTS: dict[str, dict[str, str]] = {
 for _code, _messages in _REPORTS.items():
     MESSAGES[_code].update(_messages)
 # --- feedback, compliments and complaints (incidents.feedback.pages) -------------------------
-_FEEDBACK: dict[str, dict[str, str]] = {
+FEEDBACK_MESSAGES: dict[str, dict[str, str]] = {
     "en": {
         "nav_feedback": "Feedback and complaints",
         "fb_title": "Feedback, compliments and complaints",
@@ -329,5 +329,5 @@ _FEEDBACK: dict[str, dict[str, str]] = {
         "oc_insufficient_information": "Información insuficiente",
     },
 }
-for _lang, _messages in _FEEDBACK.items():
+for _lang, _messages in FEEDBACK_MESSAGES.items():
     MESSAGES[_lang].update(_messages)

@@ -247,6 +247,11 @@ async def test_another_agencys_cases_are_not_found(fb_api: Api) -> None:
         assert r.status_code == 404, (path, r.text)
     dispatcher = await fb_api.as_("dispatcher")
     assert (await dispatcher.get(API)).status_code == 403
+    analyst = await fb_api.as_("analyst")   # counts, not cases
+    assert (await analyst.get(API)).status_code == 403
+    assert (await analyst.get(f"{API}/{fid}")).status_code == 403
+    r = await analyst.get(f"{API}/stats")
+    assert r.status_code == 200 and [row["count"] for row in r.json()] == [1]
     async with httpx.AsyncClient(base_url=base) as anon:
         assert (await anon.get(API)).status_code == 401
 

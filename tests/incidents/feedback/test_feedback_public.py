@@ -185,3 +185,28 @@ async def test_a_form_sent_at_once_is_refused(feedback_app: AppMaker) -> None:
         assert r.status_code == 422 and r.json()["reason"] == "too_soon"
         assert r.json()["errors"][0]["field"] == "body.form_token"
         assert await api.running.pool.fetchval("SELECT count(*) FROM feedback") == 0
+
+
+async def test_every_public_feedback_route_is_rate_limited(feedback_app: AppMaker) -> None:
+    async with feedback_app(rate_limit_public_per_s=0.01, rate_limit_public_burst=3) as api, \
+            httpx.AsyncClient(base_url=api.running.base_url) as anon:
+        codes = [(await anon.get("/public/SFFD/feedback/stats.json")).status_code
+                 for _ in range(3)]
+        assert codes == [200, 200, 200]
+        for method, path in (("GET", "/public/SFFD/feedback"),
+                             ("GET", "/public/SFFD/feedback/challenge"),
+                             ("GET", "/public/SFFD/feedback/status?reference=x"),
+                             ("GET", "/public/SFFD/feedback/FB-2222-2222-2222"),
+                             ("POST", "/public/SFFD/feedback")):
+            r = await anon.request(method, path, json={} if method == "POST" else None)
+            assert r.status_code == 429, (path, r.status_code)
+            assert r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_feedback_messages_are_not_overwritten_by_another_page() -> None:
+    """The catalogue is one dict per language that several pages add to: a key another page
+    reuses would change this page's wording (the reports' st_received did once)."""
+    from incidents.public import i18n
+
+    for lang, messages in i18n.FEEDBACK_MESSAGES.items():
+        assert {k: i18n.MESSAGES[lang][k] for k in messages} == messages
