@@ -368,3 +368,29 @@ async def test_a_challenge_is_needed_spent_once_and_budgeted_per_address(
             # reads are not submissions
             assert (await anon.get("/public/SFFD/feedback/stats.json")).status_code == 200
         assert await pool.fetchval("SELECT count(*) FROM feedback") == 2
+
+
+async def test_a_resolved_case_can_be_reopened(fb_api: Api) -> None:
+    base, pool = fb_api.running.base_url, fb_api.running.pool
+    sup = await fb_api.as_("supervisor")
+    fid = await case_id(pool, (await submitted(base))["reference"])
+    me = fb_api.auth.users[0].username
+    assert (await sup.post(f"{API}/{fid}/assign", json={"assignee": me})).status_code == 200
+    r = await sup.post(f"{API}/{fid}/status", json={"status": "resolved", "outcome": "unfounded",
+                                                    "response": "We found no record of it."})
+    assert r.status_code == 200, r.text
+    r = await sup.post(f"{API}/{fid}/status", json={
+        "status": "investigating", "note": "New video from the complainant"})
+    assert r.status_code == 200, r.text
+    case = r.json()
+    assert (case["status"], case["outcome"], case["resolved_at"]) == ("investigating", None, None)
+    assert case["public_response"] == "We found no record of it."   # until a new answer
+    r = await sup.post(f"{API}/{fid}/status", json={"status": "resolved", "outcome": "sustained",
+                                                    "response": "The video shows it happened."})
+    assert r.status_code == 200 and r.json()["outcome"] == "sustained", r.text
+    events = await pool.fetch("SELECT data FROM event_log WHERE type = 'feedback.status_changed' "
+                              "AND aggregate_id = $1 ORDER BY id", str(fid))
+    assert [(e["data"]["from_status"], e["data"]["status"], e["data"]["outcome"])
+            for e in events] == [("assigned", "resolved", "unfounded"),
+                                 ("resolved", "investigating", None),
+                                 ("investigating", "resolved", "sustained")]
