@@ -198,6 +198,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/public/{agency}/report"): PUBLIC,
     ("POST", "/public/{agency}/report"): PUBLIC,
     ("GET", "/public/{agency}/report/status"): PUBLIC,
+    ("GET", "/public/static/report.js"): PUBLIC,
     ("GET", f"{API}/reports"): STAFF,
     ("GET", f"{API}/reports/{{report_id}}"): STAFF,
     ("GET", f"{API}/reports/{{report_id}}/contact"): MANAGERS,   # personal data: audited

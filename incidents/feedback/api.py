@@ -234,6 +234,7 @@ async def public_status(agency: AgencyPath, reference: ReferencePath,
 async def feedback_page(agency: AgencyPath, deps: FeedbackDep, lang: Lang = None,
                         accept_language: AcceptLanguage = None) -> HTMLResponse:
     chosen = i18n.choose(lang, accept_language)
+    await service.require_agency(deps=deps, agency=agency)
     stats = await service.public_stats(deps=deps, agency=agency, months=12)
     token = deps.challenger.issue(kind="form", purpose=service.purpose(agency), now=_now())
     html = pages.form_page(lang=chosen, agency=agency, values={}, errors={}, form_token=token,

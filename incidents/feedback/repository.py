@@ -1,6 +1,7 @@
 """All SQL of feedback: ``feedback`` and ``feedback_notes`` (migration 0016), which this
 package owns. Staff reads also look up, read only, the incident and the unit a submission
-names (``incidents``, ``units``) and whether an assignee may take a case (``users``)."""
+names (``incidents``, ``units``), whether an assignee may take a case and whether anyone
+works an agency's queue (``users``)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,14 @@ async def insert(conn: asyncpg.Connection, *, values: dict[str, Any],
         values["occurred_at"], values["name"], values["email"], values["phone"],
         values["language"], acknowledge_s, resolve_s)
     return row
+
+
+async def takes_feedback(conn: asyncpg.Connection | asyncpg.Pool, *, agency: str) -> bool:
+    """An agency takes feedback when an enabled supervisor or admin acts for it: someone
+    works the queue."""
+    return bool(await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM users WHERE NOT disabled"
+        " AND role IN ('supervisor', 'admin') AND $1 = ANY (agencies))", agency))
 
 
 async def by_reference(conn: asyncpg.Connection | asyncpg.Pool, *, agency: str,

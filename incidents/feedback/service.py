@@ -98,6 +98,13 @@ def purpose(agency: str) -> str:
     return f"feedback:{agency}"
 
 
+async def require_agency(*, deps: FeedbackDeps, agency: str) -> None:
+    """404 for an agency nobody works the queue of (a mistyped address): feedback must not
+    be sent into the void."""
+    if not await repo.takes_feedback(deps.pool, agency=agency):
+        raise NotFound(f"agency {agency} does not take feedback online")
+
+
 async def submit(*, deps: FeedbackDeps, ctx: RequestContext, agency: str,
                  body: FeedbackFields, language: str, spend: Spend, address: str | None,
                  field: str) -> dict[str, Any]:
@@ -106,6 +113,7 @@ async def submit(*, deps: FeedbackDeps, ctx: RequestContext, agency: str,
     ``field``); stored with its deadlines, answered with a reference."""
     if body.subcategory is not None and body.category != "complaint":
         raise Invalid("only complaints have a subcategory", field="body.subcategory")
+    await require_agency(deps=deps, agency=agency)
     tz = ZoneInfo(deps.settings.analytics_timezone)
     occurred = _occurred(body.occurred_at, tz)
     ack_s = deps.settings.feedback_acknowledge_days[body.category] * 86400

@@ -14,7 +14,8 @@ Two kinds of stateless challenge, both signed with HMAC-SHA-256 under a server k
 Both are **single use**: the spend is recorded in ``public_challenge_uses`` (keyed by the
 token's digest), and a second spend is refused. The same table bounds submissions per client
 address and purpose over a window, with a stricter budget for form tokens (they cost an
-abuser only time). Addresses are stored as an HMAC under the server key, never as such.
+abuser only time). The budget is per form (``report`` of ``report:SFPD``), all agencies
+together. Addresses are stored as an HMAC under the server key, never as such.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,6 +45,9 @@ VERSION = "c1"
 # Solutions are short printable strings: a counter in decimal or hex is enough.
 MAX_SOLUTION_CHARS = 64
 _KEY_LABEL = b"cad public challenge key v1"
+# version . kind . bits . issued (Unix s) . nonce (12 bytes) . MAC (18 bytes), base64url
+_TOKEN = re.compile(r"c1\.(pow|form)\.(0|[1-9][0-9]?)\.([1-9][0-9]{0,11})\."
+                    r"([A-Za-z0-9_-]{16})\.([A-Za-z0-9_-]{24})", re.ASCII)
 
 
 def _b64(raw: bytes) -> str:
@@ -84,7 +89,7 @@ class Spend:
 
     kind: Kind
     purpose: str
-    digest: bytes          # SHA-256 of the token: the single-use key
+    digest: bytes          # SHA-256 of the token's MAC: the single-use key
     expires_at: datetime
 
 
@@ -132,14 +137,15 @@ class Challenger:
         def refuse(reason: str, detail: str) -> Invalid:
             return Invalid(detail, field=field, extra={"reason": reason})
 
-        parts = token.split(".")
-        if (len(parts) != 6 or parts[0] != VERSION or parts[1] not in ("pow", "form")
-                or not parts[2].isdigit() or not parts[3].isdigit() or len(token) > 200):
+        # One spelling per token (ASCII digits, no leading zeros): a variant of a spent token
+        # must not pass as another token.
+        match = _TOKEN.fullmatch(token)
+        if match is None:
             raise refuse("malformed", "not a challenge token")
-        if expect is not None and parts[1] != expect:
+        kind, bits_s, issued_s, nonce, mac = match.groups()
+        if expect is not None and kind != expect:
             what = "proof-of-work challenge" if expect == "pow" else "form token"
             raise refuse("malformed", f"not a {what}")
-        _, kind, bits_s, issued_s, nonce, mac = parts
         bits, issued = int(bits_s), int(issued_s)
         if not hmac.compare_digest(mac, self._mac(kind, bits, issued, nonce, purpose)):
             raise refuse("signature", "the challenge was not issued for this form")
@@ -155,7 +161,7 @@ class Challenger:
                     or leading_zero_bits(pow_digest(token, solution)) < bits):
                 raise refuse("work", f"the solution does not give {bits} leading zero bits")
         return Spend(kind="pow" if kind == "pow" else "form", purpose=purpose,
-                     digest=hashlib.sha256(token.encode()).digest(),
+                     digest=hashlib.sha256(mac.encode()).digest(),
                      expires_at=datetime.fromtimestamp(issued + self.ttl_s, UTC))
 
     def address_key(self, address: str | None) -> bytes:
@@ -166,10 +172,12 @@ class Challenger:
                     field: str) -> None:
         """Record ``spend`` as used, inside the caller's transaction: refused with 422
         (reason ``used``) when it was spent before, 429 when this address has used its budget
-        for the purpose (form tokens: ``limits.form_max``, proofs of work: ``pow_max``)."""
+        for the form (the purpose's part before ``:``; form tokens: ``limits.form_max``,
+        proofs of work: ``pow_max``)."""
         budget = self.limits.form_max if spend.kind == "form" else self.limits.pow_max
+        # The budget is per form, whatever the agency: spraying agency codes buys nothing.
         outcome = await repository.spend_challenge(
-            conn, digest=spend.digest, kind=spend.kind, purpose=spend.purpose,
+            conn, digest=spend.digest, kind=spend.kind, purpose=spend.purpose.split(":", 1)[0],
             address=self.address_key(address), window_s=self.limits.window_s, budget=budget,
             expires_at=spend.expires_at)
         if outcome == "used":

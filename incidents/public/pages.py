@@ -23,9 +23,10 @@ STYLE = ("body{font-family:system-ui,sans-serif;margin:0;color:#111;background:#
 
 
 def _href(path: str, lang: str, **query: str) -> str:
-    """``path`` (which may carry a query of its own, kept) in ``lang``."""
+    """``path`` may carry a query already (a page's own parameters, kept by the language
+    links); ``lang`` replaces any there."""
     path, _, existing = path.partition("?")
-    q = dict(parse_qsl(existing))
+    q = {k: v for k, v in parse_qsl(existing) if k != "lang"}
     q.update({k: v for k, v in query.items() if v})
     q["lang"] = lang
     return f"{path}?{urlencode(q)}"

@@ -14,6 +14,7 @@ always within the caller's agencies."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path as FsPath
 from typing import Annotated, Any
 from urllib.parse import parse_qs, quote, urlencode
 from zoneinfo import ZoneInfo
@@ -25,6 +26,7 @@ from pydantic import ValidationError
 from cad.errors import CADError, Invalid, NotFound, PayloadTooLarge
 from cad.security import Context, CurrentScope
 from cad.security.middleware import client_addr
+from cad.uow import RequestContext
 from incidents.public import i18n
 from incidents.public.api import PAGE_CSP, AgencyPath
 from incidents.public.challenge import ChallengeOut
@@ -48,8 +50,10 @@ Lang = Annotated[str | None, Query(pattern=r"^[a-z]{2}$", description="Page lang
 AcceptLanguage = Annotated[str | None, Header(max_length=500)]
 # A report form is a few kB; anything much larger is not one.
 FORM_MAX_BYTES = 20_000
-FORM_FIELDS = ("lang", "form_token", "report_type", "description", "address", "occurred",
-               "contact_name", "contact_phone", "contact_email")
+FORM_FIELDS = ("lang", "form_token", "pow_challenge", "pow_solution", "report_type",
+               "description", "address", "occurred", "contact_name", "contact_phone",
+               "contact_email")
+STATIC_DIR = FsPath(__file__).parent / "static"
 
 router = APIRouter(tags=["reports"])
 
@@ -58,7 +62,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _context(request: Request, agency: str) -> Any:
+def _context(request: Request, agency: str) -> RequestContext:
     return service.public_context(request_id=request.scope.get("state", {}).get("request_id"),
                                   client_addr=client_addr(request.scope), agency=agency)
 
@@ -105,6 +109,7 @@ def _html(body: str, lang: str, status_code: int = 200) -> HTMLResponse:
 async def report_page(agency: AgencyPath, deps: ReportsDep, lang: Lang = None,
                       accept_language: AcceptLanguage = None) -> HTMLResponse:
     chosen = i18n.choose(lang, accept_language)
+    await service.require_agency(deps=deps, agency=agency)
     token = deps.challenger.issue(kind="form", purpose=service.purpose(agency), now=_now())
     return _html(pages.report_page(lang=chosen, agency=agency, token=token, values={},
                                    errors=[]), chosen)
@@ -131,8 +136,9 @@ def _form_fields(raw: dict[str, str], tz: ZoneInfo) -> dict[str, Any]:
 
 @router.post("/public/{agency}/report", response_class=HTMLResponse, include_in_schema=False)
 async def report_form_post(agency: AgencyPath, request: Request, deps: ReportsDep) -> Response:
-    """The no-JavaScript path: an urlencoded form with a form token. Success: 303 to the
-    status page; refused: the form again with the reasons and the reporter's text kept."""
+    """The page's form, urlencoded: with a proof of work when report.js ran, else with the
+    form token (no JavaScript). Success: 303 to the status page; refused: the form again with
+    the reasons and the reporter's text kept."""
     if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         raise Invalid("send the form as application/x-www-form-urlencoded",
                       field="header.content-type")
@@ -156,12 +162,19 @@ async def report_form_post(agency: AgencyPath, request: Request, deps: ReportsDe
         errors = pages.form_errors(exc)
     if not errors:
         try:
-            spend = deps.challenger.check(token=raw.get("form_token", ""), solution=None,
-                                          purpose=service.purpose(agency), now=_now(),
-                                          field="form_token", expect="form")
+            if raw.get("pow_solution"):   # solved by report.js: a proof of work
+                spend = deps.challenger.check(
+                    token=raw.get("pow_challenge", ""), solution=raw["pow_solution"],
+                    purpose=service.purpose(agency), now=_now(), field="pow_solution",
+                    expect="pow")
+            else:
+                spend = deps.challenger.check(
+                    token=raw.get("form_token", ""), solution=None,
+                    purpose=service.purpose(agency), now=_now(), field="form_token",
+                    expect="form")
             out = await service.submit(deps=deps, ctx=_context(request, agency), agency=agency,
                                        body=body, spend=spend,
-                                       address=client_addr(request.scope), field="form_token")
+                                       address=client_addr(request.scope), field=spend.kind)
         except CADError as exc:
             status_code = exc.status
             errors = pages.challenge_errors(exc)
@@ -191,6 +204,12 @@ async def report_status_page(agency: AgencyPath, deps: ReportsDep, lang: Lang = 
     return _html(pages.status_page(lang=chosen, agency=agency, tracking=tracking, found=found,
                                    filed=filed, tz=ZoneInfo(deps.settings.analytics_timezone)),
                  chosen)
+
+
+@router.get("/public/static/report.js", response_class=Response, include_in_schema=False)
+async def report_script() -> Response:
+    return Response((STATIC_DIR / "report.js").read_text(), media_type="text/javascript",
+                    headers={"cache-control": "public, max-age=3600"})
 
 
 # --- staff ---------------------------------------------------------------------------------

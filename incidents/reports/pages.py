@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from html import escape
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
@@ -21,6 +21,7 @@ from incidents.reports.schemas import REPORT_TYPES
 _INPUT_OF = {"report_type": "report_type", "description": "description", "location": "address",
              "occurred_at": "occurred", "contact": "contact", "language": "lang"}
 _CONTACT_INPUT = {"name": "contact_name", "phone": "contact_phone", "email": "contact_email"}
+SCRIPT = "/public/static/report.js"   # solves the proof of work when scripts run
 _CHALLENGE_REASONS = {"too_soon": "err_too_soon", "used": "err_used", "expired": "err_expired"}
 
 
@@ -99,9 +100,12 @@ def report_page(*, lang: str, agency: str, token: str, values: dict[str, str],
     type_attrs = (' aria-describedby="report_type-error" aria-invalid="true"'
                   if "report_type" in by_field else "")
     form = (
-        f'<form method="post" action="{base}/report" accept-charset="utf-8">'
+        f'<form method="post" action="{base}/report" accept-charset="utf-8" id="report-form" '
+        f'data-challenge="{base}/reports/challenge">'
         f'<input type="hidden" name="lang" value="{lang}">'
         f'<input type="hidden" name="form_token" value="{escape(token)}">'
+        '<input type="hidden" name="pow_challenge" value="">'
+        '<input type="hidden" name="pow_solution" value="">'
         f'<p><label for="report_type">{escape(m["report_type"])}</label>{type_err}<br>'
         f'<select id="report_type" name="report_type" required{type_attrs}>{options}</select></p>'
         + _input("description", m["report_description"], values, by_field, m, kind="textarea",
@@ -119,6 +123,7 @@ def report_page(*, lang: str, agency: str, token: str, values: dict[str, str],
         + _input("contact_email", m["report_contact_email"], values, by_field, m, kind="email",
                  maxlength=254, extra=' autocomplete="email"')
         + f'</fieldset><p><button type="submit" id="send">{escape(m["report_send"])}</button></p>'
+        f'<p id="report-working" role="status" hidden>{escape(m["report_working"])}</p>'
         "</form>")
     lookup = (f'<h2>{escape(m["status_title"])}</h2>'
               f'<form method="get" action="{base}/report/status">'
@@ -129,7 +134,7 @@ def report_page(*, lang: str, agency: str, token: str, values: dict[str, str],
     body = (f'<p><strong>{escape(m["report_emergency"])}</strong></p>'
             f'<p>{escape(m["report_intro"])}</p>{summary}{form}{lookup}')
     return layout(lang=lang, title=m["report_title"], agency=agency, current=f"{base}/report",
-                  body=body)
+                  body=body, scripts=(SCRIPT,))
 
 
 def _local(ts: datetime | None, tz: ZoneInfo) -> str:
@@ -164,5 +169,5 @@ def status_page(*, lang: str, agency: str, tracking: str | None, found: dict[str
             f'value="{escape(tracking or "")}"></p>'
             f'<p><button type="submit">{escape(m["status_find"])}</button></p></form>')
     body = f'<p>{escape(m["status_intro"])}</p>{result}{form}'
-    return layout(lang=lang, title=m["status_title"], agency=agency,
-                  current=f"{base}/report/status", body=body)
+    here = f"{base}/report/status" + (f"?{urlencode({'tracking': tracking})}" if tracking else "")
+    return layout(lang=lang, title=m["status_title"], agency=agency, current=here, body=body)

@@ -1,5 +1,7 @@
 """All SQL of online reports: the only writer of ``public_reports``. The contact columns are
-read by one function (``contact``), which the service audits."""
+read by one function (``contact``), which the service audits. One read crosses owners:
+``takes_reports`` reads ``users`` (cad's table) to tell an agency someone reviews from a
+typo."""
 
 from __future__ import annotations
 
@@ -29,6 +31,13 @@ async def insert_report(conn: asyncpg.Connection, *, tracking: str, agency: str,
         tracking, agency, report_type, description, location_text, lat, lon, occurred_at,
         language, contact.get("name"), contact.get("phone"), contact.get("email"), via)
     return row
+
+
+async def takes_reports(conn: asyncpg.Connection | asyncpg.Pool, *, agency: str) -> bool:
+    """An agency takes online reports when an enabled supervisor or admin acts for it."""
+    return bool(await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM users WHERE NOT disabled"
+        " AND role IN ('supervisor', 'admin') AND $1 = ANY (agencies))", agency))
 
 
 async def public_status(conn: asyncpg.Connection | asyncpg.Pool, *, agency: str,

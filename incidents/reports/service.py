@@ -75,10 +75,18 @@ def _where(deps: ReportsDeps, *, agency: str, body: ReportFields, field: str
     return loc.address, found.lat, found.lon
 
 
+async def require_agency(*, deps: ReportsDeps, agency: str) -> None:
+    """404 for an agency nobody reviews (a typo in the address): a report must not be filed
+    into the void."""
+    if not await repo.takes_reports(deps.pool, agency=agency):
+        raise NotFound(f"agency {agency} does not take online reports")
+
+
 async def submit(*, deps: ReportsDeps, ctx: RequestContext, agency: str, body: ReportFields,
                  spend: Spend, address: str | None, field: str) -> dict[str, Any]:
     """File a report whose challenge was checked (``spend``); the challenge is spent in the
     same transaction (single use, per-address budget). Returns the public status view."""
+    await require_agency(deps=deps, agency=agency)
     deps.incidents.plausible.check_time(body.occurred_at, field="body.occurred_at")
     text, lat, lon = _where(deps, agency=agency, body=body, field="body.location")
     contact = body.contact.model_dump() if body.contact else {}

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from incidents.public.challenge import solve
-from tests.auth import Api
+from tests.auth import Api, make_user
 from tests.dispatch_fixtures import make_settings
 from tests.support import running_app
 
@@ -66,6 +66,8 @@ def feedback_app(database_url: str, tmp_path: Path) -> AppMaker:
     async def start(**overrides: Any) -> AsyncIterator[Api]:
         settings = make_settings(database_url, tmp_path, **{**SETTINGS, **overrides})
         async with running_app(settings) as app:
+            # an agency takes feedback only when someone works its queue
+            await make_user(app.pool, "supervisor", agency="SFFD")
             api = Api(app)
             try:
                 yield api

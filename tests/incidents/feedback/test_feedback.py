@@ -13,7 +13,7 @@ import pytest
 
 from incidents.feedback import service
 from incidents.public.challenge import solve
-from tests.auth import Api
+from tests.auth import Api, make_user
 from tests.incidents.feedback.conftest import (
     COMPLAINT,
     AppMaker,
@@ -229,6 +229,16 @@ async def test_only_a_supervisor_of_the_agency_may_be_assigned(fb_api: Api) -> N
     assert refused == 3
     r = await sup.post(f"{API}/{fid}/assign", json={"assignee": admin.username})
     assert r.status_code == 200, r.text
+
+
+async def test_an_agency_nobody_works_takes_no_feedback(fb_api: Api) -> None:
+    async with httpx.AsyncClient(base_url=fb_api.running.base_url) as anon:
+        assert (await anon.get("/public/SFPD/feedback")).status_code == 404
+        r = await submit(fb_api.running.base_url, agency="SFPD")
+        assert r.status_code == 404 and "does not take feedback" in r.json()["detail"]
+        await make_user(fb_api.running.pool, "supervisor", agency="SFPD")
+        assert (await anon.get("/public/SFPD/feedback")).status_code == 200
+        assert (await submit(fb_api.running.base_url, agency="SFPD")).status_code == 201
 
 
 async def test_another_agencys_cases_are_not_found(fb_api: Api) -> None:

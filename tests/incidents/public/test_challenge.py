@@ -83,6 +83,16 @@ def test_tokens_are_bound_to_key_purpose_and_bits() -> None:
     with pytest.raises(Invalid) as exc:
         c.check(token=swapped, solution="0", purpose=PURPOSE, now=NOW, field="f")
     assert reason(exc) == "signature"
+    # other spellings of the same token (leading zeros, non-ASCII digits) are not tokens:
+    # a spent token cannot be sent again as a "new" one
+    p = form.split(".")
+    for variant in (".".join([*p[:2], "00", *p[3:]]), ".".join([*p[:3], "0" + p[3], *p[4:]]),
+                    ".".join([*p[:3], p[3].replace("1", "\u0661"), *p[4:]])):
+        assert variant != form
+        with pytest.raises(Invalid) as exc:
+            c.check(token=variant, solution=None, purpose=PURPOSE,
+                    now=NOW + timedelta(seconds=10), field="f")
+        assert reason(exc) == "malformed"
     for junk in ("", "x", "c1.pow.a.b.c.d", "c1.zz.0.0.n.m", "c1.pow.10." + "9" * 300 + ".n.m"):
         with pytest.raises(Invalid) as exc:
             c.check(token=junk, solution="0", purpose=PURPOSE, now=NOW, field="f")
@@ -119,9 +129,9 @@ def test_addresses_are_stored_as_keyed_hashes() -> None:
 
 
 async def _spend(pool: asyncpg.Pool, c: Challenger, token: str, *, address: str,
-                 solution: str | None = None) -> None:
+                 solution: str | None = None, purpose: str = PURPOSE) -> None:
     now = datetime.now(UTC) + timedelta(seconds=10)   # past the form's minimum delay
-    spend = c.check(token=token, solution=solution, purpose=PURPOSE, now=now, field="f")
+    spend = c.check(token=token, solution=solution, purpose=purpose, now=now, field="f")
     async with pool.acquire() as conn, conn.transaction():
         await c.spend(conn, spend, address=address, field="f")
 
@@ -164,6 +174,21 @@ async def test_per_address_budgets_are_stricter_without_javascript(pool: asyncpg
     t = c.issue(kind="pow", purpose=PURPOSE, now=now)
     with pytest.raises(TooManyRequests):
         await _spend(pool, c, t, address="a", solution=solve(t, 10))
+
+
+async def test_the_budget_is_per_form_across_agencies(pool: asyncpg.Pool) -> None:
+    c = challenger()
+    now = datetime.now(UTC)
+    for agency in ("SFPD", "OTHER"):
+        purpose = f"report:{agency}"
+        await _spend(pool, c, c.issue(kind="form", purpose=purpose, now=now), address="s",
+                     purpose=purpose)
+    with pytest.raises(TooManyRequests):   # a third agency code buys nothing
+        await _spend(pool, c, c.issue(kind="form", purpose="report:THIRD", now=now),
+                     address="s", purpose="report:THIRD")
+    # another form has its own budget
+    await _spend(pool, c, c.issue(kind="form", purpose="feedback:SFPD", now=now), address="s",
+                 purpose="feedback:SFPD")
 
 
 async def test_parallel_spends_cannot_overdraw_a_budget(pool: asyncpg.Pool) -> None:

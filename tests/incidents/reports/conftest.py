@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from incidents.public.challenge import Challenger, solve
-from tests.auth import Api
+from tests.auth import Api, make_user
 from tests.incidents.public.conftest import STREET, start_public_app
 from tests.support import RunningApp
 
@@ -43,9 +43,17 @@ def aged_form_token(agency: str = AGENCY, *, age_s: float = 10.0) -> str:
                               now=datetime.now(UTC) - timedelta(seconds=age_s))
 
 
+async def start_reports_app(database_url: str, tmp_path: Path,
+                            **overrides: Any) -> AsyncIterator[RunningApp]:
+    """The app, with a supervisor of AGENCY (an agency takes reports only with a reviewer)."""
+    async for app in start_public_app(database_url, tmp_path, **{**SETTINGS, **overrides}):
+        await make_user(app.pool, "supervisor", agency=AGENCY)
+        yield app
+
+
 @pytest.fixture
 async def reports_app(database_url: str, tmp_path: Path) -> AsyncIterator[RunningApp]:
-    async for app in start_public_app(database_url, tmp_path, **SETTINGS):
+    async for app in start_reports_app(database_url, tmp_path):
         yield app
 
 

@@ -17,17 +17,16 @@ import pytest
 
 from incidents.reports.service import new_tracking, normalise_tracking
 from tests.auth import Api
-from tests.incidents.public.conftest import start_public_app
 from tests.incidents.reports.conftest import (
     AGENCY,
     MAX_FORM,
     MAX_POW,
-    SETTINGS,
     TRACKING,
     aged_form_token,
     file_report,
     proof,
     report_body,
+    start_reports_app,
 )
 
 STATUS_FIELDS = {"tracking", "report_type", "status", "submitted_at", "decided_at",
@@ -98,6 +97,19 @@ async def test_filing_with_a_proof_of_work_answers_a_tracking_number(reports_api
     assert audit == 1
 
 
+async def test_an_agency_nobody_reviews_takes_no_reports(reports_api: Api) -> None:
+    async with anon(reports_api) as c:
+        r = await file_report(c, agency="TYPO", proof=await proof(c, "TYPO"))
+        assert r.status_code == 404 and r.headers["content-type"].startswith(
+            "application/problem+json")
+        assert (await c.get("/public/TYPO/report")).status_code == 404
+        # a disabled reviewer does not count
+        await reports_api.running.pool.execute(
+            "UPDATE users SET disabled = true WHERE $1 = ANY (agencies)", AGENCY)
+        assert (await c.get(f"/public/{AGENCY}/report")).status_code == 404
+    assert await reports_api.running.pool.fetchval("SELECT count(*) FROM public_reports") == 0
+
+
 async def test_a_proof_is_single_use_bound_to_the_agency_and_checked(reports_api: Api) -> None:
     async with anon(reports_api) as c:
         p = await proof(c)
@@ -107,7 +119,7 @@ async def test_a_proof_is_single_use_bound_to_the_agency_and_checked(reports_api
         assert replay.status_code == 422 and replay.json()["reason"] == "used"
         assert problem_fields(replay) == ["body.proof"]
 
-        other = await file_report(c, agency="OTHER", proof=await proof(c))
+        other = await file_report(c, proof=await proof(c, "OTHER"))   # issued for OTHER
         assert other.status_code == 422 and other.json()["reason"] == "signature"
         p = await proof(c)
         unsolved = next(str(i) for i in range(10_000) if not _solves(p["challenge"], str(i)))
@@ -161,7 +173,9 @@ async def test_the_form_without_javascript(reports_api: Api) -> None:
     async with anon(reports_api) as c:
         page = await c.get(f"/public/{AGENCY}/report?lang=es")
         assert page.status_code == 200 and 'lang="es"' in page.text
-        assert "<script" not in page.text
+        # the one script only adds a proof of work; nothing on the page needs it
+        assert re.findall(r"<script[^>]*>", page.text) == [
+            '<script src="/public/static/report.js" defer>']
         token = re.search(r'name="form_token" value="([^"]+)"', page.text)
         assert token is not None
         fresh = token.group(1)
@@ -382,8 +396,8 @@ async def test_contact_reads_are_audited_and_roles_and_scope_hold(reports_api: A
 
 
 async def test_report_endpoints_are_rate_limited(database_url: str, tmp_path: Path) -> None:
-    async for app in start_public_app(database_url, tmp_path, rate_limit_public_per_s=0.01,
-                                      rate_limit_public_burst=3, **SETTINGS):
+    async for app in start_reports_app(database_url, tmp_path, rate_limit_public_per_s=0.01,
+                                       rate_limit_public_burst=3):
         async with httpx.AsyncClient(base_url=app.base_url) as c:
             codes = [(await c.post(f"/public/{AGENCY}/reports", json={})).status_code
                      for _ in range(3)]
@@ -395,3 +409,23 @@ async def test_report_endpoints_are_rate_limited(database_url: str, tmp_path: Pa
                       await c.get(f"/public/{AGENCY}/report/status")):
                 assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
                 assert r.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_the_page_form_with_a_proof_of_work(reports_api: Api) -> None:
+    """What report.js sends: the same form with a solved challenge (no minimum delay; the
+    proof-of-work budget)."""
+    async with anon(reports_api) as c:
+        p = await proof(c)
+        fields = form("", pow_challenge=p["challenge"], pow_solution=p["solution"])
+        r = await c.post(f"/public/{AGENCY}/report", data=fields)
+        assert r.status_code == 303, r.text
+        r = await c.post(f"/public/{AGENCY}/report", data=fields)
+        assert r.status_code == 422 and "This form was already sent" in r.text
+        p = await proof(c)
+        r = await c.post(f"/public/{AGENCY}/report",
+                         data=form("", pow_challenge=p["challenge"], pow_solution="zz"))
+        assert r.status_code == 422 and "could not be verified" in r.text
+        js = await c.get("/public/static/report.js")
+        assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
+    assert [v["via"] for v in await reports_api.running.pool.fetch(
+        "SELECT via FROM public_reports")] == ["pow"]
