@@ -1,8 +1,10 @@
 """Feedback over HTTP. Public (no authentication by design, listed PUBLIC in
-cad/security/policy.py and rate-limited per client address; submissions have a stricter limit
-of their own): the submission (JSON, or the page's HTML form), the status by reference, the
-monthly counts and the pages. Staff (supervisors, admins; their agencies only): the queue,
-overdue cases, a case in full (audited), assignment, status changes, notes, exact counts."""
+cad/security/policy.py and rate-limited per client address; each submission also spends a
+public forms' challenge, incidents.public.challenge): the submission (JSON with a proof of
+work, or the page's HTML form with its form token), the status by reference, the monthly
+counts and the pages. Staff (supervisors, admins; their agencies only; analysts read the
+counts): the queue, overdue cases, a case in full (audited), assignment, status changes,
+notes, exact counts."""
 
 from __future__ import annotations
 
@@ -41,10 +43,9 @@ from incidents.feedback.schemas import (
     Username,
 )
 from incidents.public import i18n
+from incidents.public.api import PAGE_CSP, AgencyPath
 from incidents.public.challenge import ChallengeOut
 
-AGENCY_PATTERN = r"^[A-Z0-9][A-Z0-9_-]{0,15}$"
-AgencyPath = Annotated[str, Path(pattern=AGENCY_PATTERN, description="The agency's code.")]
 ReferencePath = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,32}$",
                                     description="The tracking reference (FB-XXXX-XXXX-XXXX).")]
 FeedbackId = Annotated[int, Path(ge=1, le=2**63 - 1)]
@@ -52,19 +53,38 @@ Lang = Annotated[str | None, Query(pattern=r"^[a-z]{2}$", description="Page lang
 AcceptLanguage = Annotated[str | None, Header(max_length=500)]
 Months = Annotated[int, Query(ge=1, le=36, description="This month and the months before it.")]
 
-# The public pages' policy (incidents.public.api.PAGE_CSP without the map's needs).
-PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-            "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
-            "base-uri 'none'; form-action 'self'")
 FORM_MEDIA = "application/x-www-form-urlencoded"
 # The form carries a dozen fields; more is not a browser.
 MAX_FORM_FIELDS = 30
 STATS_CACHE = "public, max-age=300"
 M = TypeVar("M", bound=BaseModel)
 
+
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """A model's JSON schema with its ``$defs`` written in place: a ``#/$defs/...`` reference
+    would point into the OpenAPI document's root, where there is none."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                rest = {k: v for k, v in node.items() if k != "$ref"}
+                return {**walk(defs[ref.removeprefix("#/$defs/")]), **rest}
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    out: dict[str, Any] = walk(schema)
+    return out
+
+
+# The body is read by hand (JSON or the page's form), so the OpenAPI document is told here.
 SUBMIT_OPENAPI: dict[str, Any] = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": FeedbackIn.model_json_schema()},
-    FORM_MEDIA: {"schema": FeedbackForm.model_json_schema()}}}}
+    "application/json": {"schema": _inline(FeedbackIn.model_json_schema())},
+    FORM_MEDIA: {"schema": _inline(FeedbackForm.model_json_schema())}}}}
 SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
     201: {"description": "Received. JSON, except for the page's form post (Accept: text/html), "
                          "answered with the receipt page.",
