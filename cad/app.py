@@ -23,6 +23,7 @@ from cad.security.policy import Rule
 from cad.settings import Settings
 from cad.warmup import prepare_routing, start_loop_lag_monitor, warm_routing_kernels
 from cad.wiring import Runtime
+from incidents.alerts.api import public_router as public_alerts_router
 from incidents.alerts.api import router as alerts_router
 from incidents.analytics.api import router as analytics_router
 from incidents.api import router as incidents_router
@@ -120,6 +121,7 @@ def create_app(settings: Settings | None = None, *,
     app.include_router(dispatch_router)
     app.include_router(analytics_router)
     app.include_router(alerts_router)
+    app.include_router(public_alerts_router)
     app.include_router(public_router)
     app.include_router(feedback_router)
     app.include_router(reports_router)

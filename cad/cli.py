@@ -261,6 +261,33 @@ def db_prune(batch: int = typer.Option(20_000, min=100, help="Rows per delete tr
               f"{result.idempotency_keys:,} idempotency keys")
 
 
+@db_app.command("prune-events")
+def db_prune_events(older_than_days: int = typer.Option(
+        ..., min=1, help="Delete the event log's prefix older than this many days; refused "
+        "below the database's event_policy.min_retention_days (90).")) -> None:
+    """Prune the event log (what reconnecting clients replay from) as the database owner:
+    the server's own role may not delete events (0019_event_log_owner_prune.sql). A client
+    whose last event id is older than what is left is told to resync."""
+    from datetime import UTC, datetime, timedelta
+
+    import asyncpg
+
+    from cad import db
+
+    cutoff = datetime.now(UTC) - timedelta(days=older_than_days)
+
+    async def go(pool: Any) -> int:
+        n: int = await pool.fetchval("SELECT event_log_prune($1)", cutoff)
+        return n
+
+    try:
+        deleted = db.run_with_pool(go, as_owner=True)
+    except asyncpg.InsufficientPrivilegeError as e:
+        err.print(f"cad: {e}")
+        raise typer.Exit(1) from None
+    out.print(f"pruned {deleted:,} events older than {cutoff:%Y-%m-%d %H:%M} UTC")
+
+
 @addresses_app.command("import")
 def addresses_import(
     file: Annotated[Path, typer.Argument(

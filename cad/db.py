@@ -212,9 +212,11 @@ async def role_report(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, obje
     return dict(row) if row else {}
 
 
-def run_with_pool(fn: Callable[[asyncpg.Pool], Awaitable[T]], *, apply_migrations: bool = False) -> T:
+def run_with_pool(fn: Callable[[asyncpg.Pool], Awaitable[T]], *, apply_migrations: bool = False,
+                  as_owner: bool = False) -> T:
     """For CLI commands: run ``fn(pool)`` against CAD_DATABASE_URL, or the embedded cluster
-    (started and stopped around it) when that is unset, as the server's role (server_url);
+    (started and stopped around it) when that is unset, as the server's role (server_url), or
+    with ``as_owner`` as the migration URL's user (operator acts the server may not do);
     ``apply_migrations`` first, as the migration URL's user."""
     from cad.embedded_pg import EmbeddedPostgres
     from cad.settings import Settings
@@ -235,8 +237,9 @@ def run_with_pool(fn: Callable[[asyncpg.Pool], Awaitable[T]], *, apply_migration
                 await conn.close()
         password = (settings.db_app_password.get_secret_value() if settings.db_app_password
                     else embedded.app_password if embedded is not None else None)
-        pool = await create_pool(server_url(url, use_app_role=settings.db_use_app_role,
-                                            app_password=password), min_size=1, max_size=2)
+        pool_url = (settings.migration_database_url or url) if as_owner else server_url(
+            url, use_app_role=settings.db_use_app_role, app_password=password)
+        pool = await create_pool(pool_url, min_size=1, max_size=2)
         try:
             return await fn(pool)
         finally:

@@ -158,9 +158,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", f"{API}/alert-subscriptions"): MANAGERS,
     ("DELETE", f"{API}/alert-subscriptions/{{subscription_id}}"): MANAGERS,
     # Public by design: published alerts only, rate-limited per client address.
-    ("GET", f"{API}/public/alerts/{{identifier}}.xml"): PUBLIC,
-    ("GET", f"{API}/public/alerts.atom"): PUBLIC,
-    ("GET", f"{API}/public/alerts.json"): PUBLIC,
+    ("GET", "/public/{agency}/alerts/{identifier}.xml"): PUBLIC,
+    ("GET", "/public/{agency}/alerts.atom"): PUBLIC,
+    ("GET", "/public/{agency}/alerts.json"): PUBLIC,
+    ("GET", "/public/{agency}/alerts"): PUBLIC,
     # --- the public face (incidents/public/api.py): no authentication by design; rate-limited
     # per client address like every PUBLIC route; answers pass the publication gate ---------
     ("GET", "/public/{agency}/incidents.geojson"): PUBLIC,

@@ -101,8 +101,10 @@ def reference_of(*, sender: str, identifier: str, sent: datetime) -> str:
     return f"{sender},{identifier},{cap_time(sent)}"
 
 
-def atom_feed(*, alerts: Sequence[dict[str, Any]], base_url: str, updated: datetime) -> str:
-    """An Atom feed of published alerts: each entry links to its CAP message."""
+def atom_feed(*, alerts: Sequence[dict[str, Any]], feed_url: str, message_url: str,
+              updated: datetime) -> str:
+    """An Atom feed of published alerts: each entry links to its CAP message
+    (``message_url`` with ``{identifier}`` in it)."""
     ET.register_namespace("", ATOM_NS)
 
     def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -112,10 +114,10 @@ def atom_feed(*, alerts: Sequence[dict[str, Any]], base_url: str, updated: datet
         return el
 
     feed = ET.Element(f"{{{ATOM_NS}}}feed")
-    sub(feed, "id", f"{base_url}/api/v1/public/alerts.atom")
+    sub(feed, "id", feed_url)
     sub(feed, "title", "Community alerts")
     sub(feed, "updated", updated.astimezone(UTC).isoformat())
-    sub(feed, "link", rel="self", href=f"{base_url}/api/v1/public/alerts.atom")
+    sub(feed, "link", rel="self", href=feed_url)
     for a in alerts:
         entry = sub(feed, "entry")
         sub(entry, "id", f"urn:cap:{a['identifier']}")
@@ -125,6 +127,6 @@ def atom_feed(*, alerts: Sequence[dict[str, Any]], base_url: str, updated: datet
         author = sub(entry, "author")
         sub(author, "name", a["agency"])
         sub(entry, "link", rel="alternate", type="application/cap+xml",
-            href=f"{base_url}/api/v1/public/alerts/{a['identifier']}.xml")
+            href=message_url.format(identifier=a["identifier"]))
         sub(entry, "summary", first["description"])
     return ET.tostring(feed, encoding="unicode", xml_declaration=True)

@@ -67,11 +67,29 @@ async def list_alerts(pool: asyncpg.Pool, *, agencies: list[str] | None, limit: 
     return [a for r in rows if (a := _alert(r)) is not None]
 
 
-async def published(pool: asyncpg.Pool, *, limit: int) -> list[dict[str, Any]]:
+async def published(pool: asyncpg.Pool, *, agency: str, limit: int) -> list[dict[str, Any]]:
+    """An agency's published messages (Alert, Update, Cancel), newest first: the feeds."""
     rows = await pool.fetch(
         f"SELECT {_ALERT_COLS} FROM alerts a JOIN incidents i ON i.id = a.incident_id "
         "LEFT JOIN alerts ref ON ref.id = a.references_id "
-        "WHERE a.state = 'published' ORDER BY a.sent_at DESC, a.id DESC LIMIT $1", limit)
+        "WHERE a.state = 'published' AND a.agency = $1 "
+        "ORDER BY a.sent_at DESC, a.id DESC LIMIT $2", agency, limit)
+    return [a for r in rows if (a := _alert(r)) is not None]
+
+
+async def current(pool: asyncpg.Pool, *, agency: str, now: datetime, limit: int
+                  ) -> list[dict[str, Any]]:
+    """What is in force for an agency now: published Alerts and Updates that have not expired
+    and that no later published message (an Update or a Cancel) references; newest first.
+    A Cancel is never in force itself, and it takes the message it cancels out."""
+    rows = await pool.fetch(
+        f"SELECT {_ALERT_COLS} FROM alerts a JOIN incidents i ON i.id = a.incident_id "
+        "LEFT JOIN alerts ref ON ref.id = a.references_id "
+        "WHERE a.state = 'published' AND a.agency = $1 AND a.msg_type <> 'Cancel' "
+        "AND (a.expires_at IS NULL OR a.expires_at > $2) "
+        "AND NOT EXISTS (SELECT 1 FROM alerts later WHERE later.references_id = a.id "
+        "                AND later.state = 'published') "
+        "ORDER BY a.sent_at DESC, a.id DESC LIMIT $3", agency, now, limit)
     return [a for r in rows if (a := _alert(r)) is not None]
 
 
@@ -86,9 +104,10 @@ async def reference_chain(conn: asyncpg.Connection, *, alert_id: int) -> list[as
         " SELECT identifier, sent_at FROM chain ORDER BY depth DESC", alert_id)
 
 
-async def published_xml(pool: asyncpg.Pool, *, identifier: str) -> str | None:
+async def published_xml(pool: asyncpg.Pool, *, agency: str, identifier: str) -> str | None:
     xml: str | None = await pool.fetchval(
-        "SELECT cap_xml FROM alerts WHERE identifier = $1 AND state = 'published'", identifier)
+        "SELECT cap_xml FROM alerts WHERE identifier = $1 AND agency = $2 AND state = 'published'",
+        identifier, agency)
     return xml
 
 

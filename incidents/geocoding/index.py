@@ -63,6 +63,13 @@ EARTH_M_PER_DEG = 111_320.0
 EXTRAPOLATE_RATE_M = (0.8, 2.0)
 EXTRAPOLATE_DEFAULT_RATE_M = 1.2
 EXTRAPOLATE_CAP_M = 600.0
+# A number this far beyond every known number of its street (five hundred-blocks: more than the
+# missing half of an address file leaves out, farther than the walk above reaches) is more
+# likely a slip of the keys ("99999 MARKET ST", "12000 FOLSOM ST") than a real address: it is
+# still answered at street precision, but its score drops below the intake's minimum so the
+# dispatcher confirms it (docs/geocoding.md).
+IMPLAUSIBLE_BEYOND = 500
+IMPLAUSIBLE_FACTOR = 0.8
 # TIGER breaks some streets into pieces that do not share a node: the walk steps over a gap
 # this short to the next piece of the same name ahead.
 EXTRAPOLATE_JUMP_M = 60.0
@@ -211,6 +218,14 @@ class _Street:
     def ambiguous(self, number: int) -> bool:
         return sum(1 for lo, hi in self.stretches
                    if lo - STRETCH_MARGIN <= number <= hi + STRETCH_MARGIN) > 1
+
+    def beyond(self, number: int) -> int:
+        """How far ``number`` lies outside every known number of the street (0 inside)."""
+        known = [n for n in self.numbers if n.size]
+        if not known:
+            return 0
+        lo, hi = min(int(n[0]) for n in known), max(int(n[-1]) for n in known)
+        return max(lo - number, number - hi, 0)
 
 
 def _straightness(v: tuple[float, float], at: tuple[float, float], heading: tuple[float, float]
@@ -405,6 +420,8 @@ class Geocoder:
                            precision="interpolated", street=street, number=number, unit=unit,
                            lat=lat, lon=lon)
             return self._with_access(c, i, j, t)
+        if st.beyond(number) > IMPLAUSIBLE_BEYOND:
+            score *= IMPLAUSIBLE_FACTOR
         far = self._extrapolate(st, street, number, label=label, score=score, unit=unit)
         if far is not None:
             return far

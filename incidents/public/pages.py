@@ -14,6 +14,15 @@ from zoneinfo import ZoneInfo
 from incidents.public.i18n import MESSAGES
 from incidents.public.views import PublicIncident
 
+# The public area's pages, in navigation order: (path under /public/{agency}, message key).
+NAV: tuple[tuple[str, str], ...] = (
+    ("/map", "nav_map"),
+    ("/lookup", "nav_rfs"),
+    ("/alerts", "nav_alerts"),
+    ("/report", "nav_report"),
+    ("/feedback", "nav_feedback"),
+)
+
 STYLE = ("body{font-family:system-ui,sans-serif;margin:0;color:#111;background:#fff;"
          "line-height:1.5}header,main,footer{padding:0 1rem;max-width:60rem;margin:auto}"
          "nav a{margin-right:1rem}table{border-collapse:collapse;width:100%}"
@@ -39,10 +48,14 @@ def layout(*, lang: str, title: str, agency: str, current: str, body: str,
     m = MESSAGES[lang]
     base = f"/public/{quote(agency)}"
     current_mark = ' aria-current="true"'
+    page_mark = ' aria-current="page"'
     langs = " ".join(
         f'<a href="{escape(_href(current, code))}" lang="{code}" hreflang="{code}"'
         f'{current_mark if code == lang else ""}>{escape(msgs["lang_name"])}</a>'
         for code, msgs in MESSAGES.items())
+    nav = "".join(f'<a href="{escape(_href(base + path, lang))}"'
+                  f'{page_mark if base + path == current else ""}>{escape(m[key])}</a>'
+                  for path, key in NAV)
     script_tags = "".join(f'<script src="{escape(s)}" defer></script>' for s in scripts)
     return (
         f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8">'
@@ -52,12 +65,7 @@ def layout(*, lang: str, title: str, agency: str, current: str, body: str,
         f"{script_tags}</head><body>"
         f'<a class="skip" href="#main">{escape(m["skip"])}</a>'
         f"<header><p>{escape(m['site'])} · {escape(agency)}</p>"
-        f'<nav aria-label="{escape(m["site"])}"><a href="{escape(_href(base + "/map", lang))}">'
-        f'{escape(m["nav_map"])}</a><a href="{escape(_href(base + "/lookup", lang))}">'
-        f'{escape(m["nav_rfs"])}</a>'
-        f'<a href="{escape(_href(base + "/report", lang))}">{escape(m["nav_report"])}</a>'
-        f'<a href="{escape(_href(base + "/feedback", lang))}">{escape(m["nav_feedback"])}</a>'
-        "</nav>"
+        f'<nav aria-label="{escape(m["site"])}">{nav}</nav>'
         f'<p>{escape(m["languages"])}: {langs}</p></header>'
         f'<main id="main"><h1>{escape(title)}</h1>{body}</main>'
         f"<footer></footer></body></html>")

@@ -137,6 +137,17 @@ def test_missing_suffix_typos_and_ambiguity_are_scored() -> None:
     assert g.geocode("5 NOWHERE BOULEVARD") == []
 
 
+
+def test_a_number_far_beyond_the_street_is_answered_but_must_be_confirmed() -> None:
+    # MAIN ST's known numbers run 100-191: a block or two past them is the street's end (the
+    # file misses half the points), 99999 is a slip of the keys the dispatcher must confirm.
+    g = _geocoder()
+    near = g.geocode("390 MAIN ST")[0]
+    far = g.geocode("99999 MAIN ST")[0]
+    assert near.precision == far.precision == "street"
+    assert near.score >= 0.9 > far.score
+
+
 def test_one_name_on_two_streets_is_not_interpolated() -> None:
     # ELM ST here, and another ELM ST 5 km east whose numbers overlap
     far = LON0 + 0.06

@@ -29,6 +29,21 @@ async def live(ws_settings: Settings):
         yield running
 
 
+async def prune_events_through(running: RunningApp, last_id: int) -> None:
+    """Delete the log's prefix up to ``last_id`` as the database owner would (the server's
+    role may not delete events at all: 0019_event_log_owner_prune.sql). The bound is the one
+    event_log_prune sets; the test sets it itself to prune events younger than the policy's
+    minimum retention."""
+    conn = await asyncpg.connect(running.settings.database_url)
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('cad.event_prune_through', $1, true)",
+                               str(last_id))
+            await conn.execute("DELETE FROM event_log WHERE id <= $1", last_id)
+    finally:
+        await conn.close()
+
+
 def _pool(running: RunningApp) -> asyncpg.Pool:
     return running.pool
 
@@ -160,9 +175,7 @@ async def test_resync_when_older_than_retention(live: RunningApp) -> None:
     pool = _pool(live)
     for i in range(3):
         await emit(pool, "incident.updated", ("incident", 1), data={"n": i})
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SET LOCAL cad.event_retention = 'on'")
-        await conn.execute("DELETE FROM event_log WHERE id <= (SELECT max(id) - 1 FROM event_log)")
+    await prune_events_through(live, await pool.fetchval("SELECT max(id) - 1 FROM event_log"))
     head = await pool.fetchval("SELECT max(id) FROM event_log")
     board = StreamClient(live.ws_url + "/ws/board", await board_token(pool, app_secret(live)))
     board.last_event_id = 0  # from before the pruned events
@@ -230,9 +243,7 @@ async def test_resync_when_every_event_was_pruned(live: RunningApp) -> None:
     last = 0
     for i in range(3):
         last = await emit(pool, "incident.updated", ("incident", 1), data={"n": i})
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SET LOCAL cad.event_retention = 'on'")
-        await conn.execute("DELETE FROM event_log")
+    await prune_events_through(live, last)
     board = StreamClient(live.ws_url + "/ws/board", await board_token(pool, app_secret(live)))
     board.last_event_id = last - 1  # missed the last one, which is gone
     first = await board.connect()

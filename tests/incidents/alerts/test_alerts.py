@@ -119,7 +119,7 @@ async def _published(api: Api, *, radius_m: float = 400, **extra: Any
 
 async def _xml(app: RunningApp, identifier: str) -> ET.Element:
     async with httpx.AsyncClient(base_url=app.base_url) as anon:
-        r = await anon.get(f"/api/v1/public/alerts/{identifier}.xml")
+        r = await anon.get(f"/public/SFFD/alerts/{identifier}.xml")
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("application/cap+xml")
     SCHEMA.validate(r.text)     # raises with the offending element on an invalid message
@@ -147,8 +147,8 @@ async def test_draft_approve_publishes_valid_cap_and_feeds(alerts_app: RunningAp
     assert abs(d_m ** 0.5 - 400) < 4
 
     async with httpx.AsyncClient(base_url=alerts_app.base_url) as anon:
-        atom = await anon.get("/api/v1/public/alerts.atom")
-        feed = await anon.get("/api/v1/public/alerts.json")
+        atom = await anon.get("/public/SFFD/alerts.atom")
+        feed = await anon.get("/public/SFFD/alerts.json")
     assert atom.status_code == 200 and alert["identifier"] in atom.text
     ATOM_SCHEMA.validate(atom.text)
     items = feed.json()["items"]
@@ -159,9 +159,9 @@ async def test_draft_approve_publishes_valid_cap_and_feeds(alerts_app: RunningAp
         "incident_id": alert["incident_id"], "event": "Draft only", "area": {"radius_m": 100},
         "info": INFO})
     async with httpx.AsyncClient(base_url=alerts_app.base_url) as anon:
-        assert (await anon.get(f"/api/v1/public/alerts/{r.json()['identifier']}.xml")
+        assert (await anon.get(f"/public/SFFD/alerts/{r.json()['identifier']}.xml")
                 ).status_code == 404
-        assert r.json()["identifier"] not in (await anon.get("/api/v1/public/alerts.atom")).text
+        assert r.json()["identifier"] not in (await anon.get("/public/SFFD/alerts.atom")).text
 
 
 async def test_the_drafter_cannot_approve(alerts_app: RunningApp, alerts_api: Api) -> None:
@@ -226,6 +226,50 @@ async def test_update_and_cancel_reference_the_original(alerts_app: RunningApp,
     r = await drafter.post("/api/v1/alerts", json={"msg_type": "Update", "event": "x",
                                                    "info": INFO})
     assert r.status_code == 422 and "references" in r.text
+
+
+async def test_the_alerts_page_shows_what_is_in_force_per_agency_and_language(
+        alerts_app: RunningApp, alerts_api: Api) -> None:
+    original, drafter, approver = await _published(alerts_api,
+                                                   expires_at="2030-01-01T00:00:00-08:00")
+    async with httpx.AsyncClient(base_url=alerts_app.base_url) as anon:
+        en = await anon.get("/public/SFFD/alerts")
+        es = await anon.get("/public/SFFD/alerts", headers={"accept-language": "es-MX,es;q=0.9"})
+        other = await anon.get("/public/OAKFD/alerts")
+        other_json = await anon.get("/public/OAKFD/alerts.json")
+        other_xml = await anon.get(f"/public/OAKFD/alerts/{original['identifier']}.xml")
+    assert en.status_code == 200 and en.headers["content-language"] == "en"
+    assert "<script" not in en.text      # complete without JavaScript: nothing to run
+    assert len(en.content) < 200_000
+    assert INFO["en"]["headline"] in en.text and INFO["en"]["instruction"] in en.text
+    assert INFO["es"]["headline"] not in en.text
+    assert f'/public/SFFD/alerts/{original["identifier"]}.xml' in en.text
+    assert 'aria-current="page"' in en.text
+    assert es.headers["content-language"] == "es"
+    assert INFO["es"]["headline"] in es.text and "Alertas comunitarias vigentes" in es.text
+    # Another agency's page and feeds show nothing of SFFD's alert.
+    assert INFO["en"]["headline"] not in other.text and "No alerts are in force." in other.text
+    assert other_json.json()["items"] == [] and other_xml.status_code == 404
+
+    # An Update replaces the message it updates on the page; a Cancel takes it away.
+    r = await drafter.post("/api/v1/alerts", json={
+        "msg_type": "Update", "references": original["id"], "event": "Gas leak",
+        "info": {**INFO, "en": {**INFO["en"], "headline": "Gas leak contained: stay clear"}}})
+    update = (await approver.post(f"/api/v1/alerts/{r.json()['id']}/approve")).json()
+    async with httpx.AsyncClient(base_url=alerts_app.base_url) as anon:
+        page = (await anon.get("/public/SFFD/alerts?lang=en")).text
+    assert "Updated alert: Gas leak contained: stay clear" in page
+    assert INFO["en"]["headline"] not in page
+    assert page.count('class="alert"') == 1
+    r = await drafter.post("/api/v1/alerts", json={
+        "msg_type": "Cancel", "references": update["id"], "event": "Gas leak", "info": INFO})
+    assert (await approver.post(f"/api/v1/alerts/{r.json()['id']}/approve")).status_code == 200
+    async with httpx.AsyncClient(base_url=alerts_app.base_url) as anon:
+        page = (await anon.get("/public/SFFD/alerts?lang=en")).text
+        feed = (await anon.get("/public/SFFD/alerts.json")).json()
+    assert 'class="alert"' not in page and "No alerts are in force." in page
+    # The feeds keep the whole history: Alert, Update and Cancel, newest first.
+    assert [i["_cap"]["msgType"] for i in feed["items"]] == ["Cancel", "Update", "Alert"]
 
 
 async def test_webhooks_signed_retried_with_backoff_and_email_in_each_language(
@@ -360,9 +404,9 @@ async def test_public_feeds_need_no_login_and_are_rate_limited(database_url: str
                              rate_limit_public_per_s=0.2, alert_delivery_interval_s=0)
     async with running_app(settings) as running, \
             httpx.AsyncClient(base_url=running.base_url) as anon:
-        paths = ["/api/v1/public/alerts.json", "/api/v1/public/alerts.atom",
-                 "/api/v1/public/alerts.json", "/api/v1/public/alerts/none.xml",
-                 "/api/v1/public/alerts.atom", "/api/v1/public/alerts.json"]
+        paths = ["/public/SFFD/alerts.json", "/public/SFFD/alerts.atom",
+                 "/public/SFFD/alerts.json", "/public/SFFD/alerts/none.xml",
+                 "/public/SFFD/alerts.atom", "/public/SFFD/alerts.json"]
         answers = [await anon.get(p) for p in paths]
     assert [r.status_code for r in answers] == [200, 200, 200, 404, 429, 429]
     assert answers[0].json()["items"] == []

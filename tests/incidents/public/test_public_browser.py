@@ -100,3 +100,22 @@ async def test_public_pages_in_a_real_browser(public_api: Api) -> None:
         assert await b.js("return document.getElementById('map').hidden") is True
         assert await b.js("return document.querySelectorAll('tbody tr').length") == MAP_PAGE_ROWS
         await b.screenshot("public-map-no-js")
+
+        # community alerts in force, in the reader's language; plain HTML, no script
+        approver = await public_api.as_("supervisor", fresh=True)
+        info = {lang: {"headline": h, "description": d} for lang, h, d in (
+            ("en", "Water main break: avoid the area", "Expect closures near the 4800 block."),
+            ("es", "Rotura de tubería: evite la zona", "Se esperan cierres cerca de la cuadra 4800."))}
+        r = await sup.post("/api/v1/alerts", json={
+            "incident_id": first["id"], "event": "Water main break", "area": {"radius_m": 300},
+            "info": info})
+        assert r.status_code == 201, r.text
+        assert (await approver.post(f"/api/v1/alerts/{r.json()['id']}/approve")).status_code == 200
+        await b.get(f"{base}/public/SFFD/alerts?lang=es")
+        assert await b.js("return document.querySelector('h1').textContent") == (
+            "Alertas comunitarias vigentes")
+        assert await b.js("return [...document.querySelectorAll('article.alert h2')]"
+                          ".map(h => h.textContent)") == [info["es"]["headline"]]
+        assert await b.js("return document.querySelector('nav a[aria-current=page]').textContent"
+                          ) == "Alertas comunitarias"
+        await _checked(b, "public-alerts-es")
