@@ -28,6 +28,7 @@ from incidents.alerts.api import router as alerts_router
 from incidents.analytics.api import router as analytics_router
 from incidents.api import router as incidents_router
 from incidents.dispatch.api import router as dispatch_router
+from incidents.feedback.api import router as feedback_router
 from incidents.geocoding.api import router as geocoding_router
 from incidents.public.api import router as public_router
 from incidents.reports.api import router as reports_router
@@ -122,6 +123,7 @@ def create_app(settings: Settings | None = None, *,
     app.include_router(alerts_router)
     app.include_router(public_alerts_router)
     app.include_router(public_router)
+    app.include_router(feedback_router)
     app.include_router(reports_router)
     app.include_router(realtime_router)
     console.install(app)

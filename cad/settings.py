@@ -7,10 +7,10 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The checkout's root, for tests and benchmarks run from a source tree. The installed package
@@ -62,6 +62,13 @@ def configure_numba_cache(data_dir: Path | None = None) -> str | None:
 
         numba_config.reload_config()
     return cache_dir
+
+
+# Feedback deadlines per category, in calendar days (docs/feedback.md says why these).
+FEEDBACK_ACKNOWLEDGE_DAYS: dict[str, float] = {"complaint": 3.0, "compliment": 7.0,
+                                               "suggestion": 7.0, "other": 7.0}
+FEEDBACK_RESOLVE_DAYS: dict[str, float] = {"complaint": 90.0, "compliment": 14.0,
+                                           "suggestion": 30.0, "other": 30.0}
 
 
 class Settings(BaseSettings):
@@ -369,6 +376,20 @@ class Settings(BaseSettings):
         default=3, ge=1, description="Submissions per client address, form and window with a "
         "form token (no JavaScript): stricter, as the token costs an abuser only time.")
 
+    # --- feedback, compliments and complaints (incidents.feedback) -------------
+    feedback_acknowledge_days: dict[str, float] = Field(
+        default_factory=lambda: dict(FEEDBACK_ACKNOWLEDGE_DAYS),
+        description="Days (calendar) within which feedback of each category must be "
+        "acknowledged (assigned to someone), e.g. CAD_FEEDBACK_ACKNOWLEDGE_DAYS="
+        "'{\"complaint\": 2}'; categories not named keep their default.")
+    feedback_resolve_days: dict[str, float] = Field(
+        default_factory=lambda: dict(FEEDBACK_RESOLVE_DAYS),
+        description="Days (calendar) within which feedback of each category must be resolved.")
+    feedback_min_cell: int = Field(
+        default=5, ge=2, le=100,
+        description="Public feedback statistics show no count below this (and a second "
+        "count where one hidden count could be worked out from the total).")
+
     # --- analytics -------------------------------------------------------------
     analytics_timezone: str = Field(
         default="UTC", description="IANA zone for reports' hour of day, day of week and week "
@@ -383,6 +404,21 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r} (an IANA name such as "
                              "America/Los_Angeles)") from None
         return value
+
+    @field_validator("feedback_acknowledge_days", "feedback_resolve_days", mode="before")
+    @classmethod
+    def _feedback_days(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, dict):
+            return value
+        defaults = (FEEDBACK_ACKNOWLEDGE_DAYS if info.field_name == "feedback_acknowledge_days"
+                    else FEEDBACK_RESOLVE_DAYS)
+        unknown = sorted(set(value) - set(defaults))
+        if unknown:
+            raise ValueError(f"unknown feedback categories {unknown} (known: {sorted(defaults)})")
+        merged = {**defaults, **value}
+        if any(not isinstance(d, (int, float)) or d < 0 or d > 3650 for d in merged.values()):
+            raise ValueError("days are numbers from 0 to 3650")
+        return merged
 
     @field_validator("eta_hour_factors")
     @classmethod

@@ -35,6 +35,7 @@ from incidents.deps import IncidentsDeps, incidents_deps
 from incidents.dispatch import timers
 from incidents.dispatch.board import board_snapshot, unit_snapshot
 from incidents.dispatch.deps import DispatchDeps, dispatch_deps
+from incidents.feedback.deps import FeedbackDeps, feedback_deps
 from incidents.geocode import StreetIndex
 from incidents.geocoding.index import GeocoderRef
 from incidents.geocoding.service import describe, load_geocoder, run_refresher
@@ -234,14 +235,16 @@ async def _start_domain(app: FastAPI, settings: Settings, pool: asyncpg.Pool,
         rt.tasks.append(asyncio.create_task(
             run_refresher(pool=pool, ref=geocoder, interval_s=settings.geocoder_refresh_s,
                           stop=rt.stop), name="geocoder-refresher"))
+    challenger = challenger_from_settings(settings)   # public forms: reports, feedback
     provide(app, reports_deps, ReportsDeps(pool=pool, settings=settings,
-                                           challenger=challenger_from_settings(settings),
-                                           incidents=rt.incidents))
+                                           challenger=challenger, incidents=rt.incidents))
     alerts = AlertsDeps(pool=pool, settings=settings)
     provide(app, alerts_deps, alerts)
     if settings.alert_delivery_interval_s > 0:
         rt.tasks.append(asyncio.create_task(
             run_delivery_worker(deps=alerts, stop=rt.stop), name="alert-delivery"))
+    provide(app, feedback_deps, FeedbackDeps(pool=pool, settings=settings,
+                                             challenger=challenger))
     if settings.retention_sweep_interval_s > 0:
         rt.tasks.append(asyncio.create_task(
             retention.run_sweeper(pool, settings, rt.stop), name="retention-sweeper"))

@@ -235,6 +235,30 @@ class PublicationChanged(BaseModel):
     published: bool
 
 
+class FeedbackReceived(BaseModel):
+    feedback_id: int
+    category: str
+    status: str
+
+
+class FeedbackAssigned(BaseModel):
+    feedback_id: int
+    assigned_to: str
+    status: str
+
+
+class FeedbackStatusChanged(BaseModel):
+    feedback_id: int
+    from_status: str
+    status: str
+    outcome: str | None
+
+
+class FeedbackNoteAdded(BaseModel):
+    feedback_id: int
+    note_id: int
+
+
 class ReportChanged(BaseModel):
     """An online report received or decided (no description, contact or staff note)."""
 
@@ -279,6 +303,10 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
     "alert.subscribed": AlertSubscribed,
     "alert.unsubscribed": AlertUnsubscribed,
     "publication.changed": PublicationChanged,
+    "feedback.received": FeedbackReceived,
+    "feedback.assigned": FeedbackAssigned,
+    "feedback.status_changed": FeedbackStatusChanged,
+    "feedback.note_added": FeedbackNoteAdded,
     "report.received": ReportChanged,
     "report.accepted": ReportChanged,
     "report.declined": ReportChanged,

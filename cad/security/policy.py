@@ -174,6 +174,23 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/public/{agency}/map"): PUBLIC,
     ("GET", "/public/{agency}/lookup"): PUBLIC,
     ("GET", "/public/static/map.js"): PUBLIC,
+    # --- feedback, compliments and complaints (incidents/feedback/api.py) -----------------------
+    # Public by design: the submission (its own stricter per-address limit besides the public
+    # one), the status by unguessable reference, counts with small counts hidden, the pages.
+    ("GET", "/public/{agency}/feedback/challenge"): PUBLIC,
+    ("POST", "/public/{agency}/feedback"): PUBLIC,
+    ("GET", "/public/{agency}/feedback"): PUBLIC,
+    ("GET", "/public/{agency}/feedback/status"): PUBLIC,
+    ("GET", "/public/{agency}/feedback/stats.json"): PUBLIC,
+    ("GET", "/public/{agency}/feedback/{reference}"): PUBLIC,
+    # The supervisors' queue: the caller's agencies only; contact data reads audited.
+    ("GET", f"{API}/feedback"): MANAGERS,
+    ("GET", f"{API}/feedback/overdue"): MANAGERS,
+    ("GET", f"{API}/feedback/stats"): ANALYSTS,      # counts only, no case nor person
+    ("GET", f"{API}/feedback/{{feedback_id}}"): MANAGERS,
+    ("POST", f"{API}/feedback/{{feedback_id}}/assign"): MANAGERS,
+    ("POST", f"{API}/feedback/{{feedback_id}}/status"): MANAGERS,
+    ("POST", f"{API}/feedback/{{feedback_id}}/notes"): MANAGERS,
     ("GET", f"{API}/publication"): MANAGERS,
     # --- online reports (incidents/reports/api.py). Public: filing spends a challenge
     # (incidents.public.challenge) besides the rate limit; status shows no staff notes. Staff:

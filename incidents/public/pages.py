@@ -20,6 +20,7 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/lookup", "nav_rfs"),
     ("/alerts", "nav_alerts"),
     ("/report", "nav_report"),
+    ("/feedback", "nav_feedback"),
 )
 
 STYLE = ("body{font-family:system-ui,sans-serif;margin:0;color:#111;background:#fff;"
@@ -42,7 +43,8 @@ def _href(path: str, lang: str, **query: str) -> str:
 
 def layout(*, lang: str, title: str, agency: str, current: str, body: str,
            scripts: Iterable[str] = (), head: str = "") -> str:
-    """One public page: ``current`` is the path of this page (for the language links)."""
+    """One public page: ``current`` is the path of this page, with the query to keep, if any
+    (for the language links)."""
     m = MESSAGES[lang]
     base = f"/public/{quote(agency)}"
     current_mark = ' aria-current="true"'

@@ -186,7 +186,8 @@ SERVICE_MODULES = ("units.service", "incidents.service", "incidents.zones",
                    "incidents.dispatch.service", "incidents.dispatch.recommend",
                    "incidents.dispatch.plans", "incidents.dispatch.timers",
                    "cad.security.service", "incidents.analytics.service",
-                   "incidents.public.service", "incidents.reports.service")
+                   "incidents.public.service", "incidents.reports.service",
+                   "incidents.feedback.service")
 # Not actions: the token -> principal seam the middleware and the gateway call per request.
 NOT_ACTIONS = {"cad.security.service.principal_from_token"}
 
@@ -232,6 +233,8 @@ TABLE_OWNERS = {
     "alert_deliveries": "incidents/alerts/repository.py",
     "public_incident_types": "incidents/public/repository.py",
     "training_agencies": "cad/training.py",
+    "feedback": "incidents/feedback/repository.py",
+    "feedback_notes": "incidents/feedback/repository.py",
     "public_challenge_uses": "incidents/public/repository.py",
     "public_reports": "incidents/reports/repository.py",
 }

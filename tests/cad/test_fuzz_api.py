@@ -24,7 +24,7 @@ PREFIXES = ("/api/v1/units", "/api/v1/incidents", "/api/v1/stations", "/api/v1/z
             "/api/v1/timers", "/api/v1/board", "/api/v1/geocode", "/api/v1/places",
             "/api/v1/analytics", "/api/v1/alerts", "/api/v1/alert-subscriptions",
             "/api/v1/publication", "/api/v1/recommendations", "/api/v1/coverage",
-            "/api/v1/reports")
+            "/api/v1/reports", "/api/v1/feedback")
 # The rest: sign-in, sessions, users, devices, audit, AVL, realtime, health. Each operation
 # gets a session of its own, so a fuzzed logout or password change cannot starve the others.
 OTHER_PREFIXES = ("/api/v1/auth", "/api/v1/users", "/api/v1/devices", "/api/v1/audit",

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from cad.security.policy import PUBLIC, SELF_AUTHENTICATED
+from incidents.public.challenge import solve
 from tests.auth import Api, make_user, session_headers
 from tests.dispatch_fixtures import make_settings
 from tests.support import RunningApp, running_app
@@ -107,6 +108,9 @@ async def _sffd_state(app: RunningApp, w: World) -> dict[str, Any]:
             "SELECT id, state, approved_by FROM alerts ORDER BY id")],
         "subscriptions": [dict(r) for r in await pool.fetch(
             "SELECT id, active FROM alert_subscriptions ORDER BY id")],
+        "feedback": [dict(r) for r in await pool.fetch(
+            "SELECT id, status, version, assigned_to FROM feedback ORDER BY id")],
+        "feedback_notes": await pool.fetchval("SELECT count(*) FROM feedback_notes"),
         "reports": [dict(r) for r in await pool.fetch(
             "SELECT id, status, staff_note FROM public_reports ORDER BY id")],
     }
@@ -132,6 +136,10 @@ def _body(method: str, template: str, w: World) -> Any:
                                                     "name": "Taken over", "lat": 37.76,
                                                     "lon": -122.42},
         ("PATCH", f"{API}/users/{{user_id}}"): {"display_name": "renamed"},
+        ("POST", f"{API}/feedback/{{feedback_id}}/assign"): {"assignee": "anyone-at-all"},
+        ("POST", f"{API}/feedback/{{feedback_id}}/status"): {"status": "closed",
+                                                           "outcome": "withdrawn"},
+        ("POST", f"{API}/feedback/{{feedback_id}}/notes"): {"text": "scope probe"},
         ("POST", f"{API}/reports/{{report_id}}/accept"): {"kind": "record",
                                                           "staff_note": "scope probe"},
         ("POST", f"{API}/reports/{{report_id}}/decline"): {"public_reason": "scope probe"},
@@ -142,6 +150,20 @@ def _body(method: str, template: str, w: World) -> Any:
             and (method, template) not in bodiless):
         raise AssertionError(f"add a body for {method} {template} to _body()")
     return bodies.get((method, template))
+
+
+async def _sffd_feedback(app: RunningApp) -> int:
+    """A complaint sent to SFFD through the public endpoint (with its challenge)."""
+    async with httpx.AsyncClient(base_url=app.base_url) as anon:
+        ch = (await anon.get("/public/SFFD/feedback/challenge")).json()
+        r = await anon.post("/public/SFFD/feedback", json={
+            "category": "complaint", "description": "scope probe",
+            "name": "Scope Probe", "proof": {
+                "challenge": ch["challenge"],
+                "solution": solve(ch["challenge"], ch["difficulty_bits"])}})
+    assert r.status_code == 201, r.text
+    return int(await app.pool.fetchval("SELECT id FROM feedback WHERE reference = $1",
+                                       r.json()["reference"]))
 
 
 async def test_no_endpoint_reaches_another_agencys_resources(plain_app: RunningApp,
@@ -168,7 +190,7 @@ async def test_no_endpoint_reaches_another_agencys_resources(plain_app: RunningA
     ids = {"incident_id": str(w.sffd_incident), "unit_id": "E07", "station_id": "S07",
            "user_id": w.sffd_field_user, "device_id": w.sffd_device,
            "alert_id": str(alert_id), "subscription_id": str(r.json()["id"]),
-           "report_id": str(report_id)}
+           "report_id": str(report_id), "feedback_id": str(await _sffd_feedback(plain_app))}
     # Refused for what the caller is rather than for what it reached: a field unit acting on
     # a unit other than its own (403, it knows its own unit), a station id that is taken.
     expected_other = {("field_unit", f"{API}/units/{{unit_id}}/status"): 403,

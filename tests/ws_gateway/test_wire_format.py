@@ -163,6 +163,19 @@ async def _every_event_type(sup: httpx.AsyncClient, approver: httpx.AsyncClient)
     await _ok(await sup.post(f"/api/v1/reports/{kept['id']}/accept", json={"kind": "record"}))
     await _ok(await sup.post(f"/api/v1/reports/{refused['id']}/decline",
                              json={"public_reason": "wire"}))
+    # feedback: received (public), assigned, investigating, a note
+    ch = await _ok(await sup.get(f"/public/{AGENCY}/feedback/challenge"))
+    await _ok(await sup.post(f"/public/{AGENCY}/feedback", json={
+        "category": "complaint", "description": "Wire format test feedback",
+        "proof": {"challenge": ch["challenge"],
+                  "solution": solve(ch["challenge"], ch["difficulty_bits"])}}), 201)
+    [case] = (await sup.get("/api/v1/feedback")).json()
+    me = await _ok(await sup.get("/api/v1/auth/me"))
+    await _ok(await sup.post(f"/api/v1/feedback/{case['id']}/assign",
+                             json={"assignee": me["username"]}))
+    await _ok(await sup.post(f"/api/v1/feedback/{case['id']}/status",
+                             json={"status": "investigating"}))
+    await _ok(await sup.post(f"/api/v1/feedback/{case['id']}/notes", json={"text": "wire"}), 201)
     return int(iid)
 
 
