@@ -73,6 +73,31 @@ def _to_csr(n: int, pos: np.ndarray, U: np.ndarray, UL: np.ndarray
             mid[order])
 
 
+def _hilbert_csr(graph: RoadGraph) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """The graph's forward CSR with its nodes renumbered along a Hilbert curve.
+    Returns ``order`` (new id -> node) and (indptr, head, time, length, edge id)."""
+    n = graph.n_nodes
+    order = np.argsort(hilbert_keys(graph.node_lat, graph.node_lon), kind="stable")
+    new_id = np.empty(n, np.int64)
+    new_id[order] = np.arange(n)
+    tail = new_id[graph.edge_tail]
+    head = new_id[graph.fwd_head]
+    eid = np.lexsort((head, tail))  # new arc position -> edge id
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(tail, minlength=n), out=indptr[1:])
+    return order, (indptr, head[eid].astype(np.int32), graph.edge_time_ds[eid],
+                   graph.edge_length_m[eid], eid.astype(np.int64))
+
+
+def _unpermute(order: np.ndarray, U: np.ndarray) -> np.ndarray:
+    """Upward arcs ``[from, to, time, mid]`` back in the graph's node numbering."""
+    out = U.copy()
+    out[:, 0] = order[U[:, 0]]
+    out[:, 1] = order[U[:, 1]]
+    out[:, 3] = np.where(U[:, 3] >= 0, order[np.maximum(U[:, 3], 0)], U[:, 3])
+    return out
+
+
 def compile_ch_kernels() -> float:
     """Compile (or load from numba's on-disk cache) the preprocessing kernels by
     contracting a four-node graph, so that a caller can report the one-time compile
@@ -86,11 +111,10 @@ def compile_ch_kernels() -> float:
     w = np.array([3, 3, 4, 4, 5, 5, 6, 6], np.int32)[order]
     lenm = w.astype(np.float64)
     head = head[order]
-    for a in (indptr, head, w, lenm):  # a RoadGraph's arrays are read-only: same signature
-        a.setflags(write=False)
-    st = _ch_init(4, indptr, head, w, lenm, WITNESS_LIMIT_SIMULATE)
+    eid = np.arange(8, dtype=np.int64)
+    st = _ch_init(4, indptr, head, w, lenm, eid, WITNESS_LIMIT_SIMULATE)
     st = _ch_step(*st, WITNESS_LIMIT_SIMULATE, WITNESS_LIMIT_CONTRACT, 4)  # type: ignore[call-arg]  # numba Dispatcher: stubs lack the jitted signature
-    _levels(4, st[7], st[17], int(st[5][_N_UF]), st[19], int(st[5][_N_UB]))
+    _levels(4, st[8], st[18], int(st[6][_N_UF]), st[20], int(st[6][_N_UB]))
     _hilbert(np.zeros(1, np.int64), np.zeros(1, np.int64), 16)
     return time.perf_counter() - t0
 
@@ -104,27 +128,33 @@ def build_hierarchy(graph: RoadGraph, *, progress: Callable[[int, int], None] | 
     ``"rank"`` (contraction order)."""
     t0 = time.perf_counter()
     n = graph.n_nodes
-    st = _ch_init(n, graph.fwd_indptr, graph.fwd_head, graph.edge_time_ds, graph.edge_length_m,
-                  limit_simulate)
+    # contract in a Hilbert-curve numbering: a witness search's nodes, their rows of the
+    # dynamic graph and their distance slots are then near each other in memory
+    order, csr = _hilbert_csr(graph)
+    st = _ch_init(n, *csr, limit_simulate)
     chunk = max(1000, n // 200)
     while True:
         st = _ch_step(*st, limit_simulate, limit_contract, chunk)  # type: ignore[call-arg]  # numba Dispatcher: stubs lack the jitted signature
-        scal = st[5]
+        scal = st[6]
         if progress is not None:
             progress(int(scal[_NEXT_RANK]), n)
         if scal[_PQ_SIZE] == 0:
             break
-    rank = st[7]
-    UF, UFL, UB, UBL = st[17], st[18], st[19], st[20]
+    global LAST_STATS
+    LAST_STATS = scal.copy()
+    rank = np.empty(n, np.int32)
+    rank[order] = st[8]
+    UF, UFL, UB, UBL = st[18], st[19], st[20], st[21]
     nf, nb = int(scal[_N_UF]), int(scal[_N_UB])
+    UF, UB = _unpermute(order, UF[:nf]), _unpermute(order, UB[:nb])
     if layout == "rank":
         pos = rank.copy()
     elif layout == "level-hilbert":
         pos = ch_layout(graph, _levels(n, rank, UF, nf, UB, nb))
     else:
         raise ValueError(f"unknown layout {layout!r}")
-    f = _to_csr(n, pos, UF[:nf], UFL[:nf])
-    b = _to_csr(n, pos, UB[:nb], UBL[:nb])
+    f = _to_csr(n, pos, UF, UFL[:nf])
+    b = _to_csr(n, pos, UB, UBL[:nb])
     return Hierarchy(
         rank=pos,
         up_f_indptr=f[0], up_f_head=f[1], up_f_time_ds=f[2], up_f_length_m=f[3],
