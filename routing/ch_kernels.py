@@ -26,6 +26,7 @@ WITNESS_LIMIT_CONTRACT = 400
 _POOL_END, _PQ_SIZE, _NEXT_RANK, _N_UF, _N_UB, _STAMP = 0, 1, 2, 3, 4, 5
 _N_SEARCHES, _N_REQUEUED = 6, 7  # statistics: witness searches (at most), lazy re-queues
 _N_SETTLED, _N_SIMS, _N_RELAXED = 8, 9, 10  # statistics: witness settles, simulations, arc scans
+_SYMMETRIC = 15  # 1 when every arc has a reverse of the same time (TIGER, DIMACS): see _process
 _NCOL = 7  # columns of the dynamic graph's rows (see routing.ch's docstring)
 
 
@@ -219,13 +220,18 @@ def _process(v, record, limit, A, L, NW, astart, alen, acap, scal, dist, hkey, h
             removed_hops += hi[k]
     added = 0
     added_hops = 0
+    sym = scal[_SYMMETRIC] == 1
     for a in range(deg):
         if wi[a] == INF32:
             continue
         scal[_STAMP] += 1
         stamp = scal[_STAMP]
         n_t = 0
-        for b in range(deg):
+        # on a symmetric graph a witness u->..->w reversed is one for w->..->u, of the
+        # same length: the search from u decides the pairs (u, w) and (w, u) for every
+        # w after u in v's list, and the last neighbour needs no search at all
+        b0 = a + 1 if sym else 0
+        for b in range(b0, deg):
             if b != a and wo[b] != INF32:
                 y = nbr[b]
                 tmark[y] = stamp
@@ -239,13 +245,19 @@ def _process(v, record, limit, A, L, NW, astart, alen, acap, scal, dist, hkey, h
                         tmark, stamp, tneed, tnodes, n_t, scal)
         if left == 0:
             continue
-        for b in range(deg):
+        for b in range(b0, deg):
             if b != a and wo[b] != INF32 and tmark[nbr[b]] == stamp:
                 added += 1
                 added_hops += hi[a] + ho[b]
                 if record:
                     pairs[added - 1, 0] = a
                     pairs[added - 1, 1] = b
+                if sym:
+                    added += 1
+                    added_hops += hi[b] + ho[a]
+                    if record:
+                        pairs[added - 1, 0] = b
+                        pairs[added - 1, 1] = a
     return added, added_hops, removed, removed_hops
 
 
@@ -278,6 +290,11 @@ def _ch_init(n, indptr, head, w, lenm, edge_id, limit_sim):
         for e in range(indptr[u], indptr[u + 1]):
             A, L, NW = _add_arc(A, L, NW, astart, alen, acap, scal, u, head[e], np.int64(w[e]), lenm[e], 1,
                             -2 - edge_id[e])  # an original arc: its edge id, coded below -1
+    scal[_SYMMETRIC] = 1
+    for u in range(n):
+        for i in range(astart[u], astart[u] + alen[u]):
+            if NW[i, 1] != A[i, 2]:
+                scal[_SYMMETRIC] = 0
     level = np.zeros(n, np.int64)
     rank = np.full(n, -1, np.int32)
     dist = np.full(n, INF64, np.int64)
