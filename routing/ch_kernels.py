@@ -106,6 +106,61 @@ def _add_arc(A, L, NW, astart, alen, acap, scal, x, y, w, length, hops, mid):
 
 
 @njit(cache=True)
+def _wpush(key, node, pos, size, v, k):
+    """Insert v with key k or lower its key (witness-search heap: keys only, no tie
+    order, which routing.heap keeps for the queries' determinism; the searches here are
+    deterministic anyway and their decisions do not depend on the order of ties)."""
+    i = pos[v]
+    if i < 0:
+        i = size
+        size += 1
+    elif k >= key[i]:
+        return size
+    while i > 0:
+        parent = (i - 1) >> 1
+        if key[parent] <= k:
+            break
+        pv = node[parent]
+        key[i] = key[parent]
+        node[i] = pv
+        pos[pv] = i
+        i = parent
+    key[i] = k
+    node[i] = v
+    pos[v] = i
+    return size
+
+
+@njit(cache=True)
+def _wpop(key, node, pos, size):
+    """Remove the minimum (read key[0], node[0] before). Returns the new size."""
+    pos[node[0]] = -1
+    size -= 1
+    if size == 0:
+        return 0
+    k = key[size]
+    v = node[size]
+    i = 0
+    while True:
+        c = 2 * i + 1
+        if c >= size:
+            break
+        if c + 1 < size and key[c + 1] < key[c]:
+            c += 1
+        if key[c] >= k:
+            break
+        cv = node[c]
+        key[i] = key[c]
+        node[i] = cv
+        pos[cv] = i
+        i = c
+    key[i] = k
+    node[i] = v
+    pos[v] = i
+    return size
+
+
+@njit(cache=True)
 def _bound(tnodes, n_t, tmark, stamp, tneed):
     """The largest need among the targets not yet witnessed."""
     m = np.int64(-1)
@@ -129,23 +184,20 @@ def _witness(src, skip, limit, NW, astart, alen, dist, hkey, hnode, hpos, touche
     dist[src] = 0
     touched[nt] = src
     nt += 1
-    size = heap_push_or_decrease(hkey, hnode, hpos, 0, src, np.int64(0))
+    size = _wpush(hkey, hnode, hpos, 0, src, np.int64(0))
     settled = 0
     left = n_t
     maxd = _bound(tnodes, n_t, tmark, stamp, tneed)
     while size > 0:
         d = hkey[0]
         x = hnode[0]
-        size = heap_pop(hkey, hnode, hpos, size)
+        size = _wpop(hkey, hnode, hpos, size)
         if d > maxd:
             break
         settled += 1
         if settled > limit:
-            scal[11] += 1
             break
         s = astart[x]
-        scal[_N_SETTLED] += 1
-        scal[_N_RELAXED] += alen[x]
         for i in range(s, s + alen[x]):
             wo = NW[i, 1]
             if wo == INF32:
@@ -168,13 +220,10 @@ def _witness(src, skip, limit, NW, astart, alen, dist, hkey, hnode, hpos, touche
                     touched[nt] = y
                     nt += 1
                 dist[y] = nd
-                size = heap_push_or_decrease(hkey, hnode, hpos, size, y, nd)
+                size = _wpush(hkey, hnode, hpos, size, y, nd)
         if left == 0:
-            scal[12] += 1
             break
-    if size == 0:
-        scal[13] += 1
-    scal[14] += n_t
+    scal[_N_SETTLED] += settled
     for i in range(size):
         hpos[hnode[i]] = -1
     for t in range(nt):
