@@ -1,17 +1,33 @@
 """Contraction hierarchy preprocessing (numba).
 
-Nodes are contracted one by one in order of a lazily updated priority
+Nodes are contracted one by one in order of the priority
 ``level + added_arcs/removed_arcs + added_hops/removed_hops`` (the quotient form
-used by RoutingKit; it keeps the hierarchy flat and the upward search spaces small).
-A shortcut u->w is added when no witness path of at most the same travel time is
-found by a Dijkstra from u that avoids v, bounded by a settle limit: a missed
-witness only adds a superfluous shortcut, never a wrong distance.
+used by RoutingKit; it keeps the hierarchy flat and the upward search spaces small),
+recomputed for a node's neighbours after each contraction and checked lazily for the
+node itself when it reaches the top of the queue (that check's witness searches are
+the contraction's own: no second pass). A shortcut u->w is added when no witness path
+of at most the same travel time is found by a Dijkstra from u that avoids v, bounded
+by a settle limit: a missed witness only adds a superfluous shortcut, never a wrong
+distance.
+
+What makes it fast (each measured in docs/routing.md, "Preprocessing, issue 15 point 4"):
+
+* a witness search stops as soon as every target has a tentative distance within its
+  need, or when its queue passes the largest need still open (the bound shrinks as
+  targets are witnessed); nothing beyond that bound is ever queued;
+* on a symmetric graph (every arc has a reverse of the same time: TIGER and DIMACS
+  graphs are), one search decides both directions of a neighbour pair, and a node's
+  neighbours are searched from the longest arc down, so each search looks only for the
+  shorter arcs after it (smaller radius);
+* the graph is contracted in a Hilbert-curve numbering of its nodes (a search's nodes,
+  their rows and their distance slots are near each other in memory), and the searches
+  scan a packed ``[nbr, w_out]`` copy of the rows.
 
 The dynamic graph lives in one pool of rows
 ``[nbr, w_out, w_in, hops_out, hops_in, mid_out, mid_in]`` (int32; ``mid`` is the
-contracted node a shortcut bypasses, -1 for an original arc) plus ``[len_out, len_in]``
-(float64), one growable slice per node; both
-directions of a neighbour pair share a row, so in- and out-neighbours come from one scan.
+contracted node a shortcut bypasses, ``-2 - edge id`` for an original arc) plus
+``[len_out, len_in]`` (float64), one growable slice per node; both directions of a
+neighbour pair share a row, so in- and out-neighbours come from one scan.
 
 The result is the set of upward arcs, stored in rank space (see graph.Hierarchy).
 """
@@ -24,10 +40,16 @@ from collections.abc import Callable
 import numpy as np
 
 from routing.ch_kernels import (
+    _N_REQUEUED,
+    _N_SEARCHES,
+    _N_SETTLED,
+    _N_SETTLED_CONTRACT,
+    _N_SIMS,
     _N_UB,
     _N_UF,
     _NEXT_RANK,
     _PQ_SIZE,
+    _SYMMETRIC,
     WITNESS_LIMIT_CONTRACT,
     WITNESS_LIMIT_SIMULATE,
     _ch_init,
@@ -40,6 +62,8 @@ from routing.graph import Hierarchy, RoadGraph
 
 def hilbert_keys(lat: np.ndarray, lon: np.ndarray, bits: int = 16) -> np.ndarray:
     """Hilbert-curve position of each coordinate within the points' bounding box."""
+    if lat.size == 0:  # a graph whose arcs were all self-loops
+        return np.zeros(0, np.int64)
     def scale(a: np.ndarray) -> np.ndarray:
         lo, hi = float(a.min()), float(a.max())
         span = hi - lo if hi > lo else 1.0
@@ -122,16 +146,18 @@ def compile_ch_kernels() -> float:
 def build_hierarchy(graph: RoadGraph, *, progress: Callable[[int, int], None] | None = None,
                     limit_simulate: int = WITNESS_LIMIT_SIMULATE,
                     limit_contract: int = WITNESS_LIMIT_CONTRACT,
-                    layout: str = "level-hilbert") -> Hierarchy:
+                    layout: str = "level-hilbert", stats: dict[str, int] | None = None) -> Hierarchy:
     """Contract the whole graph. ``progress(done, total)`` is called between chunks.
     ``layout`` orders the hierarchy's arrays: ``"level-hilbert"`` (see ch_layout) or
-    ``"rank"`` (contraction order)."""
+    ``"rank"`` (contraction order). ``stats``, when given, receives the work done
+    (priority simulations, witness searches, settled nodes, re-queues) and whether the
+    symmetric-graph shortcut of the witness searches applied."""
     t0 = time.perf_counter()
     n = graph.n_nodes
     # contract in a Hilbert-curve numbering: a witness search's nodes, their rows of the
     # dynamic graph and their distance slots are then near each other in memory
     order, csr = _hilbert_csr(graph)
-    st = _ch_init(n, *csr, limit_simulate)
+    st = _ch_init(n, *csr, limit_simulate)  # type: ignore[call-arg]  # numba Dispatcher: stubs lack the jitted signature
     chunk = max(1000, n // 200)
     while True:
         st = _ch_step(*st, limit_simulate, limit_contract, chunk)  # type: ignore[call-arg]  # numba Dispatcher: stubs lack the jitted signature
@@ -140,8 +166,10 @@ def build_hierarchy(graph: RoadGraph, *, progress: Callable[[int, int], None] | 
             progress(int(scal[_NEXT_RANK]), n)
         if scal[_PQ_SIZE] == 0:
             break
-    global LAST_STATS
-    LAST_STATS = scal.copy()
+    if stats is not None:
+        stats.update(simulations=int(scal[_N_SIMS]), searches=int(scal[_N_SEARCHES]),
+                     settled=int(scal[_N_SETTLED]), settled_contracting=int(scal[_N_SETTLED_CONTRACT]),
+                     requeued=int(scal[_N_REQUEUED]), symmetric=int(scal[_SYMMETRIC]))
     rank = np.empty(n, np.int32)
     rank[order] = st[8]
     UF, UFL, UB, UBL = st[18], st[19], st[20], st[21]

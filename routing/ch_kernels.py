@@ -24,8 +24,10 @@ WITNESS_LIMIT_CONTRACT = 400
 
 # indices into the scalar state vector
 _POOL_END, _PQ_SIZE, _NEXT_RANK, _N_UF, _N_UB, _STAMP = 0, 1, 2, 3, 4, 5
-_N_SEARCHES, _N_REQUEUED = 6, 7  # statistics: witness searches (at most), lazy re-queues
-_N_SETTLED, _N_SIMS, _N_RELAXED = 8, 9, 10  # statistics: witness settles, simulations, arc scans
+_N_SEARCHES, _N_REQUEUED = 6, 7  # statistics: witness searches, lazy re-queues
+# statistics: nodes settled by witness searches (all, and those of the contractions
+# themselves), priority simulations
+_N_SETTLED, _N_SIMS, _N_SETTLED_CONTRACT = 8, 9, 11
 _SYMMETRIC = 15  # 1 when every arc has a reverse of the same time (TIGER, DIMACS): see _process
 _NCOL = 7  # columns of the dynamic graph's rows (see routing.ch's docstring)
 
@@ -242,6 +244,7 @@ def _process(v, record, limit, A, L, NW, astart, alen, acap, scal, dist, hkey, h
     deg = alen[v]
     s = astart[v]
     scal[_N_SIMS] += 1
+    settled_before = scal[_N_SETTLED]
     nbr = scr_i[0]
     wo = scr_i[1]
     wi = scr_i[2]
@@ -253,14 +256,27 @@ def _process(v, record, limit, A, L, NW, astart, alen, acap, scal, dist, hkey, h
     li = scr_f[1]
     removed = 0
     removed_hops = 0
+    # v's arcs by out-time, longest first: on a symmetric graph the search from the
+    # k-th neighbour then looks for the later (shorter) ones only, so its radius is
+    # w_k + w_k+1 rather than w_k + the longest (the searches settled 13 % fewer nodes
+    # on SF)
+    order = scr_i[7]
     for k in range(deg):
-        nbr[k] = A[s + k, 0]
-        wo[k] = A[s + k, 1]
-        wi[k] = A[s + k, 2]
-        ho[k] = A[s + k, 3]
-        hi[k] = A[s + k, 4]
-        lo[k] = L[s + k, 0]
-        li[k] = L[s + k, 1]
+        x = NW[s + k, 1]
+        j = k
+        while j > 0 and NW[s + order[j - 1], 1] < x:
+            order[j] = order[j - 1]
+            j -= 1
+        order[j] = k
+    for k in range(deg):
+        r = s + order[k]
+        nbr[k] = A[r, 0]
+        wo[k] = A[r, 1]
+        wi[k] = A[r, 2]
+        ho[k] = A[r, 3]
+        hi[k] = A[r, 4]
+        lo[k] = L[r, 0]
+        li[k] = L[r, 1]
         if wo[k] != INF32:
             removed += 1
             removed_hops += ho[k]
@@ -307,6 +323,8 @@ def _process(v, record, limit, A, L, NW, astart, alen, acap, scal, dist, hkey, h
                     if record:
                         pairs[added - 1, 0] = b
                         pairs[added - 1, 1] = a
+    if record:
+        scal[_N_SETTLED_CONTRACT] += scal[_N_SETTLED] - settled_before
     return added, added_hops, removed, removed_hops
 
 
@@ -355,7 +373,7 @@ def _ch_init(n, indptr, head, w, lenm, edge_id, limit_sim):
     pq_key = np.empty(n, np.float64)
     pq_node = np.empty(n, np.int32)
     pq_pos = np.full(n, -1, np.int32)
-    scr_i = np.empty((7, n), np.int64)
+    scr_i = np.empty((8, n), np.int64)
     scr_f = np.empty((2, n), np.float64)
     pairs = np.empty((256, 2), np.int32)  # shortcuts found for the node being contracted
     size_pq = 0
