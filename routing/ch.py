@@ -54,6 +54,7 @@ from routing.ch_kernels import (
     WITNESS_LIMIT_SIMULATE,
     _ch_init,
     _ch_step,
+    _compact,
     _hilbert,
     _levels,
 )
@@ -138,6 +139,7 @@ def compile_ch_kernels() -> float:
     eid = np.arange(8, dtype=np.int64)
     st = _ch_init(4, indptr, head, w, lenm, eid, WITNESS_LIMIT_SIMULATE)
     st = _ch_step(*st, WITNESS_LIMIT_SIMULATE, WITNESS_LIMIT_CONTRACT, 4)  # type: ignore[call-arg]  # numba Dispatcher: stubs lack the jitted signature
+    _compact(*st[:7], st[8])  # type: ignore[call-arg]  # numba Dispatcher: stubs lack the jitted signature
     _levels(4, st[8], st[18], int(st[6][_N_UF]), st[20], int(st[6][_N_UB]))
     _hilbert(np.zeros(1, np.int64), np.zeros(1, np.int64), 16)
     return time.perf_counter() - t0
@@ -159,9 +161,16 @@ def build_hierarchy(graph: RoadGraph, *, progress: Callable[[int, int], None] | 
     order, csr = _hilbert_csr(graph)
     st = _ch_init(n, *csr, limit_simulate)  # type: ignore[call-arg]  # numba Dispatcher: stubs lack the jitted signature
     chunk = max(1000, n // 200)
+    alive_at_compaction = n
     while True:
         st = _ch_step(*st, limit_simulate, limit_contract, chunk)  # type: ignore[call-arg]  # numba Dispatcher: stubs lack the jitted signature
         scal = st[6]
+        alive = n - int(scal[_NEXT_RANK])
+        if 0 < alive <= alive_at_compaction // 2:
+            # the remaining graph's rows, packed again in node order (they were scattered
+            # by growth and by the contracted nodes' rows between them)
+            st = (*_compact(*st[:7], st[8]), *st[3:])  # type: ignore[call-arg]  # numba Dispatcher, as above
+            alive_at_compaction = alive
         if progress is not None:
             progress(int(scal[_NEXT_RANK]), n)
         if scal[_PQ_SIZE] == 0:

@@ -217,8 +217,9 @@ def _witness(src, skip, limit, NW, astart, alen, dist, hkey, hnode, hpos, touche
                     break
                 if tneed[y] == maxd:
                     maxd = _bound(tnodes, n_t, tmark, stamp, tneed)
-            if nd < dist[y]:
-                if dist[y] == INF64:
+            dy = dist[y]
+            if nd < dy:
+                if dy == INF64:
                     touched[nt] = y
                     nt += 1
                 dist[y] = nd
@@ -289,6 +290,9 @@ def _process(v, record, limit, A, L, NW, astart, alen, acap, scal, dist, hkey, h
     for a in range(deg):
         if wi[a] == INF32:
             continue
+        if scal[_STAMP] >= 2**31 - 2:  # int32 marks: start over (never on NY: 4 M stamps)
+            tmark[:] = 0
+            scal[_STAMP] = 0
         scal[_STAMP] += 1
         stamp = scal[_STAMP]
         n_t = 0
@@ -369,7 +373,7 @@ def _ch_init(n, indptr, head, w, lenm, edge_id, limit_sim):
     hnode = np.empty(n, np.int32)
     hpos = np.full(n, -1, np.int32)
     touched = np.empty(n, np.int32)
-    tmark = np.zeros(n, np.int64)
+    tmark = np.zeros(n, np.int32)  # int32: half the cache lines of int64 on NY
     pq_key = np.empty(n, np.float64)
     pq_node = np.empty(n, np.int32)
     pq_pos = np.full(n, -1, np.int32)
@@ -390,6 +394,39 @@ def _ch_init(n, indptr, head, w, lenm, edge_id, limit_sim):
     UBL = np.empty(cap_up, np.float64)
     return (A, L, NW, astart, alen, acap, scal, level, rank, dist, hkey, hnode, hpos, touched, tmark,
             pq_key, pq_node, pq_pos, UF, UFL, UB, UBL, scr_i, scr_f, pairs)
+
+
+@njit(cache=True)
+def _compact(A, L, NW, astart, alen, acap, scal, rank):
+    """Copy the rows of the nodes not yet contracted into a new pool, in node order and
+    without the gaps that contracted nodes and moved slices leave: the shrinking graph
+    keeps its rows together (its nodes are numbered along a Hilbert curve)."""
+    n = astart.size
+    total = 0
+    for u in range(n):
+        if rank[u] < 0:
+            total += alen[u] + max(2, alen[u] // 2)
+    size = total + total // 2 + 1024
+    A2 = np.empty((size, _NCOL), np.int32)
+    L2 = np.empty((size, 2), np.float64)
+    NW2 = np.empty((size, 2), np.int32)
+    pos = 0
+    for u in range(n):
+        s = astart[u]
+        k = alen[u]
+        for i in range(k):
+            for c in range(_NCOL):
+                A2[pos + i, c] = A[s + i, c]
+            L2[pos + i, 0] = L[s + i, 0]
+            L2[pos + i, 1] = L[s + i, 1]
+            NW2[pos + i, 0] = NW[s + i, 0]
+            NW2[pos + i, 1] = NW[s + i, 1]
+        astart[u] = pos
+        cap = k + max(2, k // 2) if rank[u] < 0 else 0
+        acap[u] = cap
+        pos += cap
+    scal[_POOL_END] = pos
+    return A2, L2, NW2
 
 
 @njit(cache=True)
