@@ -309,13 +309,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # wait for a core (SF: 3.1-15.6 s wall for 2.9 s of CPU in alternating runs)
     cpu, cpu_rk = [], []
     h = None
+    ch_stats: dict[str, int] = {}  # the contraction's work (routing.ch.build_hierarchy)
     if args.hierarchy:  # development shortcut: a prebuilt graph file's hierarchy
         h = RoadGraph.load(args.hierarchy).hierarchy
         args.pre_reps = 0
         pre = [float("nan")]
     for r in range(args.pre_reps):
         t0, c0 = time.perf_counter(), time.process_time()
-        h = build_hierarchy(g)
+        h = build_hierarchy(g, stats=ch_stats)
         pre.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
         if rk is not None:
@@ -332,6 +333,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     assert h is not None
     out["preprocess_s"] = {"median": round(float(np.median(pre)), 3), "min": round(min(pre), 3),
                            "max": round(max(pre), 3), "reps": len(pre)}
+    # hierarchy size: upward arcs both ways (original arcs and shortcuts) and the work done
+    out["ch_up_arcs"] = h.n_up_arcs
+    out["ch_stats"] = ch_stats
     if cpu:
         out["preprocess_cpu_s"] = round(float(np.median(cpu)), 3)
     if cpu_rk:
@@ -652,6 +656,12 @@ def print_table(out: dict[str, Any]) -> None:
         print(f"preprocessing CPU time (median): ours {out['preprocess_cpu_s']:.2f} s"
               + (f"; routingkit CCH {out['rk_preprocess_cpu_s']:.2f} s"
                  if "rk_preprocess_cpu_s" in out else ""))
+    if "ch_up_arcs" in out:
+        st = out.get("ch_stats", {})
+        print(f"hierarchy: {out['ch_up_arcs']:,} upward arcs (both directions)"
+              + (f"; {st['simulations']:,} priority simulations, {st['searches']:,} witness "
+                 f"searches settling {st['settled']:,} nodes, symmetric: {bool(st['symmetric'])}"
+                 if st else ""))
     ld = out["load_s"]
     print(f"file {out['file_mib']} MiB, load (mmap) {ld['median'] * 1000:.2f} ms "
           f"({ld['min'] * 1000:.2f}-{ld['max'] * 1000:.2f})")

@@ -1,17 +1,33 @@
 """Contraction hierarchy preprocessing (numba).
 
-Nodes are contracted one by one in order of a lazily updated priority
+Nodes are contracted one by one in order of the priority
 ``level + added_arcs/removed_arcs + added_hops/removed_hops`` (the quotient form
-used by RoutingKit; it keeps the hierarchy flat and the upward search spaces small).
-A shortcut u->w is added when no witness path of at most the same travel time is
-found by a Dijkstra from u that avoids v, bounded by a settle limit: a missed
-witness only adds a superfluous shortcut, never a wrong distance.
+used by RoutingKit; it keeps the hierarchy flat and the upward search spaces small),
+recomputed for a node's neighbours after each contraction and checked lazily for the
+node itself when it reaches the top of the queue (that check's witness searches are
+the contraction's own: no second pass). A shortcut u->w is added when no witness path
+of at most the same travel time is found by a Dijkstra from u that avoids v, bounded
+by a settle limit: a missed witness only adds a superfluous shortcut, never a wrong
+distance.
+
+What makes it fast (each measured in docs/routing.md, "Preprocessing, issue 15 point 4"):
+
+* a witness search stops as soon as every target has a tentative distance within its
+  need, or when its queue passes the largest need still open (the bound shrinks as
+  targets are witnessed); nothing beyond that bound is ever queued;
+* on a symmetric graph (every arc has a reverse of the same time: TIGER and DIMACS
+  graphs are), one search decides both directions of a neighbour pair, and a node's
+  neighbours are searched from the longest arc down, so each search looks only for the
+  shorter arcs after it (smaller radius);
+* the graph is contracted in a Hilbert-curve numbering of its nodes (a search's nodes,
+  their rows and their distance slots are near each other in memory), and the searches
+  scan a packed ``[nbr, w_out]`` copy of the rows.
 
 The dynamic graph lives in one pool of rows
 ``[nbr, w_out, w_in, hops_out, hops_in, mid_out, mid_in]`` (int32; ``mid`` is the
-contracted node a shortcut bypasses, -1 for an original arc) plus ``[len_out, len_in]``
-(float64), one growable slice per node; both
-directions of a neighbour pair share a row, so in- and out-neighbours come from one scan.
+contracted node a shortcut bypasses, ``-2 - edge id`` for an original arc) plus
+``[len_out, len_in]`` (float64), one growable slice per node; both directions of a
+neighbour pair share a row, so in- and out-neighbours come from one scan.
 
 The result is the set of upward arcs, stored in rank space (see graph.Hierarchy).
 """
@@ -24,14 +40,21 @@ from collections.abc import Callable
 import numpy as np
 
 from routing.ch_kernels import (
+    _N_REQUEUED,
+    _N_SEARCHES,
+    _N_SETTLED,
+    _N_SETTLED_CONTRACT,
+    _N_SIMS,
     _N_UB,
     _N_UF,
     _NEXT_RANK,
     _PQ_SIZE,
+    _SYMMETRIC,
     WITNESS_LIMIT_CONTRACT,
     WITNESS_LIMIT_SIMULATE,
     _ch_init,
     _ch_step,
+    _compact,
     _hilbert,
     _levels,
 )
@@ -40,6 +63,8 @@ from routing.graph import Hierarchy, RoadGraph
 
 def hilbert_keys(lat: np.ndarray, lon: np.ndarray, bits: int = 16) -> np.ndarray:
     """Hilbert-curve position of each coordinate within the points' bounding box."""
+    if lat.size == 0:  # a graph whose arcs were all self-loops
+        return np.zeros(0, np.int64)
     def scale(a: np.ndarray) -> np.ndarray:
         lo, hi = float(a.min()), float(a.max())
         span = hi - lo if hi > lo else 1.0
@@ -73,6 +98,31 @@ def _to_csr(n: int, pos: np.ndarray, U: np.ndarray, UL: np.ndarray
             mid[order])
 
 
+def _hilbert_csr(graph: RoadGraph) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """The graph's forward CSR with its nodes renumbered along a Hilbert curve.
+    Returns ``order`` (new id -> node) and (indptr, head, time, length, edge id)."""
+    n = graph.n_nodes
+    order = np.argsort(hilbert_keys(graph.node_lat, graph.node_lon), kind="stable")
+    new_id = np.empty(n, np.int64)
+    new_id[order] = np.arange(n)
+    tail = new_id[graph.edge_tail]
+    head = new_id[graph.fwd_head]
+    eid = np.lexsort((head, tail))  # new arc position -> edge id
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(tail, minlength=n), out=indptr[1:])
+    return order, (indptr, head[eid].astype(np.int32), graph.edge_time_ds[eid],
+                   graph.edge_length_m[eid], eid.astype(np.int64))
+
+
+def _unpermute(order: np.ndarray, U: np.ndarray) -> np.ndarray:
+    """Upward arcs ``[from, to, time, mid]`` back in the graph's node numbering."""
+    out = U.copy()
+    out[:, 0] = order[U[:, 0]]
+    out[:, 1] = order[U[:, 1]]
+    out[:, 3] = np.where(U[:, 3] >= 0, order[np.maximum(U[:, 3], 0)], U[:, 3])
+    return out
+
+
 def compile_ch_kernels() -> float:
     """Compile (or load from numba's on-disk cache) the preprocessing kernels by
     contracting a four-node graph, so that a caller can report the one-time compile
@@ -86,11 +136,11 @@ def compile_ch_kernels() -> float:
     w = np.array([3, 3, 4, 4, 5, 5, 6, 6], np.int32)[order]
     lenm = w.astype(np.float64)
     head = head[order]
-    for a in (indptr, head, w, lenm):  # a RoadGraph's arrays are read-only: same signature
-        a.setflags(write=False)
-    st = _ch_init(4, indptr, head, w, lenm, WITNESS_LIMIT_SIMULATE)
+    eid = np.arange(8, dtype=np.int64)
+    st = _ch_init(4, indptr, head, w, lenm, eid, WITNESS_LIMIT_SIMULATE)
     st = _ch_step(*st, WITNESS_LIMIT_SIMULATE, WITNESS_LIMIT_CONTRACT, 4)  # type: ignore[call-arg]  # numba Dispatcher: stubs lack the jitted signature
-    _levels(4, st[7], st[17], int(st[5][_N_UF]), st[19], int(st[5][_N_UB]))
+    _compact(*st[:7], st[8])  # type: ignore[call-arg]  # numba Dispatcher: stubs lack the jitted signature
+    _levels(4, st[8], st[18], int(st[6][_N_UF]), st[20], int(st[6][_N_UB]))
     _hilbert(np.zeros(1, np.int64), np.zeros(1, np.int64), 16)
     return time.perf_counter() - t0
 
@@ -98,33 +148,50 @@ def compile_ch_kernels() -> float:
 def build_hierarchy(graph: RoadGraph, *, progress: Callable[[int, int], None] | None = None,
                     limit_simulate: int = WITNESS_LIMIT_SIMULATE,
                     limit_contract: int = WITNESS_LIMIT_CONTRACT,
-                    layout: str = "level-hilbert") -> Hierarchy:
+                    layout: str = "level-hilbert", stats: dict[str, int] | None = None) -> Hierarchy:
     """Contract the whole graph. ``progress(done, total)`` is called between chunks.
     ``layout`` orders the hierarchy's arrays: ``"level-hilbert"`` (see ch_layout) or
-    ``"rank"`` (contraction order)."""
+    ``"rank"`` (contraction order). ``stats``, when given, receives the work done
+    (priority simulations, witness searches, settled nodes, re-queues) and whether the
+    symmetric-graph shortcut of the witness searches applied."""
     t0 = time.perf_counter()
     n = graph.n_nodes
-    st = _ch_init(n, graph.fwd_indptr, graph.fwd_head, graph.edge_time_ds, graph.edge_length_m,
-                  limit_simulate)
+    # contract in a Hilbert-curve numbering: a witness search's nodes, their rows of the
+    # dynamic graph and their distance slots are then near each other in memory
+    order, csr = _hilbert_csr(graph)
+    st = _ch_init(n, *csr, limit_simulate)  # type: ignore[call-arg]  # numba Dispatcher: stubs lack the jitted signature
     chunk = max(1000, n // 200)
+    alive_at_compaction = n
     while True:
         st = _ch_step(*st, limit_simulate, limit_contract, chunk)  # type: ignore[call-arg]  # numba Dispatcher: stubs lack the jitted signature
-        scal = st[5]
+        scal = st[6]
+        alive = n - int(scal[_NEXT_RANK])
+        if 0 < alive <= alive_at_compaction // 2:
+            # the remaining graph's rows, packed again in node order (they were scattered
+            # by growth and by the contracted nodes' rows between them)
+            st = (*_compact(*st[:7], st[8]), *st[3:])  # type: ignore[call-arg]  # numba Dispatcher, as above
+            alive_at_compaction = alive
         if progress is not None:
             progress(int(scal[_NEXT_RANK]), n)
         if scal[_PQ_SIZE] == 0:
             break
-    rank = st[7]
-    UF, UFL, UB, UBL = st[17], st[18], st[19], st[20]
+    if stats is not None:
+        stats.update(simulations=int(scal[_N_SIMS]), searches=int(scal[_N_SEARCHES]),
+                     settled=int(scal[_N_SETTLED]), settled_contracting=int(scal[_N_SETTLED_CONTRACT]),
+                     requeued=int(scal[_N_REQUEUED]), symmetric=int(scal[_SYMMETRIC]))
+    rank = np.empty(n, np.int32)
+    rank[order] = st[8]
+    UF, UFL, UB, UBL = st[18], st[19], st[20], st[21]
     nf, nb = int(scal[_N_UF]), int(scal[_N_UB])
+    UF, UB = _unpermute(order, UF[:nf]), _unpermute(order, UB[:nb])
     if layout == "rank":
         pos = rank.copy()
     elif layout == "level-hilbert":
         pos = ch_layout(graph, _levels(n, rank, UF, nf, UB, nb))
     else:
         raise ValueError(f"unknown layout {layout!r}")
-    f = _to_csr(n, pos, UF[:nf], UFL[:nf])
-    b = _to_csr(n, pos, UB[:nb], UBL[:nb])
+    f = _to_csr(n, pos, UF, UFL[:nf])
+    b = _to_csr(n, pos, UB, UBL[:nb])
     return Hierarchy(
         rank=pos,
         up_f_indptr=f[0], up_f_head=f[1], up_f_time_ds=f[2], up_f_length_m=f[3],
