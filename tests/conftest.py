@@ -18,7 +18,7 @@ import pytest
 from cad import db
 from cad.embedded_pg import EmbeddedPostgres, with_database
 from cad.settings import REPO_ROOT, Settings
-from tests.support import RunningApp, running_app
+from tests.support import Apps, RunningApp, running_app
 
 # Fixtures of the dispatch workflow (road graph, stations, role clients), used by units,
 # incidents, dispatch and app-wide tests alike.
@@ -169,6 +169,14 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 async def app(settings: Settings) -> AsyncIterator[RunningApp]:
     async with running_app(settings) as running:
         yield running
+
+
+@pytest.fixture
+async def apps(database_url: str, tmp_path: Path) -> AsyncIterator[Apps]:
+    """Start apps on this test's database (``await apps.start(**settings)``) and role clients on
+    them (``apps.api(app)``); everything is stopped when the test ends."""
+    async with contextlib.AsyncExitStack() as stack:
+        yield Apps(database_url, tmp_path, stack)
 
 
 @pytest.fixture

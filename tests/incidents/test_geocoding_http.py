@@ -3,7 +3,6 @@ the TIGER graph loaded; intake, the geocode endpoints and the places table over 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,32 +15,28 @@ from incidents.geocoding.normalize import normalize_street
 from incidents.geocoding.service import import_addresses
 from routing.build import haversine_m
 from routing.graph import RoadGraph
-from tests.dispatch_fixtures import Api, create_unit, make_settings, stations_csv
-from tests.support import RunningApp, require_shared, running_app
+from tests.dispatch_fixtures import Api, create_unit, stations_csv
+from tests.support import Apps, RunningApp, require_shared
 
 STATION_1 = (37.779416, -122.404193)   # 935 Folsom St (sffd_fire_stations.csv)
 
 
 @pytest.fixture
-async def geo_app(database_url: str, tmp_path: Path, sf_graph_path: Path
-                  ) -> AsyncIterator[RunningApp]:
+async def geo_app(apps: Apps, sf_graph_path: Path) -> RunningApp:
     """Addresses imported before start: each worker builds its index from the table."""
-    pool = await db.create_pool(database_url, min_size=1, max_size=2)
+    pool = await db.create_pool(apps.database_url, min_size=1, max_size=2)
     try:
         result = await import_addresses(
             pool=pool, path=require_shared("addresses/sf_address_points.csv.gz"))
         assert result.total == 109_651 and result.n_bad == 0
     finally:
         await pool.close()
-    async with running_app(make_settings(database_url, tmp_path, graph_path=sf_graph_path)) as app:
-        yield app
+    return await apps.start(graph_path=sf_graph_path)
 
 
 @pytest.fixture
-async def geo_api(geo_app: RunningApp) -> AsyncIterator[Api]:
-    a = Api(geo_app)
-    yield a
-    await a.close()
+def geo_api(apps: Apps, geo_app: RunningApp) -> Api:
+    return apps.api(geo_app)
 
 
 async def _intake(client: httpx.AsyncClient, address: str) -> httpx.Response:
