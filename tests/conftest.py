@@ -8,6 +8,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -127,26 +128,88 @@ async def drop_test_database(server_url: str, name: str) -> None:
         await admin.close()
 
 
+class DatabaseDropper:
+    """Drops the tests' databases on a thread of its own, so no test waits for it: a DROP
+    DATABASE waits for a checkpoint, 1.7-3.7 s measured on the shared 2-core machine (a
+    create from the template takes 0.3 s), and most tests make a database. Drops queued
+    together run together and share one checkpoint. At most ``MAX_BACKLOG`` databases wait
+    to be dropped (a teardown waits beyond that); the session's end waits for them all and
+    fails on any drop that failed."""
+
+    MAX_BACKLOG = 8
+
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+        self._queue: list[str] = []
+        self._busy = 0
+        self._errors: list[str] = []
+        self._closing = False
+        self._cv = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="test-db-dropper", daemon=True)
+        self._thread.start()
+
+    def drop(self, name: str) -> None:
+        with self._cv:
+            self._cv.wait_for(lambda: len(self._queue) + self._busy < self.MAX_BACKLOG)
+            self._queue.append(name)
+            self._cv.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._queue or self._closing)
+                if not self._queue:
+                    return
+                names, self._queue = self._queue, []
+                self._busy = len(names)
+            results = asyncio.run(self._drop_all(names))
+            with self._cv:
+                self._errors += [f"{n}: {r!r}" for n, r in zip(names, results, strict=True) if r]
+                self._busy = 0
+                self._cv.notify_all()
+
+    async def _drop_all(self, names: list[str]) -> list[BaseException | None]:
+        return await asyncio.gather(*(drop_test_database(self.server_url, n) for n in names),
+                                    return_exceptions=True)
+
+    def close(self) -> None:
+        with self._cv:
+            self._closing = True
+            self._cv.notify_all()
+        self._thread.join()
+        assert not self._errors, f"test databases not dropped: {self._errors}"
+
+
+@pytest.fixture(scope="session")
+def database_dropper(pg_server_url: str) -> Iterator[DatabaseDropper]:
+    dropper = DatabaseDropper(pg_server_url)
+    yield dropper
+    dropper.close()
+
+
 @contextlib.asynccontextmanager
-async def _fresh_database(server_url: str, template: str | None) -> AsyncIterator[str]:
+async def _fresh_database(server_url: str, template: str | None,
+                          dropper: DatabaseDropper) -> AsyncIterator[str]:
     name = await create_test_database(server_url, template)
     try:
         yield _with_db(server_url, name)
     finally:
-        await drop_test_database(server_url, name)
+        dropper.drop(name)
 
 
 @pytest.fixture
-async def database_url(pg_server_url: str, template_db: str) -> AsyncIterator[str]:
+async def database_url(pg_server_url: str, template_db: str,
+                       database_dropper: DatabaseDropper) -> AsyncIterator[str]:
     """A fresh, fully migrated database for this test alone."""
-    async with _fresh_database(pg_server_url, template_db) as url:
+    async with _fresh_database(pg_server_url, template_db, database_dropper) as url:
         yield url
 
 
 @pytest.fixture
-async def empty_database_url(pg_server_url: str) -> AsyncIterator[str]:
+async def empty_database_url(pg_server_url: str,
+                             database_dropper: DatabaseDropper) -> AsyncIterator[str]:
     """A fresh database with no schema at all."""
-    async with _fresh_database(pg_server_url, None) as url:
+    async with _fresh_database(pg_server_url, None, database_dropper) as url:
         yield url
 
 
