@@ -27,10 +27,6 @@ pytest_plugins = ("tests.dispatch_fixtures",)
 
 MIGRATIONS = REPO_ROOT / "migrations"
 
-# One numba kernel cache for this run and every server it starts: `cad serve` would otherwise
-# compile the routing kernels into each test's throw-away data directory (~40 s a server).
-os.environ.setdefault("NUMBA_CACHE_DIR",
-                      str(Path(tempfile.gettempdir()) / f"cad-test-numba-cache-{os.getuid()}"))
 
 
 def _with_db(url: str, name: str) -> str:
@@ -46,7 +42,7 @@ def make_private_dir(prefix: str) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def routing_kernels_compiled() -> None:
-    """Every routing kernel in numba's cache (NUMBA_CACHE_DIR above) before the first test, as
+    """Every routing kernel in numba's cache (NUMBA_CACHE_DIR, tests/__init__.py) before the first test, as
     after a deployed server's first start: servers started by tests then load them in under a
     second instead of the first one compiling (~40 s on a cold cache) against its deadline."""
     from routing.warmup import warm_routing_kernels
@@ -55,6 +51,8 @@ def routing_kernels_compiled() -> None:
     # On a cold cache (a fresh CI machine) this is the server's cold start: compiled in a
     # child process, only loaded here.
     assert report.compiled_in_process == 0 and not report.error, report
+    # the cache the servers that tests start use too (they inherit the environment)
+    assert report.cache_dir == os.environ["NUMBA_CACHE_DIR"], report
 
 
 @pytest.fixture(scope="session")

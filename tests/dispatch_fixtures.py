@@ -13,18 +13,21 @@ import httpx
 import pytest
 
 from tests.auth import Api
-from tests.support import Apps, RunningApp, make_settings, require_shared
+from tests.support import Apps, RunningApp, make_settings, once_per_run, require_shared
 
 __all__ = ["make_settings"]  # imported from here by many tests
 
 
 @pytest.fixture(scope="session")
 def sf_graph_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The TIGER San Francisco graph, built once per test session with `cad graph build`."""
+    """The TIGER San Francisco graph, built once per test run with `cad graph build` (under
+    pytest-xdist by the first worker that needs it; the others wait for that one)."""
     src = require_shared("road/tl_2017_06075_roads.zip")
-    out = tmp_path_factory.mktemp("graphs") / "sf.cadgraph"
-    subprocess.run([sys.executable, "-m", "cad", "graph", "build", str(src), "--out", str(out)],
-                   check=True, capture_output=True, timeout=300)
+    with once_per_run(tmp_path_factory, "graphs") as graphs:
+        out = graphs / "sf.cadgraph"
+        if not out.exists():  # written atomically (RoadGraph.save): whole or absent
+            subprocess.run([sys.executable, "-m", "cad", "graph", "build", str(src), "--out",
+                            str(out)], check=True, capture_output=True, timeout=300)
     return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -134,6 +134,23 @@ class Apps:
         api = Api(running)
         self._stack.push_async_callback(api.close)
         return api
+
+
+@contextlib.contextmanager
+def once_per_run(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Path]:
+    """A directory ``name`` shared by every pytest-xdist worker of this run (the run's base temp
+    dir; without xdist this process's own), held under an exclusive lock for the block: the
+    first worker to come makes what belongs in it, the others wait and find it made."""
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # pytest-N/popen-gwK -> pytest-N, this run's alone
+    path = base / name
+    path.mkdir(exist_ok=True)
+    with open(base / f"{name}.lock", "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        yield path
 
 
 def shared_data_dir() -> Path:
