@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -193,6 +193,15 @@ async def _fresh_database(server_url: str, template: str | None,
         yield _with_db(server_url, name)
     finally:
         dropper.drop(name)
+
+
+@pytest.fixture(scope="session")
+def clone_database(pg_server_url: str, database_dropper: DatabaseDropper
+                   ) -> Callable[[str], contextlib.AbstractAsyncContextManager[str]]:
+    """``async with clone_database(template) as url``: a database of its own cloned from
+    ``template`` (a module's own template with data every test of it reads, say), dropped in
+    the background afterwards."""
+    return lambda template: _fresh_database(pg_server_url, template, database_dropper)
 
 
 @pytest.fixture

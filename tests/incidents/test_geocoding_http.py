@@ -3,14 +3,20 @@ the TIGER graph loaded; intake, the geocode endpoints and the places table over 
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import httpx
 import numpy as np
 import pytest
 
 from cad import db
+from cad.embedded_pg import with_database
 from incidents.geocoding.normalize import normalize_street
 from incidents.geocoding.service import import_addresses
 from routing.build import haversine_m
@@ -21,16 +27,45 @@ from tests.support import Apps, RunningApp, require_shared
 STATION_1 = (37.779416, -122.404193)   # 935 Folsom St (sffd_fire_stations.csv)
 
 
+@pytest.fixture(scope="module")
+def addresses_template(pg_server_url: str, template_db: str) -> Iterator[str]:
+    """The migrated template with San Francisco's address file imported, once for the module:
+    each test clones it (importing the 109,651 points again took ~20 s a test)."""
+    name = f"cad_tpl_addr_{uuid.uuid4().hex[:10]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(with_database(pg_server_url, "postgres"))
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    async def create() -> None:
+        await admin(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+        pool = await db.create_pool(with_database(pg_server_url, name), min_size=1, max_size=2)
+        try:
+            result = await import_addresses(
+                pool=pool, path=require_shared("addresses/sf_address_points.csv.gz"))
+            assert result.total == 109_651 and result.n_bad == 0
+        finally:
+            await pool.close()
+
+    asyncio.run(create())
+    yield name
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def database_url(clone_database: Callable[[str], AbstractAsyncContextManager[str]],
+                       addresses_template: str) -> AsyncIterator[str]:
+    """This module's tests: a database of their own with the address points already in it."""
+    async with clone_database(addresses_template) as url:
+        yield url
+
+
 @pytest.fixture
 async def geo_app(apps: Apps, sf_graph_path: Path) -> RunningApp:
     """Addresses imported before start: each worker builds its index from the table."""
-    pool = await db.create_pool(apps.database_url, min_size=1, max_size=2)
-    try:
-        result = await import_addresses(
-            pool=pool, path=require_shared("addresses/sf_address_points.csv.gz"))
-        assert result.total == 109_651 and result.n_bad == 0
-    finally:
-        await pool.close()
     return await apps.start(graph_path=sf_graph_path)
 
 
