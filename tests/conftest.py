@@ -28,7 +28,6 @@ pytest_plugins = ("tests.dispatch_fixtures",)
 MIGRATIONS = REPO_ROOT / "migrations"
 
 
-
 def _with_db(url: str, name: str) -> str:
     return with_database(url, name)
 
@@ -42,9 +41,11 @@ def make_private_dir(prefix: str) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def routing_kernels_compiled() -> None:
-    """Every routing kernel in numba's cache (NUMBA_CACHE_DIR, tests/__init__.py) before the first test, as
-    after a deployed server's first start: servers started by tests then load them in under a
-    second instead of the first one compiling (~40 s on a cold cache) against its deadline."""
+    """Every routing kernel in numba's cache (NUMBA_CACHE_DIR, tests/__init__.py) before the
+    first test, as after a deployed server's first start: servers started by tests then load
+    them in under a second instead of the first one compiling (~40 s on a cold cache) against
+    its deadline. Under pytest-xdist each worker runs this: the first compiles (in a child,
+    under a file lock), the other waits for it and loads."""
     from routing.warmup import warm_routing_kernels
 
     report = asyncio.run(warm_routing_kernels())
