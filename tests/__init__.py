@@ -1,0 +1,15 @@
+"""The test suite. Imported before any conftest, hence before anything imports numba, which
+reads ``NUMBA_CACHE_DIR`` once, when it is imported: set here, the pytest process, the
+warm-up child it starts and every server a test starts (inheriting the environment) share
+one numba kernel cache for the run. Set later (it once was, in tests/conftest.py after
+``tests.support`` had imported numba), the pytest process compiled beside the sources while
+the servers and children compiled again, cold, into this directory."""
+
+import os
+import tempfile
+from pathlib import Path
+
+# One numba kernel cache for this run and every server it starts: `cad serve` would otherwise
+# compile the routing kernels into each test's throw-away data directory (~40 s a server).
+os.environ.setdefault("NUMBA_CACHE_DIR",
+                      str(Path(tempfile.gettempdir()) / f"cad-test-numba-cache-{os.getuid()}"))

@@ -8,8 +8,9 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -18,18 +19,13 @@ import pytest
 from cad import db
 from cad.embedded_pg import EmbeddedPostgres, with_database
 from cad.settings import REPO_ROOT, Settings
-from tests.support import RunningApp, running_app
+from tests.support import Apps, RunningApp, running_app
 
 # Fixtures of the dispatch workflow (road graph, stations, role clients), used by units,
 # incidents, dispatch and app-wide tests alike.
 pytest_plugins = ("tests.dispatch_fixtures",)
 
 MIGRATIONS = REPO_ROOT / "migrations"
-
-# One numba kernel cache for this run and every server it starts: `cad serve` would otherwise
-# compile the routing kernels into each test's throw-away data directory (~40 s a server).
-os.environ.setdefault("NUMBA_CACHE_DIR",
-                      str(Path(tempfile.gettempdir()) / f"cad-test-numba-cache-{os.getuid()}"))
 
 
 def _with_db(url: str, name: str) -> str:
@@ -45,15 +41,19 @@ def make_private_dir(prefix: str) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def routing_kernels_compiled() -> None:
-    """Every routing kernel in numba's cache (NUMBA_CACHE_DIR above) before the first test, as
-    after a deployed server's first start: servers started by tests then load them in under a
-    second instead of the first one compiling (~40 s on a cold cache) against its deadline."""
+    """Every routing kernel in numba's cache (NUMBA_CACHE_DIR, tests/__init__.py) before the
+    first test, as after a deployed server's first start: servers started by tests then load
+    them in under a second instead of the first one compiling (~40 s on a cold cache) against
+    its deadline. Under pytest-xdist each worker runs this: the first compiles (in a child,
+    under a file lock), the other waits for it and loads."""
     from routing.warmup import warm_routing_kernels
 
     report = asyncio.run(warm_routing_kernels())
     # On a cold cache (a fresh CI machine) this is the server's cold start: compiled in a
     # child process, only loaded here.
     assert report.compiled_in_process == 0 and not report.error, report
+    # the cache the servers that tests start use too (they inherit the environment)
+    assert report.cache_dir == os.environ["NUMBA_CACHE_DIR"], report
 
 
 @pytest.fixture(scope="session")
@@ -127,26 +127,97 @@ async def drop_test_database(server_url: str, name: str) -> None:
         await admin.close()
 
 
+class DatabaseDropper:
+    """Drops the tests' databases on a thread of its own, so no test waits for it: a DROP
+    DATABASE waits for a checkpoint, 1.7-3.7 s measured on the shared 2-core machine (a
+    create from the template takes 0.3 s), and most tests make a database. Drops queued
+    together run together and share one checkpoint. At most ``MAX_BACKLOG`` databases wait
+    to be dropped (a teardown waits beyond that); the session's end waits for them all and
+    fails on any drop that failed."""
+
+    MAX_BACKLOG = 8
+
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+        self._queue: list[str] = []
+        self._busy = 0
+        self._errors: list[str] = []
+        self._closing = False
+        self._cv = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="test-db-dropper", daemon=True)
+        self._thread.start()
+
+    def drop(self, name: str) -> None:
+        with self._cv:
+            self._cv.wait_for(lambda: len(self._queue) + self._busy < self.MAX_BACKLOG)
+            self._queue.append(name)
+            self._cv.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._queue or self._closing)
+                if not self._queue:
+                    return
+                names, self._queue = self._queue, []
+                self._busy = len(names)
+            results = asyncio.run(self._drop_all(names))
+            with self._cv:
+                self._errors += [f"{n}: {r!r}" for n, r in zip(names, results, strict=True) if r]
+                self._busy = 0
+                self._cv.notify_all()
+
+    async def _drop_all(self, names: list[str]) -> list[BaseException | None]:
+        return await asyncio.gather(*(drop_test_database(self.server_url, n) for n in names),
+                                    return_exceptions=True)
+
+    def close(self) -> None:
+        with self._cv:
+            self._closing = True
+            self._cv.notify_all()
+        self._thread.join()
+        assert not self._errors, f"test databases not dropped: {self._errors}"
+
+
+@pytest.fixture(scope="session")
+def database_dropper(pg_server_url: str) -> Iterator[DatabaseDropper]:
+    dropper = DatabaseDropper(pg_server_url)
+    yield dropper
+    dropper.close()
+
+
 @contextlib.asynccontextmanager
-async def _fresh_database(server_url: str, template: str | None) -> AsyncIterator[str]:
+async def _fresh_database(server_url: str, template: str | None,
+                          dropper: DatabaseDropper) -> AsyncIterator[str]:
     name = await create_test_database(server_url, template)
     try:
         yield _with_db(server_url, name)
     finally:
-        await drop_test_database(server_url, name)
+        dropper.drop(name)
+
+
+@pytest.fixture(scope="session")
+def clone_database(pg_server_url: str, database_dropper: DatabaseDropper
+                   ) -> Callable[[str], contextlib.AbstractAsyncContextManager[str]]:
+    """``async with clone_database(template) as url``: a database of its own cloned from
+    ``template`` (a module's own template with data every test of it reads, say), dropped in
+    the background afterwards."""
+    return lambda template: _fresh_database(pg_server_url, template, database_dropper)
 
 
 @pytest.fixture
-async def database_url(pg_server_url: str, template_db: str) -> AsyncIterator[str]:
+async def database_url(pg_server_url: str, template_db: str,
+                       database_dropper: DatabaseDropper) -> AsyncIterator[str]:
     """A fresh, fully migrated database for this test alone."""
-    async with _fresh_database(pg_server_url, template_db) as url:
+    async with _fresh_database(pg_server_url, template_db, database_dropper) as url:
         yield url
 
 
 @pytest.fixture
-async def empty_database_url(pg_server_url: str) -> AsyncIterator[str]:
+async def empty_database_url(pg_server_url: str,
+                             database_dropper: DatabaseDropper) -> AsyncIterator[str]:
     """A fresh database with no schema at all."""
-    async with _fresh_database(pg_server_url, None) as url:
+    async with _fresh_database(pg_server_url, None, database_dropper) as url:
         yield url
 
 
@@ -169,6 +240,14 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 async def app(settings: Settings) -> AsyncIterator[RunningApp]:
     async with running_app(settings) as running:
         yield running
+
+
+@pytest.fixture
+async def apps(database_url: str, tmp_path: Path) -> AsyncIterator[Apps]:
+    """Start apps on this test's database (``await apps.start(**settings)``) and role clients on
+    them (``apps.api(app)``); everything is stopped when the test ends."""
+    async with contextlib.AsyncExitStack() as stack:
+        yield Apps(database_url, tmp_path, stack)
 
 
 @pytest.fixture

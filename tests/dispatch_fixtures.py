@@ -6,25 +6,28 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from cad.settings import Settings
 from tests.auth import Api
-from tests.support import RunningApp, require_shared, running_app
+from tests.support import Apps, RunningApp, make_settings, once_per_run, require_shared
+
+__all__ = ["make_settings"]  # imported from here by many tests
 
 
 @pytest.fixture(scope="session")
 def sf_graph_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The TIGER San Francisco graph, built once per test session with `cad graph build`."""
+    """The TIGER San Francisco graph, built once per test run with `cad graph build` (under
+    pytest-xdist by the first worker that needs it; the others wait for that one)."""
     src = require_shared("road/tl_2017_06075_roads.zip")
-    out = tmp_path_factory.mktemp("graphs") / "sf.cadgraph"
-    subprocess.run([sys.executable, "-m", "cad", "graph", "build", str(src), "--out", str(out)],
-                   check=True, capture_output=True, timeout=300)
+    with once_per_run(tmp_path_factory, "graphs") as graphs:
+        out = graphs / "sf.cadgraph"
+        if not out.exists():  # written atomically (RoadGraph.save): whole or absent
+            subprocess.run([sys.executable, "-m", "cad", "graph", "build", str(src), "--out",
+                            str(out)], check=True, capture_output=True, timeout=300)
     return out
 
 
@@ -35,38 +38,25 @@ def sffd_stations() -> list[dict[str, Any]]:
         return list(csv.DictReader(f))
 
 
-def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
-    base: dict[str, Any] = {"database_url": database_url, "data_dir": tmp_path, "log_format": "json",
-                                "db_pool_min": 1, "db_pool_max": 20, "timer_sweep_interval_s": 0}
-    base.update(overrides)
-    return Settings(**base)
-
-
 @pytest.fixture
-async def plain_app(database_url: str, tmp_path: Path) -> AsyncIterator[RunningApp]:
+async def plain_app(apps: Apps) -> RunningApp:
     """The app without a road graph (straight-line ETA estimates)."""
-    async with running_app(make_settings(database_url, tmp_path)) as running:
-        yield running
+    return await apps.start()
 
 
 @pytest.fixture
-async def sf_app(database_url: str, tmp_path: Path, sf_graph_path: Path) -> AsyncIterator[RunningApp]:
-    async with running_app(make_settings(database_url, tmp_path, graph_path=sf_graph_path)) as running:
-        yield running
+async def sf_app(apps: Apps, sf_graph_path: Path) -> RunningApp:
+    return await apps.start(graph_path=sf_graph_path)
 
 
 @pytest.fixture
-async def api(plain_app: RunningApp) -> AsyncIterator[Api]:
-    a = Api(plain_app)
-    yield a
-    await a.close()
+def api(apps: Apps, plain_app: RunningApp) -> Api:
+    return apps.api(plain_app)
 
 
 @pytest.fixture
-async def sf_api(sf_app: RunningApp) -> AsyncIterator[Api]:
-    a = Api(sf_app)
-    yield a
-    await a.close()
+def sf_api(apps: Apps, sf_app: RunningApp) -> Api:
+    return apps.api(sf_app)
 
 
 # Market St near 5th St, downtown San Francisco.

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
@@ -21,6 +21,9 @@ from cad.security.state import SecurityState
 from cad.settings import REPO_ROOT, Settings
 from cad.wiring import Runtime
 from ws_gateway.gateway import Gateway
+
+if TYPE_CHECKING:
+    from tests.auth import Api
 
 
 @dataclass
@@ -93,6 +96,61 @@ async def running_app(settings: Settings, *, extra_routers: Iterable[APIRouter] 
     finally:
         server.should_exit = True
         await task
+
+
+def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
+    """The settings of an app under test: JSON logs, a pool of 20, no timer sweep; ``overrides``
+    win (``data_dir`` included, ``tmp_path`` by default)."""
+    base: dict[str, Any] = {"database_url": database_url, "data_dir": tmp_path, "log_format": "json",
+                            "db_pool_min": 1, "db_pool_max": 20, "timer_sweep_interval_s": 0}
+    base.update(overrides)
+    return Settings(**base)
+
+
+class Apps:
+    """The running apps of one test (the ``apps`` fixture): each started on the test's database
+    with :func:`make_settings`, and the role clients on them; all closed, clients first, then
+    apps in reverse order, when the test ends. An app fixture is then one line::
+
+        @pytest.fixture
+        async def sf_app(apps: Apps, sf_graph_path: Path) -> RunningApp:
+            return await apps.start(graph_path=sf_graph_path)
+    """
+
+    def __init__(self, database_url: str, tmp_path: Path, stack: contextlib.AsyncExitStack) -> None:
+        self.database_url = database_url
+        self.tmp_path = tmp_path
+        self._stack = stack
+
+    async def start(self, **overrides: Any) -> RunningApp:
+        """An app serving until the test ends (``overrides``: Settings fields)."""
+        settings = make_settings(self.database_url, self.tmp_path, **overrides)
+        return await self._stack.enter_async_context(running_app(settings))
+
+    def api(self, running: RunningApp) -> Api:
+        """Role clients (``await api.as_("dispatcher")``) on ``running``, closed at the end."""
+        from tests.auth import Api
+
+        api = Api(running)
+        self._stack.push_async_callback(api.close)
+        return api
+
+
+@contextlib.contextmanager
+def once_per_run(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Path]:
+    """A directory ``name`` shared by every pytest-xdist worker of this run (the run's base temp
+    dir; without xdist this process's own), held under an exclusive lock for the block: the
+    first worker to come makes what belongs in it, the others wait and find it made."""
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # pytest-N/popen-gwK -> pytest-N, this run's alone
+    path = base / name
+    path.mkdir(exist_ok=True)
+    with open(base / f"{name}.lock", "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        yield path
 
 
 def shared_data_dir() -> Path:

@@ -80,19 +80,18 @@ def test_no_kernel_compiles_after_the_warm_up(tmp_path: Path, with_ch: bool) -> 
     assert compiled.compiled == 0
 
 
-def test_warm_up_for_a_graph_loads_all_that_server_runs(tmp_path: Path) -> None:
-    """With the server's graph the warm-up loads only what that server runs: check, in a
-    fresh process, that serving it afterwards (as incidents/lifecycle and the unit locator
-    do) needs no kernel, compiled or loaded, that the warm-up did not load."""
-    path = _other_graph(tmp_path, with_ch=True)
-    code = f"""
-import asyncio, json
+# Three server starts, each a fresh process, on a numba cache of their own that is empty at
+# first: the one cold compile (~55 CPU s) the two tests below share.
+_START = ("import asyncio, dataclasses, json; from routing.warmup import warm_routing_kernels;"
+          "print(json.dumps(dataclasses.asdict(asyncio.run(warm_routing_kernels()))))")
+_SERVE_A_GRAPH = """
+import asyncio, dataclasses, json
 from pathlib import Path
 from routing.service import RoutingService
 from routing.warmup import loaded_kernels, warm_routing_kernels
-report = asyncio.run(warm_routing_kernels(graph_path=Path({str(path)!r})))
+report = asyncio.run(warm_routing_kernels(graph_path=Path({path!r})))
 warm = loaded_kernels()
-svc = RoutingService.from_file({str(path)!r}, snap_limit_m=200.0)
+svc = RoutingService.from_file({path!r}, snap_limit_m=200.0)
 for i in range(100):
     svc.upsert_unit(f"U{{i}}", lat=40.7 + (i % 8) * 0.001, lon=-74.0 + (i % 11) * 0.0013,
                     available=i % 4 != 0, unit_type=["engine", "medic"][i % 2],
@@ -102,13 +101,51 @@ for i in range(30):
     svc.nearest_units(lat=40.703, lon=-73.993, k=5, unit_types=["medic", "engine"],
                       capabilities=["als"])
 svc.remove_unit("U7")
-print(json.dumps({{"from_cache": report.from_cache, "missing": sorted(loaded_kernels() - warm)}}))
+print(json.dumps({{"report": dataclasses.asdict(report), "missing": sorted(loaded_kernels() - warm)}}))
 """
-    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True,
-                         text=True, timeout=240, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
-    assert out.returncode == 0, out.stderr[-2000:]
-    result = json.loads(out.stdout.splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def fresh_cache_starts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """``first``: a server's first start on an empty cache (the warm-up report); ``second``:
+    the next start on the cache the first filled; ``graph``: then a start with a server's
+    graph (another size, uneven times, one-ways), serving it: its warm-up report and the
+    kernels serving needed that its warm-up had not loaded."""
+    tmp = tmp_path_factory.mktemp("fresh-cache")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "NUMBA_CACHE_DIR": str(tmp / "nc")}
+
+    def start(code: str) -> dict[str, Any]:
+        out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True,
+                             text=True, timeout=300, env=env)
+        assert out.returncode == 0, out.stderr[-2000:]
+        result: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
+        return result
+
+    first = start(_START)
+    second = start(_START)
+    graph = start(_SERVE_A_GRAPH.format(path=str(_other_graph(tmp, with_ch=True))))
+    return {"first": first, "second": second, "graph": graph, "cache_dir": env["NUMBA_CACHE_DIR"]}
+
+
+def test_warm_up_for_a_graph_loads_all_that_server_runs(fresh_cache_starts: dict[str, Any]) -> None:
+    """With the server's graph the warm-up loads only what that server runs: check, in a
+    fresh process, that serving it afterwards (as incidents/lifecycle and the unit locator
+    do) needs no kernel, compiled or loaded, that the warm-up did not load."""
+    result = fresh_cache_starts["graph"]
+    assert result["report"]["compiled_in_process"] == 0 and not result["report"]["error"], result
     assert result["missing"] == []
+
+
+def test_warm_cache_loads_every_kernel_without_a_child(fresh_cache_starts: dict[str, Any]) -> None:
+    """A second server start loads everything from the cache the first one filled. On a
+    cache of its own: the suite's shared cache is filled and read by other tests too."""
+    first, second = fresh_cache_starts["first"], fresh_cache_starts["second"]
+    assert first["from_cache"] is False and first["compiled_in_process"] == 0, first
+    assert first["child_compile_s"] > 0 and not first["error"], first
+    assert second["from_cache"] is True, second
+    assert second["child_compile_s"] == 0 and second["compiled_in_process"] == 0, second
+    assert second["kernels"] > 0 and not second["error"], second
+    assert second["cache_dir"] == fresh_cache_starts["cache_dir"]
 
 
 def test_a_cache_miss_is_refused_not_compiled() -> None:
@@ -119,29 +156,6 @@ def test_a_cache_miss_is_refused_not_compiled() -> None:
     with pytest.raises(warmup._CacheMiss), warmup._listening(warmup._Recorder(refuse=True)):
         never_compiled(1)
     assert never_compiled(1) == 2  # refused once, nothing broken
-
-
-def test_warm_cache_loads_every_kernel_without_a_child(tmp_path: Path) -> None:
-    """A second server start loads everything from the cache the first one filled. On a
-    cache of its own: the suite's shared cache is filled and read by other tests too."""
-    code = ("import asyncio, dataclasses, json; from routing.warmup import warm_routing_kernels;"
-            "print(json.dumps(dataclasses.asdict(asyncio.run(warm_routing_kernels()))))")
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "NUMBA_CACHE_DIR": str(tmp_path / "nc")}
-
-    def start() -> dict[str, Any]:
-        out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True,
-                             text=True, timeout=300, env=env)
-        assert out.returncode == 0, out.stderr[-2000:]
-        report: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
-        return report
-
-    first = start()
-    assert first["from_cache"] is False and first["compiled_in_process"] == 0, first
-    second = start()
-    assert second["from_cache"] is True, second
-    assert second["child_compile_s"] == 0 and second["compiled_in_process"] == 0, second
-    assert second["kernels"] > 0 and not second["error"], second
-    assert second["cache_dir"] == env["NUMBA_CACHE_DIR"]
 
 
 def test_the_cad_command_puts_numba_cache_under_the_data_dir(tmp_path: Path) -> None:

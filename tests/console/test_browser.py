@@ -221,7 +221,10 @@ async def test_dispatch_board_and_mdt_in_real_browsers(sf_api: Api, sffd_station
             history = [r["to_status"] for r in await pool.fetch(
                 "SELECT to_status FROM unit_status_log WHERE unit_id = $1 ORDER BY id", unit)]
             assert history[-4:] == ["dispatched", "en_route", "on_scene", "available_on_radio"]
-            assert await mdt.js("return document.querySelector('#mdt-queue').textContent") == ""
+            # the board shows the status once the server broadcast it; the MDT clears its
+            # outbox when its own request's answer arrives, which can come after that
+            await mdt.wait_for("return document.querySelector('#mdt-queue').textContent === ''",
+                               what="the MDT's outbox empties once the server has the presses")
             assert await mdt.js(
                 "return document.querySelector('#mdt-assignment').textContent") == "No assignment"
 

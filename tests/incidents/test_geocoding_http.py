@@ -3,45 +3,65 @@ the TIGER graph loaded; intake, the geocode endpoints and the places table over 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import httpx
 import numpy as np
 import pytest
 
 from cad import db
+from cad.embedded_pg import with_database
 from incidents.geocoding.normalize import normalize_street
 from incidents.geocoding.service import import_addresses
 from routing.build import haversine_m
 from routing.graph import RoadGraph
-from tests.dispatch_fixtures import Api, create_unit, make_settings, stations_csv
-from tests.support import RunningApp, require_shared, running_app
+from tests.dispatch_fixtures import Api, create_unit, stations_csv
+from tests.support import RunningApp, require_shared
 
 STATION_1 = (37.779416, -122.404193)   # 935 Folsom St (sffd_fire_stations.csv)
 
 
-@pytest.fixture
-async def geo_app(database_url: str, tmp_path: Path, sf_graph_path: Path
-                  ) -> AsyncIterator[RunningApp]:
-    """Addresses imported before start: each worker builds its index from the table."""
-    pool = await db.create_pool(database_url, min_size=1, max_size=2)
-    try:
-        result = await import_addresses(
-            pool=pool, path=require_shared("addresses/sf_address_points.csv.gz"))
-        assert result.total == 109_651 and result.n_bad == 0
-    finally:
-        await pool.close()
-    async with running_app(make_settings(database_url, tmp_path, graph_path=sf_graph_path)) as app:
-        yield app
+@pytest.fixture(scope="module")
+def addresses_template(pg_server_url: str, template_db: str) -> Iterator[str]:
+    """The migrated template with San Francisco's address file imported, once for the module:
+    each test clones it (importing the 109,651 points again took ~20 s a test)."""
+    name = f"cad_tpl_addr_{uuid.uuid4().hex[:10]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(with_database(pg_server_url, "postgres"))
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    async def create() -> None:
+        await admin(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+        pool = await db.create_pool(with_database(pg_server_url, name), min_size=1, max_size=2)
+        try:
+            result = await import_addresses(
+                pool=pool, path=require_shared("addresses/sf_address_points.csv.gz"))
+            assert result.total == 109_651 and result.n_bad == 0
+        finally:
+            await pool.close()
+
+    asyncio.run(create())
+    yield name
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture
-async def geo_api(geo_app: RunningApp) -> AsyncIterator[Api]:
-    a = Api(geo_app)
-    yield a
-    await a.close()
+async def database_url(clone_database: Callable[[str], AbstractAsyncContextManager[str]],
+                       addresses_template: str) -> AsyncIterator[str]:
+    """This module's tests: a database of their own with the address points already in it,
+    before the app starts (sf_app, sf_api): each worker builds its index from the table."""
+    async with clone_database(addresses_template) as url:
+        yield url
 
 
 async def _intake(client: httpx.AsyncClient, address: str) -> httpx.Response:
@@ -49,8 +69,8 @@ async def _intake(client: httpx.AsyncClient, address: str) -> httpx.Response:
         "agency": "SFFD", "incident_type": "MED", "location": {"address": address}})
 
 
-async def test_intake_by_address(geo_api: Api, sf_graph_path: Path) -> None:
-    disp = await geo_api.as_("dispatcher")
+async def test_intake_by_address(sf_api: Api, sf_graph_path: Path) -> None:
+    disp = await sf_api.as_("dispatcher")
     r = await _intake(disp, "935 Folsom St, Apt 2")
     assert r.status_code == 201, r.text
     inc = r.json()
@@ -94,8 +114,8 @@ async def test_intake_by_address(geo_api: Api, sf_graph_path: Path) -> None:
     assert r.json()["location_precision"] == "coordinates" and r.json()["access_lat"] is None
 
 
-async def test_uncertain_address_is_refused_with_candidates(geo_api: Api) -> None:
-    disp = await geo_api.as_("dispatcher")
+async def test_uncertain_address_is_refused_with_candidates(sf_api: Api) -> None:
+    disp = await sf_api.as_("dispatcher")
     r = await _intake(disp, "1200 MARKT ST")
     assert r.status_code == 422, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
@@ -109,8 +129,8 @@ async def test_uncertain_address_is_refused_with_candidates(geo_api: Api) -> Non
     assert [i["location_text"] for i in (await disp.get("/api/v1/incidents")).json()] == []
 
 
-async def test_geocode_suggest_and_reverse_endpoints(geo_api: Api) -> None:
-    disp = await geo_api.as_("dispatcher")
+async def test_geocode_suggest_and_reverse_endpoints(sf_api: Api) -> None:
+    disp = await sf_api.as_("dispatcher")
     r = await disp.get("/api/v1/geocode", params={"q": "1200 market street"})
     assert r.status_code == 200, r.text
     best = r.json()["candidates"][0]
@@ -137,16 +157,16 @@ async def test_geocode_suggest_and_reverse_endpoints(geo_api: Api) -> None:
 
     r = await disp.get("/api/v1/geocode/reverse", params={"lat": 91, "lon": 0})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.lat"
-    anon = httpx.AsyncClient(base_url=geo_api.running.base_url)
+    anon = httpx.AsyncClient(base_url=sf_api.running.base_url)
     try:
         assert (await anon.get("/api/v1/geocode", params={"q": "x"})).status_code == 401
     finally:
         await anon.aclose()
 
 
-async def test_managed_places(geo_api: Api) -> None:
-    sup = await geo_api.as_("supervisor")
-    disp = await geo_api.as_("dispatcher")
+async def test_managed_places(sf_api: Api) -> None:
+    sup = await sf_api.as_("supervisor")
+    disp = await sf_api.as_("dispatcher")
     place = {"name": "City Hall", "aliases": ["SF CITY HALL", "1 DR CARLTON B GOODLETT PL"],
              "lat": 37.77927, "lon": -122.41924}
     assert (await disp.put("/api/v1/places/city-hall", json=place)).status_code == 403
@@ -175,17 +195,17 @@ async def test_managed_places(geo_api: Api) -> None:
     assert [p["id"] for p in (await disp.get("/api/v1/places")).json()] == ["city-hall"]
 
 
-async def test_recommendation_describes_where_each_unit_is(geo_api: Api,
+async def test_recommendation_describes_where_each_unit_is(sf_api: Api,
                                                            sffd_stations: list[dict[str, str]]
                                                            ) -> None:
-    sup = await geo_api.as_("supervisor")
+    sup = await sf_api.as_("supervisor")
     one = [s for s in sffd_stations if s["station"] == "1"]
     r = await sup.post("/api/v1/stations/import?agency=SFFD", content=stations_csv(one),
                        headers={"content-type": "text/csv"})
     assert r.status_code == 200, r.text
     await create_unit(sup, "E01", "engine", station="1")
     await create_unit(sup, "M01", "medic_als", station="1")
-    disp = await geo_api.as_("dispatcher")
+    disp = await sf_api.as_("dispatcher")
     r = await _intake(disp, "1200 Market St")
     assert r.status_code == 201, r.text
     rec = (await disp.post(f"/api/v1/incidents/{r.json()['id']}/recommendation")).json()
@@ -197,30 +217,30 @@ async def test_recommendation_describes_where_each_unit_is(geo_api: Api,
     assert rec["eta_method"] == "road_network"
 
 
-async def test_the_board_reads_a_units_avl_position_in_words(geo_api: Api, geo_app: RunningApp) -> None:
+async def test_the_board_reads_a_units_avl_position_in_words(sf_api: Api, sf_app: RunningApp) -> None:
     """GET /api/v1/units/{id}/position, which the board calls when a unit's row is opened:
     the newest fix, described by the reverse geocoder the gateway is handed (cad.wiring)."""
-    sup = await geo_api.as_("supervisor")
+    sup = await sf_api.as_("supervisor")
     await create_unit(sup, "E01", "engine")
     await create_unit(sup, "E02", "engine")
-    disp = await geo_api.as_("dispatcher")
+    disp = await sf_api.as_("dispatcher")
     assert (await disp.get("/api/v1/units/E01/position")).status_code == 404   # no fix yet
-    mdt = await geo_api.as_("field_unit", unit_id="E01")
+    mdt = await sf_api.as_("field_unit", unit_id="E01")
     now = datetime.now(UTC)
     fixes = [{"lat": 37.7760, "lon": -122.4000, "fix_time": (now - timedelta(seconds=5)).isoformat()},
              {"lat": STATION_1[0], "lon": STATION_1[1], "fix_time": now.isoformat()}]
     r = await mdt.post("/api/v1/units/E01/positions", json={"fixes": fixes})
     assert r.status_code == 200 and r.json()["accepted"] == 2, r.text
-    await geo_app.gateway.avl.writer.flush()
+    await sf_app.gateway.avl.writer.flush()
     r = await disp.get("/api/v1/units/E01/position")
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["unit_id"], body["lat"], body["lon"]) == ("E01", STATION_1[0], STATION_1[1])
     assert body["description"].startswith("935 FOLSOM ST (between "), body
     assert "5TH ST" in body["description"]
-    analyst = await geo_api.as_("analyst")
+    analyst = await sf_api.as_("analyst")
     assert (await analyst.get("/api/v1/units/E01/position")).status_code == 403
-    other = await geo_api.as_("dispatcher", agency="OTHER")
+    other = await sf_api.as_("dispatcher", agency="OTHER")
     hidden = await other.get("/api/v1/units/E01/position")
     assert hidden.status_code == 404 and hidden.headers["content-type"] == "application/problem+json"
     assert (await disp.get("/api/v1/units/NOPE/position")).status_code == 404

@@ -49,12 +49,15 @@ async def test_without_redis_each_worker_still_limits() -> None:
 
 
 async def test_login_limit_holds_across_two_workers(database_url: str, tmp_path, redis_url: str) -> None:
+    channels = f"cad-test-{uuid.uuid4().hex[:8]}"
+
     def settings(n: int) -> Settings:
         d = tmp_path / f"w{n}"
         d.mkdir()
         return Settings(database_url=database_url, data_dir=d, log_format="json", db_pool_min=1,
                         db_pool_max=6, redis_url=redis_url, rate_limit_login_burst=3,
-                        rate_limit_login_per_min=1, jwt_secret=SecretStr("s" * 40))
+                        rate_limit_login_per_min=1, jwt_secret=SecretStr("s" * 40),
+                        hub_channel_prefix=channels)  # this test's two workers only
 
     async with running_app(settings(1)) as w1, running_app(settings(2)) as w2, \
             httpx.AsyncClient() as c:

@@ -26,9 +26,9 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 
 from tests.auth import Api
-from tests.dispatch_fixtures import create_incident, make_settings
+from tests.dispatch_fixtures import create_incident
 from tests.server_process import free_port
-from tests.support import RunningApp, running_app
+from tests.support import Apps, RunningApp
 
 CAP = "{urn:oasis:names:tc:emergency:cap:1.2}"
 SECRET = "s3cret-webhook-key-0123456789"
@@ -76,21 +76,15 @@ async def smtp() -> AsyncIterator[tuple[_Mailbox, int]]:
 
 
 @pytest.fixture
-async def alerts_app(database_url: str, tmp_path: Path,
-                     smtp: tuple[_Mailbox, int]) -> AsyncIterator[RunningApp]:
-    settings = make_settings(database_url, tmp_path, alert_retry_base_s=0.3,
-                             alert_delivery_interval_s=5, alert_max_attempts=5,
-                             smtp_host="127.0.0.1", smtp_port=smtp[1],
-                             alert_sender="alerts@cad.test")
-    async with running_app(settings) as running:
-        yield running
+async def alerts_app(apps: Apps, smtp: tuple[_Mailbox, int]) -> RunningApp:
+    return await apps.start(alert_retry_base_s=0.3, alert_delivery_interval_s=5,
+                            alert_max_attempts=5, smtp_host="127.0.0.1", smtp_port=smtp[1],
+                            alert_sender="alerts@cad.test")
 
 
 @pytest.fixture
-async def alerts_api(alerts_app: RunningApp) -> AsyncIterator[Api]:
-    a = Api(alerts_app)
-    yield a
-    await a.close()
+def alerts_api(apps: Apps, alerts_app: RunningApp) -> Api:
+    return apps.api(alerts_app)
 
 
 async def _until(check: Callable[[], Awaitable[bool]], *, timeout_s: float = 20) -> None:
@@ -398,12 +392,10 @@ async def test_zone_area_and_bad_input_are_4xx_naming_the_field(alerts_app: Runn
     assert r.status_code == 403
 
 
-async def test_public_feeds_need_no_login_and_are_rate_limited(database_url: str,
-                                                               tmp_path: Path) -> None:
-    settings = make_settings(database_url, tmp_path, rate_limit_public_burst=4,
-                             rate_limit_public_per_s=0.2, alert_delivery_interval_s=0)
-    async with running_app(settings) as running, \
-            httpx.AsyncClient(base_url=running.base_url) as anon:
+async def test_public_feeds_need_no_login_and_are_rate_limited(apps: Apps) -> None:
+    running = await apps.start(rate_limit_public_burst=4, rate_limit_public_per_s=0.2,
+                               alert_delivery_interval_s=0)
+    async with httpx.AsyncClient(base_url=running.base_url) as anon:
         paths = ["/public/SFFD/alerts.json", "/public/SFFD/alerts.atom",
                  "/public/SFFD/alerts.json", "/public/SFFD/alerts/none.xml",
                  "/public/SFFD/alerts.atom", "/public/SFFD/alerts.json"]

@@ -11,9 +11,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +22,7 @@ from incidents.analytics.mapping import load_mapping
 from tests.auth import Api, make_user, session_headers
 from tests.incidents.analytics.conftest import TRAINING
 from tests.incidents.public.conftest import intake, public_outputs, publish, start_public_app
-from tests.support import RunningApp, require_shared
+from tests.support import Apps, RunningApp, require_shared
 from tests.ws_gateway.helpers import StreamClient
 
 WINDOW = "calls/sffd_calls_2016-12-31_to_2017-01-07.csv.gz"
@@ -168,9 +166,8 @@ async def test_trainee_board_receives_the_replay_and_real_boards_nothing(
 
 
 @pytest.fixture
-async def public_training_app(database_url: str, tmp_path: Path) -> AsyncIterator[RunningApp]:
-    async for app in start_public_app(database_url, tmp_path, training_agencies=[TRAINING]):
-        yield app
+async def public_training_app(apps: Apps) -> RunningApp:
+    return await start_public_app(apps, training_agencies=[TRAINING])
 
 
 async def test_training_is_kept_out_of_lists_reports_public_feeds_and_alerts(

@@ -6,6 +6,7 @@ log and the hub feeding it, worker B would never propose a unit made available t
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,11 +52,14 @@ def _first_engine(rec: dict[str, Any]) -> dict[str, Any]:
 
 async def test_a_recommendation_on_one_worker_sees_changes_made_through_the_other(
         database_url: str, tmp_path: Path, sf_graph_path: Path, redis_url: str) -> None:
+    channels = f"cad-test-{uuid.uuid4().hex[:8]}"  # this test's two workers, no other test's
+
     def worker(n: int):
         d = tmp_path / f"w{n}"
         d.mkdir()
         return running_app(make_settings(database_url, d, graph_path=sf_graph_path,
-                                         redis_url=redis_url, jwt_secret=SecretStr("k" * 40)))
+                                         redis_url=redis_url, jwt_secret=SecretStr("k" * 40),
+                                         hub_channel_prefix=channels))
 
     async with worker(1) as a, worker(2) as b:
         auth = AuthHeaders(a)  # sessions live in the shared database: valid on both workers

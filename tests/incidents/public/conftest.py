@@ -4,7 +4,6 @@ asks for the default delay, and helpers that create, close and read back inciden
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,7 @@ import pytest
 from cad import db
 from incidents.geocoding.service import import_addresses
 from tests.auth import Api
-from tests.dispatch_fixtures import make_settings
-from tests.support import RunningApp, running_app
+from tests.support import Apps, RunningApp
 
 STREET = "QUILLFEATHER ST"
 # 4801 .. 4899 (odd) on the west side, 4800 .. 4898 on the east: ~9 m apart going north
@@ -38,30 +36,29 @@ def write_addresses(path: Path) -> Path:
     return path
 
 
-async def start_public_app(database_url: str, tmp_path: Path,
-                           **overrides: Any) -> AsyncIterator[RunningApp]:
+async def import_test_addresses(database_url: str, tmp_path: Path) -> None:
     pool = await db.create_pool(database_url, min_size=1, max_size=2)
     try:
         result = await import_addresses(pool=pool, path=write_addresses(tmp_path / "addr.csv"))
         assert result.total == 100 and result.n_bad == 0
     finally:
         await pool.close()
-    settings = {"public_delay_s": 0.0, **overrides}
-    async with running_app(make_settings(database_url, tmp_path, **settings)) as app:
-        yield app
+
+
+async def start_public_app(apps: Apps, **overrides: Any) -> RunningApp:
+    """The addresses imported, then an app publishing after 0 s unless ``overrides`` say."""
+    await import_test_addresses(apps.database_url, apps.tmp_path)
+    return await apps.start(**{"public_delay_s": 0.0, **overrides})
 
 
 @pytest.fixture
-async def public_app(database_url: str, tmp_path: Path) -> AsyncIterator[RunningApp]:
-    async for app in start_public_app(database_url, tmp_path):
-        yield app
+async def public_app(apps: Apps) -> RunningApp:
+    return await start_public_app(apps)
 
 
 @pytest.fixture
-async def public_api(public_app: RunningApp) -> AsyncIterator[Api]:
-    a = Api(public_app)
-    yield a
-    await a.close()
+def public_api(apps: Apps, public_app: RunningApp) -> Api:
+    return apps.api(public_app)
 
 
 async def intake(client: httpx.AsyncClient, *, incident_type: str = "ROBBERY",

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-from pathlib import Path
 from xml.etree import ElementTree
 
 import httpx
@@ -25,7 +24,7 @@ from tests.incidents.public.conftest import (
     publish,
     start_public_app,
 )
-from tests.support import RunningApp
+from tests.support import Apps, RunningApp
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 
@@ -151,19 +150,16 @@ async def test_another_agencys_incident_is_not_published(public_api: Api) -> Non
     await _hidden(public_api, inc["number"], inc["received_at"][:10], agency="OAK")
 
 
-async def test_nothing_is_published_before_the_delay(database_url: str, tmp_path: Path) -> None:
-    async for app in start_public_app(database_url, tmp_path, public_delay_s=3600.0):
-        api = Api(app)
-        try:
-            sup = await api.as_("supervisor")
-            assert (await publish(sup, "ROBBERY")).status_code == 200
-            inc = await intake(sup)
-            await _hidden(api, inc["number"], inc["received_at"][:10])
-            async with httpx.AsyncClient(base_url=app.base_url) as anon:
-                page = (await anon.get("/public/SFFD/map")).text
-            assert "at least one hour after they closed" in page
-        finally:
-            await api.close()
+async def test_nothing_is_published_before_the_delay(apps: Apps) -> None:
+    app = await start_public_app(apps, public_delay_s=3600.0)
+    api = apps.api(app)
+    sup = await api.as_("supervisor")
+    assert (await publish(sup, "ROBBERY")).status_code == 200
+    inc = await intake(sup)
+    await _hidden(api, inc["number"], inc["received_at"][:10])
+    async with httpx.AsyncClient(base_url=app.base_url) as anon:
+        page = (await anon.get("/public/SFFD/map")).text
+    assert "at least one hour after they closed" in page
 
 
 async def test_publication_is_managed_by_supervisors_of_the_agency(public_api: Api) -> None:
@@ -196,16 +192,15 @@ async def test_publication_is_managed_by_supervisors_of_the_agency(public_api: A
     assert len(events) == 1
 
 
-async def test_public_endpoints_are_rate_limited(database_url: str, tmp_path: Path) -> None:
-    async for app in start_public_app(database_url, tmp_path, rate_limit_public_per_s=0.01,
-                                      rate_limit_public_burst=3):
-        async with httpx.AsyncClient(base_url=app.base_url) as anon:
-            codes = [(await anon.get("/public/SFFD/incidents.geojson")).status_code
-                     for _ in range(4)]
-            assert codes == [200, 200, 200, 429]
-            r = await anon.get("/public/SFFD/requests/X-1")
-            assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
-            assert r.headers["content-type"].startswith("application/problem+json")
+async def test_public_endpoints_are_rate_limited(apps: Apps) -> None:
+    app = await start_public_app(apps, rate_limit_public_per_s=0.01, rate_limit_public_burst=3)
+    async with httpx.AsyncClient(base_url=app.base_url) as anon:
+        codes = [(await anon.get("/public/SFFD/incidents.geojson")).status_code
+                 for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        r = await anon.get("/public/SFFD/requests/X-1")
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+        assert r.headers["content-type"].startswith("application/problem+json")
 
 
 @pytest.mark.parametrize("path", ["/public/sffd/incidents.geojson", "/public/SFFD/incidents.csv?days=0",

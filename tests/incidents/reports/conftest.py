@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +16,7 @@ import pytest
 from incidents.public.challenge import Challenger, solve
 from tests.auth import Api, make_user
 from tests.incidents.public.conftest import STREET, start_public_app
-from tests.support import RunningApp
+from tests.support import Apps, RunningApp
 
 CHALLENGE_SECRET = "reports-tests-challenge-key-" + "c" * 16
 POW_BITS = 8
@@ -43,17 +42,17 @@ def aged_form_token(agency: str = AGENCY, *, age_s: float = 10.0) -> str:
                               now=datetime.now(UTC) - timedelta(seconds=age_s))
 
 
-async def start_reports_app(database_url: str, tmp_path: Path,
-                            **overrides: Any) -> AsyncIterator[RunningApp]:
-    """The app, with a supervisor of AGENCY (an agency takes reports only with a reviewer)."""
-    async for app in start_public_app(database_url, tmp_path, **{**SETTINGS, **overrides}):
-        await make_user(app.pool, "supervisor", agency=AGENCY)
-        yield app
+async def start_reports_app(apps: Apps, **overrides: Any) -> AsyncIterator[RunningApp]:
+    """The app, with a supervisor of AGENCY (an agency takes reports only with a reviewer);
+    it runs until the test ends (``apps``)."""
+    app = await start_public_app(apps, **{**SETTINGS, **overrides})
+    await make_user(app.pool, "supervisor", agency=AGENCY)
+    yield app
 
 
 @pytest.fixture
-async def reports_app(database_url: str, tmp_path: Path) -> AsyncIterator[RunningApp]:
-    async for app in start_reports_app(database_url, tmp_path):
+async def reports_app(apps: Apps) -> AsyncIterator[RunningApp]:
+    async for app in start_reports_app(apps):
         yield app
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -28,6 +27,7 @@ from tests.incidents.reports.conftest import (
     report_body,
     start_reports_app,
 )
+from tests.support import Apps
 
 STATUS_FIELDS = {"tracking", "report_type", "status", "submitted_at", "decided_at",
                  "public_reason"}
@@ -395,8 +395,8 @@ async def test_contact_reads_are_audited_and_roles_and_scope_hold(reports_api: A
     assert await pool.fetchval("SELECT status FROM public_reports") == "received"
 
 
-async def test_report_endpoints_are_rate_limited(database_url: str, tmp_path: Path) -> None:
-    async for app in start_reports_app(database_url, tmp_path, rate_limit_public_per_s=0.01,
+async def test_report_endpoints_are_rate_limited(apps: Apps) -> None:
+    async for app in start_reports_app(apps, rate_limit_public_per_s=0.01,
                                        rate_limit_public_burst=3):
         async with httpx.AsyncClient(base_url=app.base_url) as c:
             codes = [(await c.post(f"/public/{AGENCY}/reports", json={})).status_code
@@ -431,9 +431,9 @@ async def test_the_page_form_with_a_proof_of_work(reports_api: Api) -> None:
         "SELECT via FROM public_reports")] == ["pow"]
 
 
-async def test_a_training_agency_takes_no_reports(database_url: str, tmp_path: Path) -> None:
+async def test_a_training_agency_takes_no_reports(apps: Apps) -> None:
     """Nothing of a training agency is public: not even with a reviewer does it take reports."""
-    async for app in start_reports_app(database_url, tmp_path,
+    async for app in start_reports_app(apps,
                                        training_agencies=["SFFD-TRAINING"]):
         await make_user(app.pool, "supervisor", agency="SFFD-TRAINING")
         async with httpx.AsyncClient(base_url=app.base_url) as c:

@@ -9,7 +9,6 @@ fast post)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from tests.console.browser import Browser, browsers, require_chromium
 from tests.incidents.public.test_public_browser import _checked
 from tests.incidents.reports.conftest import AGENCY, TRACKING, start_reports_app
-from tests.support import RunningApp
+from tests.support import Apps, RunningApp
 
 
 @pytest.fixture(autouse=True)
@@ -26,8 +25,8 @@ def _chromium() -> None:
 
 
 @pytest.fixture
-async def browser_app(database_url: str, tmp_path: Path) -> AsyncIterator[RunningApp]:
-    async for app in start_reports_app(database_url, tmp_path, public_form_min_delay_s=0.0):
+async def browser_app(apps: Apps) -> AsyncIterator[RunningApp]:
+    async for app in start_reports_app(apps, public_form_min_delay_s=0.0):
         yield app
 
 

@@ -10,7 +10,6 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -21,7 +20,7 @@ from hypothesis import strategies as st
 from incidents.public.challenge import solve
 from tests.auth import Api
 from tests.incidents.reports.conftest import AGENCY, POW_BITS, start_reports_app
-from tests.support import RunningApp
+from tests.support import Apps, RunningApp
 
 EXAMPLES = 12
 
@@ -55,9 +54,9 @@ reporters = st.builds(
 
 
 @pytest.fixture
-async def roomy_app(database_url: str, tmp_path: Path) -> AsyncIterator[RunningApp]:
+async def roomy_app(apps: Apps) -> AsyncIterator[RunningApp]:
     # every example files from 127.0.0.1: a budget that lasts the run
-    async for app in start_reports_app(database_url, tmp_path, public_submit_max_pow=1000):
+    async for app in start_reports_app(apps, public_submit_max_pow=1000):
         yield app
 
 
