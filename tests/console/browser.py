@@ -133,6 +133,26 @@ class Browser:
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
+# --- small steps the public pages' browser tests share ----------------------------------------
+
+async def set_scripts(b: Browser, *, enabled: bool) -> None:
+    """Turn the page's JavaScript off (a resident without scripts) or back on."""
+    await b.run(b.driver.execute_cdp_cmd, "Emulation.setScriptExecutionDisabled",
+                {"value": not enabled})
+
+
+async def choose(b: Browser, css: str, value: str) -> None:
+    """Pick ``value`` in the <select> at ``css``."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    await b.run(lambda: Select(b.driver.find_element(By.CSS_SELECTOR, css)).select_by_value(value))
+
+
+async def text_of(b: Browser, css: str) -> Any:
+    return await b.js(f"return document.querySelector({css!r}).textContent")
+
+
 @contextlib.contextmanager
 def browsers(*names: str) -> Iterator[list[Browser]]:
     made: list[Browser] = []

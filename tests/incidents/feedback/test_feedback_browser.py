@@ -6,11 +6,9 @@ browser test must not wait on a clock; test_feedback_public.py refuses a fast po
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from tests.console.browser import Browser, browsers, require_chromium
+from tests.console.browser import browsers, choose, require_chromium, set_scripts, text_of
 from tests.incidents.feedback.conftest import AppMaker
 from tests.incidents.public.test_public_browser import _checked
 
@@ -20,22 +18,6 @@ def _chromium() -> None:
     require_chromium()
 
 
-async def _scripts(b: Browser, *, enabled: bool) -> None:
-    await b.run(b.driver.execute_cdp_cmd, "Emulation.setScriptExecutionDisabled",
-                {"value": not enabled})
-
-
-async def _choose(b: Browser, css: str, value: str) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
-
-    await b.run(lambda: Select(b.driver.find_element(By.CSS_SELECTOR, css)).select_by_value(value))
-
-
-async def _text(b: Browser, css: str) -> Any:
-    return await b.js(f"return document.querySelector({css!r}).textContent")
-
-
 async def test_sending_and_following_feedback_without_javascript(
         feedback_app: AppMaker) -> None:
     async with feedback_app() as api:
@@ -43,38 +25,38 @@ async def test_sending_and_following_feedback_without_javascript(
         with browsers("feedback") as (b,):
             await b.get(f"{base}/public/SFFD/feedback?lang=es")
             assert await b.js("return document.documentElement.lang") == "es"
-            assert await _text(b, "h1") == "Comentarios, felicitaciones y quejas"
+            assert await text_of(b, "h1") == "Comentarios, felicitaciones y quejas"
             assert await b.js("return document.scripts.length") == 0
             await _checked(b, "public-feedback-es")
 
             # a refused field: the form again, the reason linked from the summary, answers kept
-            await _scripts(b, enabled=False)
+            await set_scripts(b, enabled=False)
             await b.click("input[name=category][value=complaint]")
-            await _choose(b, "#subcategory", "response_time")
+            await choose(b, "#subcategory", "response_time")
             await b.type_into("#description", "Esperamos cuarenta minutos a la ambulancia.")
             await b.type_into("#phone", "llámeme")
             await b.click("form[method=post] button")
-            await _scripts(b, enabled=True)
+            await set_scripts(b, enabled=True)
             await b.wait_for("return document.querySelector('[role=alert]') !== null",
                              what="the form with its errors")
             assert await b.js("return document.getElementById('description').value") == (
                 "Esperamos cuarenta minutos a la ambulancia.")
             assert await b.js("return document.getElementById('phone')"
                               ".getAttribute('aria-invalid')") == "true"
-            assert "Indique un teléfono" in await _text(b, "[role=alert]")
+            assert "Indique un teléfono" in await text_of(b, "[role=alert]")
             assert await b.js("return document.querySelector("
                               "'input[name=category][value=complaint]').checked") is True
             await _checked(b, "public-feedback-errors-es")
 
             # sent without scripts: the receipt with the reference
-            await _scripts(b, enabled=False)
+            await set_scripts(b, enabled=False)
             await b.type_into("#phone", "415 555 0100")
             await b.type_into("#name", "Ana Ruiz")
             await b.click("form[method=post] button")
-            await _scripts(b, enabled=True)
+            await set_scripts(b, enabled=True)
             await b.wait_for("return document.getElementById('reference') !== null",
                              what="the receipt")
-            reference = await _text(b, "#reference")
+            reference = await text_of(b, "#reference")
             assert reference.startswith("FB-")
             assert "Ana Ruiz" not in await b.js("return document.body.innerHTML")
             await _checked(b, "public-feedback-receipt-es")

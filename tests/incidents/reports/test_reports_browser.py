@@ -9,11 +9,10 @@ fast post)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
-from tests.console.browser import Browser, browsers, require_chromium
+from tests.console.browser import browsers, choose, require_chromium, set_scripts, text_of
 from tests.incidents.public.test_public_browser import _checked
 from tests.incidents.reports.conftest import AGENCY, TRACKING, start_reports_app
 from tests.support import Apps, RunningApp
@@ -30,58 +29,42 @@ async def browser_app(apps: Apps) -> AsyncIterator[RunningApp]:
         yield app
 
 
-async def _scripts(b: Browser, *, enabled: bool) -> None:
-    await b.run(b.driver.execute_cdp_cmd, "Emulation.setScriptExecutionDisabled",
-                {"value": not enabled})
-
-
-async def _choose(b: Browser, css: str, value: str) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
-
-    await b.run(lambda: Select(b.driver.find_element(By.CSS_SELECTOR, css)).select_by_value(value))
-
-
-async def _text(b: Browser, css: str) -> Any:
-    return await b.js(f"return document.querySelector({css!r}).textContent")
-
-
 async def test_filing_and_checking_a_report_without_javascript(browser_app: RunningApp) -> None:
     base = browser_app.base_url
     with browsers("reports") as (b,):
         await b.get(f"{base}/public/{AGENCY}/report?lang=es")
         assert await b.js("return document.documentElement.lang") == "es"
-        assert await _text(b, "h1") == "Reportar algo que no es una emergencia"
+        assert await text_of(b, "h1") == "Reportar algo que no es una emergencia"
         await _checked(b, "public-report-es")
 
         # a refused field: the form again, the reason linked from a summary, the text kept
-        await _scripts(b, enabled=False)
+        await set_scripts(b, enabled=False)
         await b.get(f"{base}/public/{AGENCY}/report?lang=es")   # loaded without scripts
-        await _choose(b, "#report_type", "vandalism")
+        await choose(b, "#report_type", "vandalism")
         await b.type_into("#description", "corto")
         await b.type_into("#address", "4817 QUILLFEATHER ST")
         await b.click("#send")
-        await _scripts(b, enabled=True)
+        await set_scripts(b, enabled=True)
         await b.wait_for("return document.getElementById('errors') !== null",
                          what="the form with its errors")
         assert await b.js("return document.getElementById('description').value") == "corto"
         assert await b.js("return document.getElementById('description')"
                           ".getAttribute('aria-invalid')") == "true"
-        assert "Describa lo que pasó" in await _text(b, "#errors")
+        assert "Describa lo que pasó" in await text_of(b, "#errors")
         await _checked(b, "public-report-errors-es")
 
         # filed without scripts: 303 to the status page with the tracking number
-        await _scripts(b, enabled=False)
+        await set_scripts(b, enabled=False)
         await b.type_into("#description", "Rompieron la ventana de mi coche y se llevaron la radio.")
         await b.type_into("#contact_name", "Ana Ruiz")
         await b.type_into("#contact_phone", "415 555 0100")
         await b.click("#send")
-        await _scripts(b, enabled=True)
+        await set_scripts(b, enabled=True)
         await b.wait_for("return location.pathname.endsWith('/report/status')",
                          what="the status page")
         tracking = await b.js("return new URLSearchParams(location.search).get('tracking')")
         assert TRACKING.match(tracking)
-        assert tracking in await _text(b, "[role=status]")
+        assert tracking in await text_of(b, "[role=status]")
         cells = await b.js("return [...document.querySelectorAll('tbody td')]"
                            ".map(t => t.textContent)")
         assert cells[0] == tracking and cells[1] == "Vandalismo"
@@ -95,17 +78,17 @@ async def test_filing_and_checking_a_report_without_javascript(browser_app: Runn
         await b.click("form[method=get] button")
         await b.wait_for("return document.querySelectorAll('tbody tr').length === 6",
                          what="the status table")
-        assert await _text(b, "tbody tr:nth-child(3) td") == "Received, waiting for review"
+        assert await text_of(b, "tbody tr:nth-child(3) td") == "Received, waiting for review"
         await _checked(b, "public-report-status-en")
         # the language switch keeps the report shown
         await b.click("a[hreflang='es']")
         await b.wait_for("return document.documentElement.lang === 'es'", what="Spanish status")
-        assert await _text(b, "tbody tr:nth-child(3) td") == "Recibido, en espera de revisión"
+        assert await text_of(b, "tbody tr:nth-child(3) td") == "Recibido, en espera de revisión"
 
         # with scripts: report.js solves the proof of work, the same form is posted
         await b.get(f"{base}/public/{AGENCY}/report?lang=en")
         await _checked(b, "public-report-en")
-        await _choose(b, "#report_type", "noise")
+        await choose(b, "#report_type", "noise")
         await b.type_into("#description", "Loud generator running all night behind the shop.")
         await b.type_into("#address", "4833 QUILLFEATHER ST")
         await b.click("#send")
