@@ -241,6 +241,13 @@ async def test_the_alerts_page_shows_what_is_in_force_per_agency_and_language(
     assert 'aria-current="page"' in en.text
     assert es.headers["content-language"] == "es"
     assert INFO["es"]["headline"] in es.text and "Alertas comunitarias vigentes" in es.text
+    # A draft nobody approved is not on the page.
+    r = await drafter.post("/api/v1/alerts", json={
+        "incident_id": original["incident_id"], "event": "Draft only", "area": {"radius_m": 100},
+        "info": {**INFO, "en": {**INFO["en"], "headline": "Unapproved draft headline"}}})
+    assert r.status_code == 201, r.text
+    async with httpx.AsyncClient(base_url=alerts_app.base_url) as anon:
+        assert "Unapproved draft headline" not in (await anon.get("/public/SFFD/alerts")).text
     # Another agency's page and feeds show nothing of SFFD's alert.
     assert INFO["en"]["headline"] not in other.text and "No alerts are in force." in other.text
     assert other_json.json()["items"] == [] and other_xml.status_code == 404
