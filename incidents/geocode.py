@@ -146,7 +146,12 @@ class StreetIndex:
         g = self.graph
         kx = math.cos(math.radians(lat))
         d = ((g.node_lon - lon) * kx) ** 2 + (g.node_lat - lat) ** 2
-        for nd in np.argsort(d)[:50].tolist():
+        # The 50 nearest nodes, nearest first: a partition, then a sort of those 50 only. A
+        # full argsort of every node here cost 1.8 ms of the server's 7.6 ms per create +
+        # recommend on SF (each pick's position is described in words; py-spy, session 5).
+        k = min(50, d.size)
+        near = np.argpartition(d, k - 1)[:k] if d.size > k else np.arange(d.size)
+        for nd in near[np.argsort(d[near])].tolist():
             if by_node.get(int(nd)):
                 return min(by_node[int(nd)])
         return None
