@@ -1,7 +1,7 @@
 """All SQL of feedback: ``feedback`` and ``feedback_notes`` (migration 0016), which this
 package owns. Staff reads also look up, read only, the incident and the unit a submission
-names (``incidents``, ``units``), whether an assignee may take a case and whether anyone
-works an agency's queue (``users``)."""
+names (``incidents``, ``units``), and whether an assignee may take a case (``users``).
+Whether an agency takes feedback at all is ``incidents.public.repository.has_public_reviewer``."""
 
 from __future__ import annotations
 
@@ -43,14 +43,6 @@ async def insert(conn: asyncpg.Connection, *, values: dict[str, Any],
         values["occurred_at"], values["name"], values["email"], values["phone"],
         values["language"], acknowledge_s, resolve_s)
     return row
-
-
-async def takes_feedback(conn: asyncpg.Connection | asyncpg.Pool, *, agency: str) -> bool:
-    """An agency takes feedback when an enabled supervisor or admin acts for it: someone
-    works the queue. A training agency never does (nothing of training is public)."""
-    return bool(await conn.fetchval(
-        "SELECT NOT cad_is_training($1) AND EXISTS (SELECT 1 FROM users WHERE NOT disabled"
-        " AND role IN ('supervisor', 'admin') AND $1 = ANY (agencies))", agency))
 
 
 async def by_reference(conn: asyncpg.Connection | asyncpg.Pool, *, agency: str,

@@ -25,6 +25,7 @@ from incidents.feedback.schemas import (
     NoteIn,
     TransitionIn,
 )
+from incidents.public import repository as public_repo
 from incidents.public.challenge import Spend
 
 # Where a case may go from each status by a status change (POST .../status). Assignment is
@@ -101,7 +102,7 @@ def purpose(agency: str) -> str:
 async def require_agency(*, deps: FeedbackDeps, agency: str) -> None:
     """404 for an agency nobody works the queue of (a mistyped address): feedback must not
     be sent into the void."""
-    if not await repo.takes_feedback(deps.pool, agency=agency):
+    if not await public_repo.has_public_reviewer(deps.pool, agency=agency):
         raise NotFound(f"agency {agency} does not take feedback online")
 
 

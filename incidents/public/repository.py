@@ -109,3 +109,13 @@ async def spend_challenge(conn: asyncpg.Connection, *, digest: bytes, kind: str,
         "DELETE FROM public_challenge_uses WHERE digest IN (SELECT digest FROM"
         " public_challenge_uses WHERE keep_until < clock_timestamp() LIMIT 20)")
     return "ok" if inserted else "used"
+
+
+async def has_public_reviewer(conn: asyncpg.Connection | asyncpg.Pool, *, agency: str) -> bool:
+    """Whether an agency takes the public's forms (online reports, feedback): an enabled
+    supervisor or admin acts for it, so someone works the queue; a typo in the address finds
+    none. A training agency never does (nothing of training is public). Reads ``users``
+    (cad's table), read only."""
+    return bool(await conn.fetchval(
+        "SELECT NOT cad_is_training($1) AND EXISTS (SELECT 1 FROM users WHERE NOT disabled"
+        " AND role IN ('supervisor', 'admin') AND $1 = ANY (agencies))", agency))

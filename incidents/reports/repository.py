@@ -1,7 +1,6 @@
 """All SQL of online reports: the only writer of ``public_reports``. The contact columns are
-read by one function (``contact``), which the service audits. One read crosses owners:
-``takes_reports`` reads ``users`` (cad's table) to tell an agency someone reviews from a
-typo."""
+read by one function (``contact``), which the service audits. Whether an agency takes
+reports at all is ``incidents.public.repository.has_public_reviewer``."""
 
 from __future__ import annotations
 
@@ -31,14 +30,6 @@ async def insert_report(conn: asyncpg.Connection, *, tracking: str, agency: str,
         tracking, agency, report_type, description, location_text, lat, lon, occurred_at,
         language, contact.get("name"), contact.get("phone"), contact.get("email"), via)
     return row
-
-
-async def takes_reports(conn: asyncpg.Connection | asyncpg.Pool, *, agency: str) -> bool:
-    """An agency takes online reports when an enabled supervisor or admin acts for it; a
-    training agency never does (nothing of training is public: docs/analytics.md)."""
-    return bool(await conn.fetchval(
-        "SELECT NOT cad_is_training($1) AND EXISTS (SELECT 1 FROM users WHERE NOT disabled"
-        " AND role IN ('supervisor', 'admin') AND $1 = ANY (agencies))", agency))
 
 
 async def public_status(conn: asyncpg.Connection | asyncpg.Pool, *, agency: str,

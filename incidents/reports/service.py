@@ -15,6 +15,7 @@ from cad.errors import Conflict, Invalid, NotFound
 from cad.security.scope import Scope
 from cad.uow import RequestContext, UnitOfWork, audit_now, unit_of_work
 from incidents import service as incidents_service
+from incidents.public import repository as public_repo
 from incidents.public.challenge import Spend
 from incidents.reports import repository as repo
 from incidents.reports.deps import ReportsDeps
@@ -78,7 +79,7 @@ def _where(deps: ReportsDeps, *, agency: str, body: ReportFields, field: str
 async def require_agency(*, deps: ReportsDeps, agency: str) -> None:
     """404 for an agency nobody reviews (a typo in the address): a report must not be filed
     into the void."""
-    if not await repo.takes_reports(deps.pool, agency=agency):
+    if not await public_repo.has_public_reviewer(deps.pool, agency=agency):
         raise NotFound(f"agency {agency} does not take online reports")
 
 
