@@ -39,6 +39,28 @@ def make_private_dir(prefix: str) -> Path:
     return path
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Fill numba's cache once, before any test (and any xdist worker) starts, outside
+    pytest-timeout's per-test limit: on a cold cache compiling every routing kernel takes
+    about 3 minutes of CPU on a 2-core machine, more when it is busy, and a fixture doing it
+    ran into the 300 s limit of the first test of each worker. Under pytest-xdist only the
+    controller does it; the workers' ``routing_kernels_compiled`` then only loads."""
+    if hasattr(config, "workerinput") or config.option.collectonly:
+        return
+    import subprocess
+    import sys
+    import time
+
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "routing.warmup"], capture_output=True,
+                          text=True, check=False)
+    line = (proc.stdout.strip().splitlines() or [""])[-1]
+    print(f"routing kernel cache ready in {time.perf_counter() - t0:.1f} s: {line}"
+          if proc.returncode == 0 else
+          f"routing warm-up child failed (exit {proc.returncode}); the fixture will compile:\n"
+          f"{proc.stderr[-2000:]}", file=sys.stderr)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def routing_kernels_compiled() -> None:
     """Every routing kernel in numba's cache (NUMBA_CACHE_DIR, tests/__init__.py) before the
