@@ -425,7 +425,7 @@ class UnitIndex:
             s1 = seeds[1] if n_seeds == 2 else s0
             rank = self._rank
             # Python scalars only: one numba specialisation (see _nearest_ch)
-            if h.up_f_down is not None and h.up_b_down is not None:  # child arcs: no searches
+            if h.up_f_down is not None and h.up_b_down is not None:  # child arcs: no arc lookups
                 t, si, qi, n_e, metres = RK.ctx_route(
                     self._ctx, slot, int(rank[s0.node]), float(s0.t_ds), int(rank[s1.node]),
                     float(s1.t_ds), n_seeds, h.up_f_down, h.up_b_down, ws["dist_b"], ws["pw"],
