@@ -59,6 +59,7 @@ from routing.ch_kernels import (
     _levels,
 )
 from routing.graph import Hierarchy, RoadGraph
+from routing.route_kernels import child_arcs
 
 
 def hilbert_keys(lat: np.ndarray, lon: np.ndarray, bits: int = 16) -> np.ndarray:
@@ -142,6 +143,9 @@ def compile_ch_kernels() -> float:
     _compact(*st[:7], st[8])  # type: ignore[call-arg]  # numba Dispatcher: stubs lack the jitted signature
     _levels(4, st[8], st[18], int(st[6][_N_UF]), st[20], int(st[6][_N_UB]))
     _hilbert(np.zeros(1, np.int64), np.zeros(1, np.int64), 16)
+    one = np.array([0, 1], np.int64)
+    arc = np.zeros(1, np.int32)
+    child_arcs(one, arc, arc - 2, one, arc, arc - 2)
     return time.perf_counter() - t0
 
 
@@ -192,10 +196,17 @@ def build_hierarchy(graph: RoadGraph, *, progress: Callable[[int, int], None] | 
         raise ValueError(f"unknown layout {layout!r}")
     f = _to_csr(n, pos, UF, UFL[:nf])
     b = _to_csr(n, pos, UB, UBL[:nb])
+    # child arcs: each shortcut's two halves by position, so routes unpack without searching
+    t_child = time.perf_counter()
+    down_f, down_b, ok = child_arcs(f[0], f[1], f[4], b[0], b[1], b[4])
+    if not ok:  # every half of a finished hierarchy is an upward arc of its middle node
+        raise RuntimeError("contraction hierarchy: a shortcut's halves are not at its middle node")
+    if stats is not None:
+        stats["child_arcs_ms"] = round(1000 * (time.perf_counter() - t_child))
     return Hierarchy(
         rank=pos,
         up_f_indptr=f[0], up_f_head=f[1], up_f_time_ds=f[2], up_f_length_m=f[3],
         up_b_indptr=b[0], up_b_head=b[1], up_b_time_ds=b[2], up_b_length_m=b[3],
-        up_f_mid=f[4], up_b_mid=b[4],
+        up_f_mid=f[4], up_b_mid=b[4], up_f_down=down_f, up_b_down=down_b,
         preprocess_s=time.perf_counter() - t0,
     )

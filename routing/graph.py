@@ -13,11 +13,12 @@ Every edge is a straight segment between its two end nodes (OSM ways are split a
 every node, TIGER polylines at every vertex), so node coordinates are the whole
 geometry: snapping and route drawing need nothing else.
 
-File format (``*.cadgraph``, version 2): a 16-byte magic, an 8-byte header length, a
-JSON header (meta, and name, dtype, shape and offset of every array), then the arrays,
-each 64-byte aligned. Loading maps the file read-only (``mmap``): nothing is read up
-front (NY loads in about a millisecond), the pages come in as queries touch them, and
-every worker on the machine shares the same page-cache pages. Optional ``ch_*``
+File format (``*.cadgraph``, version 4; docs/routing.md): a 16-byte magic, an 8-byte
+header length, a JSON header (meta, and name, dtype, shape, offset and CRC-32 of every
+array), then the arrays, each 64-byte aligned. Loading maps the file read-only
+(``mmap``), checks it whole the first time and stamps it (see ``RoadGraph.load``); the
+pages come in as queries touch them, and every worker on the machine shares the same
+page-cache pages. Optional ``ch_*``
 arrays hold the preprocessed contraction hierarchy. Version 1 files (an uncompressed
 NumPy ``.npz``) still load, into private memory.
 
@@ -31,9 +32,11 @@ every edge unnamed and an empty table.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import mmap
 import os
+import time
 import warnings
 import zipfile
 import zlib
@@ -44,12 +47,20 @@ from typing import Any
 import numpy as np
 
 from routing.errors import GraphFileError, GraphFormatWarning, UnknownNodeError
-from routing.graph_check import check_members
+from routing.graph_check import CHECKS_VERSION, check_members
 
-# 3: every array carries a CRC-32 in the header. Versions 1 and 2 still load (with a
-# GraphFormatWarning): their arrays are validated like any file's, only the checksum is absent.
-FORMAT_VERSION = 3
+# 3: every array carries a CRC-32 in the header. 4: the hierarchy's child arcs
+# (ch_up_*_down). Version 3 loads as it is (routes then unpack by middle nodes); versions 1
+# and 2 still load with a GraphFormatWarning: their arrays are validated like any file's,
+# only the checksum is absent.
+FORMAT_VERSION = 4
+_CHECKSUMMED = (3, 4)
 _OLD_VERSIONS = (2,)
+# A file whose full check passed is not checked again while it keeps its identity (device,
+# inode, size, mtime, ctime and header): a stamp in the verified-files directory records it.
+# Files changed less than this long ago get no stamp: a write within the same clock tick
+# could keep the timestamps (git's "racily clean" problem), so their next load checks again.
+_STAMP_MIN_AGE_S = 2.0
 _MAGIC = b"CADGRAPH-MMAP-2\n"
 _ALIGN = 64
 
@@ -94,6 +105,11 @@ _CH_ARRAYS: dict[str, Any] = {
 _CH_OPTIONAL: dict[str, Any] = {
     "up_f_mid": np.int32,
     "up_b_mid": np.int32,
+    # child arcs (routing.route_kernels): two int32 per upward arc, the shortcut's halves
+    # or -1 - edge id; routes unpack by them without searching. Without them (files
+    # before version 4) routes unpack by the middle nodes.
+    "up_f_down": np.int32,
+    "up_b_down": np.int32,
 }
 
 
@@ -120,11 +136,18 @@ class Hierarchy:
     preprocess_s: float = 0.0
     up_f_mid: np.ndarray | None = None  # shortcut middle node, or -2 - edge id
     up_b_mid: np.ndarray | None = None
+    up_f_down: np.ndarray | None = None  # child arcs (routing.route_kernels), 2 per arc
+    up_b_down: np.ndarray | None = None
 
     @property
     def can_unpack(self) -> bool:
         """Whether shortcuts can be expanded into road edges (routes without Dijkstra)."""
         return self.up_f_mid is not None and self.up_b_mid is not None
+
+    @property
+    def has_child_arcs(self) -> bool:
+        """Whether each upward arc names its two halves (routes unpack without searching)."""
+        return self.up_f_down is not None and self.up_b_down is not None
 
     @property
     def n_up_arcs(self) -> int:
@@ -285,23 +308,27 @@ class RoadGraph:
 
     @classmethod
     def load(cls, path: str | Path, *, verify_checksum: bool = True) -> RoadGraph:
-        """Map a version-3 (or 2) file read-only (shared between processes), or read a
+        """Map a version-4 (or 3, 2) file read-only (shared between processes), or read a
         version-1 ``.npz``. The arrays are checked before anything uses them (see
-        routing.graph_check) and, in version 3, against their stored CRC-32 (about half of
-        the 50 ms NY now takes to load, see docs/routing.md; ``verify_checksum=False`` skips
-        it). Any problem raises GraphFileError with
-        one line naming the file and what is wrong; never a crash or a wrong answer later."""
+        routing.graph_check) and against their stored CRC-32 (``verify_checksum=False``
+        skips the CRCs). A file that passed both keeps a stamp in the verified-files
+        directory (``CAD_GRAPH_STAMP_DIR``; docs/routing.md, "File format"), and its later
+        loads, while the file keeps its identity, skip the checks: NY's 90 ms become about
+        a millisecond. Any problem raises GraphFileError with one line naming the file and
+        what is wrong; never a crash or a wrong answer later."""
         try:
             with open(path, "rb") as fh:
                 head = fh.read(len(_MAGIC))
                 if head != _MAGIC:
                     return cls._load_npz(path)
-                size = os.fstat(fh.fileno()).st_size
+                st = os.fstat(fh.fileno())
+                size = st.st_size
                 hlen = int.from_bytes(fh.read(8), "little")
                 if not 0 < hlen <= size:
                     raise GraphFileError(path, f"header length {hlen} does not fit the file "
                                                f"({size} bytes): truncated or not a graph file")
-                header = json.loads(fh.read(hlen).decode())
+                header_bytes = fh.read(hlen)
+                header = json.loads(header_bytes.decode())
                 buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         except OSError as exc:
             raise GraphFileError(path, f"cannot read: {exc.strerror or exc}") from exc
@@ -316,9 +343,11 @@ class RoadGraph:
         if version in _OLD_VERSIONS:
             warnings.warn(f"{path}: graph format {version} has no checksum; rebuild with "
                           "`cad graph build` to get one", GraphFormatWarning, stacklevel=2)
-        elif version != FORMAT_VERSION:
+        elif version not in _CHECKSUMMED:
             raise GraphFileError(path, f"graph format {version}, expected {FORMAT_VERSION}; "
                                        "rebuild with `cad graph build`")
+        stamp = _stamp(path, st, header_bytes) if version in _CHECKSUMMED else None
+        verified = stamp is not None and _stamp_holds(stamp)
         raw: dict[str, np.ndarray] = {}
         for name, spec in header["arrays"].items():
             try:
@@ -337,13 +366,16 @@ class RoadGraph:
                 raw[name] = np.empty(shape, dt)
                 continue
             a = np.frombuffer(buf, dtype=dt, count=count, offset=data_start + offset)
-            if verify_checksum and version == FORMAT_VERSION:
+            if verify_checksum and not verified and version in _CHECKSUMMED:
                 want = spec.get("crc32")
                 if want != _crc32(a):
                     raise GraphFileError(path, f"array {name} fails its checksum (corrupt or "
                                                "edited); rebuild with `cad graph build`")
             raw[name] = a.reshape(shape)
-        return cls._from_members(raw, meta, path)
+        graph = cls._from_members(raw, meta, path, check=not verified)
+        if stamp is not None and verify_checksum and not verified:
+            _write_stamp(stamp, st)
+        return graph
 
     @classmethod
     def _load_npz(cls, path: str | Path) -> RoadGraph:
@@ -368,12 +400,13 @@ class RoadGraph:
 
     @classmethod
     def _from_members(cls, raw: dict[str, np.ndarray], meta: dict[str, Any],
-                      path: str | Path) -> RoadGraph:
+                      path: str | Path, *, check: bool = True) -> RoadGraph:
         if not isinstance(meta.get("class_names"), list) \
                 or not isinstance(meta.get("street_names", []), list):
             raise GraphFileError(path, "meta lacks its class_names or street_names list")
-        check_members(path, raw, meta, graph_dtypes=_GRAPH_ARRAYS, ch_dtypes=_CH_ARRAYS,
-                      ch_optional=_CH_OPTIONAL)
+        if check:  # not when a stamp says this very file passed (RoadGraph.load)
+            check_members(path, raw, meta, graph_dtypes=_GRAPH_ARRAYS, ch_dtypes=_CH_ARRAYS,
+                          ch_optional=_CH_OPTIONAL)
         arrays: dict[str, Any] = {name: raw[name] for name in _GRAPH_ARRAYS}
         for name, (dt, fill) in _OPTIONAL_EDGE_ARRAYS.items():
             arrays[name] = (raw[name] if name in raw
@@ -405,6 +438,54 @@ class RoadGraph:
 def _number(v: Any) -> float:
     """A meta value that is only informative (e.g. the preprocessing time): NaN when odd."""
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else float("nan")
+
+
+def stamp_dir() -> Path | None:
+    """Where stamps of fully checked graph files live: ``CAD_GRAPH_STAMP_DIR`` (``off``
+    disables them), else ``$XDG_CACHE_HOME/cad/graph-verified`` (``~/.cache/...``)."""
+    env = os.environ.get("CAD_GRAPH_STAMP_DIR")
+    if env is not None:
+        return None if env.strip() in ("", "off") else Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "cad" / "graph-verified"
+
+
+def _stamp(path: str | Path, st: os.stat_result, header: bytes) -> dict[str, Any] | None:
+    """What identifies this file as the one checked: the open file's device, inode, size,
+    mtime and ctime (a write through the file system changes them; ctime cannot be set back
+    from user space), its header's hash (every array's CRC), and the checks' version."""
+    d = stamp_dir()
+    if d is None:
+        return None
+    real = os.path.realpath(path)
+    return {"file": real, "stamp": str(d / (hashlib.sha256(real.encode()).hexdigest()[:32] + ".json")),
+            "dev": st.st_dev, "ino": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            "ctime_ns": st.st_ctime_ns, "header_sha256": hashlib.sha256(header).hexdigest(),
+            "checks": CHECKS_VERSION, "format": FORMAT_VERSION}
+
+
+def _stamp_holds(stamp: dict[str, Any]) -> bool:
+    try:
+        with open(stamp["stamp"], encoding="utf-8") as fh:
+            return bool(json.load(fh) == stamp)
+    except (OSError, ValueError):
+        return False
+
+
+def _write_stamp(stamp: dict[str, Any], st: os.stat_result) -> None:
+    """Record a fully checked file, unless it changed too recently to tell a later write
+    within the same clock tick apart (_STAMP_MIN_AGE_S). Best effort: an unwritable
+    directory only means the next load checks again."""
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < _STAMP_MIN_AGE_S * 1e9:
+        return
+    target = Path(stamp["stamp"])
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(stamp), encoding="utf-8")
+        tmp.replace(target)
+    except OSError:
+        pass
 
 
 def _crc32(a: np.ndarray) -> int:

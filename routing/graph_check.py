@@ -31,6 +31,10 @@ from numba import njit
 
 from routing.errors import GraphFileError
 
+# Raised whenever the checks below change: stamps of files checked by older code are void
+# (routing.graph, RoadGraph.load).
+CHECKS_VERSION = 1
+
 _SNAP_ARRAYS = ("seg_edge", "x0", "y0", "x1", "y1", "cell_start", "cell_items")
 _SNAP_PARAMS = ("cell_m", "kx", "ky", "lon0", "lat0", "nx", "ny")
 
@@ -155,6 +159,20 @@ def _check_hierarchy(c: _Checker, n: int, m: int, ch_dtypes: Mapping[str, Any],
         if mid_name in c.raw:
             # a middle node, or -2 - edge id for an original arc (-1: unknown edge)
             c.in_range(mid_name, c.get(mid_name, ch_optional[f"up_{side}_mid"], arcs), -1 - m, n)
+    downs = ("ch_up_f_down", "ch_up_b_down")
+    if any(name in c.raw for name in downs):
+        # child arcs (routing.route_kernels): per arc, the first half (a backward arc) or
+        # -1 - edge id, then the second half (a forward arc) or -1. In range is what the
+        # route kernel needs to stay in bounds (its walk is bounded by its workspaces);
+        # that the halves are the right ones is the CRC's job, as for middle nodes
+        # (route_kernels.check_down verifies it in full, for the tests and tools).
+        nf = c.raw["ch_up_f_head"].size
+        nb = c.raw["ch_up_b_head"].size
+        for side, arcs in (("f", nf), ("b", nb)):
+            name = f"ch_up_{side}_down"
+            down = c.get(name, ch_optional[f"up_{side}_down"], 2 * arcs)
+            c.in_range(name, down[0::2], -m, nb)
+            c.in_range(name, down[1::2], -1, nf)
 
 
 def _check_snap(c: _Checker, m: int, params: Any) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from routing import kernels as K
+from routing import route_kernels as RK
 from routing.graph import RoadGraph
 
 INITIAL_SEARCH_WIDTH = 256  # bucket entries per unit before the rows are widened
@@ -424,9 +425,15 @@ class UnitIndex:
             s1 = seeds[1] if n_seeds == 2 else s0
             rank = self._rank
             # Python scalars only: one numba specialisation (see _nearest_ch)
-            t, si, qi, n_e, metres = K.ctx_path(
-                self._ctx, slot, int(rank[s0.node]), float(s0.t_ds), int(rank[s1.node]),
-                float(s1.t_ds), n_seeds, ws["dist_b"], ws["pw"], ws["stack"], ws["edges"])
+            if h.up_f_down is not None and h.up_b_down is not None:  # child arcs: no arc lookups
+                t, si, qi, n_e, metres = RK.ctx_route(
+                    self._ctx, slot, int(rank[s0.node]), float(s0.t_ds), int(rank[s1.node]),
+                    float(s1.t_ds), n_seeds, h.up_f_down, h.up_b_down, ws["dist_b"], ws["pw"],
+                    ws["rstack"], ws["edges"])
+            else:
+                t, si, qi, n_e, metres = K.ctx_path(
+                    self._ctx, slot, int(rank[s0.node]), float(s0.t_ds), int(rank[s1.node]),
+                    float(s1.t_ds), n_seeds, ws["dist_b"], ws["pw"], ws["stack"], ws["edges"])
             if si >= 0:
                 if t < best[0]:
                     length = float(self.u_src_l[slot, si]) + metres + seeds[qi].length_m
@@ -461,14 +468,19 @@ class UnitIndex:
         route, and the arrays are a few MB on a city graph)."""
         if self._path_ws is None:
             n = self.graph.n_nodes
-            # pw rows: touched_b, par_f, par_b, nodes, ch_node (kernels.ctx_path)
+            h = self.graph.hierarchy
+            child = h is not None and h.has_child_arcs
+            # pw rows: touched_b, par_f, par_b, then arc_f, arc_b (route_kernels.ctx_route)
+            # or nodes, ch_node (kernels.ctx_path, files without child arcs)
             ws: dict[str, np.ndarray] = {
                 "dist_b": np.full(n, np.inf), "pw": np.empty((5, n), np.int32),
-                "stack": np.empty((n + 2, 3), np.int32), "edges": np.empty(n, np.int64),
-                "parent": np.full(n, -1, np.int64),
+                "edges": np.empty(n, np.int64), "parent": np.full(n, -1, np.int64),
             }
-            h = self.graph.hierarchy
-            if h is not None:
-                ws["pw"][4, h.rank] = np.arange(n, dtype=np.int32)
+            if child:
+                ws["rstack"] = np.empty(n + 64, np.int32)
+            else:
+                ws["stack"] = np.empty((n + 2, 3), np.int32)
+                if h is not None:
+                    ws["pw"][4, h.rank] = np.arange(n, dtype=np.int32)
             self._path_ws = ws
         return self._path_ws

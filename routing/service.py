@@ -38,6 +38,7 @@ from routing.errors import (
 )
 from routing.graph import RoadGraph
 from routing.index import Seed, UnitIndex, incident_seeds, unit_sources
+from routing.route_kernels import route_polyline
 from routing.snap import Snapper, SnapResult
 
 DEFAULT_SNAP_LIMIT_M = 200.0
@@ -400,19 +401,13 @@ class RoutingService:
         if not np.isfinite(eta_ds):
             raise RoutingError(f"no route from {unit_id!r}")
         # the polyline: start, the source node, every driven edge's head, end; repeated
-        # points dropped (numpy throughout: a route on NY has hundreds of points)
-        if src is not None:
-            nodes = np.empty(len(edges) + 1, np.int64)
-            nodes[0] = src.node
-            nodes[1:] = g.fwd_head[edges]
-            xs = np.concatenate(([start[0]], g.node_lon[nodes], [end[0]]))
-            ys = np.concatenate(([start[1]], g.node_lat[nodes], [end[1]]))
-        else:
-            xs = np.array([start[0], end[0]])
-            ys = np.array([start[1], end[1]])
-        keep = np.ones(len(xs), bool)
-        keep[1:] = (xs[1:] != xs[:-1]) | (ys[1:] != ys[:-1])
-        coords = list(zip(xs[keep].tolist(), ys[keep].tolist()))
+        # points dropped (one kernel call: a route on NY has hundreds of points)
+        xs = np.empty(len(edges) + 3)
+        ys = np.empty(len(edges) + 3)
+        k = route_polyline(edges, -1 if src is None else src.node, g.fwd_head, g.node_lon,
+                           g.node_lat, float(start[0]), float(start[1]), float(end[0]),
+                           float(end[1]), xs, ys)
+        coords = list(zip(xs[:k].tolist(), ys[:k].tolist()))
         return Route(unit_id, float(eta_ds) / 10.0, float(length_m), coords, placement,
                      unit_placement)
 

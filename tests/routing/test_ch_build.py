@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from routing.ch import build_hierarchy
 from routing.graph import Hierarchy, RoadGraph
+from routing.route_kernels import check_down
 from tests.routing.conftest import make_graph, nx_graph
 
 
@@ -102,6 +103,45 @@ def test_hierarchy_distances_match_networkx(case):
             edges = unpack(g, h, forward, arc)
             assert int(g.edge_time_ds[edges].sum()) == int(times[arc])
             assert float(g.edge_length_m[edges].sum()) == pytest.approx(float(lengths[arc]), rel=1e-6)
+            # the child arcs name the same halves, down to the same road edges
+            assert unpack_by_children(h, forward, arc) == edges
+    assert check_down(*_down_args(g, h)) == 0
+
+
+def unpack_by_children(h: Hierarchy, forward: bool, arc: int) -> list[int]:
+    """Road edges of one upward arc, through the child arcs (routing.route_kernels)."""
+    down = h.up_f_down if forward else h.up_b_down
+    assert down is not None
+    lo, hi = int(down[2 * arc]), int(down[2 * arc + 1])
+    if lo < 0:
+        assert hi == -1
+        return [-1 - lo]
+    return unpack_by_children(h, False, lo) + unpack_by_children(h, True, hi)
+
+
+def _down_args(g: RoadGraph, h: Hierarchy) -> tuple:
+    return (h.rank, h.up_f_indptr, h.up_f_head, h.up_f_time_ds, h.up_f_down, h.up_b_indptr,
+            h.up_b_head, h.up_b_time_ds, h.up_b_down, g.edge_tail, g.fwd_head, g.edge_time_ds)
+
+
+def test_check_down_refuses_wrong_child_arcs(real_graph_plain):
+    """route_kernels.check_down (the full check of the child arcs) finds a half that is
+    in range but wrong: the other half's arc, a shortcut's half swapped for another of
+    the same middle node, a wrong edge id."""
+    g = real_graph_plain("West-Oakland.osm.bz2")
+    h = build_hierarchy(g)
+    assert h.has_child_arcs and check_down(*_down_args(g, h)) == 0
+    assert h.up_f_down is not None
+    short = int(np.nonzero(h.up_f_down[0::2] >= 0)[0][0])
+    orig = int(np.nonzero(h.up_f_down[0::2] < 0)[0][0])
+    for pos, value in ((2 * short, int(h.up_f_down[2 * short]) + 1),
+                       (2 * short + 1, int(h.up_f_down[2 * short + 1]) + 1),
+                       (2 * orig, int(h.up_f_down[2 * orig]) - 1)):
+        bad = h.up_f_down.copy()
+        bad[pos] = value
+        args = list(_down_args(g, h))
+        args[4] = bad
+        assert check_down(*args) != 0
 
 
 def _is_symmetric(g: RoadGraph) -> bool:

@@ -114,6 +114,10 @@ CASES: list[tuple[str, Callable[[Arrays], None], str]] = [
     ("rank not a permutation", _dup_rank, "ch_rank is not a permutation"),
     ("rank out of range", _set("ch_rank", 0, 10_000), "ch_rank holds 10000"),
     ("mid out of range", _set("ch_up_f_mid", 0, 10_000), "ch_up_f_mid holds 10000"),
+    ("child arc out of range", _set("ch_up_f_down", 0, 10_000), "ch_up_f_down holds 10000"),
+    ("second half out of range", _set("ch_up_b_down", 1, 10_000), "ch_up_b_down holds 10000"),
+    ("child edge id out of range", _set("ch_up_b_down", 0, -99_999), "ch_up_b_down holds -99999"),
+    ("shortened child arcs", _shorten("ch_up_f_down"), "ch_up_f_down has"),
     ("NaN node latitude", _set("node_lat", 0, np.nan), "node coordinates"),
     ("ext index disagrees", _sorted_ext_disagrees, "external-id index"),
     ("snap segment out of range", _set("snap_seg_edge", 0, 99_999), "snap_seg_edge holds 99999"),
@@ -155,7 +159,8 @@ def test_crash_prone_files_fail_cleanly_in_a_subprocess(tmp_path, members) -> No
     child process, so a crash fails this test instead of killing pytest."""
     crashy = [c for c in CASES if c[0] in ("ch_up_f_head out of range", "ch_up_b_head negative",
                                            "fwd_head out of range", "shortened ch_up_b_indptr",
-                                           "negative shortcut time", "mid out of range")]
+                                           "negative shortcut time", "mid out of range",
+                                           "child arc out of range")]
     files = [str(_write_corrupt(tmp_path / f"bad{i}.cadgraph", members, c[1]))
              for i, c in enumerate(crashy)]
     script = textwrap.dedent("""
@@ -214,9 +219,9 @@ def test_truncated_file_and_unknown_version(tmp_path) -> None:
         RoadGraph.load(garbage)
     arrays, meta = small_graph().file_members()
     future = write_graph_file(tmp_path / "future.cadgraph", arrays, meta)
-    raw = future.read_bytes().replace(b'"format_version": 3', b'"format_version": 9')
+    raw = future.read_bytes().replace(b'"format_version": 4', b'"format_version": 9')
     future.write_bytes(raw)
-    with pytest.raises(GraphFileError, match=r"graph format 9, expected 3; rebuild with `cad graph build`"):
+    with pytest.raises(GraphFileError, match=r"graph format 9, expected 4; rebuild with `cad graph build`"):
         RoadGraph.load(future)
     with pytest.raises(GraphFileError, match="cannot read"):
         RoadGraph.load(tmp_path / "absent.cadgraph")
@@ -231,14 +236,14 @@ def test_version_2_files_load_with_a_warning_and_are_still_checked(tmp_path) -> 
     validated like any file's."""
     arrays, meta = small_graph().file_members()
     v2 = write_graph_file(tmp_path / "v2.cadgraph", arrays, meta)
-    v2.write_bytes(v2.read_bytes().replace(b'"format_version": 3', b'"format_version": 2'))
+    v2.write_bytes(v2.read_bytes().replace(b'"format_version": 4', b'"format_version": 2'))
     with pytest.warns(GraphFormatWarning, match="rebuild with `cad graph build`"):
         g = RoadGraph.load(v2)
     assert g.n_nodes == 16
     bad = {k: np.array(v) for k, v in arrays.items()}
     bad["edge_time_ds"][0] = -50
     v2bad = write_graph_file(tmp_path / "v2bad.cadgraph", bad, meta)
-    v2bad.write_bytes(v2bad.read_bytes().replace(b'"format_version": 3', b'"format_version": 2'))
+    v2bad.write_bytes(v2bad.read_bytes().replace(b'"format_version": 4', b'"format_version": 2'))
     with pytest.warns(GraphFormatWarning), pytest.raises(GraphFileError, match="edge_time_ds holds -50"):
         RoadGraph.load(v2bad)
 
@@ -262,3 +267,95 @@ def test_graph_info_prints_one_line_not_a_traceback(tmp_path, members) -> None:
     ok = outs["good.cadgraph"]
     assert ok.returncode == 0, ok.stderr
     assert "16 nodes" in ok.stderr
+
+
+def test_version_3_files_route_by_middle_nodes(tmp_path) -> None:
+    """A version-3 file (no child arcs) loads without a warning and answers routes by its
+    middle nodes: the same ETAs and edges as the child arcs give."""
+    import warnings
+
+    from routing import RoutingService
+
+    arrays, meta = small_graph().file_members()
+    assert "ch_up_f_down" in arrays and "ch_up_b_down" in arrays
+    v4 = write_graph_file(tmp_path / "v4.cadgraph", arrays, meta)
+    v3_arrays = {k: v for k, v in arrays.items() if not k.endswith("_down")}
+    v3 = write_graph_file(tmp_path / "v3.cadgraph", v3_arrays, meta)
+    v3.write_bytes(v3.read_bytes().replace(b'"format_version": 4', b'"format_version": 3'))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        old = RoadGraph.load(v3)
+    assert old.hierarchy is not None and not old.hierarchy.has_child_arcs
+    new = RoadGraph.load(v4)
+    assert new.hierarchy is not None and new.hierarchy.has_child_arcs
+    svcs = [RoutingService(g) for g in (old, new)]
+    for svc in svcs:
+        for i, n in enumerate((0, 5, 11)):
+            svc.upsert_unit(f"E{i}", node=int(old.node_ext_id[n]))
+    for i in range(3):
+        for n in range(16):
+            ext = int(old.node_ext_id[n])
+            a, b = (svc.route(f"E{i}", node=ext) for svc in svcs)
+            assert a.eta_s == b.eta_s and a.coords_lonlat == b.coords_lonlat
+
+
+def _stamped(tmp_path, monkeypatch) -> Path:
+    """A graph file old enough to be stamped, and a stamp directory of its own."""
+    import time
+
+    import routing.graph as graph_mod
+
+    monkeypatch.setenv("CAD_GRAPH_STAMP_DIR", str(tmp_path / "stamps"))
+    monkeypatch.setattr(graph_mod, "_STAMP_MIN_AGE_S", 0.0)
+    path = small_graph().save(tmp_path / "g.cadgraph")
+    time.sleep(0.05)  # later writes get other timestamps than the file's first ones
+    return path
+
+
+def test_a_checked_file_is_stamped_and_not_checked_again(tmp_path, monkeypatch) -> None:
+    import routing.graph as graph_mod
+
+    path = _stamped(tmp_path, monkeypatch)
+    calls: list[int] = []
+    real_check = graph_mod.check_members
+
+    def counting_check(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        real_check(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(graph_mod, "check_members", counting_check)
+    RoadGraph.load(path)
+    assert calls == [1] and len(list((tmp_path / "stamps").iterdir())) == 1
+    g = RoadGraph.load(path)  # the stamp holds: no structural check, no CRC
+    assert calls == [1] and g.n_nodes == 16
+    RoadGraph.load(path, verify_checksum=False)
+    assert calls == [1]
+
+
+def test_a_stamped_file_changed_in_place_is_checked_again(tmp_path, monkeypatch) -> None:
+    """The stamp names the file's identity (inode, size, mtime, ctime, header): a byte
+    changed in place after the stamp was written is caught by the checksum again."""
+    path = _stamped(tmp_path, monkeypatch)
+    RoadGraph.load(path)
+    assert len(list((tmp_path / "stamps").iterdir())) == 1
+    header_len = int.from_bytes(path.read_bytes()[16:24], "little")
+    header = json.loads(path.read_bytes()[24:24 + header_len])
+    at = -(-(24 + header_len) // 64) * 64 + header["arrays"]["ch_up_f_down"]["offset"]
+    with open(path, "r+b") as fh:  # in place: same inode, same size
+        fh.seek(at)
+        old = int.from_bytes(fh.read(4), "little", signed=True)
+        fh.seek(at)
+        fh.write((old + 1).to_bytes(4, "little", signed=True))
+    with pytest.raises(GraphFileError, match="array ch_up_f_down fails its checksum"):
+        RoadGraph.load(path)
+
+
+def test_a_fresh_file_gets_no_stamp(tmp_path, monkeypatch) -> None:
+    """Written less than _STAMP_MIN_AGE_S ago: a write in the same clock tick could keep
+    its timestamps, so it is checked in full at every load until it is older."""
+    monkeypatch.setenv("CAD_GRAPH_STAMP_DIR", str(tmp_path / "stamps"))
+    path = small_graph().save(tmp_path / "g.cadgraph")
+    RoadGraph.load(path)
+    assert not (tmp_path / "stamps").exists()
+    monkeypatch.setenv("CAD_GRAPH_STAMP_DIR", "off")
+    RoadGraph.load(path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import networkx as nx
 import numpy as np
 import pytest
@@ -167,9 +169,12 @@ def test_ch_routes_match_networkx_and_dijkstra(case):
     their times add up to the ETA."""
     arcs, units, incidents, _, layout = case
     g = make_graph(arcs, layout=layout)
-    assert g.hierarchy is not None and g.hierarchy.can_unpack
+    assert g.hierarchy is not None and g.hierarchy.can_unpack and g.hierarchy.has_child_arcs
+    # the same hierarchy without child arcs (a version-3 file): unpacked by middle nodes
+    g_mid = g.with_hierarchy(dataclasses.replace(g.hierarchy, up_f_down=None, up_b_down=None))
     G = nx_graph(g)
     idx_ch, idx_dj, placed = _place_units(g, units)
+    idx_mid, _idx, _placed = _place_units(g_mid, units)
     cache: dict = {}
     for e_raw, g_frac in incidents:
         seeds = incident_seeds(g, e_raw % g.n_edges, g_frac)
@@ -177,6 +182,8 @@ def test_ch_routes_match_networkx_and_dijkstra(case):
             want = oracle_eta_ds(G, g, src, seeds, cache)
             t, length, edges, s_src, s_seed = idx_ch.path(i, seeds)
             t_dj, _length_dj, _e, _s, _q = idx_dj.path(i, seeds)
+            t_mid, _length_mid, edges_mid, _s, _q = idx_mid.path(i, seeds)
+            assert t_mid == t and edges_mid.tolist() == edges.tolist()
             if not np.isfinite(want):
                 assert np.isinf(t)
                 continue
