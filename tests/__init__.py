@@ -13,3 +13,7 @@ from pathlib import Path
 # compile the routing kernels into each test's throw-away data directory (~40 s a server).
 os.environ.setdefault("NUMBA_CACHE_DIR",
                       str(Path(tempfile.gettempdir()) / f"cad-test-numba-cache-{os.getuid()}"))
+# Stamps of fully checked graph files (routing.graph, "File format" in docs/routing.md) go to
+# a directory of the test run, not the user's ~/.cache.
+os.environ.setdefault("CAD_GRAPH_STAMP_DIR",
+                      str(Path(tempfile.gettempdir()) / f"cad-test-graph-stamps-{os.getuid()}"))
