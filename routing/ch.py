@@ -58,7 +58,7 @@ from routing.ch_kernels import (
     _hilbert,
     _levels,
 )
-from routing.graph import Hierarchy, RoadGraph
+from routing.graph import Hierarchy, RoadGraph, query_layout
 
 
 def hilbert_keys(lat: np.ndarray, lon: np.ndarray, bits: int = 16) -> np.ndarray:
@@ -192,10 +192,11 @@ def build_hierarchy(graph: RoadGraph, *, progress: Callable[[int, int], None] | 
         raise ValueError(f"unknown layout {layout!r}")
     f = _to_csr(n, pos, UF, UFL[:nf])
     b = _to_csr(n, pos, UB, UBL[:nb])
+    q_node, q_arc = query_layout(f[0], f[1], f[2], b[0], b[1], b[2])
     return Hierarchy(
         rank=pos,
         up_f_indptr=f[0], up_f_head=f[1], up_f_time_ds=f[2], up_f_length_m=f[3],
         up_b_indptr=b[0], up_b_head=b[1], up_b_time_ds=b[2], up_b_length_m=b[3],
-        up_f_mid=f[4], up_b_mid=b[4],
+        up_f_mid=f[4], up_b_mid=b[4], q_node=q_node, q_arc=q_arc,
         preprocess_s=time.perf_counter() - t0,
     )
