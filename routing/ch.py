@@ -58,7 +58,7 @@ from routing.ch_kernels import (
     _hilbert,
     _levels,
 )
-from routing.graph import Hierarchy, RoadGraph
+from routing.graph import Hierarchy, RoadGraph, query_layout
 from routing.route_kernels import child_arcs
 
 
@@ -203,10 +203,12 @@ def build_hierarchy(graph: RoadGraph, *, progress: Callable[[int, int], None] | 
         raise RuntimeError("contraction hierarchy: a shortcut's halves are not at its middle node")
     if stats is not None:
         stats["child_arcs_ms"] = round(1000 * (time.perf_counter() - t_child))
+    q_node, q_arc = query_layout(f[0], f[1], f[2], b[0], b[1], b[2])
     return Hierarchy(
         rank=pos,
         up_f_indptr=f[0], up_f_head=f[1], up_f_time_ds=f[2], up_f_length_m=f[3],
         up_b_indptr=b[0], up_b_head=b[1], up_b_time_ds=b[2], up_b_length_m=b[3],
         up_f_mid=f[4], up_b_mid=b[4], up_f_down=down_f, up_b_down=down_b,
+        q_node=q_node, q_arc=q_arc,
         preprocess_s=time.perf_counter() - t0,
     )

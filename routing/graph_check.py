@@ -34,6 +34,8 @@ from routing.errors import GraphFileError
 # Raised whenever the checks below change: stamps of files checked by older code are void
 # (routing.graph, RoadGraph.load).
 CHECKS_VERSION = 1
+# the longest upward row graph.query_layout encodes (kernels.PAR_SHIFT)
+MAX_QUERY_ROW = 1 << 21
 
 _SNAP_ARRAYS = ("seg_edge", "x0", "y0", "x1", "y1", "cell_start", "cell_items")
 _SNAP_PARAMS = ("cell_m", "kx", "ky", "lon0", "lat0", "nx", "ny")
@@ -173,6 +175,31 @@ def _check_hierarchy(c: _Checker, n: int, m: int, ch_dtypes: Mapping[str, Any],
             down = c.get(name, ch_optional[f"up_{side}_down"], 2 * arcs)
             c.in_range(name, down[0::2], -m, nb)
             c.in_range(name, down[1::2], -1, nf)
+    if "ch_q_node" in c.raw or "ch_q_arc" in c.raw:
+        _check_query_layout(c, n, ch_optional)
+
+
+def _check_query_layout(c: _Checker, n: int, ch_optional: Mapping[str, Any]) -> None:
+    """The packed query layout (graph.query_layout): its blocks are the upward rows, in
+    order, with their arc counts; heads in range; times at least 1 ds. (That the pairs repeat
+    the CSR arrays' heads and times is the checksum's to confirm.)"""
+    deg_f = np.diff(c.raw["ch_up_f_indptr"])
+    deg_b = np.diff(c.raw["ch_up_b_indptr"])
+    total = int(deg_f.sum() + deg_b.sum())
+    q_node = c.get("ch_q_node", ch_optional["q_node"], 2 * n + 2)
+    q_arc = c.get("ch_q_arc", ch_optional["q_arc"], 2 * total)
+    widths = np.empty(2 * n + 1, np.int64)
+    widths[0:2 * n:2] = deg_f
+    widths[1:2 * n:2] = deg_b
+    widths[2 * n] = 0
+    if q_node[0] != 0 or q_node[-1] != total or not np.array_equal(np.diff(q_node), widths):
+        raise c.fail("array ch_q_node does not match the upward rows (ch_up_f_indptr, "
+                     "ch_up_b_indptr)")
+    if n and max(int(deg_f.max()), int(deg_b.max())) >= MAX_QUERY_ROW:
+        raise c.fail(f"an upward row has more than {MAX_QUERY_ROW - 1} arcs, more than the "
+                     "query layout encodes")
+    c.in_range("ch_q_arc (heads)", q_arc[0::2], 0, n)
+    c.times("ch_q_arc (times)", q_arc[1::2])
 
 
 def _check_snap(c: _Checker, m: int, params: Any) -> None:

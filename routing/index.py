@@ -107,6 +107,10 @@ class UnitIndex:
         self._ensure_k(8)
         if h is not None:
             self._rank = h.rank
+            # the nearest-K query's arcs (packed per node) and its heap of (key, node): a
+            # node improved again is pushed again, so the heap compacts itself when full
+            self._q_node, self._q_arc = h.query_layout()
+            self._hq = np.empty((max(n, 2), 2), np.float64)
             self._h_args = (h.up_b_indptr, h.up_b_head, h.up_b_time_ds, h.up_b_length_m,
                             h.up_f_indptr, h.up_f_head, h.up_f_time_ds)
             self._hf_args = (h.up_f_indptr, h.up_f_head, h.up_f_time_ds, h.up_f_length_m,
@@ -137,7 +141,8 @@ class UnitIndex:
             uf_mid=h.up_f_mid if h.up_f_mid is not None else np.empty(0, np.int32),
             ub_mid=h.up_b_mid if h.up_b_mid is not None else np.empty(0, np.int32),
             fwd_indptr=self.graph.fwd_indptr, fwd_head=self.graph.fwd_head,
-            edge_twin=self.graph.edge_twin)
+            edge_twin=self.graph.edge_twin, q_node=self._q_node, q_arc=self._q_arc,
+            hq=self._hq)
 
     def _pools(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The bucket pool arrays as they are now."""
@@ -197,8 +202,9 @@ class UnitIndex:
         if k > self._k_cap:
             self._k_cap = max(k, 2 * self._k_cap)
             self._out_slot = np.empty(self._k_cap, np.int32)
-            self._out_f = np.empty((2, self._k_cap), np.float64)
-            self._out_t, self._out_l = self._out_f
+            # eta, length, and the meeting node the query completes each length from
+            self._out_f = np.empty((3, self._k_cap), np.float64)
+            self._out_t, self._out_l = self._out_f[0], self._out_f[1]
             if self._ctx is not None:
                 self._refresh_ctx()
 
@@ -357,8 +363,7 @@ class UnitIndex:
         """Allocation-free hot path for benchmarks: the query from one node (hierarchy id
         ``seed_rank``), any type, available units only; results stay in out_* buffers
         (``k`` must not exceed the capacity set by ``_ensure_k``)."""
-        return int(K.ctx_nearest(self._ctx, seed_rank, -1, 0.0, 0.0, 0.0, seed_rank, -1, 0.0,
-                                 0.0, 0.0, 1, self.n_slots, k, -1, 0, True))
+        return int(K.ctx_nearest1(self._ctx, seed_rank, self.n_slots, k))
 
     def table(self, seeds_per_point: list[list[Seed]]) -> tuple[np.ndarray, np.ndarray]:
         """ETA (ds) and length (m) from every slot to every point: arrays [slot, point]."""

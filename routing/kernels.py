@@ -545,6 +545,209 @@ def ch_nearest_k(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w,
     return cnt
 
 
+# --------------------------------------------- nearest-K on the query layout (point 2)
+# The search reads a node's arcs from the packed query layout (Hierarchy.query_layout:
+# per node [start, split) its upward-forward arcs, the stall test's, then [split, end) its
+# upward-backward arcs, the relaxed ones, as (head, time) int32 pairs in one block), keeps
+# a lazy binary heap of (key, node) pairs (no position array: a node improved again is
+# pushed again and its stale entries are skipped when popped), and leaves lengths out:
+# each touched node keeps its parent (PAR_SHIFT * tail + the arc's place in the tail's
+# backward row) in the row the length used to be in, and route metres are summed for
+# the K winners only, after the search.
+PAR_SHIFT = 2097152.0  # 2**21: more than the arcs of any row (graph_check refuses longer)
+
+
+@njit(cache=True, inline="always")
+def _lpush(hq, size, key, node):
+    i = size
+    while i > 0:
+        pa = (i - 1) >> 1
+        if hq[pa, 0] <= key:
+            break
+        hq[i, 0] = hq[pa, 0]
+        hq[i, 1] = hq[pa, 1]
+        i = pa
+    hq[i, 0] = key
+    hq[i, 1] = node
+    return size + 1
+
+
+@njit(cache=True, inline="always")
+def _lsift_down(hq, i, size, key, node):
+    while True:
+        c = 2 * i + 1
+        if c >= size:
+            break
+        if c + 1 < size and hq[c + 1, 0] < hq[c, 0]:
+            c += 1
+        if hq[c, 0] >= key:
+            break
+        hq[i, 0] = hq[c, 0]
+        hq[i, 1] = hq[c, 1]
+        i = c
+    hq[i, 0] = key
+    hq[i, 1] = node
+
+
+@njit(cache=True, inline="always")
+def _lpop(hq, size):
+    """Remove the minimum (the caller read hq[0] before). Returns the new size."""
+    size -= 1
+    _lsift_down(hq, 0, size, hq[size, 0], hq[size, 1])
+    return size
+
+
+@njit(cache=True)
+def _lcompact(hq, size, dist):
+    """The heap is full: drop its stale entries (key above the node's distance; at most
+    one live entry per node remains, so fewer than the node count) and heapify."""
+    j = 0
+    for i in range(size):
+        if hq[i, 0] == dist[int(hq[i, 1])]:
+            hq[j, 0] = hq[i, 0]
+            hq[j, 1] = hq[i, 1]
+            j += 1
+    for i in range(j // 2 - 1, -1, -1):
+        _lsift_down(hq, i, j, hq[i, 0], hq[i, 1])
+    return j
+
+
+@njit(cache=True)
+def _offer_at(s, t, length, meet, best, best_touched, nbt, u_tie, out_slot, out_t, out_l,
+              out_meet, cnt, k):
+    """_offer that also keeps each result's meeting node (its length is completed later)."""
+    if t >= best[s]:
+        return cnt, nbt
+    if best[s] == INF:
+        best_touched[nbt] = s
+        nbt += 1
+    best[s] = t
+    pos = -1
+    for i in range(cnt):
+        if out_slot[i] == s:
+            pos = i
+            break
+    if pos < 0:
+        if cnt < k:
+            pos = cnt
+            cnt += 1
+        elif _before(t, s, out_t[cnt - 1], out_slot[cnt - 1], u_tie):
+            pos = cnt - 1
+        else:
+            return cnt, nbt
+    out_slot[pos] = s
+    out_t[pos] = t
+    out_l[pos] = length
+    out_meet[pos] = meet
+    while pos > 0 and _before(out_t[pos], out_slot[pos], out_t[pos - 1], out_slot[pos - 1], u_tie):
+        out_slot[pos], out_slot[pos - 1] = out_slot[pos - 1], out_slot[pos]
+        out_t[pos], out_t[pos - 1] = out_t[pos - 1], out_t[pos]
+        out_l[pos], out_l[pos - 1] = out_l[pos - 1], out_l[pos]
+        out_meet[pos], out_meet[pos - 1] = out_meet[pos - 1], out_meet[pos]
+        pos -= 1
+    return cnt, nbt
+
+
+@njit(cache=True)
+def _path_len(x, par, ub_indptr, ub_l, seed_l, scratch):
+    """Metres of the backward search's path from its seed up to x, added from the seed
+    up (the order a length carried along the search would have been summed in)."""
+    m = 0
+    p = par[x]
+    while p >= 0:
+        xp = int(p // PAR_SHIFT)
+        scratch[m] = ub_l[ub_indptr[xp] + int(p - xp * PAR_SHIFT)]
+        m += 1
+        p = par[xp]
+    length = seed_l[int(-1.0 - p)]
+    for i in range(m - 1, -1, -1):
+        length += scratch[i]
+    return length
+
+
+@njit(cache=True)
+def ch_nearest_q(q_node, q_arc, ub_indptr, ub_l,
+                 b_start, b_len, pool_sj, pool_t, pool_l,
+                 u_avail, u_type, u_caps, u_tie, u_edge, u_frac, u_src_t, u_src_l, n_slots,
+                 seed_rank, seed_t, seed_l, seed_edge, seed_frac, n_seeds, seed_et, seed_el,
+                 need_avail, type_mask, caps_req, k,
+                 dist, par, hq, touched, scratch, best, best_touched,
+                 out_slot, out_t, out_l, out_meet):
+    """ch_nearest_k on the query layout (above); the same answers, lengths included.
+    dist: +inf between calls; par, hq, scratch: any content; out_meet: float, k rows."""
+    cnt = 0
+    nbt = 0
+    cnt, nbt = _same_edge(seed_edge, seed_frac, n_seeds, u_edge, u_frac, n_slots, seed_et,
+                          seed_el, need_avail, u_avail, u_type, u_caps, type_mask, caps_req,
+                          best, best_touched, nbt, u_tie, out_slot, out_t, out_l, cnt, k)
+    for i in range(cnt):
+        out_meet[i] = -1.0
+    cap = hq.shape[0]
+    nt = 0
+    size = 0
+    for i in range(n_seeds):
+        r = seed_rank[i]
+        if seed_t[i] < dist[r]:
+            if dist[r] == INF:
+                touched[nt] = r
+                nt += 1
+            dist[r] = seed_t[i]
+            par[r] = -1.0 - i
+            size = _lpush(hq, size, seed_t[i], r)
+    while size > 0:
+        d = hq[0, 0]
+        x = int(hq[0, 1])
+        if cnt == k and d > out_t[k - 1]:
+            break
+        size = _lpop(hq, size)
+        if d > dist[x]:
+            continue  # a stale entry: x was pushed again with a smaller key
+        a1 = q_node[2 * x + 1]
+        stalled = False
+        for a in range(q_node[2 * x], a1):
+            if dist[q_arc[2 * a]] + q_arc[2 * a + 1] < d:
+                stalled = True
+                break
+        if stalled:
+            continue
+        bs = b_start[x]
+        for p in range(bs, bs + b_len[x]):
+            t0 = pool_t[p] + d
+            if cnt == k and t0 > out_t[k - 1]:
+                break  # bucket is sorted: nothing further can enter the top K
+            s = pool_sj[p, 0]
+            if s < 0:
+                continue
+            c = pool_sj[p, 1]
+            t = t0 + u_src_t[s, c]
+            if t < best[s] and _eligible(s, need_avail, u_avail, u_type, u_caps, type_mask,
+                                         caps_req):
+                cnt, nbt = _offer_at(s, t, pool_l[p] + u_src_l[s, c], x, best, best_touched,
+                                     nbt, u_tie, out_slot, out_t, out_l, out_meet, cnt, k)
+        base = x * PAR_SHIFT - a1
+        for a in range(a1, q_node[2 * x + 2]):
+            y = q_arc[2 * a]
+            nd = d + q_arc[2 * a + 1]
+            if nd < dist[y]:
+                if dist[y] == INF:
+                    touched[nt] = y
+                    nt += 1
+                dist[y] = nd
+                par[y] = base + a
+                if size == cap:
+                    size = _lcompact(hq, size, dist)
+                size = _lpush(hq, size, nd, y)
+    for i in range(cnt):
+        if out_meet[i] >= 0:
+            out_l[i] = out_l[i] + _path_len(int(out_meet[i]), par, ub_indptr, ub_l, seed_l,
+                                            scratch)
+    for i in range(nt):
+        dist[touched[i]] = INF
+    for i in range(nbt):
+        best[best_touched[i]] = INF
+    return cnt
+
+
 @njit(cache=True)
 def ch_table(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w,
              b_start, b_len, pool_sj, pool_t, pool_l, u_edge, u_frac, u_src_t, u_src_l, n_slots,
@@ -727,7 +930,7 @@ def dijkstra_path(src, off_t, indptr, head, edge_tail, edge_time, targets, targe
 # context: 0.7-1.4 µs). Seeds and parameters come as Python scalars. The context's
 # constructor is a cached kernel (_new_ctx): numba's own proxy constructor compiles at
 # every start and is never cached.
-#   ws_f  float64 (5, n): dist, dlen, hkey, tmp_t, tmp_l
+#   ws_f  float64 (5, n): dist, dlen (the nearest-K query: parent), hkey, tmp_t, tmp_l
 #   ws_i  int32   (4, n): hnode, hpos, touched, tmp_node
 #   bk    int32   (n, 3): bucket start, length, capacity of each node side by side
 #   u_i64 int64   (4, capacity): available, type bits, capability bits, tie key
@@ -736,7 +939,9 @@ def dijkstra_path(src, off_t, indptr, head, edge_tail, edge_time, targets, targe
 #         and the time and length of the seed's whole edge (same-edge check)
 #   mv_i int32 (2, 2): node, edge per source;  mv_f float64 (4, 2): t, length, frac,
 #         and (row 3) each source's offset bound
-#   out_f float64 (2, k_cap): eta, length (slots in out_slot)
+#   out_f float64 (3, k_cap): eta, length, meeting node (slots in out_slot)
+#   q_node, q_arc int32: the hierarchy's query layout (graph.Hierarchy.query_layout)
+#   hq    float64 (n, 2): the nearest-K query's lazy heap of (key, node)
 @structref.register
 class IndexCtxType(types.StructRef):
     def preprocess_fields(self, fields):
@@ -751,7 +956,8 @@ CTX_FIELDS = ("rank", "uf_indptr", "uf_head", "uf_w", "uf_l", "ub_indptr", "ub_h
               "ub_l", "bk", "pool_sj", "pool_t", "pool_l", "scal", "u_i64", "u_edge", "u_pos_f",
               "u_src", "u_nsrc", "u_cnt", "u_nodes", "u_dist", "seed_i", "seed_f", "mv_i",
               "mv_f", "ws_f", "ws_i", "best", "best_touched", "out_slot", "out_f", "edge_time",
-              "edge_len", "uf_mid", "ub_mid", "fwd_indptr", "fwd_head", "edge_twin")
+              "edge_len", "uf_mid", "ub_mid", "fwd_indptr", "fwd_head", "edge_twin", "q_node",
+              "q_arc", "hq")
 structref.define_proxy(IndexCtx, IndexCtxType, list(CTX_FIELDS))
 
 
@@ -759,12 +965,13 @@ structref.define_proxy(IndexCtx, IndexCtxType, list(CTX_FIELDS))
 def _new_ctx(rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub_head, ub_w, ub_l, bk, pool_sj,
              pool_t, pool_l, scal, u_i64, u_edge, u_pos_f, u_src, u_nsrc, u_cnt, u_nodes, u_dist,
              seed_i, seed_f, mv_i, mv_f, ws_f, ws_i, best, best_touched, out_slot, out_f,
-             edge_time, edge_len, uf_mid, ub_mid, fwd_indptr, fwd_head, edge_twin):
+             edge_time, edge_len, uf_mid, ub_mid, fwd_indptr, fwd_head, edge_twin, q_node, q_arc,
+             hq):
     return IndexCtx(rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub_head, ub_w, ub_l, bk,
                     pool_sj, pool_t, pool_l, scal, u_i64, u_edge, u_pos_f, u_src, u_nsrc, u_cnt,
                     u_nodes, u_dist, seed_i, seed_f, mv_i, mv_f, ws_f, ws_i, best, best_touched,
                     out_slot, out_f, edge_time, edge_len, uf_mid, ub_mid, fwd_indptr, fwd_head,
-                    edge_twin)
+                    edge_twin, q_node, q_arc, hq)
 
 
 def new_ctx(**arrays):
@@ -806,14 +1013,21 @@ def ctx_nearest(c, r0, e0, t0, l0, f0, r1, e1, t1, l1, f1, n_seeds, n_slots, k, 
     ws_i = c.ws_i
     bk = c.bk
     out_f = c.out_f
-    return ch_nearest_k(c.ub_indptr, c.ub_head, c.ub_w, c.ub_l, c.uf_indptr, c.uf_head, c.uf_w,
+    return ch_nearest_q(c.q_node, c.q_arc, c.ub_indptr, c.ub_l,
                         bk[:, 0], bk[:, 1], c.pool_sj, c.pool_t, c.pool_l,
                         u_i64[0], u_i64[1], u_i64[2], u_i64[3], c.u_edge, u_pos_f[0],
                         u_pos_f[1], u_pos_f[2], n_slots,
                         si[0], sf[0], sf[1], si[1], sf[2], n_seeds, sf[3], sf[4], need_avail,
                         type_mask, caps_req, k,
-                        ws_f[0], ws_f[1], ws_f[2], ws_i[0], ws_i[1], ws_i[2], c.best,
-                        c.best_touched, c.out_slot, out_f[0], out_f[1])
+                        ws_f[0], ws_f[1], c.hq, ws_i[2], ws_f[3], c.best, c.best_touched,
+                        c.out_slot, out_f[0], out_f[1], out_f[2])
+
+
+@njit(cache=True)
+def ctx_nearest1(c, r, n_slots, k):
+    """ctx_nearest from one node (hierarchy id r), any type, available units only: the
+    common call with 3 scalars instead of 16 (each argument costs the dispatcher time)."""
+    return ctx_nearest(c, r, -1, 0.0, 0.0, 0.0, r, -1, 0.0, 0.0, 0.0, 1, n_slots, k, -1, 0, True)
 
 
 @njit(cache=True)

@@ -32,6 +32,12 @@ def _set(name: str, pos: int, value: float) -> Callable[[Arrays], None]:
     return f
 
 
+def _bump(name: str, pos: int) -> Callable[[Arrays], None]:
+    def f(a: Arrays) -> None:
+        a[name][pos] += 1
+    return f
+
+
 def _shorten(name: str) -> Callable[[Arrays], None]:
     def f(a: Arrays) -> None:
         a[name] = a[name][:-1]
@@ -126,6 +132,14 @@ CASES: list[tuple[str, Callable[[Arrays], None], str]] = [
     ("head array of the wrong dtype", _retype("fwd_head", np.int64), "fwd_head has dtype int64"),
     ("missing array", _drop("bwd_edge"), "array bwd_edge is missing"),
     ("missing hierarchy array", _drop("ch_up_b_time_ds"), "ch_up_b_time_ds is missing"),
+    # the query layout (graph.Hierarchy.query_layout): the nearest-K kernel trusts it
+    ("query arc head out of range", _set("ch_q_arc", 0, 10_000), "ch_q_arc (heads) holds 10000"),
+    ("query arc head negative", _set("ch_q_arc", 2, -1), "ch_q_arc (heads) holds -1"),
+    ("query arc time zero", _set("ch_q_arc", 1, 0), "at least 1 decisecond"),
+    ("query node record off its row", _bump("ch_q_node", 1), "ch_q_node does not match"),
+    ("query node record past the end", _set("ch_q_node", -1, 10_000), "ch_q_node does not match"),
+    ("shortened ch_q_arc", _shorten("ch_q_arc"), "ch_q_arc has"),
+    ("query node record of the wrong dtype", _retype("ch_q_node", np.int64), "ch_q_node has dtype"),
 ]
 
 
@@ -160,7 +174,9 @@ def test_crash_prone_files_fail_cleanly_in_a_subprocess(tmp_path, members) -> No
     crashy = [c for c in CASES if c[0] in ("ch_up_f_head out of range", "ch_up_b_head negative",
                                            "fwd_head out of range", "shortened ch_up_b_indptr",
                                            "negative shortcut time", "mid out of range",
-                                           "child arc out of range")]
+                                           "child arc out of range",
+                                           "query arc head out of range",
+                                           "query node record past the end")]
     files = [str(_write_corrupt(tmp_path / f"bad{i}.cadgraph", members, c[1]))
              for i, c in enumerate(crashy)]
     script = textwrap.dedent("""
@@ -359,3 +375,34 @@ def test_a_fresh_file_gets_no_stamp(tmp_path, monkeypatch) -> None:
     assert not (tmp_path / "stamps").exists()
     monkeypatch.setenv("CAD_GRAPH_STAMP_DIR", "off")
     RoadGraph.load(path)
+
+
+def test_query_layout_round_trip_and_files_without_it(tmp_path, members) -> None:
+    """Built graphs carry the query layout; loading maps it from the file as written. A file
+    without it (written before it existed) loads, derives the same layout and answers the
+    same."""
+    from routing import RoutingService
+    from routing.graph import query_layout
+
+    g = RoadGraph.load(_write_corrupt(tmp_path / "ok.cadgraph", members, lambda a: None))
+    h = g.hierarchy
+    assert h is not None and h.q_node is not None and h.q_arc is not None
+    want = query_layout(h.up_f_indptr, h.up_f_head, h.up_f_time_ds, h.up_b_indptr, h.up_b_head,
+                        h.up_b_time_ds)
+    assert np.array_equal(h.q_node, want[0]) and np.array_equal(h.q_arc, want[1])
+    assert np.array_equal(h.q_arc, members[0]["ch_q_arc"])
+
+    def drop_layout(a: Arrays) -> None:
+        del a["ch_q_node"], a["ch_q_arc"]
+
+    old = RoadGraph.load(_write_corrupt(tmp_path / "old.cadgraph", members, drop_layout))
+    assert old.hierarchy is not None and old.hierarchy.q_node is None
+    answers = []
+    for graph in (g, old):
+        svc = RoutingService(graph)
+        for i, node in enumerate((0, 13, 33, 30)):
+            svc.upsert_unit(f"E{i}", node=node)
+        answers.append([[(u.unit_id, u.eta_s, u.distance_m) for u in
+                         svc.nearest_units(node=n, k=3).units] for n in (1, 12, 23, 32)])
+    assert answers[0] == answers[1]
+    assert old.hierarchy.q_node is not None and np.array_equal(old.hierarchy.q_arc, h.q_arc)

@@ -83,10 +83,14 @@ def test_nearest_k_matches_networkx(case):
                 expect.append((eta, 1000 - i, i))
         expect.sort()
         for idx in (idx_ch, idx_dj):
-            slots, eta, _ = idx.nearest(seeds, k=k, type_mask=type_mask, caps_req=caps_req)
+            slots, eta, length = idx.nearest(seeds, k=k, type_mask=type_mask, caps_req=caps_req)
             want = expect[:k]
             assert len(slots) == len(want)
             np.testing.assert_allclose(eta, [w[0] for w in want], rtol=REL)
+            # make_graph's arcs are 10 m per ds, so every fastest path is 10 m per ds long:
+            # the CH query sums the metres for its winners after the search, from each
+            # one's meeting node down its parent arcs (routing.kernels.ch_nearest_q)
+            np.testing.assert_allclose(length, 10.0 * eta, rtol=REL, atol=1e-6)
             # same ETA multiset; where ETAs are distinct, the same units in the same order
             for j, (w_eta, _, w_slot) in enumerate(want):
                 if sum(1 for x in expect if x[0] == w_eta) == 1:
@@ -365,3 +369,50 @@ def test_moves_along_the_same_street_match_networkx(case, fracs):
         for q, (e_raw, g_frac) in enumerate(incidents):
             want = oracle_eta_ds(G, g, src, incident_seeds(g, e_raw % g.n_edges, g_frac), cache)
             assert t[i, q] == pytest.approx(want, rel=REL) if np.isfinite(want) else np.isinf(t[i, q])
+
+
+@settings(max_examples=60, deadline=None)
+@given(random_case())
+def test_query_layout_repeats_the_upward_rows(case):
+    """Hierarchy.query_layout: node x's block holds its upward-forward row, then its
+    upward-backward row, as (head, time) pairs in CSR order."""
+    arcs, _, _, _, layout = case
+    h = make_graph(arcs, layout=layout).hierarchy
+    q_node, q_arc = h.query_layout()
+    n = h.rank.size
+    assert q_node.size == 2 * n + 2 and q_node[0] == 0 and q_node[-1] == q_node[-2]
+    for x in range(n):
+        a0, a1, a2 = q_node[2 * x], q_node[2 * x + 1], q_node[2 * x + 2]
+        f0, f1 = h.up_f_indptr[x], h.up_f_indptr[x + 1]
+        b0, b1 = h.up_b_indptr[x], h.up_b_indptr[x + 1]
+        assert list(q_arc[2 * a0:2 * a1:2]) == list(h.up_f_head[f0:f1])
+        assert list(q_arc[2 * a0 + 1:2 * a1:2]) == list(h.up_f_time_ds[f0:f1])
+        assert list(q_arc[2 * a1:2 * a2:2]) == list(h.up_b_head[b0:b1])
+        assert list(q_arc[2 * a1 + 1:2 * a2:2]) == list(h.up_b_time_ds[b0:b1])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0.0, 1.0, 2.5, 3.0, 7.0]), st.integers(0, 9)),
+                min_size=1, max_size=60), st.integers(0, 59))
+def test_lazy_heap_pops_live_entries_in_order_after_compaction(pushes, compact_at):
+    """The nearest-K query's heap (kernels._lpush/_lpop/_lcompact): stale entries (key above
+    the node's distance) are dropped by compaction, live ones pop in key order."""
+    from routing import kernels as K
+
+    hq = np.empty((len(pushes) + 1, 2))
+    dist = np.full(10, np.inf)
+    size = 0
+    for i, (key, node) in enumerate(pushes):
+        if key < dist[node]:
+            dist[node] = key
+            size = K._lpush(hq, size, key, node)
+        if i == compact_at:
+            size = K._lcompact(hq, size, dist)
+            assert size == int(np.isfinite(dist).sum())
+    popped = []
+    while size:
+        popped.append((hq[0, 0], int(hq[0, 1])))
+        size = K._lpop(hq, size)
+    live = [(k, v) for k, v in popped if k == dist[v]]
+    assert [k for k, _ in popped] == sorted(k for k, _ in popped)
+    assert sorted(live) == sorted((dist[v], v) for v in range(10) if np.isfinite(dist[v]))
