@@ -180,8 +180,9 @@ def timed_reps(reps: int, fn: Callable[[], float]) -> tuple[float, float, float]
     return float(np.median(xs)), min(xs), max(xs)
 
 
-def compile_kernels() -> float:
-    """Run every kernel once on a tiny graph: the one-time JIT compile (or cache load)."""
+def compile_kernels(ch_threads: int | None = None) -> float:
+    """Run every kernel once on a tiny graph: the one-time JIT compile (or cache load);
+    with ``ch_threads``, the contraction in rounds too."""
     from routing.build import build_graph
     from routing.ch import build_hierarchy
     from routing.service import RoutingService
@@ -196,7 +197,7 @@ def compile_kernels() -> float:
                      class_names=["t"], largest_scc=False)
     from routing.snap import build_snap_index
 
-    tg = tg.with_hierarchy(build_hierarchy(tg))
+    tg = tg.with_hierarchy(build_hierarchy(tg, threads=ch_threads, min_round=1))
     with tempfile.TemporaryDirectory() as tmp:
         # in memory and mapped from a file: numba specialises on read-only arrays apart
         mapped = RoadGraph.load(tg.with_snap_index(build_snap_index(tg)).save(
@@ -281,7 +282,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     reps = args.reps
     kk = args.k
     rng = np.random.default_rng(args.seed)
-    t_compile = compile_kernels()
+    t_compile = compile_kernels(args.ch_threads)
     t0 = time.perf_counter()
     g = load_graph(args.graph)
     t_read = time.perf_counter() - t0

@@ -142,10 +142,11 @@ def _unpermute(order: np.ndarray, U: np.ndarray) -> np.ndarray:
     return out
 
 
-def compile_ch_kernels() -> float:
+def compile_ch_kernels(rounds: bool = False) -> float:
     """Compile (or load from numba's on-disk cache) the preprocessing kernels by
     contracting a four-node graph, so that a caller can report the one-time compile
-    apart from the preprocessing time. Returns the seconds it took."""
+    apart from the preprocessing time; with ``rounds``, those of the contraction in
+    rounds too (``build_hierarchy(threads=N)``). Returns the seconds it took."""
     t0 = time.perf_counter()
     tail = np.array([0, 1, 1, 2, 2, 3, 3, 0], np.int32)
     head = np.array([1, 0, 2, 1, 3, 2, 0, 3], np.int32)
@@ -161,9 +162,10 @@ def compile_ch_kernels() -> float:
     _compact(*st[:7], st[8])  # type: ignore[call-arg]  # numba Dispatcher: stubs lack the jitted signature
     _levels(4, st[8], st[16], int(st[6][_N_UF]), st[18], int(st[6][_N_UB]))
     _hilbert(np.zeros(1, np.int64), np.zeros(1, np.int64), 16)
-    _contract_sequential(4, _contract_rounds(4, (indptr, head, w, lenm, eid), 1, WITNESS_LIMIT_SIMULATE,
-                                             WITNESS_LIMIT_CONTRACT, 4, None),
-                         WITNESS_LIMIT_SIMULATE, WITNESS_LIMIT_CONTRACT, 4, None)
+    if rounds:
+        _contract_sequential(4, _contract_rounds(4, (indptr, head, w, lenm, eid), 1, WITNESS_LIMIT_SIMULATE,
+                                                 WITNESS_LIMIT_CONTRACT, 4, None, min_round=1),
+                             WITNESS_LIMIT_SIMULATE, WITNESS_LIMIT_CONTRACT, 4, None)
     return time.perf_counter() - t0
 
 

@@ -81,7 +81,7 @@ def build(
             compile_task = progress.add_task(
                 "compiling routing kernels (first run only; cached afterwards)", total=None)
             t_compile = time.perf_counter()
-            compile_ch_kernels()
+            compile_ch_kernels(rounds=ch_threads is not None)
             t_compile = time.perf_counter() - t_compile
             progress.update(compile_task, total=1, completed=1,
                             description=f"routing kernels ready in {t_compile:.1f} s")

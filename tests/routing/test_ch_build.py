@@ -177,3 +177,20 @@ def test_threads_must_be_positive():
     g = make_graph([(0, 1, 3), (1, 0, 3)], with_ch=False)
     with pytest.raises(ValueError, match="threads"):
         build_hierarchy(g, threads=0)
+
+
+
+@pytest.mark.parametrize("rounds", [False, True])
+def test_compile_step_loads_the_rounds_kernels_only_when_asked(rounds):
+    """`cad graph build --ch-threads N` compiles (or loads) the rounds' kernels in its
+    compile step, reported apart from the preprocessing; without it they stay unloaded.
+    In a fresh interpreter: in this one other tests have run them already."""
+    import subprocess
+    import sys
+
+    code = ("from routing.ch import compile_ch_kernels; from routing import ch_kernels as k; "
+            f"compile_ch_kernels(rounds={rounds}); "
+            "print([len(f.signatures) > 0 for f in (k._par_init, k._par_step, k._ch_step)])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         timeout=600)
+    assert out.stdout.strip() == str([rounds, rounds, True])  # entry points (callees load with them)
