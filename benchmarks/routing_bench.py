@@ -180,8 +180,9 @@ def timed_reps(reps: int, fn: Callable[[], float]) -> tuple[float, float, float]
     return float(np.median(xs)), min(xs), max(xs)
 
 
-def compile_kernels() -> float:
-    """Run every kernel once on a tiny graph: the one-time JIT compile (or cache load)."""
+def compile_kernels(ch_threads: int | None = None) -> float:
+    """Run every kernel once on a tiny graph: the one-time JIT compile (or cache load);
+    with ``ch_threads``, the contraction in rounds too."""
     from routing.build import build_graph
     from routing.ch import build_hierarchy
     from routing.service import RoutingService
@@ -196,7 +197,7 @@ def compile_kernels() -> float:
                      class_names=["t"], largest_scc=False)
     from routing.snap import build_snap_index
 
-    tg = tg.with_hierarchy(build_hierarchy(tg))
+    tg = tg.with_hierarchy(build_hierarchy(tg, threads=ch_threads, min_round=1))
     with tempfile.TemporaryDirectory() as tmp:
         # in memory and mapped from a file: numba specialises on read-only arrays apart
         mapped = RoadGraph.load(tg.with_snap_index(build_snap_index(tg)).save(
@@ -281,7 +282,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     reps = args.reps
     kk = args.k
     rng = np.random.default_rng(args.seed)
-    t_compile = compile_kernels()
+    t_compile = compile_kernels(args.ch_threads)
     t0 = time.perf_counter()
     g = load_graph(args.graph)
     t_read = time.perf_counter() - t0
@@ -316,7 +317,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         pre = [float("nan")]
     for r in range(args.pre_reps):
         t0, c0 = time.perf_counter(), time.process_time()
-        h = build_hierarchy(g, stats=ch_stats)
+        h = build_hierarchy(g, stats=ch_stats, threads=args.ch_threads)
         pre.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
         if rk is not None:
@@ -336,6 +337,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # hierarchy size: upward arcs both ways (original arcs and shortcuts) and the work done
     out["ch_up_arcs"] = h.n_up_arcs
     out["ch_stats"] = ch_stats
+    out["ch_threads"] = args.ch_threads
     if cpu:
         out["preprocess_cpu_s"] = round(float(np.median(cpu)), 3)
     if cpu_rk:
@@ -655,7 +657,9 @@ def print_table(out: dict[str, Any]) -> None:
           f"{out['load_avg_1m_end']:.1f}")
     print(f"one-time kernel compile (or cache load): {out['compile_s']:.1f} s")
     p = out["preprocess_s"]
-    line = f"preprocessing: ours {p['median']:.2f} s ({p['min']:.2f}-{p['max']:.2f}, {p['reps']} reps)"
+    mode = f"rounds on {out['ch_threads']} threads" if out.get("ch_threads") else "one node at a time"
+    line = (f"preprocessing: ours ({mode}) {p['median']:.2f} s ({p['min']:.2f}-{p['max']:.2f}, "
+            f"{p['reps']} reps)")
     if "rk_preprocess_s" in out:
         r = out["rk_preprocess_s"]
         line += f"; routingkit CCH {r['median']:.2f} s ({r['min']:.2f}-{r['max']:.2f})"
@@ -768,6 +772,9 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--ch-threads", type=int, default=None,
+                    help="contract in rounds of independent nodes on this many threads "
+                         "(routing.ch.build_hierarchy's threads; default: one node at a time)")
     ap.add_argument("--hierarchy", default=None,
                     help="take the hierarchy from this .cadgraph of the same graph (no timing)")
     ap.add_argument("--no-workers", action="store_true", help="skip the two-worker memory test")
@@ -788,6 +795,7 @@ def main() -> None:
             cmd += ["--quick"] if args.quick else []
             cmd += ["--no-workers"] if args.no_workers else []
             cmd += ["--no-slow-baselines"] if args.no_slow_baselines else []
+            cmd += ["--ch-threads", str(args.ch_threads)] if args.ch_threads else []
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if proc.returncode != 0 or not proc.stdout.strip():
                 print(f"{name}: failed (exit {proc.returncode})\n{proc.stderr[-2000:]}",

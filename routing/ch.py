@@ -21,7 +21,20 @@ What makes it fast (each measured in docs/routing.md, "Preprocessing, issue 15 p
   shorter arcs after it (smaller radius);
 * the graph is contracted in a Hilbert-curve numbering of its nodes (a search's nodes,
   their rows and their distance slots are near each other in memory), and the searches
-  scan a packed ``[nbr, w_out]`` copy of the rows.
+  scan a packed ``[nbr, w_out]`` copy of the rows;
+* what a witness search reads and writes per node (tentative distance, heap position,
+  target mark and need) sits in one 16-byte row, so a relaxation touches one cache line
+  instead of four arrays.
+
+**Rounds** (``build_hierarchy(threads=N)``): instead of one node at a time from the
+queue, each round takes every node that comes first (priority, then a fixed
+pseudo-random key) among all nodes within two hops of it. No two of them are adjacent or
+share a neighbour, so their shortcuts are found on ``N`` threads against the same graph,
+each search avoiding only its own node, and stay exact (docs/routing.md, "Preprocessing,
+round three", has the argument); the shortcuts are then added in node order and the
+neighbours re-prioritised on the threads. When a round would take fewer than
+``min_round`` nodes (the dense core), the queue takes over for the rest. The
+hierarchy does not depend on ``N``.
 
 The dynamic graph lives in one pool of rows
 ``[nbr, w_out, w_in, hops_out, hops_in, mid_out, mid_in]`` (int32; ``mid`` is the
@@ -37,10 +50,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import numba
 import numpy as np
 
 from routing.ch_kernels import (
     _N_REQUEUED,
+    _N_ROUND_NODES,
+    _N_ROUNDS,
     _N_SEARCHES,
     _N_SETTLED,
     _N_SETTLED_CONTRACT,
@@ -57,6 +73,9 @@ from routing.ch_kernels import (
     _compact,
     _hilbert,
     _levels,
+    _par_init,
+    _par_step,
+    _to_sequential,
 )
 from routing.graph import Hierarchy, RoadGraph, query_layout
 from routing.route_kernels import child_arcs
@@ -124,10 +143,11 @@ def _unpermute(order: np.ndarray, U: np.ndarray) -> np.ndarray:
     return out
 
 
-def compile_ch_kernels() -> float:
+def compile_ch_kernels(rounds: bool = False) -> float:
     """Compile (or load from numba's on-disk cache) the preprocessing kernels by
     contracting a four-node graph, so that a caller can report the one-time compile
-    apart from the preprocessing time. Returns the seconds it took."""
+    apart from the preprocessing time; with ``rounds``, those of the contraction in
+    rounds too (``build_hierarchy(threads=N)``). Returns the seconds it took."""
     t0 = time.perf_counter()
     tail = np.array([0, 1, 1, 2, 2, 3, 3, 0], np.int32)
     head = np.array([1, 0, 2, 1, 3, 2, 0, 3], np.int32)
@@ -141,18 +161,78 @@ def compile_ch_kernels() -> float:
     st = _ch_init(4, indptr, head, w, lenm, eid, WITNESS_LIMIT_SIMULATE)
     st = _ch_step(*st, WITNESS_LIMIT_SIMULATE, WITNESS_LIMIT_CONTRACT, 4)  # type: ignore[call-arg]  # numba Dispatcher: stubs lack the jitted signature
     _compact(*st[:7], st[8])  # type: ignore[call-arg]  # numba Dispatcher: stubs lack the jitted signature
-    _levels(4, st[8], st[18], int(st[6][_N_UF]), st[20], int(st[6][_N_UB]))
+    _levels(4, st[8], st[16], int(st[6][_N_UF]), st[18], int(st[6][_N_UB]))
     _hilbert(np.zeros(1, np.int64), np.zeros(1, np.int64), 16)
     one = np.array([0, 1], np.int64)
     arc = np.zeros(1, np.int32)
     child_arcs(one, arc, arc - 2, one, arc, arc - 2)
+    if rounds:
+        _contract_sequential(4, _contract_rounds(4, (indptr, head, w, lenm, eid), 1, WITNESS_LIMIT_SIMULATE,
+                                                 WITNESS_LIMIT_CONTRACT, 4, None, min_round=1),
+                             WITNESS_LIMIT_SIMULATE, WITNESS_LIMIT_CONTRACT, 4, None)
     return time.perf_counter() - t0
+
+
+_Progress = Callable[[int, int], None] | None
+# a round of _par_step contracting fewer nodes than this hands over to _ch_step
+MIN_ROUND = 16
+
+
+def _contract_sequential(n: int, st: tuple, limit_simulate: int, limit_contract: int, chunk: int,
+                         progress: _Progress) -> tuple:
+    """One node at a time from a priority queue (_ch_step) until none is left."""
+    alive_at_compaction = n - int(st[6][_NEXT_RANK])
+    while st[6][_PQ_SIZE] > 0:
+        st = _ch_step(*st, limit_simulate, limit_contract, chunk)  # type: ignore[call-arg]  # numba Dispatcher: stubs lack the jitted signature
+        alive = n - int(st[6][_NEXT_RANK])
+        if 0 < alive <= alive_at_compaction // 2:
+            # the remaining graph's rows, packed again in node order (they were scattered
+            # by growth and by the contracted nodes' rows between them)
+            st = (*_compact(*st[:7], st[8]), *st[3:])  # type: ignore[call-arg]  # numba Dispatcher, as above
+            alive_at_compaction = alive
+        if progress is not None:
+            progress(n - alive, n)
+    return st
+
+
+def _contract_rounds(n: int, csr: tuple[np.ndarray, ...], threads: int, limit_simulate: int,
+                     limit_contract: int, chunk: int, progress: _Progress, min_round: int = MIN_ROUND
+                     ) -> tuple:
+    """Rounds of independent nodes on ``threads`` threads (_par_step) while a round has
+    at least ``min_round`` nodes; returns the state for _contract_sequential to finish."""
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, not {threads}")
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]  # numba fills config at run time
+    try:
+        st = _par_init(n, *csr, threads, limit_simulate)  # type: ignore[call-arg]  # numba Dispatcher, as above
+        alive_at_compaction = n
+        while True:
+            done_before = int(st[6][_NEXT_RANK])
+            st = _par_step(*st, limit_simulate, limit_contract, chunk, min_round)  # type: ignore[call-arg]  # numba Dispatcher, as above
+            done = int(st[6][_NEXT_RANK])
+            alive = n - done
+            if 0 < alive <= alive_at_compaction // 2:
+                st = (*_compact(*st[:7], st[8]), *st[3:])  # type: ignore[call-arg]  # numba Dispatcher, as above
+                alive_at_compaction = alive
+            if progress is not None:
+                progress(done, n)
+            if alive == 0 or done - done_before < chunk:
+                break
+    finally:
+        numba.set_num_threads(before)
+    (A, L, NW, astart, alen, acap, scal, level, rank, prio, _tie, _alive, scal_t, W_t, hkey_t,
+     hnode_t, touched_t, scr_i_t, scr_f_t, pairs_t, UF, UFL, UB, UBL) = st
+    pq_key, pq_node, pq_pos = _to_sequential(n, rank, prio, scal, scal_t)
+    return (A, L, NW, astart, alen, acap, scal, level, rank, W_t[0], hkey_t[0], hnode_t[0], touched_t[0],
+            pq_key, pq_node, pq_pos, UF, UFL, UB, UBL, scr_i_t[0], scr_f_t[0], pairs_t[0])
 
 
 def build_hierarchy(graph: RoadGraph, *, progress: Callable[[int, int], None] | None = None,
                     limit_simulate: int = WITNESS_LIMIT_SIMULATE,
                     limit_contract: int = WITNESS_LIMIT_CONTRACT,
-                    layout: str = "level-hilbert", stats: dict[str, int] | None = None) -> Hierarchy:
+                    layout: str = "level-hilbert", stats: dict[str, int] | None = None,
+                    threads: int | None = None, min_round: int = MIN_ROUND) -> Hierarchy:
     """Contract the whole graph. ``progress(done, total)`` is called between chunks.
     ``layout`` orders the hierarchy's arrays: ``"level-hilbert"`` (see ch_layout) or
     ``"rank"`` (contraction order). ``stats``, when given, receives the work done
@@ -163,29 +243,21 @@ def build_hierarchy(graph: RoadGraph, *, progress: Callable[[int, int], None] | 
     # contract in a Hilbert-curve numbering: a witness search's nodes, their rows of the
     # dynamic graph and their distance slots are then near each other in memory
     order, csr = _hilbert_csr(graph)
-    st = _ch_init(n, *csr, limit_simulate)  # type: ignore[call-arg]  # numba Dispatcher: stubs lack the jitted signature
     chunk = max(1000, n // 200)
-    alive_at_compaction = n
-    while True:
-        st = _ch_step(*st, limit_simulate, limit_contract, chunk)  # type: ignore[call-arg]  # numba Dispatcher: stubs lack the jitted signature
-        scal = st[6]
-        alive = n - int(scal[_NEXT_RANK])
-        if 0 < alive <= alive_at_compaction // 2:
-            # the remaining graph's rows, packed again in node order (they were scattered
-            # by growth and by the contracted nodes' rows between them)
-            st = (*_compact(*st[:7], st[8]), *st[3:])  # type: ignore[call-arg]  # numba Dispatcher, as above
-            alive_at_compaction = alive
-        if progress is not None:
-            progress(int(scal[_NEXT_RANK]), n)
-        if scal[_PQ_SIZE] == 0:
-            break
+    if threads is None:
+        st = _ch_init(n, *csr, limit_simulate)  # type: ignore[call-arg]  # numba Dispatcher: stubs lack the jitted signature
+    else:
+        st = _contract_rounds(n, csr, threads, limit_simulate, limit_contract, chunk, progress, min_round)
+    st = _contract_sequential(n, st, limit_simulate, limit_contract, chunk, progress)
+    scal = st[6]
     if stats is not None:
         stats.update(simulations=int(scal[_N_SIMS]), searches=int(scal[_N_SEARCHES]),
                      settled=int(scal[_N_SETTLED]), settled_contracting=int(scal[_N_SETTLED_CONTRACT]),
-                     requeued=int(scal[_N_REQUEUED]), symmetric=int(scal[_SYMMETRIC]))
+                     requeued=int(scal[_N_REQUEUED]), symmetric=int(scal[_SYMMETRIC]),
+                     rounds=int(scal[_N_ROUNDS]), round_nodes=int(scal[_N_ROUND_NODES]))
     rank = np.empty(n, np.int32)
     rank[order] = st[8]
-    UF, UFL, UB, UBL = st[18], st[19], st[20], st[21]
+    UF, UFL, UB, UBL = st[16], st[17], st[18], st[19]
     nf, nb = int(scal[_N_UF]), int(scal[_N_UB])
     UF, UB = _unpermute(order, UF[:nf]), _unpermute(order, UB[:nb])
     if layout == "rank":

@@ -44,6 +44,9 @@ def build(
         help="Seconds per DIMACS weight unit")] = 0.1,
     no_ch: Annotated[bool, typer.Option(
         "--no-ch", help="Skip contraction-hierarchy preprocessing (queries fall back to Dijkstra)")] = False,
+    ch_threads: Annotated[int | None, typer.Option(
+        min=1, help="Contract in rounds of independent nodes on this many threads (same "
+        "hierarchy whatever the number; default: one node at a time)")] = None,
 ) -> None:
     """Build the drivable graph (largest strongly connected component) and its
     contraction hierarchy into one file."""
@@ -78,7 +81,7 @@ def build(
             compile_task = progress.add_task(
                 "compiling routing kernels (first run only; cached afterwards)", total=None)
             t_compile = time.perf_counter()
-            compile_ch_kernels()
+            compile_ch_kernels(rounds=ch_threads is not None)
             t_compile = time.perf_counter() - t_compile
             progress.update(compile_task, total=1, completed=1,
                             description=f"routing kernels ready in {t_compile:.1f} s")
@@ -87,7 +90,7 @@ def build(
             def on_ch(done: int, total: int) -> None:
                 progress.update(ch_task, completed=done)
 
-            hierarchy = build_hierarchy(graph, progress=on_ch)
+            hierarchy = build_hierarchy(graph, progress=on_ch, threads=ch_threads)
             graph = graph.with_hierarchy(hierarchy)
         # the snapping grid goes into the file too: workers map it instead of building it
         graph = graph.with_snap_index(build_snap_index(graph))

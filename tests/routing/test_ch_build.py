@@ -78,16 +78,21 @@ def graphs(draw):
             arcs.append((b, a, w))
         elif draw(st.booleans()):
             arcs.append((b, a, draw(st.integers(1, 40))))
-    return arcs, symmetric, draw(st.sampled_from(["level-hilbert", "rank"]))
+    threads = draw(st.sampled_from([None, 1, 2]))
+    return arcs, symmetric, draw(st.sampled_from(["level-hilbert", "rank"])), threads
 
 
 @settings(max_examples=300, deadline=None)
 @given(graphs())
 def test_hierarchy_distances_match_networkx(case):
-    arcs, symmetric, layout = case
+    arcs, symmetric, layout, threads = case
     g = make_graph(arcs, with_ch=False)
     stats: dict[str, int] = {}
-    h = build_hierarchy(g, layout=layout, stats=stats)
+    # threads: None is one node at a time; 1 or 2 contract in rounds of independent nodes
+    # (min_round=1: rounds to the last node, none left to the one-at-a-time tail)
+    h = build_hierarchy(g, layout=layout, stats=stats, threads=threads, min_round=1)
+    if threads is not None:
+        assert stats["round_nodes"] == g.n_nodes
     # parallel arcs reduce to the fastest both ways, so a symmetric draw stays symmetric
     assert stats["symmetric"] == int(symmetric or _is_symmetric(g))
     G = nx_graph(g)
@@ -178,3 +183,54 @@ def real_graph_plain():
         return load_any(require_road_file(name))
 
     return get
+
+
+@pytest.mark.parametrize("min_round", [1, 16])
+def test_rounds_on_san_francisco(real_graph_plain, min_round):
+    """Contraction in rounds of independent nodes: Dijkstra's distances on random pairs,
+    and the same hierarchy whatever the number of threads (each node's searches use
+    the graph as the round found it, whichever thread runs them)."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import dijkstra
+
+    g = real_graph_plain("tl_2017_06075_roads.zip")
+    stats: dict[str, int] = {}
+    h = build_hierarchy(g, stats=stats, threads=2, min_round=min_round)
+    assert stats["rounds"] > 10 and stats["round_nodes"] > 0.9 * g.n_nodes
+    one = build_hierarchy(g, threads=1, min_round=min_round)
+    for a, b in ((h.rank, one.rank), (h.up_f_indptr, one.up_f_indptr), (h.up_f_head, one.up_f_head),
+                 (h.up_f_time_ds, one.up_f_time_ds), (h.up_b_head, one.up_b_head),
+                 (h.up_b_time_ds, one.up_b_time_ds), (h.up_f_mid, one.up_f_mid),
+                 (h.up_b_mid, one.up_b_mid), (h.up_f_length_m, one.up_f_length_m)):
+        assert np.array_equal(a, b)
+    m = csr_matrix((g.edge_time_ds.astype(np.float64), g.fwd_head, g.fwd_indptr),
+                   shape=(g.n_nodes, g.n_nodes))
+    rng = np.random.default_rng(11)
+    src = rng.integers(0, g.n_nodes, 8)
+    d = dijkstra(m, indices=src)
+    for i, s in enumerate(src):
+        for t in rng.integers(0, g.n_nodes, 6):
+            assert ch_distance(h, int(s), int(t)) == d[i, t]
+
+
+def test_threads_must_be_positive():
+    g = make_graph([(0, 1, 3), (1, 0, 3)], with_ch=False)
+    with pytest.raises(ValueError, match="threads"):
+        build_hierarchy(g, threads=0)
+
+
+
+@pytest.mark.parametrize("rounds", [False, True])
+def test_compile_step_loads_the_rounds_kernels_only_when_asked(rounds):
+    """`cad graph build --ch-threads N` compiles (or loads) the rounds' kernels in its
+    compile step, reported apart from the preprocessing; without it they stay unloaded.
+    In a fresh interpreter: in this one other tests have run them already."""
+    import subprocess
+    import sys
+
+    code = ("from routing.ch import compile_ch_kernels; from routing import ch_kernels as k; "
+            f"compile_ch_kernels(rounds={rounds}); "
+            "print([len(f.signatures) > 0 for f in (k._par_init, k._par_step, k._ch_step)])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         timeout=600)
+    assert out.stdout.strip() == str([rounds, rounds, True])  # entry points (callees load with them)
