@@ -182,8 +182,10 @@ class UnitIndex:
         # rows: frac, time and length offset to reach each of the two sources. The offsets
         # are added when a query reads a bucket entry (entries hold distances from the
         # source node itself), so a move that keeps its source nodes writes only these.
-        self._u_pos_f = grow(g(self, "_u_pos_f", None), (3, capacity, 2), np.float64, 0.0)
-        self.u_frac, self.u_src_t, self.u_src_l = self._u_pos_f
+        # Row 3, per source label, kept by the move kernel: the offset bound the other
+        # label's entries were pruned with (routing.kernels.bucket_move).
+        self._u_pos_f = grow(g(self, "_u_pos_f", None), (4, capacity, 2), np.float64, 0.0)
+        self.u_frac, self.u_src_t, self.u_src_l, self.u_bnd = self._u_pos_f
         self.u_src = grow(g(self, "u_src", None), (capacity, 2), np.int32, 0)
         self.u_nsrc = grow(g(self, "u_nsrc", None), (capacity,), np.int32, 0)
         self.u_cnt = grow(g(self, "u_cnt", None), (capacity,), np.int64, 0)
@@ -275,6 +277,12 @@ class UnitIndex:
             if cnt >= 0:
                 return
             self._widen(-cnt)
+
+    def move_edge(self, slot: int, edge: int, frac: float) -> None:
+        """move(slot, edge=edge, frac=frac) for Python ``int``/``float`` arguments (the
+        service's AVL path: one kernel call, nothing converted)."""
+        if not self.use_ch or K.ctx_move_edge(self._ctx, slot, edge, frac) < 0:
+            self.move(slot, edge=edge, frac=frac)
 
     def _widen(self, need: int) -> None:
         """Unit rows (and the search workspaces) wide enough for ``need`` entries."""

@@ -36,6 +36,12 @@ SMALL_BUCKET = 16  # buckets up to this length close a removed entry's gap at on
 # the bucket out with a tombstone after every SPREAD_EVERY live entries.
 SPREAD_EVERY = 8
 SPREAD_REACH = 24
+# A unit's row of entries (u_nodes) holds each entry's node, its source label (0 or 1) in
+# bit 30, so one source's entries can go while the other's stay, and in bit 29 MARK: the
+# entry beats the other source's entry at its node, which was left out (bucket_insert).
+LABEL_SHIFT = 30
+MARK = 1 << 29
+NODE_MASK = MARK - 1
 
 
 # ------------------------------------------------------------------ upward search
@@ -255,16 +261,18 @@ def _bucket_put(p, slot, j, t, length, pool_sj, pool_t, pool_l):
 def bucket_insert(slot, src_rank, src_t, src_l, n_src, uf_indptr, uf_head, uf_w, uf_l,
                   ub_indptr, ub_head, ub_w, b_start, b_len, b_cap, pool_sj, pool_t, pool_l, scal,
                   u_cnt, u_nodes, u_dist, dist, dlen, hkey, hnode, hpos, touched,
-                  tmp_node, tmp_t, tmp_l, src_w):
+                  tmp_node, tmp_t, tmp_l, src_w, u_bnd):
     """Add the forward upward search space of each of the unit's sources to the buckets:
     entry (slot, c) holds the distance from source c itself; the unit's offset to reach
     the source (src_t/src_l, kept in u_src_t/u_src_l) is added by the queries, so a move
-    along the same edge changes no entry (bucket_move_packed). ``src_w[c]`` bounds source
-    c's offset for as long as these entries stay (its edge's time; INF: unbounded): with
-    two sources, an entry at x that the other source beats at every such offset
-    (d_other(x) + w_other <= d(x)) is left out. Returns the pool arrays (reallocated when
-    they grew) and the number of entries, or minus the needed row width when u_nodes is
-    too narrow (nothing is changed then)."""
+    along the same edge changes no entry (bucket_move). ``src_w[c]`` bounds source c's
+    offset for as long as these entries stay (its edge's time; INF: unbounded): with two
+    sources, an entry at x that the other source beats at every such offset
+    (d_other(x) + w_other <= d(x)) is left out, and the other's entry at x is marked
+    (bucket_move restores the left-out one from it when the other source goes). Writes
+    the bounds to u_bnd. Returns the pool arrays (reallocated when they grew) and the
+    number of entries, or minus the needed row width when u_nodes is too narrow (nothing
+    is changed then)."""
     cap = tmp_node.shape[0]
     cnt = 0
     split = 0
@@ -277,28 +285,35 @@ def bucket_insert(slot, src_rank, src_t, src_l, n_src, uf_indptr, uf_head, uf_w,
             split = cnt
     if cnt > cap:
         return pool_sj, pool_t, pool_l, -cnt
-    if n_src == 2 and src_w[0] < INF and src_w[1] < INF:
-        cnt, split = _drop_dominated(cnt, split, tmp_node, tmp_t, tmp_l, dist, src_w)
+    u_bnd[slot, 0] = INF
+    u_bnd[slot, 1] = INF
+    if n_src == 2:
+        cnt, split = _drop_dominated(cnt, split, tmp_node, tmp_t, tmp_l, dist, hnode, src_w)
+        u_bnd[slot, 0] = src_w[0]
+        u_bnd[slot, 1] = src_w[1]
     if cnt > u_nodes.shape[1]:
         return pool_sj, pool_t, pool_l, -cnt
     for j in range(cnt):
-        x = tmp_node[j]
-        u_nodes[slot, j] = x
+        v = tmp_node[j]
+        lab = 0 if j < split else 1
+        u_nodes[slot, j] = v | (lab << LABEL_SHIFT)
         u_dist[slot, j] = tmp_t[j]
         pool_sj, pool_t, pool_l = _bucket_append(
-            x, slot, tmp_t[j], tmp_l[j], 0 if j < split else 1, b_start, b_len, b_cap, pool_sj,
-            pool_t, pool_l, scal)
+            v & NODE_MASK, slot, tmp_t[j], tmp_l[j], lab, b_start, b_len, b_cap, pool_sj, pool_t,
+            pool_l, scal)
     u_cnt[slot] = cnt
     return pool_sj, pool_t, pool_l, cnt
 
 
 @njit(cache=True)
-def _drop_dominated(cnt, split, tmp_node, tmp_t, tmp_l, dist, src_w):
+def _drop_dominated(cnt, split, tmp_node, tmp_t, tmp_l, dist, mark, src_w):
     """Leave out the entries one source beats at every offset: source 0's entries are
-    tmp_*[:split], source 1's tmp_*[split:cnt]. ``dist`` (all INF) is borrowed to look up
-    source 0's distance by node, and left all INF again. Returns (cnt, split)."""
+    tmp_*[:split], source 1's tmp_*[split:cnt]; the entry that beats a left-out one gets
+    the MARK bit in tmp_node. ``dist`` (all INF) and ``mark`` (scratch) are borrowed to
+    look up source 0's entries by node; dist is left all INF again. Returns (cnt, split)."""
     for j in range(split):
         dist[tmp_node[j]] = tmp_t[j]
+        mark[tmp_node[j]] = 0
     for j in range(split, cnt):
         x = tmp_node[j]
         d0 = dist[x]
@@ -306,15 +321,17 @@ def _drop_dominated(cnt, split, tmp_node, tmp_t, tmp_l, dist, src_w):
             continue
         if d0 + src_w[0] <= tmp_t[j]:
             tmp_node[j] = -1  # source 1's entry is never the better one
+            mark[x] = 1
         elif tmp_t[j] + src_w[1] <= d0:
             dist[x] = -1.0  # source 0's entry is never the better one
+            tmp_node[j] = x | MARK
     out = 0
     for j in range(split):
         x = tmp_node[j]
         keep = dist[x] >= 0
         dist[x] = INF
         if keep:
-            tmp_node[out] = x
+            tmp_node[out] = x | MARK if mark[x] else x
             tmp_t[out] = tmp_t[j]
             tmp_l[out] = tmp_l[j]
             out += 1
@@ -329,52 +346,118 @@ def _drop_dominated(cnt, split, tmp_node, tmp_t, tmp_l, dist, src_w):
 
 
 @njit(cache=True)
-def bucket_remove(slot, b_start, b_len, pool_sj, pool_t, pool_l, u_cnt, u_nodes, u_dist):
-    """Remove all of a unit's entries. Each is found by binary search on its distance
-    (kept per unit in u_dist; buckets are sorted by distance), then a scan of the
-    entries at that same distance. In a small bucket the gap is closed at once; in a
-    large one (the top of the hierarchy, where nearly every unit has an entry) the
-    entry becomes a *tombstone* (slot -1, its distance kept, so the bucket stays
-    sorted) that the next insertion nearby reuses: a move then shifts only the entries
-    between its old and new place instead of half the bucket twice. Queries skip
-    tombstones; trailing ones are dropped."""
-    for j in range(u_cnt[slot]):
-        x = u_nodes[slot, j]
-        t = u_dist[slot, j]
-        first = b_start[x]
-        last = first + b_len[x] - 1
-        lo = first
-        hi = last + 1
-        while lo < hi:  # first entry not nearer than t
-            mid = (lo + hi) >> 1
-            if pool_t[mid] < t:
-                lo = mid + 1
-            else:
-                hi = mid
-        p = lo
-        while p <= last and pool_sj[p, 0] != slot and pool_t[p] == t:
-            p += 1
-        if p > last or pool_sj[p, 0] != slot:
-            # not where its distance says (never expected): fall back to a scan
-            p = first
-            while p <= last and pool_sj[p, 0] != slot:
-                p += 1
-            if p > last:
-                continue
-        if p == last or b_len[x] <= SMALL_BUCKET:
-            while p < last:
-                pool_sj[p, 0] = pool_sj[p + 1, 0]
-                pool_sj[p, 1] = pool_sj[p + 1, 1]
-                pool_t[p] = pool_t[p + 1]
-                pool_l[p] = pool_l[p + 1]
-                p += 1
-            b_len[x] -= 1
-            while b_len[x] > 0 and pool_sj[first + b_len[x] - 1, 0] < 0:
-                b_len[x] -= 1
+def _bucket_find(x, slot, lab, t, b_start, b_len, pool_sj, pool_t):
+    """Position of entry (slot, lab) at distance t in bucket x, or -1: binary search on
+    the distance (buckets are sorted by distance), then a scan of the entries at that
+    same distance."""
+    first = b_start[x]
+    last = first + b_len[x] - 1
+    lo = first
+    hi = last + 1
+    while lo < hi:  # first entry not nearer than t
+        mid = (lo + hi) >> 1
+        if pool_t[mid] < t:
+            lo = mid + 1
         else:
-            pool_sj[p, 0] = -1
-            pool_sj[p, 1] = -1
+            hi = mid
+    p = lo
+    while p <= last and (pool_sj[p, 0] != slot or pool_sj[p, 1] != lab) and pool_t[p] == t:
+        p += 1
+    if p > last or pool_sj[p, 0] != slot or pool_sj[p, 1] != lab:
+        # not where its distance says (never expected): fall back to a scan
+        p = first
+        while p <= last and (pool_sj[p, 0] != slot or pool_sj[p, 1] != lab):
+            p += 1
+        if p > last:
+            return -1
+    return p
+
+
+@njit(cache=True)
+def _bucket_drop(x, slot, lab, t, b_start, b_len, pool_sj, pool_t, pool_l):
+    """Remove entry (slot, lab) at distance t from bucket x. In a small bucket the gap is
+    closed at once; in a large one (the top of the hierarchy, where nearly every unit
+    has an entry) the entry becomes a *tombstone* (slot -1, its distance kept, so the
+    bucket stays sorted) that the next insertion nearby reuses: a move then shifts only
+    the entries between its old and new place instead of half the bucket twice. Queries
+    skip tombstones; trailing ones are dropped."""
+    p = _bucket_find(x, slot, lab, t, b_start, b_len, pool_sj, pool_t)
+    if p < 0:
+        return
+    first = b_start[x]
+    last = first + b_len[x] - 1
+    if p == last or b_len[x] <= SMALL_BUCKET:
+        while p < last:
+            pool_sj[p, 0] = pool_sj[p + 1, 0]
+            pool_sj[p, 1] = pool_sj[p + 1, 1]
+            pool_t[p] = pool_t[p + 1]
+            pool_l[p] = pool_l[p + 1]
+            p += 1
+        b_len[x] -= 1
+        while b_len[x] > 0 and pool_sj[first + b_len[x] - 1, 0] < 0:
+            b_len[x] -= 1
+    else:
+        pool_sj[p, 0] = -1
+        pool_sj[p, 1] = -1
+
+
+@njit(cache=True)
+def _bucket_relabel(x, slot, lab, t, new_lab, add_t, add_l, b_start, b_len, pool_sj, pool_t,
+                    pool_l):
+    """Entry (slot, lab) at distance t in bucket x becomes (slot, new_lab) at t + add_t,
+    add_l metres longer: it slides right past the entries now nearer (one pass over
+    the bucket's entries between the two places, not a removal and an insertion)."""
+    p = _bucket_find(x, slot, lab, t, b_start, b_len, pool_sj, pool_t)
+    if p < 0:
+        return
+    nt = t + add_t
+    nl = pool_l[p] + add_l
+    end = b_start[x] + b_len[x]
+    while p + 1 < end and pool_t[p + 1] <= nt:
+        pool_sj[p, 0] = pool_sj[p + 1, 0]
+        pool_sj[p, 1] = pool_sj[p + 1, 1]
+        pool_t[p] = pool_t[p + 1]
+        pool_l[p] = pool_l[p + 1]
+        p += 1
+    _bucket_put(p, slot, new_lab, nt, nl, pool_sj, pool_t, pool_l)
+
+
+@njit(cache=True)
+def bucket_remove(slot, b_start, b_len, pool_sj, pool_t, pool_l, u_cnt, u_nodes, u_dist):
+    """Remove all of a unit's entries (each found as _bucket_drop says)."""
+    for j in range(u_cnt[slot]):
+        v = u_nodes[slot, j]
+        _bucket_drop(v & NODE_MASK, slot, v >> LABEL_SHIFT, u_dist[slot, j], b_start, b_len,
+                     pool_sj, pool_t, pool_l)
     u_cnt[slot] = 0
+
+
+@njit(cache=True)
+def _drop_source(slot, lab, keep, add_t, add_l, b_start, b_len, pool_sj, pool_t, pool_l,
+                 u_cnt, u_nodes, u_dist):
+    """Source ``lab`` goes; source ``keep`` (-1: none) stays and gets back the entries it
+    was left without: each marked entry of ``lab`` (it beat keep's entry at its node,
+    which was left out) becomes keep's, ``add_t``/``add_l`` longer (the street from keep
+    to lab: a real path, no longer than the entry left out). The other entries of lab
+    are removed; keep's lose their marks."""
+    out = 0
+    for j in range(u_cnt[slot]):
+        v = u_nodes[slot, j]
+        x = v & NODE_MASK
+        if v >> LABEL_SHIFT != lab:
+            u_nodes[slot, out] = x | (keep << LABEL_SHIFT)
+            u_dist[slot, out] = u_dist[slot, j]
+            out += 1
+        elif keep >= 0 and v & MARK:
+            t = u_dist[slot, j]
+            _bucket_relabel(x, slot, lab, t, keep, add_t, add_l, b_start, b_len, pool_sj, pool_t,
+                            pool_l)
+            u_nodes[slot, out] = x | (keep << LABEL_SHIFT)
+            u_dist[slot, out] = t + add_t
+            out += 1
+        else:
+            _bucket_drop(x, slot, lab, u_dist[slot, j], b_start, b_len, pool_sj, pool_t, pool_l)
+    u_cnt[slot] = out
 
 
 @njit(cache=True)
@@ -934,7 +1017,8 @@ def dijkstra_path(src, off_t, indptr, head, edge_tail, edge_time, targets, targe
 #   ws_i  int32   (4, n): hnode, hpos, touched, tmp_node
 #   bk    int32   (n, 3): bucket start, length, capacity of each node side by side
 #   u_i64 int64   (4, capacity): available, type bits, capability bits, tie key
-#   u_pos_f float64 (3, capacity, 2): frac, time and length offset per source
+#   u_pos_f float64 (4, capacity, 2): frac, time and length offset per source label, and
+#         the offset bound the other label's entries were pruned with (bucket_move)
 #   seed_i int32 (2, 2): rank, edge per seed;  seed_f float64 (5, 2): t, length, frac,
 #         and the time and length of the seed's whole edge (same-edge check)
 #   mv_i int32 (2, 2): node, edge per source;  mv_f float64 (4, 2): t, length, frac,
@@ -1050,8 +1134,8 @@ def ctx_move(c, slot, ns, n0, e0, t0, l0, f0, n1, e1, t1, l1, f1):
     pool_sj, pool_t, pool_l, cnt = bucket_move(
         slot, c.rank, c.uf_indptr, c.uf_head, c.uf_w, c.uf_l, c.ub_indptr, c.ub_head, c.ub_w,
         c.bk, c.pool_sj, c.pool_t, c.pool_l, c.scal, c.u_cnt, c.u_nodes, c.u_dist, c.u_src,
-        c.u_pos_f[1], c.u_pos_f[2], c.u_nsrc, c.u_edge, c.u_pos_f[0], mv_i, mv_f, ns, c.seed_i,
-        c.ws_f, c.ws_i, c.edge_time)
+        c.u_pos_f[1], c.u_pos_f[2], c.u_nsrc, c.u_edge, c.u_pos_f[0], c.u_pos_f[3], mv_i, mv_f,
+        ns, c.seed_i, c.ws_f, c.ws_i, c.edge_time, c.edge_len, c.fwd_head, c.edge_twin)
     c.pool_sj = pool_sj
     c.pool_t = pool_t
     c.pool_l = pool_l
@@ -1077,53 +1161,198 @@ def ctx_move_edge(c, slot, edge, frac):
                     frac * lt, g)
 
 
+@njit(cache=True, inline="always")
+def _set_source(slot, lab, c, mv_i, mv_f, u_src, u_src_t, u_src_l, u_edge, u_frac):
+    """Label ``lab`` of the unit takes new source ``c`` (c -1: the label is unused)."""
+    if c < 0:
+        u_src[slot, lab] = 0
+        u_src_t[slot, lab] = 0.0
+        u_src_l[slot, lab] = 0.0
+        u_edge[slot, lab] = -1
+        u_frac[slot, lab] = 0.0
+    else:
+        u_src[slot, lab] = mv_i[0, c]
+        u_src_t[slot, lab] = mv_f[0, c]
+        u_src_l[slot, lab] = mv_f[1, c]
+        u_edge[slot, lab] = mv_i[1, c]
+        u_frac[slot, lab] = mv_f[2, c]
+
+
+@njit(cache=True, inline="always")
+def _street_back(slot, lab, keep, u_src, u_edge, fwd_head, edge_twin):
+    """The street from source ``keep`` to source ``lab`` when lab's edge is it (a unit on a
+    two-way street: each source's edge leads from the other end), else -1."""
+    e = u_edge[slot, lab]
+    if e < 0 or fwd_head[e] != u_src[slot, lab]:
+        return -1
+    tw = edge_twin[e]
+    if tw < 0 or fwd_head[tw] != u_src[slot, keep]:
+        return -1
+    return e
+
+
 @njit(cache=True)
 def bucket_move(slot, rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub_head, ub_w,
                 bk, pool_sj, pool_t, pool_l, scal, u_cnt, u_nodes, u_dist, u_src, u_src_t,
-                u_src_l, u_nsrc, u_edge, u_frac, mv_i, mv_f, ns, seed_i, ws_f, ws_i,
-                edge_time):
+                u_src_l, u_nsrc, u_edge, u_frac, u_bnd, mv_i, mv_f, ns, seed_i, ws_f,
+                ws_i, edge_time, edge_len, fwd_head, edge_twin):
     """Place a unit at the sources in mv_i (node, edge per source) and mv_f (t, length,
-    frac per source), ``ns`` of them: writes the unit's position fields, drops its old
-    bucket entries and inserts those of the new sources. When the source nodes are
-    unchanged (a repeated fix, or a unit driving along the same street: the usual AVL
-    case) the bucket entries stay as they are: they hold distances from the source nodes,
-    and queries add the new offsets.
-    Returns like bucket_insert; when the row width is too small the old entries are
-    gone and nothing is inserted (call again after widening)."""
-    # entries stay when the source nodes and their edges are the same and each offset is
-    # within its edge's time (the bound the entries were pruned with)
-    same = u_cnt[slot] > 0 and u_nsrc[slot] == ns
+    frac per source), ``ns`` of them. Bucket entries hold distances from a source node
+    under that source's label (0 or 1), so a new source whose node already has entries
+    keeps them under its label:
+
+    * every new source has entries (a repeated fix, the next fix along the same street or
+      its twin): only the positions change, provided each offset stays within the bound
+      the other label's entries were pruned with;
+    * one new source has entries (crossing onto the next street keeps the end just
+      passed; a unit at one end of its street): the other old source goes, and the kept
+      one gets back the entries it was left without (bucket_insert's marks); then, with
+      two new sources, one upward search from the new end, whose entries go in pruned
+      against the kept ones and the kept ones against them;
+    * otherwise every entry goes and each source's upward search is inserted
+      (bucket_insert).
+
+    Returns like bucket_insert; when the row width is too small the old entries are gone
+    and nothing is inserted (call again after widening)."""
+    b_start = bk[:, 0]
+    b_len = bk[:, 1]
+    old_ns = u_nsrc[slot]
+    lab0 = -1  # the label under which new source 0's node has entries, or -1; same for 1
+    lab1 = -1
+    if u_cnt[slot] > 0 and not (ns == 2 and mv_i[0, 0] == mv_i[0, 1]):
+        for lab in range(old_ns):
+            if u_src[slot, lab] == mv_i[0, 0]:
+                lab0 = lab
+            elif ns == 2 and u_src[slot, lab] == mv_i[0, 1]:
+                lab1 = lab
+    if ns == 2 and lab0 >= 0 and lab1 >= 0:
+        if mv_f[0, 0] <= u_bnd[slot, lab0] and mv_f[0, 1] <= u_bnd[slot, lab1]:
+            _set_source(slot, lab0, 0, mv_i, mv_f, u_src, u_src_t, u_src_l, u_edge, u_frac)
+            _set_source(slot, lab1, 1, mv_i, mv_f, u_src, u_src_t, u_src_l, u_edge, u_frac)
+            return pool_sj, pool_t, pool_l, u_cnt[slot]
+    elif (lab0 >= 0) != (lab1 >= 0) and (ns == 2 or lab0 == 0):
+        ck = 0 if lab0 >= 0 else 1  # the new source that keeps its entries; cn the other
+        lab = lab0 if lab0 >= 0 else lab1
+        e_back = -1
+        if old_ns == 2:
+            e_back = _street_back(slot, 1 - lab, lab, u_src, u_edge, fwd_head, edge_twin)
+            if e_back >= 0 and edge_time[e_back] > u_bnd[slot, 1 - lab]:
+                e_back = -1  # (not the street the entries were pruned with)
+        if old_ns == 1 or e_back >= 0:
+            if old_ns == 2:
+                _drop_source(slot, 1 - lab, lab, float(edge_time[e_back]), edge_len[e_back],
+                             b_start, b_len, pool_sj, pool_t, pool_l, u_cnt, u_nodes, u_dist)
+            u_bnd[slot, 0] = INF
+            u_bnd[slot, 1] = INF
+            if ns == 1:
+                _set_source(slot, 0, 0, mv_i, mv_f, u_src, u_src_t, u_src_l, u_edge, u_frac)
+                _set_source(slot, 1, -1, mv_i, mv_f, u_src, u_src_t, u_src_l, u_edge, u_frac)
+                u_nsrc[slot] = 1
+                return pool_sj, pool_t, pool_l, u_cnt[slot]
+            return _add_source(slot, lab, ck, 1 - ck, rank, uf_indptr, uf_head, uf_w, uf_l,
+                               ub_indptr, ub_head, ub_w, bk, pool_sj, pool_t, pool_l, scal,
+                               u_cnt, u_nodes, u_dist, u_src, u_src_t, u_src_l, u_nsrc, u_edge,
+                               u_frac, u_bnd, mv_i, mv_f, seed_i, ws_f, ws_i, edge_time)
     for c in range(2):
-        if c < ns:
-            if same and (u_src[slot, c] != mv_i[0, c] or u_edge[slot, c] != mv_i[1, c]
-                         or (mv_i[1, c] >= 0 and mv_f[0, c] > edge_time[mv_i[1, c]])):
-                same = False
-            u_src[slot, c] = mv_i[0, c]
-            u_src_t[slot, c] = mv_f[0, c]
-            u_src_l[slot, c] = mv_f[1, c]
-            u_edge[slot, c] = mv_i[1, c]
-            u_frac[slot, c] = mv_f[2, c]
-        else:
-            u_src[slot, c] = 0
-            u_src_t[slot, c] = 0.0
-            u_src_l[slot, c] = 0.0
-            u_edge[slot, c] = -1
-            u_frac[slot, c] = 0.0
+        _set_source(slot, c, c if c < ns else -1, mv_i, mv_f, u_src, u_src_t, u_src_l, u_edge,
+                    u_frac)
     u_nsrc[slot] = ns
-    if same:
-        return pool_sj, pool_t, pool_l, u_cnt[slot]
     if u_cnt[slot] > 0:
-        bucket_remove(slot, bk[:, 0], bk[:, 1], pool_sj, pool_t, pool_l, u_cnt, u_nodes, u_dist)
+        bucket_remove(slot, b_start, b_len, pool_sj, pool_t, pool_l, u_cnt, u_nodes, u_dist)
     src_rank = seed_i[0]
     src_w = mv_f[3]  # each source's offset bound (row 3 of the move buffer is scratch)
     for c in range(ns):
         src_rank[c] = rank[u_src[slot, c]]
-        e = u_edge[slot, c]
-        src_w[c] = edge_time[e] if e >= 0 and u_src_t[slot, c] <= edge_time[e] else INF
+        src_w[c] = _offset_bound(mv_i[1, c], mv_f[0, c], edge_time)
     return bucket_insert(slot, src_rank, u_src_t[slot], u_src_l[slot], ns, uf_indptr, uf_head,
-                         uf_w, uf_l, ub_indptr, ub_head, ub_w, bk[:, 0], bk[:, 1], bk[:, 2], pool_sj,
+                         uf_w, uf_l, ub_indptr, ub_head, ub_w, b_start, b_len, bk[:, 2], pool_sj,
                          pool_t, pool_l, scal, u_cnt, u_nodes, u_dist, ws_f[0], ws_f[1], ws_f[2],
-                         ws_i[0], ws_i[1], ws_i[2], ws_i[3], ws_f[3], ws_f[4], src_w)
+                         ws_i[0], ws_i[1], ws_i[2], ws_i[3], ws_f[3], ws_f[4], src_w, u_bnd)
+
+
+@njit(cache=True, inline="always")
+def _offset_bound(e, t, edge_time):
+    """A source's offset bound while its entries stay: its edge's time (INF at a node or
+    beyond the edge)."""
+    return float(edge_time[e]) if e >= 0 and t <= edge_time[e] else INF
+
+
+@njit(cache=True)
+def _add_source(slot, lab, ck, cn, rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub_head,
+                ub_w, bk, pool_sj, pool_t, pool_l, scal, u_cnt, u_nodes, u_dist, u_src,
+                u_src_t, u_src_l, u_nsrc, u_edge, u_frac, u_bnd, mv_i, mv_f, seed_i, ws_f, ws_i,
+                edge_time):
+    """bucket_move's crossing: the unit's one source (label ``lab``, whole) becomes new
+    source ``ck``; new source ``cn`` gets label 1 - lab and the entries of its upward
+    search. An entry of either that the other beats at every offset is left out (or
+    removed) and the other's entry at its node marked, as bucket_insert does."""
+    b_start = bk[:, 0]
+    b_len = bk[:, 1]
+    ln = 1 - lab
+    src_rank = seed_i[0]
+    src_rank[0] = rank[mv_i[0, cn]]
+    dist = ws_f[0]
+    mark = ws_i[0]  # heap nodes: free between searches
+    tmp_node = ws_i[3]
+    tmp_t = ws_f[3]
+    tmp_l = ws_f[4]
+    cap = tmp_node.shape[0]
+    cnt_n = upward_search(src_rank[0:1], _ZERO1, _ZERO1, 1, uf_indptr, uf_head, uf_w, uf_l,
+                          ub_indptr, ub_head, ub_w, dist, ws_f[1], ws_f[2], ws_i[0], ws_i[1],
+                          ws_i[2], tmp_node, tmp_t, tmp_l, cap)
+    _set_source(slot, lab, ck, mv_i, mv_f, u_src, u_src_t, u_src_l, u_edge, u_frac)
+    _set_source(slot, ln, cn, mv_i, mv_f, u_src, u_src_t, u_src_l, u_edge, u_frac)
+    u_nsrc[slot] = 2
+    row = u_cnt[slot]
+    if cnt_n > cap or row + cnt_n > u_nodes.shape[1]:
+        # too narrow: every entry goes, the caller widens the rows and moves again
+        bucket_remove(slot, b_start, b_len, pool_sj, pool_t, pool_l, u_cnt, u_nodes, u_dist)
+        return pool_sj, pool_t, pool_l, -(row + cnt_n)
+    w_k = _offset_bound(mv_i[1, ck], mv_f[0, ck], edge_time)
+    w_n = _offset_bound(mv_i[1, cn], mv_f[0, cn], edge_time)
+    u_bnd[slot, lab] = w_k
+    u_bnd[slot, ln] = w_n
+    # the kept entries by node: distance in dist, row position in mark
+    for j in range(row):
+        x = u_nodes[slot, j] & NODE_MASK
+        dist[x] = u_dist[slot, j]
+        mark[x] = j
+    for j in range(cnt_n):
+        x = tmp_node[j]
+        dk = dist[x]
+        if dk == INF:
+            continue
+        jk = mark[x]
+        if dk + w_k <= tmp_t[j]:
+            tmp_node[j] = -1  # the new entry is never the better one
+            u_nodes[slot, jk] |= MARK
+        elif tmp_t[j] + w_n <= dk:
+            tmp_node[j] = x | MARK  # the kept entry at x is never the better one
+            u_nodes[slot, jk] = -1 - x
+    out = 0
+    for j in range(row):
+        v = u_nodes[slot, j]
+        if v < 0:  # beaten by the new source's entry: removed
+            x = -1 - v
+            dist[x] = INF
+            _bucket_drop(x, slot, lab, u_dist[slot, j], b_start, b_len, pool_sj, pool_t, pool_l)
+        else:
+            dist[v & NODE_MASK] = INF
+            u_nodes[slot, out] = v
+            u_dist[slot, out] = u_dist[slot, j]
+            out += 1
+    for j in range(cnt_n):
+        v = tmp_node[j]
+        if v < 0:
+            continue
+        u_nodes[slot, out] = v | (ln << LABEL_SHIFT)
+        u_dist[slot, out] = tmp_t[j]
+        out += 1
+        pool_sj, pool_t, pool_l = _bucket_append(v & NODE_MASK, slot, tmp_t[j], tmp_l[j], ln,
+                                                 b_start, b_len, bk[:, 2], pool_sj, pool_t,
+                                                 pool_l, scal)
+    u_cnt[slot] = out
+    return pool_sj, pool_t, pool_l, out
 
 
 # ------------------------------------------------------------- CH routes

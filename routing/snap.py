@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.experimental import structref
 
 from routing.build import EARTH_RADIUS_M
 from routing.graph import RoadGraph
@@ -84,56 +85,103 @@ def _seg_dist2(px: float, py: float, ax: float, ay: float, bx: float, by: float
     return qx * qx + qy * qy, t
 
 
+@njit(cache=True, inline="always")
+def _snap_xy(px: float, py: float, x0: np.ndarray, y0: np.ndarray, x1: np.ndarray,
+             y1: np.ndarray, cell_start: np.ndarray, cell_items: np.ndarray, nx: int, ny: int,
+             cell: float) -> tuple[int, float, float]:
+    """The nearest segment to one projected point: (segment, fraction, squared distance)."""
+    n_seg = x0.shape[0]
+    best = np.inf
+    bs = -1
+    bt = 0.0
+    cx = math.floor(px / cell)  # an int64 in numba as in Python
+    cy = math.floor(py / cell)
+    inside = 0 <= cx < nx and 0 <= cy < ny
+    if inside:
+        r = 0
+        while True:
+            for yy in range(cy - r, cy + r + 1):
+                if yy < 0 or yy >= ny:
+                    continue
+                step = 1 if (yy == cy - r or yy == cy + r) else 2 * r
+                if step == 0:
+                    step = 1
+                xx = cx - r
+                while xx <= cx + r:
+                    if 0 <= xx < nx:
+                        c = yy * nx + xx
+                        for k in range(cell_start[c], cell_start[c + 1]):
+                            s = cell_items[k]
+                            d2, t = _seg_dist2(px, py, x0[s], y0[s], x1[s], y1[s])
+                            if d2 < best or (d2 == best and s < bs):
+                                best = d2
+                                bs = s
+                                bt = t
+                    xx += step
+            # every segment not yet seen lies at least r*cell away
+            if bs >= 0 and math.sqrt(best) <= r * cell:
+                break
+            r += 1
+            if r > nx + ny:
+                break
+    if bs < 0:  # outside the grid: brute force (rare)
+        for s in range(n_seg):
+            d2, t = _seg_dist2(px, py, x0[s], y0[s], x1[s], y1[s])
+            if d2 < best:
+                best = d2
+                bs = s
+                bt = t
+    return bs, bt, best
+
+
 @njit(cache=True)
 def _snap_points(px: np.ndarray, py: np.ndarray, x0: np.ndarray, y0: np.ndarray,
                  x1: np.ndarray, y1: np.ndarray, cell_start: np.ndarray, cell_items: np.ndarray,
                  nx: int, ny: int, cell: float, out_seg: np.ndarray, out_t: np.ndarray,
                  out_d: np.ndarray) -> None:
-    n_seg = x0.shape[0]
     for i in range(px.shape[0]):
-        best = np.inf
-        bs = -1
-        bt = 0.0
-        cx = math.floor(px[i] / cell)  # an int64 in numba as in Python
-        cy = math.floor(py[i] / cell)
-        inside = 0 <= cx < nx and 0 <= cy < ny
-        if inside:
-            r = 0
-            while True:
-                for yy in range(cy - r, cy + r + 1):
-                    if yy < 0 or yy >= ny:
-                        continue
-                    step = 1 if (yy == cy - r or yy == cy + r) else 2 * r
-                    if step == 0:
-                        step = 1
-                    xx = cx - r
-                    while xx <= cx + r:
-                        if 0 <= xx < nx:
-                            c = yy * nx + xx
-                            for k in range(cell_start[c], cell_start[c + 1]):
-                                s = cell_items[k]
-                                d2, t = _seg_dist2(px[i], py[i], x0[s], y0[s], x1[s], y1[s])
-                                if d2 < best or (d2 == best and s < bs):
-                                    best = d2
-                                    bs = s
-                                    bt = t
-                        xx += step
-                # every segment not yet seen lies at least r*cell away
-                if bs >= 0 and math.sqrt(best) <= r * cell:
-                    break
-                r += 1
-                if r > nx + ny:
-                    break
-        if bs < 0:  # outside the grid: brute force (rare)
-            for s in range(n_seg):
-                d2, t = _seg_dist2(px[i], py[i], x0[s], y0[s], x1[s], y1[s])
-                if d2 < best:
-                    best = d2
-                    bs = s
-                    bt = t
+        bs, bt, best = _snap_xy(px[i], py[i], x0, y0, x1, y1, cell_start, cell_items, nx, ny,
+                                cell)
         out_seg[i] = bs
         out_t[i] = bt
         out_d[i] = math.sqrt(best)
+
+
+# One point (each AVL fix, each lat/lon query) through one argument: a numba structref
+# holding the grid, so a call unboxes one pointer instead of ten arrays (as
+# routing.kernels.IndexCtx does for the queries; made by a cached kernel for the same reason).
+@structref.register
+class SnapCtxType(types.StructRef):
+    def preprocess_fields(self, fields: Any) -> Any:
+        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+
+
+class SnapCtx(structref.StructRefProxy):
+    """The snapping grid of one Snapper, as one numba argument."""
+
+
+SNAP_CTX_FIELDS = ("x0", "y0", "x1", "y1", "cell_start", "cell_items", "seg_edge", "edge_twin",
+                   "grid_f", "grid_i")
+structref.define_proxy(SnapCtx, SnapCtxType, list(SNAP_CTX_FIELDS))
+
+
+@njit(cache=True)
+def _new_snap_ctx(x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray,
+                  cell_start: np.ndarray, cell_items: np.ndarray, seg_edge: np.ndarray,
+                  edge_twin: np.ndarray, grid_f: np.ndarray, grid_i: np.ndarray) -> Any:
+    return SnapCtx(x0, y0, x1, y1, cell_start, cell_items, seg_edge, edge_twin, grid_f, grid_i)
+
+
+@njit(cache=True)
+def _snap_one_ctx(c: Any, lat: float, lon: float) -> tuple[int, float, int, float]:
+    """One point: (edge, frac, twin, distance_m). grid_f: cell_m, kx, ky, lon0, lat0;
+    grid_i: nx, ny."""
+    gf = c.grid_f
+    gi = c.grid_i
+    bs, bt, best = _snap_xy((lon - gf[3]) * gf[1], (lat - gf[4]) * gf[2], c.x0, c.y0, c.x1, c.y1,
+                            c.cell_start, c.cell_items, gi[0], gi[1], gf[0])
+    e = c.seg_edge[bs]
+    return e, bt, c.edge_twin[e], math.sqrt(best)
 
 
 SNAP_INDEX_ARRAYS = ("seg_edge", "x0", "y0", "x1", "y1", "cell_start", "cell_items")
@@ -184,12 +232,12 @@ class Snapper:
         self._seg_edge = pre["seg_edge"]
         self._x0, self._y0, self._x1, self._y1 = pre["x0"], pre["y0"], pre["x1"], pre["y1"]
         self._cell_start, self._cell_items = pre["cell_start"], pre["cell_items"]
-        # buffers of snap_one (one point per AVL fix: numpy's per-call overhead on tiny
-        # arrays would be most of the cost). Not thread-safe: the service holds a lock.
-        self._one_p = np.empty(2, np.float64)
-        self._one_seg = np.empty(1, np.int64)
-        self._one_t = np.empty(1, np.float64)
-        self._one_d = np.empty(1, np.float64)
+        # snap_one's context (one numba argument for the whole grid)
+        self._ctx = _new_snap_ctx(
+            self._x0, self._y0, self._x1, self._y1, self._cell_start, self._cell_items,
+            self._seg_edge, graph.edge_twin,
+            np.array([self.cell_m, self._kx, self._ky, self._lon0, self._lat0], np.float64),
+            np.array([self._nx, self._ny], np.int64))
 
     def _project(self, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = (np.asarray(lon, dtype=np.float64) - self._lon0) * self._kx
@@ -200,16 +248,13 @@ class Snapper:
         """One point: (edge, frac, twin, distance_m, beyond_limit), as snap() gives."""
         if not (math.isfinite(lat) and math.isfinite(lon)):
             raise ValueError("lat/lon must be finite")
-        p = self._one_p
-        p[0] = (lon - self._lon0) * self._kx
-        p[1] = (lat - self._lat0) * self._ky
-        _snap_points(p[0:1], p[1:2], self._x0, self._y0, self._x1, self._y1, self._cell_start,
-                     self._cell_items, self._nx, self._ny, self.cell_m, self._one_seg,
-                     self._one_t, self._one_d)
-        edge = int(self._seg_edge[self._one_seg[0]])
-        d = float(self._one_d[0])
-        return (edge, float(self._one_t[0]), int(self.graph.edge_twin[edge]), d,
-                d > self.limit_m)
+        e, f, tw, d = _snap_one_ctx(self._ctx, float(lat), float(lon))
+        return e, f, tw, d, d > self.limit_m
+
+    def snap_one_checked(self, lat: float, lon: float) -> tuple[int, float, int, float]:
+        """snap_one for a point already checked to be finite floats (the service's AVL
+        path): (edge, frac, twin, distance_m). Thread-safe (no shared buffers)."""
+        return _snap_one_ctx(self._ctx, lat, lon)  # type: ignore[no-any-return]  # numba
 
     def snap(self, lat: np.ndarray | float, lon: np.ndarray | float) -> SnapResult:
         lat_a = np.atleast_1d(np.asarray(lat, dtype=np.float64))

@@ -416,3 +416,101 @@ def test_lazy_heap_pops_live_entries_in_order_after_compaction(pushes, compact_a
     live = [(k, v) for k, v in popped if k == dist[v]]
     assert [k for k, _ in popped] == sorted(k for k, _ in popped)
     assert sorted(live) == sorted((dist[v], v) for v in range(10) if np.isfinite(dist[v]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_case(), st.lists(st.tuples(st.sampled_from(["next", "next", "next", "frac", "uturn",
+                                                          "end", "teleport"]),
+                                         st.integers(0, 10**6),
+                                         st.sampled_from([0.0, 0.2, 0.5, 0.9, 1.0])),
+                               min_size=1, max_size=8))
+def test_drives_across_streets_match_networkx(case, steps):
+    """Units driving from street to street: crossing onto the next street keeps the entries
+    of the end just passed (bucket_move's partial case: the old other end's entries go, the
+    kept end gets back the entries it was pruned of, one search for the new end), U-turns,
+    stops at a street's end, fixes along the street and teleports, through both the AVL
+    entry (UnitIndex.move) and set_unit; then nearest-K, tables and the Dijkstra fallback
+    equal networkx, and the buckets hold exactly the units' rows."""
+    arcs, units, incidents, k, layout = case
+    g = make_graph(arcs, layout=layout)
+    G = nx_graph(g)
+    idx_ch, idx_dj, placed = _place_units(g, units)
+    edge = [e_raw % g.n_edges for e_raw, *_ in units]
+    for step, (action, pick, f) in enumerate(steps):
+        for i, (_e, _frac, avail, typ, caps) in enumerate(units):
+            e = edge[i]
+            where: dict = {"edge": e, "frac": f}
+            if action == "next":
+                head = int(g.fwd_head[e])
+                outs = range(int(g.fwd_indptr[head]), int(g.fwd_indptr[head + 1]))
+                if len(outs):
+                    where["edge"] = outs[(pick + i) % len(outs)]
+            elif action == "uturn" and g.edge_twin[e] >= 0:
+                where["edge"] = int(g.edge_twin[e])
+            elif action == "teleport":
+                where["edge"] = (pick + 7 * i) % g.n_edges
+            elif action == "end":
+                where = {"node": int(g.fwd_head[e])}
+            if "edge" in where:
+                edge[i] = where["edge"]
+                src = unit_sources(g, where["edge"], f)
+            else:
+                src = [Seed(where["node"], 0.0, 0.0)]
+            for idx in (idx_ch, idx_dj):
+                if (i + step) % 3:  # mostly the AVL path: the sources built in the kernel
+                    idx.move(i, **where)
+                else:
+                    idx.set_unit(i, src, available=avail, type_bits=1 << typ, cap_bits=caps,
+                                 tie_key=1000 - i)
+            placed[i] = (src, avail, typ, caps)
+    assert idx_ch.bucket_entries() == sum(int(idx_ch.u_cnt[i]) for i in range(len(units)))
+    cache: dict = {}
+    for e_raw, g_frac in incidents:
+        seeds = incident_seeds(g, e_raw % g.n_edges, g_frac)
+        expect = sorted((eta, 1000 - i, i) for i, (src, avail, _t, _c) in enumerate(placed)
+                        if avail and np.isfinite(eta := oracle_eta_ds(G, g, src, seeds, cache)))
+        for idx in (idx_ch, idx_dj):
+            _slots, eta, _ = idx.nearest(seeds, k=k)
+            np.testing.assert_allclose(eta, [w[0] for w in expect[:k]], rtol=REL)
+    t, _ = idx_ch.table([incident_seeds(g, e % g.n_edges, f) for e, f in incidents])
+    cache = {}
+    for i, (src, *_rest) in enumerate(placed):
+        for q, (e_raw, g_frac) in enumerate(incidents):
+            want = oracle_eta_ds(G, g, src, incident_seeds(g, e_raw % g.n_edges, g_frac), cache)
+            assert t[i, q] == pytest.approx(want, rel=REL) if np.isfinite(want) else np.isinf(t[i, q])
+
+
+def test_crossing_onto_the_next_street_keeps_the_passed_end():
+    """On two-way streets a-b-c-d, a unit crossing from a-b onto b-c keeps b's entries under
+    their label (one new search, for c), and a U-turn back onto b-a keeps them too."""
+    arcs = []
+    for a, b in ((0, 1), (1, 2), (2, 3), (3, 4), (1, 5), (5, 6), (2, 7)):
+        arcs += [(a, b, 10), (b, a, 10)]
+    g = make_graph(arcs)
+    G = nx_graph(g)
+    idx = UnitIndex(g, capacity=2)
+    s = idx.new_slot()
+
+    def arc(a, b):
+        for e in range(g.n_edges):
+            if int(g.edge_tail[e]) == a and int(g.fwd_head[e]) == b:
+                return e
+        raise AssertionError
+
+    idx.set_unit(s, unit_sources(g, arc(0, 1), 0.5), available=True, type_bits=1, cap_bits=0,
+                 tie_key=0)
+    lab_b = [int(x) for x in idx.u_src[s]].index(1)
+    for a, b, f in ((1, 2, 0.3), (2, 1, 0.5), (1, 2, 0.8)):  # cross, U-turn, cross again
+        kept = 1 if (a, b) == (1, 2) else 2
+        lab = [int(x) for x in idx.u_src[s]].index(kept) if kept in idx.u_src[s] else None
+        idx.move(s, edge=arc(a, b), frac=f)
+        if (a, b, f) == (1, 2, 0.3):
+            assert int(idx.u_src[s, lab_b]) == 1  # b kept its label: no full move
+        if lab is not None:
+            assert int(idx.u_src[s, lab]) == kept
+        for inc in range(g.n_nodes):
+            seeds = [Seed(inc, 0.0, 0.0)]
+            _sl, eta, _ = idx.nearest(seeds, k=1)
+            want = oracle_eta_ds(G, g, unit_sources(g, arc(a, b), f), seeds)
+            assert eta[0] == pytest.approx(want, rel=REL)
+    assert idx.bucket_entries() == int(idx.u_cnt[s])
