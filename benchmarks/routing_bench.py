@@ -843,9 +843,13 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     ax = axes[2]
     for key, label, st in (("kernel", "kernel", "o-"), ("index", "UnitIndex.set_unit", "o-"),
                            ("service", "RoutingService.move_unit (lat/lon)", "v-")):
-        series(ax, [r["moves_us"][key]["median_us"] for r in results], label, st)
+        series(ax, [r["moves_us"][key]["median_us"] for r in results], f"teleport, {label}", st)
+    # the AVL stream (a fix a second along driven routes): its mean is what 5,000 units cost
+    for key, label, st in (("kernel_avl", "AVL stream, kernel (mean)", "s:"),
+                           ("service_avl", "AVL stream, move_unit (mean)", "^:")):
+        series(ax, [r["moves_us"].get(key, {}).get("mean_us", np.nan) for r in results], label, st)
     series(ax, [r["route_us"]["index"]["median_us"] for r in results], "route (CH unpacking)", "d-")
-    ax.set_ylabel("unit move / route, median µs")
+    ax.set_ylabel("unit move / route, µs (median unless marked)")
     for ax in axes:
         ax.set_xscale("log")
         ax.set_yscale("log")
