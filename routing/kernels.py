@@ -29,6 +29,7 @@ from numba import njit, types
 from numba.experimental import structref
 
 from routing.heap import heap_pop, heap_push_or_decrease
+from routing.route_kernels import _up_search_arcs
 
 INF = np.inf
 SMALL_BUCKET = 16  # buckets up to this length close a removed entry's gap at once
@@ -1356,56 +1357,6 @@ def _add_source(slot, lab, ck, cn, rank, uf_indptr, uf_head, uf_w, uf_l, ub_indp
 
 
 # ------------------------------------------------------------- CH routes
-@njit(cache=True)
-def _up_search_parents(src, src_t, n_src, indptr, head, w, st_indptr, st_head, st_w, bound_dist,
-                       dist, hkey, hnode, hpos, touched, parent, best_meet):
-    """Upward Dijkstra with stall-on-demand from seeded sources, recording each node's
-    parent (-1 at a source; written whenever a distance is, so the parent array needs
-    no reset). With ``bound_dist`` (the other direction's finished distances) it keeps
-    the best meeting node in best_meet = [eta, node] and stops once the queue minimum
-    reaches that eta. Returns the touched count; the caller resets dist through touched."""
-    nt = 0
-    size = 0
-    for i in range(n_src):
-        r = src[i]
-        if src_t[i] < dist[r]:
-            if dist[r] == INF:
-                touched[nt] = r
-                nt += 1
-            dist[r] = src_t[i]
-            parent[r] = -1
-            size = heap_push_or_decrease(hkey, hnode, hpos, size, r, src_t[i])
-    while size > 0:
-        d = hkey[0]
-        x = hnode[0]
-        if d >= best_meet[0]:
-            break
-        size = heap_pop(hkey, hnode, hpos, size)
-        if bound_dist[x] < INF and d + bound_dist[x] < best_meet[0]:
-            best_meet[0] = d + bound_dist[x]
-            best_meet[1] = x
-        stalled = False
-        for a in range(st_indptr[x], st_indptr[x + 1]):
-            if dist[st_head[a]] + st_w[a] < d:
-                stalled = True
-                break
-        if stalled:
-            continue
-        for a in range(indptr[x], indptr[x + 1]):
-            y = head[a]
-            nd = d + w[a]
-            if nd < dist[y]:
-                if dist[y] == INF:
-                    touched[nt] = y
-                    nt += 1
-                dist[y] = nd
-                parent[y] = x
-                size = heap_push_or_decrease(hkey, hnode, hpos, size, y, nd)
-    for i in range(size):
-        hpos[hnode[i]] = -1
-    return nt
-
-
 @njit(cache=True, inline="always")
 def _find_arc(indptr, head, x, y):
     """Arc x->y by binary search: each CSR row is sorted by head (routing.ch._to_csr);
@@ -1506,12 +1457,12 @@ def ch_path(src, src_t, n_src, seeds, seed_t, n_seeds,
     best_meet = np.empty(2)
     best_meet[0] = INF
     best_meet[1] = -1.0
-    nt_f = _up_search_parents(src, src_t, n_src, uf_indptr, uf_head, uf_w, ub_indptr, ub_head,
-                              ub_w, dist_b, dist, hkey, hnode, hpos, touched, par_f, best_meet)
+    nt_f = _up_search_arcs(src, src_t, n_src, uf_indptr, uf_head, uf_w, ub_indptr, ub_head,
+                           ub_w, dist_b, dist, hkey, hnode, hpos, touched, par_f, None, best_meet)
     best_meet[0] = INF
-    nt_b = _up_search_parents(seeds, seed_t, n_seeds, ub_indptr, ub_head, ub_w, uf_indptr,
-                              uf_head, uf_w, dist, dist_b, hkey, hnode, hpos, touched_b, par_b,
-                              best_meet)
+    nt_b = _up_search_arcs(seeds, seed_t, n_seeds, ub_indptr, ub_head, ub_w, uf_indptr,
+                           uf_head, uf_w, dist, dist_b, hkey, hnode, hpos, touched_b, par_b, None,
+                           best_meet)
     best = best_meet[0]
     meet = int(best_meet[1])
     si = -1

@@ -156,8 +156,9 @@ def _row_of_arcs(indptr):
 def _up_search_arcs(src, src_t, n_src, indptr, head, w, st_indptr, st_head, st_w, bound_dist,
                     dist, hkey, hnode, hpos, touched, par, par_arc, best_meet):
     """Upward Dijkstra with stall-on-demand from seeded sources, recording each node's
-    parent node (-1 at a source) and the arc it came by (written whenever a distance is,
-    so neither array needs a reset). With ``bound_dist`` (the other direction's finished
+    parent node (-1 at a source) and, unless ``par_arc`` is None (numba then compiles the
+    write away), the arc it came by (written whenever a distance is, so neither array
+    needs a reset). With ``bound_dist`` (the other direction's finished
     distances) it keeps the best meeting node in best_meet = [eta, node] and stops once
     the queue minimum reaches that eta. Returns the touched count; the caller resets
     dist through touched."""
@@ -198,7 +199,8 @@ def _up_search_arcs(src, src_t, n_src, indptr, head, w, st_indptr, st_head, st_w
                     nt += 1
                 dist[y] = nd
                 par[y] = x
-                par_arc[y] = a
+                if par_arc is not None:
+                    par_arc[y] = a
                 size = heap_push_or_decrease(hkey, hnode, hpos, size, y, nd)
     for i in range(size):
         hpos[hnode[i]] = -1
