@@ -568,68 +568,7 @@ def _seed_heap(seeds, seed_t, seed_l, n_seeds, dist, dlen, touched, hkey, hnode,
     return nt, size
 
 
-@njit(cache=True)
-def ch_nearest_k(ub_indptr, ub_head, ub_w, ub_l, uf_indptr, uf_head, uf_w,
-                 b_start, b_len, pool_sj, pool_t, pool_l,
-                 u_avail, u_type, u_caps, u_tie, u_edge, u_frac, u_src_t, u_src_l, n_slots,
-                 seed_rank, seed_t, seed_l, seed_edge, seed_frac, n_seeds, seed_et, seed_el,
-                 need_avail, type_mask, caps_req, k,
-                 dist, dlen, hkey, hnode, hpos, touched, best, best_touched,
-                 out_slot, out_t, out_l):
-    """K best eligible units by ETA (deciseconds). Returns how many were found.
-    seed_et/seed_el: time and length of each seed's whole edge (same-edge check).
-    A bucket entry (slot, c) holds the distance from the unit's source c; the unit's
-    offset to reach that source (u_src_t/u_src_l) is added here, and the scan's stop test
-    uses the entry alone (a lower bound: offsets are never negative)."""
-    cnt = 0
-    nbt = 0
-    cnt, nbt = _same_edge(seed_edge, seed_frac, n_seeds, u_edge, u_frac, n_slots, seed_et,
-                          seed_el, need_avail, u_avail, u_type, u_caps, type_mask, caps_req,
-                          best, best_touched, nbt, u_tie, out_slot, out_t, out_l, cnt, k)
-    nt, size = _seed_heap(seed_rank, seed_t, seed_l, n_seeds, dist, dlen, touched,
-                          hkey, hnode, hpos)
-    while size > 0:
-        d = hkey[0]
-        x = hnode[0]
-        if cnt == k and d > out_t[k - 1]:
-            break
-        size = heap_pop(hkey, hnode, hpos, size)
-        stalled = False
-        for a in range(uf_indptr[x], uf_indptr[x + 1]):
-            if dist[uf_head[a]] + uf_w[a] < d:
-                stalled = True
-                break
-        if stalled:
-            continue
-        bs = b_start[x]
-        for p in range(bs, bs + b_len[x]):
-            t0 = pool_t[p] + d
-            if cnt == k and t0 > out_t[k - 1]:
-                break  # bucket is sorted: nothing further can enter the top K
-            s = pool_sj[p, 0]
-            if s < 0:
-                continue
-            c = pool_sj[p, 1]
-            t = t0 + u_src_t[s, c]
-            if t < best[s] and _eligible(s, need_avail, u_avail, u_type, u_caps, type_mask,
-                                         caps_req):
-                cnt, nbt = _offer(s, t, pool_l[p] + u_src_l[s, c] + dlen[x], best, best_touched,
-                                  nbt, u_tie, out_slot, out_t, out_l, cnt, k)
-        for a in range(ub_indptr[x], ub_indptr[x + 1]):
-            y = ub_head[a]
-            nd = d + ub_w[a]
-            if nd < dist[y]:
-                if dist[y] == INF:
-                    touched[nt] = y
-                    nt += 1
-                dist[y] = nd
-                dlen[y] = dlen[x] + ub_l[a]
-                size = heap_push_or_decrease(hkey, hnode, hpos, size, y, nd)
-    _reset_search(size, hnode, hpos, nt, touched, dist, nbt, best_touched, best)
-    return cnt
-
-
-# --------------------------------------------- nearest-K on the query layout (point 2)
+# --------------------------------------------- nearest-K on the query layout
 # The search reads a node's arcs from the packed query layout (Hierarchy.query_layout:
 # per node [start, split) its upward-forward arcs, the stall test's, then [split, end) its
 # upward-backward arcs, the relaxed ones, as (head, time) int32 pairs in one block), keeps
@@ -757,7 +696,7 @@ def ch_nearest_q(q_node, q_arc, ub_indptr, ub_l,
                  need_avail, type_mask, caps_req, k,
                  dist, par, hq, touched, scratch, best, best_touched,
                  out_slot, out_t, out_l, out_meet):
-    """ch_nearest_k on the query layout (above); the same answers, lengths included.
+    """K best eligible units by ETA (deciseconds) on the query layout (above), lengths included.
     dist: +inf between calls; par, hq, scratch: any content; out_meet: float, k rows."""
     cnt = 0
     nbt = 0
@@ -909,7 +848,7 @@ def dijkstra_nearest_k(bwd_indptr, bwd_tail, bwd_edge, edge_time, edge_len,
                        seed_et, seed_el, need_avail, type_mask, caps_req, k,
                        dist, dlen, hkey, hnode, hpos, touched, best, best_touched,
                        node_first, entry_next, out_slot, out_t, out_l):
-    """Same answer as ch_nearest_k without preprocessing: a backward Dijkstra on the
+    """Same answer as ch_nearest_q without preprocessing: a backward Dijkstra on the
     full graph that stops after the K-th best ETA (fallback while an index is built,
     and a second opinion in tests). Entry 2*slot+c is the unit's c-th source."""
     for s in range(n_slots):
@@ -1073,7 +1012,7 @@ def ctx_pools(c):
 @njit(cache=True)
 def ctx_nearest(c, r0, e0, t0, l0, f0, r1, e1, t1, l1, f1, n_seeds, n_slots, k, type_mask,
                 caps_req, need_avail):
-    """ch_nearest_k for up to two seeds (hierarchy id r, edge e or -1, time t, length l,
+    """ch_nearest_q for up to two seeds (hierarchy id r, edge e or -1, time t, length l,
     fraction f); results in c.out_slot / c.out_f. Returns the count."""
     si = c.seed_i
     sf = c.seed_f
