@@ -11,11 +11,12 @@ same queries, so drift and neighbours' load fall on all of them alike.
 
 Query paths (the headline ratio is routingkit-cch's median over ours, for both):
 
-* ``batch``       - routing.kernels.ctx_nearest called from a numba loop, each
+* ``batch``       - routing.kernels.ctx_nearest1 called from a numba loop, each
                     query timed inside the loop (clock_gettime): the kernel without the
-                    Python boundary. It is the same call the per-call path makes, so it
-                    can only be below it;
-* ``per_call``    - UnitIndex.nearest_raw, one Python call per query, warm;
+                    Python boundary. It is the call the per-call path makes once it has
+                    the context, so it can only be below it (up to the noise);
+* ``per_call``    - UnitIndex.nearest_raw, one Python call per query, warm (the context
+                    passed by address: routing.kernels, "the context by address");
 * ``interleaved`` - the same call, but before each timed query one unit moves and one
                     query elsewhere runs (untimed): the caches hold other data, as in a
                     dispatch centre where AVL fixes arrive between recommendations;
@@ -94,8 +95,8 @@ def _batch_queries(ctx, q_rank, n_slots, k, lat_ns, res_t):  # type: ignore[no-u
     for q in range(q_rank.shape[0]):
         r = q_rank[q]
         t0 = _now_ns(ts)
-        cnt = K.ctx_nearest(ctx, r, -1, 0.0, 0.0, 0.0, r, -1, 0.0, 0.0, 0.0, 1, n_slots, k, -1, 0,
-                            True)
+        # the entry the per-call path reaches (UnitIndex.nearest_raw -> a_nearest1)
+        cnt = K.ctx_nearest1(ctx, r, n_slots, k)
         lat_ns[q] = _now_ns(ts) - t0
         for i in range(k):
             res_t[q, i] = out_f[0, i] if i < cnt else np.inf

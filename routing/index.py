@@ -78,6 +78,9 @@ class UnitIndex:
         # the arrays below as one numba argument (routing.kernels, "per-worker context"),
         # remade whenever one of them is reallocated; None without a hierarchy
         self._ctx: Any = None
+        # its address for the hot calls (routing.kernels, "the context by address"); 0: the
+        # context's type is not the one those kernels are built for, pass the context
+        self._ctx_a = 0
         # Workspaces packed as rows of a few arrays (the context holds the 2-D arrays);
         # the names are row views.
         self._alloc_ws(max(n, 2 * INITIAL_SEARCH_WIDTH))
@@ -126,23 +129,35 @@ class UnitIndex:
             self._pool_sj, self._pool_t, self._pool_l = K.ctx_pools(self._ctx)
         h = self.graph.hierarchy
         assert h is not None
+        g = self.graph
+        # the graph's arrays read-only whatever their origin (a mapped file's are; one built
+        # in memory is not), so the context always has the type the address kernels expect
+        ro = {
+            "rank": self._rank, "uf_indptr": h.up_f_indptr, "uf_head": h.up_f_head,
+            "uf_w": h.up_f_time_ds, "uf_l": h.up_f_length_m, "ub_indptr": h.up_b_indptr,
+            "ub_head": h.up_b_head, "ub_w": h.up_b_time_ds, "ub_l": h.up_b_length_m,
+            "edge_time": self._edge_time, "edge_len": g.edge_length_m,
+            # routes unpack through the middle nodes (files without them: Dijkstra routes)
+            "uf_mid": h.up_f_mid if h.up_f_mid is not None else np.empty(0, np.int32),
+            "ub_mid": h.up_b_mid if h.up_b_mid is not None else np.empty(0, np.int32),
+            "fwd_indptr": g.fwd_indptr, "fwd_head": g.fwd_head, "edge_twin": g.edge_twin,
+            "q_node": self._q_node, "q_arc": self._q_arc,
+        }
+        assert set(ro) == K.CTX_READONLY
+        for name, arr in ro.items():
+            if arr.flags.writeable:
+                arr = arr.view()
+                arr.flags.writeable = False
+                ro[name] = arr
         self._ctx = K.new_ctx(
-            rank=self._rank, uf_indptr=h.up_f_indptr, uf_head=h.up_f_head, uf_w=h.up_f_time_ds,
-            uf_l=h.up_f_length_m, ub_indptr=h.up_b_indptr, ub_head=h.up_b_head,
-            ub_w=h.up_b_time_ds, ub_l=h.up_b_length_m, bk=self._bk, pool_sj=self._pool_sj,
+            **ro, bk=self._bk, pool_sj=self._pool_sj,
             pool_t=self._pool_t, pool_l=self._pool_l, scal=self._scal, u_i64=self._u_i64,
             u_edge=self.u_edge, u_pos_f=self._u_pos_f, u_src=self.u_src, u_nsrc=self.u_nsrc,
             u_cnt=self.u_cnt, u_nodes=self.u_nodes, u_dist=self.u_dist, seed_i=self._seed_i,
             seed_f=self._seed_f, mv_i=self._mv_i, mv_f=self._mv_f, ws_f=self._ws_f,
             ws_i=self._ws_i, best=self._best, best_touched=self._best_touched,
-            out_slot=self._out_slot, out_f=self._out_f, edge_time=self._edge_time,
-            edge_len=self.graph.edge_length_m,
-            # routes unpack through the middle nodes (files without them: Dijkstra routes)
-            uf_mid=h.up_f_mid if h.up_f_mid is not None else np.empty(0, np.int32),
-            ub_mid=h.up_b_mid if h.up_b_mid is not None else np.empty(0, np.int32),
-            fwd_indptr=self.graph.fwd_indptr, fwd_head=self.graph.fwd_head,
-            edge_twin=self.graph.edge_twin, q_node=self._q_node, q_arc=self._q_arc,
-            hq=self._hq)
+            out_slot=self._out_slot, out_f=self._out_f, hq=self._hq)
+        self._ctx_a = K.ctx_address(self._ctx) if self._ctx._type == K.CTX_TYPE else 0
 
     def _pools(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The bucket pool arrays as they are now."""
@@ -251,9 +266,11 @@ class UnitIndex:
         b = sources[1] if ns == 2 else a
         while True:
             # Python scalars only: one numba specialisation (see _nearest_ch)
-            cnt = K.ctx_move(self._ctx, slot, ns, int(a.node), int(a.edge), float(a.t_ds),
-                             float(a.length_m), float(a.frac), int(b.node), int(b.edge),
-                             float(b.t_ds), float(b.length_m), float(b.frac))
+            args = (slot, ns, int(a.node), int(a.edge), float(a.t_ds), float(a.length_m),
+                    float(a.frac), int(b.node), int(b.edge), float(b.t_ds), float(b.length_m),
+                    float(b.frac))
+            cnt = (K.a_move(self._ctx_a, *args) if self._ctx_a
+                   else K.ctx_move(self._ctx, *args))
             if cnt >= 0:
                 return
             self._widen(-cnt)
@@ -270,10 +287,13 @@ class UnitIndex:
             return
         while True:
             if edge >= 0:
-                cnt = K.ctx_move_edge(self._ctx, slot, int(edge), float(frac))
+                cnt = (K.a_move_edge(self._ctx_a, slot, int(edge), float(frac)) if self._ctx_a
+                       else K.ctx_move_edge(self._ctx, slot, int(edge), float(frac)))
             else:
                 n_ = int(node)
-                cnt = K.ctx_move(self._ctx, slot, 1, n_, -1, 0.0, 0.0, 0.0, n_, -1, 0.0, 0.0, 0.0)
+                args = (slot, 1, n_, -1, 0.0, 0.0, 0.0, n_, -1, 0.0, 0.0, 0.0)
+                cnt = (K.a_move(self._ctx_a, *args) if self._ctx_a
+                       else K.ctx_move(self._ctx, *args))
             if cnt >= 0:
                 return
             self._widen(-cnt)
@@ -281,7 +301,10 @@ class UnitIndex:
     def move_edge(self, slot: int, edge: int, frac: float) -> None:
         """move(slot, edge=edge, frac=frac) for Python ``int``/``float`` arguments (the
         service's AVL path: one kernel call, nothing converted)."""
-        if not self.use_ch or K.ctx_move_edge(self._ctx, slot, edge, frac) < 0:
+        if self.use_ch and self._ctx_a:
+            if K.a_move_edge(self._ctx_a, slot, edge, frac) < 0:
+                self.move(slot, edge=edge, frac=frac)
+        elif not self.use_ch or K.ctx_move_edge(self._ctx, slot, edge, frac) < 0:
             self.move(slot, edge=edge, frac=frac)
 
     def _widen(self, need: int) -> None:
@@ -362,15 +385,19 @@ class UnitIndex:
         """The CH query from one or two seeds (r*: their hierarchy ids; with one seed, s1 is
         ignored); results in out_*. Every scalar is converted to its Python type: numba
         compiles one specialisation per argument type, and numpy scalars would add more."""
-        return int(K.ctx_nearest(
-            self._ctx, r0, int(s0.edge), float(s0.t_ds), float(s0.length_m), float(s0.frac),
-            r1, int(s1.edge), float(s1.t_ds), float(s1.length_m), float(s1.frac), n_seeds,
-            self.n_slots, k, int(type_mask), int(caps_req), bool(need_avail)))
+        args = (r0, int(s0.edge), float(s0.t_ds), float(s0.length_m), float(s0.frac), r1,
+                int(s1.edge), float(s1.t_ds), float(s1.length_m), float(s1.frac), n_seeds,
+                self.n_slots, k, int(type_mask), int(caps_req), bool(need_avail))
+        if self._ctx_a:
+            return int(K.a_nearest(self._ctx_a, *args))
+        return int(K.ctx_nearest(self._ctx, *args))
 
     def nearest_raw(self, seed_rank: int, k: int) -> int:
         """Allocation-free hot path for benchmarks: the query from one node (hierarchy id
         ``seed_rank``), any type, available units only; results stay in out_* buffers
         (``k`` must not exceed the capacity set by ``_ensure_k``)."""
+        if self._ctx_a:
+            return K.a_nearest1(self._ctx_a, seed_rank, self.n_slots, k)  # type: ignore[no-any-return]  # numba
         return int(K.ctx_nearest1(self._ctx, seed_rank, self.n_slots, k))
 
     def table(self, seeds_per_point: list[list[Seed]]) -> tuple[np.ndarray, np.ndarray]:

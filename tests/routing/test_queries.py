@@ -514,3 +514,44 @@ def test_crossing_onto_the_next_street_keeps_the_passed_end():
             want = oracle_eta_ds(G, g, unit_sources(g, arc(a, b), f), seeds)
             assert eta[0] == pytest.approx(want, rel=REL)
     assert idx.bucket_entries() == int(idx.u_cnt[s])
+
+
+def test_hot_calls_take_the_context_by_address(real_graph, tmp_path):
+    """The hot calls pass the index's context by address (routing.kernels, "the context by
+    address"): a graph built in memory and the same graph mapped from its file both give a
+    context of exactly the type those kernels are compiled for (else the index would
+    quietly fall back to the slower call), and the address entries answer, move and
+    report exactly as the context entries do."""
+    from routing import kernels as K
+    from routing.graph import RoadGraph
+
+    g_mem = real_graph("monaco.osm.pbf")
+    g_file = RoadGraph.load(g_mem.save(tmp_path / "monaco.cadgraph"))
+    rng = np.random.default_rng(11)
+    nodes = rng.integers(0, g_mem.n_nodes, size=40)
+    edges = rng.integers(0, g_mem.n_edges, size=40)
+    for g in (g_mem, g_file):
+        idx = UnitIndex(g, capacity=4)
+        assert idx._ctx._type == K.CTX_TYPE
+        assert idx._ctx_a == K.ctx_address(idx._ctx) != 0
+        twin = UnitIndex(g, capacity=4)
+        for i, node in enumerate(nodes[:20]):
+            for ix in (idx, twin):
+                s = ix.new_slot()
+                ix.set_unit(s, [Seed(int(node), 0.0, 0.0)], available=i % 3 != 0, type_bits=1,
+                            cap_bits=0, tie_key=i)
+        twin._ctx_a = 0  # the context entries
+        for i, e in enumerate(edges[:20]):  # AVL fixes through both entries
+            idx.move_edge(i, int(e), 0.25)
+            twin.move_edge(i, int(e), 0.25)
+        assert idx.bucket_entries() == twin.bucket_entries() > 0
+        for node in nodes[20:]:
+            r = int(g.hierarchy.rank[node])
+            answers = []
+            for ix in (idx, twin):
+                cnt = ix.nearest_raw(r, 5)
+                answers.append((cnt, ix._out_slot[:cnt].tolist(), ix._out_f[:2, :cnt].tolist()))
+            assert answers[0] == answers[1]
+            a = idx.nearest([Seed(int(node), 0.0, 0.0)], k=3)
+            b = twin.nearest([Seed(int(node), 0.0, 0.0)], k=3)
+            assert [x.tolist() for x in a] == [x.tolist() for x in b]
