@@ -24,6 +24,7 @@ once the queue minimum exceeds the current K-th best ETA.
 
 from __future__ import annotations
 
+import llvmlite.ir as llvm_ir
 import numba
 import numpy as np
 from numba import njit, types
@@ -73,6 +74,8 @@ def upward_search_q(r, q_node, q_arc, uf_indptr, uf_l, dist, dlen, hq, touched, 
         d = hq[0, 0]
         x = int(hq[0, 1])
         size = _lpop(hq, size)
+        if size > 0:  # the next node's arcs, while this one is processed (_prefetch)
+            _prefetch(q_arc, 2 * q_node[2 * int(hq[0, 1])])
         if d > dist[x]:
             continue  # a stale entry: x was pushed again with a smaller key
         a0 = q_node[2 * x]
@@ -100,6 +103,7 @@ def upward_search_q(r, q_node, q_arc, uf_indptr, uf_l, dist, dlen, hq, touched, 
                     nt += 1
                 dist[y] = nd
                 dlen[y] = lx + uf_l[base + a]
+                _prefetch(q_node, 2 * y)
                 if size == cap:
                     size = _lcompact(hq, size, dist)
                 size = _lpush(hq, size, nd, y)
@@ -591,6 +595,31 @@ def _seed_heap(seeds, seed_t, seed_l, n_seeds, dist, dlen, touched, hkey, hnode,
 PAR_SHIFT = 2097152.0  # 2**21: more than the arcs of any row (graph_check refuses longer)
 
 
+@intrinsic
+def _prefetch(typingctx, arr, i):
+    """Hint the CPU to bring element i of the 1-D array ``arr`` into the cache (LLVM's
+    llvm.prefetch: read, high locality); no effect on results, and no fault whatever i.
+    A search's memory reads are its cost (NY nearest-5, quiet: 3.4 µs for a query whose
+    data are all cached, 11-12 µs cold), and the next nodes' records are known a few
+    steps before they are read: a node's record when it is pushed, the next node's arcs
+    when the current one is popped."""
+    if not (isinstance(arr, types.Array) and arr.ndim == 1 and isinstance(i, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        ix = context.cast(builder, args[1], sig.args[1], types.intp)
+        ptr = cgutils.get_item_pointer(context, builder, sig.args[0], ary, [ix])  # strided too
+        i8p = llvm_ir.IntType(8).as_pointer()
+        i32 = llvm_ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, llvm_ir.FunctionType(llvm_ir.VoidType(), [i8p, i32, i32, i32]),
+            "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+    return types.none(arr, i), codegen
+
+
 @njit(cache=True, inline="always")
 def _lpush(hq, size, key, node):
     i = size
@@ -734,6 +763,8 @@ def ch_nearest_q(q_node, q_arc, ub_indptr, ub_l,
         if cnt == k and d > out_t[k - 1]:
             break
         size = _lpop(hq, size)
+        if size > 0:  # the next node's arcs, while this one is processed
+            _prefetch(q_arc, 2 * q_node[2 * int(hq[0, 1])])
         if d > dist[x]:
             continue  # a stale entry: x was pushed again with a smaller key
         a1 = q_node[2 * x + 1]
@@ -768,6 +799,8 @@ def ch_nearest_q(q_node, q_arc, ub_indptr, ub_l,
                     nt += 1
                 dist[y] = nd
                 par[y] = base + a
+                _prefetch(q_node, 2 * y)
+                _prefetch(b_start, y)
                 if size == cap:
                     size = _lcompact(hq, size, dist)
                 size = _lpush(hq, size, nd, y)
