@@ -310,6 +310,7 @@ def bucket_insert(slot, src_rank, src_t, src_l, n_src, uf_indptr, uf_head, uf_w,
     if cnt > u_nodes.shape[1]:
         return pool_sj, pool_t, pool_l, -cnt
     for j in range(cnt):
+        _prefetch_bucket(j, cnt, tmp_node, b_start, b_len, pool_t)
         v = tmp_node[j]
         lab = 0 if j < split else 1
         u_nodes[slot, j] = v | (lab << LABEL_SHIFT)
@@ -438,10 +439,23 @@ def _bucket_relabel(x, slot, lab, t, new_lab, add_t, add_l, b_start, b_len, pool
     _bucket_put(p, slot, new_lab, nt, nl, pool_sj, pool_t, pool_l)
 
 
+@njit(cache=True, inline="always")
+def _prefetch_bucket(j, cnt, nodes, b_start, b_len, pool_t):
+    """While entry j of a unit's list is worked on: the bucket record of entry j + 2 and
+    the middle of entry j + 1's bucket (where its binary search starts) into the cache."""
+    if j + 2 < cnt:
+        _prefetch(b_start, nodes[j + 2] & NODE_MASK)
+    if j + 1 < cnt:
+        x = nodes[j + 1] & NODE_MASK
+        _prefetch(pool_t, b_start[x] + (b_len[x] >> 1))
+
+
 @njit(cache=True)
 def bucket_remove(slot, b_start, b_len, pool_sj, pool_t, pool_l, u_cnt, u_nodes, u_dist):
     """Remove all of a unit's entries (each found as _bucket_drop says)."""
-    for j in range(u_cnt[slot]):
+    cnt = u_cnt[slot]
+    for j in range(cnt):
+        _prefetch_bucket(j, cnt, u_nodes[slot], b_start, b_len, pool_t)
         v = u_nodes[slot, j]
         _bucket_drop(v & NODE_MASK, slot, v >> LABEL_SHIFT, u_dist[slot, j], b_start, b_len,
                      pool_sj, pool_t, pool_l)
