@@ -159,6 +159,12 @@ class UnitIndex:
             out_slot=self._out_slot, out_f=self._out_f, hq=self._hq)
         self._ctx_a = K.ctx_address(self._ctx) if self._ctx._type == K.CTX_TYPE else 0
 
+    @property
+    def ctx_address(self) -> int:
+        """The kernels' context by address (routing.kernels.ctx_address) for the CH path, 0
+        when there is none to use (no hierarchy, use_ch off, or an unexpected type)."""
+        return self._ctx_a if self.use_ch else 0
+
     def _pools(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The bucket pool arrays as they are now."""
         if self._ctx is not None:

@@ -1102,20 +1102,28 @@ def _ctx_addr(typingctx, c):
     return types.intp(c), codegen
 
 
-@intrinsic
-def _ctx_at(typingctx, addr):
-    def codegen(context, builder, sig, args):
-        ref = cgutils.create_struct_proxy(CTX_TYPE)(context, builder)
-        ref.meminfo = builder.inttoptr(args[0], ref.meminfo.type)
-        value = ref._getvalue()
-        context.nrt.incref(builder, CTX_TYPE, value)  # the caller's reference is borrowed
-        return value
-    return CTX_TYPE(types.intp), codegen
+def ctx_at_intrinsic(ctx_type):
+    """An intrinsic turning an address from ctx_address back into a structref of
+    ``ctx_type`` (which the address's context must have)."""
+    @intrinsic
+    def at(typingctx, addr):
+        def codegen(context, builder, sig, args):
+            ref = cgutils.create_struct_proxy(ctx_type)(context, builder)
+            ref.meminfo = builder.inttoptr(args[0], ref.meminfo.type)
+            value = ref._getvalue()
+            context.nrt.incref(builder, ctx_type, value)  # the caller's reference is borrowed
+            return value
+        return ctx_type(types.intp), codegen
+    return at
+
+
+_ctx_at = ctx_at_intrinsic(CTX_TYPE)
 
 
 @njit(cache=True)
 def ctx_address(c):
-    """The address a_* kernels take for context ``c`` (valid while ``c`` lives)."""
+    """The address a_* kernels take for context ``c``, any structref (valid while ``c``
+    lives)."""
     return _ctx_addr(c)
 
 

@@ -39,7 +39,7 @@ from routing.errors import (
 from routing.graph import RoadGraph
 from routing.index import Seed, UnitIndex, incident_seeds, unit_sources
 from routing.route_kernels import route_polyline
-from routing.snap import Snapper, SnapResult
+from routing.snap import Snapper, SnapResult, a_snap_move
 
 DEFAULT_SNAP_LIMIT_M = 200.0
 _MAX_BITS = 62  # int64 bitmasks, sign bit kept clear
@@ -307,6 +307,15 @@ class RoutingService:
                 raise RoutingError(f"unknown unit {unit_id!r}")
             st = self._state
             sn = st.snapper
+            ia = st.index.ctx_address
+            if ia and sn.ctx_address:  # snap and move in one kernel call
+                with st.lock:
+                    e, f, tw, d, cnt = a_snap_move(sn.ctx_address, ia, u.slot, lat, lon)
+                    if cnt < 0:  # the unit's rows must widen first
+                        st.index.move(u.slot, edge=e, frac=f)
+                    u.location = _latlon_location(lat, lon)
+                    u.placement = p = _placement(e, f, tw, d, d > sn.limit_m)
+                return p
             e, f, tw, d = sn.snap_one_checked(lat, lon)
             with st.lock:
                 st.index.move_edge(u.slot, e, f)

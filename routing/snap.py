@@ -13,10 +13,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 from numba import njit, types
 from numba.experimental import structref
 
+from routing import kernels as K
 from routing.build import EARTH_RADIUS_M
 from routing.graph import RoadGraph
 
@@ -163,6 +165,15 @@ class SnapCtx(structref.StructRefProxy):
 SNAP_CTX_FIELDS = ("x0", "y0", "x1", "y1", "cell_start", "cell_items", "seg_edge", "edge_twin",
                    "grid_f", "grid_i")
 structref.define_proxy(SnapCtx, SnapCtxType, list(SNAP_CTX_FIELDS))
+# The context's type when passed by address (routing.kernels, "the context by address"): the
+# graph's arrays read-only (Snapper makes in-memory ones read-only views), its own writable.
+_SNAP_SPEC = (("x0", "f8", True), ("y0", "f8", True), ("x1", "f8", True), ("y1", "f8", True),
+              ("cell_start", "i8", True), ("cell_items", "i4", True), ("seg_edge", "i4", True),
+              ("edge_twin", "i4", True), ("grid_f", "f8", False), ("grid_i", "i8", False))
+assert tuple(f[0] for f in _SNAP_SPEC) == SNAP_CTX_FIELDS
+SNAP_CTX_TYPE = SnapCtxType([(name, types.Array(numba.from_dtype(np.dtype(dt)), 1, "C", readonly=ro))
+                             for name, dt, ro in _SNAP_SPEC])
+_snap_at = K.ctx_at_intrinsic(SNAP_CTX_TYPE)
 
 
 @njit(cache=True)
@@ -182,6 +193,17 @@ def _snap_one_ctx(c: Any, lat: float, lon: float) -> tuple[int, float, int, floa
                             c.cell_start, c.cell_items, gi[0], gi[1], gf[0])
     e = c.seg_edge[bs]
     return e, bt, c.edge_twin[e], math.sqrt(best)
+
+
+@njit(cache=True)
+def a_snap_move(sa: int, ia: int, slot: int, lat: float,
+                lon: float) -> tuple[int, float, int, float, int]:
+    """An AVL fix in one call: snap (lat, lon) with the snapping context at address ``sa``
+    and move unit ``slot`` of the unit index whose context is at ``ia`` to the point
+    (routing.kernels.ctx_move_edge). Returns (edge, frac, twin, distance_m, the move's
+    entry count: negative when the index must widen its rows and move again)."""
+    e, f, tw, d = _snap_one_ctx(_snap_at(sa), lat, lon)
+    return e, f, tw, d, K.ctx_move_edge(K._ctx_at(ia), slot, e, f)
 
 
 SNAP_INDEX_ARRAYS = ("seg_edge", "x0", "y0", "x1", "y1", "cell_start", "cell_items")
@@ -214,6 +236,14 @@ def build_snap_index(graph: RoadGraph, *, cell_m: float = CELL_M) -> dict[str, A
             "kx": kx, "ky": ky, "lon0": lon_min, "lat0": lat_min, "nx": n_x, "ny": n_y}
 
 
+def _read_only(a: np.ndarray) -> np.ndarray:
+    if not a.flags.writeable:
+        return a
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
 class Snapper:
     """Spatial index over a graph's segments. Build once per graph (tens of ms)."""
 
@@ -232,12 +262,14 @@ class Snapper:
         self._seg_edge = pre["seg_edge"]
         self._x0, self._y0, self._x1, self._y1 = pre["x0"], pre["y0"], pre["x1"], pre["y1"]
         self._cell_start, self._cell_items = pre["cell_start"], pre["cell_items"]
-        # snap_one's context (one numba argument for the whole grid)
+        # snap_one's context (one numba argument for the whole grid), and its address
+        ro = _read_only
         self._ctx = _new_snap_ctx(
-            self._x0, self._y0, self._x1, self._y1, self._cell_start, self._cell_items,
-            self._seg_edge, graph.edge_twin,
+            ro(self._x0), ro(self._y0), ro(self._x1), ro(self._y1), ro(self._cell_start),
+            ro(self._cell_items), ro(self._seg_edge), ro(graph.edge_twin),
             np.array([self.cell_m, self._kx, self._ky, self._lon0, self._lat0], np.float64),
             np.array([self._nx, self._ny], np.int64))
+        self.ctx_address = K.ctx_address(self._ctx) if self._ctx._type == SNAP_CTX_TYPE else 0
 
     def _project(self, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = (np.asarray(lon, dtype=np.float64) - self._lon0) * self._kx

@@ -555,3 +555,54 @@ def test_hot_calls_take_the_context_by_address(real_graph, tmp_path):
             a = idx.nearest([Seed(int(node), 0.0, 0.0)], k=3)
             b = twin.nearest([Seed(int(node), 0.0, 0.0)], k=3)
             assert [x.tolist() for x in a] == [x.tolist() for x in b]
+
+
+def test_avl_fix_snaps_and_moves_in_one_call_as_in_two(real_graph, tmp_path, monkeypatch):
+    """RoutingService.move_unit(lat, lon) snaps and moves in one kernel call when both
+    contexts go by address (routing.snap.a_snap_move): the snapper's context has the type
+    that call is compiled for, from a graph built in memory and from its file alike, and
+    fixes through it leave the same placements and answers as the two-call path."""
+    from routing.graph import RoadGraph
+    from routing.service import RoutingService
+    from routing.snap import SNAP_CTX_TYPE
+
+    g_mem = real_graph("monaco.osm.pbf")
+    g_file = RoadGraph.load(g_mem.save(tmp_path / "monaco.cadgraph"))
+    rng = np.random.default_rng(12)
+    lat0, lat1 = float(g_mem.node_lat.min()), float(g_mem.node_lat.max())
+    lon0, lon1 = float(g_mem.node_lon.min()), float(g_mem.node_lon.max())
+    fixes = [(int(rng.integers(8)), float(rng.uniform(lat0, lat1)), float(rng.uniform(lon0, lon1)))
+             for _ in range(60)]
+    import routing.index
+
+    for g in (g_mem, g_file):
+        one, two = RoutingService(g), RoutingService(g)
+        # rows of 2 entries: one-call fixes that must widen them first, then move again
+        with monkeypatch.context() as m:
+            m.setattr(routing.index, "INITIAL_SEARCH_WIDTH", 2)
+            narrow = RoutingService(g)
+        assert narrow._state.index.u_nodes.shape[1] == 2
+        sn = one._state.snapper
+        assert sn._ctx._type == SNAP_CTX_TYPE and sn.ctx_address != 0
+        assert one._state.index.ctx_address != 0
+        two._state.snapper.ctx_address = 0  # the two-call path
+        for svc in (one, two, narrow):
+            for u in range(8):
+                svc.upsert_unit(u, node=int(g.node_ext_id[u * 7]), available=True)
+        for u, la, lo in fixes:
+            p1 = one.move_unit(u, lat=la, lon=lo)
+            p2 = two.move_unit(u, lat=la, lon=lo)
+            p3 = narrow.move_unit(u, lat=la, lon=lo)
+            assert (p1.edge, p1.frac, p1.twin, p1.distance_m) == (p2.edge, p2.frac, p2.twin,
+                                                                  p2.distance_m) == (
+                p3.edge, p3.frac, p3.twin, p3.distance_m)
+        assert narrow._state.index.u_nodes.shape[1] > 2
+        assert (one._state.index.bucket_entries() == two._state.index.bucket_entries()
+                == narrow._state.index.bucket_entries())
+        for la, lo in [(la, lo) for _, la, lo in fixes[:10]]:
+            a = one.nearest_units(lat=la, lon=lo, k=3)
+            b = two.nearest_units(lat=la, lon=lo, k=3)
+            c3 = narrow.nearest_units(lat=la, lon=lo, k=3)
+            assert [(c.unit_id, c.eta_s) for c in a.units] == [(c.unit_id, c.eta_s) for c in b.units]
+            assert [(c.unit_id, c.eta_s) for c in c3.units] == [(c.unit_id, c.eta_s) for c in a.units]
+            assert a.units
