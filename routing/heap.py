@@ -1,4 +1,5 @@
-"""Indexed binary min-heap on plain arrays, for numba kernels.
+"""Binary min-heaps on plain arrays, for numba kernels: an indexed one (decrease-key) and a
+lazy one (below).
 
 ``pos[node]`` is the node's slot in the heap or -1; keys are whatever numeric dtype
 the caller's ``key`` array has (int64 in preprocessing, float64 in queries).
@@ -98,3 +99,63 @@ def heap_pop(key, node, pos, size):
         pos[node[0]] = 0
         _sift_down(key, node, pos, 0, size)
     return size
+
+
+# ---- lazy heap
+# A binary heap of (key, node) float64 rows and no position array, for the query searches:
+# a node improved again is pushed again, and the caller skips an entry whose key is above
+# its node's distance when it pops it (a stale one). Fewer writes per step than the indexed
+# heap above; the caller compacts it (lazy_compact) when it is full.
+@njit(cache=True, inline="always")
+def lazy_push(hq, size, key, node):
+    i = size
+    while i > 0:
+        pa = (i - 1) >> 1
+        if hq[pa, 0] <= key:
+            break
+        hq[i, 0] = hq[pa, 0]
+        hq[i, 1] = hq[pa, 1]
+        i = pa
+    hq[i, 0] = key
+    hq[i, 1] = node
+    return size + 1
+
+
+@njit(cache=True, inline="always")
+def lazy_sift_down(hq, i, size, key, node):
+    while True:
+        c = 2 * i + 1
+        if c >= size:
+            break
+        if c + 1 < size and hq[c + 1, 0] < hq[c, 0]:
+            c += 1
+        if hq[c, 0] >= key:
+            break
+        hq[i, 0] = hq[c, 0]
+        hq[i, 1] = hq[c, 1]
+        i = c
+    hq[i, 0] = key
+    hq[i, 1] = node
+
+
+@njit(cache=True, inline="always")
+def lazy_pop(hq, size):
+    """Remove the minimum (the caller read hq[0] before). Returns the new size."""
+    size -= 1
+    lazy_sift_down(hq, 0, size, hq[size, 0], hq[size, 1])
+    return size
+
+
+@njit(cache=True)
+def lazy_compact(hq, size, dist):
+    """The heap is full: drop its stale entries (key above the node's distance; at most
+    one live entry per node remains, so fewer than the node count) and heapify."""
+    j = 0
+    for i in range(size):
+        if hq[i, 0] == dist[int(hq[i, 1])]:
+            hq[j, 0] = hq[i, 0]
+            hq[j, 1] = hq[i, 1]
+            j += 1
+    for i in range(j // 2 - 1, -1, -1):
+        lazy_sift_down(hq, i, j, hq[i, 0], hq[i, 1])
+    return j

@@ -13,6 +13,7 @@ into the unit's bucket entries, so a query needs no per-unit arithmetic.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -449,6 +450,31 @@ class UnitIndex:
         ids of the full edges driven (int64 array), the unit source used, the seed reached).
         When the unit is behind the point on the point's own edge the path is empty and
         both seeds are None."""
+        return self._path(slot, seeds, None)[:5]
+
+    def route_line(self, slot: int, seeds: list[Seed], x0: float, y0: float, x1: float,
+                   y1: float) -> tuple[float, float, np.ndarray]:
+        """path() as the console draws it: (eta_ds, length_m, points), the points a (k, 2)
+        lon/lat array, possibly a view of a workspace (valid until the next route of this
+        index): (x0, y0), the source node, the head of every driven edge, (x1, y1), a point
+        equal to the one before dropped. No points when the point cannot be reached."""
+        t, length, edges, src, _seed, xy = self._path(slot, seeds, (x0, y0, x1, y1))
+        if xy is None:
+            if not math.isfinite(t):
+                return t, length, np.empty((0, 2))
+            g = self.graph
+            xs = np.empty(len(edges) + 3)
+            ys = np.empty(len(edges) + 3)
+            k = RK.route_polyline(edges, -1 if src is None else src.node, g.fwd_head, g.node_lon,
+                                  g.node_lat, x0, y0, x1, y1, xs, ys)
+            xy = np.stack((xs[:k], ys[:k]), axis=1)
+        return t, length, xy
+
+    def _path(self, slot: int, seeds: list[Seed], ends: tuple[float, float, float, float] | None
+              ) -> tuple[float, float, np.ndarray, Seed | None, Seed | None, np.ndarray | None]:
+        """path(), and with ``ends`` the polyline (route_line) when the route kernel drew
+        it (else None: the caller draws it from the edges). With the polyline the other
+        parts are not made (no edges, no seeds): route_line does not use them."""
         g = self.graph
         no_edges = np.empty(0, np.int64)
         best: tuple[float, float, np.ndarray, Seed | None, Seed | None] = (
@@ -456,14 +482,15 @@ class UnitIndex:
         n_seeds = len(seeds)
         if not 1 <= n_seeds <= 2:
             raise ValueError("a point has one or two seeds")
-        for c in range(int(self.u_nsrc[slot])):
-            e_u, f_u = int(self.u_edge[slot, c]), float(self.u_frac[slot, c])
-            for sd in seeds:
-                if e_u >= 0 and e_u == sd.edge and f_u <= sd.frac:
-                    f = sd.frac - f_u
-                    t = f * self._edge_time[e_u]
-                    if t < best[0]:
-                        best = (t, f * float(g.edge_length_m[e_u]), no_edges, None, None)
+        if seeds[0].edge >= 0 or seeds[-1].edge >= 0:  # a point on an edge: the unit's too?
+            for c in range(int(self.u_nsrc[slot])):
+                e_u, f_u = int(self.u_edge[slot, c]), float(self.u_frac[slot, c])
+                for sd in seeds:
+                    if e_u >= 0 and e_u == sd.edge and f_u <= sd.frac:
+                        f = sd.frac - f_u
+                        t = f * self._edge_time[e_u]
+                        if t < best[0]:
+                            best = (t, f * float(g.edge_length_m[e_u]), no_edges, None, None)
         ws = self._route_ws()
         h = g.hierarchy
         if self.use_ch and h is not None and h.can_unpack:
@@ -472,22 +499,29 @@ class UnitIndex:
             rank = self._rank
             # Python scalars only: one numba specialisation (see _nearest_ch)
             if h.up_f_down is not None and h.up_b_down is not None:  # child arcs: no arc lookups
-                t, si, qi, n_e, metres = RK.ctx_route(
+                xy = ws["xy"] if ends is not None else ws["no_xy"]
+                x0, y0, x1, y1 = ends if ends is not None else (0.0, 0.0, 0.0, 0.0)
+                t, si, qi, n_e, metres, k = RK.ctx_route(
                     self._ctx, slot, int(rank[s0.node]), float(s0.t_ds), int(rank[s1.node]),
-                    float(s1.t_ds), n_seeds, h.up_f_down, h.up_b_down, ws["dist_b"], ws["pw"],
-                    ws["rstack"], ws["edges"])
+                    float(s1.t_ds), n_seeds, h.up_f_down, h.up_b_down, ws["dist_b"], ws["hq_b"],
+                    ws["pw"], ws["rstack"], ws["edges"], g.node_lon, g.node_lat, x0, y0, x1, y1,
+                    xy)
+                if si >= 0 and t < best[0]:
+                    length = float(self.u_src_l[slot, si]) + metres + seeds[qi].length_m
+                    if k:  # route_line wants the points only
+                        return float(t), length, no_edges, None, None, xy[:k]
+                    return (float(t), length, ws["edges"][:n_e].copy(), self._source(slot, si),
+                            seeds[qi], None)
             else:
                 t, si, qi, n_e, metres = K.ctx_path(
                     self._ctx, slot, int(rank[s0.node]), float(s0.t_ds), int(rank[s1.node]),
                     float(s1.t_ds), n_seeds, ws["dist_b"], ws["pw"], ws["stack"], ws["edges"])
-            if si >= 0:
-                if t < best[0]:
+                if si >= 0 and t < best[0]:
                     length = float(self.u_src_l[slot, si]) + metres + seeds[qi].length_m
                     best = (float(t), length, ws["edges"][:n_e].copy(), self._source(slot, si),
                             seeds[qi])
-                return best
-            if si == -1:
-                return best
+            if si != -2:
+                return best + (None,)
             # si == -2: the hierarchy could not be unpacked (never expected): Dijkstra below
         targets = np.array([s.node for s in seeds], np.int64)
         target_t = np.array([s.t_ds for s in seeds], np.float64)
@@ -502,7 +536,7 @@ class UnitIndex:
                 length = (src_seed.length_m + float(g.edge_length_m[edges].sum())
                           + seeds[ti].length_m)
                 best = (float(t), length, edges, src_seed, seeds[ti])
-        return best
+        return best + (None,)
 
     def _source(self, slot: int, c: int) -> Seed:
         return Seed(int(self.u_src[slot, c]), float(self.u_src_t[slot, c]),
@@ -521,9 +555,12 @@ class UnitIndex:
             ws: dict[str, np.ndarray] = {
                 "dist_b": np.full(n, np.inf), "pw": np.empty((5, n), np.int32),
                 "edges": np.empty(n, np.int64), "parent": np.full(n, -1, np.int64),
+                # a route's points (route_line); no_xy: none wanted (same array layout)
+                "xy": np.empty((n + 3, 2)), "no_xy": np.empty((0, 2)),
             }
             if child:
                 ws["rstack"] = np.empty(n + 64, np.int32)
+                ws["hq_b"] = np.empty((max(n, 2), 2))  # the backward search's heap
             else:
                 ws["stack"] = np.empty((n + 2, 3), np.int32)
                 if h is not None:

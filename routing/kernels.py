@@ -32,7 +32,7 @@ from numba.core import cgutils
 from numba.experimental import structref
 from numba.extending import intrinsic
 
-from routing.heap import heap_pop, heap_push_or_decrease
+from routing.heap import heap_pop, heap_push_or_decrease, lazy_compact, lazy_pop, lazy_push
 from routing.route_kernels import _up_search_arcs
 
 INF = np.inf
@@ -73,7 +73,7 @@ def upward_search_q(r, q_node, q_arc, uf_indptr, uf_l, dist, dlen, hq, touched, 
     while size > 0:
         d = hq[0, 0]
         x = int(hq[0, 1])
-        size = _lpop(hq, size)
+        size = lazy_pop(hq, size)
         if size > 0:  # the next node's arcs, while this one is processed (_prefetch)
             _prefetch(q_arc, 2 * q_node[2 * int(hq[0, 1])])
         if d > dist[x]:
@@ -105,8 +105,8 @@ def upward_search_q(r, q_node, q_arc, uf_indptr, uf_l, dist, dlen, hq, touched, 
                 dlen[y] = lx + uf_l[base + a]
                 _prefetch(q_node, 2 * y)
                 if size == cap:
-                    size = _lcompact(hq, size, dist)
-                size = _lpush(hq, size, nd, y)
+                    size = lazy_compact(hq, size, dist)
+                size = lazy_push(hq, size, nd, y)
     for i in range(nt):
         dist[touched[i]] = INF
     return cnt
@@ -634,61 +634,6 @@ def _prefetch(typingctx, arr, i):
     return types.none(arr, i), codegen
 
 
-@njit(cache=True, inline="always")
-def _lpush(hq, size, key, node):
-    i = size
-    while i > 0:
-        pa = (i - 1) >> 1
-        if hq[pa, 0] <= key:
-            break
-        hq[i, 0] = hq[pa, 0]
-        hq[i, 1] = hq[pa, 1]
-        i = pa
-    hq[i, 0] = key
-    hq[i, 1] = node
-    return size + 1
-
-
-@njit(cache=True, inline="always")
-def _lsift_down(hq, i, size, key, node):
-    while True:
-        c = 2 * i + 1
-        if c >= size:
-            break
-        if c + 1 < size and hq[c + 1, 0] < hq[c, 0]:
-            c += 1
-        if hq[c, 0] >= key:
-            break
-        hq[i, 0] = hq[c, 0]
-        hq[i, 1] = hq[c, 1]
-        i = c
-    hq[i, 0] = key
-    hq[i, 1] = node
-
-
-@njit(cache=True, inline="always")
-def _lpop(hq, size):
-    """Remove the minimum (the caller read hq[0] before). Returns the new size."""
-    size -= 1
-    _lsift_down(hq, 0, size, hq[size, 0], hq[size, 1])
-    return size
-
-
-@njit(cache=True)
-def _lcompact(hq, size, dist):
-    """The heap is full: drop its stale entries (key above the node's distance; at most
-    one live entry per node remains, so fewer than the node count) and heapify."""
-    j = 0
-    for i in range(size):
-        if hq[i, 0] == dist[int(hq[i, 1])]:
-            hq[j, 0] = hq[i, 0]
-            hq[j, 1] = hq[i, 1]
-            j += 1
-    for i in range(j // 2 - 1, -1, -1):
-        _lsift_down(hq, i, j, hq[i, 0], hq[i, 1])
-    return j
-
-
 @njit(cache=True)
 def _offer_at(s, t, length, meet, best, best_touched, nbt, u_tie, out_slot, out_t, out_l,
               out_meet, cnt, k):
@@ -770,13 +715,13 @@ def ch_nearest_q(q_node, q_arc, ub_indptr, ub_l,
                 nt += 1
             dist[r] = seed_t[i]
             par[r] = -1.0 - i
-            size = _lpush(hq, size, seed_t[i], r)
+            size = lazy_push(hq, size, seed_t[i], r)
     while size > 0:
         d = hq[0, 0]
         x = int(hq[0, 1])
         if cnt == k and d > out_t[k - 1]:
             break
-        size = _lpop(hq, size)
+        size = lazy_pop(hq, size)
         if size > 0:  # the next node's arcs, while this one is processed
             _prefetch(q_arc, 2 * q_node[2 * int(hq[0, 1])])
         if d > dist[x]:
@@ -816,8 +761,8 @@ def ch_nearest_q(q_node, q_arc, ub_indptr, ub_l,
                 _prefetch(q_node, 2 * y)
                 _prefetch(b_start, y)
                 if size == cap:
-                    size = _lcompact(hq, size, dist)
-                size = _lpush(hq, size, nd, y)
+                    size = lazy_compact(hq, size, dist)
+                size = lazy_push(hq, size, nd, y)
     for i in range(cnt):
         if out_meet[i] >= 0:
             out_l[i] = out_l[i] + _path_len(int(out_meet[i]), par, ub_indptr, ub_l, seed_l,

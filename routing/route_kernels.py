@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from routing.heap import heap_pop, heap_push_or_decrease
+from routing.heap import heap_pop, heap_push_or_decrease, lazy_compact, lazy_pop, lazy_push
 
 INF = np.inf
 
@@ -208,121 +208,6 @@ def _up_search_arcs(src, src_t, n_src, indptr, head, w, st_indptr, st_head, st_w
 
 
 @njit(cache=True)
-def ch_route(src, src_t, n_src, seeds, seed_t, n_seeds,
-             uf_indptr, uf_head, uf_w, uf_down, ub_indptr, ub_head, ub_w, ub_down,
-             dist, hkey, hnode, hpos, touched, dist_b, touched_b, par_f, par_b, arc_f, arc_b,
-             stack, out_edges):
-    """Fastest path from up to two unit sources (hierarchy ids, offsets) to up to two
-    incident seeds: forward upward search from the sources, backward upward search from
-    the seeds (stopping once its queue minimum reaches the best meeting), then the chain
-    of hierarchy arcs through the meeting node unpacked by the child arcs. Writes the road
-    edge ids in driving order to out_edges and returns (eta ds, source index, seed index,
-    number of edges); source index -1 when unreachable, -2 when a workspace would
-    overflow (never expected). Workspaces are left clean."""
-    best_meet = np.empty(2)
-    best_meet[0] = INF
-    best_meet[1] = -1.0
-    nt_f = _up_search_arcs(src, src_t, n_src, uf_indptr, uf_head, uf_w, ub_indptr, ub_head, ub_w,
-                           dist_b, dist, hkey, hnode, hpos, touched, par_f, arc_f, best_meet)
-    best_meet[0] = INF
-    nt_b = _up_search_arcs(seeds, seed_t, n_seeds, ub_indptr, ub_head, ub_w, uf_indptr, uf_head,
-                           uf_w, dist, dist_b, hkey, hnode, hpos, touched_b, par_b, arc_b,
-                           best_meet)
-    best = best_meet[0]
-    meet = int(best_meet[1])
-    si = -1
-    qi = -1
-    n_out = 0
-    if meet >= 0:
-        # the stack, bottom to top: the backward chain's arcs from the seed end up to the
-        # meeting node, then the forward chain's from the meeting node down to the source,
-        # so the first arc driven is on top. The backward chain is listed first (meet ..
-        # seed) in the upper half of the stack, then moved down reversed.
-        cap = stack.shape[0]
-        nb = 0
-        x = meet
-        while par_b[x] >= 0:
-            stack[cap - 1 - nb] = -1 - arc_b[x]  # original arc x -> par_b[x]
-            nb += 1
-            x = par_b[x]
-        for i in range(n_seeds):
-            if seeds[i] == x:
-                qi = i
-        for i in range(nb):
-            stack[i] = stack[cap - nb + i]
-        sp = nb
-        x = meet
-        while par_f[x] >= 0:
-            stack[sp] = arc_f[x]  # original arc par_f[x] -> x
-            sp += 1
-            x = par_f[x]
-        for i in range(n_src):
-            if src[i] == x:
-                si = i
-        n_cap = out_edges.shape[0]
-        while sp > 0:
-            sp -= 1
-            r = stack[sp]
-            if r >= 0:
-                lo = uf_down[2 * r]
-                hi = uf_down[2 * r + 1]
-            else:
-                lo = ub_down[-2 - 2 * r]
-                hi = ub_down[-1 - 2 * r]
-            if lo < 0:
-                if n_out == n_cap:
-                    si = -2
-                    break
-                out_edges[n_out] = -1 - lo
-                n_out += 1
-            else:
-                if sp + 2 > cap:
-                    si = -2
-                    break
-                stack[sp] = hi  # second half m->q, a forward arc, after the first
-                stack[sp + 1] = -1 - lo  # first half p->m, a backward arc
-                sp += 2
-    for i in range(nt_f):
-        dist[touched[i]] = INF
-    for i in range(nt_b):
-        dist_b[touched_b[i]] = INF
-    if si == -2:
-        n_out = 0
-    return best, si, qi, n_out
-
-
-@njit(cache=True)
-def ctx_route(c, slot, r0, t0, r1, t1, n_seeds, uf_down, ub_down, dist_b, rw, stack, edges):
-    """ch_route from unit ``slot``'s sources (context ``c``: routing.kernels.IndexCtx) to up
-    to two seeds (hierarchy ids r, offsets t; with one seed r1/t1 are ignored). ``rw``
-    int32 (5, n): touched_b, par_f, par_b, arc_f, arc_b. Returns (eta ds, source index,
-    seed index, edge count, metres along those edges); the edges are in ``edges``."""
-    src = c.seed_i[0]
-    seeds = c.seed_i[1]
-    src_t = c.seed_f[0]
-    seed_t = c.seed_f[1]
-    ns = c.u_nsrc[slot]
-    for i in range(ns):
-        src[i] = c.rank[c.u_src[slot, i]]
-        src_t[i] = c.u_pos_f[1, slot, i]
-    seeds[0] = r0
-    seed_t[0] = t0
-    seeds[1] = r1
-    seed_t[1] = t1
-    ws_f = c.ws_f
-    ws_i = c.ws_i
-    best, si, qi, n_e = ch_route(src, src_t, ns, seeds, seed_t, n_seeds,
-                                 c.uf_indptr, c.uf_head, c.uf_w, uf_down, c.ub_indptr, c.ub_head,
-                                 c.ub_w, ub_down, ws_f[0], ws_f[2], ws_i[0], ws_i[1], ws_i[2],
-                                 dist_b, rw[0], rw[1], rw[2], rw[3], rw[4], stack, edges)
-    length = 0.0
-    el = c.edge_len
-    for i in range(n_e):
-        length += el[edges[i]]
-    return best, si, qi, n_e, length
-
-
-@njit(cache=True)
 def route_polyline(edges, src_node, fwd_head, node_lon, node_lat, x0, y0, x1, y1, out_x, out_y):
     """The route's points for the console: (x0, y0), the source node, the head of every
     driven edge, (x1, y1); a point equal to the one before is dropped. ``src_node`` -1:
@@ -350,3 +235,233 @@ def route_polyline(edges, src_node, fwd_head, node_lon, node_lat, x0, y0, x1, y1
             out_y[k] = y
             k += 1
     return k
+
+
+# ------------------------------------------------------------------ routes
+# Both searches read the hierarchy's query layout (graph.Hierarchy.query_layout: node x's
+# upward-forward arcs [q_node[2x], q_node[2x+1]) then its upward-backward arcs up to
+# q_node[2x+2], as (head, time) pairs in one block) and keep a lazy heap each
+# (routing.heap.lazy_push): a settled node reads one contiguous block, and a relaxation
+# writes a heap row instead of sifting positions. The two searches alternate (the smaller
+# queue minimum goes next) and both stop once their minima reach the best meeting. Each
+# node keeps its parent node and the arc it came by as an index in its direction's CSR
+# arrays, which is what the child arcs (``down``) are indexed by.
+@njit(cache=True, inline="always")
+def _q_step(x, d, forward, q_node, q_arc, indptr, dist, dist_o, par, arc, hq, size, touched, nt,
+            best_t, best_x):
+    """Settle x at d in one direction: meeting test, stall test on the other direction's
+    part of x's block, then relax this direction's part. Returns the new (heap size,
+    touched count, best eta, best meeting node)."""
+    bo = dist_o[x]
+    if bo < INF and d + bo < best_t:
+        best_t = d + bo
+        best_x = x
+    if forward:
+        r0 = q_node[2 * x]
+        r1 = q_node[2 * x + 1]
+        s0 = r1
+        s1 = q_node[2 * x + 2]
+    else:
+        s0 = q_node[2 * x]
+        s1 = q_node[2 * x + 1]
+        r0 = s1
+        r1 = q_node[2 * x + 2]
+    for a in range(s0, s1):
+        if dist[q_arc[2 * a]] + q_arc[2 * a + 1] < d:
+            return size, nt, best_t, best_x
+    base = indptr[x] - r0  # the block's part is the CSR row in the same order
+    cap = hq.shape[0]
+    for a in range(r0, r1):
+        y = q_arc[2 * a]
+        nd = d + q_arc[2 * a + 1]
+        if nd < dist[y]:
+            if dist[y] == INF:
+                touched[nt] = y
+                nt += 1
+            dist[y] = nd
+            par[y] = x
+            arc[y] = base + a
+            if size == cap:
+                size = lazy_compact(hq, size, dist)
+            size = lazy_push(hq, size, nd, y)
+    return size, nt, best_t, best_x
+
+
+@njit(cache=True, inline="always")
+def _seed(r, t, dist, par, hq, size, touched, nt):
+    if t < dist[r]:
+        if dist[r] == INF:
+            touched[nt] = r
+            nt += 1
+        dist[r] = t
+        par[r] = -1
+        size = lazy_push(hq, size, t, r)
+    return size, nt
+
+
+@njit(cache=True)
+def ch_route(src, src_t, n_src, seeds, seed_t, n_seeds, q_node, q_arc,
+             uf_indptr, uf_down, ub_indptr, ub_down,
+             dist_f, dist_b, hq_f, hq_b, touched_f, touched_b, par_f, par_b, arc_f, arc_b,
+             stack, out_edges):
+    """Fastest path from up to two unit sources (hierarchy ids, offsets) to up to two
+    incident seeds: the bidirectional upward search above, then the chain of hierarchy arcs
+    through the meeting node unpacked by the child arcs. Writes the road edge ids in driving
+    order to out_edges and returns (eta ds, source index, seed index, number of edges);
+    source index -1 when unreachable, -2 when a workspace would overflow (never expected).
+    dist_*: +inf between calls (left so); the other arrays any content."""
+    best_t = INF
+    best_x = -1
+    nt_f = 0
+    nt_b = 0
+    sf = 0
+    sb = 0
+    for i in range(n_src):
+        sf, nt_f = _seed(src[i], src_t[i], dist_f, par_f, hq_f, sf, touched_f, nt_f)
+    for i in range(n_seeds):
+        sb, nt_b = _seed(seeds[i], seed_t[i], dist_b, par_b, hq_b, sb, touched_b, nt_b)
+    while True:
+        while sf > 0 and hq_f[0, 0] > dist_f[int(hq_f[0, 1])]:
+            sf = lazy_pop(hq_f, sf)  # stale: its node was pushed again with a smaller key
+        while sb > 0 and hq_b[0, 0] > dist_b[int(hq_b[0, 1])]:
+            sb = lazy_pop(hq_b, sb)
+        df = hq_f[0, 0] if sf > 0 else INF
+        db = hq_b[0, 0] if sb > 0 else INF
+        if df >= best_t and db >= best_t:
+            break
+        if df <= db:
+            x = int(hq_f[0, 1])
+            sf = lazy_pop(hq_f, sf)
+            sf, nt_f, best_t, best_x = _q_step(x, df, True, q_node, q_arc, uf_indptr, dist_f,
+                                               dist_b, par_f, arc_f, hq_f, sf, touched_f, nt_f,
+                                               best_t, best_x)
+        else:
+            x = int(hq_b[0, 1])
+            sb = lazy_pop(hq_b, sb)
+            sb, nt_b, best_t, best_x = _q_step(x, db, False, q_node, q_arc, ub_indptr, dist_b,
+                                               dist_f, par_b, arc_b, hq_b, sb, touched_b, nt_b,
+                                               best_t, best_x)
+    si, qi, n_out = _unpack(best_x, src, n_src, seeds, n_seeds, uf_down, ub_down, par_f, par_b,
+                            arc_f, arc_b, stack, out_edges)
+    for i in range(nt_f):
+        dist_f[touched_f[i]] = INF
+    for i in range(nt_b):
+        dist_b[touched_b[i]] = INF
+    return best_t, si, qi, n_out
+
+
+@njit(cache=True, inline="always")
+def _unpack(meet, src, n_src, seeds, n_seeds, uf_down, ub_down, par_f, par_b, arc_f, arc_b,
+            stack, out_edges):
+    """The road edges of the chain of hierarchy arcs through ``meet`` (ch_route); returns
+    (source index, seed index, edge count)."""
+    si = -1
+    qi = -1
+    n_out = 0
+    if meet < 0:
+        return si, qi, n_out
+    # the stack, bottom to top: the backward chain's arcs from the seed end up to the
+    # meeting node, then the forward chain's from the meeting node down to the source, so
+    # the first arc driven is on top. The backward chain is listed first (meet .. seed) in
+    # the upper half of the stack, then moved down reversed.
+    cap = stack.shape[0]
+    nb = 0
+    x = meet
+    while par_b[x] >= 0:
+        stack[cap - 1 - nb] = -1 - arc_b[x]  # original arc x -> par_b[x]
+        nb += 1
+        x = par_b[x]
+    for i in range(n_seeds):
+        if seeds[i] == x:
+            qi = i
+    for i in range(nb):
+        stack[i] = stack[cap - nb + i]
+    sp = nb
+    x = meet
+    while par_f[x] >= 0:
+        stack[sp] = arc_f[x]  # original arc par_f[x] -> x
+        sp += 1
+        x = par_f[x]
+    for i in range(n_src):
+        if src[i] == x:
+            si = i
+    n_cap = out_edges.shape[0]
+    while sp > 0:
+        sp -= 1
+        r = stack[sp]
+        if r >= 0:
+            lo = uf_down[2 * r]
+            hi = uf_down[2 * r + 1]
+        else:
+            lo = ub_down[-2 - 2 * r]
+            hi = ub_down[-1 - 2 * r]
+        if lo < 0:
+            if n_out == n_cap:
+                return -2, qi, 0
+            out_edges[n_out] = -1 - lo
+            n_out += 1
+        else:
+            if sp + 2 > cap:
+                return -2, qi, 0
+            stack[sp] = hi  # second half m->q, a forward arc, after the first
+            stack[sp + 1] = -1 - lo  # first half p->m, a backward arc
+            sp += 2
+    return si, qi, n_out
+
+
+@njit(cache=True)
+def ctx_route(c, slot, r0, t0, r1, t1, n_seeds, uf_down, ub_down, dist_b, hq_b, rw, stack,
+              edges, node_lon, node_lat, x0, y0, x1, y1, xy):
+    """ch_route from unit ``slot``'s sources (context ``c``: routing.kernels.IndexCtx) to up
+    to two seeds (hierarchy ids r, offsets t; with one seed r1/t1 are ignored). ``rw``
+    int32 (5, n): touched_b, par_f, par_b, arc_f, arc_b; ``hq_b`` the backward search's
+    heap, shaped like ``c.hq``. The edges are in ``edges``. With room in ``xy`` (edges + 3,
+    2) it also writes the route's polyline there as route_polyline does, from (x0, y0) to
+    (x1, y1), in the pass that sums the metres. Returns (eta ds, source index, seed
+    index, edge count, metres along those edges, point count; 0 without the polyline)."""
+    src = c.seed_i[0]
+    seeds = c.seed_i[1]
+    src_t = c.seed_f[0]
+    seed_t = c.seed_f[1]
+    ns = c.u_nsrc[slot]
+    for i in range(ns):
+        src[i] = c.rank[c.u_src[slot, i]]
+        src_t[i] = c.u_pos_f[1, slot, i]
+    seeds[0] = r0
+    seed_t[0] = t0
+    seeds[1] = r1
+    seed_t[1] = t1
+    best, si, qi, n_e = ch_route(src, src_t, ns, seeds, seed_t, n_seeds, c.q_node, c.q_arc,
+                                 c.uf_indptr, uf_down, c.ub_indptr, ub_down, c.ws_f[0], dist_b,
+                                 c.hq, hq_b, c.ws_i[2], rw[0], rw[1], rw[2], rw[3], rw[4], stack,
+                                 edges)
+    length = 0.0
+    el = c.edge_len
+    k = 0
+    if si < 0 or xy.shape[0] < n_e + 3:
+        for i in range(n_e):
+            length += el[edges[i]]
+        return best, si, qi, n_e, length, k
+    fh = c.fwd_head
+    xy[0, 0] = x0
+    xy[0, 1] = y0
+    k = 1
+    v = c.u_src[slot, si]
+    for i in range(-1, n_e + 1):
+        if i == -1:
+            x = node_lon[v]
+            y = node_lat[v]
+        elif i == n_e:
+            x = x1
+            y = y1
+        else:
+            e = edges[i]
+            length += el[e]
+            v = fh[e]
+            x = node_lon[v]
+            y = node_lat[v]
+        if x != xy[k - 1, 0] or y != xy[k - 1, 1]:
+            xy[k, 0] = x
+            xy[k, 1] = y
+            k += 1
+    return best, si, qi, n_e, length, k

@@ -38,7 +38,6 @@ from routing.errors import (
 )
 from routing.graph import RoadGraph
 from routing.index import Seed, UnitIndex, incident_seeds, unit_sources
-from routing.route_kernels import route_polyline
 from routing.snap import Snapper, SnapResult, a_snap_move
 
 DEFAULT_SNAP_LIMIT_M = 200.0
@@ -108,14 +107,25 @@ class NearestUnits:
     incident: Placement
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Route:
+    """A route for the console. ``lonlat``: the polyline, a read-only (points, 2) float
+    array of lon, lat; serializers turn it into JSON lists in one numpy call, which costs
+    less than building the Python pairs of ``coords_lonlat`` (hundreds of points on a
+    city graph). Compared by identity (a field is an array)."""
+
     unit_id: Hashable
     eta_s: float
     distance_m: float
-    coords_lonlat: list[tuple[float, float]]
+    lonlat: np.ndarray
     incident: Placement
     unit: Placement  # where the unit stands; its beyond_limit flags an off-road position
+
+    @property
+    def coords_lonlat(self) -> list[tuple[float, float]]:
+        """The polyline as (lon, lat) pairs."""
+        xy = self.lonlat
+        return list(zip(xy[:, 0].tolist(), xy[:, 1].tolist()))
 
 
 @dataclass(frozen=True)
@@ -416,25 +426,21 @@ class RoutingService:
         st = self._state
         placement = st.place(loc)
         seeds = st.incident_seeds(placement)
-        g = st.graph
+        x1, y1 = st.point_lonlat(placement)
         with st.lock:
             u = self._get(unit_id)
-            assert u.placement is not None
-            eta_ds, length_m, edges, src, _seed = st.index.path(u.slot, seeds)
-            start = st.point_lonlat(u.placement)
             unit_placement = u.placement
-        end = st.point_lonlat(placement)
-        if not np.isfinite(eta_ds):
+            assert unit_placement is not None
+            x0, y0 = st.point_lonlat(unit_placement)
+            # the polyline (start, the source node, every driven edge's head, end; repeated
+            # points dropped) comes from the route kernel itself; copied before the lock
+            # goes, as the next route reuses its workspace
+            eta_ds, length_m, xy = st.index.route_line(u.slot, seeds, x0, y0, x1, y1)
+            lonlat = xy.copy()
+        if not math.isfinite(eta_ds):
             raise RoutingError(f"no route from {unit_id!r}")
-        # the polyline: start, the source node, every driven edge's head, end; repeated
-        # points dropped (one kernel call: a route on NY has hundreds of points)
-        xs = np.empty(len(edges) + 3)
-        ys = np.empty(len(edges) + 3)
-        k = route_polyline(edges, -1 if src is None else src.node, g.fwd_head, g.node_lon,
-                           g.node_lat, float(start[0]), float(start[1]), float(end[0]),
-                           float(end[1]), xs, ys)
-        coords = list(zip(xs[:k].tolist(), ys[:k].tolist()))
-        return Route(unit_id, float(eta_ds) / 10.0, float(length_m), coords, placement,
+        lonlat.flags.writeable = False
+        return Route(unit_id, float(eta_ds) / 10.0, float(length_m), lonlat, placement,
                      unit_placement)
 
     def route_class_times(self, unit_id: Hashable, *, location: Location | None = None,

@@ -9,6 +9,7 @@ import io
 from typing import Any
 
 import asyncpg
+import numpy as np
 from pydantic import ValidationError
 
 from cad.errors import Conflict, Forbidden, Invalid, NotFound
@@ -313,4 +314,4 @@ async def unit_route(*, deps: UnitsDeps, scope: Scope, unit_id: str, lat: float,
         raise Conflict(f"no route for unit {unit_id}: {exc}") from None
     return {"unit_id": unit_id, "eta_s": round(route.eta_s, 1),
             "distance_m": round(route.distance_m, 1),
-            "coordinates": [[round(x, 6), round(y, 6)] for x, y in route.coords_lonlat]}
+            "coordinates": np.round(route.lonlat, 6).tolist()}

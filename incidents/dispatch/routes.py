@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from cad.errors import Conflict, Forbidden, NotFound
 from cad.security.scope import Scope
 from incidents import repository as incident_repo
@@ -45,4 +47,4 @@ async def unit_route(*, deps: DispatchDeps, scope: Scope, unit_id: str, incident
     return {"unit_id": unit_id, "incident_id": target, "eta_s": round(r.eta_s * factor, 1),
             "distance_m": round(r.distance_m, 1),
             "off_road": bool(r.unit.beyond_limit),
-            "points": [[round(lat, 6), round(lon, 6)] for lon, lat in r.coords_lonlat]}
+            "points": np.round(r.lonlat[:, ::-1], 6).tolist()}
