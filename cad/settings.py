@@ -40,8 +40,33 @@ def data_dir_from_env() -> Path:
 NUMBA_CACHE_SUBDIR = "numba-cache"
 
 
+def routing_sources_digest(package_dir: Path | None = None) -> str:
+    """A digest of the routing package's Python sources (all of them), which names the
+    numba cache's subdirectory. Numba checks a cached kernel against its own source file
+    only: a kernel that calls into another module (routing.snap's AVL kernel into
+    routing.kernels, routing.kernels into routing.heap) would otherwise keep running the
+    other module's old code after an upgrade changed it. The package is located without
+    being imported (importing it would fix numba's cache directory too early)."""
+    import hashlib
+    import importlib.util
+
+    if package_dir is None:
+        spec = importlib.util.find_spec("routing")
+        if spec is None or not spec.submodule_search_locations:
+            return "no-routing"
+        dirs = [Path(d) for d in spec.submodule_search_locations]
+    else:
+        dirs = [package_dir]
+    h = hashlib.sha256()
+    for d in dirs:
+        for f in sorted(d.glob("*.py")):
+            h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
 def configure_numba_cache(data_dir: Path | None = None) -> str | None:
-    """Point numba's kernel cache (``NUMBA_CACHE_DIR``) at ``<data dir>/numba-cache``, unless
+    """Point numba's kernel cache (``NUMBA_CACHE_DIR``) at ``<data dir>/numba-cache/<digest of
+    the routing sources>`` (routing_sources_digest: a new release compiles afresh), unless
     the variable is set (an empty value keeps numba's own default). Returns the directory
     set, or None when nothing was changed.
 
@@ -55,7 +80,8 @@ def configure_numba_cache(data_dir: Path | None = None) -> str | None:
     command does it first thing; once routing is imported it changes nothing."""
     if "NUMBA_CACHE_DIR" in os.environ or "routing" in sys.modules:
         return None
-    cache_dir = str((data_dir or data_dir_from_env()) / NUMBA_CACHE_SUBDIR)
+    cache_dir = str((data_dir or data_dir_from_env()) / NUMBA_CACHE_SUBDIR
+                    / routing_sources_digest())
     os.environ["NUMBA_CACHE_DIR"] = cache_dir
     if "numba" in sys.modules:  # imported, but no kernel decorated yet: re-read the variable
         from numba.core import config as numba_config

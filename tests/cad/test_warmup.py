@@ -18,7 +18,13 @@ import numpy as np
 import pytest
 from numba import njit
 
-from cad.settings import NUMBA_CACHE_SUBDIR, REPO_ROOT, Settings, configure_numba_cache
+from cad.settings import (
+    NUMBA_CACHE_SUBDIR,
+    REPO_ROOT,
+    Settings,
+    configure_numba_cache,
+    routing_sources_digest,
+)
 from cad.warmup import _probes, start_loop_lag_monitor
 from routing import warmup
 from routing.build import build_graph
@@ -167,12 +173,27 @@ def test_the_cad_command_puts_numba_cache_under_the_data_dir(tmp_path: Path) -> 
     env.update(CAD_DATA_DIR=str(tmp_path), PYTHONPATH=str(REPO_ROOT))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, env=env, check=True)
-    assert out.stdout.splitlines()[-1] == str(tmp_path / NUMBA_CACHE_SUBDIR)
+    assert out.stdout.splitlines()[-1] == str(tmp_path / NUMBA_CACHE_SUBDIR
+                                              / routing_sources_digest())
     # an explicit NUMBA_CACHE_DIR wins
     env["NUMBA_CACHE_DIR"] = str(tmp_path / "mine")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, env=env, check=True)
     assert out.stdout.splitlines()[-1] == str(tmp_path / "mine")
+
+
+def test_numba_cache_is_named_by_every_routing_source(tmp_path: Path) -> None:
+    """A change to any routing module (not only the one a kernel is in) gives another cache
+    directory: numba would load a kernel compiled against the module's old code."""
+    src = REPO_ROOT / "routing"
+    copy = tmp_path / "routing"
+    copy.mkdir()
+    for f in src.glob("*.py"):
+        (copy / f.name).write_bytes(f.read_bytes())
+    assert routing_sources_digest(copy) == routing_sources_digest(src) == routing_sources_digest()
+    heap = copy / "heap.py"
+    heap.write_bytes(heap.read_bytes() + b"\n# changed\n")
+    assert routing_sources_digest(copy) != routing_sources_digest(src)
 
 
 def test_configure_numba_cache_changes_nothing_once_routing_is_imported(tmp_path: Path) -> None:
