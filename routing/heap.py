@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from numba import njit
 
+INF = float("inf")
+
 
 @njit(cache=True, inline="always")
 def _less(key, node, i, j):
@@ -159,3 +161,17 @@ def lazy_compact(hq, size, dist):
     for i in range(j // 2 - 1, -1, -1):
         lazy_sift_down(hq, i, j, hq[i, 0], hq[i, 1])
     return j
+
+
+@njit(cache=True, inline="always")
+def lazy_lower(y, nd, dist, touched, nt, hq, size):
+    """A search's relaxation once ``nd < dist[y]`` holds: y's distance becomes nd (y goes to
+    ``touched`` when first reached, for the caller's reset) and (nd, y) onto the lazy heap,
+    compacted first when full. Returns (heap size, touched count)."""
+    if dist[y] == INF:
+        touched[nt] = y
+        nt += 1
+    dist[y] = nd
+    if size == hq.shape[0]:
+        size = lazy_compact(hq, size, dist)
+    return lazy_push(hq, size, nd, y), nt

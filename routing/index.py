@@ -463,11 +463,10 @@ class UnitIndex:
             if not math.isfinite(t):
                 return t, length, np.empty((0, 2))
             g = self.graph
-            xs = np.empty(len(edges) + 3)
-            ys = np.empty(len(edges) + 3)
-            k = RK.route_polyline(edges, -1 if src is None else src.node, g.fwd_head, g.node_lon,
-                                  g.node_lat, x0, y0, x1, y1, xs, ys)
-            xy = np.stack((xs[:k], ys[:k]), axis=1)
+            xy = np.empty((len(edges) + 3, 2))
+            k = RK.route_polyline(edges, len(edges), -1 if src is None else src.node, g.fwd_head,
+                                  g.node_lon, g.node_lat, x0, y0, x1, y1, xy)
+            xy = xy[:k]
         return t, length, xy
 
     def _path(self, slot: int, seeds: list[Seed], ends: tuple[float, float, float, float] | None

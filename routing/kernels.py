@@ -32,7 +32,7 @@ from numba.core import cgutils
 from numba.experimental import structref
 from numba.extending import intrinsic
 
-from routing.heap import heap_pop, heap_push_or_decrease, lazy_compact, lazy_pop, lazy_push
+from routing.heap import heap_pop, heap_push_or_decrease, lazy_lower, lazy_pop, lazy_push
 from routing.route_kernels import _up_search_arcs
 
 INF = np.inf
@@ -61,7 +61,6 @@ def upward_search_q(r, q_node, q_arc, uf_indptr, uf_l, dist, dlen, hq, touched, 
     decrease-key heap, same nodes and distances). Writes the non-stalled settled nodes with
     their distance and length to out_* (the first out_cap of them) and returns their count
     (which may exceed out_cap). dist: +inf between calls, left so."""
-    cap = hq.shape[0]
     touched[0] = r
     nt = 1
     dist[r] = 0.0
@@ -98,15 +97,9 @@ def upward_search_q(r, q_node, q_arc, uf_indptr, uf_l, dist, dlen, hq, touched, 
             y = q_arc[2 * a]
             nd = d + q_arc[2 * a + 1]
             if nd < dist[y]:
-                if dist[y] == INF:
-                    touched[nt] = y
-                    nt += 1
-                dist[y] = nd
+                size, nt = lazy_lower(y, nd, dist, touched, nt, hq, size)
                 dlen[y] = lx + uf_l[base + a]
                 _prefetch(q_node, 2 * y)
-                if size == cap:
-                    size = lazy_compact(hq, size, dist)
-                size = lazy_push(hq, size, nd, y)
     for i in range(nt):
         dist[touched[i]] = INF
     return cnt
@@ -704,7 +697,6 @@ def ch_nearest_q(q_node, q_arc, ub_indptr, ub_l,
                           best, best_touched, nbt, u_tie, out_slot, out_t, out_l, cnt, k)
     for i in range(cnt):
         out_meet[i] = -1.0
-    cap = hq.shape[0]
     nt = 0
     size = 0
     for i in range(n_seeds):
@@ -753,16 +745,10 @@ def ch_nearest_q(q_node, q_arc, ub_indptr, ub_l,
             y = q_arc[2 * a]
             nd = d + q_arc[2 * a + 1]
             if nd < dist[y]:
-                if dist[y] == INF:
-                    touched[nt] = y
-                    nt += 1
-                dist[y] = nd
+                size, nt = lazy_lower(y, nd, dist, touched, nt, hq, size)
                 par[y] = base + a
                 _prefetch(q_node, 2 * y)
                 _prefetch(b_start, y)
-                if size == cap:
-                    size = lazy_compact(hq, size, dist)
-                size = lazy_push(hq, size, nd, y)
     for i in range(cnt):
         if out_meet[i] >= 0:
             out_l[i] = out_l[i] + _path_len(int(out_meet[i]), par, ub_indptr, ub_l, seed_l,

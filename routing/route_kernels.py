@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from routing.heap import heap_pop, heap_push_or_decrease, lazy_compact, lazy_pop, lazy_push
+from routing.heap import heap_pop, heap_push_or_decrease, lazy_lower, lazy_pop, lazy_push
 
 INF = np.inf
 
@@ -208,31 +208,30 @@ def _up_search_arcs(src, src_t, n_src, indptr, head, w, st_indptr, st_head, st_w
 
 
 @njit(cache=True)
-def route_polyline(edges, src_node, fwd_head, node_lon, node_lat, x0, y0, x1, y1, out_x, out_y):
-    """The route's points for the console: (x0, y0), the source node, the head of every
-    driven edge, (x1, y1); a point equal to the one before is dropped. ``src_node`` -1:
-    no road edges (the point lies ahead on the unit's own street). Returns the count."""
-    k = 0
-    out_x[0] = x0
-    out_y[0] = y0
+def route_polyline(edges, n_e, src_node, fwd_head, node_lon, node_lat, x0, y0, x1, y1, out_xy):
+    """The route's points for the console into ``out_xy`` (at least n_e + 3 rows of lon,
+    lat): (x0, y0), the source node, the head of each of the first ``n_e`` driven edges,
+    (x1, y1); a point equal to the one before is dropped. ``src_node`` -1: no road edges
+    (the point lies ahead on the unit's own street). Returns the count."""
+    out_xy[0, 0] = x0
+    out_xy[0, 1] = y0
     k = 1
-    n = edges.shape[0]
-    for i in range(-1, n + 1):
+    for i in range(-1, n_e + 1):
         if i == -1:
             if src_node < 0:
                 continue
             x = node_lon[src_node]
             y = node_lat[src_node]
-        elif i == n:
+        elif i == n_e:
             x = x1
             y = y1
         else:
             v = fwd_head[edges[i]]
             x = node_lon[v]
             y = node_lat[v]
-        if x != out_x[k - 1] or y != out_y[k - 1]:
-            out_x[k] = x
-            out_y[k] = y
+        if x != out_xy[k - 1, 0] or y != out_xy[k - 1, 1]:
+            out_xy[k, 0] = x
+            out_xy[k, 1] = y
             k += 1
     return k
 
@@ -270,20 +269,13 @@ def _q_step(x, d, forward, q_node, q_arc, indptr, dist, dist_o, par, arc, hq, si
         if dist[q_arc[2 * a]] + q_arc[2 * a + 1] < d:
             return size, nt, best_t, best_x
     base = indptr[x] - r0  # the block's part is the CSR row in the same order
-    cap = hq.shape[0]
     for a in range(r0, r1):
         y = q_arc[2 * a]
         nd = d + q_arc[2 * a + 1]
         if nd < dist[y]:
-            if dist[y] == INF:
-                touched[nt] = y
-                nt += 1
-            dist[y] = nd
+            size, nt = lazy_lower(y, nd, dist, touched, nt, hq, size)
             par[y] = x
             arc[y] = base + a
-            if size == cap:
-                size = lazy_compact(hq, size, dist)
-            size = lazy_push(hq, size, nd, y)
     return size, nt, best_t, best_x
 
 
@@ -416,8 +408,8 @@ def ctx_route(c, slot, r0, t0, r1, t1, n_seeds, uf_down, ub_down, dist_b, hq_b, 
     to two seeds (hierarchy ids r, offsets t; with one seed r1/t1 are ignored). ``rw``
     int32 (5, n): touched_b, par_f, par_b, arc_f, arc_b; ``hq_b`` the backward search's
     heap, shaped like ``c.hq``. The edges are in ``edges``. With room in ``xy`` (edges + 3,
-    2) it also writes the route's polyline there as route_polyline does, from (x0, y0) to
-    (x1, y1), in the pass that sums the metres. Returns (eta ds, source index, seed
+    2) it also writes the route's polyline there (route_polyline), from (x0, y0) to (x1,
+    y1). Returns (eta ds, source index, seed
     index, edge count, metres along those edges, point count; 0 without the polyline)."""
     src = c.seed_i[0]
     seeds = c.seed_i[1]
@@ -437,31 +429,10 @@ def ctx_route(c, slot, r0, t0, r1, t1, n_seeds, uf_down, ub_down, dist_b, hq_b, 
                                  edges)
     length = 0.0
     el = c.edge_len
+    for i in range(n_e):
+        length += el[edges[i]]
     k = 0
-    if si < 0 or xy.shape[0] < n_e + 3:
-        for i in range(n_e):
-            length += el[edges[i]]
-        return best, si, qi, n_e, length, k
-    fh = c.fwd_head
-    xy[0, 0] = x0
-    xy[0, 1] = y0
-    k = 1
-    v = c.u_src[slot, si]
-    for i in range(-1, n_e + 1):
-        if i == -1:
-            x = node_lon[v]
-            y = node_lat[v]
-        elif i == n_e:
-            x = x1
-            y = y1
-        else:
-            e = edges[i]
-            length += el[e]
-            v = fh[e]
-            x = node_lon[v]
-            y = node_lat[v]
-        if x != xy[k - 1, 0] or y != xy[k - 1, 1]:
-            xy[k, 0] = x
-            xy[k, 1] = y
-            k += 1
+    if si >= 0 and xy.shape[0] >= n_e + 3:
+        k = route_polyline(edges, n_e, c.u_src[slot, si], c.fwd_head, node_lon, node_lat, x0, y0,
+                           x1, y1, xy)
     return best, si, qi, n_e, length, k
