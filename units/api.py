@@ -106,9 +106,12 @@ async def status_history(unit_id: str, deps: UnitsDep, scope: CurrentScope,
     return await service.status_history(deps=deps, scope=scope, unit_id=unit_id, limit=limit)
 
 
-@router.get("/stations", response_model=list[StationOut])
-async def list_stations(deps: UnitsDep, scope: CurrentScope) -> list[dict[str, Any]]:
-    return await service.list_stations(deps=deps, scope=scope)
+@router.get("/stations", response_model=list[StationOut],
+            summary="Stations (a training agency's only when named, or for its trainees)")
+async def list_stations(deps: UnitsDep, scope: CurrentScope,
+                        agency: Annotated[AgencyQuery | None, Query()] = None
+                        ) -> list[dict[str, Any]]:
+    return await service.list_stations(deps=deps, scope=scope, agency=agency)
 
 
 @router.put("/stations/{station_id}", response_model=StationOut)

@@ -239,7 +239,8 @@ async def upsert_station(conn: asyncpg.Connection, s: dict[str, Any]) -> asyncpg
         s["id"], s["agency"], s["name"], s.get("address"), s["lat"], s["lon"])
 
 
-async def list_stations(conn: asyncpg.Connection, *, scope: Scope) -> list[asyncpg.Record]:
+async def list_stations(conn: asyncpg.Connection, *,
+                        agencies: Sequence[str] | None) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT * FROM stations WHERE ($1::text[] IS NULL OR agency = ANY($1)) ORDER BY id",
-        scope.agency_list)
+        agencies)

@@ -286,9 +286,15 @@ async def status_history(*, deps: UnitsDeps, scope: Scope, unit_id: str,
     return [status_log_view(r) for r in rows]
 
 
-async def list_stations(*, deps: UnitsDeps, scope: Scope) -> list[dict[str, Any]]:
+async def list_stations(*, deps: UnitsDeps, scope: Scope,
+                        agency: str | None = None) -> list[dict[str, Any]]:
+    """The stations of the caller's agencies (or of ``agency``); a training agency's are left
+    out unless named, as units and incidents are (cad.security.scope, ``hidden``)."""
     async with deps.pool.acquire() as conn:
-        return [dict(r) for r in await repo.list_stations(conn, scope=scope)]
+        rows = await repo.list_stations(conn, agencies=scope.narrowed(None if agency is None
+                                                                      else [agency]))
+    hidden = scope.hidden_for([agency or ""])
+    return [dict(r) for r in rows if r["agency"] not in hidden]
 
 
 async def unit_route(*, deps: UnitsDeps, scope: Scope, unit_id: str, lat: float, lon: float,

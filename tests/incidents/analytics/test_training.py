@@ -211,6 +211,19 @@ async def test_training_is_kept_out_of_lists_reports_public_feeds_and_alerts(
         r = await trainee.get("/api/v1/incidents", params={"open_only": "false"})
         assert [i["id"] for i in r.json()] == [exercise["id"]]
 
+        # Stations likewise: the exercise's copy of a station is on no real map.
+        for sid, agency in (("ST-REAL-1", "SFFD"), ("ST-DRILL-1", TRAINING)):
+            r = await admin.put(f"/api/v1/stations/{sid}", json={
+                "id": sid, "agency": agency, "name": sid, "lat": 37.77, "lon": -122.42})
+            assert r.status_code == 200, r.text
+        for client in (admin, both):
+            ids = [st["id"] for st in (await client.get("/api/v1/stations")).json()]
+            assert "ST-REAL-1" in ids and "ST-DRILL-1" not in ids
+            r = await client.get("/api/v1/stations", params={"agency": TRAINING})
+            assert [st["id"] for st in r.json()] == ["ST-DRILL-1"]
+        ids = [st["id"] for st in (await trainee.get("/api/v1/stations")).json()]
+        assert ids == ["ST-DRILL-1"]
+
         # Analytics: reports, search and export leave training out unless named.
         params: dict[str, Any] = {"metric": "call_processing", "group_by": "agency"}
         r = await admin.get("/api/v1/analytics/report", params=params)
