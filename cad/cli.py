@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from pydantic import SecretStr
 from rich.console import Console
 
 from cad.settings import Settings
@@ -156,7 +157,12 @@ def demo(
             embedded, url = _start_embedded(base.data_dir)
         out.print(f"Database: {mask_url(url)}")
         _run_migrations(url, base)
-        settings = base.model_copy(update={"database_url": url, "graph_path": graph})
+        update: dict[str, object] = {"database_url": url, "graph_path": graph}
+        if embedded is not None and embedded.app_password and base.db_app_password is None:
+            # the server's pool logs in as cad_app, whose password only the cluster knows
+            # (cad serve hands it over through CAD_DB_APP_PASSWORD)
+            update["db_app_password"] = SecretStr(embedded.app_password)
+        settings = base.model_copy(update=update)
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(demo_mod.run(settings, database_url=url, shared=shared, fleet=fleet))
     finally:

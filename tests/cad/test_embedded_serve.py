@@ -42,14 +42,14 @@ class Served:
     def pgdata(self) -> Path:
         return self.data_dir / "postgres" / "pg"
 
-    def start(self) -> float:
+    def start(self, *command: str, ready_within_s: float = READY_WITHIN_S) -> float:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CAD_")}
         env.update(CAD_DATA_DIR=str(self.data_dir), CAD_PORT=str(self.port), CAD_LOG_FORMAT="json")
         t0 = time.monotonic()
         with open(self.log, "ab") as logf:
-            self.proc = subprocess.Popen([sys.executable, "-m", "cad", "serve"], env=env,
-                                         stdout=logf, stderr=subprocess.STDOUT)
-        deadline = t0 + READY_WITHIN_S
+            self.proc = subprocess.Popen([sys.executable, "-m", "cad", *(command or ("serve",))],
+                                         env=env, stdout=logf, stderr=subprocess.STDOUT)
+        deadline = t0 + ready_within_s
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"cad serve exited: {self.log.read_text()[-2000:]}"
             try:
@@ -58,7 +58,7 @@ class Served:
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
-        raise AssertionError(f"not ready within {READY_WITHIN_S}s: {self.log.read_text()[-2000:]}")
+        raise AssertionError(f"not ready within {ready_within_s}s: {self.log.read_text()[-2000:]}")
 
     def database_url(self) -> str:
         creds = json.loads((self.data_dir / "postgres" / "embedded-pg.json").read_text())
@@ -134,6 +134,31 @@ async def test_zero_config_serve_is_ready_and_stops_cleanly(served: Served) -> N
     assert served.proc is not None and served.proc.returncode in (0, 128 + signal.SIGTERM)
     assert not (served.pgdata / "postmaster.pid").exists()
     assert "database system is shut down" in (served.data_dir / "postgres" / "postgres.log").read_text()
+
+
+def test_zero_config_demo_serves_and_signs_in(served: Served) -> None:
+    """`cad demo` on the embedded cluster, as the README's first minutes run it: the server's
+    pool signs in as cad_app with the password only the cluster knows (the demo once
+    started its app without it and failed with "password authentication failed")."""
+    from cad import demo
+    from tests.support import require_shared
+
+    shared = require_shared(demo.STATIONS_SOURCE).parents[1]
+    served.start("demo", "--fleet", "0", "--shared-data", str(shared), ready_within_s=180.0)
+    deadline = time.monotonic() + 120
+    while "Ctrl+C stops the demo." not in (out := served.log.read_text()):  # sample data loaded
+        assert served.proc is not None and served.proc.poll() is None, out[-2000:]
+        assert time.monotonic() < deadline, out[-2000:]
+        time.sleep(0.2)
+    password = next(line.split()[-1] for line in out.splitlines()
+                    if line.split()[:2] == ["dispatcher", "demo-dispatcher"])
+    r = httpx.post(f"http://127.0.0.1:{served.port}/api/v1/auth/login",
+                   json={"username": "demo-dispatcher", "password": password}, timeout=10)
+    assert r.status_code == 200, r.text
+    assert served.proc is not None
+    served.proc.send_signal(signal.SIGINT)  # Ctrl+C, as the demo says
+    served.proc.wait(timeout=60)
+    served.wait_postmaster_gone()
 
 
 async def test_kill_9_of_the_server_keeps_every_committed_row(served: Served) -> None:
