@@ -163,6 +163,9 @@ def demo(
             # (cad serve hands it over through CAD_DB_APP_PASSWORD)
             update["db_app_password"] = SecretStr(embedded.app_password)
         settings = base.model_copy(update=update)
+        # SIGTERM (a service manager, a container stop) ends the demo as Ctrl+C does: uvicorn
+        # drains, re-raises it, and the exit runs the clean-up below (as cad serve's)
+        signal.signal(signal.SIGTERM, _exit_on_signal)
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(demo_mod.run(settings, database_url=url, shared=shared, fleet=fleet))
     finally:
