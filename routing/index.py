@@ -145,11 +145,7 @@ class UnitIndex:
             "q_node": self._q_node, "q_arc": self._q_arc,
         }
         assert set(ro) == K.CTX_READONLY
-        for name, arr in ro.items():
-            if arr.flags.writeable:
-                arr = arr.view()
-                arr.flags.writeable = False
-                ro[name] = arr
+        ro = {name: K.read_only(arr) for name, arr in ro.items()}
         self._ctx = K.new_ctx(
             **ro, bk=self._bk, pool_sj=self._pool_sj,
             pool_t=self._pool_t, pool_l=self._pool_l, scal=self._scal, u_i64=self._u_i64,

@@ -32,7 +32,7 @@ from numba.core import cgutils
 from numba.experimental import structref
 from numba.extending import intrinsic
 
-from routing.heap import heap_pop, heap_push_or_decrease, lazy_lower, lazy_pop, lazy_push
+from routing.heap import heap_pop, heap_push_or_decrease, lazy_lower, lazy_pop
 from routing.route_kernels import _up_search_arcs
 
 INF = np.inf
@@ -268,13 +268,12 @@ def _bucket_put(p, slot, j, t, length, pool_sj, pool_t, pool_l):
 
 
 @njit(cache=True)
-def bucket_insert(slot, src_rank, src_t, src_l, n_src, uf_indptr, uf_head, uf_w, uf_l,
-                  ub_indptr, ub_head, ub_w, b_start, b_len, b_cap, pool_sj, pool_t, pool_l, scal,
-                  u_cnt, u_nodes, u_dist, dist, dlen, hkey, hnode, hpos, touched,
-                  tmp_node, tmp_t, tmp_l, src_w, u_bnd, q_node, q_arc, hq):
+def bucket_insert(slot, src_rank, n_src, q_node, q_arc, uf_indptr, uf_l, b_start, b_len, b_cap,
+                  pool_sj, pool_t, pool_l, scal, u_cnt, u_nodes, u_dist, dist, dlen, hq, mark,
+                  touched, tmp_node, tmp_t, tmp_l, src_w, u_bnd):
     """Add the forward upward search space of each of the unit's sources to the buckets:
     entry (slot, c) holds the distance from source c itself; the unit's offset to reach
-    the source (src_t/src_l, kept in u_src_t/u_src_l) is added by the queries, so a move
+    the source (kept in u_src_t/u_src_l) is added by the queries, so a move
     along the same edge changes no entry (bucket_move). ``src_w[c]`` bounds source c's
     offset for as long as these entries stay (its edge's time; INF: unbounded): with two
     sources, an entry at x that the other source beats at every such offset
@@ -297,7 +296,7 @@ def bucket_insert(slot, src_rank, src_t, src_l, n_src, uf_indptr, uf_head, uf_w,
     u_bnd[slot, 0] = INF
     u_bnd[slot, 1] = INF
     if n_src == 2:
-        cnt, split = _drop_dominated(cnt, split, tmp_node, tmp_t, tmp_l, dist, hnode, src_w)
+        cnt, split = _drop_dominated(cnt, split, tmp_node, tmp_t, tmp_l, dist, mark, src_w)
         u_bnd[slot, 0] = src_w[0]
         u_bnd[slot, 1] = src_w[1]
     if cnt > u_nodes.shape[1]:
@@ -702,12 +701,8 @@ def ch_nearest_q(q_node, q_arc, ub_indptr, ub_l,
     for i in range(n_seeds):
         r = seed_rank[i]
         if seed_t[i] < dist[r]:
-            if dist[r] == INF:
-                touched[nt] = r
-                nt += 1
-            dist[r] = seed_t[i]
+            size, nt = lazy_lower(r, seed_t[i], dist, touched, nt, hq, size)
             par[r] = -1.0 - i
-            size = lazy_push(hq, size, seed_t[i], r)
     while size > 0:
         d = hq[0, 0]
         x = int(hq[0, 1])
@@ -1020,6 +1015,16 @@ _CTX_SPEC = (
 )
 assert tuple(f[0] for f in _CTX_SPEC) == CTX_FIELDS
 CTX_READONLY = frozenset(f[0] for f in _CTX_SPEC if f[3])
+
+
+def read_only(a):
+    """``a`` itself when read-only (a mapped file's arrays), else a read-only view of it: a
+    context made of these has the fixed type the address kernels are built for."""
+    if not a.flags.writeable:
+        return a
+    v = a.view()
+    v.flags.writeable = False
+    return v
 CTX_TYPE = IndexCtxType([
     (name, types.Array(numba.from_dtype(np.dtype(dt)), nd, "C", readonly=ro))
     for name, dt, nd, ro in _CTX_SPEC])
@@ -1141,11 +1146,10 @@ def ctx_move(c, slot, ns, n0, e0, t0, l0, f0, n1, e1, t1, l1, f1):
     mv_f[1, 1] = l1
     mv_f[2, 1] = f1
     pool_sj, pool_t, pool_l, cnt = bucket_move(
-        slot, c.rank, c.uf_indptr, c.uf_head, c.uf_w, c.uf_l, c.ub_indptr, c.ub_head, c.ub_w,
-        c.bk, c.pool_sj, c.pool_t, c.pool_l, c.scal, c.u_cnt, c.u_nodes, c.u_dist, c.u_src,
-        c.u_pos_f[1], c.u_pos_f[2], c.u_nsrc, c.u_edge, c.u_pos_f[0], c.u_pos_f[3], mv_i, mv_f,
-        ns, c.seed_i, c.ws_f, c.ws_i, c.edge_time, c.edge_len, c.fwd_head, c.edge_twin, c.q_node,
-        c.q_arc, c.hq)
+        slot, c.rank, c.q_node, c.q_arc, c.uf_indptr, c.uf_l, c.bk, c.pool_sj, c.pool_t,
+        c.pool_l, c.scal, c.u_cnt, c.u_nodes, c.u_dist, c.u_src, c.u_pos_f[1], c.u_pos_f[2],
+        c.u_nsrc, c.u_edge, c.u_pos_f[0], c.u_pos_f[3], mv_i, mv_f, ns, c.seed_i, c.ws_f, c.ws_i,
+        c.hq, c.edge_time, c.edge_len, c.fwd_head, c.edge_twin)
     c.pool_sj = pool_sj
     c.pool_t = pool_t
     c.pool_l = pool_l
@@ -1214,10 +1218,10 @@ def _street_back(slot, lab, keep, u_src, u_edge, fwd_head, edge_twin):
 
 
 @njit(cache=True)
-def bucket_move(slot, rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub_head, ub_w,
-                bk, pool_sj, pool_t, pool_l, scal, u_cnt, u_nodes, u_dist, u_src, u_src_t,
-                u_src_l, u_nsrc, u_edge, u_frac, u_bnd, mv_i, mv_f, ns, seed_i, ws_f,
-                ws_i, edge_time, edge_len, fwd_head, edge_twin, q_node, q_arc, hq):
+def bucket_move(slot, rank, q_node, q_arc, uf_indptr, uf_l, bk, pool_sj, pool_t, pool_l, scal,
+                u_cnt, u_nodes, u_dist, u_src, u_src_t, u_src_l, u_nsrc, u_edge, u_frac, u_bnd,
+                mv_i, mv_f, ns, seed_i, ws_f, ws_i, hq, edge_time, edge_len, fwd_head,
+                edge_twin):
     """Place a unit at the sources in mv_i (node, edge per source) and mv_f (t, length,
     frac per source), ``ns`` of them. Bucket entries hold distances from a source node
     under that source's label (0 or 1), so a new source whose node already has entries
@@ -1271,11 +1275,10 @@ def bucket_move(slot, rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub_head, 
                 _set_source(slot, 1, -1, mv_i, mv_f, u_src, u_src_t, u_src_l, u_edge, u_frac)
                 u_nsrc[slot] = 1
                 return pool_sj, pool_t, pool_l, u_cnt[slot]
-            return _add_source(slot, lab, ck, 1 - ck, rank, uf_indptr, uf_head, uf_w, uf_l,
-                               ub_indptr, ub_head, ub_w, bk, pool_sj, pool_t, pool_l, scal,
-                               u_cnt, u_nodes, u_dist, u_src, u_src_t, u_src_l, u_nsrc, u_edge,
-                               u_frac, u_bnd, mv_i, mv_f, seed_i, ws_f, ws_i, edge_time, q_node,
-                               q_arc, hq)
+            return _add_source(slot, lab, ck, 1 - ck, rank, q_node, q_arc, uf_indptr, uf_l, bk,
+                               pool_sj, pool_t, pool_l, scal, u_cnt, u_nodes, u_dist, u_src,
+                               u_src_t, u_src_l, u_nsrc, u_edge, u_frac, u_bnd, mv_i, mv_f,
+                               seed_i, ws_f, ws_i, hq, edge_time)
     for c in range(2):
         _set_source(slot, c, c if c < ns else -1, mv_i, mv_f, u_src, u_src_t, u_src_l, u_edge,
                     u_frac)
@@ -1287,11 +1290,9 @@ def bucket_move(slot, rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub_head, 
     for c in range(ns):
         src_rank[c] = rank[u_src[slot, c]]
         src_w[c] = _offset_bound(mv_i[1, c], mv_f[0, c], edge_time)
-    return bucket_insert(slot, src_rank, u_src_t[slot], u_src_l[slot], ns, uf_indptr, uf_head,
-                         uf_w, uf_l, ub_indptr, ub_head, ub_w, b_start, b_len, bk[:, 2], pool_sj,
-                         pool_t, pool_l, scal, u_cnt, u_nodes, u_dist, ws_f[0], ws_f[1], ws_f[2],
-                         ws_i[0], ws_i[1], ws_i[2], ws_i[3], ws_f[3], ws_f[4], src_w, u_bnd, q_node,
-                         q_arc, hq)
+    return bucket_insert(slot, src_rank, ns, q_node, q_arc, uf_indptr, uf_l, b_start, b_len,
+                         bk[:, 2], pool_sj, pool_t, pool_l, scal, u_cnt, u_nodes, u_dist, ws_f[0],
+                         ws_f[1], hq, ws_i[0], ws_i[2], ws_i[3], ws_f[3], ws_f[4], src_w, u_bnd)
 
 
 @njit(cache=True, inline="always")
@@ -1302,10 +1303,9 @@ def _offset_bound(e, t, edge_time):
 
 
 @njit(cache=True)
-def _add_source(slot, lab, ck, cn, rank, uf_indptr, uf_head, uf_w, uf_l, ub_indptr, ub_head,
-                ub_w, bk, pool_sj, pool_t, pool_l, scal, u_cnt, u_nodes, u_dist, u_src,
-                u_src_t, u_src_l, u_nsrc, u_edge, u_frac, u_bnd, mv_i, mv_f, seed_i, ws_f, ws_i,
-                edge_time, q_node, q_arc, hq):
+def _add_source(slot, lab, ck, cn, rank, q_node, q_arc, uf_indptr, uf_l, bk, pool_sj, pool_t,
+                pool_l, scal, u_cnt, u_nodes, u_dist, u_src, u_src_t, u_src_l, u_nsrc, u_edge,
+                u_frac, u_bnd, mv_i, mv_f, seed_i, ws_f, ws_i, hq, edge_time):
     """bucket_move's crossing: the unit's one source (label ``lab``, whole) becomes new
     source ``ck``; new source ``cn`` gets label 1 - lab and the entries of its upward
     search. An entry of either that the other beats at every offset is left out (or

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from routing.heap import heap_pop, heap_push_or_decrease, lazy_lower, lazy_pop, lazy_push
+from routing.heap import heap_pop, heap_push_or_decrease, lazy_lower, lazy_pop
 
 INF = np.inf
 
@@ -282,12 +282,8 @@ def _q_step(x, d, forward, q_node, q_arc, indptr, dist, dist_o, par, arc, hq, si
 @njit(cache=True, inline="always")
 def _seed(r, t, dist, par, hq, size, touched, nt):
     if t < dist[r]:
-        if dist[r] == INF:
-            touched[nt] = r
-            nt += 1
-        dist[r] = t
+        size, nt = lazy_lower(r, t, dist, touched, nt, hq, size)
         par[r] = -1
-        size = lazy_push(hq, size, t, r)
     return size, nt
 
 

@@ -236,14 +236,6 @@ def build_snap_index(graph: RoadGraph, *, cell_m: float = CELL_M) -> dict[str, A
             "kx": kx, "ky": ky, "lon0": lon_min, "lat0": lat_min, "nx": n_x, "ny": n_y}
 
 
-def _read_only(a: np.ndarray) -> np.ndarray:
-    if not a.flags.writeable:
-        return a
-    v = a.view()
-    v.flags.writeable = False
-    return v
-
-
 class Snapper:
     """Spatial index over a graph's segments. Build once per graph (tens of ms)."""
 
@@ -263,7 +255,7 @@ class Snapper:
         self._x0, self._y0, self._x1, self._y1 = pre["x0"], pre["y0"], pre["x1"], pre["y1"]
         self._cell_start, self._cell_items = pre["cell_start"], pre["cell_items"]
         # snap_one's context (one numba argument for the whole grid), and its address
-        ro = _read_only
+        ro = K.read_only
         self._ctx = _new_snap_ctx(
             ro(self._x0), ro(self._y0), ro(self._x1), ro(self._y1), ro(self._cell_start),
             ro(self._cell_items), ro(self._seg_edge), ro(graph.edge_twin),
