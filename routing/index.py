@@ -100,7 +100,9 @@ class UnitIndex:
         self._pool_sj = np.empty((4096, 2), np.int32)
         self._pool_t = np.empty(4096, np.float64)
         self._pool_l = np.empty(4096, np.float64)
-        self._scal = np.zeros(1, np.int64)
+        # the pool's end, then the heads of its lists of free regions by size (kernels)
+        self._scal = np.full(1 + K.FREE_CLASSES, -1, np.int64)
+        self._scal[0] = 0
         self._edge_time = graph.edge_time_ds  # int32, shared (no per-worker float copy)
         self._h_args: tuple[np.ndarray, ...] = ()
         self.capacity = 0
@@ -319,8 +321,9 @@ class UnitIndex:
 
     def _clear_position(self, slot: int) -> None:
         if self.use_ch and self.u_cnt[slot]:
-            K.bucket_remove(slot, self._b_start, self._b_len, *self._pools(), self.u_cnt,
-                            self.u_nodes, self.u_dist)
+            sj, t, ln = self._pools()
+            K.bucket_remove(slot, self._b_start, self._b_len, self._b_cap, sj, t, ln, self._scal,
+                            self.u_cnt, self.u_nodes, self.u_dist)
         self.u_nsrc[slot] = 0
         self.u_edge[slot] = -1
 

@@ -41,6 +41,9 @@ SMALL_BUCKET = 16  # buckets up to this length close a removed entry's gap at on
 # the bucket out with a tombstone after every SPREAD_EVERY live entries.
 SPREAD_EVERY = 8
 SPREAD_REACH = 24
+# Bucket regions in the pool have power-of-two capacities from 4 up; scal[1 + k] heads the
+# list of free regions of capacity 4 << k (scal[0]: the pool's end). See _region_get.
+FREE_CLASSES = 40
 # A unit's row of entries (u_nodes) holds each entry's node, its source label (0 or 1) in
 # bit 30, so one source's entries can go while the other's stay, and in bit 29 MARK: the
 # entry beats the other source's entry at its node, which was left out (bucket_insert).
@@ -162,8 +165,7 @@ def _bucket_append(x, slot, t, length, j, b_start, b_len, b_cap, pool_sj, pool_t
                     right += 1
         if b_len[x] == b_cap[x]:
             newcap = max(4, 2 * b_cap[x])
-            pe = scal[0]
-            pool_sj, pool_t, pool_l = _pool_room(pool_sj, pool_t, pool_l, pe, newcap)
+            pool_sj, pool_t, pool_l, pe = _region_get(newcap, pool_sj, pool_t, pool_l, scal)
             s = b_start[x]
             for i in range(b_len[x]):
                 p = pe + i
@@ -171,9 +173,9 @@ def _bucket_append(x, slot, t, length, j, b_start, b_len, b_cap, pool_sj, pool_t
                 pool_sj[p, 1] = pool_sj[s + i, 1]
                 pool_t[p] = pool_t[s + i]
                 pool_l[p] = pool_l[s + i]
+            _region_put(s, b_cap[x], pool_sj, scal)
             b_start[x] = pe
             b_cap[x] = newcap
-            scal[0] = pe + newcap
             q += pe - lo
             lo = pe
             end = pe + b_len[x]
@@ -219,12 +221,13 @@ def _respread(x, b_start, b_len, b_cap, pool_sj, pool_t, pool_l, scal):
             i += 1
     need = live + (live - 1) // SPREAD_EVERY + 1
     if need > b_cap[x]:
-        newcap = 2 * need
-        pe = scal[0]
-        pool_sj, pool_t, pool_l = _pool_room(pool_sj, pool_t, pool_l, pe, newcap)
+        newcap = 4
+        while newcap < 2 * need:
+            newcap *= 2
+        pool_sj, pool_t, pool_l, pe = _region_get(newcap, pool_sj, pool_t, pool_l, scal)
+        _region_put(lo, b_cap[x], pool_sj, scal)  # (its live entries are in sj, tt, ll)
         b_start[x] = pe
         b_cap[x] = newcap
-        scal[0] = pe + newcap
         lo = pe
     p = lo
     for i in range(live):
@@ -257,6 +260,47 @@ def _pool_room(pool_sj, pool_t, pool_l, pe, newcap):
     t2[:pe] = pool_t[:pe]
     l2[:pe] = pool_l[:pe]
     return sj2, t2, l2
+
+
+@njit(cache=True, inline="always")
+def _free_class(cap):
+    k = 0
+    while (4 << k) < cap:
+        k += 1
+    return k
+
+
+@njit(cache=True)
+def _region_get(cap, pool_sj, pool_t, pool_l, scal):
+    """A region of ``cap`` entries (a power of two, at least 4) for a bucket: the one freed
+    last of that size, else new room at the pool's end. Returns the pool arrays (copies
+    when they had to grow) and the region's start.
+
+    Regions are reused, so the pool grows only with the capacity live buckets hold: before,
+    a bucket that outgrew its region and a bucket emptied left theirs unused for good, and
+    the pool only grew (120,000 teleports of 500 units on NY: room for 813,512 entries in
+    use for 30,155 live ones, 18.6 MiB per worker and still growing; AVL units crossing
+    onto new streets spread it the same way). The last region freed is the first reused,
+    so a move's removals and insertions stay in memory the cache has just seen."""
+    k = _free_class(cap)
+    h = scal[1 + k]
+    if h >= 0:
+        scal[1 + k] = pool_sj[h, 0]
+        return pool_sj, pool_t, pool_l, h
+    pe = scal[0]
+    pool_sj, pool_t, pool_l = _pool_room(pool_sj, pool_t, pool_l, pe, cap)
+    scal[0] = pe + cap
+    return pool_sj, pool_t, pool_l, pe
+
+
+@njit(cache=True, inline="always")
+def _region_put(start, cap, pool_sj, scal):
+    """Free the region of ``cap`` entries at ``start`` (nothing when cap is 0): its first
+    slot links it into its size's list."""
+    if cap > 0:
+        k = _free_class(cap)
+        pool_sj[start, 0] = scal[1 + k]
+        scal[1 + k] = start
 
 
 @njit(cache=True, inline="always")
@@ -383,13 +427,13 @@ def _bucket_find(x, slot, lab, t, b_start, b_len, pool_sj, pool_t):
 
 
 @njit(cache=True)
-def _bucket_drop(x, slot, lab, t, b_start, b_len, pool_sj, pool_t, pool_l):
+def _bucket_drop(x, slot, lab, t, b_start, b_len, b_cap, pool_sj, pool_t, pool_l, scal):
     """Remove entry (slot, lab) at distance t from bucket x. In a small bucket the gap is
     closed at once; in a large one (the top of the hierarchy, where nearly every unit
     has an entry) the entry becomes a *tombstone* (slot -1, its distance kept, so the
     bucket stays sorted) that the next insertion nearby reuses: a move then shifts only
     the entries between its old and new place instead of half the bucket twice. Queries
-    skip tombstones; trailing ones are dropped."""
+    skip tombstones; trailing ones are dropped, and an emptied bucket frees its region."""
     p = _bucket_find(x, slot, lab, t, b_start, b_len, pool_sj, pool_t)
     if p < 0:
         return
@@ -405,6 +449,10 @@ def _bucket_drop(x, slot, lab, t, b_start, b_len, pool_sj, pool_t, pool_l):
         b_len[x] -= 1
         while b_len[x] > 0 and pool_sj[first + b_len[x] - 1, 0] < 0:
             b_len[x] -= 1
+        if b_len[x] == 0:  # its region is free for another bucket (_region_get)
+            _region_put(first, b_cap[x], pool_sj, scal)
+            b_start[x] = 0
+            b_cap[x] = 0
     else:
         pool_sj[p, 0] = -1
         pool_sj[p, 1] = -1
@@ -443,20 +491,21 @@ def _prefetch_bucket(j, cnt, nodes, b_start, b_len, pool_t):
 
 
 @njit(cache=True)
-def bucket_remove(slot, b_start, b_len, pool_sj, pool_t, pool_l, u_cnt, u_nodes, u_dist):
+def bucket_remove(slot, b_start, b_len, b_cap, pool_sj, pool_t, pool_l, scal, u_cnt, u_nodes,
+                  u_dist):
     """Remove all of a unit's entries (each found as _bucket_drop says)."""
     cnt = u_cnt[slot]
     for j in range(cnt):
         _prefetch_bucket(j, cnt, u_nodes[slot], b_start, b_len, pool_t)
         v = u_nodes[slot, j]
         _bucket_drop(v & NODE_MASK, slot, v >> LABEL_SHIFT, u_dist[slot, j], b_start, b_len,
-                     pool_sj, pool_t, pool_l)
+                     b_cap, pool_sj, pool_t, pool_l, scal)
     u_cnt[slot] = 0
 
 
 @njit(cache=True)
-def _drop_source(slot, lab, keep, add_t, add_l, b_start, b_len, pool_sj, pool_t, pool_l,
-                 u_cnt, u_nodes, u_dist):
+def _drop_source(slot, lab, keep, add_t, add_l, b_start, b_len, b_cap, pool_sj, pool_t, pool_l,
+                 scal, u_cnt, u_nodes, u_dist):
     """Source ``lab`` goes; source ``keep`` (-1: none) stays and gets back the entries it
     was left without: each marked entry of ``lab`` (it beat keep's entry at its node,
     which was left out) becomes keep's, ``add_t``/``add_l`` longer (the street from keep
@@ -478,7 +527,8 @@ def _drop_source(slot, lab, keep, add_t, add_l, b_start, b_len, pool_sj, pool_t,
             u_dist[slot, out] = t + add_t
             out += 1
         else:
-            _bucket_drop(x, slot, lab, u_dist[slot, j], b_start, b_len, pool_sj, pool_t, pool_l)
+            _bucket_drop(x, slot, lab, u_dist[slot, j], b_start, b_len, b_cap, pool_sj, pool_t,
+                         pool_l, scal)
     u_cnt[slot] = out
 
 
@@ -1267,7 +1317,8 @@ def bucket_move(slot, rank, q_node, q_arc, uf_indptr, uf_l, bk, pool_sj, pool_t,
         if old_ns == 1 or e_back >= 0:
             if old_ns == 2:
                 _drop_source(slot, 1 - lab, lab, float(edge_time[e_back]), edge_len[e_back],
-                             b_start, b_len, pool_sj, pool_t, pool_l, u_cnt, u_nodes, u_dist)
+                             b_start, b_len, bk[:, 2], pool_sj, pool_t, pool_l, scal, u_cnt,
+                             u_nodes, u_dist)
             u_bnd[slot, 0] = INF
             u_bnd[slot, 1] = INF
             if ns == 1:
@@ -1284,7 +1335,8 @@ def bucket_move(slot, rank, q_node, q_arc, uf_indptr, uf_l, bk, pool_sj, pool_t,
                     u_frac)
     u_nsrc[slot] = ns
     if u_cnt[slot] > 0:
-        bucket_remove(slot, b_start, b_len, pool_sj, pool_t, pool_l, u_cnt, u_nodes, u_dist)
+        bucket_remove(slot, b_start, b_len, bk[:, 2], pool_sj, pool_t, pool_l, scal, u_cnt,
+                      u_nodes, u_dist)
     src_rank = seed_i[0]
     src_w = mv_f[3]  # each source's offset bound (row 3 of the move buffer is scratch)
     for c in range(ns):
@@ -1329,7 +1381,8 @@ def _add_source(slot, lab, ck, cn, rank, q_node, q_arc, uf_indptr, uf_l, bk, poo
     row = u_cnt[slot]
     if cnt_n > cap or row + cnt_n > u_nodes.shape[1]:
         # too narrow: every entry goes, the caller widens the rows and moves again
-        bucket_remove(slot, b_start, b_len, pool_sj, pool_t, pool_l, u_cnt, u_nodes, u_dist)
+        bucket_remove(slot, b_start, b_len, bk[:, 2], pool_sj, pool_t, pool_l, scal, u_cnt,
+                      u_nodes, u_dist)
         return pool_sj, pool_t, pool_l, -(row + cnt_n)
     w_k = _offset_bound(mv_i[1, ck], mv_f[0, ck], edge_time)
     w_n = _offset_bound(mv_i[1, cn], mv_f[0, cn], edge_time)
@@ -1358,7 +1411,8 @@ def _add_source(slot, lab, ck, cn, rank, q_node, q_arc, uf_indptr, uf_l, bk, poo
         if v < 0:  # beaten by the new source's entry: removed
             x = -1 - v
             dist[x] = INF
-            _bucket_drop(x, slot, lab, u_dist[slot, j], b_start, b_len, pool_sj, pool_t, pool_l)
+            _bucket_drop(x, slot, lab, u_dist[slot, j], b_start, b_len, bk[:, 2], pool_sj, pool_t,
+                         pool_l, scal)
         else:
             dist[v & NODE_MASK] = INF
             u_nodes[slot, out] = v

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import networkx as nx
 import numpy as np
@@ -176,6 +177,66 @@ def _polyline(g, src, edges, ends):
         if p != pts[-1]:
             pts.append(p)
     return pts
+
+
+def _pool_regions(idx):
+    """The bucket pool's regions: (start, capacity) of every bucket holding one, and of
+    every free one (walking the free lists, routing.kernels._region_get)."""
+    from routing import kernels as K
+
+    sj = idx._pools()[0]
+    held = [(int(idx._b_start[x]), int(idx._b_cap[x])) for x in np.flatnonzero(idx._b_cap)]
+    free = []
+    for k in range(K.FREE_CLASSES):
+        h = int(idx._scal[1 + k])
+        while h >= 0:
+            free.append((h, 4 << k))
+            h = int(sj[h, 0])
+    return held, free
+
+
+def test_teleports_reuse_the_pool_and_stay_exact(real_graph):
+    """Units sent again and again to random places (a station, a hospital, a reassignment
+    across town) reuse the bucket regions freed by emptied and outgrown buckets: the pool
+    stops growing, no region is both held and free or overlaps another, and the answers
+    still equal the Dijkstra fallback's. Before regions were reused the pool only grew
+    (here: by 69 % from the 2,000th to the 6,000th teleport, to 12 times the room)."""
+    g = real_graph("liechtenstein.osm.pbf")
+    rng = np.random.default_rng(11)
+    idx = UnitIndex(g, capacity=64)
+    n_units = 60
+    for i in range(n_units):
+        s = idx.new_slot()
+        idx.set_unit(s, unit_sources(g, int(rng.integers(g.n_edges)), float(rng.random())),
+                     available=True, type_bits=1, cap_bits=0, tie_key=i)
+
+    def teleports(count):
+        for _ in range(count):
+            s = int(rng.integers(n_units))
+            if rng.random() < 0.5:
+                idx.move(s, node=int(rng.integers(g.n_nodes)))
+            else:
+                idx.move(s, edge=int(rng.integers(g.n_edges)), frac=float(rng.random()))
+
+    teleports(2000)
+    end_early = int(idx._scal[0])
+    teleports(4000)
+    end_late = int(idx._scal[0])
+    assert end_late <= 1.15 * end_early, (end_early, end_late)
+    held, free = _pool_regions(idx)
+    assert len(free) > 0  # regions were freed and are waiting to be reused
+    spans = sorted(held + free)
+    for (a, ca), (b, _cb) in itertools.pairwise(spans):
+        assert a + ca <= b, "two regions overlap"
+    assert spans[-1][0] + spans[-1][1] <= end_late
+    assert all(int(idx._b_len[x]) <= int(idx._b_cap[x]) for x in np.flatnonzero(idx._b_len))
+    assert idx.bucket_entries() == sum(int(idx.u_cnt[s]) for s in range(n_units))
+    for _ in range(30):
+        seeds = incident_seeds(g, int(rng.integers(g.n_edges)), float(rng.random()))
+        a = idx.nearest(seeds, k=6)
+        b = idx.nearest(seeds, k=6, use_ch=False)
+        np.testing.assert_allclose(a[1], b[1], rtol=REL)
+        assert a[0].tolist() == b[0].tolist()
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
