@@ -14,6 +14,7 @@ into the unit's bucket entries, so a query needs no per-unit arithmetic.
 from __future__ import annotations
 
 import math
+import mmap
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,29 @@ from routing import route_kernels as RK
 from routing.graph import RoadGraph
 
 INITIAL_SEARCH_WIDTH = 256  # bucket entries per unit before the rows are widened
+
+
+def node_array(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A zeroed array on an anonymous mapping of its own, in 4 KiB pages: a page becomes
+    resident when first written, and all go back to the system when the array is freed.
+    For the per-node workspaces, the bucket pool and the unit rows, which numpy's memory
+    kept resident beyond their use: numpy asks for transparent huge pages on arrays of 4
+    MiB and more, and a search writes such a row at scattered nodes or only from its start
+    (heaps, a unit's entries), so one write made 2 MiB resident; and once numba has loaded
+    its kernels, glibc's (dynamic) mmap threshold is above a MiB, so outgrown rows freed by
+    ``_grow_units`` stayed in the heap, resident. NY (benchmarks/routing_bench.py
+    two_workers: 500 units, 1,000 queries), the second worker +18.8 -> +13.7 MiB for the 4
+    KiB pages alone, +10.1 with the rest (docs/routing.md, "Worker memory"); queries and
+    moves as fast (in-process A/B: nearest-5 9.78 before / 9.59 µs, teleports 43.4 / 43.1
+    µs). Plain numpy where madvise has no such flag."""
+    count = math.prod(shape)
+    nbytes = count * np.dtype(dtype).itemsize
+    if not hasattr(mmap, "MADV_NOHUGEPAGE") or nbytes < mmap.PAGESIZE:
+        return np.zeros(shape, dtype)
+    # private: shared anonymous memory is shmem, which fork shares and smaps counts apart
+    mm = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    mm.madvise(mmap.MADV_NOHUGEPAGE)
+    return np.frombuffer(mm, dtype, count).reshape(shape)  # the array keeps the mapping
 
 
 @dataclass(frozen=True)
@@ -95,11 +119,17 @@ class UnitIndex:
         self._path_ws: dict[str, np.ndarray] | None = None  # allocated by the first route
         # start, length, capacity of each node's bucket side by side: a move or query
         # touching a node's bucket then misses the cache once, not three times
-        self._bk = np.zeros((n, 3), np.int32)  # int32: 3 MB less per worker on NY
+        self._bk = node_array((n, 3), np.int32)  # int32: 3 MB less per worker on NY
         self._b_start, self._b_len, self._b_cap = self._bk.T
-        self._pool_sj = np.empty((4096, 2), np.int32)
-        self._pool_t = np.empty(4096, np.float64)
-        self._pool_l = np.empty(4096, np.float64)
+        # the bucket pool (entry's slot and label, time, length) until the context holds it.
+        # Room for n entries from the start (node_array: its pages become resident as the
+        # pool's end advances): each time a move grows the pool, the kernel copies it and
+        # frees the old arrays into the heap, where they stay resident. NY, 500 units: the
+        # pool ends at 83,000 entries; from 4,096, grown five times, it cost 2.2 MiB more
+        pool_cap = max(4096, n)
+        self._pool: tuple[np.ndarray, np.ndarray, np.ndarray] | None = (
+            node_array((pool_cap, 2), np.int32), node_array((pool_cap,), np.float64),
+            node_array((pool_cap,), np.float64))
         # the pool's end, then the heads of its lists of free regions by size (kernels)
         self._scal = np.full(1 + K.FREE_CLASSES, -1, np.int64)
         self._scal[0] = 0
@@ -116,7 +146,7 @@ class UnitIndex:
             # the nearest-K query's arcs (packed per node) and its heap of (key, node): a
             # node improved again is pushed again, so the heap compacts itself when full
             self._q_node, self._q_arc = h.query_layout()
-            self._hq = np.empty((max(n, 2), 2), np.float64)
+            self._hq = node_array((max(n, 2), 2), np.float64)
             self._h_args = (h.up_b_indptr, h.up_b_head, h.up_b_time_ds, h.up_b_length_m,
                             h.up_f_indptr, h.up_f_head, h.up_f_time_ds)
             self._hf_args = (h.up_f_indptr, h.up_f_head, h.up_f_time_ds, h.up_f_length_m,
@@ -128,8 +158,7 @@ class UnitIndex:
         lives in the context once it exists (a move may reallocate it there)."""
         if not self._h_args:
             return
-        if self._ctx is not None:
-            self._pool_sj, self._pool_t, self._pool_l = K.ctx_pools(self._ctx)
+        pool_sj, pool_t, pool_l = self._pools()
         h = self.graph.hierarchy
         assert h is not None
         g = self.graph
@@ -149,14 +178,16 @@ class UnitIndex:
         assert set(ro) == K.CTX_READONLY
         ro = {name: K.read_only(arr) for name, arr in ro.items()}
         self._ctx = K.new_ctx(
-            **ro, bk=self._bk, pool_sj=self._pool_sj,
-            pool_t=self._pool_t, pool_l=self._pool_l, scal=self._scal, u_i64=self._u_i64,
-            u_edge=self.u_edge, u_pos_f=self._u_pos_f, u_src=self.u_src, u_nsrc=self.u_nsrc,
-            u_cnt=self.u_cnt, u_nodes=self.u_nodes, u_dist=self.u_dist, seed_i=self._seed_i,
-            seed_f=self._seed_f, mv_i=self._mv_i, mv_f=self._mv_f, ws_f=self._ws_f,
-            ws_i=self._ws_i, best=self._best, best_touched=self._best_touched,
+            **ro, bk=self._bk, pool_sj=pool_sj, pool_t=pool_t, pool_l=pool_l, scal=self._scal,
+            u_i64=self._u_i64, u_edge=self.u_edge, u_pos_f=self._u_pos_f, u_src=self.u_src,
+            u_nsrc=self.u_nsrc, u_cnt=self.u_cnt, u_nodes=self.u_nodes, u_dist=self.u_dist,
+            seed_i=self._seed_i, seed_f=self._seed_f, mv_i=self._mv_i, mv_f=self._mv_f,
+            ws_f=self._ws_f, ws_i=self._ws_i, best=self._best, best_touched=self._best_touched,
             out_slot=self._out_slot, out_f=self._out_f, hq=self._hq)
         self._ctx_a = K.ctx_address(self._ctx) if self._ctx._type == K.CTX_TYPE else 0
+        # no reference here: one kept to pools a move has since outgrown kept them alive
+        # (1.5 MiB on NY with 500 units from 4,096 entries; the first pool now has n)
+        self._pool = None
 
     @property
     def ctx_address(self) -> int:
@@ -166,30 +197,43 @@ class UnitIndex:
 
     def _pools(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The bucket pool arrays as they are now."""
-        if self._ctx is not None:
-            self._pool_sj, self._pool_t, self._pool_l = K.ctx_pools(self._ctx)
-        return self._pool_sj, self._pool_t, self._pool_l
+        if self._pool is None:
+            return K.ctx_pools(self._ctx)  # type: ignore[no-any-return]  # numba
+        return self._pool
 
     # ---- storage -----------------------------------------------------------------
     def _alloc_ws(self, size: int) -> None:
         """Search workspaces of ``size`` >= n columns: the rows tmp_* hold a unit's
         per-source search spaces one after the other, so they need the unit row width
         too (more than n only on tiny graphs)."""
-        self._ws_f = np.empty((5, size), np.float64)
+        self._ws_f = node_array((5, size), np.float64)
         self._ws_f[0] = np.inf
         # dlen (row 1) needs no fill: every kernel writes a node's length with its distance
-        self._ws_i = np.empty((4, size), np.int32)
-        self._ws_i[1] = -1
+        self._ws_i = node_array((4, size), np.int32)
         self._dist, self._dlen, self._hkey, self._tmp_t, self._tmp_l = self._ws_f
         self._hnode, self._hpos, self._touched, self._tmp_node = self._ws_i
+        # hpos (-1 between searches) is filled by the first decrease-key search (_heap_ws):
+        # the nearest-K query and the moves use the lazy heap, so most workers never fill it
+        self._hpos_ready = False
         if self._ctx is not None:
             self._refresh_ctx()
+
+    def _heap_ws(self) -> None:
+        """Make the decrease-key heap's positions ready (Dijkstra fallback, ch_table, routes
+        on files without child arcs); the first such search fills them."""
+        if not self._hpos_ready:
+            self._hpos.fill(-1)
+            self._hpos_ready = True
 
     def _grow_units(self, capacity: int, width: int) -> None:
         old = self.capacity
 
         def grow(arr: np.ndarray | None, shape: tuple[int, ...], dtype: type, fill: float) -> np.ndarray:
-            new: np.ndarray = np.full(shape, fill, dtype=dtype)
+            # node_array: the rows outgrown here go back to the system when freed (the
+            # heap kept them, resident: 0.7 MiB on NY with 500 units)
+            new = node_array(shape, dtype)
+            if fill:
+                new.fill(fill)
             if arr is not None:
                 new[tuple(slice(0, s) for s in arr.shape)] = arr
             return new
@@ -370,6 +414,7 @@ class UnitIndex:
         sf_ = np.array([s.frac for s in seeds], np.float64)
         s_et = np.array([g.edge_time_ds[s.edge] if s.edge >= 0 else 0 for s in seeds], np.float64)
         s_el = np.array([g.edge_length_m[s.edge] if s.edge >= 0 else 0 for s in seeds], np.float64)
+        self._heap_ws()
         cnt = K.dijkstra_nearest_k(
             g.bwd_indptr, g.bwd_tail, g.bwd_edge, self._edge_time, g.edge_length_m,
             self.u_src, self.u_src_t, self.u_src_l, self.u_nsrc, self.u_avail, self.u_type,
@@ -383,7 +428,8 @@ class UnitIndex:
     def _fallback_heads(self) -> np.ndarray:
         """Per-node list heads of the Dijkstra fallback (all -1 between queries)."""
         if self._node_first is None:
-            self._node_first = np.full(self.graph.n_nodes, -1, np.int32)
+            self._node_first = node_array((self.graph.n_nodes,), np.int32)
+            self._node_first.fill(-1)
         return self._node_first
 
     def _nearest_ch(self, s0: Seed, r0: int, s1: Seed, r1: int, n_seeds: int, k: int,
@@ -435,6 +481,7 @@ class UnitIndex:
                 sf[q, i] = s.frac
         out_t = np.empty((self.n_slots, n_p))
         out_l = np.empty((self.n_slots, n_p))
+        self._heap_ws()
         K.ch_table(h.up_b_indptr, h.up_b_head, h.up_b_time_ds, h.up_b_length_m,
                    h.up_f_indptr, h.up_f_head, h.up_f_time_ds,
                    self._b_start, self._b_len, *self._pools(),
@@ -511,6 +558,7 @@ class UnitIndex:
                     return (float(t), length, ws["edges"][:n_e].copy(), self._source(slot, si),
                             seeds[qi], None)
             else:
+                self._heap_ws()
                 t, si, qi, n_e, metres = K.ctx_path(
                     self._ctx, slot, int(rank[s0.node]), float(s0.t_ds), int(rank[s1.node]),
                     float(s1.t_ds), n_seeds, ws["dist_b"], ws["pw"], ws["stack"], ws["edges"])
@@ -523,6 +571,10 @@ class UnitIndex:
             # si == -2: the hierarchy could not be unpacked (never expected): Dijkstra below
         targets = np.array([s.node for s in seeds], np.int64)
         target_t = np.array([s.t_ds for s in seeds], np.float64)
+        self._heap_ws()
+        if "parent" not in ws:  # -1 between searches; only this fallback uses it
+            ws["parent"] = node_array((self.graph.n_nodes,), np.int64)
+            ws["parent"].fill(-1)
         for c in range(int(self.u_nsrc[slot])):
             src_seed = self._source(slot, c)
             t, ti, n_path = K.dijkstra_path(src_seed.node, src_seed.t_ds, g.fwd_indptr,
@@ -550,17 +602,19 @@ class UnitIndex:
             child = h is not None and h.has_child_arcs
             # pw rows: touched_b, par_f, par_b, then arc_f, arc_b (route_kernels.ctx_route)
             # or nodes, ch_node (kernels.ctx_path, files without child arcs)
+            # node_array: most rows are written at a route's nodes only, or from their start
             ws: dict[str, np.ndarray] = {
-                "dist_b": np.full(n, np.inf), "pw": np.empty((5, n), np.int32),
-                "edges": np.empty(n, np.int64), "parent": np.full(n, -1, np.int64),
+                "dist_b": node_array((n,), np.float64), "pw": node_array((5, n), np.int32),
+                "edges": node_array((n,), np.int64),
                 # a route's points (route_line); no_xy: none wanted (same array layout)
-                "xy": np.empty((n + 3, 2)), "no_xy": np.empty((0, 2)),
+                "xy": node_array((n + 3, 2), np.float64), "no_xy": np.empty((0, 2)),
             }
+            ws["dist_b"].fill(np.inf)
             if child:
-                ws["rstack"] = np.empty(n + 64, np.int32)
-                ws["hq_b"] = np.empty((max(n, 2), 2))  # the backward search's heap
+                ws["rstack"] = node_array((n + 64,), np.int32)
+                ws["hq_b"] = node_array((max(n, 2), 2), np.float64)  # the backward search's heap
             else:
-                ws["stack"] = np.empty((n + 2, 3), np.int32)
+                ws["stack"] = node_array((n + 2, 3), np.int32)
                 if h is not None:
                     ws["pw"][4, h.rank] = np.arange(n, dtype=np.int32)
             self._path_ws = ws

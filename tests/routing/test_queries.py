@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import mmap
+import os
 
 import networkx as nx
 import numpy as np
@@ -401,6 +403,65 @@ def test_many_moves_keep_ch_exact(real_graph):
         live = sorted(pos)
         np.testing.assert_allclose(t[live], tf[live], rtol=REL)
     assert tombstones > 0
+
+
+def test_a_pool_the_moves_outgrew_is_freed(real_graph):
+    """The bucket pool lives in the kernels' context: when a move grows it, the arrays it
+    outgrew are freed, not kept by the index (which held the last ones it had asked the
+    context for, as resident as the new ones), and answers stay those of Dijkstra."""
+    from routing import kernels as K
+
+    g = real_graph("liechtenstein.osm.pbf")
+    rng = np.random.default_rng(11)
+    idx = UnitIndex(g, capacity=256)
+
+    def held() -> set[int]:  # the buffers of the arrays the index holds
+        vals = [x for v in vars(idx).values() for x in (v if isinstance(v, tuple) else (v,))]
+        return {a.__array_interface__["data"][0] for a in vals if isinstance(a, np.ndarray)}
+
+    old = {a.__array_interface__["data"][0] for a in idx._pools()}
+    size = len(idx._pools()[1])
+    # freed regions are reused (test_teleports_reuse_the_pool_and_stay_exact), so the pool
+    # grows only with the entries the units hold: place units until a placement grows it
+    units = 0
+    while len(K.ctx_pools(idx._ctx)[1]) == size and units < 2000:
+        idx.set_unit(idx.new_slot(), unit_sources(g, int(rng.integers(g.n_edges)), 0.5),
+                     available=True, type_bits=1, cap_bits=0, tie_key=units)
+        units += 1
+    assert len(K.ctx_pools(idx._ctx)[1]) > size  # grown by a move
+    assert not held() & old
+    for _ in range(300):  # and moves after it
+        idx.move(int(rng.integers(units)), edge=int(rng.integers(g.n_edges)), frac=0.25)
+    for _ in range(10):
+        seeds = incident_seeds(g, int(rng.integers(g.n_edges)), 0.5)
+        a = idx.nearest(seeds, k=5)
+        b = idx.nearest(seeds, k=5, use_ch=False)
+        assert a[0].tolist() == b[0].tolist()
+        np.testing.assert_allclose(a[1], b[1], rtol=REL)
+
+
+@pytest.mark.skipif(not (hasattr(mmap, "MADV_NOHUGEPAGE") and os.path.exists("/proc/self/smaps")),
+                    reason="Linux's madvise flag, read back from /proc")
+def test_node_workspaces_refuse_huge_pages(real_graph):
+    """The per-node workspaces and the bucket pool are written at scattered nodes or from
+    their start: their mappings refuse transparent huge pages, with which one write made
+    2 MiB resident (numpy asks for them on arrays of 4 MiB and more)."""
+    g = real_graph("liechtenstein.osm.pbf")
+    idx = UnitIndex(g)
+    idx.set_unit(idx.new_slot(), [Seed(0, 0.0, 0.0)], available=True, type_bits=1, cap_bits=0,
+                 tie_key=0)
+    maps = []  # (start, end, VmFlags) of every mapping
+    with open("/proc/self/smaps") as fh:
+        for line in fh:
+            head = line.split(maxsplit=1)[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(x, 16) for x in head.split("-"))
+            elif head == "VmFlags:":
+                maps.append((lo, hi, line.split()[1:]))
+    for a in (idx._ws_f, idx._ws_i, idx._hq, idx._bk, *idx._pools(), idx.u_dist):
+        addr = a.__array_interface__["data"][0]
+        flags = [f for lo, hi, f in maps if lo <= addr < hi]
+        assert len(flags) == 1 and "nh" in flags[0]
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
