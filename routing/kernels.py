@@ -345,8 +345,8 @@ def bucket_insert(slot, src_rank, n_src, q_node, q_arc, uf_indptr, uf_l, b_start
         u_bnd[slot, 1] = src_w[1]
     if cnt > u_nodes.shape[1]:
         return pool_sj, pool_t, pool_l, -cnt
+    _prefetch_row(cnt, tmp_node, b_start, b_len, pool_t)
     for j in range(cnt):
-        _prefetch_bucket(j, cnt, tmp_node, b_start, b_len, pool_t)
         v = tmp_node[j]
         lab = 0 if j < split else 1
         u_nodes[slot, j] = v | (lab << LABEL_SHIFT)
@@ -480,23 +480,27 @@ def _bucket_relabel(x, slot, lab, t, new_lab, add_t, add_l, b_start, b_len, pool
 
 
 @njit(cache=True, inline="always")
-def _prefetch_bucket(j, cnt, nodes, b_start, b_len, pool_t):
-    """While entry j of a unit's list is worked on: the bucket record of entry j + 2 and
-    the middle of entry j + 1's bucket (where its binary search starts) into the cache."""
-    if j + 2 < cnt:
-        _prefetch(b_start, nodes[j + 2] & NODE_MASK)
-    if j + 1 < cnt:
-        x = nodes[j + 1] & NODE_MASK
+def _prefetch_row(cnt, nodes, b_start, b_len, pool_t):
+    """Before a unit's whole row of entries is removed or inserted: every entry's bucket
+    record, then the middle of every bucket (where its binary search starts), into the
+    cache, so that the ~60 misses of each kind overlap instead of following one another
+    (in-process A/B, NY teleports, 500 units: removal 7.3 -> 6.2 µs; with the insertion's
+    the same, a teleport 28.4 -> 25.6 µs, against one entry ahead before)."""
+    for j in range(cnt):
+        _prefetch(b_start, nodes[j] & NODE_MASK)
+    for j in range(cnt):
+        x = nodes[j] & NODE_MASK
         _prefetch(pool_t, b_start[x] + (b_len[x] >> 1))
 
 
 @njit(cache=True)
 def bucket_remove(slot, b_start, b_len, b_cap, pool_sj, pool_t, pool_l, scal, u_cnt, u_nodes,
                   u_dist):
-    """Remove all of a unit's entries (each found as _bucket_drop says)."""
+    """Remove all of a unit's entries (each found as _bucket_drop says), after the bucket
+    records and then the middle of every bucket are asked into the cache (_prefetch_row)."""
     cnt = u_cnt[slot]
+    _prefetch_row(cnt, u_nodes[slot], b_start, b_len, pool_t)
     for j in range(cnt):
-        _prefetch_bucket(j, cnt, u_nodes[slot], b_start, b_len, pool_t)
         v = u_nodes[slot, j]
         _bucket_drop(v & NODE_MASK, slot, v >> LABEL_SHIFT, u_dist[slot, j], b_start, b_len,
                      b_cap, pool_sj, pool_t, pool_l, scal)
