@@ -127,9 +127,15 @@ async def test_dispatch_board_and_mdt_in_real_browsers(sf_api: Api, sffd_station
                 inc["id"], timeout_s=BOARD_LAG_S, what="incident on the board")
             dispatch_to_board_s = time.monotonic() - t0
             assert await pool.fetchval("SELECT status FROM units WHERE id = $1", unit) == "dispatched"
-            await disp.wait_for("return !document.querySelector('#detail').hidden "
-                                "&& document.querySelector('#detail .timeline li')",
-                                what="incident detail with its timeline")
+            # the detail opens with the call's first timeline entry and fills in as its
+            # events arrive: wait for the narrative and the dispatch themselves (under load
+            # the text was read between the two, 2026-11-30)
+            await disp.wait_for(
+                "const d = document.querySelector('#detail');"
+                "return !d.hidden && d.querySelector('.timeline li')"
+                " && d.textContent.includes(arguments[0]) && d.textContent.includes(arguments[1])",
+                "car burning under the overpass", f"{unit} dispatched",
+                what="incident detail with the narrative and the dispatch in its timeline")
             detail = await disp.js("return document.querySelector('#detail').textContent")
             assert "car burning under the overpass" in detail and f"{unit} dispatched" in detail
             await _accessible(disp, "dispatch-detail")
@@ -323,6 +329,67 @@ async def test_dispatch_board_and_mdt_in_real_browsers(sf_api: Api, sffd_station
     finally:
         await link.close()
         await mdt_link.close()
+
+
+# The page's fetch, with the first answer for one incident's detail held back until the test
+# releases it (window.__release): the network, or a loaded server, answering an older request
+# last. __held becomes 'handled' in the task after the page has read that answer's body, so
+# everything the page does with it synchronously (all of showDetail up to its next await) is
+# done by then.
+_HOLD_FIRST_DETAIL = """
+const orig = window.fetch;
+window.__held = 'waiting';
+window.fetch = async (url, opts) => {
+  const r = await orig(url, opts);
+  if (window.__held === 'waiting' && /\\/api\\/v1\\/incidents\\/\\d+$/.test(String(url))
+      && !(opts && opts.method && opts.method !== 'GET')) {
+    window.__held = 'holding';
+    await new Promise((done) => { window.__release = done; });
+    const text = r.text.bind(r);
+    r.text = async () => {
+      const t = await text();
+      setTimeout(() => { window.__held = 'handled'; }, 0);
+      return t;
+    };
+  }
+  return r;
+};
+"""
+
+
+async def test_the_detail_keeps_the_newest_answer_when_an_older_one_comes_last(
+        sf_api: Api, sffd_stations) -> None:
+    """Taking a call opens its detail (the incident pending) and dispatching opens it again:
+    when the first answer arrives after the second, the panel must keep the dispatch, not
+    paint the call as still pending with no unit on the way (it did: a console test on a
+    loaded machine read "pending" after the dispatch, 2026-11-30)."""
+    running = sf_api.running
+    await _seed(sf_api, sffd_stations)
+    user, pw = await make_user(running.pool, "dispatcher")
+    with browsers("dispatcher-race") as (disp,):
+        await disp.login(running.base_url, "dispatch", user, pw)
+        await disp.js(_HOLD_FIRST_DETAIL)
+        await disp.run(lambda: disp.driver.find_element("css selector", "#in-type")
+                       .send_keys("VEHFIRE"))
+        await disp.type_into("#in-location", INTERSECTION)
+        await disp.type_into("#in-narrative", "late answer check")
+        await disp.keys("#in-narrative", "\ue009\ue007")   # Ctrl+Enter: create, recommend
+        await disp.wait_for("return document.querySelector('#picks tbody tr')",
+                            what="recommendation")
+        assert await disp.js("return window.__held") == "holding"  # the first detail waits
+        unit = await disp.js("return document.querySelector('#picks tbody tr').dataset.unit")
+        await disp.wait_for(
+            "return document.activeElement && document.activeElement.id === 'dispatch-picks'",
+            what="the dispatch button has the focus")
+        await disp.keys("#dispatch-picks", "\ue007")   # Enter: dispatch
+        await disp.wait_for("return document.querySelector('#detail').textContent"
+                            ".includes(arguments[0])", f"{unit} dispatched",
+                            what="the detail after the dispatch")
+        await disp.js("window.__release()")
+        await disp.wait_for("return window.__held === 'handled'", what="the late answer handled")
+        detail = await disp.js("return document.querySelector('#detail').textContent")
+        assert f"{unit} dispatched" in detail and "· pending" not in detail, detail
+        await disp.screenshot("detail-after-late-answer")
 
 
 async def test_a_board_too_far_behind_resyncs_to_what_the_server_holds(

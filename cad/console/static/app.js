@@ -242,9 +242,10 @@ function drawRoutes(mapId) {
   }
 }
 
-async function loadRoutes(mapId, unitIds, incidentId) {
+async function loadRoutes(mapId, unitIds, incidentId, isCurrent = () => true) {
   const got = await Promise.allSettled(unitIds.map((u) =>
     api("GET", `units/${encodeURIComponent(u)}/route?incident_id=${incidentId}`)));
+  if (!isCurrent()) return null;  // a newer view asked for routes meanwhile: its own are drawn
   S.routes[mapId] = got.filter((g) => g.status === "fulfilled").map((g) => g.value);
   drawRoutes(mapId);
   return S.routes[mapId];
@@ -651,11 +652,19 @@ async function dispatch(id, unitIds, reason = "") {
 }
 
 /* ---------------------------------------------------------------- incident detail */
+// Each showDetail call draws only if no later one has started: creating a call opens its
+// detail and dispatching it opens it again, and when the first answer came back last (a loaded
+// server) it painted the incident as still pending, with no unit on the way, after the dispatch.
+let detailSeq = 0;
+
 async function showDetail(id) {
+  const seq = ++detailSeq;
+  const current = () => seq === detailSeq;
   S.detailId = id;
   const panel = $("#detail");
   try {
     const i = await api("GET", `incidents/${id}`);
+    if (!current()) return;
     const timeline = [["received", i.received_at], ["answered", i.answered_at], ["created", i.created_at],
       ["first dispatched", i.first_dispatched_at], ["first en route", i.first_en_route_at],
       ["first on scene", i.first_on_scene_at], ["cleared", i.cleared_at], ["closed", i.closed_at]];
@@ -695,7 +704,9 @@ async function showDetail(id) {
         catch (e) { flash(e.message); }
       }}));
     const active = i.units.filter((a) => !a.cleared_at && !a.on_scene_at).map((a) => a.unit_id);
-    const routes = active.length && i.lat != null ? await loadRoutes("map-dispatch", active, id) : [];
+    const routes = active.length && i.lat != null
+      ? await loadRoutes("map-dispatch", active, id, current) : [];
+    if (!current()) return;
     if (!active.length) { S.routes["map-dispatch"] = []; drawRoutes("map-dispatch"); }
     if (S.detailId === id) {
       $("#detail-routes").replaceChildren(...(routes.length
