@@ -77,7 +77,7 @@ async def get(conn: asyncpg.Connection | asyncpg.Pool, *, feedback_id: int,
     lock = " FOR UPDATE OF f" if for_update else ""
     row: asyncpg.Record | None = await conn.fetchrow(
         f"SELECT {_SUMMARY}, f.reference, f.description, f.occurred_at, f.contact_name, "
-        "f.contact_email, f.contact_phone, f.language, f.public_response, "
+        "f.contact_email, f.contact_phone, f.contact_erased_at, f.language, f.public_response, "
         "(SELECT i.id FROM incidents i WHERE i.agency = f.agency "
         " AND i.number = f.incident_number ORDER BY i.id LIMIT 1) AS incident_id, "
         "(SELECT u.id FROM units u WHERE u.agency = f.agency AND u.id = f.unit_ref) AS unit_id "

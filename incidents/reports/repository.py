@@ -11,7 +11,7 @@ import asyncpg
 # Every column but the contact: what staff lists and views are made of.
 _COLUMNS = """id, tracking, agency, report_type, description, location_text, lat, lon,
 occurred_at, language, via, status, submitted_at, decided_at, decided_by, accepted_as,
-incident_id, public_reason, staff_note,
+incident_id, public_reason, staff_note, contact_erased_at,
 (contact_name IS NOT NULL OR contact_phone IS NOT NULL OR contact_email IS NOT NULL)
   AS has_contact"""
 
@@ -60,9 +60,11 @@ async def get_report(conn: asyncpg.Connection | asyncpg.Pool, *, report_id: int,
 
 async def contact(conn: asyncpg.Connection | asyncpg.Pool, *, report_id: int,
                   agencies: list[str] | None) -> asyncpg.Record | None:
-    """The reporter's personal data: the service audits every call."""
+    """The reporter's personal data, and when the retention sweep erased it (cad.retention):
+    the service audits every call."""
     row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT id, contact_name, contact_phone, contact_email FROM public_reports"
+        "SELECT id, contact_name, contact_phone, contact_email, contact_erased_at"
+        " FROM public_reports"
         " WHERE id = $1 AND ($2::text[] IS NULL OR agency = ANY($2))", report_id, agencies)
     return row
 
