@@ -255,11 +255,12 @@ def db_prune(batch: int = typer.Option(20_000, min=100, help="Rows per delete tr
     CAD_IDEMPOTENCY_RETENTION_S) and erase the contact data of online reports and feedback
     cases decided more than CAD_CONTACT_RETENTION_DAYS ago, as the server's hourly sweeper does."""
     from cad import db, retention
+    from cad.wiring import CONTACT_ERASERS
 
     settings = Settings()
 
     async def go(pool: Any) -> retention.PruneResult:
-        return await retention.prune(pool, settings, batch=batch)
+        return await retention.prune(pool, settings, erasers=CONTACT_ERASERS, batch=batch)
 
     result = db.run_with_pool(go)
     if not result.ran:
@@ -272,8 +273,8 @@ def db_prune(batch: int = typer.Option(20_000, min=100, help="Rows per delete tr
     days = settings.contact_retention_days
     after = (f"decided more than {days} days ago" if days
              else "none: CAD_CONTACT_RETENTION_DAYS=0 keeps them")
-    out.print(f"erased the contact of {result.report_contacts:,} online reports and "
-              f"{result.feedback_contacts:,} feedback cases ({after})")
+    out.print(f"erased the contact of {result.contacts['public_reports']:,} online reports and "
+              f"{result.contacts['feedback']:,} feedback cases ({after})")
 
 
 @db_app.command("prune-events")

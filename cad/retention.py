@@ -11,8 +11,9 @@ Contact data (name, phone, email) that the public left with an online report or 
 case is personal data kept for a purpose: reaching the person while the case is worked, and
 for a while after (follow-up questions, appeals). ``contact_retention_days`` after the
 decision (a report accepted or declined; a feedback case resolved or closed) the same sweep
-sets those columns to NULL and stamps ``contact_erased_at``; the case itself stays, and cases
-not yet decided are never touched. A sweep that erased anything writes one audit record
+sets those columns to NULL and stamps ``contact_erased_at`` (the UPDATE is the owning
+repository's, handed in as a ``ContactEraser``); the case itself stays, and cases not yet
+decided are never touched. A sweep that erased anything writes one audit record
 (``contact.erase``, actor ``system:retention``) with the counts.
 
 Kept for good: incidents, the event log, unit status history, recommendations, timer alerts
@@ -23,7 +24,9 @@ audit trail has its own chain-preserving prune (cad.security.audit).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 import structlog
@@ -50,34 +53,16 @@ DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
      WHERE created_at < clock_timestamp() - make_interval(secs => $1) LIMIT $2))
 """
 
-# Contact erasure, by id batches found through the partial indexes of migration 0020 (decided
-# rows that still hold contact data). The outer WHERE repeats the condition: under READ
-# COMMITTED an UPDATE re-checks it on a row changed meanwhile, so a feedback case reopened
-# (resolved -> investigating) between the inner scan and the update keeps its contact.
-_DECIDED_REPORT = """
-decided_at IS NOT NULL AND decided_at < clock_timestamp() - make_interval(days => $1)
-AND (contact_name IS NOT NULL OR contact_phone IS NOT NULL OR contact_email IS NOT NULL)
-"""
-_ERASE_REPORTS = f"""
-UPDATE public_reports
-   SET contact_name = NULL, contact_phone = NULL, contact_email = NULL,
-       contact_erased_at = clock_timestamp()
- WHERE id = ANY(ARRAY(SELECT id FROM public_reports WHERE {_DECIDED_REPORT} LIMIT $2))
-   AND {_DECIDED_REPORT}
-"""
-# A case is decided at its resolution or closure (the later, when a resolved case was closed).
-_DECIDED_FEEDBACK = """
-status IN ('resolved', 'closed')
-AND coalesce(closed_at, resolved_at) < clock_timestamp() - make_interval(days => $1)
-AND (contact_name IS NOT NULL OR contact_phone IS NOT NULL OR contact_email IS NOT NULL)
-"""
-_ERASE_FEEDBACK = f"""
-UPDATE feedback
-   SET contact_name = NULL, contact_phone = NULL, contact_email = NULL,
-       contact_erased_at = clock_timestamp()
- WHERE id = ANY(ARRAY(SELECT id FROM feedback WHERE {_DECIDED_FEEDBACK} LIMIT $2))
-   AND {_DECIDED_FEEDBACK}
-"""
+
+@dataclass(frozen=True)
+class ContactEraser:
+    """One table's contact erasure. The SQL lives with the table's owner (the repository of
+    online reports, of feedback); ``cad.wiring`` hands the sweep the erasers of the packages
+    it wires (``CONTACT_ERASERS``), so this module knows no domain table."""
+
+    name: str  # the key of the counts in the audit record, the log and PruneResult
+    # (conn, days, batch) -> rows erased: at most ``batch`` rows decided over ``days`` ago
+    erase: Callable[[asyncpg.Connection, int, int], Awaitable[int]]
 
 
 @dataclass(frozen=True)
@@ -85,26 +70,37 @@ class PruneResult:
     ran: bool  # False: another worker held the sweep lock
     unit_positions: int = 0
     idempotency_keys: int = 0
-    report_contacts: int = 0    # online reports whose contact was erased
-    feedback_contacts: int = 0  # feedback cases whose contact was erased
+    # eraser name -> rows whose contact was erased (every eraser run, zeros included)
+    contacts: dict[str, int] = field(default_factory=dict)
 
 
 async def _batched(conn: asyncpg.Connection, sql: str, arg: float, batch: int) -> int:
-    """Run ``sql`` (a DELETE or UPDATE of at most ``batch`` rows) until a batch is short."""
+    async def run(c: asyncpg.Connection, a: float, b: int) -> int:
+        status = await c.execute(sql, a, b)
+        return int(status.split()[-1])
+
+    return await _repeat(conn, run, arg, batch)
+
+
+async def _repeat(conn: asyncpg.Connection, step: Callable[[asyncpg.Connection, Any, int],
+                                                           Awaitable[int]],
+                  arg: Any, batch: int) -> int:
+    """Run ``step`` (at most ``batch`` rows, its own transaction) until a batch comes back
+    short."""
     total = 0
     while True:
-        status = await conn.execute(sql, arg, batch)
-        n = int(status.split()[-1])
+        n = await step(conn, arg, batch)
         total += n
         if n < batch:
             return total
         await asyncio.sleep(0)  # let the rest of the worker run between batches
 
 
-async def prune(pool: asyncpg.Pool, settings: Settings, *, batch: int = DEFAULT_BATCH) -> PruneResult:
+async def prune(pool: asyncpg.Pool, settings: Settings, *, erasers: Sequence[ContactEraser],
+                batch: int = DEFAULT_BATCH) -> PruneResult:
     """Delete AVL breadcrumbs older than ``avl_retention_days`` (0 keeps them) and
-    idempotency keys older than ``idempotency_retention_s``; erase the contact data of reports
-    and feedback cases decided more than ``contact_retention_days`` ago (0 keeps it)."""
+    idempotency keys older than ``idempotency_retention_s``; erase, through ``erasers``, the
+    contact data of cases decided more than ``contact_retention_days`` ago (0 keeps it)."""
     async with pool.acquire() as conn:
         if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", SWEEP_LOCK):
             return PruneResult(ran=False)
@@ -113,33 +109,32 @@ async def prune(pool: asyncpg.Pool, settings: Settings, *, batch: int = DEFAULT_
             if settings.avl_retention_days > 0:
                 positions = await _batched(conn, _PRUNE_POSITIONS, settings.avl_retention_days, batch)
             keys = await _batched(conn, _PRUNE_KEYS, settings.idempotency_retention_s, batch)
-            reports = feedback = 0
             days = settings.contact_retention_days
+            contacts = {e.name: 0 for e in erasers}
             if days > 0:
-                reports = await _batched(conn, _ERASE_REPORTS, days, batch)
-                feedback = await _batched(conn, _ERASE_FEEDBACK, days, batch)
-            if reports or feedback:
+                for e in erasers:
+                    contacts[e.name] = await _repeat(conn, e.erase, days, batch)
+            if any(contacts.values()):
                 # One record per sweep, after the batches: the rows themselves carry
                 # contact_erased_at, so a worker dying in between leaves the erasure visible.
-                await audit_now(conn, SYSTEM, "contact.erase", details={
-                    "public_reports": reports, "feedback": feedback, "retention_days": days})
+                await audit_now(conn, SYSTEM, "contact.erase",
+                                details={**contacts, "retention_days": days})
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", SWEEP_LOCK)
     return PruneResult(ran=True, unit_positions=positions, idempotency_keys=keys,
-                       report_contacts=reports, feedback_contacts=feedback)
+                       contacts=contacts)
 
 
-async def run_sweeper(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Event) -> None:
+async def run_sweeper(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Event, *,
+                      erasers: Sequence[ContactEraser]) -> None:
     """Prune at start-up, then every ``retention_sweep_interval_s``, until ``stop`` is set."""
     while True:
         try:
-            result = await prune(pool, settings)
-            if (result.unit_positions or result.idempotency_keys or result.report_contacts
-                    or result.feedback_contacts):
+            result = await prune(pool, settings, erasers=erasers)
+            if result.unit_positions or result.idempotency_keys or any(result.contacts.values()):
                 log.info("retention_pruned", unit_positions=result.unit_positions,
                          idempotency_keys=result.idempotency_keys,
-                         report_contacts_erased=result.report_contacts,
-                         feedback_contacts_erased=result.feedback_contacts)
+                         contacts_erased=result.contacts)
         except Exception:  # retried next round; serving goes on
             log.exception("retention_sweep_failed")
         try:

@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 
 from cad import retention
 from cad.settings import Settings
+from cad.wiring import CONTACT_ERASERS
 from incidents.feedback.service import new_reference
 from incidents.reports.service import new_tracking
 
@@ -127,8 +128,8 @@ async def test_contact_of_cases_decided_long_ago_is_erased_and_nothing_else(pool
     before = [dict(r) for r in await pool.fetch(kept_columns)]
     started = datetime.now(UTC)
     # batches of 2: the sweep loops until a batch comes back short
-    result = await retention.prune(pool, settings, batch=2)
-    assert (result.report_contacts, result.feedback_contacts) == (4, 3)
+    result = await retention.prune(pool, settings, erasers=CONTACT_ERASERS, batch=2)
+    assert result.contacts == {"public_reports": 4, "feedback": 3}
 
     reports = await _state(pool, "public_reports", seeded["reports"])
     assert _erased(reports) == REPORTS_DUE
@@ -161,8 +162,8 @@ async def test_contact_of_cases_decided_long_ago_is_erased_and_nothing_else(pool
                                             "retention_days": DAYS}
 
     # idempotent: a second sweep finds nothing, and writes no audit record
-    again = await retention.prune(pool, settings, batch=2)
-    assert again == retention.PruneResult(ran=True)
+    again = await retention.prune(pool, settings, erasers=CONTACT_ERASERS, batch=2)
+    assert again == retention.PruneResult(ran=True, contacts={"public_reports": 0, "feedback": 0})
     assert _erased(await _state(pool, "public_reports", seeded["reports"])) == REPORTS_DUE
     assert len(await _erase_audits(pool)) == 1
 
@@ -170,15 +171,15 @@ async def test_contact_of_cases_decided_long_ago_is_erased_and_nothing_else(pool
 async def test_zero_keeps_contact_data_for_ever_and_a_shorter_period_erases_more(pool, settings):
     seeded = await _seed(pool)
     forever = settings.model_copy(update={"contact_retention_days": 0})
-    result = await retention.prune(pool, forever)
-    assert (result.ran, result.report_contacts, result.feedback_contacts) == (True, 0, 0)
+    result = await retention.prune(pool, forever, erasers=CONTACT_ERASERS)
+    assert (result.ran, result.contacts) == (True, {"public_reports": 0, "feedback": 0})
     assert _erased(await _state(pool, "public_reports", seeded["reports"])) == set()
     assert _erased(await _state(pool, "feedback", seeded["feedback"])) == set()
     assert await _erase_audits(pool) == []
 
     week = settings.model_copy(update={"contact_retention_days": 7})
-    result = await retention.prune(pool, week)
-    assert (result.report_contacts, result.feedback_contacts) == (6, 4)
+    result = await retention.prune(pool, week, erasers=CONTACT_ERASERS)
+    assert result.contacts == {"public_reports": 6, "feedback": 4}
     assert _erased(await _state(pool, "public_reports", seeded["reports"])) == REPORTS_DUE | {
         "declined_just_inside", "accepted_recently"}
     # closed 3 days ago is inside a week still; the open cases stay open with their contact
@@ -193,11 +194,13 @@ async def test_no_erasure_while_another_worker_sweeps(pool, settings):
     async with pool.acquire() as other:
         assert await other.fetchval("SELECT pg_try_advisory_lock($1)", retention.SWEEP_LOCK)
         try:
-            assert await retention.prune(pool, settings) == retention.PruneResult(ran=False)
+            result = await retention.prune(pool, settings, erasers=CONTACT_ERASERS)
+            assert result == retention.PruneResult(ran=False)
         finally:
             await other.execute("SELECT pg_advisory_unlock($1)", retention.SWEEP_LOCK)
     assert _erased(await _state(pool, "public_reports", seeded["reports"])) == set()
-    assert (await retention.prune(pool, settings)).report_contacts == 4
+    result = await retention.prune(pool, settings, erasers=CONTACT_ERASERS)
+    assert result.contacts == {"public_reports": 4, "feedback": 3}
 
 
 async def test_the_sweeper_logs_the_erasures(pool, settings):
@@ -205,9 +208,10 @@ async def test_the_sweeper_logs_the_erasures(pool, settings):
     stop = asyncio.Event()
     stop.set()  # one round, then return
     with capture_logs() as logs:
-        await asyncio.wait_for(retention.run_sweeper(pool, settings, stop), timeout=30)
+        await asyncio.wait_for(
+            retention.run_sweeper(pool, settings, stop, erasers=CONTACT_ERASERS), timeout=30)
     [line] = [x for x in logs if x["event"] == "retention_pruned"]
-    assert (line["report_contacts_erased"], line["feedback_contacts_erased"]) == (4, 3)
+    assert line["contacts_erased"] == {"public_reports": 4, "feedback": 3}
 
 
 async def test_cli_prune_reports_the_erasures(pool, database_url):
