@@ -22,6 +22,7 @@ from cad.settings import Settings
 from cad.wiring import CONTACT_ERASERS
 from incidents.feedback.service import new_reference
 from incidents.reports.service import new_tracking
+from tests.support import running_app
 
 DAYS = 365  # the default
 PAST = timedelta(days=DAYS, minutes=5)      # decided just past the period
@@ -212,6 +213,16 @@ async def test_the_sweeper_logs_the_erasures(pool, settings):
             retention.run_sweeper(pool, settings, stop, erasers=CONTACT_ERASERS), timeout=30)
     [line] = [x for x in logs if x["event"] == "retention_pruned"]
     assert line["contacts_erased"] == {"public_reports": 4, "feedback": 3}
+
+
+async def test_the_server_sweeps_contacts_at_start(pool, settings):
+    seeded = await _seed(pool)
+    async with running_app(settings):
+        pass  # the sweeper's first round runs at start; stopping waits for it
+    assert _erased(await _state(pool, "public_reports", seeded["reports"])) == REPORTS_DUE
+    assert _erased(await _state(pool, "feedback", seeded["feedback"])) == FEEDBACK_DUE
+    [audit] = await _erase_audits(pool)
+    assert audit["details"] == {"public_reports": 4, "feedback": 3, "retention_days": DAYS}
 
 
 async def test_cli_prune_reports_the_erasures(pool, database_url):
