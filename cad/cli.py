@@ -252,13 +252,15 @@ def db_migrate() -> None:
 @db_app.command("prune")
 def db_prune(batch: int = typer.Option(20_000, min=100, help="Rows per delete transaction.")) -> None:
     """Delete AVL breadcrumbs and idempotency keys past their retention (CAD_AVL_RETENTION_DAYS,
-    CAD_IDEMPOTENCY_RETENTION_S), as the server's hourly sweeper does."""
+    CAD_IDEMPOTENCY_RETENTION_S) and erase the contact data of online reports and feedback
+    cases decided more than CAD_CONTACT_RETENTION_DAYS ago, as the server's hourly sweeper does."""
     from cad import db, retention
+    from cad.wiring import CONTACT_ERASERS
 
     settings = Settings()
 
     async def go(pool: Any) -> retention.PruneResult:
-        return await retention.prune(pool, settings, batch=batch)
+        return await retention.prune(pool, settings, erasers=CONTACT_ERASERS, batch=batch)
 
     result = db.run_with_pool(go)
     if not result.ran:
@@ -268,6 +270,11 @@ def db_prune(batch: int = typer.Option(20_000, min=100, help="Rows per delete tr
             else "none: CAD_AVL_RETENTION_DAYS=0 keeps them")
     out.print(f"pruned {result.unit_positions:,} AVL breadcrumbs ({keep}) and "
               f"{result.idempotency_keys:,} idempotency keys")
+    days = settings.contact_retention_days
+    after = (f"decided more than {days} days ago" if days
+             else "none: CAD_CONTACT_RETENTION_DAYS=0 keeps them")
+    out.print(f"erased the contact of {result.contacts['public_reports']:,} online reports and "
+              f"{result.contacts['feedback']:,} feedback cases ({after})")
 
 
 @db_app.command("prune-events")

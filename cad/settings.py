@@ -38,6 +38,8 @@ def data_dir_from_env() -> Path:
 
 
 NUMBA_CACHE_SUBDIR = "numba-cache"
+# A century: longer is "for ever" (0), and keeps the cutoff within PostgreSQL's dates.
+CONTACT_RETENTION_MAX_DAYS = 36_500
 
 
 def routing_sources_digest(package_dir: Path | None = None) -> str:
@@ -220,6 +222,15 @@ class Settings(BaseSettings):
     avl_retention_days: int = Field(
         default=90, ge=0, description="AVL breadcrumbs (unit_positions) older than this are "
         "pruned; 0 = keep them all (at 2,000 units x 1 Hz that is ~173 M rows a day).")
+    contact_retention_days: int = Field(
+        default=365, description="Days the public's contact data (name, phone, email of online "
+        "reports and feedback cases) is kept after the case was decided (a report accepted or "
+        "declined, a feedback case resolved or closed); then the retention sweep erases it and "
+        "the case stays. 0 = keep it for ever. 365: a year covers the follow-up questions, "
+        "appeals and re-opened complaints of a decided case, and matches the audit trail's "
+        "retention (CAD_AUDIT_RETENTION_DAYS), so the record of who read a contact lasts as "
+        "long as the contact. An agency's records schedule may ask for more (complaints "
+        "under litigation hold) or less.")
     # --- community alerts (incidents/alerts, docs/alerts.md) --------------------------------
     alert_languages: list[str] = Field(
         default=["en", "es"], min_length=1,
@@ -241,7 +252,8 @@ class Settings(BaseSettings):
         default="alerts@localhost", description="From: address of alert emails.")
     retention_sweep_interval_s: float = Field(
         default=3600.0, ge=0, description="How often a worker prunes AVL breadcrumbs and "
-        "idempotency keys (cad.retention); 0 = no sweeper task (run `cad db prune`).")
+        "idempotency keys and erases expired contact data (cad.retention); 0 = no sweeper task "
+        "(run `cad db prune`).")
 
     # --- plausible input (cad.plausible): times and places every write is checked against ---
     time_earliest: datetime = Field(
@@ -258,6 +270,17 @@ class Settings(BaseSettings):
     service_area_margin_m: float = Field(
         default=10_000.0, ge=0, description="Margin around the road graph's bounding box when "
         "no service_area is configured (mutual aid just past the county line stays possible).")
+
+    @field_validator("contact_retention_days")
+    @classmethod
+    def _contact_days(cls, value: int) -> int:
+        # A negative period would erase contact data of cases decided in the future, i.e.
+        # every decided case at once: refused at start rather than read as "0" or "now".
+        if not 0 <= value <= CONTACT_RETENTION_MAX_DAYS:
+            raise ValueError(
+                f"CAD_CONTACT_RETENTION_DAYS is days from 1 to {CONTACT_RETENTION_MAX_DAYS}, "
+                f"or 0 to keep contact data for ever; got {value}")
+        return value
 
     @field_validator("time_earliest")
     @classmethod

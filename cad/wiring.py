@@ -35,11 +35,13 @@ from incidents.deps import IncidentsDeps, incidents_deps
 from incidents.dispatch import timers
 from incidents.dispatch.board import board_snapshot, unit_snapshot
 from incidents.dispatch.deps import DispatchDeps, dispatch_deps
+from incidents.feedback import repository as feedback_repo
 from incidents.feedback.deps import FeedbackDeps, feedback_deps
 from incidents.geocode import StreetIndex
 from incidents.geocoding.index import GeocoderRef
 from incidents.geocoding.service import describe, load_geocoder, run_refresher
 from incidents.public.challenge import challenger_from_settings
+from incidents.reports import repository as reports_repo
 from incidents.reports.deps import ReportsDeps, reports_deps
 from routing import basemap
 from routing.service import RoutingService
@@ -52,6 +54,13 @@ from ws_gateway.gateway import Gateway
 from ws_gateway.ports import GatewayPorts
 
 log = structlog.get_logger("cad.wiring")
+
+# The tables holding the public's contact data, erased by the retention sweep (cad.retention)
+# CAD_CONTACT_RETENTION_DAYS after the case's decision; names key the sweep's counts.
+CONTACT_ERASERS = (
+    retention.ContactEraser("public_reports", reports_repo.erase_expired_contacts),
+    retention.ContactEraser("feedback", feedback_repo.erase_expired_contacts),
+)
 
 
 @dataclass
@@ -247,5 +256,6 @@ async def _start_domain(app: FastAPI, settings: Settings, pool: asyncpg.Pool,
                                              challenger=challenger))
     if settings.retention_sweep_interval_s > 0:
         rt.tasks.append(asyncio.create_task(
-            retention.run_sweeper(pool, settings, rt.stop), name="retention-sweeper"))
+            retention.run_sweeper(pool, settings, rt.stop, erasers=CONTACT_ERASERS),
+            name="retention-sweeper"))
     return rt

@@ -292,7 +292,10 @@ async def staff_stats(deps: FeedbackDep, scope: CurrentScope,
 
 
 @router.get("/api/v1/feedback/{feedback_id}", response_model=FeedbackDetail,
-            summary="One case in full, with the submitter's contact data (every read audited)")
+            summary="One case in full, with the submitter's contact data (every read audited)",
+            description="After CAD_CONTACT_RETENTION_DAYS from its resolution or closure the "
+                        "case's contact is erased: still 200, the case in full, with null "
+                        "contact fields and `contact.erased_at` set.")
 async def get_feedback(feedback_id: FeedbackId, deps: FeedbackDep, ctx: Context,
                        scope: CurrentScope) -> dict[str, Any]:
     return await service.get(deps=deps, ctx=ctx, scope=scope, feedback_id=feedback_id)

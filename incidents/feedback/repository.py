@@ -1,7 +1,8 @@
-"""All SQL of feedback: ``feedback`` and ``feedback_notes`` (migration 0016), which this
-package owns. Staff reads also look up, read only, the incident and the unit a submission
-names (``incidents``, ``units``), and whether an assignee may take a case (``users``).
-Whether an agency takes feedback at all is ``incidents.public.repository.has_public_reviewer``."""
+"""All SQL of feedback: ``feedback`` and ``feedback_notes`` (migrations 0016, 0020), which
+this package owns; the retention sweep (cad.retention) runs ``erase_expired_contacts``. Staff
+reads also look up, read only, the incident and the unit a submission names (``incidents``,
+``units``), and whether an assignee may take a case (``users``). Whether an agency takes
+feedback at all is ``incidents.public.repository.has_public_reviewer``."""
 
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ async def get(conn: asyncpg.Connection | asyncpg.Pool, *, feedback_id: int,
     lock = " FOR UPDATE OF f" if for_update else ""
     row: asyncpg.Record | None = await conn.fetchrow(
         f"SELECT {_SUMMARY}, f.reference, f.description, f.occurred_at, f.contact_name, "
-        "f.contact_email, f.contact_phone, f.language, f.public_response, "
+        "f.contact_email, f.contact_phone, f.contact_erased_at, f.language, f.public_response, "
         "(SELECT i.id FROM incidents i WHERE i.agency = f.agency "
         " AND i.number = f.incident_number ORDER BY i.id LIMIT 1) AS incident_id, "
         "(SELECT u.id FROM units u WHERE u.agency = f.agency AND u.id = f.unit_ref) AS unit_id "
@@ -145,3 +146,27 @@ async def counts(conn: asyncpg.Connection | asyncpg.Pool, *, agencies: list[str]
         "FROM feedback f WHERE ($1::text[] IS NULL OR f.agency = ANY($1)) "
         "AND f.received_at >= $2 GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
         agencies, since, tz))
+
+
+# Resolved or closed cases that still hold contact data, decided more than $1 days ago: a case
+# is decided at its resolution or closure (a resolved case closed afterwards: at the closure).
+# The partial index feedback_contact_due_idx (migration 0020) finds exactly these, the cutoff
+# an index condition (statement_timestamp() is stable, clock_timestamp() is not). The outer
+# WHERE repeats the condition: under READ COMMITTED the UPDATE re-checks it on a row changed
+# since the inner scan, so a case reopened meanwhile (resolved -> investigating) keeps its
+# contact.
+_CONTACT_DUE = """status IN ('resolved', 'closed')
+AND coalesce(closed_at, resolved_at) < statement_timestamp() - make_interval(days => $1)
+AND (contact_name IS NOT NULL OR contact_phone IS NOT NULL OR contact_email IS NOT NULL)"""
+
+
+async def erase_expired_contacts(conn: asyncpg.Connection, days: int, batch: int) -> int:
+    """Erase (set NULL, stamp ``contact_erased_at``) the contact of at most ``batch`` cases
+    resolved or closed more than ``days`` ago; how many. Open cases are never touched, however
+    old; a case without contact is not stamped (it has nothing to erase)."""
+    status = await conn.execute(
+        "UPDATE feedback SET contact_name = NULL, contact_phone = NULL, contact_email = NULL,"
+        " contact_erased_at = clock_timestamp()"
+        f" WHERE id = ANY(ARRAY(SELECT id FROM feedback WHERE {_CONTACT_DUE} LIMIT $2))"
+        f" AND {_CONTACT_DUE}", days, batch)
+    return int(status.split()[-1])

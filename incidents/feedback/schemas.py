@@ -132,9 +132,16 @@ class FeedbackSummary(Out):
 
 
 class Contact(Out):
+    """The submitter's contact. All null with ``erased_at`` null: none was given; with
+    ``erased_at`` set: erased under the retention period, and cannot be recovered."""
+
     name: str | None
     email: str | None
     phone: str | None
+    erased_at: datetime | None = Field(
+        description="When the retention sweep erased the contact (CAD_CONTACT_RETENTION_DAYS "
+                    "after the case was resolved or closed); null while it is kept or none "
+                    "was given.")
 
 
 class NoteOut(Out):

@@ -163,7 +163,7 @@ async def queue(*, deps: FeedbackDeps, ctx: RequestContext, scope: Scope,
 def _detail(row: Any, notes: Iterable[Any]) -> dict[str, Any]:
     out = dict(row)
     out["contact"] = {"name": out.pop("contact_name"), "email": out.pop("contact_email"),
-                      "phone": out.pop("contact_phone")}
+                      "phone": out.pop("contact_phone"), "erased_at": out.pop("contact_erased_at")}
     out["notes"] = [dict(n) for n in notes]
     return out
 
@@ -171,7 +171,9 @@ def _detail(row: Any, notes: Iterable[Any]) -> dict[str, Any]:
 async def get(*, deps: FeedbackDeps, ctx: RequestContext, scope: Scope,
               feedback_id: int) -> dict[str, Any]:
     """One case with the submitter's contact data. Every read is audited, found or not (out
-    of scope is not found, and audited as a failure)."""
+    of scope is not found, and audited as a failure). A case decided longer ago than the
+    contact retention (cad.retention) is still read in full; its contact fields are null and
+    ``contact.erased_at`` says when they were erased."""
     async with deps.pool.acquire() as conn:
         row = await repo.get(conn, feedback_id=feedback_id, agencies=scope.agency_list)
         await audit_now(conn, ctx, "feedback.read", target=f"feedback:{feedback_id}",

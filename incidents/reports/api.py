@@ -230,7 +230,10 @@ async def get_report(report_id: ReportId, deps: ReportsDep, scope: CurrentScope)
 
 
 @router.get("/api/v1/reports/{report_id}/contact", response_model=ContactOut,
-            summary="The reporter's contact (personal data: every read is audited)")
+            summary="The reporter's contact (personal data: every read is audited)",
+            description="After CAD_CONTACT_RETENTION_DAYS from the decision the contact is "
+                        "erased: still 200, with null fields and `erased_at` set (null fields "
+                        "and a null `erased_at`: the reporter left none).")
 async def get_contact(report_id: ReportId, deps: ReportsDep, ctx: Context,
                       scope: CurrentScope) -> dict[str, Any]:
     return await service.get_contact(deps=deps, ctx=ctx, scope=scope, report_id=report_id)

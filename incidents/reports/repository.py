@@ -1,5 +1,6 @@
 """All SQL of online reports: the only writer of ``public_reports``. The contact columns are
-read by one function (``contact``), which the service audits. Whether an agency takes
+read by one function (``contact``), which the service audits, and erased by one
+(``erase_expired_contacts``), which the retention sweep runs (cad.retention). Whether an agency takes
 reports at all is ``incidents.public.repository.has_public_reviewer``."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncpg
 # Every column but the contact: what staff lists and views are made of.
 _COLUMNS = """id, tracking, agency, report_type, description, location_text, lat, lon,
 occurred_at, language, via, status, submitted_at, decided_at, decided_by, accepted_as,
-incident_id, public_reason, staff_note,
+incident_id, public_reason, staff_note, contact_erased_at,
 (contact_name IS NOT NULL OR contact_phone IS NOT NULL OR contact_email IS NOT NULL)
   AS has_contact"""
 
@@ -60,9 +61,11 @@ async def get_report(conn: asyncpg.Connection | asyncpg.Pool, *, report_id: int,
 
 async def contact(conn: asyncpg.Connection | asyncpg.Pool, *, report_id: int,
                   agencies: list[str] | None) -> asyncpg.Record | None:
-    """The reporter's personal data: the service audits every call."""
+    """The reporter's personal data, and when the retention sweep erased it (cad.retention):
+    the service audits every call."""
     row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT id, contact_name, contact_phone, contact_email FROM public_reports"
+        "SELECT id, contact_name, contact_phone, contact_email, contact_erased_at"
+        " FROM public_reports"
         " WHERE id = $1 AND ($2::text[] IS NULL OR agency = ANY($2))", report_id, agencies)
     return row
 
@@ -79,3 +82,25 @@ async def decide(conn: asyncpg.Connection, *, report_id: int, status: str, decid
         report_id, status, decided_by, accepted_as, incident_id, public_reason, staff_note)
     return row
 
+
+
+# Decided reports that still hold contact data, decided more than $1 days ago: the partial
+# index public_reports_contact_due_idx (migration 0020) finds exactly these, and the cutoff is
+# an index condition (statement_timestamp() is stable; clock_timestamp() would be a filter over
+# every decided report). The outer WHERE repeats the condition, so the UPDATE re-checks it on
+# a row changed since the inner scan.
+_CONTACT_DUE = """decided_at IS NOT NULL
+AND decided_at < statement_timestamp() - make_interval(days => $1)
+AND (contact_name IS NOT NULL OR contact_phone IS NOT NULL OR contact_email IS NOT NULL)"""
+
+
+async def erase_expired_contacts(conn: asyncpg.Connection, days: int, batch: int) -> int:
+    """Erase (set NULL, stamp ``contact_erased_at``) the contact of at most ``batch`` reports
+    decided more than ``days`` ago; how many. Undecided reports are never touched; a report
+    filed without contact is not stamped (it has nothing to erase)."""
+    status = await conn.execute(
+        "UPDATE public_reports SET contact_name = NULL, contact_phone = NULL,"
+        " contact_email = NULL, contact_erased_at = clock_timestamp()"
+        f" WHERE id = ANY(ARRAY(SELECT id FROM public_reports WHERE {_CONTACT_DUE} LIMIT $2))"
+        f" AND {_CONTACT_DUE}", days, batch)
+    return int(status.split()[-1])

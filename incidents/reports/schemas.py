@@ -103,7 +103,8 @@ class ReportOut(Out):
     lon: float | None
     occurred_at: datetime | None
     language: str
-    has_contact: bool = Field(description="The contact itself: GET .../contact (audited).")
+    has_contact: bool = Field(description="The contact itself: GET .../contact (audited). "
+                              "false also once it was erased (contact_erased_at).")
     via: Literal["pow", "form"] = Field(description="The challenge it passed: proof of work "
                                         "or the form token (no JavaScript).")
     status: Status
@@ -114,13 +115,22 @@ class ReportOut(Out):
     incident_id: int | None
     public_reason: str | None
     staff_note: str | None
+    contact_erased_at: datetime | None = Field(
+        description="When the retention sweep erased the contact (CAD_CONTACT_RETENTION_DAYS "
+                    "after the decision); null while it is kept or none was given.")
 
 
 class ContactOut(Out):
+    """The reporter's contact. All three null with ``erased_at`` null: none was given; with
+    ``erased_at`` set: it was erased under the retention period, and cannot be recovered."""
+
     report_id: int
     name: str | None
     phone: str | None
     email: str | None
+    erased_at: datetime | None = Field(
+        description="When the retention sweep erased the contact (CAD_CONTACT_RETENTION_DAYS "
+                    "after the decision); null while it is kept or none was given.")
 
 
 class AcceptIn(Strict):

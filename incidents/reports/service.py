@@ -136,7 +136,9 @@ async def get_report(*, deps: ReportsDeps, scope: Scope, report_id: int) -> dict
 
 async def get_contact(*, deps: ReportsDeps, ctx: RequestContext, scope: Scope,
                       report_id: int) -> dict[str, Any]:
-    """The reporter's personal data. Every read is audited, found or not."""
+    """The reporter's personal data. Every read is audited, found or not. Once the retention
+    sweep erased it, the fields are null and ``erased_at`` says when (200: the report is
+    still there; only its contact is gone)."""
     async with deps.pool.acquire() as conn:
         row = await repo.contact(conn, report_id=report_id, agencies=scope.agency_list)
         await audit_now(conn, ctx, "report.contact.read", target=f"report:{report_id}",
@@ -144,7 +146,7 @@ async def get_contact(*, deps: ReportsDeps, ctx: RequestContext, scope: Scope,
     if row is None:
         raise NotFound(f"report {report_id} does not exist")
     return {"report_id": report_id, "name": row["contact_name"], "phone": row["contact_phone"],
-            "email": row["contact_email"]}
+            "email": row["contact_email"], "erased_at": row["contact_erased_at"]}
 
 
 async def _waiting(deps: ReportsDeps, scope: Scope, report_id: int) -> asyncpg.Record:

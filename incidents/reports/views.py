@@ -10,7 +10,7 @@ import asyncpg
 STAFF_FIELDS = ("id", "tracking", "agency", "report_type", "description", "location_text", "lat",
                 "lon", "occurred_at", "language", "has_contact", "via", "status",
                 "submitted_at", "decided_at", "decided_by", "accepted_as", "incident_id",
-                "public_reason", "staff_note")
+                "public_reason", "staff_note", "contact_erased_at")
 PUBLIC_FIELDS = ("tracking", "report_type", "status", "submitted_at", "decided_at",
                  "public_reason")
 

@@ -12,7 +12,10 @@ import asyncpg
 
 from cad import retention
 from cad.settings import Settings
+from cad.wiring import CONTACT_ERASERS
 from tests.support import running_app
+
+NO_CONTACTS = {"public_reports": 0, "feedback": 0}  # nothing seeded there
 
 
 async def _seed(pool: asyncpg.Pool, *, old: int, young: int, days: int = 90) -> None:
@@ -44,18 +47,20 @@ async def _left(pool: asyncpg.Pool) -> tuple[set[str], set[str]]:
 async def test_prune_deletes_exactly_what_is_past_retention_in_batches(pool, settings):
     await _seed(pool, old=53, young=11)
     # a batch smaller than the backlog: the sweep loops until a batch comes back short
-    result = await retention.prune(pool, settings, batch=10)
-    assert result == retention.PruneResult(ran=True, unit_positions=53, idempotency_keys=5)
+    result = await retention.prune(pool, settings, erasers=CONTACT_ERASERS, batch=10)
+    assert result == retention.PruneResult(ran=True, unit_positions=53, idempotency_keys=5,
+                                           contacts=NO_CONTACTS)
     assert await pool.fetchval("SELECT count(*) FROM unit_positions") == 11
     assert await _left(pool) == ({"NEW"}, {"new"})
-    again = await retention.prune(pool, settings, batch=10)
-    assert again == retention.PruneResult(ran=True, unit_positions=0, idempotency_keys=0)
+    again = await retention.prune(pool, settings, erasers=CONTACT_ERASERS, batch=10)
+    assert again == retention.PruneResult(ran=True, unit_positions=0, idempotency_keys=0,
+                                          contacts=NO_CONTACTS)
 
 
 async def test_zero_avl_retention_keeps_every_breadcrumb(pool, settings):
     await _seed(pool, old=7, young=3)
     keep = settings.model_copy(update={"avl_retention_days": 0})
-    result = await retention.prune(pool, keep)
+    result = await retention.prune(pool, keep, erasers=CONTACT_ERASERS)
     assert (result.unit_positions, result.idempotency_keys) == (0, 5)
     assert await pool.fetchval("SELECT count(*) FROM unit_positions") == 10
 
@@ -65,18 +70,20 @@ async def test_only_one_worker_sweeps_at_a_time(pool, settings):
     async with pool.acquire() as other:  # another worker is mid-sweep
         assert await other.fetchval("SELECT pg_try_advisory_lock($1)", retention.SWEEP_LOCK)
         try:
-            assert await retention.prune(pool, settings) == retention.PruneResult(ran=False)
+            result = await retention.prune(pool, settings, erasers=CONTACT_ERASERS)
+            assert result == retention.PruneResult(ran=False)
             assert await pool.fetchval("SELECT count(*) FROM unit_positions") == 5
         finally:
             await other.execute("SELECT pg_advisory_unlock($1)", retention.SWEEP_LOCK)
-    assert (await retention.prune(pool, settings)).unit_positions == 4
+    assert (await retention.prune(pool, settings, erasers=CONTACT_ERASERS)).unit_positions == 4
 
 
 async def test_sweeper_prunes_at_start_and_stops_when_told(pool, settings):
     await _seed(pool, old=6, young=2)
     stop = asyncio.Event()
     stop.set()  # one round, then return
-    await asyncio.wait_for(retention.run_sweeper(pool, settings, stop), timeout=30)
+    await asyncio.wait_for(retention.run_sweeper(pool, settings, stop, erasers=CONTACT_ERASERS),
+                           timeout=30)
     assert await _left(pool) == ({"NEW"}, {"new"})
 
 

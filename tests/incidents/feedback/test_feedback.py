@@ -101,7 +101,7 @@ async def test_the_supervisor_queue_from_receipt_to_closure(fb_api: Api) -> None
     assert r.status_code == 200, r.text
     case = r.json()
     assert case["contact"] == {"name": COMPLAINT["name"], "email": COMPLAINT["email"],
-                               "phone": COMPLAINT["phone"]}
+                               "phone": COMPLAINT["phone"], "erased_at": None}
     assert case["description"] == COMPLAINT["description"] and case["notes"] == []
     assert case["incident_id"] is None and case["unit_id"] is None   # no such incident or unit
     assert await pool.fetchval(reads, f"feedback:{fid}") == before + 1
@@ -207,7 +207,7 @@ async def test_unresolved_closure_and_the_linked_incident(fb_api: Api) -> None:
     assert _t(receipt["resolve_due_at"]) - _t(receipt["received_at"]) == timedelta(days=14)
     case = (await sup.get(f"{API}/{fid}")).json()
     assert case["incident_id"] == incident["id"] and case["contact"] == {
-        "name": None, "email": None, "phone": None}
+        "name": None, "email": None, "phone": None, "erased_at": None}
     r = await sup.post(f"{API}/{fid}/status", json={"status": "closed", "outcome": "duplicate"})
     assert r.status_code == 200 and r.json()["outcome"] == "duplicate", r.text
     await _same_transaction(pool, fid, "feedback.status_changed", "feedback.status")

@@ -367,7 +367,7 @@ async def test_contact_reads_are_audited_and_roles_and_scope_hold(reports_api: A
 
     r = await sup.get(f"/api/v1/reports/{rep['id']}/contact")
     assert r.status_code == 200
-    assert r.json() == {"report_id": rep["id"], **CONTACT}
+    assert r.json() == {"report_id": rep["id"], **CONTACT, "erased_at": None}
     sup_name = (await sup.get("/api/v1/auth/me")).json()["username"]
     audited = await pool.fetch(
         "SELECT actor, outcome FROM audit_log WHERE action = 'report.contact.read'"
