@@ -84,8 +84,8 @@ async def app(apps: Apps, sf_graph_path: Path) -> RunningApp:  # noqa: F811 - th
 
 async def exercise(admin: httpx.AsyncClient, pool: asyncpg.Pool, app: RunningApp, agency: str,
                    prefix: str) -> dict[str, Any]:
-    """An agency's roster and a worked exercise on it: two incidents (caller, narrative, a
-    link, a recommendation, a dispatch, a status change), an AVL track, a community alert with
+    """An agency's roster and a worked exercise on it: three incidents (callers, narrative, a
+    link, a merge, a recommendation, a dispatch, a status change), an AVL track, a community alert with
     a delivery, a public report, feedback with a note, a timer alert."""
     station = f"{prefix}S1"
     r = await admin.put(f"/api/v1/stations/{station}", json={
@@ -108,6 +108,16 @@ async def exercise(admin: httpx.AsyncClient, pool: asyncpg.Pool, app: RunningApp
     r = await admin.post(f"/api/v1/incidents/{first}/link",
                          json={"other_id": second, "kind": "related"})
     assert r.status_code in (200, 201), r.text
+    # A duplicate call merged into the first (incidents refer to incidents).
+    r = await admin.post("/api/v1/incidents", json={
+        "agency": agency, "incident_type": "MED",
+        "location": {"lat": DOWNTOWN[0], "lon": DOWNTOWN[1]}})
+    assert r.status_code == 201, r.text
+    duplicate = r.json()["id"]
+    r = await admin.post(f"/api/v1/incidents/{duplicate}/merge", json={"into_id": first})
+    assert r.status_code == 200, r.text
+    assert await pool.fetchval("SELECT merged_into FROM incidents WHERE id = $1", duplicate) == first
+    incidents.append(duplicate)
     r = await admin.post(f"/api/v1/incidents/{first}/recommendation")
     assert r.status_code in (200, 201), r.text
     r = await admin.post(f"/api/v1/incidents/{first}/dispatch",
@@ -414,4 +424,39 @@ async def test_the_cli_resets_a_training_agency_and_refuses_any_other(app: Runni
         assert app.runtime.locator.indexed["TR-M1"].source == "station"
     finally:
         await trainee.close()
+        await api.close()
+
+
+async def test_units_of_another_training_agency_on_its_incidents_are_released(
+        apps: Apps) -> None:
+    """Mutual aid between two training agencies: resetting one deletes its incident, and the
+    other agency's unit that served it is free again (its change logged); nothing else of the
+    other agency changes."""
+    other = "SFPD-TRAINING"
+    app = await apps.start(training_agencies=[TRAINING, other],
+                           mutual_aid={TRAINING: [other]}, mutual_aid_roles=["admin"])
+    pool, api = app.pool, Api(app)
+    admin = await api.as_("admin")
+    try:
+        await exercise(admin, pool, app, TRAINING, "TR-")
+        await exercise(admin, pool, app, other, "PD-")
+        first = await pool.fetchval("SELECT min(id) FROM incidents WHERE agency = $1", TRAINING)
+        r = await admin.post(f"/api/v1/incidents/{first}/dispatch",
+                             json={"unit_ids": ["PD-M1"], "override_reason": "mutual aid"})
+        assert r.status_code == 200, r.text
+        assert await pool.fetchval("SELECT current_incident FROM units WHERE id = 'PD-M1'") == first
+        before = await counts(pool, other)
+
+        r = await admin.post(RESET, json={"agency": TRAINING})
+        assert r.status_code == 200, r.text
+        assert "PD-M1" in r.json()["unit_ids"]
+        unit = await pool.fetchrow("SELECT status, current_incident, last_fix_at IS NOT NULL "
+                                   "AS has_fix FROM units WHERE id = 'PD-M1'")
+        assert tuple(unit) == ("available_on_radio", None, True)   # its own position stays
+        last = await pool.fetchrow("SELECT from_status, to_status, source FROM unit_status_log "
+                                   "WHERE unit_id = 'PD-M1' ORDER BY id DESC LIMIT 1")
+        assert tuple(last) == ("dispatched", "available_on_radio", "system")
+        after = await counts(pool, other)
+        assert after == {**before, "unit_status_log": before["unit_status_log"] + 1}
+    finally:
         await api.close()
