@@ -1,11 +1,11 @@
 """Keeping each worker's routing index current is not the gateway's job, but only the
-gateway sees what every worker commits and moves: it reports it through two ports the app
-wires in (``GatewayPorts.units_changed``, ``GatewayPorts.apply_position``).
+gateway sees what every worker commits and moves: it reports it through ports the app wires
+in (``GatewayPorts.units_changed``, ``units_reset``, ``apply_position``).
 
 * committed events naming units (as aggregate or in ``data.unit_ids``) -> those units changed;
+  station events and unit imports (``aggregate_id == "*"``) -> any unit may have;
 * a training reset (aggregate ``training``) -> first the positions held in memory of the
   units it names are forgotten (``GatewayPorts.units_reset``), then they are re-read;
-  station events and unit imports (``aggregate_id == "*"``) -> any unit may have;
 * positions other workers published through the hub -> ``apply_position``;
 * at start and after a hub outage (fixes published meanwhile are lost; each unit's newest
   is in the database) -> any unit may have changed.
