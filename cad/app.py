@@ -20,6 +20,7 @@ from cad.logging import configure_logging
 from cad.middleware import RequestContextMiddleware
 from cad.security import lifecycle as security
 from cad.security.policy import Rule
+from cad.security.training_api import router as training_router
 from cad.settings import Settings
 from cad.warmup import prepare_routing, start_loop_lag_monitor, warm_routing_kernels
 from cad.wiring import Runtime
@@ -126,6 +127,7 @@ def create_app(settings: Settings | None = None, *,
     app.include_router(feedback_router)
     app.include_router(reports_router)
     app.include_router(realtime_router)
+    app.include_router(training_router)
     console.install(app)
     for router in extra_routers:
         app.include_router(router)

@@ -28,6 +28,8 @@ addresses_app = typer.Typer(no_args_is_help=True, help="Address points for the g
 app.add_typer(addresses_app, name="addresses")
 places_app = typer.Typer(no_args_is_help=True, help="Managed places and aliases for the geocoder.")
 app.add_typer(places_app, name="places")
+training_app = typer.Typer(no_args_is_help=True, help="Training mode (CAD_TRAINING_AGENCIES).")
+app.add_typer(training_app, name="training")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -387,6 +389,56 @@ def places_import(
         err.print(f"line {line}: {reason}")
     out.print(f"{file.name}: {result.rows_read:,} rows, {len(result.bad):,} bad, {result.created:,} "
               f"created, {result.changed:,} changed; {result.total:,} places in the database")
+
+
+@training_app.command("reset")
+def training_reset(
+    agency: Annotated[str, typer.Argument(help="A training agency (CAD_TRAINING_AGENCIES).")],
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    wipe_roster: bool = typer.Option(
+        False, "--wipe-roster", help="Delete the training units and the agency's stations too "
+        "(default: keep them, units back to available in quarters at their stations)."),
+) -> None:
+    """Delete a training agency's exercise in one transaction: incidents and what hangs off
+    them, units' status log and breadcrumbs, its training events, public reports and feedback
+    received as a training agency. The audit trail is kept and records the reset; running
+    servers forget the agency's positions and its boards get a training.reset event. Any
+    agency that is not a training agency is refused and nothing is deleted."""
+    from cad import db, training
+    from cad.errors import CADError
+    from cad.uow import RequestContext
+
+    settings = Settings()
+    roster = training.ROSTER_WIPE if wipe_roster else training.ROSTER_KEEP
+    if not yes:
+        what = ("its incidents, events, units and stations" if wipe_roster
+                else "its incidents and events (units return to quarters)")
+        if not sys.stdin.isatty():
+            err.print("cad: refusing to reset without --yes (no terminal to confirm on)")
+            raise typer.Exit(2)
+        typer.confirm(f"Delete the training exercise of {agency}: {what}?", abort=True)
+    ctx = RequestContext(actor=f"cli:training-reset:{_os_user()}", source="system")
+
+    async def go(pool: Any) -> training.ResetResult:
+        return await training.reset(pool=pool, ctx=ctx, agency=agency,
+                                    configured=settings.training_agencies, roster=roster)
+
+    try:
+        result = db.run_with_pool(go)
+    except CADError as exc:
+        err.print(f"cad: {exc.detail}")
+        raise typer.Exit(2) from None
+    counts = ", ".join(f"{table} {n:,}" for table, n in result.counts.items() if n)
+    out.print(f"reset {result.agency} (roster {result.roster}): {counts or 'nothing to delete'}")
+
+
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (a container's arbitrary uid)
+        return "unknown"
 
 
 def main() -> None:

@@ -162,6 +162,7 @@ def gateway_ports(rt: Runtime) -> GatewayPorts:
             agency=agency, lat=lat, lon=lon),       # AVL fixes: the service area
         apply_position=rt.locator.move,              # each accepted AVL fix, at once
         units_changed=rt.locator.schedule_refresh,   # re-read into the routing index
+        units_reset=rt.locator.forget,               # a training reset: drop held fixes
         describe_place=lambda lat, lon: describe(rt.geocoder.current.reverse(lat, lon)))
 
 

@@ -270,6 +270,19 @@ class ReportChanged(BaseModel):
     incident_id: int | None
 
 
+class TrainingReset(BaseModel):
+    """A training agency's exercise was deleted (cad.training.reset): a board or MDT showing
+    that agency drops what it holds of it and takes a fresh snapshot."""
+
+    agency: str
+    roster: Literal["kept", "wiped"] = Field(description="kept: the units are back in "
+                                             "quarters at their stations; wiped: deleted")
+    unit_ids: list[str] = Field(description="The agency's units (reset or deleted) and other "
+                                "training agencies' units released from its incidents")
+    incident_ids: list[int] = Field(description="The incidents deleted")
+    counts: dict[str, int] = Field(description="Rows deleted or reset, per table")
+
+
 # --- the registry --------------------------------------------------------------------------
 
 EVENT_TYPES: dict[str, type[BaseModel]] = {
@@ -310,6 +323,7 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
     "report.received": ReportChanged,
     "report.accepted": ReportChanged,
     "report.declined": ReportChanged,
+    "training.reset": TrainingReset,
 }
 
 

@@ -118,6 +118,14 @@ class UnitLocator:
             # Not indexed yet (no station, first fix): its type and status come from the row.
             self.schedule_refresh([unit_id])
 
+    def forget(self, unit_ids: Iterable[str]) -> None:
+        """A training reset cleared these units' positions in the database: drop the fixes
+        this worker holds (they would be newer than the row's none and win), and re-read."""
+        ids = list(unit_ids)
+        for uid in ids:
+            self.fixes.pop(uid, None)
+        self.schedule_refresh(ids)
+
     def schedule_refresh(self, unit_ids: Iterable[str] | None) -> None:
         """These units (None: all) changed, possibly through another worker: re-read them
         from the database soon. Bursts coalesce into one query per round."""

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import math
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -180,6 +181,10 @@ class Coalescer:
             self.coalesced += 1
             self._held[fix.unit_id] = (fix, agency, prev[2] + 1)
 
+    def drop(self, unit_ids: Collection[str]) -> None:
+        for unit_id in unit_ids:
+            self._held.pop(unit_id, None)
+
     def take_due(self, now_mono: float) -> list[dict[str, Any]]:
         if not self._held:
             return []
@@ -233,6 +238,14 @@ class BreadcrumbWriter:
                                   fix.heading_deg, fix.speed_mps, fix.accuracy_m), fix.fix_time)
         if row is not None:
             self._append([row])
+
+    def drop(self, unit_ids: Collection[str]) -> None:
+        """Not store the fixes of these units waiting here (a training reset deleted their
+        track: a fix taken before it must not bring the old position back). A batch already
+        being written is not reached."""
+        gone = set(unit_ids)
+        self.thinner.drop(gone)
+        self._buf = [row for row in self._buf if row[0] not in gone]
 
     def _release_held(self, *, everything: bool = False) -> None:
         now_s = time.time()
@@ -407,6 +420,11 @@ class AvlIngest:
                 log.exception("apply_position_failed", unit_id=unit_id)
         self.accepted += accepted
         return accepted, problems
+
+    def drop_units(self, unit_ids: Collection[str]) -> None:
+        """A training reset: these units' pending fixes are neither stored nor sent to boards."""
+        self.writer.drop(unit_ids)
+        self.coalescer.drop(unit_ids)
 
     def take_due_positions(self) -> bytes | None:
         due = self.coalescer.take_due(time.monotonic())

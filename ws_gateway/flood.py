@@ -14,7 +14,7 @@ docs/realtime.md ("Fairness") has the reasoning and the measurements.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
@@ -172,6 +172,11 @@ class BreadcrumbThinner:
                 tats[unit_id] = tat + self.period_s
                 del self._held[unit_id]
         return due
+
+    def drop(self, unit_ids: Collection[str]) -> None:
+        """Forget these units' held rows (their exercise was deleted: a training reset)."""
+        for unit_id in unit_ids:
+            self._held.pop(unit_id, None)
 
     def forget_idle(self, now_s: float, *, older_than_s: float) -> None:
         """Drop the state of units that have not stored for ``older_than_s`` (any fix they can

@@ -48,7 +48,7 @@ from ws_gateway.ports import GatewayPorts
 from ws_gateway.recheck import TokenRechecker
 from ws_gateway.resume import Resumer, SnapshotFn
 from ws_gateway.tailer import EventTailer
-from ws_gateway.upkeep import IndexUpkeep
+from ws_gateway.upkeep import IndexUpkeep, reset_units
 
 log = structlog.get_logger("ws_gateway")
 
@@ -130,6 +130,9 @@ class Gateway:
         await self.hub.publish(WAKE_CHANNEL, b"")
 
     def _on_events(self, events: list[Event]) -> None:
+        reset = reset_units(events)
+        if reset:  # a training reset deleted their track: this worker's pending fixes go too
+            self.avl.drop_units(reset)
         self.fanout.add_events(events)
         self.upkeep.events_read(events)
 

@@ -71,6 +71,11 @@ ApplyPosition = Callable[[str, float, float, datetime], None]
 # an outage). Runs on the event loop once per batch of events: schedule work, do not block.
 UnitsChanged = Callable[[Collection[str] | None], None]
 
+# A training agency's exercise was deleted (a ``training.reset`` event, cad.training): these
+# units' positions this worker holds in memory (newer than the database's, which the reset
+# cleared) are forgotten. Their re-read follows through ``units_changed``. On the event loop.
+UnitsReset = Callable[[Collection[str]], None]
+
 
 # A point in words for the board ("935 FOLSOM ST (between 5TH ST and 6TH ST)"): the domain's
 # reverse geocoder, in memory. Runs on the event loop, once per request of
@@ -100,4 +105,5 @@ class GatewayPorts:
     place_refusal: PlaceRefusal
     apply_position: ApplyPosition = _ignore_position
     units_changed: UnitsChanged = _ignore_units
+    units_reset: UnitsReset = _ignore_units
     describe_place: DescribePlace = _coordinates

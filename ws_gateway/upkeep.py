@@ -1,9 +1,11 @@
 """Keeping each worker's routing index current is not the gateway's job, but only the
-gateway sees what every worker commits and moves: it reports it through two ports the app
-wires in (``GatewayPorts.units_changed``, ``GatewayPorts.apply_position``).
+gateway sees what every worker commits and moves: it reports it through ports the app wires
+in (``GatewayPorts.units_changed``, ``units_reset``, ``apply_position``).
 
 * committed events naming units (as aggregate or in ``data.unit_ids``) -> those units changed;
   station events and unit imports (``aggregate_id == "*"``) -> any unit may have;
+* a training reset (aggregate ``training``) -> first the positions held in memory of the
+  units it names are forgotten (``GatewayPorts.units_reset``), then they are re-read;
 * positions other workers published through the hub -> ``apply_position``;
 * at start and after a hub outage (fixes published meanwhile are lost; each unit's newest
   is in the database) -> any unit may have changed.
@@ -21,14 +23,33 @@ from ws_gateway.ports import GatewayPorts
 
 log = structlog.get_logger("ws_gateway")
 
+# The aggregate of a ``training.reset`` event (cad.training.reset): the agency reset.
+TRAINING_AGGREGATE = "training"
+
+
+def reset_units(events: list[Event]) -> set[str]:
+    """The units named by the training resets among ``events``."""
+    units: set[str] = set()
+    for e in events:
+        if e.aggregate_type == TRAINING_AGGREGATE:
+            units.update(e.unit_ids)
+    return units
+
 
 class IndexUpkeep:
     def __init__(self, ports: GatewayPorts) -> None:
         self._units_changed = ports.units_changed
+        self._units_reset = ports.units_reset
         self._apply_position = ports.apply_position
 
     def events_read(self, events: list[Event]) -> None:
         """One call per batch the tailer read (one re-read per batch, not per event)."""
+        reset = reset_units(events)
+        if reset:
+            try:
+                self._units_reset(reset)
+            except Exception:
+                log.exception("units_reset_hook_failed")
         named: set[str] = set()
         everything = False
         for e in events:

@@ -81,6 +81,8 @@ RULES: dict[tuple[str, str], Rule] = {
     # --- audit trail ---------------------------------------------------------------------------
     ("GET", f"{API}/audit"): MANAGERS,
     ("GET", f"{API}/audit/verify"): ADMIN,
+    # --- training mode (cad/security/training_api.py): deletes a training agency's exercise ------------
+    ("POST", f"{API}/training/reset"): ADMIN,
     # --- incidents / units / dispatch / websocket gateway: add rows below ----------------------
     # --- units and stations (units/api.py) -----------------------------------------------------
     ("GET", f"{API}/units"): READERS,

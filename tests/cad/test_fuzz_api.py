@@ -29,7 +29,7 @@ PREFIXES = ("/api/v1/units", "/api/v1/incidents", "/api/v1/stations", "/api/v1/z
 # gets a session of its own, so a fuzzed logout or password change cannot starve the others.
 OTHER_PREFIXES = ("/api/v1/auth", "/api/v1/users", "/api/v1/devices", "/api/v1/audit",
                   "/api/v1/realtime", "/api/v1/basemap", "/api/v1/console", "/healthz", "/readyz",
-                  "/asyncapi.json", "/public")
+                  "/asyncapi.json", "/public", "/api/v1/training")
 EXAMPLES_PER_OPERATION = int(os.environ.get("CAD_FUZZ_EXAMPLES", "12"))
 DERANDOMIZE = os.environ.get("CAD_FUZZ_RANDOM") != "1"
 

@@ -64,7 +64,7 @@ def test_ports_are_typed_callables_without_any() -> None:
     hints = GatewayPorts.__annotations__
     assert set(hints) == {"board_snapshot", "unit_snapshot", "resolve_principal",
                           "store_last_fixes", "unit_agency", "place_refusal", "apply_position",
-                          "units_changed", "describe_place"}
+                          "units_changed", "units_reset", "describe_place"}
     assert not any("Any" == str(h) for h in hints.values())
 
 

@@ -22,6 +22,7 @@ from tests.support import RunningApp, running_app
 from tests.ws_gateway.helpers import StreamClient, app_secret, fix
 
 AGENCY = "SFFD"
+TRAINING = "SFFD-TRAINING"  # its reset is the one event a real agency's board never gets
 SPOT = (37.7837, -122.4075)
 
 
@@ -81,7 +82,8 @@ def wire_settings(database_url: str, tmp_path: Path) -> Settings:
                     db_pool_min=1, db_pool_max=10, ws_heartbeat_interval_s=0.3,
                     timer_sweep_interval_s=0.2,
                     pending_thresholds_s={p: 0.3 for p in range(1, 6)},
-                    unit_status_thresholds_s={"dispatched": 0.3}, public_pow_bits=8)
+                    unit_status_thresholds_s={"dispatched": 0.3}, public_pow_bits=8,
+                    training_agencies=[TRAINING])
 
 
 async def _ok(resp: httpx.Response, *codes: int) -> dict[str, Any]:
@@ -214,13 +216,19 @@ async def _run_capture(live: RunningApp) -> None:
     board = Recorder(live.ws_url + "/ws/board",
                      await board_token(pool, app_secret(live), agency=AGENCY))
     await board.connect()
+    trainee = Recorder(live.ws_url + "/ws/board",
+                       await board_token(pool, app_secret(live), agency=TRAINING))
+    await trainee.connect()
     auth = AuthHeaders(live)
     sup = httpx.AsyncClient(base_url=live.base_url, headers=await auth("supervisor"),
                             timeout=30)
     approver = httpx.AsyncClient(base_url=live.base_url,
                                  headers=await auth("supervisor", fresh=True), timeout=30)
-    async with sup, approver:
+    admin = httpx.AsyncClient(base_url=live.base_url, headers=await auth("admin"), timeout=30)
+    async with sup, approver, admin:
         await _every_event_type(sup, approver)
+        await _ok(await admin.post("/api/v1/training/reset", json={"agency": TRAINING}))
+        await trainee.wait_for(lambda c: any(e["type"] == "training.reset" for e in c.events))
         mdt_token = await device_token(pool, "E01", agency=AGENCY)  # E01 exists: kept as is
         mdt_http = httpx.AsyncClient(base_url=live.base_url,
                                      headers={"Authorization": f"Bearer {mdt_token}"},
@@ -267,8 +275,11 @@ async def _run_capture(live: RunningApp) -> None:
         protocol.validate("unit", "send", frame)
     assert {f["type"] for f in board_frames} == protocol.message_names("board", "send")
     assert {f["type"] for f in mdt_frames} == protocol.message_names("unit", "send")
+    await trainee.close()
+    for frame in trainee.frames:
+        protocol.validate("board", "send", frame)
     # Every registered event type went over the wire and matched its payload model.
-    seen = {e["type"] for e in board.events}
+    seen = {e["type"] for e in board.events} | {e["type"] for e in trainee.events}
     assert seen == set(EVENT_TYPES), set(EVENT_TYPES) ^ seen
 
     # Close codes are published per channel.

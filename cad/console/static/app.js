@@ -16,7 +16,7 @@ const EVENTS_SHOWN = 300;
 const S = {
   tokens: JSON.parse(sessionStorage.getItem("cad.tokens") || "null"),
   user: null, config: null, statusTable: {}, types: [], stations: {},
-  units: {}, incidents: {}, positions: {}, lastEventId: null,
+  units: {}, incidents: {}, positions: {}, lastEventId: null, resnapshot: false,
   overdueIncidents: new Set(), overdueUnits: new Set(), overrides: [],
   rec: null, detailId: null, suggestPath: null,
   ws: null, wsAttempt: 0, maps: {}, routes: {}, serverOverrides: null, mdt: {unit: null, incident: null},
@@ -319,7 +319,9 @@ function connect() {
   const mdt = S.user.role === "field_unit";
   const path = mdt ? `/ws/unit/${encodeURIComponent(S.user.unit_id)}` : "/ws/board";
   const q = new URLSearchParams({access_token: S.tokens.access_token});
-  if (S.lastEventId !== null) q.set("last_event_id", S.lastEventId);
+  // After a training reset the board starts over from a snapshot, not a replay.
+  if (S.lastEventId !== null && !S.resnapshot) q.set("last_event_id", S.lastEventId);
+  S.resnapshot = false;
   setConn(S.lastEventId === null ? "connecting" : "resyncing");
   const ws = new WebSocket(`${proto}//${location.host}${path}?${q}`);
   S.ws = ws;
@@ -353,6 +355,9 @@ function onFrame(f, mdt) {
     case "batch":
       for (const e of f.events || []) applyEvent(e, mdt);
       for (const p of f.positions || []) S.positions[p.unit_id] = p;
+      // A training reset deleted what this board shows of that agency: reconnect for a fresh
+      // snapshot (the socket's close handler reconnects; connect() skips the replay).
+      if (S.resnapshot && S.ws) S.ws.close(1000, "training_reset");
       if (f.last_event_id !== undefined && f.last_event_id !== null) S.lastEventId = Math.max(S.lastEventId ?? 0, f.last_event_id);
       if (!f.replay || (S.resumeTarget != null && S.lastEventId >= S.resumeTarget)) setConn("live");
       break;
@@ -370,6 +375,13 @@ function applyEvent(e, mdt) {
   if (S.lastEventId !== null && e.id <= S.lastEventId) return;  // already applied
   S.lastEventId = e.id;
   const d = e.data || {};
+  if (e.type === "training.reset") {
+    // Drop what the reset deleted at once (the snapshot that follows has the roster back).
+    for (const id of d.incident_ids || []) delete S.incidents[id];
+    for (const id of d.unit_ids || []) { delete S.positions[id]; if (!mdt) delete S.units[id]; }
+    if (mdt && S.mdt.incident && (d.incident_ids || []).includes(S.mdt.incident.id)) S.mdt.incident = null;
+    S.resnapshot = true;
+  }
   if (d.incident) {
     if (mdt) { S.mdt.incident = d.incident.closed_at ? null : {...(S.mdt.incident || {}), ...d.incident}; }
     else if (d.incident.status === "closed" || d.incident.merged_into) delete S.incidents[d.incident.id];

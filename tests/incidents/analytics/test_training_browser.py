@@ -88,3 +88,52 @@ async def test_trainee_console_shows_training_banner_and_tags(training_app: Runn
             await db.screenshot("training-real-board")
     finally:
         await api.close()
+
+
+async def test_a_reset_clears_the_trainee_console(training_app: RunningApp) -> None:
+    """The exercise on a trainee's board (a dispatched unit, its incident) is gone from the
+    open console once an admin resets the agency: the incident at once (the event names it),
+    the unit back in quarters from the fresh snapshot the console reconnects for."""
+    app = training_app
+    api = Api(app)
+    try:
+        admin = await api.as_("admin")
+        r = await admin.put("/api/v1/stations/TR-S1", json={
+            "id": "TR-S1", "agency": TRAINING, "name": "Station 1 (training)", **DOWNTOWN})
+        assert r.status_code == 200, r.text
+        await create_unit(admin, "TR-E01", "engine", station="TR-S1", agency=TRAINING)
+        r = await admin.post("/api/v1/incidents", json={
+            "agency": TRAINING, "incident_type": "OTHER", "location": DOWNTOWN})
+        assert r.status_code == 201, r.text
+        exercise = r.json()
+        r = await admin.post(f"/api/v1/incidents/{exercise['id']}/dispatch",
+                             json={"unit_ids": ["TR-E01"], "override_reason": "the only one"})
+        assert r.status_code == 200, r.text
+        trainee, trainee_pw = await make_user(app.pool, "dispatcher", agency=TRAINING,
+                                              agencies=[TRAINING])
+        incident_row = f"#incidents tr[data-incident='{exercise['id']}']"
+        unit_status = ("const u = document.querySelector(\"#units tr[data-unit='TR-E01']\");"
+                       "return u && u.dataset.status;")
+
+        with browsers("trainee") as (tb,):
+            await tb.login(app.base_url, "board", trainee, trainee_pw)
+            await tb.wait_for(f"return document.querySelector(\"{incident_row}\") !== null",
+                              what="the exercise incident")
+            assert await tb.wait_for(unit_status, what="the unit") == "dispatched"
+
+            r = await admin.post("/api/v1/training/reset", json={"agency": TRAINING})
+            assert r.status_code == 200, r.text
+
+            await tb.wait_for(f"return document.querySelector(\"{incident_row}\") === null",
+                              what="the incident gone")
+            await tb.wait_for(unit_status.replace("return u && u.dataset.status;",
+                                                  "return u && u.dataset.status === "
+                                                  "'available_in_quarters';"),
+                              what="the unit back in quarters")
+            history = await tb.wait_for(
+                "const c = document.querySelector('#conn');"
+                "return c.dataset.state === 'live' && c.dataset.history;", what="live again")
+            assert history.split().count("live") >= 2, history   # it reconnected
+            await tb.screenshot("training-after-reset")
+    finally:
+        await api.close()
