@@ -8,7 +8,7 @@ surface that shows more than one agency leaves them out unless one is named
 (``cad.security.scope.Scope.hidden``), public feeds and alerts always.
 
 ``reset`` deletes a training agency's exercise (``cad training reset``, POST
-/api/v1/training/reset): the SQL function of migration 0020 does the deleting, in the
+/api/v1/training/reset): the SQL function of migration 0021 does the deleting, in the
 transaction that also records it in the audit trail and tells every worker and board through
 a ``training.reset`` event (README, "Training mode")."""
 
@@ -82,7 +82,7 @@ async def reset(*, pool: asyncpg.Pool, ctx: RequestContext, agency: str,
                 configured: Iterable[str], roster: str = ROSTER_KEEP,
                 field: str = "agency") -> ResetResult:
     """Delete the exercise of training agency ``agency`` in one transaction (the SQL function
-    ``training_reset``, migrations/0020_training_reset.sql, says what goes and what stays),
+    ``training_reset``, migrations/0021_training_reset.sql, says what goes and what stays),
     with its audit record and a ``training.reset`` event in the same transaction. The audit
     trail is never deleted; a refused reset is recorded too (outcome failure). ``field`` is
     the request field a refusal names."""
