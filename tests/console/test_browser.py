@@ -16,7 +16,7 @@ import pytest
 
 from tests.auth import Api, make_user
 from tests.console.browser import Browser, CuttableLink, browsers, require_chromium
-from tests.dispatch_fixtures import create_unit, stations_csv
+from tests.dispatch_fixtures import create_incident, create_unit, stations_csv
 
 API = "/api/v1"
 # The issue's bound for the board to show what the dispatcher and the MDT did.
@@ -331,18 +331,19 @@ async def test_dispatch_board_and_mdt_in_real_browsers(sf_api: Api, sffd_station
         await mdt_link.close()
 
 
-# The page's fetch, with the first answer for one incident's detail held back until the test
-# releases it (window.__release): the network, or a loaded server, answering an older request
-# last. __held becomes 'handled' in the task after the page has read that answer's body, so
-# everything the page does with it synchronously (all of showDetail up to its next await) is
-# done by then.
-_HOLD_FIRST_DETAIL = """
+# The page's fetch, with the first answer to a request matching arguments[0] (a regular
+# expression on the URL) with method arguments[1] held back until the test releases it
+# (window.__release): the network, or a loaded server, answering an older request last.
+# __held becomes 'handled' in the task after the page has read that answer's body, so
+# everything the page does with it synchronously (up to the handler's next await) is done.
+_HOLD_FIRST = """
+const pattern = new RegExp(arguments[0]), method = arguments[1];
 const orig = window.fetch;
 window.__held = 'waiting';
 window.fetch = async (url, opts) => {
   const r = await orig(url, opts);
-  if (window.__held === 'waiting' && /\\/api\\/v1\\/incidents\\/\\d+$/.test(String(url))
-      && !(opts && opts.method && opts.method !== 'GET')) {
+  if (window.__held === 'waiting' && pattern.test(String(url))
+      && ((opts && opts.method) || 'GET') === method) {
     window.__held = 'holding';
     await new Promise((done) => { window.__release = done; });
     const text = r.text.bind(r);
@@ -368,7 +369,7 @@ async def test_the_detail_keeps_the_newest_answer_when_an_older_one_comes_last(
     user, pw = await make_user(running.pool, "dispatcher")
     with browsers("dispatcher-race") as (disp,):
         await disp.login(running.base_url, "dispatch", user, pw)
-        await disp.js(_HOLD_FIRST_DETAIL)
+        await disp.js(_HOLD_FIRST, r"/api/v1/incidents/\d+$", "GET")
         await disp.run(lambda: disp.driver.find_element("css selector", "#in-type")
                        .send_keys("VEHFIRE"))
         await disp.type_into("#in-location", INTERSECTION)
@@ -390,6 +391,35 @@ async def test_the_detail_keeps_the_newest_answer_when_an_older_one_comes_last(
         detail = await disp.js("return document.querySelector('#detail').textContent")
         assert f"{unit} dispatched" in detail and "· pending" not in detail, detail
         await disp.screenshot("detail-after-late-answer")
+
+
+async def test_the_recommendation_shown_is_the_newest_asked_for(sf_api: Api, sffd_stations) -> None:
+    """A recommendation asked for one call and answered after the one asked for the next must
+    not replace it: the panel (and its focused dispatch button) stays the newest call's (it
+    did not: Enter would then have dispatched the older call's picks)."""
+    running = sf_api.running
+    await _seed(sf_api, sffd_stations)
+    disp_api = await sf_api.as_("dispatcher")
+    first = await create_incident(disp_api, 37.78402, -122.408104, "VEHFIRE")
+    second = await create_incident(disp_api, 37.7793, -122.4193, "VEHFIRE")
+    user, pw = await make_user(running.pool, "dispatcher")
+    with browsers("dispatcher-rec-race") as (disp,):
+        await disp.login(running.base_url, "dispatch", user, pw)
+        await disp.js(_HOLD_FIRST, r"/api/v1/incidents/\d+/recommendation$", "POST")
+        await disp.keys("body", "\ue032")   # F2: the command line
+        await disp.keys("#cmd", f"R {first['id']}\ue007")
+        await disp.wait_for("return window.__held === 'holding'", what="the first call's answer held")
+        # (the first command is still running, so its line is still in the box)
+        await disp.type_into("#cmd", f"R {second['id']}\ue007")
+        await disp.wait_for("return document.querySelector('#recommendation h3')"
+                            " && document.querySelector('#recommendation h3').textContent"
+                            ".includes(arguments[0])", second["number"],
+                            what="the second call's recommendation")
+        await disp.js("window.__release()")
+        await disp.wait_for("return window.__held === 'handled'", what="the late answer handled")
+        shown = await disp.js("return document.querySelector('#recommendation h3').textContent")
+        assert second["number"] in shown and first["number"] not in shown, shown
+        await disp.screenshot("recommendation-after-late-answer")
 
 
 async def test_a_board_too_far_behind_resyncs_to_what_the_server_holds(

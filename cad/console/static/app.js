@@ -589,10 +589,16 @@ $("#intake").addEventListener("keydown", (ev) => {
 });
 
 /* ---------------------------------------------------------------- recommendation, dispatch */
+// As showDetail: only the newest recommendation asked for is shown. An older one answered
+// last would replace the panel with another call's picks, its dispatch button focused.
+let recSeq = 0;
+
 async function recommend(id) {
+  const seq = ++recSeq;
   const panel = $("#recommendation");
   try {
     const rec = await api("POST", `incidents/${id}/recommendation`, {});
+    if (seq !== recSeq) return;
     S.rec = rec;
     panel.hidden = false;
     const picks = rec.picks.map((p) => p.unit_id);
@@ -753,7 +759,10 @@ async function runCommand(line) {
       const units = head.trim().split(/\s+/).slice(2).map((u) => u.toUpperCase());
       if (!units.length) {
         if (!S.rec || S.rec.incident_id !== id) await recommend(id);
-        return dispatch(id, S.rec ? S.rec.picks.map((p) => p.unit_id) : []);
+        // only this incident's own picks: the recommendation shown may be another call's
+        // (this one's failed, or a newer one was asked for meanwhile)
+        if (!S.rec || S.rec.incident_id !== id) { flash(`no recommendation for incident ${id} to dispatch`); return null; }
+        return dispatch(id, S.rec.picks.map((p) => p.unit_id));
       }
       return dispatch(id, units, reason);
     }
