@@ -459,22 +459,28 @@ function byPriorityAge(a, b) {
 }
 
 /* A map click in words (reverse geocoding): the nearest address and its cross streets. */
+let clickSeq = 0, unitSeq = 0;   // as showDetail: the newest question's answer is shown
+
 async function describeClick(lat, lon) {
+  const seq = ++clickSeq;
   const hint = $("#in-location-hint");
   try {
     const r = await api("GET", `geocode/reverse?lat=${lat}&lon=${lon}`);
-    hint.textContent = r.description;
-  } catch (e) { hint.textContent = ""; }
+    if (seq === clickSeq) hint.textContent = r.description;
+  } catch (e) { if (seq === clickSeq) hint.textContent = ""; }
 }
 
 /* Where a unit is, in words, from its newest AVL fix (asked when its row is opened: the live
    frames carry coordinates only). */
 async function describeUnit(unitId) {
+  const seq = ++unitSeq;
   const where = $("#unit-where");
   try {
     const p = await api("GET", `units/${encodeURIComponent(unitId)}/position`);
+    if (seq !== unitSeq) return;
     where.textContent = `${unitId}: ${p.description} (fix at ${new Date(p.fix_time).toLocaleTimeString()})`;
   } catch (e) {
+    if (seq !== unitSeq) return;
     where.textContent = e.status === 404 ? `${unitId}: no position reported yet` : `${unitId}: ${e.message}`;
   }
 }
