@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib.resources import files
@@ -214,6 +215,15 @@ async def role_report(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, obje
     return dict(row) if row else {}
 
 
+class SchemaBehind(Exception):
+    """The database lacks migrations this version ships (run_with_pool)."""
+
+    def __init__(self, pending: list[str]) -> None:
+        super().__init__(f"the database lacks {len(pending)} migration(s) of this version "
+                         f"({', '.join(pending)}): run `cad db migrate` first")
+        self.pending = pending
+
+
 def run_with_pool(fn: Callable[[asyncpg.Pool], Awaitable[T]], *, apply_migrations: bool = False,
                   as_owner: bool = False) -> T:
     """For CLI commands: run ``fn(pool)`` against CAD_DATABASE_URL, or the embedded cluster
@@ -243,6 +253,14 @@ def run_with_pool(fn: Callable[[asyncpg.Pool], Awaitable[T]], *, apply_migration
             url, use_app_role=settings.db_use_app_role, app_password=password)
         pool = await create_pool(pool_url, min_size=1, max_size=2)
         try:
+            if not apply_migrations:
+                # A command of a newer version on a database an older one left (an upgrade
+                # whose `cad db migrate` has not run yet) would fail midway on a missing
+                # column or function; say so first, naming what is missing.
+                async with pool.acquire() as conn:
+                    pending = await pending_migrations(conn, settings.migrations_dir)
+                if pending:
+                    raise SchemaBehind(pending)
             await training.sync(pool, settings.training_agencies)
             return await fn(pool)
         finally:
@@ -250,6 +268,9 @@ def run_with_pool(fn: Callable[[asyncpg.Pool], Awaitable[T]], *, apply_migration
 
     try:
         return asyncio.run(go())
+    except SchemaBehind as exc:
+        print(f"cad: {exc}", file=sys.stderr)
+        raise SystemExit(3) from None
     finally:
         if embedded is not None:
             embedded.stop()

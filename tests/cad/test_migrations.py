@@ -95,3 +95,44 @@ def test_badly_named_migration_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "1_Init.sql").write_text("SELECT 1;")
     with pytest.raises(db.MigrationError, match="NNNN_lowercase_name"):
         db.load_migrations(tmp_path)
+
+
+async def test_a_command_on_a_database_behind_this_version_says_what_to_run(
+        empty_database_url: str, tmp_path: Path) -> None:
+    """An upgrade whose `cad db migrate` has not run yet: a command working on the database
+    (here `cad db prune`) stops before doing anything, naming the migrations missing and the
+    command that applies them, instead of failing midway on a missing column (it did:
+    UndefinedColumnError on contact_erased_at, 2026-11-30)."""
+    import asyncio
+    import os
+    import sys
+
+    mdir = _copy_migrations(tmp_path)
+    newest = max(mdir.glob("*.sql"))
+    newest.unlink()
+    conn = await db.connect(empty_database_url)
+    try:
+        await db.migrate(conn, mdir)
+    finally:
+        await conn.close()
+    env = {**os.environ, "CAD_DATABASE_URL": empty_database_url, "CAD_LOG_FORMAT": "json"}
+    env.pop("CAD_MIGRATIONS_DIR", None)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cad", "db", "prune", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout=120)
+    err = " ".join(stderr.decode().split())
+    assert proc.returncode == 3, err
+    assert newest.name in err and "run `cad db migrate` first" in err
+    assert "Traceback" not in err and b"pruned" not in stdout
+    conn = await db.connect(empty_database_url)
+    try:  # and once migrated, the same command runs
+        assert await db.migrate(conn) == [newest.name]
+    finally:
+        await conn.close()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cad", "db", "prune", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode == 0, stderr.decode()
+    assert b"pruned" in stdout
