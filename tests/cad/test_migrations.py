@@ -117,12 +117,17 @@ async def test_a_command_on_a_database_behind_this_version_says_what_to_run(
         await conn.close()
     env = {**os.environ, "CAD_DATABASE_URL": empty_database_url, "CAD_LOG_FORMAT": "json"}
     env.pop("CAD_MIGRATIONS_DIR", None)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cad", "db", "prune", env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout=120)
+
+    async def prune() -> tuple[int | None, bytes, bytes]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cad", "db", "prune", env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, errs = await asyncio.wait_for(proc.communicate(), timeout=120)
+        return proc.returncode, out, errs
+
+    code, stdout, stderr = await prune()
     err = " ".join(stderr.decode().split())
-    assert proc.returncode == 3, err
+    assert code == 3, err
     assert newest.name in err and "run `cad db migrate` first" in err
     assert "Traceback" not in err and b"pruned" not in stdout
     conn = await db.connect(empty_database_url)
@@ -130,9 +135,6 @@ async def test_a_command_on_a_database_behind_this_version_says_what_to_run(
         assert await db.migrate(conn) == [newest.name]
     finally:
         await conn.close()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cad", "db", "prune", env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout=120)
-    assert proc.returncode == 0, stderr.decode()
+    code, stdout, stderr = await prune()
+    assert code == 0, stderr.decode()
     assert b"pruned" in stdout
