@@ -89,9 +89,10 @@ async def reset(*, pool: asyncpg.Pool, ctx: RequestContext, agency: str,
     if roster not in (ROSTER_KEEP, ROSTER_WIPE):
         raise Invalid(f"roster must be {ROSTER_KEEP} or {ROSTER_WIPE}", field="roster")
     wipe = roster == ROSTER_WIPE
+    done: Literal["kept", "wiped"] = "wiped" if wipe else "kept"
     async with unit_of_work(pool, ctx) as uow:
         record = uow.audit("training.reset", target=f"agency:{agency}",
-                           details={"agency": agency, "roster": "wiped" if wipe else "kept"})
+                           details={"agency": agency, "roster": done})
         why = await refusal(uow.conn, agency=agency, configured=configured)
         if why is not None:
             raise Invalid(why, field=field)
@@ -102,8 +103,8 @@ async def reset(*, pool: asyncpg.Pool, ctx: RequestContext, agency: str,
         unit_ids = sorted({*out["unit_ids"], *out["released_unit_ids"]})
         incident_ids = [int(i) for i in out["incident_ids"]]
         uow.emit("training.reset", aggregate=("training", agency), agency=agency, data={
-            "agency": agency, "roster": "wiped" if wipe else "kept", "unit_ids": unit_ids,
+            "agency": agency, "roster": done, "unit_ids": unit_ids,
             "incident_ids": incident_ids, "counts": counts})
-    return ResetResult(agency=agency, roster="wiped" if wipe else "kept", counts=counts,
+    return ResetResult(agency=agency, roster=done, counts=counts,
                        unit_ids=unit_ids, incident_ids=incident_ids,
                        event_id=uow.event_ids[0] if uow.event_ids else None)

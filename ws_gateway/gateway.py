@@ -134,7 +134,7 @@ class Gateway:
         if reset:  # a training reset deleted their track: this worker's pending fixes go too
             self.avl.drop_units(reset)
         self.fanout.add_events(events)
-        self.upkeep.events_read(events)
+        self.upkeep.events_read(events, reset)
 
     # --- one client --------------------------------------------------------------------------
 

@@ -42,9 +42,9 @@ class IndexUpkeep:
         self._units_reset = ports.units_reset
         self._apply_position = ports.apply_position
 
-    def events_read(self, events: list[Event]) -> None:
-        """One call per batch the tailer read (one re-read per batch, not per event)."""
-        reset = reset_units(events)
+    def events_read(self, events: list[Event], reset: set[str]) -> None:
+        """One call per batch the tailer read (one re-read per batch, not per event);
+        ``reset``: the batch's reset_units, which the gateway has already taken out."""
         if reset:
             try:
                 self._units_reset(reset)

@@ -459,28 +459,39 @@ function byPriorityAge(a, b) {
 }
 
 /* A map click in words (reverse geocoding): the nearest address and its cross streets. */
-let clickSeq = 0, unitSeq = 0;   // as showDetail: the newest question's answer is shown
+/* Answers that arrive out of order (docs/console.md): a panel's loader takes a turn from its
+   own newest() and shows its answer only while that turn is current, i.e. no later call of the
+   same loader has started. Creating a call opens its detail and dispatching opens it again;
+   when the first answer came back last (a loaded server) it painted the call as still pending
+   after the dispatch, and an older recommendation replaced a newer one, its dispatch button
+   focused. */
+function newest() {
+  let n = 0;
+  return () => { const turn = ++n; return () => turn === n; };
+}
+const clickTurn = newest(), unitTurn = newest(), recTurn = newest(), detailTurn = newest(),
+  coverageTurn = newest();
 
 async function describeClick(lat, lon) {
-  const seq = ++clickSeq;
+  const current = clickTurn();
   const hint = $("#in-location-hint");
   try {
     const r = await api("GET", `geocode/reverse?lat=${lat}&lon=${lon}`);
-    if (seq === clickSeq) hint.textContent = r.description;
-  } catch (e) { if (seq === clickSeq) hint.textContent = ""; }
+    if (current()) hint.textContent = r.description;
+  } catch (e) { if (current()) hint.textContent = ""; }
 }
 
 /* Where a unit is, in words, from its newest AVL fix (asked when its row is opened: the live
    frames carry coordinates only). */
 async function describeUnit(unitId) {
-  const seq = ++unitSeq;
+  const current = unitTurn();
   const where = $("#unit-where");
   try {
     const p = await api("GET", `units/${encodeURIComponent(unitId)}/position`);
-    if (seq !== unitSeq) return;
+    if (!current()) return;
     where.textContent = `${unitId}: ${p.description} (fix at ${new Date(p.fix_time).toLocaleTimeString()})`;
   } catch (e) {
-    if (seq !== unitSeq) return;
+    if (!current()) return;
     where.textContent = e.status === 404 ? `${unitId}: no position reported yet` : `${unitId}: ${e.message}`;
   }
 }
@@ -595,16 +606,12 @@ $("#intake").addEventListener("keydown", (ev) => {
 });
 
 /* ---------------------------------------------------------------- recommendation, dispatch */
-// As showDetail: only the newest recommendation asked for is shown. An older one answered
-// last would replace the panel with another call's picks, its dispatch button focused.
-let recSeq = 0;
-
 async function recommend(id) {
-  const seq = ++recSeq;
+  const current = recTurn();
   const panel = $("#recommendation");
   try {
     const rec = await api("POST", `incidents/${id}/recommendation`, {});
-    if (seq !== recSeq) return;
+    if (!current()) return;
     S.rec = rec;
     panel.hidden = false;
     const picks = rec.picks.map((p) => p.unit_id);
@@ -676,14 +683,8 @@ async function dispatch(id, unitIds, reason = "") {
 }
 
 /* ---------------------------------------------------------------- incident detail */
-// Each showDetail call draws only if no later one has started: creating a call opens its
-// detail and dispatching it opens it again, and when the first answer came back last (a loaded
-// server) it painted the incident as still pending, with no unit on the way, after the dispatch.
-let detailSeq = 0;
-
 async function showDetail(id) {
-  const seq = ++detailSeq;
-  const current = () => seq === detailSeq;
+  const current = detailTurn();
   S.detailId = id;
   const panel = $("#detail");
   try {
@@ -943,13 +944,13 @@ async function loadCoverage() {
   if (thr) q.set("threshold_s", thr);
   const without = $("#cov-without").value.trim().split(/[\s,]+/).filter(Boolean);
   if (without.length) q.set("without", without.join(","));
-  const seq = (S.coverageSeq = (S.coverageSeq || 0) + 1);
+  const current = coverageTurn();
   try {
     const body = await api("GET", `coverage?${q}`);
-    if (seq !== S.coverageSeq) return;   // a newer request answered first
+    if (!current()) return;   // a newer request answered first
     S.coverage = body;
   } catch (e) {
-    if (seq !== S.coverageSeq) return;
+    if (!current()) return;
     S.coverage = null;
     $("#cov-summary").textContent = `Coverage unavailable: ${e.message}`;
     drawCoverage();
